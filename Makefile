@@ -1,0 +1,54 @@
+# `make run`: set up everything and serve the demo on http://127.0.0.1:5000
+# `make test`: set up everything (Chromium too) and run every test, on SQLite and PostgreSQL
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export FLASK_APP := app.py
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test test-sqlite test-postgresql install db system-deps chromium postgres node-deps bench clean
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+db: install
+	$(FLASK) consent init-db
+	$(FLASK) consent seed-demo --origin http://$(HOST):$(PORT) --origin http://localhost:$(PORT)
+
+run: db
+	@echo "Demo page: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/v1/docs"
+	$(VENV)/bin/gunicorn -b $(HOST):$(PORT) -w 2 -k gthread --threads 4 --access-logfile - app:app
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; }
+
+node-deps: package.json
+	@[ -d node_modules/axe-core ] || npm install --no-audit --no-fund --silent
+
+system-deps: chromium postgres node-deps
+
+test: install system-deps test-sqlite test-postgresql
+
+test-sqlite: install
+	CONSENT_TEST_DB=sqlite $(PY) -m pytest -q -p no:cacheprovider
+
+test-postgresql: install
+	CONSENT_TEST_DB=postgresql $(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) instance node_modules

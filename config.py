@@ -1,0 +1,96 @@
+"""Settings for development, testing and production, read from the environment."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+DEFAULT_SECRET = "dev-insecure-change-me"
+
+
+def _env_int(name: str, default: int) -> int:
+    """Read an integer setting from the environment."""
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET)
+    # Keyed pseudonyms (user ids, channel addresses) use their own key so that rotating
+    # SECRET_KEY (sessions, signed links) does not orphan every stored pseudonym.
+    CONSENT_HMAC_KEY = os.environ.get("CONSENT_HMAC_KEY", "")
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "CONSENT_DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'consent.sqlite3'}"
+    )
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    # Bodies of consent requests are small; anything larger is refused with 413.
+    MAX_CONTENT_LENGTH = _env_int("CONSENT_MAX_BODY_BYTES", 64 * 1024)
+    # SQLite: seconds a writer waits for the write lock before giving up (then 503).
+    CONSENT_SQLITE_BUSY_TIMEOUT = _env_int("CONSENT_SQLITE_BUSY_TIMEOUT", 30)
+    # SQLite synchronous mode in WAL: NORMAL survives a killed process; FULL also
+    # survives power loss at the cost of an fsync per commit.
+    CONSENT_SQLITE_SYNCHRONOUS = os.environ.get("CONSENT_SQLITE_SYNCHRONOUS", "NORMAL")
+    # Per-process cache of site configuration used by the hot write path.
+    CONSENT_SITE_CACHE_SECONDS = _env_int("CONSENT_SITE_CACHE_SECONDS", 5)
+    # How long browsers may reuse the widget configuration without asking again.
+    CONSENT_CONFIG_MAX_AGE = _env_int("CONSENT_CONFIG_MAX_AGE", 300)
+    # Independent hash chains per site; writes to different streams of a site do not
+    # wait for each other on PostgreSQL.
+    CONSENT_LEDGER_STREAMS = _env_int("CONSENT_LEDGER_STREAMS", 8)
+    CONSENT_TRUST_PROXY = os.environ.get("CONSENT_TRUST_PROXY", "") == "1"
+
+    API_TITLE = "Consent manager API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+    API_SPEC_OPTIONS = {
+        "info": {"description": "Record and read consent; see README.md for the widget."},
+        "components": {
+            "securitySchemes": {
+                "siteApiKey": {"type": "http", "scheme": "bearer"},
+            }
+        },
+    }
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+
+class DevelopmentConfig(Config):
+    """Local development: the embedded SQLite database, debug helpers."""
+
+    ENV_NAME = "development"
+
+
+class TestingConfig(Config):
+    """Test runs: the database URL comes from the test fixtures."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret"
+    CONSENT_SITE_CACHE_SECONDS = 0
+
+
+class ProductionConfig(Config):
+    """Production: refuses to start without a real secret."""
+
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for(name: str | None = None) -> type[Config]:
+    """Return the settings class for NAME or for $CONSENT_ENV (default development)."""
+    name = name or os.environ.get("CONSENT_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"unknown CONSENT_ENV {name!r}; use one of {sorted(CONFIGS)}")

@@ -1,0 +1,70 @@
+"""A self-hosted consent and cookie preference manager."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask, send_from_directory
+
+import config as config_module
+
+from .extensions import api, db, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: str | dict | None = None) -> Flask:
+    """Build the application. CONFIG: an environment name, or a dict of overrides."""
+    app = Flask(__name__, static_folder=str(ROOT / "static"),
+                template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
+    overrides = config if isinstance(config, dict) else {}
+    env_name = config if isinstance(config, str) else overrides.get("ENV_NAME")
+    app.config.from_object(config_module.config_for(env_name))
+    app.config.update(overrides)
+    _check_secrets(app)
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    app.config.setdefault("OPENAPI_SWAGGER_UI_PATH", "docs")
+    app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "/api/v1/docs-assets/")
+
+    from . import models  # noqa: F401  (registers every table on the metadata)
+    from .database import install_engine_hooks
+
+    db.init_app(app)
+    with app.app_context():
+        install_engine_hooks(db.engine, app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True,
+                     compare_type=True)
+    api.init_app(app)
+
+    from .web import register_blueprints
+    register_blueprints(app, api)
+
+    from .errors import register_error_handlers
+    register_error_handlers(app)
+
+    from .cli import register_commands
+    register_commands(app)
+
+    docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"
+
+    @app.get("/api/v1/docs-assets/<path:name>")
+    def docs_assets_file(name: str):
+        """Swagger UI files, served locally so the docs page works offline."""
+        return send_from_directory(docs_assets, name, max_age=86400)
+
+    return app
+
+
+def _check_secrets(app: Flask) -> None:
+    """Production refuses to start with a missing, default or short secret."""
+    if app.config.get("ENV_NAME") != "production":
+        return
+    secret = app.config.get("SECRET_KEY") or ""
+    if secret == config_module.DEFAULT_SECRET or len(secret) < 32:
+        raise RuntimeError("SECRET_KEY must be set to a random value of at least 32 "
+                           "characters in production (e.g. `python -c 'import secrets; "
+                           "print(secrets.token_urlsafe(48))'`)")
+    if os.environ.get("CONSENT_HMAC_KEY") is not None and len(app.config["CONSENT_HMAC_KEY"]) < 32:
+        raise RuntimeError("CONSENT_HMAC_KEY, when set, must be at least 32 characters")

@@ -1,0 +1,137 @@
+"""`flask consent ...` commands for operators and auditors."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from .database import run_write
+from .extensions import db
+
+consent_cli = AppGroup("consent", help="Consent manager administration.")
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the `consent` command group (other modules add their commands to it)."""
+    app.cli.add_command(consent_cli)
+
+
+@consent_cli.command("init-db")
+def init_db_command():
+    """Create or upgrade the database schema (Alembic migrations)."""
+    from flask_migrate import upgrade
+
+    upgrade()
+    click.echo("database is at the latest schema")
+
+
+@consent_cli.command("seed-demo")
+@click.option("--key", default="demo", show_default=True)
+@click.option("--origin", "origins", multiple=True,
+              default=("http://127.0.0.1:5000", "http://localhost:5000"), show_default=True)
+def seed_demo_command(key: str, origins: tuple[str, ...]):
+    """Create the demo site (four categories, a policy version) unless it exists."""
+    from .demo_data import seed_demo
+
+    created, api_key = run_write(seed_demo, key, list(origins))
+    if created:
+        click.echo(f"created site {key!r}; API key (shown once): {api_key}")
+    else:
+        click.echo(f"site {key!r} already exists")
+
+
+@consent_cli.command("create-site")
+@click.argument("key")
+@click.argument("name")
+@click.option("--origin", "origins", multiple=True, help="Allowed origin (repeatable).")
+@click.option("--category", "categories", multiple=True,
+              help="Extra custom category key (repeatable).")
+def create_site_command(key, name, origins, categories):
+    """Create a site with the standard categories and print its API key."""
+    from .sites import STANDARD_CATEGORIES, create_api_key, create_site
+
+    def write():
+        specs = [{"key": k} for k in STANDARD_CATEGORIES + tuple(categories)]
+        site = create_site(key, name, allowed_origins=list(origins), categories=specs)
+        return create_api_key(site)
+
+    try:
+        token = run_write(write)
+    except (ValueError, Exception) as exc:  # noqa: BLE001 - report, not crash
+        raise click.ClickException(str(exc))
+    click.echo(f"site {key!r} created; API key (shown once): {token}")
+
+
+@consent_cli.command("create-api-key")
+@click.argument("site_key")
+@click.option("--name", default="default")
+def create_api_key_command(site_key, name):
+    """Issue another API key for a site."""
+    from .sites import NotFound, create_api_key, get_site
+
+    try:
+        token = run_write(lambda: create_api_key(get_site(site_key), name))
+    except NotFound as exc:
+        raise click.ClickException(str(exc))
+    click.echo(token)
+
+
+@consent_cli.command("publish-policy")
+@click.argument("site_key")
+@click.argument("label")
+@click.option("--text-file", type=click.File("r", encoding="utf-8"))
+@click.option("--url")
+@click.option("--material/--not-material", default=False,
+              help="A material change makes every visitor's widget ask again.")
+@click.option("--summary")
+def publish_policy_command(site_key, label, text_file, url, material, summary):
+    """Publish a new policy version of a site."""
+    from .policies import publish_policy
+    from .sites import NotFound, get_site
+
+    text = text_file.read() if text_file else None
+    try:
+        version = run_write(lambda: publish_policy(get_site(site_key).id, label, text=text,
+                                                   url=url, material=material,
+                                                   summary=summary))
+    except (NotFound, ValueError) as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"published {version.label} (sha256 {version.sha256})")
+
+
+@consent_cli.command("verify")
+@click.option("--site", "site_key", help="Only this site.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def verify_command(site_key, as_json):
+    """Check every hash link of the ledger; exit 1 naming the first bad event."""
+    from .ledger import verify_ledger
+    from .sites import NotFound, get_site
+
+    try:
+        ids = [get_site(site_key).id] if site_key else None
+    except NotFound as exc:
+        raise click.ClickException(str(exc))
+    report = verify_ledger(ids)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "events": report.events,
+                               "streams": report.streams,
+                               "problems": [p.__dict__ for p in report.problems]}))
+    elif report.ok:
+        click.echo(f"OK: {report.events} events in {report.streams} streams verify")
+    else:
+        for problem in report.problems:
+            click.echo(f"BAD: {problem}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+@consent_cli.command("rebuild-state")
+def rebuild_state_command():
+    """Rebuild current consent state from the ledger and report differences found."""
+    from .ledger import rebuild_states
+
+    states, differences = run_write(rebuild_states)
+    click.echo(f"rebuilt {states} subject states from the ledger; "
+               f"{differences} differed from the stored projection")

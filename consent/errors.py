@@ -1,0 +1,165 @@
+"""Domain errors and how every surface reports them.
+
+JSON surfaces answer RFC 9457 `application/problem+json` with per-field messages; HTML
+surfaces render templates/error.html. No error path is allowed to become a 500 except
+a genuine bug, which is logged and still reported as problem+json or a page.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .database import DatabaseUnavailable
+from .sites import NotFound
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+class DomainError(Exception):
+    """A request that is well-formed but not allowed; carries its HTTP status."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None):
+        super().__init__(detail)
+        self.detail, self.field = detail, field
+        if status is not None:
+            self.status = status
+
+
+class Invalid(DomainError):
+    """Input that fails a rule the schema cannot express (unknown category, ...)."""
+
+    status = 422
+    title = "Invalid input"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class Unauthorized(DomainError):
+    """The caller did not prove who it is."""
+
+    status = 401
+    title = "Authentication required"
+
+
+class Conflict(DomainError):
+    """The request conflicts with what is recorded."""
+
+    status = 409
+    title = "Conflict"
+
+
+def _pointer_errors(messages, prefix: str = "") -> list[dict]:
+    """Flatten marshmallow's nested messages into RFC 9457 style {pointer, detail} items."""
+    out: list[dict] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            out.extend(_pointer_errors(value, f"{prefix}/{key}"))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out.extend({"pointer": f"#{prefix}", "detail": m} for m in messages)
+    elif isinstance(messages, list):
+        for value in messages:
+            out.extend(_pointer_errors(value, prefix))
+    else:
+        out.append({"pointer": f"#{prefix}", "detail": str(messages)})
+    return out
+
+
+def wants_json() -> bool:
+    """Whether the current request is answered in JSON rather than HTML."""
+    if request.path.startswith("/api/") or request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json", PROBLEM])
+    return best in ("application/json", PROBLEM)
+
+
+def problem(status: int, title: str, detail: str | None = None, errors=None, **extra):
+    """Build an RFC 9457 response (JSON) or a friendly page (HTML)."""
+    if wants_json():
+        body = {"type": "about:blank", "title": title, "status": status}
+        if detail:
+            body["detail"] = detail
+        if errors:
+            body["errors"] = errors
+        body.update(extra)
+        response = jsonify(body)
+        response.status_code = status
+        response.mimetype = PROBLEM
+        return response
+    html = render_template("error.html", status=status, title=title, detail=detail,
+                           errors=errors or [])
+    return html, status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error to problem()."""
+
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError):
+        errors = [{"pointer": f"#/{exc.field.replace('.', '/')}", "detail": exc.detail}] \
+            if exc.field else None
+        return problem(exc.status, exc.title, exc.detail, errors)
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc: NotFound):
+        return problem(404, "Not found", str(exc), None, missing={exc.kind: exc.name})
+
+    @app.errorhandler(ValidationError)
+    def _invalid(exc: ValidationError):
+        return problem(422, "Invalid input", "Some fields are not valid.",
+                       _pointer_errors(exc.messages))
+
+    @app.errorhandler(DatabaseUnavailable)
+    def _db_down(exc: DatabaseUnavailable):
+        response = problem(503, "Service unavailable",
+                           "The consent store is not reachable; nothing was recorded. "
+                           "Try again shortly.")
+        if isinstance(response, tuple):
+            return response[0], 503, {"Retry-After": "5"}
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(OperationalError)
+    def _db_error(exc: OperationalError):
+        log.warning("database error: %s", exc.orig or exc)
+        return _db_down(DatabaseUnavailable(str(exc)))
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        data = getattr(exc, "data", None) or {}
+        messages = data.get("messages")
+        if exc.code == 422 and messages:
+            # webargs/flask-smorest wrap messages by location: {"json": {...}}
+            if isinstance(messages, dict) and len(messages) == 1 and \
+                    next(iter(messages)) in ("json", "query", "form", "view_args", "headers"):
+                messages = next(iter(messages.values()))
+            return problem(422, "Invalid input", "Some fields are not valid.",
+                           _pointer_errors(messages))
+        detail = exc.description
+        if exc.code == 400 and messages:
+            detail = "The request body is not valid JSON."
+        if exc.code == 413:
+            detail = f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+        response = problem(exc.code or 500, exc.name, detail)
+        if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
+            if not isinstance(response, tuple):
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return problem(500, "Internal server error",
+                       "Something went wrong on our side; nothing was recorded.")

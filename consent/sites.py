@@ -1,0 +1,249 @@
+"""Sites, their cookie categories and server-to-server API keys."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .database import UTCDateTime, utcnow
+from .extensions import db
+
+ESSENTIAL = "essential"
+STANDARD_CATEGORIES = ("essential", "functional", "analytics", "advertising")
+CATEGORY_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SITE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
+
+
+class NotFound(Exception):
+    """A named thing (site, category, subject, ...) does not exist."""
+
+    def __init__(self, kind: str, name: str):
+        super().__init__(f"unknown {kind} {name!r}")
+        self.kind, self.name = kind, name
+
+
+class Site(db.Model):
+    """A website (or app) whose visitors give consent."""
+
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    allowed_origins: Mapped[list] = mapped_column(sa.JSON, default=list)
+    default_locale: Mapped[str] = mapped_column(sa.String(16), default="en")
+    locales: Mapped[list] = mapped_column(sa.JSON, default=lambda: ["en", "de", "fr", "es"])
+    # Consent lifetimes: how long a choice stands before the widget asks again.
+    accept_lifetime_days: Mapped[int] = mapped_column(default=365)
+    reject_lifetime_days: Mapped[int] = mapped_column(default=182)
+    ledger_streams: Mapped[int] = mapped_column(default=8)
+    # Free-form settings that do not need their own column: texts per locale, cookie
+    # domain, theme, request deadlines, age rules, channel defaults, profile name.
+    settings: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    categories: Mapped[list["Category"]] = relationship(
+        back_populates="site", order_by="Category.position", cascade="all, delete-orphan"
+    )
+
+
+class Category(db.Model):
+    """A cookie category of a site: essential, functional, analytics, advertising, custom."""
+
+    __tablename__ = "categories"
+    __table_args__ = (sa.UniqueConstraint("site_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), index=True)
+    key: Mapped[str] = mapped_column(sa.String(40))
+    position: Mapped[int] = mapped_column(default=0)
+    locked: Mapped[bool] = mapped_column(default=False)
+    # {locale: text}
+    titles: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    descriptions: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    # [{"name", "provider", "purpose", "cookies": [{"name"|"pattern", "domain", "path"}]}]
+    services: Mapped[list] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    site: Mapped[Site] = relationship(back_populates="categories")
+
+
+class SiteApiKey(db.Model):
+    """A secret for a site's backend to call the server-to-server API."""
+
+    __tablename__ = "site_api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="default")
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class SiteSnapshot:
+    """Read-only view of a site's configuration used on hot request paths."""
+
+    id: int
+    key: str
+    name: str
+    allowed_origins: tuple[str, ...]
+    default_locale: str
+    locales: tuple[str, ...]
+    category_keys: tuple[str, ...]
+    accept_lifetime_days: int
+    reject_lifetime_days: int
+    ledger_streams: int
+    settings: dict = field(hash=False, compare=False)
+    policy_label: str | None = None
+    policy_material_label: str | None = None
+    revision: str = ""
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """True when ORIGIN may call this site's browser endpoints."""
+        return bool(origin) and ("*" in self.allowed_origins or origin in self.allowed_origins)
+
+
+_cache: dict[str, tuple[float, SiteSnapshot]] = {}
+_cache_lock = threading.Lock()
+
+
+def invalidate_site_cache(key: str | None = None) -> None:
+    """Forget cached configuration (all sites, or one)."""
+    with _cache_lock:
+        if key is None:
+            _cache.clear()
+        else:
+            _cache.pop(key, None)
+
+
+def get_site(key: str) -> Site:
+    """Load a site by its public key or raise NotFound."""
+    site = db.session.execute(db.select(Site).where(Site.key == key)).scalar_one_or_none()
+    if site is None:
+        raise NotFound("site", key)
+    return site
+
+
+def site_snapshot(key: str) -> SiteSnapshot:
+    """A cached snapshot of the site's configuration (TTL from settings)."""
+    ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
+    now = time.monotonic()
+    if ttl > 0:
+        hit = _cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+    if not isinstance(key, str) or not SITE_KEY_RE.match(key):
+        raise NotFound("site", str(key)[:64])
+    site = get_site(key)
+    from .policies import current_policy  # local import: policies imports sites
+
+    policy, material = current_policy(site.id)
+    keys = tuple(c.key for c in site.categories)
+    revision = hashlib.sha256(
+        repr((site.updated_at, keys, policy and policy.id, material and material.id,
+              [(c.key, c.titles, c.descriptions, c.services) for c in site.categories])).encode()
+    ).hexdigest()[:16]
+    snap = SiteSnapshot(
+        id=site.id, key=site.key, name=site.name,
+        allowed_origins=tuple(site.allowed_origins or ()),
+        default_locale=site.default_locale, locales=tuple(site.locales or ("en",)),
+        category_keys=keys, accept_lifetime_days=site.accept_lifetime_days,
+        reject_lifetime_days=site.reject_lifetime_days, ledger_streams=site.ledger_streams,
+        settings=dict(site.settings or {}),
+        policy_label=policy.label if policy else None,
+        policy_material_label=material.label if material else None,
+        revision=revision,
+    )
+    if ttl > 0:
+        with _cache_lock:
+            _cache[key] = (now + ttl, snap)
+    return snap
+
+
+def default_category_texts() -> dict[str, dict[str, dict[str, str]]]:
+    """Built-in titles and descriptions of the four standard categories, per locale."""
+    from .i18n import category_defaults
+
+    return category_defaults()
+
+
+def create_site(
+    key: str,
+    name: str,
+    *,
+    allowed_origins: list[str] | None = None,
+    categories: list[dict[str, Any]] | None = None,
+    default_locale: str = "en",
+    settings: dict | None = None,
+) -> Site:
+    """Create a site with the standard categories (plus any custom ones given).
+
+    Must run inside a write transaction.
+    """
+    if not SITE_KEY_RE.match(key):
+        raise ValueError(f"site key {key!r} must be 3-64 letters, digits, '-' or '_'")
+    site = Site(
+        key=key, name=name, allowed_origins=list(allowed_origins or []),
+        default_locale=default_locale, settings=dict(settings or {}),
+        ledger_streams=current_app.config["CONSENT_LEDGER_STREAMS"],
+    )
+    texts = default_category_texts()
+    specs = categories or [{"key": k} for k in STANDARD_CATEGORIES]
+    if not any(s["key"] == ESSENTIAL for s in specs):
+        specs = [{"key": ESSENTIAL}] + list(specs)
+    for position, spec in enumerate(specs):
+        ckey = spec["key"]
+        if not CATEGORY_KEY_RE.match(ckey):
+            raise ValueError(f"category key {ckey!r} must be lower-case letters, digits, '_'")
+        defaults = texts.get(ckey, {})
+        site.categories.append(Category(
+            key=ckey, position=position, locked=(ckey == ESSENTIAL),
+            titles=spec.get("titles") or {loc: t["title"] for loc, t in defaults.items()}
+            or {"en": ckey.replace("_", " ").title()},
+            descriptions=spec.get("descriptions")
+            or {loc: t["description"] for loc, t in defaults.items()},
+            services=list(spec.get("services") or []),
+        ))
+    db.session.add(site)
+    db.session.flush()
+    invalidate_site_cache(key)
+    return site
+
+
+def create_api_key(site: Site, name: str = "default") -> str:
+    """Issue a new API key for SITE; returns the secret, which is shown only once."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    token = f"ck_{prefix}_{secret}"
+    db.session.add(SiteApiKey(site_id=site.id, name=name, prefix=prefix,
+                              token_hash=hashlib.sha256(token.encode()).hexdigest()))
+    db.session.flush()
+    return token
+
+
+def site_for_api_key(token: str | None) -> int | None:
+    """The site id an API key belongs to, or None when the key is unknown or revoked."""
+    if not token or not token.startswith("ck_") or token.count("_") < 2:
+        return None
+    prefix = token.split("_", 2)[1]
+    row = db.session.execute(
+        db.select(SiteApiKey).where(SiteApiKey.prefix == prefix, SiteApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return row.site_id if hmac.compare_digest(digest, row.token_hash) else None

@@ -1,0 +1,103 @@
+"""Subjects: the people (browsers, users) whose consent is recorded, pseudonymously."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .database import UTCDateTime, utcnow
+from .extensions import db
+
+PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class Subject(db.Model):
+    """A person as seen by one site.
+
+    `public_id` is the opaque random id kept in the visitor's cookie. Ledger events carry
+    only `pseudonym`, a separate random value, so deleting the identifiers on this row
+    (erasure) unlinks the person from the ledger without touching any event.
+    """
+
+    __tablename__ = "subjects"
+    __table_args__ = (sa.UniqueConstraint("site_id", "public_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), index=True)
+    public_id: Mapped[str | None] = mapped_column(sa.String(64))
+    pseudonym: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    # Per-subject key for digests of personal details; deleted on erasure.
+    secret: Mapped[str | None] = mapped_column(sa.String(64))
+    # Keyed HMAC of the site's own user id, to find a known user on a new device.
+    user_ref: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    is_minor: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def hmac_key() -> bytes:
+    """The server key for keyed pseudonyms (derived from SECRET_KEY unless set)."""
+    configured = current_app.config.get("CONSENT_HMAC_KEY")
+    if configured:
+        return configured.encode()
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), b"consent-hmac-v1",
+                    hashlib.sha256).digest()
+
+
+def keyed_ref(site_key: str, kind: str, value: str) -> str:
+    """A keyed HMAC of an identifier (user id, e-mail, phone) scoped to a site."""
+    msg = f"{site_key}\x00{kind}\x00{value}".encode("utf-8")
+    return hmac.new(hmac_key(), msg, hashlib.sha256).hexdigest()
+
+
+def new_public_id() -> str:
+    """A fresh opaque subject id for a visitor cookie."""
+    return secrets.token_urlsafe(16)
+
+
+def find_subject(site_id: int, public_id: str) -> Subject | None:
+    """The live subject with this public id on this site, or None."""
+    if not isinstance(public_id, str) or not PUBLIC_ID_RE.match(public_id):
+        return None
+    return db.session.execute(
+        db.select(Subject).where(Subject.public_id == public_id, Subject.site_id == site_id)
+    ).scalar_one_or_none()
+
+
+def find_subject_by_user(site_id: int, site_key: str, user_id: str) -> Subject | None:
+    """The most recent live subject linked to the site's user id, or None."""
+    ref = keyed_ref(site_key, "user", user_id)
+    return db.session.execute(
+        db.select(Subject).where(Subject.site_id == site_id, Subject.user_ref == ref,
+                                 Subject.erased_at.is_(None))
+        .order_by(Subject.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def create_subject(site_id: int, public_id: str | None = None) -> Subject:
+    """Create a subject (inside a write transaction)."""
+    subject = Subject(site_id=site_id, public_id=public_id or new_public_id(),
+                      pseudonym=secrets.token_hex(16), secret=secrets.token_hex(32))
+    db.session.add(subject)
+    db.session.flush()
+    return subject
+
+
+def get_or_create_subject(site_id: int, public_id: str | None) -> Subject:
+    """The subject for a visitor's id, creating it when new (inside a write transaction).
+
+    An id that is well-formed but unknown (e.g. minted by the widget offline) is adopted.
+    """
+    if public_id:
+        subject = find_subject(site_id, public_id)
+        if subject is not None:
+            return subject
+        if PUBLIC_ID_RE.match(public_id):
+            return create_subject(site_id, public_id)
+    return create_subject(site_id)

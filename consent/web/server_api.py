@@ -1,0 +1,144 @@
+"""Server-to-server endpoints, authenticated by the site's API key."""
+from __future__ import annotations
+
+import marshmallow as ma
+from flask_smorest import Blueprint
+from marshmallow import validate
+
+from ..database import iso, run_write
+from ..decisions import ConsentViewSchema, state_view
+from ..validation import StrictBoolean, StrictSchema
+from ..errors import Invalid
+from ..ledger import append_event, history, read_state
+from ..sites import ESSENTIAL, NotFound, site_snapshot
+from ..subjects import find_subject, find_subject_by_user
+from .auth import require_site_key
+from .common import request_context
+
+blp = Blueprint("server_api", __name__, url_prefix="/api/v1",
+                description="Server-to-server endpoints (site API key as bearer token).")
+
+SECURITY = [{"siteApiKey": []}]
+
+
+class EventSchema(ma.Schema):
+    """One ledger event as shown to the site's backend and auditors."""
+
+    event_id = ma.fields.String()
+    recorded_at = ma.fields.Function(lambda e: iso(e.recorded_at))
+    action = ma.fields.String()
+    source = ma.fields.String()
+    categories = ma.fields.Dict(allow_none=True)
+    channels = ma.fields.Dict(allow_none=True)
+    policy_version = ma.fields.String(allow_none=True)
+    locale = ma.fields.String(allow_none=True)
+    meta = ma.fields.Dict(allow_none=True)
+    seq = ma.fields.Integer()
+    stream = ma.fields.Integer()
+    hash = ma.fields.String()
+    prev_hash = ma.fields.String()
+
+
+class SubjectConsentSchema(ma.Schema):
+    """A subject's current consent for the site's backend."""
+
+    subject = ma.fields.String()
+    consent = ma.fields.Nested(ConsentViewSchema, allow_none=True)
+    channels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Boolean())
+
+
+class HistorySchema(ma.Schema):
+    subject = ma.fields.String()
+    events = ma.fields.List(ma.fields.Nested(EventSchema))
+
+
+class BackendEventSchema(StrictSchema):
+    """A consent change the site's backend records (e.g. from its own account page)."""
+
+    action = ma.fields.String(required=True, validate=validate.OneOf(
+        ("custom", "withdraw", "grant", "accept_all", "reject_all")))
+    categories = ma.fields.Dict(keys=ma.fields.String(validate=validate.Length(1, 40)),
+                                values=StrictBoolean())
+    policy_version = ma.fields.String(validate=validate.Length(1, 40))
+    note = ma.fields.String(validate=validate.Length(max=500))
+
+
+def _subject_or_404(site, subject_id: str):
+    subject = find_subject(site.id, subject_id)
+    if subject is None:
+        raise NotFound("subject", subject_id[:64])
+    return subject
+
+
+def _consent_body(site, subject) -> dict:
+    state = read_state(site.id, subject.pseudonym)
+    return {"subject": subject.public_id, "consent": state_view(site, state),
+            "channels": (state or {}).get("channels", {})}
+
+
+@blp.route("/sites/<site_key>/subjects/<subject_id>", methods=["GET"])
+@blp.doc(security=SECURITY)
+@blp.response(200, SubjectConsentSchema)
+@require_site_key
+def get_subject(site_key: str, subject_id: str):
+    """Current consent of a subject by visitor id."""
+    site = site_snapshot(site_key)
+    return _consent_body(site, _subject_or_404(site, subject_id))
+
+
+@blp.route("/sites/<site_key>/users/<user_id>", methods=["GET"])
+@blp.doc(security=SECURITY)
+@blp.response(200, SubjectConsentSchema)
+@require_site_key
+def get_user(site_key: str, user_id: str):
+    """Current consent of the site's own (logged-in) user."""
+    site = site_snapshot(site_key)
+    subject = find_subject_by_user(site.id, site.key, user_id)
+    if subject is None:
+        raise NotFound("user", user_id[:64])
+    return _consent_body(site, subject)
+
+
+@blp.route("/sites/<site_key>/subjects/<subject_id>/history", methods=["GET"])
+@blp.doc(security=SECURITY)
+@blp.response(200, HistorySchema)
+@require_site_key
+def get_history(site_key: str, subject_id: str):
+    """Every event of a subject, oldest first, with hash links."""
+    site = site_snapshot(site_key)
+    subject = _subject_or_404(site, subject_id)
+    return {"subject": subject.public_id, "events": history(site.id, subject.pseudonym)}
+
+
+@blp.route("/sites/<site_key>/subjects/<subject_id>/events", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(BackendEventSchema)
+@blp.response(201, SubjectConsentSchema)
+@require_site_key
+def post_event(data: dict, site_key: str, subject_id: str):
+    """Record a consent change made through the site's own backend (source `api`)."""
+    site = site_snapshot(site_key)
+    cats = data.get("categories") or {}
+    for key, value in cats.items():
+        if key not in site.category_keys:
+            raise Invalid(f"unknown category {key!r} for site {site.key!r}",
+                          field=f"categories.{key}")
+        if key == ESSENTIAL and not value:
+            raise Invalid("essential cookies cannot be refused", field="categories.essential")
+    if data["action"] == "accept_all":
+        cats = {k: True for k in site.category_keys}
+    elif data["action"] == "reject_all":
+        cats = {k: k == ESSENTIAL for k in site.category_keys}
+    elif not cats:
+        raise Invalid("name the categories this change is about", field="categories")
+    ctx = request_context()
+
+    def write():
+        subject = _subject_or_404(site, subject_id)
+        append_event(site, subject, action=data["action"], source="api", categories=cats,
+                     policy_version=data.get("policy_version") or site.policy_label,
+                     details=ctx.details(None),
+                     meta={"note": data["note"]} if data.get("note") else None)
+        return _consent_body(site, subject)
+
+    return run_write(write), 201

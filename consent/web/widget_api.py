@@ -1,0 +1,76 @@
+"""Public endpoints the browser widget calls (CORS: the site's own origins only)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from flask import current_app, jsonify, make_response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+import marshmallow as ma
+
+from ..decisions import (ConsentViewSchema, DecisionResultSchema, DecisionSchema,
+                         read_my_consent, record_decision)
+from ..database import iso
+from ..errors import Forbidden
+from ..sites import NotFound, site_snapshot
+from ..widget_config import widget_config
+from .common import apply_site_cors, request_context
+
+blp = Blueprint("widget_api", __name__, url_prefix="/api/v1",
+                description="Public endpoints the widget calls from visitors' browsers.")
+
+
+class ConfigQuery(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    locale = ma.fields.String(validate=ma.validate.Length(2, 16))
+
+
+@blp.after_request
+def _cors(response):
+    site_key = (request.view_args or {}).get("site_key")
+    return apply_site_cors(response, site_key)
+
+
+@blp.route("/sites/<site_key>/config", methods=["GET"])
+@blp.arguments(ConfigQuery, location="query", as_kwargs=True)
+@blp.response(200)
+def get_config(site_key: str, locale: str | None = None):
+    """Site configuration and strings for the widget (cacheable)."""
+    body = widget_config(site_key, locale, request.headers.get("Accept-Language"))
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
+    response = make_response(payload)
+    response.mimetype = "application/json"
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = (
+        f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
+    return response.make_conditional(request)
+
+
+@blp.route("/sites/<site_key>/decisions", methods=["POST"])
+@blp.arguments(DecisionSchema)
+@blp.response(201, DecisionResultSchema)
+@blp.alt_response(200, schema=DecisionResultSchema, description="Replay of a recorded decision")
+def post_decision(data: dict, site_key: str):
+    """Record a visitor's decision as a ledger event; returns their consent."""
+    origin = request.headers.get("Origin")
+    if origin and not site_snapshot(site_key).allows_origin(origin):
+        raise Forbidden(f"origin {origin!r} is not allowed for site {site_key!r}")
+    result = record_decision(site_key, data, request_context())
+    body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
+            "recorded_at": iso(result.event.recorded_at), "duplicate": result.event.duplicate,
+            "consent": result.view}
+    return body, (200 if result.event.duplicate else 201)
+
+
+@blp.route("/sites/<site_key>/me/<subject_id>", methods=["GET"])
+@blp.response(200, ConsentViewSchema)
+def get_my_consent(site_key: str, subject_id: str):
+    """The current consent of the visitor whose cookie holds SUBJECT_ID."""
+    subject, view = read_my_consent(site_key, subject_id)
+    if subject is None or view is None:
+        raise NotFound("subject", subject_id[:64])
+    return view

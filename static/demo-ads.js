@@ -1,0 +1,1 @@
+document.getElementById("advertising-status").textContent = "running (advertising granted)";

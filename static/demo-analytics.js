@@ -1,0 +1,1 @@
+document.getElementById("analytics-status").textContent = "running (analytics granted)";

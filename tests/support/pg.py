@@ -1,0 +1,102 @@
+"""A throwaway PostgreSQL cluster in a temp dir on a free loopback port.
+
+Runs initdb/pg_ctl directly as a normal user; as root (CI), as the `postgres` user via
+runuser, on a directory that user owns, because PostgreSQL refuses to run as root.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _find(binary: str) -> str:
+    found = shutil.which(binary)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{binary}"), reverse=True):
+        return str(candidate)
+    raise RuntimeError(f"{binary} not found: install PostgreSQL server binaries")
+
+
+class PgCluster:
+    """Start with start(), get URLs with url(db), stop() removes everything."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="consent-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        self.started = False
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = list(args)
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> "PgCluster":
+        if self.as_root:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        self._run(_find("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "-E", "UTF8", "--no-locale")
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c max_connections=200 -c shared_buffers=64MB")
+        self._run(_find("pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
+                  str(self.root / "log"), "-w", "-t", "60", "start")
+        self.started = True
+        return self
+
+    def restart(self) -> None:
+        self.stop_server()
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c max_connections=200 -c shared_buffers=64MB")
+        self._run(_find("pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
+                  str(self.root / "log"), "-w", "-t", "60", "start")
+        self.started = True
+
+    def stop_server(self, mode: str = "fast") -> None:
+        if self.started:
+            self._run(_find("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop",
+                      check=False)
+            self.started = False
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def sql(self, statement: str, dbname: str = "postgres") -> None:
+        """Run one statement with autocommit (CREATE/DROP DATABASE)."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}",
+                             autocommit=True) as conn:
+            conn.execute(statement)
+
+    def stop(self) -> None:
+        self.stop_server("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    """Block until something accepts connections on 127.0.0.1:PORT."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
