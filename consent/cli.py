@@ -24,7 +24,7 @@ def init_db_command():
     """Create or upgrade the database schema (Alembic migrations)."""
     from flask_migrate import upgrade
 
-    upgrade()
+    upgrade(revision="heads")
     click.echo("database is at the latest schema")
 
 

@@ -1,6 +1,28 @@
-"""Imports every model so the metadata (create_all, Alembic) knows all tables."""
+"""Imports every model so the metadata (create_all, Alembic) knows all tables.
+
+Domain modules listed in OPTIONAL_MODULES are imported when present: importing them
+registers their tables, their ledger listeners and their `flask consent` commands.
+"""
+import importlib
+import importlib.util
+
 from .sites import Category, Site, SiteApiKey  # noqa: F401
 from .policies import PolicyVersion  # noqa: F401
 from .subjects import Subject  # noqa: F401
 from .ledger import (ConsentEvent, ConsentState, EventDetails, LedgerCheckpoint,  # noqa: F401
                      LedgerHead, LedgerPurgePermit)
+
+OPTIONAL_MODULES = (
+    "consent.channels",     # message channels, opt-outs, one-click unsubscribe
+    "consent.identity",     # linking visitors to a site's known users
+    "consent.admin_auth",   # admin users and scoped API tokens
+    "consent.audit",        # export, offline verification
+    "consent.requests",     # access and erasure requests with deadlines
+    "consent.retention",    # purge with signed checkpoints
+    "consent.outbox",       # downstream webhooks
+    "consent.profiles",     # ready-made site profiles from the seed policies
+)
+
+for _name in OPTIONAL_MODULES:
+    if importlib.util.find_spec(_name) is not None:
+        importlib.import_module(_name)

@@ -63,6 +63,6 @@ def widget_config(site_key: str, requested_locale: str | None,
         "endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
                                  _external=True),
-            "preferences": url_for("pages.preferences", site=site.key, _external=True),
+            "preferences": url_for("preferences.preferences_page", site=site.key, _external=True),
         },
     }

@@ -1,12 +1,19 @@
-"""HTTP surfaces: one blueprint per surface, views kept thin."""
+"""HTTP surfaces: one blueprint per surface, views kept thin.
+
+Every module in this package that defines `blp` (a flask-smorest Blueprint, documented in
+the OpenAPI spec) or `bp` (a plain Flask Blueprint, HTML pages) is registered.
+"""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 
 def register_blueprints(app, api) -> None:
     """Attach every surface to the app (API blueprints go through flask-smorest)."""
-    from . import demo, pages, server_api, widget_api
-
-    api.register_blueprint(widget_api.blp)
-    api.register_blueprint(server_api.blp)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(demo.bp)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "blp"):
+            api.register_blueprint(module.blp)
+        if hasattr(module, "bp"):
+            app.register_blueprint(module.bp)

@@ -25,9 +25,3 @@ def policy_version(site_key: str, label: str):
         abort(404, f"site {site_key!r} has no policy version {label!r}")
     return render_template("policy_version.html", site=site, version=version,
                            current=(label == site.policy_label))
-
-
-@bp.get("/preferences")
-def preferences():
-    """Preference center (see issue 4)."""
-    abort(404, "The preference center is not available yet.")
