@@ -47,6 +47,9 @@ def create_app(config: str | dict | None = None) -> Flask:
     from .cli import register_commands
     register_commands(app)
 
+    from . import csrf
+    csrf.init_app(app)
+
     docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"
 
     @app.get("/api/v1/docs-assets/<path:name>")
