@@ -1,0 +1,785 @@
+"""Audit export (CSV, JSON Lines) with a signed manifest, and its offline verifier.
+
+An export is one file: a row per ledger event carrying every hashed field plus `prev_hash`
+and `hash`, then one last line, the manifest (row count, first and last hash, a digest of
+every row hash, time range, filters, per-stream ranges, retention checkpoints), signed
+with the server's Ed25519 key. `verify_export_file` needs only the file (and, to rule out
+a re-signed file, the server's public key): it recomputes each row's hash, checks the
+links between consecutive rows of a stream, and checks the manifest and its signature.
+
+Signing key: CONSENT_SIGNING_KEY (a PEM file path, or a 32-byte seed as 64 hex digits)
+or, when unset, a key derived from SECRET_KEY. It is never stored in the database, so
+somebody who can write to the database cannot forge a manifest or a checkpoint.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator
+
+import click
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                               Ed25519PublicKey)
+
+from .ledger import ACTIONS, canonical, chain_hash, hashed_fields
+
+FORMAT = "consent-export/1"
+COLUMNS = ("event_id", "site", "stream", "seq", "subject", "recorded_at", "action", "source",
+           "categories", "channels", "policy_version", "locale", "meta", "details_digest",
+           "idempotency_key", "prev_hash", "hash")
+JSON_COLUMNS = ("categories", "channels", "meta")
+MANIFEST_MARK = "#manifest"
+BATCH = 5000
+
+# ---------------------------------------------------------------- signing
+
+
+_key_cache: dict[bytes, Ed25519PrivateKey] = {}
+
+
+def _seed_from_config() -> bytes:
+    from flask import current_app
+
+    configured = current_app.config.get("CONSENT_SIGNING_KEY") or os.environ.get(
+        "CONSENT_SIGNING_KEY", "")
+    configured = configured.strip()
+    if configured and len(configured) == 64 and all(c in "0123456789abcdefABCDEF"
+                                                     for c in configured):
+        return bytes.fromhex(configured)
+    if configured:
+        with open(configured, "rb") as fh:
+            key = serialization.load_pem_private_key(fh.read(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise RuntimeError("CONSENT_SIGNING_KEY must be an Ed25519 private key")
+        return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+    # Derived, so every web worker and machine with the same SECRET_KEY signs alike.
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), b"consent-signing-key-v1",
+                    hashlib.sha256).digest()
+
+
+def signing_key() -> Ed25519PrivateKey:
+    """The server's Ed25519 private key (see module docstring for where it comes from)."""
+    seed = _seed_from_config()
+    key = _key_cache.get(seed)
+    if key is None:
+        key = _key_cache[seed] = Ed25519PrivateKey.from_private_bytes(seed)
+    return key
+
+
+def public_key_raw(key: Ed25519PrivateKey | None = None) -> bytes:
+    """The 32 raw bytes of the server's public key."""
+    key = key or signing_key()
+    return key.public_key().public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw)
+
+
+def public_key_text(key: Ed25519PrivateKey | None = None) -> str:
+    """The public key as auditors pin it: `ed25519:` + base64 of the raw key."""
+    return "ed25519:" + base64.b64encode(public_key_raw(key)).decode()
+
+
+def public_key_pem(key: Ed25519PrivateKey | None = None) -> str:
+    """The public key as a PEM (SubjectPublicKeyInfo) document."""
+    key = key or signing_key()
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo
+                                         ).decode()
+
+
+def key_id(raw: bytes) -> str:
+    """A short, stable name of a public key."""
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sign(message: bytes) -> str:
+    """Ed25519 signature of MESSAGE, 128 hex digits."""
+    return signing_key().sign(message).hex()
+
+
+def parse_public_key(text: str) -> bytes:
+    """Raw public key bytes from `ed25519:<base64>`, bare base64, hex or a PEM (text or path)."""
+    text = (text or "").strip()
+    if text and "BEGIN" not in text and os.path.exists(text):
+        with open(text, encoding="utf-8") as fh:
+            text = fh.read().strip()
+    if "BEGIN PUBLIC KEY" in text:
+        key = serialization.load_pem_public_key(text.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 public key")
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    text = text.removeprefix("ed25519:")
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key has 32 bytes")
+    return raw
+
+
+def verify_signature(raw_public_key: bytes, message: bytes, signature_hex: str) -> bool:
+    """True when SIGNATURE_HEX is a valid Ed25519 signature of MESSAGE."""
+    try:
+        Ed25519PublicKey.from_public_bytes(raw_public_key).verify(
+            bytes.fromhex(signature_hex), message)
+        return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+
+
+def checkpoint_message(*, site: str, stream: int, seq: int, hash: str, purged_before: str,
+                       events_removed: int, created_at: str) -> bytes:
+    """The bytes a retention checkpoint's signature covers."""
+    return canonical({"type": "ledger-checkpoint", "site": site, "stream": stream,
+                      "seq": seq, "hash": hash, "purged_before": purged_before,
+                      "events_removed": events_removed, "created_at": created_at}).encode()
+
+
+# ---------------------------------------------------------------- export
+
+
+@dataclass
+class ExportFilters:
+    """What an export covers. `subject` is a visitor id or a ledger pseudonym."""
+
+    site_key: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    subject: str | None = None
+    category: str | None = None
+    actions: tuple[str, ...] = ()
+
+    @property
+    def contiguous(self) -> bool:
+        """Whether each stream's rows form an unbroken stretch of its chain."""
+        return not (self.subject or self.category or self.actions)
+
+
+@dataclass
+class ExportStats:
+    """Running totals of an export, folded into the manifest at the end."""
+
+    rows: int = 0
+    first_hash: str | None = None
+    last_hash: str | None = None
+    first_at: str | None = None
+    last_at: str | None = None
+    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    streams: dict = field(default_factory=dict)
+
+
+def _iso(dt: datetime | None) -> str | None:
+    from .database import iso
+
+    return iso(dt)
+
+
+def _resolve_subject(site_id: int, subject: str) -> str:
+    """The ledger pseudonym for a visitor id (or a pseudonym given as such)."""
+    from .extensions import db
+    from .subjects import Subject
+
+    row = db.session.execute(db.select(Subject.pseudonym).where(
+        Subject.site_id == site_id,
+        sa.or_(Subject.public_id == subject, Subject.pseudonym == subject))).first()
+    # An unknown subject simply matches no rows; the manifest says which was asked for.
+    return row.pseudonym if row else subject
+
+
+def _export_query(dialect: str, site, filters: ExportFilters) -> tuple[sa.TextClause, dict]:
+    from .database import UTCDateTime
+
+    if dialect == "postgresql":
+        at = """to_char(recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+        js = "NULLIF(CAST({0} AS TEXT), 'null')"
+        has_cat = "jsonb_exists(CAST(categories AS JSONB), :category)"
+    else:
+        # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff' (always with microseconds).
+        at = "substr(recorded_at, 1, 10) || 'T' || substr(recorded_at, 12) || 'Z'"
+        js = "NULLIF({0}, 'null')"
+        has_cat = "json_type(categories, '$.' || :category) IS NOT NULL"
+    cols = (f"event_id, :site_key, stream, seq, subject, {at}, action, source, "
+            f"{js.format('categories')}, {js.format('channels')}, policy_version, locale, "
+            f"{js.format('meta')}, details_digest, idempotency_key, prev_hash, hash")
+    where = ["site_id = :site_id"]
+    params: dict = {"site_id": site.id, "site_key": site.key}
+    binds = []
+    if filters.since is not None:
+        where.append("recorded_at >= :since")
+        params["since"] = filters.since
+        binds.append(sa.bindparam("since", type_=UTCDateTime))
+    if filters.until is not None:
+        where.append("recorded_at < :until")
+        params["until"] = filters.until
+        binds.append(sa.bindparam("until", type_=UTCDateTime))
+    if filters.subject:
+        where.append("subject = :subject")
+        params["subject"] = _resolve_subject(site.id, filters.subject)
+    if filters.category:
+        where.append(has_cat)
+        params["category"] = filters.category
+    if filters.actions:
+        names = [f"action_{i}" for i in range(len(filters.actions))]
+        where.append(f"action IN ({', '.join(':' + n for n in names)})")
+        params.update(zip(names, filters.actions))
+    sql = (f"SELECT {cols} FROM consent_events WHERE {' AND '.join(where)} "
+           "ORDER BY stream, seq")
+    return sa.text(sql).bindparams(*binds), params
+
+
+def _sites(filters: ExportFilters):
+    from .extensions import db
+    from .sites import Site, get_site
+
+    if filters.site_key:
+        return [get_site(filters.site_key)]
+    return list(db.session.execute(db.select(Site).order_by(Site.id)).scalars())
+
+
+def count_rows(filters: ExportFilters) -> int:
+    """How many rows an export with FILTERS will have (for progress bars)."""
+    from .extensions import db
+
+    total = 0
+    dialect = db.session.get_bind().dialect.name
+    for site in _sites(filters):
+        query, params = _export_query(dialect, site, filters)
+        total += db.session.execute(
+            sa.text(f"SELECT COUNT(*) FROM ({query.text}) AS q").bindparams(
+                *query._bindparams.values()), params).scalar()
+    return total
+
+
+def _iter_batches(filters: ExportFilters) -> Iterator[list]:
+    from .extensions import db
+
+    dialect = db.session.get_bind().dialect.name
+    for site in _sites(filters):
+        query, params = _export_query(dialect, site, filters)
+        conn = db.session.connection()
+        result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
+            query, params)
+        for partition in result.partitions():
+            yield partition
+
+
+def _fold(stats: ExportStats, batch: list) -> None:
+    """Update running totals with one batch (rows ordered by stream, seq)."""
+    if not batch:
+        return
+    if stats.rows == 0:
+        stats.first_hash = batch[0][16]
+    stats.rows += len(batch)
+    stats.last_hash = batch[-1][16]
+    stats.digest.update("".join([r[16] for r in batch]).encode())
+    lo = min([r[5] for r in batch])
+    hi = max([r[5] for r in batch])
+    stats.first_at = lo if stats.first_at is None or lo < stats.first_at else stats.first_at
+    stats.last_at = hi if stats.last_at is None or hi > stats.last_at else stats.last_at
+    first, last = batch[0], batch[-1]
+    if (first[1], first[2]) == (last[1], last[2]):
+        spans = [(first, last, len(batch))]
+    else:
+        spans, start, n = [], first, 0
+        prev = first
+        for r in batch:
+            if (r[1], r[2]) != (start[1], start[2]):
+                spans.append((start, prev, n))
+                start, n = r, 0
+            n += 1
+            prev = r
+        spans.append((start, prev, n))
+    for start, end, n in spans:
+        key = f"{start[1]}/{start[2]}"
+        info = stats.streams.get(key)
+        if info is None:
+            stats.streams[key] = {"first_seq": start[3], "first_prev_hash": start[15],
+                                  "last_seq": end[3], "last_hash": end[16], "rows": n}
+        else:
+            info.update(last_seq=end[3], last_hash=end[16], rows=info["rows"] + n)
+
+
+def _checkpoints(filters: ExportFilters) -> list[dict]:
+    from .extensions import db
+    from .ledger import LedgerCheckpoint
+
+    out = []
+    for site in _sites(filters):
+        for cp in db.session.execute(db.select(LedgerCheckpoint).where(
+                LedgerCheckpoint.site_id == site.id).order_by(LedgerCheckpoint.id)).scalars():
+            out.append({"site": site.key, "stream": cp.stream, "seq": cp.seq, "hash": cp.hash,
+                        "purged_before": _iso(cp.purged_before),
+                        "events_removed": cp.events_removed,
+                        "created_at": _iso(cp.created_at), "signature": cp.signature})
+    return out
+
+
+def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict:
+    """The signed last line of an export."""
+    from .database import utcnow
+
+    manifest = {
+        "format": FORMAT, "encoding": fmt, "generated_at": _iso(utcnow()),
+        "filters": {"site": filters.site_key, "since": _iso(filters.since),
+                    "until": _iso(filters.until), "subject": filters.subject,
+                    "category": filters.category, "actions": list(filters.actions)},
+        "contiguous": filters.contiguous,
+        "row_count": stats.rows, "first_hash": stats.first_hash,
+        "last_hash": stats.last_hash, "rows_sha256": stats.digest.hexdigest(),
+        "time_range": {"first_recorded_at": stats.first_at,
+                       "last_recorded_at": stats.last_at},
+        "streams": stats.streams,
+        "checkpoints": _checkpoints(filters),
+    }
+    raw = public_key_raw()
+    return {"manifest": manifest,
+            "signature": {"alg": "Ed25519", "key_id": key_id(raw),
+                          "public_key": public_key_text(),
+                          "value": sign(canonical(manifest).encode())}}
+
+
+def _csv_chunk(batch: list, header: bool = False) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if header:
+        writer.writerow(COLUMNS)
+    writer.writerows(batch)
+    return buf.getvalue()
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _jsonl_chunk(batch: list) -> str:
+    lines = []
+    for r in batch:
+        # JSON columns are already JSON text from the database: embed them as they are.
+        lines.append(
+            f'{{"event_id":"{r[0]}","site":{_dumps(r[1])},"stream":{r[2]},"seq":{r[3]},'
+            f'"subject":{_dumps(r[4])},"recorded_at":"{r[5]}","action":{_dumps(r[6])},'
+            f'"source":{_dumps(r[7])},"categories":{r[8] or "null"},'
+            f'"channels":{r[9] or "null"},"policy_version":{_dumps(r[10])},'
+            f'"locale":{_dumps(r[11])},"meta":{r[12] or "null"},'
+            f'"details_digest":{_dumps(r[13])},"idempotency_key":{_dumps(r[14])},'
+            f'"prev_hash":"{r[15]}","hash":"{r[16]}"}}\n')
+    return "".join(lines)
+
+
+def iter_export(filters: ExportFilters, fmt: str = "csv",
+                progress: Callable[[int], None] | None = None) -> Iterator[str]:
+    """The export as text chunks, streamed from the database (memory stays flat)."""
+    if fmt not in ("csv", "jsonl"):
+        raise ValueError("format must be csv or jsonl")
+    stats = ExportStats()
+    if fmt == "csv":
+        yield _csv_chunk([], header=True)
+    for batch in _iter_batches(filters):
+        _fold(stats, batch)
+        yield _csv_chunk(batch) if fmt == "csv" else _jsonl_chunk(batch)
+        if progress:
+            progress(len(batch))
+    signed = build_manifest(filters, stats, fmt)
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([MANIFEST_MARK, canonical(signed)])
+        yield buf.getvalue()
+    else:
+        yield canonical(signed) + "\n"
+
+
+def write_export(out, filters: ExportFilters, fmt: str = "csv",
+                 progress: Callable[[int], None] | None = None) -> None:
+    """Write an export to the text file OUT."""
+    for chunk in iter_export(filters, fmt, progress):
+        out.write(chunk)
+
+
+# ---------------------------------------------------------------- verify (offline)
+
+
+@dataclass
+class ExportProblem:
+    """The first thing wrong in an export file."""
+
+    line: int
+    row: int | None
+    event_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        if self.row is not None:
+            who = f"row {self.row} (line {self.line}"
+            who += f", event {self.event_id})" if self.event_id else ")"
+        else:
+            who = f"line {self.line}"
+        return f"{who}: {self.reason}"
+
+
+@dataclass
+class ExportReport:
+    """Outcome of verifying an export file."""
+
+    rows: int = 0
+    format: str | None = None
+    key_id: str | None = None
+    key_pinned: bool = False
+    manifest: dict | None = None
+    problems: list[ExportProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _parse_json_cell(text: str | None):
+    if text is None or text == "":
+        return None
+    return json.loads(text)
+
+
+def _row_from_csv(cells: list[str]) -> dict:
+    if len(cells) != len(COLUMNS):
+        raise ValueError(f"expected {len(COLUMNS)} columns, found {len(cells)}")
+    row = dict(zip(COLUMNS, cells))
+    for name in ("stream", "seq"):
+        if not row[name].isdigit():
+            raise ValueError(f"{name} is not a number")
+        row[name] = int(row[name])
+    for name in JSON_COLUMNS:
+        row[name] = _parse_json_cell(row[name])
+    for name in ("policy_version", "locale", "details_digest", "idempotency_key"):
+        row[name] = row[name] or None
+    return row
+
+
+def _row_from_json(obj) -> dict:
+    if not isinstance(obj, dict) or set(obj) != set(COLUMNS):
+        raise ValueError("not an event row: its fields are not the export's columns")
+    for name in ("stream", "seq"):
+        if not isinstance(obj[name], int) or isinstance(obj[name], bool):
+            raise ValueError(f"{name} is not a number")
+    return obj
+
+
+def row_hash(row: dict) -> str:
+    """Recompute an exported row's hash from its fields and prev_hash."""
+    fields = hashed_fields(
+        event_id=row["event_id"], site_key=row["site"], stream=row["stream"], seq=row["seq"],
+        subject=row["subject"], recorded_at=row["recorded_at"], action=row["action"],
+        source=row["source"], categories=row["categories"], channels=row["channels"],
+        policy_version=row["policy_version"], locale=row["locale"], meta=row["meta"],
+        details_digest=row["details_digest"], idempotency_key=row["idempotency_key"])
+    return chain_hash(row["prev_hash"], fields)
+
+
+def _last_line(fh) -> tuple[int, bytes]:
+    """(byte offset, bytes) of the file's last non-empty line, read from the end."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    block = 65536
+    while True:
+        start = max(0, size - block)
+        fh.seek(start)
+        tail = fh.read(size - start)
+        body = tail.rstrip(b"\r\n")
+        cut = body.rfind(b"\n")
+        if cut != -1:
+            return start + cut + 1, body[cut + 1:]
+        if start == 0:
+            return 0, body
+        block *= 4
+
+
+def _read_manifest(raw: bytes):
+    """The signed manifest object of a last line, or None when it is not one."""
+    try:
+        text = raw.decode("utf-8").strip()
+        if text.startswith(MANIFEST_MARK + ","):
+            cells = next(csv.reader([text]))
+            if len(cells) != 2:
+                return None
+            obj = json.loads(cells[1])
+        elif text.startswith("{"):
+            obj = json.loads(text)
+        else:
+            return None
+    except (ValueError, csv.Error, StopIteration):
+        return None
+    if isinstance(obj, dict) and "manifest" in obj:
+        return obj
+    return None
+
+
+def _check_signed_manifest(signed, pinned: bytes | None, report: ExportReport) -> str | None:
+    """Why the manifest cannot be trusted, or None when its signature holds."""
+    if not isinstance(signed.get("manifest"), dict) or not isinstance(signed.get("signature"),
+                                                                      dict):
+        return "the manifest line is malformed"
+    manifest, sig = signed["manifest"], signed["signature"]
+    try:
+        embedded = parse_public_key(str(sig.get("public_key", "")))
+    except (ValueError, TypeError):
+        return "the manifest's public key is malformed"
+    report.key_id = key_id(embedded)
+    if pinned is not None and pinned != embedded:
+        return (f"signed with key {key_id(embedded)}, not with the pinned key "
+                f"{key_id(pinned)}: the manifest was re-signed")
+    if not verify_signature(embedded, canonical(manifest).encode(), str(sig.get("value"))):
+        return "the manifest signature is not valid: the manifest was edited"
+    if manifest.get("format") != FORMAT:
+        return f"unknown export format {manifest.get('format')!r}"
+    for cp in manifest.get("checkpoints") or []:
+        try:
+            message = checkpoint_message(
+                site=cp["site"], stream=cp["stream"], seq=cp["seq"], hash=cp["hash"],
+                purged_before=cp["purged_before"], events_removed=cp["events_removed"],
+                created_at=cp["created_at"])
+        except (KeyError, TypeError):
+            return "a checkpoint in the manifest is malformed"
+        if not verify_signature(embedded, message, str(cp.get("signature", ""))):
+            return (f"the retention checkpoint of stream {cp['site']}/{cp['stream']} at seq "
+                    f"{cp['seq']} has an invalid signature")
+    report.manifest = manifest
+    return None
+
+
+def verify_export_file(path: str, public_key: str | None = None) -> ExportReport:
+    """Check an export file on its own; report the first bad row (no database needed)."""
+    report = ExportReport()
+    pinned = parse_public_key(public_key) if public_key else None
+    report.key_pinned = pinned is not None
+
+    def bad(line: int, row: int | None, event_id, reason: str) -> ExportReport:
+        report.problems.append(ExportProblem(line, row, event_id, reason))
+        return report
+
+    with open(path, "rb") as fh:
+        manifest_offset, last = _last_line(fh)
+        signed = _read_manifest(last)
+        fh.seek(0)
+        if signed is None:
+            lines = sum(1 for _ in fh)
+            return bad(lines, None, None, "the last line is not a signed manifest: the "
+                       "export is truncated, or lines were added after its manifest")
+        why = _check_signed_manifest(signed, pinned, report)
+        if why:
+            lines = sum(1 for _ in fh)
+            return bad(lines, None, None, why)
+        manifest = report.manifest
+        contiguous = bool(manifest.get("contiguous"))
+        digest = hashlib.sha256()
+        streams: dict[str, dict] = {}
+        first_hash = last_hash = first_at = last_at = None
+        number, offset = 0, 0
+        for number, raw in enumerate(fh, start=1):
+            if offset >= manifest_offset:
+                break
+            offset += len(raw)
+            try:
+                text = raw.decode("utf-8").rstrip("\n").rstrip("\r")
+            except UnicodeDecodeError:
+                return bad(number, report.rows + 1 if number > 1 else None, None,
+                           "not valid UTF-8: the row was edited")
+            if number == 1:
+                if text == ",".join(COLUMNS):
+                    report.format = "csv"
+                    continue
+                if not text.startswith("{"):
+                    return bad(1, None, None, "not a consent export: the first line is "
+                               "neither the CSV header nor a JSON row")
+                report.format = "jsonl"
+            if report.format != manifest.get("encoding"):
+                return bad(number, None, None, "the file's format differs from the one "
+                           "its manifest names")
+            try:
+                if report.format == "csv":
+                    row = _row_from_csv(next(csv.reader([text])))
+                else:
+                    row = _row_from_json(json.loads(text))
+            except (ValueError, StopIteration, csv.Error) as exc:
+                return bad(number, report.rows + 1, None,
+                           f"cannot be read ({exc}): the row was edited")
+            report.rows += 1
+            n, ev = report.rows, row.get("event_id")
+            try:
+                recomputed = row_hash(row)
+            except (TypeError, AttributeError) as exc:
+                return bad(number, n, ev, f"cannot be hashed ({exc}): the row was edited")
+            if recomputed != row["hash"]:
+                return bad(number, n, ev, "contents do not match the row's hash: the row "
+                           "was edited")
+            key = f"{row['site']}/{row['stream']}"
+            info = streams.get(key)
+            if info is not None:
+                if row["seq"] <= info["last_seq"]:
+                    return bad(number, n, ev, f"seq {row['seq']} does not follow seq "
+                               f"{info['last_seq']}: rows were reordered or repeated")
+                if contiguous and row["seq"] != info["last_seq"] + 1:
+                    return bad(number, n, ev, f"expected seq {info['last_seq'] + 1}, found "
+                               f"{row['seq']}: a row before it is missing")
+                if contiguous and row["prev_hash"] != info["last_hash"]:
+                    return bad(number, n, ev, "prev_hash does not link to the row before "
+                               "it: a row was replaced or inserted")
+                info.update(last_seq=row["seq"], last_hash=row["hash"], rows=info["rows"] + 1)
+            else:
+                streams[key] = {"first_seq": row["seq"], "first_prev_hash": row["prev_hash"],
+                                "last_seq": row["seq"], "last_hash": row["hash"], "rows": 1}
+            first_hash = first_hash or row["hash"]
+            last_hash = row["hash"]
+            digest.update(row["hash"].encode())
+            at = row["recorded_at"]
+            first_at = at if first_at is None or at < first_at else first_at
+            last_at = at if last_at is None or at > last_at else last_at
+    expected = {"row_count": report.rows, "first_hash": first_hash, "last_hash": last_hash,
+                "rows_sha256": digest.hexdigest()}
+    for name, value in expected.items():
+        if manifest.get(name) != value:
+            return bad(number, None, None, f"the signed manifest says {name} "
+                       f"{manifest.get(name)!r} but the rows give {value!r}: rows were "
+                       "removed, added or replaced")
+    if manifest.get("streams") != streams:
+        return bad(number, None, None, "per-stream ranges differ from the signed manifest: "
+                   "rows were removed or added")
+    span = manifest.get("time_range") or {}
+    if (span.get("first_recorded_at"), span.get("last_recorded_at")) != (first_at, last_at):
+        return bad(number, None, None, "the rows' time range differs from the signed manifest")
+    for cp in manifest.get("checkpoints") or []:
+        info = streams.get(f"{cp['site']}/{cp['stream']}")
+        if info and info["first_seq"] == cp["seq"] + 1 and info["first_prev_hash"] != cp["hash"]:
+            return bad(number, None, None, f"stream {cp['site']}/{cp['stream']} does not "
+                       "continue from its signed retention checkpoint")
+    return report
+
+
+# ---------------------------------------------------------------- CLI
+
+from .cli import consent_cli  # noqa: E402
+
+
+def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
+    """A date (YYYY-MM-DD) or ISO time as an aware UTC datetime; END: a date means its end."""
+    if value in (None, ""):
+        return None
+    from datetime import timedelta
+
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            return day + timedelta(days=1) if end else day
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or ISO date-time")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@consent_cli.command("export")
+@click.option("--site", "site_key", help="Only this site (default: every site).")
+@click.option("--since", help="From this date/time on (YYYY-MM-DD or ISO, UTC).")
+@click.option("--until", help="Up to this date (inclusive) or before this ISO time.")
+@click.option("--subject", help="Only this subject (visitor id or ledger pseudonym).")
+@click.option("--category", help="Only events that name this category.")
+@click.option("--action", "actions", multiple=True, type=click.Choice(ACTIONS),
+              help="Only these actions (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+              show_default=True)
+@click.option("--output", "-o", default="-", help="File to write (default: standard output).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on standard error (default: when writing to a file).")
+def export_command(site_key, since, until, subject, category, actions, fmt, output, progress):
+    """Export the consent ledger with hash links and a signed manifest."""
+    from .sites import NotFound
+
+    try:
+        filters = ExportFilters(site_key=site_key, since=parse_when(since),
+                                until=parse_when(until, end=True), subject=subject,
+                                category=category, actions=tuple(actions))
+        if progress is None:
+            progress = output != "-"
+        out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8",
+                                                    newline="")
+        try:
+            if progress:
+                total = count_rows(filters)
+                with click.progressbar(length=total, label=f"exporting {total} events",
+                                       file=sys.stderr, show_pos=True) as bar:
+                    write_export(out, filters, fmt, bar.update)
+            else:
+                write_export(out, filters, fmt)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    except (ValueError, NotFound) as exc:
+        raise click.ClickException(str(exc))
+    if output != "-":
+        click.echo(f"wrote {output}", err=True)
+
+
+@consent_cli.command("verify-export")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--public-key", help="The server's public key (ed25519:..., or a PEM file) "
+              "to pin; without it the key embedded in the export is used.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def verify_export_command(file, public_key, as_json):
+    """Check an export file alone (no database): exit 1 naming the first bad row."""
+    try:
+        report = verify_export_file(file, public_key)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    _print_report(report, as_json)
+    sys.exit(0 if report.ok else 1)
+
+
+def _print_report(report: ExportReport, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "rows": report.rows, "format": report.format,
+                               "key_id": report.key_id, "key_pinned": report.key_pinned,
+                               "problems": [p.__dict__ for p in report.problems]}))
+    elif report.ok:
+        click.echo(f"OK: {report.rows} rows verify; manifest signed by key {report.key_id}"
+                   + ("" if report.key_pinned else
+                      " (not pinned: pass --public-key to rule out a re-signed file)"))
+    else:
+        for problem in report.problems:
+            click.echo(f"BAD: {problem}", err=True)
+
+
+@consent_cli.command("signing-key")
+@click.option("--pem", is_flag=True, help="Print the PEM form.")
+def signing_key_command(pem):
+    """Print the public key that verifies export manifests and retention checkpoints."""
+    click.echo(public_key_pem() if pem else public_key_text())
+    if not pem:
+        click.echo(f"key id {key_id(public_key_raw())}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m consent.audit FILE [--public-key KEY]`: verify without the Flask app."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Verify a consent export file offline.")
+    parser.add_argument("file")
+    parser.add_argument("--public-key")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = verify_export_file(args.file, args.public_key)
+    _print_report(report, args.json)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,588 @@
+"""The HTML admin: sign-in, dashboard, policy versions, site configuration, requests,
+exports, tokens and users. Every view is guarded by `admin_required(scope)`."""
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import marshmallow as ma
+from flask import (Blueprint, Response, abort, redirect, render_template, request,
+                   stream_with_context, url_for)
+from marshmallow import validate
+
+from .. import admin_auth as auth
+from ..admin_auth import admin_required, current_principal, public_admin
+from ..audit import (ExportFilters, iter_export, key_id, parse_when, public_key_pem,
+                     public_key_raw, public_key_text)
+from ..csrf import protect
+from ..dashboard import charts, dashboard_data, search_events
+from ..database import run_write
+from ..errors import Invalid, Unauthorized
+from ..ledger import ACTIONS
+from ..policies import list_policies
+from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
+                        complete_request, consent_receipt, get_request, list_requests,
+                        open_request, open_request_summary, request_subject,
+                        subject_label)
+from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
+                          publish_site_policy, revoke_api_key, update_category, update_site)
+from ..sites import get_site, site_snapshot
+from ..validation import StrictSchema
+
+bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
+bp.before_app_request(auth.guard_unmarked_admin_views)
+
+
+@bp.after_request
+def _no_store(response):
+    # Admin pages show personal data and secrets: keep them out of shared caches.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+@bp.app_context_processor
+def _admin_globals():
+    return {"admin_principal": current_principal}
+
+
+# ---------------------------------------------------------------- form schemas
+
+
+class FormBool(ma.fields.Boolean):
+    """An HTML checkbox: present ("on") is true, absent is false."""
+
+    def __init__(self, **kwargs):
+        super().__init__(load_default=False, **kwargs)
+
+
+class Lines(ma.fields.Field):
+    """A textarea: one value per line (or comma-separated)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        return [p.strip() for p in value.replace(",", "\n").splitlines() if p.strip()]
+
+    default_error_messages = {"invalid": "Give one value per line."}
+
+
+class FormSchema(StrictSchema):
+    """Form fields; the CSRF token is checked elsewhere and ignored here."""
+
+    csrf_token = ma.fields.String(load_only=True)
+
+
+def parse_form(schema: ma.Schema) -> dict:
+    """Load request.form with SCHEMA (422 page on bad input)."""
+    data = schema.load(request.form.to_dict())
+    data.pop("csrf_token", None)
+    return data
+
+
+class SignInForm(FormSchema):
+    email = ma.fields.String(required=True, validate=validate.Length(1, 254))
+    password = ma.fields.String(required=True, validate=validate.Length(1, 1000))
+    next = ma.fields.String(load_default="")
+
+
+class NewSiteForm(FormSchema):
+    key = ma.fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{3,64}$"))
+    name = ma.fields.String(required=True, validate=validate.Length(1, 200))
+    allowed_origins = Lines(load_default=list)
+
+
+class SiteForm(FormSchema):
+    name = ma.fields.String(required=True, validate=validate.Length(1, 200))
+    allowed_origins = Lines(load_default=list)
+    accept_lifetime_days = ma.fields.Integer(required=True, validate=validate.Range(1, 3650))
+    reject_lifetime_days = ma.fields.Integer(required=True, validate=validate.Range(1, 3650))
+    locales = Lines(required=True)
+    default_locale = ma.fields.String(required=True, validate=validate.Length(2, 16))
+    deadline_kind = ma.fields.String(required=True,
+                                     validate=validate.OneOf(("days", "business_days")))
+    deadline_value = ma.fields.Integer(required=True, validate=validate.Range(1, 365))
+    retention_days = ma.fields.Integer(allow_none=True, validate=validate.Range(30, 36500))
+    controller_name = ma.fields.String(validate=validate.Length(max=200))
+    controller_email = ma.fields.String(validate=validate.Length(max=254))
+    controller_address = ma.fields.String(validate=validate.Length(max=500))
+    controller_url = ma.fields.String(validate=validate.Length(max=500))
+    controller_jurisdiction = ma.fields.String(validate=validate.Length(max=20))
+
+    @ma.pre_load
+    def _blank_retention(self, data, **kwargs):
+        if data.get("retention_days") == "":
+            data = dict(data, retention_days=None)
+        return data
+
+
+class NewCategoryForm(FormSchema):
+    key = ma.fields.String(required=True, validate=validate.Length(1, 40))
+    title = ma.fields.String(required=True, validate=validate.Length(1, 200))
+
+
+class ApiKeyForm(FormSchema):
+    name = ma.fields.String(load_default="default", validate=validate.Length(max=100))
+
+
+class PolicyForm(FormSchema):
+    label = ma.fields.String(required=True, validate=validate.Length(1, 40))
+    text = ma.fields.String(load_default="", validate=validate.Length(max=500_000))
+    url = ma.fields.String(load_default="", validate=validate.Length(max=500))
+    material = FormBool()
+    summary = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+    effective_at = ma.fields.String(load_default="")
+
+    @ma.validates("url")
+    def _url(self, value, **kwargs):
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ma.ValidationError("give an http(s) URL")
+
+
+class RequestForm(FormSchema):
+    kind = ma.fields.String(required=True, validate=validate.OneOf(KINDS))
+    subject = ma.fields.String(load_default="", validate=validate.Length(max=64))
+    user_id = ma.fields.String(load_default="", validate=validate.Length(max=200))
+    note = ma.fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class CloseForm(FormSchema):
+    note = ma.fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class TokenForm(FormSchema):
+    name = ma.fields.String(required=True, validate=validate.Length(1, 100))
+    site = ma.fields.String(load_default="")
+    days = ma.fields.Integer(allow_none=True, validate=validate.Range(1, 3650))
+
+    @ma.pre_load
+    def _blank_days(self, data, **kwargs):
+        if data.get("days") == "":
+            data = dict(data, days=None)
+        return data
+
+
+class UserForm(FormSchema):
+    email = ma.fields.String(required=True, validate=validate.Length(3, 254))
+    name = ma.fields.String(load_default="", validate=validate.Length(max=200))
+    password = ma.fields.String(required=True, validate=validate.Length(1, 1000))
+
+
+def _scopes_from_form() -> list[str]:
+    return [s for s in request.form.getlist("scopes") if s]
+
+
+class ExportQuery(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    since = ma.fields.String(load_default="")
+    until = ma.fields.String(load_default="")
+    subject = ma.fields.String(load_default="", validate=validate.Length(max=64))
+    category = ma.fields.String(load_default="", validate=validate.Regexp(r"^[a-z0-9_]{0,40}$"))
+    action = ma.fields.List(ma.fields.String(validate=validate.OneOf(ACTIONS)),
+                            load_default=list)
+
+
+def export_filters(site_key: str, args) -> ExportFilters:
+    """Export filters from query arguments (shared with the token API)."""
+    data = ExportQuery().load({**args.to_dict(), "action": args.getlist("action")})
+    try:
+        since, until = parse_when(data["since"]), parse_when(data["until"], end=True)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="since")
+    return ExportFilters(site_key=site_snapshot(site_key).key, since=since, until=until,
+                         subject=data["subject"] or None, category=data["category"] or None,
+                         actions=tuple(data["action"]))
+
+
+def export_response(filters: ExportFilters, fmt: str) -> Response:
+    """A streamed download of an export (CSV or JSON Lines)."""
+    if fmt not in ("csv", "jsonl"):
+        abort(404)
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    stamp = (filters.until or filters.since or None)
+    name = f"consent-{filters.site_key}{'-' + stamp.date().isoformat() if stamp else ''}.{fmt}"
+    body = stream_with_context(
+        chunk.encode("utf-8") for chunk in iter_export(filters, fmt))
+    return Response(body, mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+# ---------------------------------------------------------------- sign-in
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/admin") and not target.startswith("//") \
+            and "\\" not in target:
+        return target
+    return url_for("admin.home")
+
+
+@bp.get("/sign-in")
+@public_admin
+def sign_in():
+    """The sign-in form."""
+    return render_template("admin/sign_in.html", next=request.args.get("next", ""),
+                           error=None)
+
+
+@bp.post("/sign-in")
+@public_admin
+def sign_in_post():
+    """Check e-mail and password and start a session."""
+    data = parse_form(SignInForm())
+    try:
+        user = auth.authenticate(data["email"], data["password"])
+    except Unauthorized as exc:
+        return render_template("admin/sign_in.html", next=data["next"],
+                               error=exc.detail), 401
+    auth.sign_in(user)
+    return redirect(_safe_next(data["next"]))
+
+
+@bp.post("/sign-out")
+@admin_required(None)
+def sign_out():
+    """End the session."""
+    auth.sign_out()
+    return redirect(url_for("admin.sign_in"))
+
+
+# ---------------------------------------------------------------- sites and dashboard
+
+
+@bp.get("/")
+@admin_required("audit:read")
+def home():
+    """The first site's dashboard, or the list of sites."""
+    sites = list_sites()
+    if len(sites) == 1:
+        return redirect(url_for("admin.dashboard", site_key=sites[0].key))
+    return redirect(url_for("admin.sites"))
+
+
+@bp.get("/sites")
+@admin_required("audit:read")
+def sites():
+    """Every site, with a form to add one."""
+    return render_template("admin/sites.html", sites=list_sites())
+
+
+@bp.post("/sites")
+@admin_required("sites:write")
+def create_site_post():
+    """Create a site with the standard categories."""
+    data = parse_form(NewSiteForm())
+    site = add_site(data["key"], data["name"], data["allowed_origins"])
+    return redirect(url_for("admin.settings", site_key=site.key))
+
+
+@bp.get("/sites/<site_key>/")
+@admin_required("audit:read")
+def dashboard(site_key: str):
+    """Charts of the last 30 days, open requests, event search."""
+    data = dashboard_data(site_key)
+    return render_template("admin/dashboard.html", site=data["site"], data=data,
+                           charts=charts(data),
+                           requests=open_request_summary(data["site"].id),
+                           subject_label=subject_label, now=_now())
+
+
+def _now():
+    from ..database import utcnow
+
+    return utcnow()
+
+
+@bp.get("/sites/<site_key>/events")
+@admin_required("audit:read")
+def events(site_key: str):
+    """Every event of one subject (by visitor id, pseudonym or the site's user id)."""
+    query = request.args.get("subject", "")
+    subject, rows = search_events(site_key, query)
+    return render_template("admin/events.html", site=site_snapshot(site_key), query=query,
+                           subject=subject, events=rows)
+
+
+# ---------------------------------------------------------------- policies
+
+
+@bp.get("/sites/<site_key>/policies")
+@admin_required("audit:read")
+def policies(site_key: str):
+    """Published versions and the form to publish a new one."""
+    site = site_snapshot(site_key)
+    return render_template("admin/policies.html", site=site,
+                           versions=list_policies(site.id))
+
+
+@bp.post("/sites/<site_key>/policies")
+@admin_required("policies:write")
+def publish_policy_post(site_key: str):
+    """Publish a version (material: every visitor is asked again)."""
+    data = parse_form(PolicyForm())
+    try:
+        effective = parse_when(data["effective_at"]) if data["effective_at"] else None
+    except ValueError as exc:
+        raise Invalid(str(exc), field="effective_at")
+    publish_site_policy(site_key, label=data["label"], text=data["text"], url=data["url"],
+                        material=data["material"], summary=data["summary"],
+                        effective_at=effective)
+    return redirect(url_for("admin.policies", site_key=site_key))
+
+
+# ---------------------------------------------------------------- site configuration
+
+
+@bp.get("/sites/<site_key>/settings")
+@admin_required("audit:read")
+def settings(site_key: str):
+    """General settings, categories with texts and cookies, API keys."""
+    site = get_site(site_key)
+    rule = (site.settings or {}).get("request_deadline") or {"days": 30}
+    return render_template("admin/settings.html", site=site, rule=rule,
+                           api_keys=list_api_keys(site_key),
+                           services_json={c.key: json.dumps(c.services, indent=2,
+                                                            ensure_ascii=False)
+                                          for c in site.categories})
+
+
+@bp.post("/sites/<site_key>/settings")
+@admin_required("sites:write")
+def settings_post(site_key: str):
+    """Save general settings."""
+    data = parse_form(SiteForm())
+    data["controller"] = {k.removeprefix("controller_"): v for k, v in data.items()
+                          if k.startswith("controller_")}
+    update_site(site_key, data)
+    return redirect(url_for("admin.settings", site_key=site_key))
+
+
+@bp.post("/sites/<site_key>/categories")
+@admin_required("sites:write")
+def add_category_post(site_key: str):
+    """Add a custom category."""
+    data = parse_form(NewCategoryForm())
+    add_category(site_key, data["key"], data["title"])
+    return redirect(url_for("admin.settings", site_key=site_key) + f"#cat-{data['key']}")
+
+
+@bp.post("/sites/<site_key>/categories/<key>")
+@admin_required("sites:write")
+def category_post(site_key: str, key: str):
+    """Save a category's texts per language and its services and cookies."""
+    form = request.form
+    titles = {k.removeprefix("title_"): v for k, v in form.items() if k.startswith("title_")}
+    descriptions = {k.removeprefix("description_"): v for k, v in form.items()
+                    if k.startswith("description_")}
+    try:
+        services = json.loads(form.get("services") or "[]")
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"services are not valid JSON: {exc}", field="services")
+    if not isinstance(services, list):
+        raise Invalid("services are a JSON list", field="services")
+    update_category(site_key, key, titles=titles, descriptions=descriptions,
+                    services=services)
+    return redirect(url_for("admin.settings", site_key=site_key) + f"#cat-{key}")
+
+
+@bp.post("/sites/<site_key>/api-keys")
+@admin_required("sites:write")
+def api_key_post(site_key: str):
+    """Issue a site API key and show it once."""
+    data = parse_form(ApiKeyForm())
+    secret = issue_api_key(site_key, data["name"])
+    return render_template("admin/secret.html", title="New site API key", secret=secret,
+                           back=url_for("admin.settings", site_key=site_key))
+
+
+@bp.post("/sites/<site_key>/api-keys/<int:key_id>/revoke")
+@admin_required("sites:write")
+def api_key_revoke(site_key: str, key_id: int):
+    """Revoke a site API key."""
+    parse_form(FormSchema())
+    revoke_api_key(site_key, key_id)
+    return redirect(url_for("admin.settings", site_key=site_key))
+
+
+# ---------------------------------------------------------------- requests
+
+
+@bp.get("/sites/<site_key>/requests")
+@admin_required("audit:read")
+def requests_page(site_key: str):
+    """Access and erasure requests with their deadlines."""
+    site = site_snapshot(site_key)
+    return render_template("admin/requests.html", site=site, requests=list_requests(site_key),
+                           subject_label=subject_label, now=_now())
+
+
+@bp.post("/sites/<site_key>/requests")
+@admin_required("requests:write")
+def request_post(site_key: str):
+    """Record a request received by mail, phone or in person."""
+    data = parse_form(RequestForm())
+    req = open_request(site_key, data["kind"], subject=data["subject"] or None,
+                       user_id=data["user_id"] or None,
+                       requested_by=current_principal().actor, note=data["note"])
+    return redirect(url_for("admin.request_page", site_key=site_key, request_id=req.id))
+
+
+@bp.get("/sites/<site_key>/requests/<int:request_id>")
+@admin_required("audit:read")
+def request_page(site_key: str, request_id: int):
+    """One request: its deadline, the signed link (access) or the erase button."""
+    site = site_snapshot(site_key)
+    req = get_request(site_key, request_id)
+    subject = request_subject(req)
+    report = access_report(site_key, subject) if subject.erased_at is None else None
+    link = access_link(req) if req.kind == "access" and report else None
+    return render_template("admin/request.html", site=site, req=req, report=report,
+                           link=link, subject_label=subject_label(req.subject_id), now=_now())
+
+
+@bp.get("/sites/<site_key>/requests/<int:request_id>/<any(history,receipt):what>.json")
+@admin_required("audit:read")
+def request_json(site_key: str, request_id: int, what: str):
+    """The subject's history (or consent receipt) as JSON."""
+    req = get_request(site_key, request_id)
+    subject = request_subject(req)
+    if subject.erased_at is not None:
+        raise Invalid("this subject has been erased", field="request")
+    body = access_report(site_key, subject) if what == "history" else \
+        consent_receipt(site_key, subject)
+    return Response(json.dumps(body, indent=2, ensure_ascii=False),
+                    mimetype="application/json")
+
+
+@bp.post("/sites/<site_key>/requests/<int:request_id>/complete")
+@admin_required("requests:write")
+def request_complete(site_key: str, request_id: int):
+    """Mark an access request answered."""
+    data = parse_form(CloseForm())
+    complete_request(site_key, request_id, current_principal().actor, note=data["note"])
+    return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
+
+
+@bp.post("/sites/<site_key>/requests/<int:request_id>/reject")
+@admin_required("requests:write")
+def request_reject(site_key: str, request_id: int):
+    """Reject a request (e.g. identity not verified), with a note."""
+    data = parse_form(CloseForm())
+    complete_request(site_key, request_id, current_principal().actor, status="rejected",
+                     note=data["note"])
+    return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
+
+
+@bp.post("/sites/<site_key>/requests/<int:request_id>/erase")
+@admin_required("requests:write")
+def request_erase(site_key: str, request_id: int):
+    """Carry out an erasure request."""
+    parse_form(FormSchema())
+    carry_out_erasure(site_key, request_id, current_principal().actor)
+    return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
+
+
+# ---------------------------------------------------------------- export
+
+
+@bp.get("/sites/<site_key>/export")
+@admin_required("audit:export")
+def export_page(site_key: str):
+    """The export form and the public key that verifies exports."""
+    site = site_snapshot(site_key)
+    return render_template("admin/export.html", site=site, actions=ACTIONS,
+                           public_key=public_key_text(), key_id=key_id(public_key_raw()))
+
+
+@bp.get("/sites/<site_key>/export.<fmt>")
+@admin_required("audit:export")
+def export_download(site_key: str, fmt: str):
+    """Download the export (streamed)."""
+    return export_response(export_filters(site_key, request.args), fmt)
+
+
+@bp.get("/signing-key.pem")
+@admin_required("audit:read")
+def signing_key_pem():
+    """The public key that verifies manifests and checkpoints, as PEM."""
+    return Response(public_key_pem(), mimetype="application/x-pem-file")
+
+
+# ---------------------------------------------------------------- tokens and users
+
+
+@bp.get("/tokens")
+@admin_required("admin")
+def tokens():
+    """API tokens for automation."""
+    return render_template("admin/tokens.html", tokens=auth.list_tokens(), scopes=auth.SCOPES,
+                           sites=list_sites())
+
+
+@bp.post("/tokens")
+@admin_required("admin")
+def token_post():
+    """Issue a token and show it once."""
+    data = parse_form_with_scopes(TokenForm())
+    from datetime import timedelta
+
+    from ..database import utcnow
+
+    def write():
+        site_id = get_site(data["site"]).id if data["site"] else None
+        expires = utcnow() + timedelta(days=data["days"]) if data.get("days") else None
+        return auth.create_token(data["name"], _scopes_from_form(), site_id=site_id,
+                                 created_by=current_principal().id, expires_at=expires)
+
+    secret = run_write(write)
+    return render_template("admin/secret.html", title="New API token", secret=secret,
+                           back=url_for("admin.tokens"))
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@admin_required("admin")
+def token_revoke(token_id: int):
+    """Revoke a token."""
+    parse_form(FormSchema())
+    auth.revoke_token(token_id)
+    return redirect(url_for("admin.tokens"))
+
+
+@bp.get("/users")
+@admin_required("admin")
+def users():
+    """Admin users."""
+    return render_template("admin/users.html", users=auth.list_admins(), scopes=auth.SCOPES)
+
+
+@bp.post("/users")
+@admin_required("admin")
+def user_post():
+    """Create an admin user."""
+    data = parse_form_with_scopes(UserForm())
+    run_write(lambda: auth.create_admin(data["email"], data["password"],
+                                        name=data["name"] or None,
+                                        scopes=_scopes_from_form()))
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/<any(disable,enable):what>")
+@admin_required("admin")
+def user_toggle(user_id: int, what: str):
+    """Disable or re-enable an admin user."""
+    parse_form(FormSchema())
+    if what == "disable" and user_id == current_principal().id:
+        raise Invalid("you cannot disable your own account", field="user")
+    auth.set_admin_disabled(user_id, what == "disable")
+    return redirect(url_for("admin.users"))
+
+
+def parse_form_with_scopes(schema: ma.Schema) -> dict:
+    """Like parse_form, for forms that also carry scope checkboxes."""
+    form = {k: v for k, v in request.form.to_dict().items() if k != "scopes"}
+    data = schema.load(form)
+    data.pop("csrf_token", None)
+    return data
