@@ -1,14 +1,30 @@
-"""The configuration document the widget loads: categories, texts, policy, lifetimes."""
+"""The configuration document the widget loads, and the consent cookie it keeps.
+
+The consent cookie (default name `consent`) is first-party on the site's domain and is
+form-urlencoded so both the widget (URLSearchParams) and Python (parse_qsl) read it:
+
+    v=1&s=<subject>&c=<granted keys, dot-joined>&d=<refused keys>&p=<policy version>
+      &t=<decided, unix s; 0 = no decision yet>&e=<expires, unix s>&src=<source>&g=<1 = GPC honoured>
+
+`s` is the visitor's public subject id (what /api/v1/sites/<key>/me/<s> takes).
+"""
 from __future__ import annotations
 
-from flask import url_for
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode
+
+from flask import current_app, url_for
+from werkzeug.http import dump_cookie
 
 from .database import iso
 from .decisions import gpc_categories
 from .extensions import db
 from .i18n import catalog, pick_locale
 from .policies import PolicyVersion
-from .sites import Category, site_snapshot
+from .sites import Category, SiteSnapshot, site_snapshot
+from .subjects import PUBLIC_ID_RE
 
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
@@ -38,6 +54,8 @@ def widget_config(site_key: str, requested_locale: str | None,
     return {
         "site": site.key,
         "revision": site.revision,
+        # Seconds the widget may reuse this document (from localStorage) without asking.
+        "ttl": current_app.config["CONSENT_CONFIG_MAX_AGE"],
         "locale": locale,
         "strings": strings,
         "categories": [
@@ -57,8 +75,9 @@ def widget_config(site_key: str, requested_locale: str | None,
         },
         "lifetimes": {"acceptDays": site.accept_lifetime_days,
                       "rejectDays": site.reject_lifetime_days},
-        "cookie": {"name": cookie.get("name", "consent"), "domain": cookie.get("domain"),
-                   "sameSite": cookie.get("same_site", "Lax")},
+        "cookie": {"name": cookie.get("name", COOKIE_NAME), "domain": cookie.get("domain"),
+                   "sameSite": cookie.get("same_site", "Lax"),
+                   "serverSet": bool(cookie.get("server_set"))},
         "gpc": {"categories": list(gpc_categories(site))},
         "endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
@@ -66,3 +85,82 @@ def widget_config(site_key: str, requested_locale: str | None,
             "preferences": url_for("preferences.preferences_page", site=site.key, _external=True),
         },
     }
+
+
+# ---------------------------------------------------------------- the consent cookie
+
+COOKIE_NAME = "consent"
+COOKIE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ConsentCookie:
+    """What the widget keeps in the visitor's consent cookie."""
+
+    subject: str
+    categories: dict[str, bool]
+    policy_version: str | None = None
+    decided_at: int = 0          # unix seconds; 0 = no decision yet (GPC opt-out only)
+    expires_at: int = 0          # unix seconds; the widget asks again after this
+    source: str | None = None
+    gpc: bool = False
+
+
+def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
+    """Read a consent cookie value; None when absent, of another version or malformed."""
+    if not value or len(value) > 4096:
+        return None
+    fields = dict(parse_qsl(value.strip('"'), keep_blank_values=True))
+    if fields.get("v") != COOKIE_VERSION or not PUBLIC_ID_RE.match(fields.get("s", "")):
+        return None
+    categories = {k: False for k in fields.get("d", "").split(".") if k}
+    categories.update({k: True for k in fields.get("c", "").split(".") if k})
+    try:
+        decided, expires = int(fields.get("t") or 0), int(fields.get("e") or 0)
+    except ValueError:
+        return None
+    return ConsentCookie(subject=fields["s"], categories=categories,
+                         policy_version=fields.get("p") or None, decided_at=decided,
+                         expires_at=expires, source=fields.get("src") or None,
+                         gpc=fields.get("g") == "1")
+
+
+def format_consent_cookie(cookie: ConsentCookie) -> str:
+    """The cookie value for CONSENT, exactly as the widget writes it."""
+    fields = {"v": COOKIE_VERSION, "s": cookie.subject,
+              "c": ".".join(k for k, v in cookie.categories.items() if v),
+              "d": ".".join(k for k, v in cookie.categories.items() if not v),
+              "t": cookie.decided_at, "e": cookie.expires_at, "src": cookie.source or "",
+              "g": int(cookie.gpc)}
+    if cookie.policy_version:
+        fields["p"] = cookie.policy_version
+    return urlencode(fields)
+
+
+def _unix(value: str | None) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()) if value else 0
+
+
+def consent_cookie_from_view(subject: str, view: dict, reject_days: int) -> ConsentCookie:
+    """The cookie matching a recorded consent view (see decisions.state_view)."""
+    expires = _unix(view.get("expiresAt")) or int(time.time()) + reject_days * 86400
+    return ConsentCookie(subject=subject, categories=dict(view["categories"]),
+                         policy_version=view.get("policyVersion"),
+                         decided_at=_unix(view.get("decidedAt")), expires_at=expires,
+                         source=view.get("source"), gpc=bool(view.get("gpc")))
+
+
+def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
+                         secure: bool) -> str | None:
+    """A Set-Cookie header for the same-site deployment (site setting cookie.server_set).
+
+    Cookies set by the server are not subject to Safari's 7-day cap on script-set ones.
+    """
+    settings = site.settings.get("cookie") or {}
+    if not settings.get("server_set") or not view:
+        return None
+    cookie = consent_cookie_from_view(subject, view, site.reject_lifetime_days)
+    return dump_cookie(settings.get("name", COOKIE_NAME), format_consent_cookie(cookie),
+                       max_age=max(0, cookie.expires_at - int(time.time())), path="/",
+                       domain=settings.get("domain"), secure=secure, httponly=False,
+                       samesite=settings.get("same_site", "Lax"))

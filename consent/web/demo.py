@@ -1,20 +1,57 @@
-"""The demo page: what a site embedding the widget looks like."""
+"""The demo page, the widget's files and the GPC well-known resource."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, send_from_directory
+import secrets
+
+from flask import Blueprint, current_app, jsonify, render_template, send_from_directory
 
 bp = Blueprint("demo", __name__)
+
+# How long browsers reuse the widget files without asking (they are the same for every
+# site; a returning visitor downloads nothing else from the consent server).
+WIDGET_MAX_AGE = 3600
+# Date this server started honouring Global Privacy Control (the spec's `lastUpdate`).
+GPC_LAST_UPDATE = "2026-11-22"
 
 
 @bp.get("/")
 def index():
-    """A demo shop page with the widget and tagged scripts, for the `demo` site."""
-    return render_template("demo.html", site_key=current_app.config.get("DEMO_SITE_KEY", "demo"))
+    """A demo shop page with the widget and tagged scripts, under a strict CSP."""
+    nonce = secrets.token_urlsafe(16)
+    html = render_template("demo.html", nonce=nonce,
+                           site_key=current_app.config.get("DEMO_SITE_KEY", "demo"))
+    response = current_app.make_response(html)
+    # The widget needs no inline style, <style> element or eval; inline tagged scripts
+    # carry the page's nonce, which the widget copies when it runs them.
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; frame-src 'self'; object-src 'none'; "
+        "base-uri 'none'")
+    return response
+
+
+def _widget_file(name: str):
+    response = send_from_directory(current_app.static_folder, name, max_age=WIDGET_MAX_AGE)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @bp.get("/consent.js")
 def widget_script():
     """The widget script (cacheable: it is the same for every site)."""
-    response = send_from_directory(current_app.static_folder, "consent.js", max_age=3600)
+    return _widget_file("consent.js")
+
+
+@bp.get("/consent.css")
+def widget_style():
+    """The widget's stylesheet, loaded by the script with a <link> (strict-CSP safe)."""
+    return _widget_file("consent.css")
+
+
+@bp.get("/.well-known/gpc.json")
+def gpc_support():
+    """Global Privacy Control support resource (sites copy it to their own origin)."""
+    response = jsonify(gpc=True, lastUpdate=GPC_LAST_UPDATE)
     response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "public, max-age=86400"
     return response

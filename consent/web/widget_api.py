@@ -14,7 +14,7 @@ from ..decisions import (ConsentViewSchema, DecisionResultSchema, DecisionSchema
 from ..database import iso
 from ..errors import Forbidden
 from ..sites import NotFound, site_snapshot
-from ..widget_config import widget_config
+from ..widget_config import server_cookie_header, widget_config
 from .common import apply_site_cors, request_context
 
 blp = Blueprint("widget_api", __name__, url_prefix="/api/v1",
@@ -47,6 +47,8 @@ def get_config(site_key: str, locale: str | None = None):
     response.set_etag(etag)
     response.headers["Cache-Control"] = (
         f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
+    if locale is None:
+        response.vary.add("Accept-Language")
     return response.make_conditional(request)
 
 
@@ -57,13 +59,19 @@ def get_config(site_key: str, locale: str | None = None):
 def post_decision(data: dict, site_key: str):
     """Record a visitor's decision as a ledger event; returns their consent."""
     origin = request.headers.get("Origin")
-    if origin and not site_snapshot(site_key).allows_origin(origin):
+    # Browsers send Origin on every POST; calls without it skip the per-site checks.
+    site = site_snapshot(site_key) if origin else None
+    if site is not None and not site.allows_origin(origin):
         raise Forbidden(f"origin {origin!r} is not allowed for site {site_key!r}")
     result = record_decision(site_key, data, request_context())
     body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
             "recorded_at": iso(result.event.recorded_at), "duplicate": result.event.duplicate,
             "consent": result.view}
-    return body, (200 if result.event.duplicate else 201)
+    status = 200 if result.event.duplicate else 201
+    # Same-site deployment: the server itself sets the consent cookie (see docs/widget.md).
+    cookie = site and server_cookie_header(site, result.subject_public_id, result.view,
+                                           request.is_secure)
+    return (body, status, {"Set-Cookie": cookie}) if cookie else (body, status)
 
 
 @blp.route("/sites/<site_key>/me/<subject_id>", methods=["GET"])

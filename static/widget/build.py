@@ -1,0 +1,92 @@
+"""Build static/consent.js from static/widget/consent.src.js: `python3 static/widget/build.py`.
+
+A deliberately tiny, dependency-free minifier: it drops comments (except the leading
+`/*! ... */` banner) and whitespace that JavaScript does not need, and keeps a newline
+wherever dropping it could change automatic semicolon insertion. It never renames
+anything, so the output reads like the source without comments. tests/test_widget_files.py
+checks that the committed consent.js is exactly this script's output.
+
+Source conventions it relies on: no template literals; a `/` starts a regular expression
+only after a punctuator (or `return`/`typeof`).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "consent.src.js"
+TARGET = HERE.parent / "consent.js"
+
+WORD = re.compile(r"[A-Za-z0-9_$]")
+TOKEN = re.compile(r"""
+    (?P<ws>[ \t\r\n]+)
+  | (?P<comment>//[^\n]*|/\*.*?\*/)
+  | (?P<string>'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")
+  | (?P<word>[A-Za-z0-9_$.]*[A-Za-z0-9_$]|[A-Za-z_$][A-Za-z0-9_$]*)
+  | (?P<punct>=>|\.\.\.|===|!==|\+\+|--|&&|\|\||[=!<>+\-*/%&|^]=?|[{}()\[\];,.?:~])
+""", re.X | re.S)
+REGEX = re.compile(r"/(?:\\.|\[(?:\\.|[^\]\\\n])*\]|[^/\\\n\[])+/[a-z]*")
+# After these tokens, or before these, a newline can never matter.
+OPENERS = {"{", "(", "[", ",", ";", "=>", "&&", "||", "?", ":", "=", "+", "-", "*", "/", "!"}
+CLOSERS = {"}", ")", "]", ",", ";", ".", ":", "?", "&&", "||", "="}
+
+
+def tokens(src: str):
+    """(kind, text, newline_before) for every significant token of SRC."""
+    pos, newline, prev = 0, False, None
+    while pos < len(src):
+        if src[pos] == "`":
+            raise ValueError(f"template literal at offset {pos}: not supported by this build")
+        if src[pos] == "/" and not src.startswith(("//", "/*"), pos) and (
+                prev is None or prev[0] == "punct" and prev[1] not in (")", "]", "}")
+                or prev[1] in ("return", "typeof")):
+            m = REGEX.match(src, pos)
+            if not m:
+                raise ValueError(f"unterminated regular expression at offset {pos}")
+            kind, text = "regex", m.group()
+        else:
+            m = TOKEN.match(src, pos)
+            if not m:
+                raise ValueError(f"cannot tokenise at offset {pos}: {src[pos:pos + 20]!r}")
+            kind, text = m.lastgroup, m.group()
+        pos = m.end()
+        if kind == "ws":
+            newline = newline or "\n" in text
+            continue
+        if kind == "comment":
+            if text.startswith("/*!"):
+                yield "banner", text, False
+            newline = newline or "\n" in text or text.startswith("//")
+            continue
+        yield kind, text, newline
+        prev, newline = (kind, text), False
+
+
+def minify(src: str) -> str:
+    """SRC without comments and without the whitespace it does not need."""
+    out: list[str] = []
+    last = None
+    for kind, text, newline in tokens(src):
+        if kind == "banner":
+            out.append(text + "\n")
+            continue
+        if last is not None:
+            if newline and last not in OPENERS and text not in CLOSERS:
+                out.append("\n")
+            elif WORD.match(last[-1]) and WORD.match(text[0]) or (last[-1] + text[0]) in ("++", "--", "+-", "-+"):
+                out.append(" ")
+        out.append(text)
+        last = text
+    return "".join(out) + "\n"
+
+
+def build() -> str:
+    """The minified widget, as it should be committed in static/consent.js."""
+    return minify(SOURCE.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    TARGET.write_text(build(), encoding="utf-8")
+    sys.stdout.write(f"wrote {TARGET} ({TARGET.stat().st_size} bytes)\n")

@@ -1,0 +1,303 @@
+/*! Consent widget: banner, preferences, tag blocking, GPC, Consent Mode v2. docs/widget.md */
+(() => {
+  'use strict';
+  const W = window, D = document, N = navigator, E = 'essential';
+  if (W.Consent) return;
+  const me = D.currentScript || D.querySelector('script[data-site]');
+  const site = me.dataset.site, base = new URL('.', me.src).href;
+  const lang = (D.documentElement.lang || N.language || 'en').toLowerCase();
+  const gpc = N.globalPrivacyControl === true;
+  const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site;
+  const MODES = {functional: ['functionality_storage', 'personalization_storage'],
+    analytics: ['analytics_storage'], advertising: ['ad_storage', 'ad_user_data', 'ad_personalization']};
+  const dl = W.dataLayer = W.dataLayer || [];
+  const gtag = function () { dl.push(arguments); };
+  const now = () => Math.floor(Date.now() / 1e3);
+  const iso = t => t ? new Date(t * 1e3).toISOString() : null;
+  const uid = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), b => (b + 256).toString(16).slice(1)).join('');
+  const noop = () => {};
+  // localStorage may be missing or throw (privacy modes, sandboxed frames): degrade to memory.
+  const store = (k, v) => { try { if (v === undefined) return JSON.parse(localStorage.getItem(k)); localStorage.setItem(k, JSON.stringify(v)); } catch (e) {} };
+  const ready = new Promise(r => D.readyState == 'loading' ? D.addEventListener('DOMContentLoaded', r) : r());
+  const hooks = [];
+  let cached = store(CK), cfg = cached && cached.c, queue = store(QK) || [];
+  let state, banner, dialog, back, cssP, flushing, retry, gotCfg;
+  const cfgP = new Promise(r => { gotCfg = r; });
+  const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
+
+  // ---- the consent cookie: form-urlencoded, format in docs/widget.md
+  function load() {
+    const n = (cfg ? cfg.cookie.name : 'consent') + '=';
+    const p = D.cookie.split('; ').find(x => x.startsWith(n));
+    const q = p && new URLSearchParams(p.slice(n.length)), c = {};
+    if (!q || q.get('v') != '1' || !q.get('s')) return null;
+    for (const [f, v] of [['d', false], ['c', true]]) for (const k of (q.get(f) || '').split('.')) if (k) c[k] = v;
+    return {s: q.get('s'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1'};
+  }
+  function save() {
+    const k = Object.keys(state.c), o = cfg.cookie;
+    const q = new URLSearchParams({v: 1, s: state.s, c: k.filter(x => state.c[x]).join('.'),
+      d: k.filter(x => !state.c[x]).join('.'), t: state.t, e: state.e, src: state.src, g: state.g ? 1 : 0});
+    if (state.p) q.set('p', state.p);
+    D.cookie = o.name + '=' + q + '; Path=/; Max-Age=' + Math.max(0, state.e - now()) +
+      (o.domain ? '; Domain=' + o.domain : '') + '; SameSite=' + (o.sameSite || 'Lax') +
+      (location.protocol == 'https:' ? '; Secure' : '');
+    store(CK, {t: cached ? cached.t : Date.now(), c: cfg});  // a choice exists: keep config too
+  }
+
+  // ---- what is granted
+  const gpcKeys = () => cfg ? cfg.gpc.categories : ['advertising'];
+  const keys = () => cfg ? cfg.categories.map(c => c.key) : Object.keys(state ? state.c : {});
+  // A stored choice stops counting when it expires or predates a material policy version.
+  function valid() {
+    if (!state || !state.t) return !!state;
+    const m = cfg && cfg.policy.reconsentAfter && Date.parse(cfg.policy.reconsentAfter) / 1e3;
+    return state.e > now() && !(m && state.t < m && m <= now());
+  }
+  const has = k => k == E || !(gpc && gpcKeys().includes(k)) && valid() && state.t > 0 && state.c[k] === true;
+  const allows = el => el.dataset.category.trim().split(/\s+/).every(has);
+  const needsChoice = () => !valid() || !state.t || keys().some(k => !(k in state.c));
+  function cats() { const o = {}; for (const k of keys()) o[k] = has(k); return o; }
+  function get() {
+    return valid() ? {categories: cats(), policyVersion: state.p || null, decidedAt: iso(state.t),
+      expiresAt: iso(state.e), source: state.src || null, gpc: state.g, subject: state.s, eventId: state.id || null} : null;
+  }
+  function modes(on) { const o = {}; for (const k in MODES) for (const m of MODES[k]) o[m] = on && has(k) ? 'granted' : 'denied'; return o; }
+
+  // ---- tags: <script type="text/plain" data-category> and <iframe data-category data-src>
+  let chain = Promise.resolve();
+  function activate() {
+    chain = chain.then(async () => {
+      await ready;
+      for (const el of D.querySelectorAll('script[type="text/plain"][data-category],iframe[data-category][data-src]')) {
+        const on = allows(el), src = el.dataset.src;
+        if (el.tagName == 'IFRAME') {
+          const cur = el.getAttribute('src');
+          if (on ? cur != src : cur && cur != 'about:blank') el.src = on ? src : 'about:blank';
+          continue;
+        }
+        if (!on) continue;
+        const s = D.createElement('script');
+        for (const a of el.attributes) if (a.name != 'type' && a.name != 'data-src') s.setAttribute(a.name, a.value);
+        s.nonce = el.nonce;  // the attribute reads empty under CSP; the property keeps it
+        for (const k of el.dataset.category.trim().split(/\s+/)) ran[k] = 1;
+        if (src) { s.src = src; await new Promise(r => { s.onload = s.onerror = r; el.replaceWith(s); }); }
+        else { s.text = el.text; el.replaceWith(s); }
+      }
+    }).catch(noop);
+  }
+  function drop(spec) {
+    const re = spec.pattern && new RegExp(spec.pattern), h = location.hostname.split('.');
+    const doms = spec.domain ? ['', spec.domain] : [''].concat(h.map((x, i) => h.slice(i).join('.')));
+    for (const p of D.cookie.split('; ')) {
+      const n = p.split('=')[0];
+      if (n && (re ? re.test(n) : n == spec.name)) {
+        // a cookie is only removed with its exact domain and path: try each candidate
+        for (const d of doms) D.cookie = n + '=; Max-Age=0; Path=' + (spec.path || '/') + (d && '; Domain=' + d);
+      }
+    }
+  }
+  // After any change: Consent Mode update, events, tags on/off, withdrawn cookies deleted.
+  function changed(before) {
+    const after = cats(), off = Object.keys(before).filter(k => before[k] && !after[k]), d = get();
+    gtag('consent', 'update', modes(1));
+    W.dispatchEvent(new CustomEvent('consent:change', {detail: d}));
+    hooks.forEach(f => f(d));
+    for (const c of cfg ? cfg.categories : []) if (off.includes(c.key)) for (const s of c.services || []) (s.cookies || []).forEach(drop);
+    activate();
+    return off.some(k => ran[k]);  // a script that already ran cannot be stopped
+  }
+
+  // ---- recording on the server: a persistent queue, retried, idempotent by client_event_id
+  function send(body) {
+    queue.push(Object.assign(body, {subject: state.s, policy_version: state.p || undefined,
+      locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined}));
+    store(QK, queue);
+    return flush();
+  }
+  async function post() {
+    while (queue.length) {
+      const b = queue[0];
+      const r = await fetch(cfg.endpoints.decisions, {method: 'POST', body: JSON.stringify(b),
+        headers: {'Content-Type': 'application/json'}, credentials: cfg.cookie.serverSet ? 'include' : 'omit'});
+      if (r.status >= 500 || r.status == 429) throw Error(r.status);
+      queue = queue.filter(x => x.client_event_id != b.client_event_id);  // 4xx: never valid, drop
+      store(QK, queue);
+      if (r.ok) {
+        const j = await r.json();
+        if (cfg.cookie.serverSet) state = load() || state;  // the server set the cookie
+        if (state) state.id = j.event_id;
+        W.dispatchEvent(new CustomEvent('consent:recorded', {detail: {eventId: j.event_id, duplicate: j.duplicate}}));
+      }
+    }
+    return get();
+  }
+  function flush() {
+    if (!flushing) {
+      const done = () => { flushing = null; };
+      flushing = post().then(v => { done(); return v; }, e => {
+        done(); clearTimeout(retry); retry = setTimeout(bg, 3e4);
+        throw Error('consent: not recorded yet (' + e.message + '); it will be sent later');
+      });
+    }
+    return flushing;
+  }
+  const bg = () => { if (cfg && queue.length) flush().catch(noop); };
+
+  // ---- choices
+  function decide(action, c, src) {
+    const before = cats(), t = now();
+    if (gpc) for (const k of gpcKeys()) c[k] = false;  // the server applies the same rule
+    const any = Object.keys(c).some(k => k != E && c[k]);
+    state = {s: state ? state.s : uid(), c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g),
+      e: t + 86400 * cfg.lifetimes[any ? 'acceptDays' : 'rejectDays']};
+    save();
+    hide();
+    const reload = changed(before), p = send({action, source: src, categories: action == 'custom' ? c : undefined});
+    if (reload) p.then(() => location.reload(), () => location.reload());
+    return p;
+  }
+  function choose(action, src, vals) {
+    return cfgP.then(() => {
+      const c = {}, cur = cats();
+      for (const k of keys()) c[k] = k == E || (action == 'custom' ? !!(k in vals ? vals[k] : cur[k]) : action == 'accept_all');
+      return decide(action, c, src);
+    });
+  }
+  // GPC: opt out of sale/sharing without asking, recorded once (again only if re-granted).
+  function honourGpc() {
+    const k = gpcKeys();
+    if (!gpc || state && state.g && k.every(x => state.c[x] === false)) return;
+    const before = cats();
+    state = state || {s: uid(), c: {}, t: 0, e: now() + 86400 * cfg.lifetimes.rejectDays};
+    for (const x of k) state.c[x] = false;
+    Object.assign(state, {g: true, src: 'gpc'});
+    save();
+    changed(before);
+    send({action: 'gpc', source: 'gpc'}).catch(noop);
+    if (!needsChoice()) show(1);  // a standing choice: just say the signal was honoured
+  }
+
+  // ---- UI (classes only: no inline styles, so it runs under a strict CSP)
+  const css = () => cssP || (cssP = new Promise(r => {
+    const l = h('link', {rel: 'stylesheet', href: base + 'consent.css'});
+    l.onload = l.onerror = r;
+    D.head.append(l);
+  }));
+  function h(tag, attrs, ...kids) {
+    const e = D.createElement(tag);
+    for (const k in attrs) {
+      const v = attrs[k];
+      if (typeof v == 'function') e.addEventListener('click', v);
+      else if (v != null && v !== false) e.setAttribute(k, v === true ? '' : v);
+    }
+    e.append(...[].concat(...kids).filter(x => x != null && x !== false));
+    return e;
+  }
+  const S = k => cfg.strings[k] || k;
+  const policy = () => cfg.policy.url && h('a', {href: cfg.policy.url}, S('policy'));
+  const note = () => gpc && h('p', {class: 'cw-gpc'}, S('gpc'));
+  function btn(k, f, alt) { const b = h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k}, S(k)); b.addEventListener('click', f); return b; }
+  const refocus = el => { if (el && el.isConnected && el.focus) el.focus(); };
+  function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
+  function show(notice, force) {
+    return cfgP.then(css).then(() => {
+      if (banner || !(notice || force || needsChoice())) return;
+      back = D.activeElement;
+      banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
+        h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? 'gpcTitle' : 'title')),
+        h('p', {id: 'cw-bd'}, notice ? S('gpc') : S('text'), ' ', policy()),
+        !notice && note(),
+        h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
+          btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
+          btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
+          btn('customise', () => prefs(), 1)]));
+      D.body.prepend(banner);
+      banner.focus();
+      if (W.performance && performance.mark) performance.mark('consent:banner');
+    });
+  }
+  function prefs(opener) {
+    return cfgP.then(css).then(() => {
+      if (dialog) return;
+      const from = opener || D.activeElement, sw = {}, gk = gpcKeys();
+      const done = (action, vals) => { choose(action, 'preferences', vals).catch(noop); dialog.close(); };
+      dialog = h('dialog', {class: 'cw cw-prefs', 'aria-labelledby': 'cw-pt'},
+        h('h2', {class: 'cw-t', id: 'cw-pt'}, S('prefsTitle')),
+        h('p', null, S('prefsText'), ' ', policy()),
+        note(),
+        h('ul', {class: 'cw-cats'}, cfg.categories.map(c => {
+          const id = 'cw-c-' + c.key, svc = c.services || [];
+          sw[c.key] = h('input', {type: 'checkbox', role: 'switch', class: 'cw-sw', id, 'aria-describedby': id + '-d',
+            checked: c.locked || has(c.key), disabled: c.locked || gpc && gk.includes(c.key)});
+          return h('li', {class: 'cw-cat'},
+            h('div', {class: 'cw-row'}, h('label', {class: 'cw-ct', for: id}, c.title),
+              c.locked && h('span', {class: 'cw-on'}, S('alwaysOn')), sw[c.key]),
+            h('p', {class: 'cw-cd', id: id + '-d'}, c.description),
+            svc.length > 0 && h('details', null, h('summary', null, S('services')), h('ul', null, svc.map(s =>
+              h('li', null, h('strong', null, s.name), s.provider ? ' (' + s.provider + ')' : '', s.purpose ? ': ' + s.purpose : '',
+                (s.cookies || []).length > 0 && h('span', {class: 'cw-ck'}, S('cookies') + ': ' +
+                  s.cookies.map(k => k.name || k.pattern).join(', ')))))));
+        })),
+        h('div', {class: 'cw-acts'},
+          btn('rejectAll', () => done('reject_all')),
+          btn('acceptAll', () => done('accept_all')),
+          btn('save', () => { const v = {}; for (const k in sw) v[k] = sw[k].checked; done('custom', v); }, 1)),
+        cfg.endpoints.preferences && h('p', {class: 'cw-more'}, h('a', {href: cfg.endpoints.preferences +
+          (state ? '&subject=' + state.s : '')}, S('more'))),
+        h('button', {type: 'button', class: 'cw-x', 'aria-label': S('close')}, '×'));
+      dialog.lastChild.addEventListener('click', () => dialog.close());
+      dialog.addEventListener('close', () => { dialog.remove(); dialog = null; refocus(from.isConnected ? from : back); });
+      D.body.append(dialog);
+      dialog.showModal();  // native modal: focus moves in, Escape closes, the page is inert
+    });
+  }
+
+  // ---- start: Consent Mode default first, then the stored choice, then (if needed) the banner
+  state = load();
+  gtag('consent', 'default', Object.assign(modes(0), {security_storage: 'granted', wait_for_update: 500}));
+  if (cfg && get()) gtag('consent', 'update', modes(1));
+  async function start() {
+    gotCfg();
+    await ready;
+    honourGpc();
+    activate();
+    bg();
+    if (needsChoice()) show();
+  }
+  const url = base + 'api/v1/sites/' + encodeURIComponent(site) + '/config?locale=' + encodeURIComponent(lang);
+  const fetchCfg = fresh => fetch(url, {credentials: 'omit', cache: fresh ? 'no-cache' : 'default'})
+    .then(r => { if (!r.ok) throw Error(r.status); return r.json(); })
+    .then(c => { cfg = c; cached = {t: Date.now(), c}; if (state) store(CK, cached); });
+  if (!state) css();  // first visit: fetch the banner's style alongside its config
+  if (cfg) {
+    start();
+    // stale: use it now, refresh in the background and ask again if the site changed
+    if (Date.now() - cached.t > (cfg.ttl || 300) * 1e3) {
+      fetchCfg(1).then(() => { if (needsChoice()) { gtag('consent', 'update', modes(1)); show(); } }, noop);
+    }
+  } else {
+    fetchCfg().then(() => {
+      const had = get();
+      state = load();
+      if (get() || had) gtag('consent', 'update', modes(1));
+      start();
+    }, () => { if (get()) { gtag('consent', 'update', modes(1)); activate(); } });
+  }
+  W.addEventListener('online', bg);
+  D.addEventListener('click', e => {
+    const t = e.target.closest && e.target.closest('[data-consent-open]');
+    if (t) { e.preventDefault(); prefs(t); }
+  });
+
+  W.Consent = {
+    version: 1,
+    get,
+    acceptAll: () => choose('accept_all', 'api'),
+    rejectAll: () => choose('reject_all', 'api'),
+    set: vals => choose('custom', 'api', vals || {}),
+    show: () => show(0, 1),
+    showPreferences: () => prefs(),
+    onChange: f => { hooks.push(f); return () => hooks.splice(hooks.indexOf(f), 1); },
+  };
+})();
