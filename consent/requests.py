@@ -21,7 +21,9 @@ from datetime import date, datetime, timedelta
 from typing import Callable
 
 import sqlalchemy as sa
-from flask import current_app, url_for
+from urllib.parse import quote
+
+from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -124,12 +126,19 @@ def due_date(received_at: datetime, rule: dict) -> datetime:
 
 
 def _subjects_of(subject: Subject) -> list[Subject]:
-    """The subject and every other live subject of the same site user (other devices)."""
-    if subject.user_ref is None:
-        return [subject]
-    return list(db.session.execute(db.select(Subject).where(
-        Subject.site_id == subject.site_id, Subject.user_ref == subject.user_ref)
-        .order_by(Subject.id)).scalars())
+    """The subject plus, for a site's known user, every device linked to that account."""
+    ids = {subject.id}
+    if subject.user_ref is not None:
+        ids.update(db.session.execute(db.select(Subject.id).where(
+            Subject.site_id == subject.site_id, Subject.user_ref == subject.user_ref)
+        ).scalars())
+    # consent.identity keeps device -> account links in its own table.
+    link = getattr(sys.modules.get("consent.identity"), "SubjectLink", None)
+    if link is not None:
+        ids.update(db.session.execute(db.select(link.subject_id).where(
+            link.account_id.in_(sorted(ids)))).scalars())
+    return list(db.session.execute(db.select(Subject).where(Subject.id.in_(sorted(ids)))
+                                   .order_by(Subject.id)).scalars())
 
 
 def find_request_subject(site_key: str, *, subject: str | None = None,
@@ -275,6 +284,9 @@ def deliver_access(token: str) -> tuple[DataRequest, dict]:
 def _policy_url(site_key: str, label: str | None) -> str | None:
     if not label:
         return None
+    if not has_request_context() and not current_app.config.get("SERVER_NAME"):
+        # CLI and background use: a path the reader resolves against the server's URL.
+        return f"/sites/{quote(site_key)}/policies/{quote(label)}"
     return url_for("pages.policy_version", site_key=site_key, label=label, _external=True)
 
 
@@ -408,11 +420,26 @@ def _module_hooks() -> list[Callable[[int], None]]:
         module = sys.modules.get(name)
         if module is None and importlib.util.find_spec(name) is not None:
             module = importlib.import_module(name)
+        found = False
         for attr in HOOK_NAMES:
             fn = getattr(module, attr, None) if module else None
-            if callable(fn) and fn not in hooks and fn not in _erase_hooks:
-                hooks.append(fn)
+            if callable(fn):
+                found = True
+                if fn not in hooks and fn not in _erase_hooks:
+                    hooks.append(fn)
+        address_model = getattr(module, "ChannelAddress", None) if module else None
+        if not found and address_model is not None:
+            hooks.append(_address_rows_deleter(address_model))
     return hooks
+
+
+def _address_rows_deleter(model) -> Callable[[int], None]:
+    # Until consent.channels defines its own hook: its address rows are keyed HMACs of
+    # the person's e-mail/phone/push token, i.e. identifiers, so they go too.
+    def delete(subject_id: int) -> None:
+        table = model.__table__
+        db.session.execute(sa.delete(table).where(table.c.subject_id == subject_id))
+    return delete
 
 
 def _erase_one(site, subject: Subject, actor: str, request_id: int | None) -> dict:

@@ -178,9 +178,9 @@ def post_request(data: dict, site_key: str):
     req = open_request(site_key, data["kind"], subject=data.get("subject"),
                        user_id=data.get("user_id"), requested_by=current_principal().actor,
                        note=data.get("note"))
-    body = RequestSchema().dump(req)
-    body["access_link"] = access_link(req) if req.kind == "access" else None
-    return body, 201
+    # Not stored: the link is signed, so it can be minted again whenever needed.
+    req.access_link = access_link(req) if req.kind == "access" else None
+    return req, 201
 
 
 @blp.route("/sites/<site_key>/requests/<int:request_id>", methods=["GET"])
