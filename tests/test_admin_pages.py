@@ -1,0 +1,219 @@
+"""The HTML admin: dashboard charts, policy versions, site configuration, event search."""
+from __future__ import annotations
+
+import re
+
+from consent.extensions import db
+from consent.ledger import ConsentEvent
+from consent.sites import Category, Site, SiteApiKey
+from tests.test_admin_fixtures import (admin, admin_client, decide,  # noqa: F401
+                                       post_form)
+
+
+def policy_config(app, site_key: str) -> dict:
+    """The widget configuration's policy block, as the widget would load it."""
+    from consent.widget_config import widget_config
+
+    with app.test_request_context():
+        return widget_config(site_key, "en")["policy"]
+
+
+def seed_choices(site_key: str) -> None:
+    for i in range(8):
+        decide(site_key, "accept_all", gpc=(i < 2))
+    for _ in range(3):
+        decide(site_key, "reject_all")
+    decide(site_key, "custom", categories={"analytics": True})
+
+
+def test_dashboard_renders_charts_for_a_seeded_site(app, site, admin):
+    seed_choices(site["key"])
+    r = admin.get(f"/admin/sites/{site['key']}/")
+    assert r.status_code == 200
+    page = r.data.decode()
+    assert page.count("<svg") == 3
+    assert 'aria-label="Choices per day"' in page
+    assert 'aria-label="Acceptance rate per category"' in page
+    choices = page.split('aria-label="Choices per day"')[1].split("</svg>")[0]
+    # Today's bars: 8 accept_all, 3 reject_all, 1 custom (recorded today).
+    assert re.search(r"<title>\d{4}-\d\d-\d\d: 8 Accept all</title>", choices)
+    assert re.search(r"<title>\d{4}-\d\d-\d\d: 3 Reject all</title>", choices)
+    acceptance = page.split('aria-label="Acceptance rate per category"')[1].split("</svg>")[0]
+    # analytics: 8 accept_all + 1 custom granted of 12 answers = 75 %
+    assert re.search(r"analytics 75%</title>", acceptance)
+    # advertising: GPC turned it off for 2 of the 8 accept_all -> 6 of 12 = 50 %
+    assert re.search(r"advertising 50%</title>", acceptance)
+    assert 'id="gpc-share">16.7%<' in page  # 2 of 12 choices carried a GPC signal
+    assert 'id="total-choices">12<' in page
+
+
+def test_dashboard_of_an_empty_site_renders(app, other_site, admin):
+    r = admin.get(f"/admin/sites/{other_site['key']}/")
+    assert r.status_code == 200 and r.data.decode().count("<svg") == 3
+
+
+def test_event_search_by_visitor_id_and_user_id(app, site, admin):
+    from consent.identity import link_user
+
+    v = decide(site["key"], "accept_all")
+    decide(site["key"], "reject_all", subject=v)
+    page = admin.get(f"/admin/sites/{site['key']}/events?subject={v}").data.decode()
+    table = page.split('id="events"')[1]
+    assert table.count("<tr>") == 3  # header + 2 events
+    link_user(site["key"], "customer-9", v)
+    page = admin.get(f"/admin/sites/{site['key']}/events?subject=customer-9").data.decode()
+    assert v in page
+    page = admin.get(f"/admin/sites/{site['key']}/events?subject=nobody").data.decode()
+    assert "No subject matches" in page
+
+
+def test_material_policy_version_changes_the_widget_config(app, site):
+    client = admin_client(app, ("policies:write", "audit:read"), "legal@example.com")
+    decide(site["key"], "accept_all")  # a visitor who had chosen under 2026-01
+    before = policy_config(app, site["key"])
+    assert before["version"] == before["materialVersion"] == "2026-01"
+    r = post_form(client, f"/admin/sites/{site['key']}/policies",
+                  {"label": "2026-02", "text": "Typo fixes", "summary": "typos"})
+    assert r.status_code == 302
+    minor = policy_config(app, site["key"])
+    assert minor["version"] == "2026-02" and minor["materialVersion"] == "2026-01"
+    r = post_form(client, f"/admin/sites/{site['key']}/policies",
+                  {"label": "2026-03", "url": "https://shop.example/privacy-v3",
+                   "material": "on", "summary": "New ad partner"})
+    assert r.status_code == 302
+    after = policy_config(app, site["key"])
+    assert after["materialVersion"] == "2026-03"
+    assert after["reconsentAfter"] > before["reconsentAfter"]
+    assert after["url"] == "https://shop.example/privacy-v3"
+    # The widget API serves the new configuration (the site cache was invalidated).
+    body = app.test_client().get(f"/api/v1/sites/{site['key']}/config").get_json()
+    assert body["policy"]["materialVersion"] == "2026-03"
+    # Old versions stay readable at their stable URLs; new events name the new version.
+    assert app.test_client().get(f"/sites/{site['key']}/policies/2026-01").status_code == 200
+    decide(site["key"], "accept_all")
+    last = db.session.execute(db.select(ConsentEvent).order_by(ConsentEvent.id.desc())
+                              ).scalars().first()
+    assert last.policy_version == "2026-03"
+    listing = client.get(f"/admin/sites/{site['key']}/policies").data.decode()
+    assert listing.count("<tr>") == 4
+
+
+def test_policy_publish_refuses_bad_input_with_a_friendly_page(app, site, admin):
+    url = f"/admin/sites/{site['key']}/policies"
+    r = post_form(admin, url, {"label": "2026-01", "text": "again"})
+    assert r.status_code == 409 and b"never edited" in r.data
+    r = post_form(admin, url, {"label": "x y", "text": "t"})
+    assert r.status_code == 422 and b"<html" in r.data
+    r = post_form(admin, url, {"label": "v2"})
+    assert r.status_code == 422 and b"text or a URL" in r.data
+    r = post_form(admin, url, {"label": "v3", "url": "javascript:alert(1)"})
+    assert r.status_code == 422
+    r = post_form(admin, url, {"label": "v4", "text": "t", "effective_at": "soon"})
+    assert r.status_code == 422
+    assert policy_config(app, site["key"])["version"] == "2026-01"
+
+
+def test_site_settings_update_reaches_the_widget(app, site, admin):
+    r = post_form(admin, f"/admin/sites/{site['key']}/settings", {
+        "name": "Example shop EU", "allowed_origins": "https://shop.example\nhttps://eu.shop.example",
+        "accept_lifetime_days": "180", "reject_lifetime_days": "90",
+        "locales": "en\nde", "default_locale": "de", "deadline_kind": "business_days",
+        "deadline_value": "10", "retention_days": "730", "controller_name": "Shop GmbH",
+        "controller_email": "privacy@shop.example"})
+    assert r.status_code == 302
+    config = app.test_client().get(f"/api/v1/sites/{site['key']}/config").get_json()
+    assert config["lifetimes"] == {"acceptDays": 180, "rejectDays": 90}
+    assert config["locale"] == "de"
+    row = db.session.execute(db.select(Site).where(Site.key == site["key"])).scalar_one()
+    assert row.allowed_origins == ["https://shop.example", "https://eu.shop.example"]
+    assert row.settings["request_deadline"] == {"business_days": 10}
+    assert row.settings["retention_days"] == 730
+    assert row.settings["controller"]["name"] == "Shop GmbH"
+    r = app.test_client().post(f"/api/v1/sites/{site['key']}/decisions",
+                               json={"action": "accept_all"},
+                               headers={"Origin": "https://eu.shop.example"})
+    assert r.status_code == 201
+
+
+def test_bad_settings_are_refused_and_nothing_changes(app, site, admin):
+    good = {"name": "X", "allowed_origins": "https://shop.example", "accept_lifetime_days": "365",
+            "reject_lifetime_days": "182", "locales": "en", "default_locale": "en",
+            "deadline_kind": "days", "deadline_value": "30"}
+    url = f"/admin/sites/{site['key']}/settings"
+    for field, value in [("allowed_origins", "shop.example/path"), ("accept_lifetime_days", "0"),
+                         ("default_locale", "fr"), ("deadline_value", "-1"),
+                         ("deadline_kind", "weeks"), ("locales", "english!")]:
+        r = post_form(admin, url, {**good, field: value})
+        assert r.status_code == 422, (field, r.status_code)
+        assert b"Nothing was changed" in r.data
+    row = db.session.execute(db.select(Site).where(Site.key == site["key"])).scalar_one()
+    assert row.name == "Example shop"
+
+
+def test_categories_texts_and_cookies(app, site, admin):
+    r = post_form(admin, f"/admin/sites/{site['key']}/categories",
+                  {"key": "location", "title": "Location"})
+    assert r.status_code == 302
+    r = post_form(admin, f"/admin/sites/{site['key']}/categories/location", {
+        "title_en": "Location", "title_de": "Standort",
+        "description_en": "Finds the nearest store.", "description_de": "Findet die Filiale.",
+        "services": '[{"name": "Maps", "provider": "Map Co", "cookies": '
+                    '[{"name": "_maps", "domain": ".maps.example"}]}]'})
+    assert r.status_code == 302
+    config = app.test_client().get(f"/api/v1/sites/{site['key']}/config?locale=de").get_json()
+    cat = next(c for c in config["categories"] if c["key"] == "location")
+    assert cat["title"] == "Standort" and cat["description"] == "Findet die Filiale."
+    assert cat["services"][0]["cookies"][0]["name"] == "_maps"
+    r = app.test_client().post(f"/api/v1/sites/{site['key']}/decisions",
+                               json={"action": "custom", "categories": {"location": True}})
+    assert r.status_code == 201
+    bad = post_form(admin, f"/admin/sites/{site['key']}/categories/location",
+                    {"title_en": "L", "services": '[{"name": "x", "cookies": [{}]}]'})
+    assert bad.status_code == 422
+    bad = post_form(admin, f"/admin/sites/{site['key']}/categories/location",
+                    {"title_en": "L", "services": "not json"})
+    assert bad.status_code == 422
+    bad = post_form(admin, f"/admin/sites/{site['key']}/categories",
+                    {"key": "location", "title": "again"})
+    assert bad.status_code == 409
+    bad = post_form(admin, f"/admin/sites/{site['key']}/categories",
+                    {"key": "Bad Key", "title": "x"})
+    assert bad.status_code == 422
+    cat = db.session.execute(db.select(Category).where(Category.key == "location")).scalar_one()
+    assert cat.titles["de"] == "Standort"
+
+
+def test_site_api_keys_issue_and_revoke(app, site, admin):
+    r = post_form(admin, f"/admin/sites/{site['key']}/api-keys", {"name": "crm"})
+    secret = r.data.decode().split('id="secret">')[1].split("<")[0]
+    assert secret.startswith("ck_")
+    headers = {"Authorization": f"Bearer {secret}"}
+    v = decide(site["key"])
+    client = app.test_client()
+    assert client.get(f"/api/v1/sites/{site['key']}/subjects/{v}",
+                      headers=headers).status_code == 200
+    page = admin.get(f"/admin/sites/{site['key']}/settings").data.decode()
+    assert secret not in page and "crm" in page
+    key = db.session.execute(db.select(SiteApiKey).where(SiteApiKey.name == "crm")).scalar_one()
+    assert post_form(admin, f"/admin/sites/{site['key']}/api-keys/{key.id}/revoke"
+                     ).status_code == 302
+    assert client.get(f"/api/v1/sites/{site['key']}/subjects/{v}",
+                      headers=headers).status_code == 401
+
+
+def test_create_site_from_the_admin(app, admin):
+    r = post_form(admin, "/admin/sites", {"key": "blog", "name": "Blog",
+                                          "allowed_origins": "https://blog.example"})
+    assert r.status_code == 302
+    assert app.test_client().get("/api/v1/sites/blog/config").status_code == 200
+    assert post_form(admin, "/admin/sites", {"key": "blog", "name": "B"}).status_code == 409
+    assert b"blog" in admin.get("/admin/sites").data
+
+
+def test_read_only_admin_sees_pages_without_write_forms(app, site):
+    reader = admin_client(app, ("audit:read",), "reader@example.com")
+    for path in ("/", "/policies", "/settings", "/requests", "/events"):
+        assert reader.get(f"/admin/sites/{site['key']}{path}").status_code == 200, path
+    page = reader.get(f"/admin/sites/{site['key']}/policies").data.decode()
+    assert "Publish a new version" not in page
+    assert reader.get(f"/admin/sites/{site['key']}/export").status_code == 403
