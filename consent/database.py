@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import contextvars
+import fcntl
+import os
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -11,7 +14,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
@@ -91,6 +94,52 @@ def _is_transient(exc: OperationalError) -> bool:
     )
 
 
+class _SQLiteWriterQueue:
+    """Queues writers of one SQLite file across threads and processes.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, which under
+    contention leaves the database idle while writers sleep. An OS file lock wakes
+    the next writer as soon as the previous one commits; the kernel releases it if a
+    process dies (kill -9), so a crashed writer never blocks the others.
+    """
+
+    def __init__(self, path: str):
+        self.path = path + ".writelock"
+        self.thread_lock = threading.Lock()
+        self.fd: int | None = None
+
+    @contextmanager
+    def hold(self):
+        with self.thread_lock:
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+_queues: dict[str, _SQLiteWriterQueue] = {}
+
+
+def _writer_queue() -> _SQLiteWriterQueue | None:
+    engine = db.engine
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    path = os.path.abspath(engine.url.database)
+    queue = _queues.get(path)
+    if queue is None or os.getpid() != _queue_pid.get(path):
+        # A forked worker must not share the parent's file description (flock is per
+        # open file description), so each process opens its own.
+        queue = _queues[path] = _SQLiteWriterQueue(path)
+        _queue_pid[path] = os.getpid()
+    return queue
+
+
+_queue_pid: dict[str, int] = {}
+
+
 @contextmanager
 def write_transaction() -> Iterator[sa.orm.Session]:
     """One atomic write: commits on success, rolls back on any error.
@@ -103,10 +152,15 @@ def write_transaction() -> Iterator[sa.orm.Session]:
     if session.in_transaction():
         # End the read snapshot of this request so the write starts from fresh data.
         session.commit()
+    queue = _writer_queue()
     token = _immediate.set(True)
     try:
-        with session.begin():
-            yield session
+        if queue is None:
+            with session.begin():
+                yield session
+        else:
+            with queue.hold(), session.begin():
+                yield session
     finally:
         _immediate.reset(token)
 
@@ -118,6 +172,13 @@ def run_write(fn, *args, attempts: int = 3, **kwargs):
         try:
             with write_transaction():
                 return fn(*args, **kwargs)
+        except IntegrityError as exc:
+            # Two writers raced to create the same row (e.g. a visitor id on
+            # PostgreSQL); the retry sees the winner's row.
+            db.session.rollback()
+            if attempt == attempts:
+                raise
+            time.sleep(delay)
         except OperationalError as exc:
             db.session.rollback()
             if attempt == attempts or not _is_transient(exc):

@@ -12,7 +12,7 @@ from .i18n import pick_locale
 from .ledger import AppendedEvent, Details, append_event, read_state
 from .policies import get_policy
 from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
-from .subjects import Subject, find_subject, get_or_create_subject
+from .subjects import Subject, find_subject, subject_for_write
 
 DECISION_ACTIONS = ("accept_all", "reject_all", "custom", "gpc")
 
@@ -134,11 +134,12 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
     details = ctx.details(data.get("page_url"))
 
     def write() -> DecisionResult:
-        subject = get_or_create_subject(site.id, data.get("subject"))
+        subject, created = subject_for_write(site.id, data.get("subject"))
         event = append_event(site, subject, action=action, source=source,
                              categories=categories, policy_version=label, locale=locale,
                              details=details, meta=meta,
-                             idempotency_key=data.get("client_event_id"))
+                             idempotency_key=data.get("client_event_id"),
+                             new_subject=created)
         return DecisionResult(event, subject.public_id, state_view(site, event.state))
 
     return run_write(write)

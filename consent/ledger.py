@@ -20,9 +20,9 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import rawsql
 from .database import UTCDateTime, iso, utcnow
 from .extensions import db
 
@@ -255,63 +255,82 @@ def apply_event(state: dict | None, ev: dict) -> dict | None:
     return new
 
 
+STATE_COLUMNS = ("categories", "channels", "changed", "policy_version", "locale",
+                 "decided_at", "gpc_at", "last_action", "last_source", "last_event_id",
+                 "updated_at")
+_JSON_STATE = ("categories", "channels", "changed")
+_TIME_STATE = ("decided_at", "gpc_at", "updated_at")
+
+
 def _state_row_to_dict(row) -> dict | None:
+    """A consent_states row (ORM object or raw row) as the dict apply_event folds."""
     if row is None:
         return None
-    return {
-        "categories": row.categories or {}, "channels": row.channels or {},
-        "changed": row.changed or {}, "policy_version": row.policy_version,
-        "locale": row.locale, "decided_at": row.decided_at, "gpc_at": row.gpc_at,
-        "last_action": row.last_action, "last_source": row.last_source,
-        "last_event_id": row.last_event_id, "updated_at": row.updated_at,
-    }
+    get = row.__getitem__ if hasattr(row, "keys") else lambda k: getattr(row, k)
+    state = {}
+    for key in STATE_COLUMNS:
+        value = get(key)
+        if key in _JSON_STATE:
+            value = rawsql.from_db_json(value) or {}
+        elif key in _TIME_STATE:
+            value = rawsql.from_db_time(value)
+        state[key] = value
+    return state
+
+
+_SELECT_STATE = ("SELECT " + ", ".join(STATE_COLUMNS) +
+                 " FROM consent_states WHERE site_id = :site_id AND subject = :subject")
 
 
 def read_state(site_id: int, pseudonym: str) -> dict | None:
     """The current state of a subject from the projection (None before any event)."""
-    row = db.session.execute(
-        db.select(ConsentState).where(ConsentState.site_id == site_id,
-                                      ConsentState.subject == pseudonym)
-    ).scalar_one_or_none()
+    row = rawsql.one_dict(_SELECT_STATE, {"site_id": site_id, "subject": pseudonym})
     return _state_row_to_dict(row)
 
 
-def _upsert(table, values: dict, keys: tuple[str, ...], update: dict):
-    """INSERT ... ON CONFLICT DO UPDATE on SQLite and PostgreSQL alike."""
-    dialect = db.session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(**values)
-    return ins.on_conflict_do_update(index_elements=list(keys), set_=update)
+_UPSERT_STATE = (
+    "INSERT INTO consent_states (site_id, subject, " + ", ".join(STATE_COLUMNS) + ") "
+    "VALUES (:site_id, :subject, " + ", ".join(f":{c}" for c in STATE_COLUMNS) + ") "
+    "ON CONFLICT (site_id, subject) DO UPDATE SET " +
+    ", ".join(f"{c} = excluded.{c}" for c in STATE_COLUMNS))
 
 
 def _write_state(site_id: int, pseudonym: str, state: dict | None) -> None:
-    table = ConsentState.__table__
     if state is None:
-        db.session.execute(sa.delete(table).where(table.c.site_id == site_id,
-                                                  table.c.subject == pseudonym))
+        rawsql.run("DELETE FROM consent_states WHERE site_id = :site_id "
+                       "AND subject = :subject", {"site_id": site_id, "subject": pseudonym})
         return
-    values = {k: state[k] for k in (
-        "categories", "channels", "changed", "policy_version", "locale", "decided_at",
-        "gpc_at", "last_action", "last_source", "last_event_id", "updated_at")}
-    db.session.execute(_upsert(table, {"site_id": site_id, "subject": pseudonym, **values},
-                               ("site_id", "subject"), values))
+    params = {"site_id": site_id, "subject": pseudonym}
+    for key in STATE_COLUMNS:
+        value = state.get(key)
+        if key in _JSON_STATE:
+            value = rawsql.to_db_json(value or {})
+        elif key in _TIME_STATE:
+            value = rawsql.to_db_time(value)
+        params[key] = value
+    rawsql.run(_UPSERT_STATE, params)
 
 
 # ---------------------------------------------------------------- append
 
 
 def _lock_head(site_id: int, stream: int) -> tuple[int, str]:
-    """Lock the head row of a stream (creating it) and return (seq, hash)."""
-    heads = LedgerHead.__table__
-    query = (sa.select(heads.c.seq, heads.c.hash)
-             .where(heads.c.site_id == site_id, heads.c.stream == stream).with_for_update())
-    row = db.session.execute(query).first()
+    """Lock the head row of a stream (creating it) and return (seq, hash).
+
+    PostgreSQL: a row lock (FOR UPDATE) serialises writers of this one stream only.
+    SQLite: the transaction already holds the database write lock (BEGIN IMMEDIATE).
+    """
+    lock = " FOR UPDATE" if rawsql.dialect() == "postgresql" else ""
+    query = ("SELECT seq, hash FROM ledger_heads WHERE site_id = :site_id "
+             "AND stream = :stream" + lock)
+    params = {"site_id": site_id, "stream": stream}
+    row = rawsql.one(query, params)
     if row is None:
-        dialect = db.session.get_bind().dialect.name
-        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(heads).values(
-            site_id=site_id, stream=stream, seq=0, hash=GENESIS).on_conflict_do_nothing()
-        db.session.execute(ins)
-        row = db.session.execute(query).first()
-    return int(row.seq), row.hash
+        rawsql.run("INSERT INTO ledger_heads (site_id, stream, seq, hash) VALUES "
+                       "(:site_id, :stream, 0, :hash) ON CONFLICT DO NOTHING",
+                       {**params, "hash": GENESIS})
+        row = rawsql.one(query, params)
+    return int(row[0]), row[1]
 
 
 def find_by_idempotency_key(site_id: int, key: str) -> ConsentEvent | None:
@@ -322,17 +341,50 @@ def find_by_idempotency_key(site_id: int, key: str) -> ConsentEvent | None:
     ).scalar_one_or_none()
 
 
+_INSERT_EVENT = (
+    "INSERT INTO consent_events (event_id, site_id, stream, seq, subject, recorded_at, "
+    "action, source, categories, channels, policy_version, locale, meta, details_digest, "
+    "idempotency_key, prev_hash, hash) VALUES (:event_id, :site_id, :stream, :seq, "
+    ":subject, :recorded_at, :action, :source, :categories, :channels, :policy_version, "
+    ":locale, :meta, :details_digest, :idempotency_key, :prev_hash, :hash)")
+_INSERT_DETAILS = ("INSERT INTO event_details (event_id, ip_prefix, user_agent, page_url) "
+                   "VALUES (:event_id, :ip_prefix, :user_agent, :page_url)")
+_UPDATE_HEAD = ("UPDATE ledger_heads SET seq = :seq, hash = :hash "
+                "WHERE site_id = :site_id AND stream = :stream")
+_EVENT_BY_KEY = ("SELECT event_id, subject, action, source, recorded_at, categories, "
+                 "channels, policy_version, meta, hash FROM consent_events "
+                 "WHERE site_id = :site_id AND idempotency_key = :key")
+
+
+def _replayed(site, subject, key: str) -> AppendedEvent | None:
+    """The already-recorded event for an idempotency key, as an AppendedEvent."""
+    row = rawsql.one_dict(_EVENT_BY_KEY, {"site_id": site.id, "key": key})
+    if row is None:
+        return None
+    state = read_state(site.id, row["subject"])
+    return AppendedEvent(
+        event_id=row["event_id"], site_id=site.id, site_key=site.key,
+        subject=row["subject"], subject_id=subject.id, action=row["action"],
+        source=row["source"], recorded_at=rawsql.from_db_time(row["recorded_at"]),
+        categories=rawsql.from_db_json(row["categories"]),
+        channels=rawsql.from_db_json(row["channels"]),
+        policy_version=row["policy_version"], meta=rawsql.from_db_json(row["meta"]),
+        previous_state=state, state=state, hash=row["hash"], duplicate=True)
+
+
 def append_event(site, subject, *, action: str, source: str,
                  categories: dict[str, bool] | None = None,
                  channels: dict[str, bool] | None = None,
                  policy_version: str | None = None, locale: str | None = None,
                  details: Details | None = None, meta: dict | None = None,
-                 idempotency_key: str | None = None) -> AppendedEvent:
+                 idempotency_key: str | None = None,
+                 new_subject: bool = False) -> AppendedEvent:
     """Append one event for SUBJECT of SITE and update the projection.
 
-    Must run inside a write transaction (see consent.database.write_transaction); the event,
-    its details, the projection and every listener's rows commit or fail together.
-    SITE is a Site or SiteSnapshot; SUBJECT a Subject.
+    Must run inside a write transaction (see consent.database.write_transaction); the
+    event, its details, the projection and every listener's rows commit or fail
+    together. SITE is a Site or SiteSnapshot; SUBJECT anything with id, pseudonym and
+    secret (a Subject). NEW_SUBJECT skips reading a state that cannot exist yet.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
@@ -341,16 +393,9 @@ def append_event(site, subject, *, action: str, source: str,
     stream = stream_for(subject.pseudonym, site.ledger_streams)
     prev_seq, prev_hash = _lock_head(site.id, stream)
     if idempotency_key:
-        existing = find_by_idempotency_key(site.id, idempotency_key)
-        if existing is not None:
-            state = read_state(site.id, existing.subject)
-            return AppendedEvent(
-                event_id=existing.event_id, site_id=site.id, site_key=site.key,
-                subject=existing.subject, subject_id=subject.id, action=existing.action,
-                source=existing.source, recorded_at=existing.recorded_at,
-                categories=existing.categories, channels=existing.channels,
-                policy_version=existing.policy_version, meta=existing.meta,
-                previous_state=state, state=state, hash=existing.hash, duplicate=True)
+        replay = _replayed(site, subject, idempotency_key)
+        if replay is not None:
+            return replay
     recorded_at = utcnow()
     event_id = uuid.uuid4().hex
     seq = prev_seq + 1
@@ -362,20 +407,18 @@ def append_event(site, subject, *, action: str, source: str,
         policy_version=policy_version, locale=locale, meta=meta,
         details_digest=digest, idempotency_key=idempotency_key)
     new_hash = chain_hash(prev_hash, fields)
-    db.session.execute(sa.insert(ConsentEvent.__table__).values(
-        event_id=event_id, site_id=site.id, stream=stream, seq=seq,
-        subject=subject.pseudonym, recorded_at=recorded_at, action=action, source=source,
-        categories=categories, channels=channels, policy_version=policy_version,
-        locale=locale, meta=meta, details_digest=digest, idempotency_key=idempotency_key,
-        prev_hash=prev_hash, hash=new_hash))
+    rawsql.run(_INSERT_EVENT, {
+        "event_id": event_id, "site_id": site.id, "stream": stream, "seq": seq,
+        "subject": subject.pseudonym, "recorded_at": rawsql.to_db_time(recorded_at),
+        "action": action, "source": source, "categories": rawsql.to_db_json(categories),
+        "channels": rawsql.to_db_json(channels), "policy_version": policy_version,
+        "locale": locale, "meta": rawsql.to_db_json(meta), "details_digest": digest,
+        "idempotency_key": idempotency_key, "prev_hash": prev_hash, "hash": new_hash})
     if digest is not None:
-        db.session.execute(sa.insert(EventDetails.__table__).values(
-            event_id=event_id, **details.as_dict()))
-    heads = LedgerHead.__table__
-    db.session.execute(sa.update(heads).where(heads.c.site_id == site.id,
-                                              heads.c.stream == stream)
-                       .values(seq=seq, hash=new_hash))
-    previous = read_state(site.id, subject.pseudonym)
+        rawsql.run(_INSERT_DETAILS, {"event_id": event_id, **details.as_dict()})
+    rawsql.run(_UPDATE_HEAD, {"seq": seq, "hash": new_hash, "site_id": site.id,
+                                  "stream": stream})
+    previous = None if new_subject else read_state(site.id, subject.pseudonym)
     ev = {"event_id": event_id, "action": action, "source": source,
           "recorded_at": recorded_at, "categories": categories, "channels": channels,
           "policy_version": policy_version, "locale": locale, "meta": meta}

@@ -6,6 +6,7 @@ import hmac
 import re
 import secrets
 from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
@@ -101,3 +102,37 @@ def get_or_create_subject(site_id: int, public_id: str | None) -> Subject:
         if PUBLIC_ID_RE.match(public_id):
             return create_subject(site_id, public_id)
     return create_subject(site_id)
+
+
+class SubjectRef(NamedTuple):
+    """The few columns of a subject the write path needs, read without the ORM."""
+
+    id: int
+    public_id: str
+    pseudonym: str
+    secret: str | None
+
+
+_SELECT_REF = ("SELECT id, public_id, pseudonym, secret FROM subjects "
+               "WHERE site_id = :site_id AND public_id = :public_id")
+_INSERT_REF = ("INSERT INTO subjects (site_id, public_id, pseudonym, secret, is_minor, "
+               "created_at) VALUES (:site_id, :public_id, :pseudonym, :secret, :is_minor, "
+               ":created_at) RETURNING id")
+
+
+def subject_for_write(site_id: int, public_id: str | None) -> tuple[SubjectRef, bool]:
+    """(subject, created) for a visitor id, inside a write transaction; hot-path version
+    of get_or_create_subject. A well-formed unknown id (minted offline) is adopted."""
+    from . import rawsql
+
+    if public_id and PUBLIC_ID_RE.match(public_id):
+        row = rawsql.one(_SELECT_REF, {"site_id": site_id, "public_id": public_id})
+        if row is not None:
+            return SubjectRef(*row), False
+    else:
+        public_id = new_public_id()
+    params = {"site_id": site_id, "public_id": public_id, "pseudonym": secrets.token_hex(16),
+              "secret": secrets.token_hex(32), "is_minor": False,
+              "created_at": rawsql.to_db_time(utcnow())}
+    new_id = rawsql.one(_INSERT_REF, params)[0]
+    return SubjectRef(new_id, public_id, params["pseudonym"], params["secret"]), True

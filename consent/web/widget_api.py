@@ -35,7 +35,7 @@ def _cors(response):
 
 
 @blp.route("/sites/<site_key>/config", methods=["GET"])
-@blp.arguments(ConfigQuery, location="query", as_kwargs=True)
+@blp.arguments(ConfigQuery(), location="query", as_kwargs=True)
 @blp.response(200)
 def get_config(site_key: str, locale: str | None = None):
     """Site configuration and strings for the widget (cacheable)."""
@@ -53,7 +53,7 @@ def get_config(site_key: str, locale: str | None = None):
 
 
 @blp.route("/sites/<site_key>/decisions", methods=["POST"])
-@blp.arguments(DecisionSchema)
+@blp.arguments(DecisionSchema())
 @blp.response(201, DecisionResultSchema)
 @blp.alt_response(200, schema=DecisionResultSchema, description="Replay of a recorded decision")
 def post_decision(data: dict, site_key: str):

@@ -1,0 +1,135 @@
+"""Consent-write throughput vs a bare Flask JSON endpoint, both under gunicorn (2 workers).
+
+    .venv/bin/python bench/write_bench.py [--seconds 10] [--connections 8] [--db sqlite|postgresql]
+
+Runs wrk (Debian package) on loopback against each server in turn, in the same run, and
+prints requests/s, p50/p99 latency and the ratio consent/bare (budget: >= 0.6).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.pg import PgCluster, free_port, wait_for_port  # noqa: E402
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+local tag = tostring(math.random(100000, 999999))
+request = function()
+  n = n + 1
+  local body = '{"action":"custom","categories":{"analytics":true,"advertising":false},' ..
+    '"page_url":"https://shop.example/products/42","locale":"en",' ..
+    '"client_event_id":"bench-' .. tag .. '-' .. n .. '"}'
+  return wrk.format(nil, PATH, nil, body)
+end
+"""
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is needed: apt-get install wrk")
+    return found
+
+
+def gunicorn(module: str, port: int, env: dict, worker_class: str, threads: int):
+    cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2",
+           "-k", worker_class, "--threads", str(threads), "--log-level", "warning", module]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    wait_for_port(port, 30)
+    time.sleep(0.5)
+    return proc
+
+
+def run_wrk(url: str, path: str, seconds: int, connections: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(f'PATH = "{path}"\n' + LUA)
+        script = fh.name
+    out = subprocess.run([ensure_wrk(), "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
+                          "--latency", "-s", script, url], capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+    os.unlink(script)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"),
+            "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def prepare_database(url: str) -> None:
+    env = dict(os.environ, CONSENT_DATABASE_URL=url, FLASK_APP="app.py")
+    flask = [sys.executable, "-m", "flask"]
+    subprocess.run(flask + ["consent", "init-db"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    subprocess.run(flask + ["consent", "create-site", "bench", "Bench shop", "--origin",
+                            "https://shop.example"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="consent-bench-"))
+    cluster = None
+    try:
+        if args.db == "postgresql":
+            cluster = PgCluster().start()
+            cluster.sql("CREATE DATABASE bench")
+            url = cluster.url("bench")
+        else:
+            url = f"sqlite:///{tmp}/bench.sqlite3"
+        prepare_database(url)
+        env = dict(os.environ, CONSENT_DATABASE_URL=url, CONSENT_ENV="development",
+                   PYTHONPATH=str(ROOT))
+        results = {}
+        for name, module, path in (("bare_flask", "bench.bare_app:app", "/echo"),
+                                   ("consent_write", "app:app",
+                                    "/api/v1/sites/bench/decisions")):
+            port = free_port()
+            proc = gunicorn(module, port, env, args.worker_class, args.threads)
+            try:
+                run_wrk(f"http://127.0.0.1:{port}", path, 2, args.connections)  # warm-up
+                results[name] = run_wrk(f"http://127.0.0.1:{port}", path, args.seconds,
+                                        args.connections)
+            finally:
+                proc.terminate()
+                proc.wait(20)
+        ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
+        print(f"database: {args.db}; gunicorn -w 2 -k {args.worker_class}; wrk -c "
+              f"{args.connections} -d {args.seconds}s")
+        for name, r in results.items():
+            print(f"{name:14s} {r['rps']:9.1f} req/s   p50 {r['p50_ms']:7.2f} ms   "
+                  f"p99 {r['p99_ms']:7.2f} ms   non-2xx {r['non_2xx']}")
+        print(f"ratio consent_write / bare_flask = {ratio:.2f} (budget >= 0.60)")
+        print(json.dumps({"db": args.db, "ratio": round(ratio, 3), **results}))
+    finally:
+        if cluster:
+            cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

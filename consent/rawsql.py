@@ -1,0 +1,102 @@
+"""Precompiled-free SQL for the hot write path.
+
+Building SQLAlchemy statements costs more than executing them on SQLite, and the consent
+write is benchmarked against a bare Flask endpoint. The few statements of that path are
+written once here as plain SQL with `:name` parameters and sent straight to the driver
+(converted to psycopg's `%(name)s` style on PostgreSQL). Values are converted the same
+way the ORM column types store them, so ORM reads see identical rows.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from functools import lru_cache
+
+from sqlalchemy import exc as sa_exc
+
+from .extensions import db
+
+_PARAM = re.compile(r"(?<!:):(\w+)")
+
+
+@lru_cache(maxsize=256)
+def _for_dialect(sql: str, dialect: str) -> str:
+    return _PARAM.sub(r"%(\1)s", sql) if dialect == "postgresql" else sql
+
+
+def _cursor_and_dialect():
+    """A DBAPI cursor on the session's current connection and transaction."""
+    conn = db.session.connection()
+    return conn.connection.dbapi_connection.cursor(), conn.dialect
+
+
+def _run(sql: str, params: dict | None):
+    cursor, dialect_ = _cursor_and_dialect()
+    statement = _for_dialect(sql, dialect_.name)
+    try:
+        cursor.execute(statement, params or {})
+    except dialect_.loaded_dbapi.Error as exc:
+        # Surface driver errors as SQLAlchemy's, which callers already handle.
+        raise sa_exc.DBAPIError.instance(statement, params, exc,
+                                         dialect_.loaded_dbapi.Error) from exc
+    return cursor
+
+
+def run(sql: str, params: dict | None = None) -> None:
+    """Execute a statement inside the session's transaction."""
+    _run(sql, params).close()
+
+
+def one(sql: str, params: dict | None = None) -> tuple | None:
+    """The first row of a query as a tuple, or None."""
+    cursor = _run(sql, params)
+    try:
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else tuple(row)
+
+
+def one_dict(sql: str, params: dict | None = None) -> dict | None:
+    """The first row of a query as a dict keyed by column name, or None."""
+    cursor = _run(sql, params)
+    try:
+        row = cursor.fetchone()
+        names = [d[0] for d in cursor.description] if cursor.description else []
+    finally:
+        cursor.close()
+    return None if row is None else dict(zip(names, row))
+
+
+def dialect() -> str:
+    """Name of the database dialect in use ('sqlite' or 'postgresql')."""
+    return db.session.get_bind().dialect.name
+
+
+def to_db_time(value: datetime | None) -> str | None:
+    """An aware datetime as the naive-UTC text both databases and the ORM type agree on."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def from_db_time(value) -> datetime | None:
+    """A timestamp read by raw SQL (text on SQLite, naive datetime on PostgreSQL)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc)
+
+
+def to_db_json(value) -> str | None:
+    """A JSON column value (None stays SQL NULL, like the ORM's JSON type with none_as_null)."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def from_db_json(value):
+    """A JSON column read by raw SQL (text on SQLite, parsed already on PostgreSQL)."""
+    if value is None or not isinstance(value, (str, bytes)):
+        return value
+    return json.loads(value)
