@@ -1,0 +1,715 @@
+"""Message channels: promotional and service opt-outs, "may I send?", one-click unsubscribe.
+
+A subject's channel choices are ledger events (their `channels` dict) projected into
+ConsentState.channels, exactly like cookie categories. Channel keys are
+`<medium>.<kind>`: email.promotional, sms.promotional, push.promotional and push.service.
+Transactional messages (receipts, password resets, security notices) are always allowed
+and never stored as a choice.
+
+Addresses (e-mail, phone number, push token) are never stored: only a keyed HMAC of the
+normalised address (`subjects.keyed_ref`) mapped to the subject it belongs to, so the
+database alone cannot tell whether a given address is known.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterator
+
+import sqlalchemy as sa
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .database import UTCDateTime, iso, run_write, utcnow
+from .decisions import RequestContext, gpc_categories
+from .errors import DomainError, Invalid
+from .extensions import db
+from .ledger import AppendedEvent, ConsentEvent, ConsentState, append_event, on_append, read_state
+from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
+from .subjects import (PUBLIC_ID_RE, Subject, create_subject, find_subject,
+                       find_subject_by_user, get_or_create_subject, keyed_ref)
+
+MEDIA = ("email", "sms", "push")
+KINDS = ("promotional", "service", "transactional")
+CHANNELS = ("email.promotional", "sms.promotional", "push.promotional", "push.service")
+TRANSACTIONAL = "transactional"
+# Privacy-safe default: nothing but transactional messages without a recorded opt-in.
+DEFAULT_CHANNEL_DEFAULTS = {key: False for key in CHANNELS}
+# Where an unsubscribe of a medium is recorded from (ledger SOURCES).
+SOURCE_BY_MEDIUM = {"email": "email_link", "sms": "sms", "push": "push"}
+# SMS keywords (CTIA / carrier conventions); matched after trimming, case-insensitively.
+SMS_STOP_WORDS = ("STOP", "QUIT", "END", "REVOKE", "OPT OUT", "CANCEL", "UNSUBSCRIBE")
+SMS_START_WORDS = ("START",)
+# Unsubscribe links must keep working long after the message was sent.
+DEFAULT_UNSUBSCRIBE_DAYS = 365
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]+$")
+PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+PUSH_TOKEN_RE = re.compile(r"^[\x21-\x7e]{8,4096}$")
+
+
+class InvalidLink(DomainError):
+    """A signed link that was altered, belongs elsewhere, or is not a link at all."""
+
+    status = 400
+    title = "Invalid link"
+
+
+class ExpiredLink(DomainError):
+    """A signed link past its lifetime (or a single-use link already used)."""
+
+    status = 410
+    title = "Link expired"
+
+
+class ChannelAddress(db.Model):
+    """A keyed HMAC of a normalised address, mapped to the subject it reaches."""
+
+    __tablename__ = "channel_addresses"
+    __table_args__ = (sa.UniqueConstraint("site_id", "medium", "address_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
+    medium: Mapped[str] = mapped_column(sa.String(8))
+    address_ref: Mapped[str] = mapped_column(sa.String(64))
+    subject_id: Mapped[int] = mapped_column(sa.ForeignKey("subjects.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- channel model
+
+
+def channel_key(medium: str, kind: str) -> str:
+    """The channel key for MEDIUM and a non-transactional KIND, or Invalid."""
+    if medium not in MEDIA:
+        raise Invalid(f"unknown channel {medium!r}; use one of {', '.join(MEDIA)}",
+                      field="channel")
+    if kind not in KINDS:
+        raise Invalid(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}", field="kind")
+    key = f"{medium}.{kind}"
+    if key not in CHANNELS:
+        raise Invalid(f"{medium} has no {kind!r} messages; use "
+                      f"{' or '.join(k.split('.')[1] for k in CHANNELS if k.startswith(medium))}"
+                      f" (or transactional)", field="kind")
+    return key
+
+
+def parse_channel_key(key: str, *, field: str = "channel") -> str:
+    """KEY if it names a channel a person can choose; Invalid otherwise."""
+    if key in CHANNELS:
+        return key
+    if isinstance(key, str) and key.endswith("." + TRANSACTIONAL):
+        raise Invalid("transactional messages are always on and cannot be turned off",
+                      field=field)
+    raise Invalid(f"unknown channel {key!r}; use one of {', '.join(CHANNELS)}", field=field)
+
+
+def channel_defaults(site: SiteSnapshot) -> dict[str, bool]:
+    """What applies to a subject who never chose: Site.settings["channel_defaults"]."""
+    configured = site.settings.get("channel_defaults") or {}
+    out = dict(DEFAULT_CHANNEL_DEFAULTS)
+    for key, value in configured.items():
+        if key in CHANNELS and isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def normalise_address(medium: str, address: str) -> str:
+    """The one form of an address that is hashed (so case or spacing never matter)."""
+    if not isinstance(address, str):
+        raise Invalid("address must be a string", field="address")
+    value = address.strip()
+    if medium == "email":
+        value = value.lower()
+        if len(value) > 254 or not EMAIL_RE.match(value):
+            raise Invalid("not an e-mail address", field="address")
+        return value
+    if medium == "sms":
+        value = re.sub(r"[\s().\-/]", "", value)
+        if value.startswith("00"):
+            value = "+" + value[2:]
+        elif value[:1].isdigit() and not value.startswith("0"):
+            # Gateways (e.g. Vonage) send E.164 without the plus sign.
+            value = "+" + value
+        if not PHONE_RE.match(value):
+            raise Invalid("not a phone number in international format (+<country><number>)",
+                          field="address")
+        return value
+    if medium == "push":
+        if not PUSH_TOKEN_RE.match(value):
+            raise Invalid("not a push device token (8-4096 visible characters)",
+                          field="address")
+        return value
+    raise Invalid(f"unknown channel {medium!r}; use one of {', '.join(MEDIA)}", field="channel")
+
+
+def address_ref(site_key: str, medium: str, address: str) -> str:
+    """The keyed HMAC an address is stored as (site-scoped)."""
+    return keyed_ref(site_key, f"address:{medium}", normalise_address(medium, address))
+
+
+def _address_row(site_id: int, medium: str, ref: str) -> ChannelAddress | None:
+    return db.session.execute(
+        db.select(ChannelAddress).where(ChannelAddress.site_id == site_id,
+                                        ChannelAddress.medium == medium,
+                                        ChannelAddress.address_ref == ref)
+    ).scalar_one_or_none()
+
+
+def subject_for_ref(site_id: int, medium: str, ref: str) -> Subject | None:
+    """The live subject an address (by its ref) reaches, or None."""
+    row = _address_row(site_id, medium, ref)
+    if row is None:
+        return None
+    subject = db.session.get(Subject, row.subject_id)
+    return subject if subject is not None and subject.erased_at is None else None
+
+
+def _insert_ignore(table, **values):
+    dialect = db.session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return ins.values(**values).on_conflict_do_nothing()
+
+
+def subject_for_address(site: SiteSnapshot, medium: str, ref: str) -> Subject:
+    """The subject an address reaches, creating an anonymous one (inside a write).
+
+    An opt-out from an address never seen before must still be honoured, so the address
+    gets its own subject rather than being refused (which would also reveal knowledge).
+    """
+    subject = subject_for_ref(site.id, medium, ref)
+    if subject is not None:
+        return subject
+    row = _address_row(site.id, medium, ref)
+    if row is not None:  # bound to an erased subject: start afresh
+        db.session.delete(row)
+        db.session.flush()
+    subject = create_subject(site.id)
+    db.session.execute(_insert_ignore(ChannelAddress.__table__, site_id=site.id,
+                                      medium=medium, address_ref=ref, subject_id=subject.id,
+                                      created_at=utcnow()))
+    return subject_for_ref(site.id, medium, ref) or subject
+
+
+# ---------------------------------------------------------------- recipients
+
+
+@dataclass
+class Recipient:
+    """Who a sender means: exactly one of a visitor id, the site's user id, an address."""
+
+    subject: str | None = None
+    user_id: str | None = None
+    address: str | None = None
+
+
+def _check_one(recipient: Recipient) -> None:
+    given = [n for n in ("subject", "user_id", "address") if getattr(recipient, n)]
+    if len(given) != 1:
+        raise Invalid("name the recipient by exactly one of subject, user_id or address",
+                      field="subject" if not given else given[1])
+
+
+def find_recipient(site: SiteSnapshot, medium: str | None,
+                   recipient: Recipient) -> Subject | None:
+    """The existing subject a recipient denotes, or None (read only)."""
+    _check_one(recipient)
+    if recipient.subject:
+        return find_subject(site.id, recipient.subject)
+    if recipient.user_id:
+        return find_subject_by_user(site.id, site.key, recipient.user_id)
+    if medium is None:
+        raise Invalid("an address needs its channel", field="channel")
+    return subject_for_ref(site.id, medium, address_ref(site.key, medium, recipient.address))
+
+
+def ensure_recipient(site: SiteSnapshot, medium: str | None, recipient: Recipient) -> Subject:
+    """The subject a recipient denotes, created when new (inside a write transaction)."""
+    _check_one(recipient)
+    if recipient.subject:
+        return get_or_create_subject(site.id, recipient.subject)
+    if recipient.user_id:
+        from .identity import account_subject
+
+        return account_subject(site, recipient.user_id)
+    if medium is None:
+        raise Invalid("an address needs its channel", field="channel")
+    return subject_for_address(site, medium, address_ref(site.key, medium, recipient.address))
+
+
+# ---------------------------------------------------------------- may I send?
+
+
+@dataclass
+class SendAnswer:
+    """The answer to "may I send?", with what decided it."""
+
+    allowed: bool
+    channel: str
+    kind: str
+    reason: str
+    event_id: str | None = None
+    decided_at: str | None = None
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def deciding_event(site_id: int, pseudonym: str, key: str, value: bool,
+                   changed_at: str | None) -> ConsentEvent | None:
+    """The event that set channel KEY to its current VALUE (the first since it changed)."""
+    query = (db.select(ConsentEvent)
+             .where(ConsentEvent.site_id == site_id, ConsentEvent.subject == pseudonym)
+             .order_by(ConsentEvent.seq))
+    since = _parse_iso(changed_at)
+    if since is not None:
+        query = query.where(ConsentEvent.recorded_at >= since)
+    found = None
+    for event in db.session.execute(query).scalars():
+        if (event.channels or {}).get(key) is value:
+            found = found or event
+        elif event.channels and key in event.channels:
+            found = None
+    return found
+
+
+def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str) -> SendAnswer:
+    """Whether channel KEY may be used for SUBJECT, and why."""
+    medium, kind = key.split(".")
+    state = read_state(site.id, subject.pseudonym) if subject is not None else None
+    channels = (state or {}).get("channels") or {}
+    if key in channels:
+        value = bool(channels[key])
+        changed = (state.get("changed") or {}).get(f"channel:{key}")
+        event = deciding_event(site.id, subject.pseudonym, key, value, changed)
+        return SendAnswer(value, medium, kind, "opted_in" if value else "opted_out",
+                          event.event_id if event else state.get("last_event_id"),
+                          iso(event.recorded_at) if event else changed)
+    default = channel_defaults(site)[key]
+    return SendAnswer(default, medium, kind, "default_allowed" if default else "default_denied")
+
+
+def may_i_send(site_key: str, medium: str, kind: str, recipient: Recipient) -> SendAnswer:
+    """Answer a sender: may a message of KIND go to RECIPIENT over MEDIUM right now?"""
+    site = site_snapshot(site_key)
+    if medium not in MEDIA:
+        channel_key(medium, kind)  # raises the precise error
+    _check_one(recipient)
+    if recipient.address:
+        normalise_address(medium, recipient.address)  # bad input is refused for every kind
+    if kind == TRANSACTIONAL:
+        return SendAnswer(True, medium, kind, "transactional_always_allowed")
+    key = channel_key(medium, kind)
+    return channel_decision(site, find_recipient(site, medium, recipient), key)
+
+
+# ---------------------------------------------------------------- recording choices
+
+
+def _changes(state: dict | None, wanted: dict[str, bool]) -> dict[str, bool]:
+    current = (state or {}).get("channels") or {}
+    return {k: v for k, v in wanted.items() if current.get(k) is not v}
+
+
+@dataclass
+class ChoiceResult:
+    """What recording a channel choice did."""
+
+    subject: Subject
+    event: AppendedEvent | None
+    channels: dict[str, bool]
+
+
+def _action_for(channels: dict[str, bool]) -> str:
+    values = set(channels.values())
+    if values == {False}:
+        return "unsubscribe"
+    if values == {True}:
+        return "resubscribe"
+    return "preferences"
+
+
+def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[str, bool], *,
+                          medium: str | None = None, source: str = "api",
+                          ctx: RequestContext | None = None) -> ChoiceResult:
+    """Record opt-ins/opt-outs a site's backend or app reports (one event, if any change)."""
+    site = site_snapshot(site_key)
+    if not channels:
+        raise Invalid("name at least one channel", field="channels")
+    for key in channels:
+        parse_channel_key(key, field=f"channels.{key}")
+    if recipient.address and medium is None:
+        raise Invalid("an address needs its channel (email, sms or push)", field="channel")
+    if recipient.address:
+        normalise_address(medium, recipient.address)
+
+    def write() -> ChoiceResult:
+        subject = ensure_recipient(site, medium, recipient)
+        state = read_state(site.id, subject.pseudonym)
+        changes = _changes(state, channels)
+        event = None
+        if changes:  # a repeated report (retry) records nothing new
+            event = append_event(site, subject, action=_action_for(channels), source=source,
+                                 channels=dict(channels), policy_version=site.policy_label,
+                                 details=ctx.details(None) if ctx else None)
+            state = event.state
+        return ChoiceResult(subject, event, dict((state or {}).get("channels") or {}))
+
+    return run_write(write)
+
+
+def register_address(site_key: str, medium: str, address: str,
+                     recipient: Recipient) -> tuple[str, Subject, AppendedEvent | None]:
+    """Map an address to a subject (the site's user, or a visitor); returns its ref.
+
+    If the address already reached another subject, it moves, and any opt-out recorded
+    there for this medium that the new subject has not overridden since moves with it
+    (one event): an opt-out given from an address is never lost by re-registering it.
+    """
+    site = site_snapshot(site_key)
+    if medium not in MEDIA:
+        raise Invalid(f"unknown channel {medium!r}; use one of {', '.join(MEDIA)}",
+                      field="channel")
+    ref = address_ref(site.key, medium, address)
+    if recipient.address:
+        raise Invalid("register an address for a subject or a user_id", field="address")
+
+    def write():
+        subject = ensure_recipient(site, None, recipient)
+        row = _address_row(site.id, medium, ref)
+        event = None
+        if row is None:
+            db.session.add(ChannelAddress(site_id=site.id, medium=medium, address_ref=ref,
+                                          subject_id=subject.id))
+            db.session.flush()
+        elif row.subject_id != subject.id:
+            previous = db.session.get(Subject, row.subject_id)
+            row.subject_id = subject.id
+            db.session.flush()
+            if previous is not None and previous.erased_at is None:
+                event = _carry_opt_outs(site, medium, previous, subject)
+        return ref, subject, event
+
+    return run_write(write)
+
+
+def _carry_opt_outs(site: SiteSnapshot, medium: str, old: Subject,
+                    new: Subject) -> AppendedEvent | None:
+    old_state = read_state(site.id, old.pseudonym) or {}
+    new_state = read_state(site.id, new.pseudonym) or {}
+    carry = {}
+    for key in CHANNELS:
+        if not key.startswith(medium + ".") or (old_state.get("channels") or {}).get(key) \
+                is not False:
+            continue
+        if (new_state.get("channels") or {}).get(key) is False:
+            continue
+        old_at = (old_state.get("changed") or {}).get(f"channel:{key}") or ""
+        new_at = (new_state.get("changed") or {}).get(f"channel:{key}")
+        if new_at is None or old_at > new_at:
+            carry[key] = False
+    if not carry:
+        return None
+    return append_event(site, new, action="unsubscribe", source="api", channels=carry,
+                        policy_version=site.policy_label, meta={"carried": "address"})
+
+
+# ---------------------------------------------------------------- one-click unsubscribe
+
+
+def _unsubscribe_serializer(site_key: str) -> URLSafeTimedSerializer:
+    # The site key is part of the salt: a token of one site does not verify for another.
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
+                                  salt=f"consent.unsubscribe.v1:{site_key}")
+
+
+def unsubscribe_lifetime_days(site: SiteSnapshot) -> int:
+    """How long unsubscribe links work: Site.settings["unsubscribe_link_days"] or 365."""
+    value = site.settings.get("unsubscribe_link_days")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_UNSUBSCRIBE_DAYS
+
+
+@dataclass
+class UnsubscribeLink:
+    """A signed unsubscribe token minted for one recipient of one channel."""
+
+    token: str
+    channel: str
+    address_ref: str
+    subject: str
+    expires_at: str
+
+
+def mint_unsubscribe_token(site_key: str, key: str, address: str,
+                           owner: Recipient | None = None) -> UnsubscribeLink:
+    """Sign an unsubscribe token for ADDRESS on channel KEY (mapping the address first)."""
+    site = site_snapshot(site_key)
+    key = parse_channel_key(key)
+    medium = key.split(".")[0]
+    ref = address_ref(site.key, medium, address)
+    if owner is not None and (owner.subject or owner.user_id):
+        ref, subject, _ = register_address(site.key, medium, address, owner)
+    else:
+        subject = run_write(lambda: subject_for_address(site, medium, ref))
+    token = _unsubscribe_serializer(site.key).dumps({"c": key, "r": ref})
+    days = unsubscribe_lifetime_days(site)
+    expires = datetime.fromtimestamp(time.time() + days * 86400, timezone.utc)
+    return UnsubscribeLink(token, key, ref, subject.public_id, iso(expires))
+
+
+@dataclass
+class UnsubscribeTicket:
+    """What a verified unsubscribe token allows: one channel of one address."""
+
+    site: SiteSnapshot
+    channel: str
+    address_ref: str
+
+
+def read_unsubscribe_token(site_key: str, token: str) -> UnsubscribeTicket:
+    """Verify a token for SITE_KEY; InvalidLink/ExpiredLink when it must be refused."""
+    site = site_snapshot(site_key)
+    serializer = _unsubscribe_serializer(site.key)
+    try:
+        payload = serializer.loads(token, max_age=unsubscribe_lifetime_days(site) * 86400)
+    except SignatureExpired:
+        raise ExpiredLink("This unsubscribe link has expired. Use the link in a more recent "
+                          "message or the preference center.")
+    except BadSignature:
+        raise InvalidLink("This unsubscribe link is not valid for this site. It may have "
+                          "been altered or cut short; copy the whole link and try again.")
+    if not isinstance(payload, dict) or payload.get("c") not in CHANNELS \
+            or not isinstance(payload.get("r"), str) or len(payload["r"]) != 64:
+        raise InvalidLink("This unsubscribe link is not valid for this site.")
+    return UnsubscribeTicket(site, payload["c"], payload["r"])
+
+
+def unsubscribe(site_key: str, token: str, ctx: RequestContext,
+                via: str = "one-click") -> tuple[UnsubscribeTicket, AppendedEvent | None]:
+    """Opt the token's recipient out of its channel (no event when already out)."""
+    ticket = read_unsubscribe_token(site_key, token)
+    site, key = ticket.site, ticket.channel
+    medium = key.split(".")[0]
+
+    def write():
+        subject = subject_for_address(site, medium, ticket.address_ref)
+        state = read_state(site.id, subject.pseudonym)
+        if ((state or {}).get("channels") or {}).get(key) is False:
+            return None
+        return append_event(site, subject, action="unsubscribe",
+                            source=SOURCE_BY_MEDIUM[medium], channels={key: False},
+                            policy_version=site.policy_label, details=ctx.details(None),
+                            meta={"via": via})
+
+    return ticket, run_write(write)
+
+
+# ---------------------------------------------------------------- SMS keywords
+
+
+def sms_keyword(body: str | None) -> str | None:
+    """'stop', 'start' or None for an inbound SMS text."""
+    words = " ".join((body or "").split()).upper()
+    if words in SMS_STOP_WORDS:
+        return "stop"
+    if words in SMS_START_WORDS:
+        return "start"
+    return None
+
+
+@dataclass
+class SmsResult:
+    """What an inbound SMS did."""
+
+    result: str
+    event: AppendedEvent | None
+
+
+def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
+                message_id: str | None = None) -> SmsResult:
+    """Apply STOP/START from an inbound SMS to promotional SMS (one event with source sms)."""
+    site = site_snapshot(site_key)
+    ref = address_ref(site.key, "sms", sender)
+    keyword = sms_keyword(body)
+    if keyword is None:
+        return SmsResult("ignored", None)
+    allowed = keyword == "start"
+    idem = None
+    if message_id:
+        idem = "sms:" + keyed_ref(site.key, "sms-message", message_id)[:56]
+
+    def write():
+        subject = subject_for_address(site, "sms", ref)
+        return append_event(site, subject, action="resubscribe" if allowed else "unsubscribe",
+                            source="sms", channels={"sms.promotional": allowed},
+                            policy_version=site.policy_label, details=ctx.details(None),
+                            meta={"keyword": " ".join(body.split()).upper()[:20]},
+                            idempotency_key=idem)
+
+    return SmsResult("opted_in" if allowed else "opted_out", run_write(write))
+
+
+# ---------------------------------------------------------------- suppression list
+
+
+@dataclass
+class Suppression:
+    """One opted-out recipient of a channel."""
+
+    subject: str | None
+    address_ref: str | None
+    since: str | None
+
+
+def suppressions(site_key: str, medium: str, kind: str,
+                 batch: int = 2000) -> tuple[str, Iterator[Suppression]]:
+    """(channel key, rows): every subject opted out of the channel, one row per address.
+
+    Input is checked before anything is streamed; the rows are read in batches so memory
+    stays flat however long the list is.
+    """
+    site = site_snapshot(site_key)
+    key = channel_key(medium, kind) if kind != TRANSACTIONAL else None
+    if key is None:
+        raise Invalid("transactional messages are never suppressed", field="kind")
+    st = ConsentState.__table__
+    sub = Subject.__table__
+    addr = ChannelAddress.__table__
+    query = (sa.select(sub.c.public_id, st.c.changed, addr.c.address_ref)
+             .select_from(st.join(sub, sub.c.pseudonym == st.c.subject)
+                          .outerjoin(addr, sa.and_(addr.c.subject_id == sub.c.id,
+                                                   addr.c.medium == medium)))
+             .where(st.c.site_id == site.id, sub.c.erased_at.is_(None),
+                    st.c.channels[key].as_boolean() == sa.false())
+             .order_by(sub.c.id, addr.c.id)
+             .execution_options(yield_per=batch))
+
+    def rows() -> Iterator[Suppression]:
+        for partition in db.session.execute(query).partitions():
+            for row in partition:
+                yield Suppression(row.public_id, row.address_ref,
+                                  (row.changed or {}).get(f"channel:{key}"))
+
+    return key, rows()
+
+
+# ---------------------------------------------------------------- preference center
+
+
+@dataclass
+class ChoiceRow:
+    """One line of the preference center: a category or a channel."""
+
+    key: str
+    value: bool
+    chosen: bool
+    changed_at: datetime | None
+    locked: bool = False
+    gpc: bool = False
+    title: str = ""
+    description: str = ""
+
+
+@dataclass
+class PreferenceView:
+    """Everything the preference page shows for one subject."""
+
+    site: SiteSnapshot
+    subject: Subject | None
+    categories: list[ChoiceRow]
+    channels: list[ChoiceRow]
+    policy_label: str | None
+    chosen_policy_version: str | None
+    last_event_id: str | None
+    decided_at: datetime | None
+    gpc: bool
+
+
+def _localised(texts: dict, locale: str, fallback: str) -> str:
+    return (texts or {}).get(locale) or (texts or {}).get(fallback) or \
+        (texts or {}).get("en") or next(iter((texts or {}).values()), "")
+
+
+def preference_view(site_key: str, subject_public_id: str | None, locale: str,
+                    gpc: bool = False) -> PreferenceView:
+    """The current choices of a subject (or the defaults) for the preference page."""
+    from .sites import Category
+
+    site = site_snapshot(site_key)
+    subject = find_subject(site.id, subject_public_id) if subject_public_id else None
+    state = read_state(site.id, subject.pseudonym) if subject is not None else None
+    state = state or {}
+    cats, chans, changed = (state.get("categories") or {}, state.get("channels") or {},
+                            state.get("changed") or {})
+    rows = db.session.execute(db.select(Category).where(Category.site_id == site.id)
+                              .order_by(Category.position)).scalars().all()
+    gpc_off = set(gpc_categories(site)) if gpc else set()
+    categories = [ChoiceRow(
+        key=c.key, value=(c.key == ESSENTIAL) or (bool(cats.get(c.key)) and c.key not in gpc_off),
+        chosen=c.key in cats, changed_at=_parse_iso(changed.get(f"category:{c.key}")),
+        locked=c.locked or c.key == ESSENTIAL, gpc=c.key in gpc_off,
+        title=_localised(c.titles, locale, site.default_locale),
+        description=_localised(c.descriptions, locale, site.default_locale)) for c in rows]
+    defaults = channel_defaults(site)
+    channels = [ChoiceRow(key=k, value=bool(chans[k]) if k in chans else defaults[k],
+                          chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
+                for k in CHANNELS]
+    return PreferenceView(site, subject, categories, channels, site.policy_label,
+                          state.get("policy_version"), state.get("last_event_id"),
+                          state.get("decided_at"), gpc or bool(state.get("gpc_at")))
+
+
+def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],
+                     channels: list[str], locale: str,
+                     ctx: RequestContext) -> tuple[Subject, AppendedEvent]:
+    """Record one `preferences` event with every category and channel as ticked."""
+    site = site_snapshot(site_key)
+    for key in categories:
+        if key not in site.category_keys:
+            raise Invalid(f"unknown category {key!r} for site {site.key!r}", field="category")
+    for key in channels:
+        parse_channel_key(key)
+    cat_map = {k: (k == ESSENTIAL) or k in categories for k in site.category_keys}
+    meta = None
+    if ctx.gpc_header:
+        # The browser says "do not sell or share": honoured here as on the banner.
+        for key in gpc_categories(site):
+            cat_map[key] = False
+        meta = {"gpc": True}
+    chan_map = {k: k in channels for k in CHANNELS}
+
+    def write():
+        subject = get_or_create_subject(site.id, subject_public_id)
+        event = append_event(site, subject, action="preferences", source="preferences",
+                             categories=cat_map, channels=chan_map,
+                             policy_version=site.policy_label, locale=locale,
+                             details=ctx.details(None), meta=meta)
+        return subject, event
+
+    return run_write(write)
+
+
+# ---------------------------------------------------------------- erasure
+
+
+@on_append
+def _forget_addresses(event: AppendedEvent) -> None:
+    # Erasing a person removes the address refs that could single them out again.
+    if event.action == "erase" and event.subject_id is not None and not event.duplicate:
+        db.session.execute(sa.delete(ChannelAddress.__table__)
+                           .where(ChannelAddress.__table__.c.subject_id == event.subject_id))
+
+
+def valid_public_id(value: str | None) -> bool:
+    """Whether VALUE looks like a visitor id (so it may be adopted)."""
+    return isinstance(value, str) and bool(PUBLIC_ID_RE.match(value))
