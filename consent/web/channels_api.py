@@ -1,0 +1,362 @@
+"""Channels API for senders and the site's backend (site API key as bearer token).
+
+"May I send?", the suppression list, List-Unsubscribe URLs, the SMS STOP webhook,
+addresses, channel choices reported by the site, visitor-to-user links and login links.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Iterator
+
+import marshmallow as ma
+from flask import Response, request, stream_with_context, url_for
+from flask_smorest import Blueprint
+from marshmallow import validate
+
+from ..channels import (CHANNELS, KINDS, MEDIA, Recipient, Suppression, may_i_send,
+                        mint_unsubscribe_token, record_channel_choice, register_address,
+                        sms_inbound, suppressions)
+from ..database import iso, utcnow
+from ..identity import link_user, mint_login_token
+from ..sites import site_snapshot
+from ..subjects import PUBLIC_ID_RE
+from ..validation import StrictBoolean, StrictSchema
+from .auth import require_site_key
+from .common import request_context
+
+blp = Blueprint("channels_api", __name__, url_prefix="/api/v1",
+                description="Message channels: may I send?, suppression lists, one-click "
+                            "unsubscribe URLs, SMS STOP, login links (site API key).")
+# The SMS webhook takes what gateways post (form-encoded) and JSON alike.
+blp.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+    **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+    "json_or_form": "application/x-www-form-urlencoded"}
+
+SECURITY = [{"siteApiKey": []}]
+SUBJECT_FIELD = dict(validate=validate.Regexp(PUBLIC_ID_RE),
+                     metadata={"description": "Visitor id (the widget cookie's `s`)"})
+USER_FIELD = dict(validate=validate.Length(1, 200),
+                  metadata={"description": "The site's own user id (stored only as an HMAC)"})
+ADDRESS_FIELD = dict(validate=validate.Length(1, 4096),
+                     metadata={"description": "E-mail address, phone number (E.164) or push "
+                                              "device token; never stored, only its HMAC"})
+
+
+def _public_url(snapshot, endpoint: str, /, **values) -> str:
+    """An absolute URL for recipients: Site.settings["public_base_url"] or this host."""
+    base = snapshot.settings.get("public_base_url")
+    if isinstance(base, str) and base.startswith(("https://", "http://")):
+        return base.rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+class RecipientFields(StrictSchema):
+    subject = ma.fields.String(**SUBJECT_FIELD)
+    user_id = ma.fields.String(**USER_FIELD)
+    address = ma.fields.String(**ADDRESS_FIELD)
+
+
+class MayISendSchema(RecipientFields):
+    """A sender's question."""
+
+    channel = ma.fields.String(required=True, validate=validate.OneOf(MEDIA))
+    kind = ma.fields.String(required=True, validate=validate.OneOf(KINDS))
+
+
+class SendAnswerSchema(ma.Schema):
+    """Allowed or not, why, and the event that decided it."""
+
+    allowed = ma.fields.Boolean()
+    channel = ma.fields.String()
+    kind = ma.fields.String()
+    reason = ma.fields.String(metadata={"description": (
+        "transactional_always_allowed | opted_in | opted_out | default_allowed | "
+        "default_denied")})
+    event_id = ma.fields.String(allow_none=True)
+    decided_at = ma.fields.String(allow_none=True)
+
+
+class SuppressionQuery(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    channel = ma.fields.String(required=True, validate=validate.OneOf(MEDIA))
+    kind = ma.fields.String(load_default="promotional",
+                            validate=validate.OneOf(("promotional", "service")))
+    format = ma.fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
+class AddressSchema(StrictSchema):
+    """An address of the site's user or of a visitor."""
+
+    channel = ma.fields.String(required=True, validate=validate.OneOf(MEDIA))
+    address = ma.fields.String(required=True, **ADDRESS_FIELD)
+    subject = ma.fields.String(**SUBJECT_FIELD)
+    user_id = ma.fields.String(**USER_FIELD)
+
+    @ma.validates_schema
+    def _one_owner(self, data, **kwargs):
+        if ("subject" in data) == ("user_id" in data):
+            raise ma.ValidationError("give exactly one of subject or user_id", "subject")
+
+
+class AddressResultSchema(ma.Schema):
+    address_ref = ma.fields.String()
+    subject = ma.fields.String()
+    carried_event_id = ma.fields.String(allow_none=True, metadata={
+        "description": "An opt-out that moved with the address from its previous subject"})
+
+
+class ChannelChoiceSchema(RecipientFields):
+    """Opt-ins/opt-outs the site collected itself (checkout box, app settings)."""
+
+    channels = ma.fields.Dict(keys=ma.fields.String(validate=validate.Length(1, 40)),
+                              values=StrictBoolean(), required=True,
+                              validate=validate.Length(1, len(CHANNELS)),
+                              metadata={"description": "e.g. {\"push.promotional\": false}"})
+    channel = ma.fields.String(validate=validate.OneOf(MEDIA),
+                               metadata={"description": "The address's channel"})
+    source = ma.fields.String(load_default="api", validate=validate.OneOf(("api", "push")))
+
+
+class ChannelStateSchema(ma.Schema):
+    subject = ma.fields.String()
+    channels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Boolean())
+    event_id = ma.fields.String(allow_none=True)
+
+
+class UnsubscribeLinkSchema(StrictSchema):
+    """The recipient a List-Unsubscribe URL is for."""
+
+    channel = ma.fields.String(required=True, validate=validate.OneOf(MEDIA))
+    kind = ma.fields.String(load_default="promotional",
+                            validate=validate.OneOf(("promotional", "service")))
+    address = ma.fields.String(required=True, **ADDRESS_FIELD)
+    subject = ma.fields.String(**SUBJECT_FIELD)
+    user_id = ma.fields.String(**USER_FIELD)
+
+    @ma.validates_schema
+    def _one_owner(self, data, **kwargs):
+        if "subject" in data and "user_id" in data:
+            raise ma.ValidationError("give at most one of subject or user_id", "subject")
+
+
+class UnsubscribeLinkResultSchema(ma.Schema):
+    url = ma.fields.String()
+    headers = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(),
+                             metadata={"description": "List-Unsubscribe and "
+                                                      "List-Unsubscribe-Post, ready to add"})
+    channel = ma.fields.String()
+    address_ref = ma.fields.String()
+    subject = ma.fields.String()
+    expires_at = ma.fields.String()
+
+
+class SmsInboundSchema(ma.Schema):
+    """An inbound SMS as gateways post it (Twilio and Vonage field names accepted)."""
+
+    class Meta:
+        unknown = ma.EXCLUDE  # gateways send many more fields
+
+    sender = ma.fields.String(required=True, data_key="from", validate=validate.Length(1, 40))
+    body = ma.fields.String(required=True, validate=validate.Length(0, 1600))
+    message_id = ma.fields.String(validate=validate.Length(1, 100))
+
+    ALIASES = {"From": "from", "msisdn": "from", "Body": "body", "text": "body",
+               "MessageSid": "message_id", "messageId": "message_id"}
+
+    @ma.pre_load
+    def _gateway_names(self, data, **kwargs):
+        data = dict(data)
+        for alias, name in self.ALIASES.items():
+            if alias in data and name not in data:
+                data[name] = data.pop(alias)
+        return data
+
+
+class SmsResultSchema(ma.Schema):
+    result = ma.fields.String(metadata={"description": "opted_out | opted_in | ignored"})
+    channel = ma.fields.String()
+    event_id = ma.fields.String(allow_none=True)
+
+
+class LoginLinkSchema(StrictSchema):
+    """Whose preference center the link opens."""
+
+    user_id = ma.fields.String(required=True, **USER_FIELD)
+    subject = ma.fields.String(**SUBJECT_FIELD)
+    ttl_seconds = ma.fields.Integer(validate=validate.Range(30, 86400), strict=True,
+                                    metadata={"description": "Default 900"})
+    locale = ma.fields.String(validate=validate.Length(2, 16))
+
+
+class LoginLinkResultSchema(ma.Schema):
+    url = ma.fields.String()
+    expires_at = ma.fields.String()
+    subject = ma.fields.String(metadata={"description": "The user's account subject id"})
+
+
+class IdentityLinkSchema(StrictSchema):
+    """The visitor the site's backend knows to be its user."""
+
+    user_id = ma.fields.String(required=True, **USER_FIELD)
+    subject = ma.fields.String(required=True, **SUBJECT_FIELD)
+
+
+class IdentityLinkResultSchema(ma.Schema):
+    subject = ma.fields.String(metadata={"description": "The user's account subject id"})
+    linked = ma.fields.Boolean()
+    event_id = ma.fields.String(allow_none=True)
+
+
+def _recipient(data: dict) -> Recipient:
+    return Recipient(subject=data.get("subject"), user_id=data.get("user_id"),
+                     address=data.get("address"))
+
+
+@blp.route("/sites/<site_key>/may-i-send", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(MayISendSchema)
+@blp.response(200, SendAnswerSchema)
+@require_site_key
+def post_may_i_send(data: dict, site_key: str):
+    """May a message of this kind go to this recipient over this channel now?"""
+    return may_i_send(site_key, data["channel"], data["kind"], _recipient(data))
+
+
+def _csv_lines(rows: Iterator[Suppression]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("subject", "address_ref", "since"))
+    count = 0
+    for row in rows:
+        writer.writerow((row.subject or "", row.address_ref or "", row.since or ""))
+        count += 1
+        if count % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json_chunks(head: dict, rows: Iterator[Suppression]) -> Iterator[str]:
+    opening = json.dumps(head, separators=(",", ":"))[:-1]
+    yield opening + ',"suppressions":['
+    parts, first = [], True
+    for row in rows:
+        item = json.dumps({"subject": row.subject, "address_ref": row.address_ref,
+                           "since": row.since}, separators=(",", ":"))
+        parts.append(item if first else "," + item)
+        first = False
+        if len(parts) >= 500:
+            yield "".join(parts)
+            parts = []
+    yield "".join(parts) + "]}"
+
+
+@blp.route("/sites/<site_key>/suppressions", methods=["GET"])
+@blp.doc(security=SECURITY, responses={"200": {
+    "description": "Streamed list (JSON object or CSV with header subject,address_ref,since)",
+    "content": {"application/json": {}, "text/csv": {}}}})
+@blp.arguments(SuppressionQuery, location="query")
+@require_site_key
+def get_suppressions(query: dict, site_key: str):
+    """Everyone opted out of a channel, streamed as JSON or CSV."""
+    key, rows = suppressions(site_key, query["channel"], query["kind"])
+    stamp = iso(utcnow())
+    filename = f"suppressions-{site_key}-{key}.{query['format']}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"',
+               "Cache-Control": "no-store"}
+    if query["format"] == "csv":
+        return Response(stream_with_context(_csv_lines(rows)), mimetype="text/csv",
+                        headers=headers)
+    head = {"site": site_key, "channel": key, "generated_at": stamp}
+    return Response(stream_with_context(_json_chunks(head, rows)),
+                    mimetype="application/json", headers=headers)
+
+
+@blp.route("/sites/<site_key>/channel-addresses", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(AddressSchema)
+@blp.response(200, AddressResultSchema)
+@require_site_key
+def post_address(data: dict, site_key: str):
+    """Map an address to the site's user or a visitor (stored only as an HMAC)."""
+    owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"))
+    ref, subject, event = register_address(site_key, data["channel"], data["address"], owner)
+    return {"address_ref": ref, "subject": subject.public_id,
+            "carried_event_id": event.event_id if event else None}
+
+
+@blp.route("/sites/<site_key>/channel-choices", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(ChannelChoiceSchema)
+@blp.response(200, ChannelStateSchema)
+@require_site_key
+def post_channel_choice(data: dict, site_key: str):
+    """Record opt-ins or opt-outs the site collected itself (one event when anything changes)."""
+    result = record_channel_choice(site_key, _recipient(data), data["channels"],
+                                   medium=data.get("channel"), source=data["source"],
+                                   ctx=request_context())
+    return {"subject": result.subject.public_id, "channels": result.channels,
+            "event_id": result.event.event_id if result.event else None}
+
+
+@blp.route("/sites/<site_key>/unsubscribe-links", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(UnsubscribeLinkSchema)
+@blp.response(200, UnsubscribeLinkResultSchema)
+@require_site_key
+def post_unsubscribe_link(data: dict, site_key: str):
+    """Mint the RFC 8058 one-click unsubscribe URL for one recipient."""
+    owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"))
+    link = mint_unsubscribe_token(site_key, f"{data['channel']}.{data['kind']}",
+                                  data["address"], owner)
+    url = _public_url(site_snapshot(site_key), "unsubscribe.one_click", site_key=site_key, token=link.token)
+    return {"url": url, "channel": link.channel, "address_ref": link.address_ref,
+            "subject": link.subject, "expires_at": link.expires_at,
+            "headers": {"List-Unsubscribe": f"<{url}>",
+                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}}
+
+
+@blp.route("/sites/<site_key>/sms/inbound", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(SmsInboundSchema, location="json_or_form")
+@blp.response(200, SmsResultSchema)
+@require_site_key
+def post_sms_inbound(data: dict, site_key: str):
+    """SMS gateway webhook: STOP (and variants) opts out of promotional SMS, START back in."""
+    result = sms_inbound(site_key, data["sender"], data["body"], request_context(),
+                         data.get("message_id"))
+    return {"result": result.result, "channel": "sms.promotional",
+            "event_id": result.event.event_id if result.event else None}
+
+
+@blp.route("/sites/<site_key>/login-links", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(LoginLinkSchema)
+@blp.response(200, LoginLinkResultSchema)
+@require_site_key
+def post_login_link(data: dict, site_key: str):
+    """A signed, expiring, single-use link to the preference center for a known user."""
+    minted = mint_login_token(site_key, data["user_id"], device_public_id=data.get("subject"),
+                              ttl_seconds=data.get("ttl_seconds"))
+    params = {"site": site_key, "token": minted.token}
+    if data.get("locale"):
+        params["lang"] = data["locale"]
+    return {"url": _public_url(site_snapshot(site_key), "preferences.login", **params),
+            "expires_at": minted.expires_at, "subject": minted.account}
+
+
+@blp.route("/sites/<site_key>/identity-links", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(IdentityLinkSchema)
+@blp.response(200, IdentityLinkResultSchema)
+@require_site_key
+def post_identity_link(data: dict, site_key: str):
+    """Link a visitor to the site's user; returns the account id to keep in the cookie."""
+    result = link_user(site_key, data["user_id"], data["subject"], request_context())
+    return {"subject": result.account.public_id, "linked": result.event is not None,
+            "event_id": result.event.event_id if result.event else None}
