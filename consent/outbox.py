@@ -74,7 +74,7 @@ SETTINGS: dict[str, float] = {
     "CONSENT_WEBHOOK_MAX_ATTEMPTS": 16,       # then the message is a dead letter
     "CONSENT_WEBHOOK_BACKOFF_BASE": 10.0,     # first retry after about this many seconds
     "CONSENT_WEBHOOK_BACKOFF_MAX": 3600.0,    # retries are never further apart than this
-    "CONSENT_WEBHOOK_CONCURRENCY": 4,         # HTTP requests in flight per worker process
+    "CONSENT_WEBHOOK_CONCURRENCY": 8,         # HTTP requests in flight per worker process
     "CONSENT_WEBHOOK_POLL_SECONDS": 1.0,      # idle `--forever` worker looks this often
 }
 
@@ -117,6 +117,10 @@ class DownstreamEndpoint(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Health: a failing endpoint is paused (its queue waits) instead of hammered.
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(db.Model):
@@ -430,7 +434,10 @@ def set_endpoint_active(site_key: str, endpoint_id: int, active: bool) -> Downst
                                         t.c.state == "pending")).all()]
             _cancel(ids, endpoint, now, "endpoint disabled")
         elif active and not endpoint.active:
+            # Re-enabled after a fix: start with a clean bill of health.
             endpoint.active, endpoint.disabled_at = True, None
+            endpoint.consecutive_failures, endpoint.failing_since = 0, None
+            endpoint.paused_until = None
         return endpoint
 
     endpoint = run_write(write)
@@ -693,67 +700,59 @@ def _body(payload: dict, subject_id: str | None) -> bytes:
                       ensure_ascii=False).encode("utf-8")
 
 
-def claim_due(limit: int, worker: str) -> list[Delivery]:
-    """Lease up to LIMIT due messages to WORKER (expired leases of stopped workers too)."""
+def _claim(limit: int, worker: str) -> list[Delivery]:
+    """Lease up to LIMIT due messages to WORKER, inside the current write transaction."""
     from .subjects import Subject
 
-    def write() -> list[Delivery]:
-        t, e = OutboxMessage.__table__, DownstreamEndpoint.__table__
-        s = Subject.__table__
-        now = utcnow()
-        due = sa.and_(t.c.state.in_(("pending", "delivering")), t.c.next_attempt_at <= now)
-        query = (sa.select(t.c.id, t.c.state, t.c.attempts, t.c.site_id, t.c.endpoint_id,
-                           t.c.claimed_at, t.c.lease_until, t.c.lease_owner)
-                 .where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit))
-        if db.session.get_bind().dialect.name == "postgresql":
-            # Rows another worker is claiming right now are skipped, not waited for.
-            query = query.with_for_update(skip_locked=True)
-        rows = db.session.execute(query).all()
-        if not rows:
-            return []
-        max_attempts = int(setting("CONSENT_WEBHOOK_MAX_ATTEMPTS"))
-        log_rows, exhausted, ids = [], [], []
-        for r in rows:
-            if r.state == "delivering":
-                log_rows.append({
-                    "message_id": r.id, "site_id": r.site_id, "endpoint_id": r.endpoint_id,
-                    "attempt": r.attempts, "worker": r.lease_owner,
-                    "started_at": r.claimed_at or now, "finished_at": r.lease_until or now,
-                    "outcome": "abandoned",
-                    "error": "the worker stopped before recording a result; lease expired"})
-            (exhausted if r.attempts >= max_attempts else ids).append(r.id)
-        if log_rows:
-            db.session.execute(sa.insert(DeliveryAttempt.__table__), log_rows)
-        if exhausted:
-            db.session.execute(sa.update(t).where(t.c.id.in_(exhausted)).values(
-                state="dead", dead_at=now, lease_owner=None, lease_until=None,
-                last_error=f"gave up after {max_attempts} attempts (last one abandoned)"))
-        if not ids:
-            return []
-        token = f"{worker}/{uuid.uuid4().hex[:12]}"
-        lease_end = now + timedelta(seconds=lease_seconds())
-        # The WHERE repeats the due condition: the UPDATE itself is the atomic claim.
-        db.session.execute(sa.update(t).where(t.c.id.in_(ids), due).values(
-            state="delivering", lease_owner=token, claimed_at=now, lease_until=lease_end,
-            next_attempt_at=lease_end, attempts=t.c.attempts + 1))
-        claimed = db.session.execute(
-            sa.select(t.c.id, t.c.site_id, t.c.endpoint_id, t.c.idempotency_key,
-                      t.c.payload, t.c.subject_ref, t.c.attempts, e.c.url, e.c.secret,
-                      e.c.active, s.c.public_id)
-            .join(e, e.c.id == t.c.endpoint_id)
-            .outerjoin(s, s.c.pseudonym == t.c.subject)
-            .where(t.c.lease_owner == token).order_by(t.c.id)).all()
-        out, inactive = [], []
-        for r in claimed:
-            if not r.active:
-                inactive.append(r)
-                continue
-            subject_id = open_subject_ref(r.subject_ref) or r.public_id
-            out.append(Delivery(
-                message_id=r.id, site_id=r.site_id, endpoint_id=r.endpoint_id, url=r.url,
-                secret=r.secret, key=r.idempotency_key, body=_body(r.payload, subject_id),
-                attempt=r.attempts, lease_token=token))
-        for r in inactive:
+    t, e = OutboxMessage.__table__, DownstreamEndpoint.__table__
+    s = Subject.__table__
+    now = utcnow()
+    due = sa.and_(t.c.state.in_(("pending", "delivering")), t.c.next_attempt_at <= now)
+    query = (sa.select(t.c.id, t.c.state, t.c.attempts, t.c.site_id, t.c.endpoint_id,
+                       t.c.claimed_at, t.c.lease_until, t.c.lease_owner)
+             .where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit))
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Rows another worker is claiming right now are skipped, not waited for.
+        query = query.with_for_update(skip_locked=True)
+    rows = db.session.execute(query).all()
+    if not rows:
+        return []
+    max_attempts = int(setting("CONSENT_WEBHOOK_MAX_ATTEMPTS"))
+    log_rows, exhausted, ids = [], [], []
+    for r in rows:
+        if r.state == "delivering":
+            log_rows.append({
+                "message_id": r.id, "site_id": r.site_id, "endpoint_id": r.endpoint_id,
+                "attempt": r.attempts, "worker": r.lease_owner,
+                "started_at": r.claimed_at or now, "finished_at": r.lease_until or now,
+                "outcome": "abandoned",
+                "error": "the worker stopped before recording a result; lease expired"})
+        (exhausted if r.attempts >= max_attempts else ids).append(r.id)
+    if log_rows:
+        db.session.execute(sa.insert(DeliveryAttempt.__table__), log_rows)
+    if exhausted:
+        db.session.execute(sa.update(t).where(t.c.id.in_(exhausted)).values(
+            state="dead", dead_at=now, lease_owner=None, lease_until=None,
+            last_error=f"gave up after {max_attempts} attempts (last one abandoned)"))
+    if not ids:
+        return []
+    token = f"{worker}/{uuid.uuid4().hex[:12]}"
+    lease_end = now + timedelta(seconds=lease_seconds())
+    # The WHERE repeats the due condition: the UPDATE itself is the atomic claim.
+    db.session.execute(sa.update(t).where(t.c.id.in_(ids), due).values(
+        state="delivering", lease_owner=token, claimed_at=now, lease_until=lease_end,
+        next_attempt_at=lease_end, attempts=t.c.attempts + 1))
+    claimed = db.session.execute(
+        sa.select(t.c.id, t.c.site_id, t.c.endpoint_id, t.c.idempotency_key,
+                  t.c.payload, t.c.subject_ref, t.c.attempts, e.c.url, e.c.secret,
+                  e.c.active, s.c.public_id)
+        .join(e, e.c.id == t.c.endpoint_id)
+        .outerjoin(s, s.c.pseudonym == t.c.subject)
+        .where(t.c.lease_owner == token).order_by(t.c.id)).all()
+    out = []
+    for r in claimed:
+        if not r.active:
+            # Queued in the moment before the endpoint was disabled: never sent.
             db.session.execute(sa.update(t).where(t.c.id == r.id).values(
                 state="dead", dead_at=now, last_error="endpoint disabled",
                 lease_owner=None, lease_until=None))
@@ -761,49 +760,113 @@ def claim_due(limit: int, worker: str) -> list[Delivery]:
                 message_id=r.id, site_id=r.site_id, endpoint_id=r.endpoint_id,
                 attempt=r.attempts, worker=token, started_at=now, finished_at=now,
                 outcome="cancelled", error="endpoint disabled"))
-        return out
+            continue
+        subject_id = open_subject_ref(r.subject_ref) or r.public_id
+        out.append(Delivery(
+            message_id=r.id, site_id=r.site_id, endpoint_id=r.endpoint_id, url=r.url,
+            secret=r.secret, key=r.idempotency_key, body=_body(r.payload, subject_id),
+            attempt=r.attempts, lease_token=token))
+    return out
 
-    return run_write(write)
+
+def _endpoint_health(delivery: Delivery, result: SendResult, now: datetime) -> datetime | None:
+    """Track an endpoint's consecutive failures; returns until when it is paused, if so.
+
+    A receiver that is down gets one probe per pause instead of one attempt per queued
+    message: the worker stays idle, so consent writes do not compete with it for nothing.
+    """
+    e = DownstreamEndpoint.__table__
+    if result.outcome == "delivered":
+        # The WHERE makes this a no-op (and no row lock) for a healthy endpoint.
+        db.session.execute(sa.update(e).where(
+            e.c.id == delivery.endpoint_id, e.c.consecutive_failures > 0).values(
+            consecutive_failures=0, failing_since=None, paused_until=None))
+        return None
+    if not result.retryable:
+        return None
+    row = db.session.execute(
+        sa.select(e.c.consecutive_failures, e.c.failing_since)
+        .where(e.c.id == delivery.endpoint_id).with_for_update()).one()
+    failures = row.consecutive_failures + 1
+    until = now + timedelta(seconds=backoff_seconds(failures, result.retry_after))
+    db.session.execute(sa.update(e).where(e.c.id == delivery.endpoint_id).values(
+        consecutive_failures=failures, failing_since=row.failing_since or now,
+        paused_until=until))
+    return until
+
+
+def _settle(delivery: Delivery, result: SendResult) -> str:
+    """Log an attempt and move its message on, inside the current write transaction.
+
+    Only the holder of the lease moves the message: if the lease ran out and another
+    worker claimed the message, the attempt is logged but changes nothing.
+    """
+    t = OutboxMessage.__table__
+    now = utcnow()
+    max_attempts = int(setting("CONSENT_WEBHOOK_MAX_ATTEMPTS"))
+    # The endpoint row first: every transaction takes locks in the same order.
+    paused_until = _endpoint_health(delivery, result, now)
+    common = {"lease_owner": None, "lease_until": None, "last_status": result.status}
+    if result.outcome == "delivered":
+        values = dict(common, state="delivered", acknowledged_at=result.finished_at,
+                      last_error=None, subject_ref=None)
+    elif result.retryable and delivery.attempt < max_attempts:
+        delay = backoff_seconds(delivery.attempt, result.retry_after)
+        values = dict(common, state="pending", last_error=result.error,
+                      next_attempt_at=now + timedelta(seconds=delay))
+    else:
+        reason = result.error or result.outcome
+        if result.retryable:
+            reason = f"gave up after {delivery.attempt} attempts: {reason}"
+        values = dict(common, state="dead", dead_at=now, last_error=reason[:MAX_ERROR])
+    moved = db.session.execute(sa.update(t).where(
+        t.c.id == delivery.message_id, t.c.lease_owner == delivery.lease_token,
+        t.c.state == "delivering").values(**values)).rowcount
+    if paused_until is not None:
+        # The rest of the endpoint's queue waits for the pause (no attempts are spent).
+        db.session.execute(sa.update(t).where(
+            t.c.endpoint_id == delivery.endpoint_id, t.c.state == "pending",
+            t.c.next_attempt_at < paused_until).values(next_attempt_at=paused_until))
+    error = result.error
+    if not moved:
+        error = ((error + "; ") if error else "") + "lease lost: result not applied"
+    duration = int((result.finished_at - result.started_at).total_seconds() * 1000)
+    db.session.execute(sa.insert(DeliveryAttempt.__table__).values(
+        message_id=delivery.message_id, site_id=delivery.site_id,
+        endpoint_id=delivery.endpoint_id, attempt=delivery.attempt,
+        worker=delivery.lease_token, started_at=result.started_at,
+        finished_at=result.finished_at, outcome=result.outcome,
+        status_code=result.status, error=error and error[:MAX_ERROR],
+        duration_ms=duration))
+    return values["state"] if moved else "lease_lost"
+
+
+def claim_due(limit: int, worker: str) -> list[Delivery]:
+    """Lease up to LIMIT due messages to WORKER (expired leases of stopped workers too)."""
+    return run_write(_claim, limit, worker)
 
 
 def record_result(delivery: Delivery, result: SendResult) -> str:
-    """Log an attempt and move its message on; returns the message's new state.
+    """Log an attempt and move its message on; returns its new state (or "lease_lost")."""
+    return run_write(_settle, delivery, result)
 
-    Only the holder of the lease moves the message: if the lease ran out and another
-    worker claimed the message, this attempt is logged but changes nothing.
+
+def settle_and_claim(results: list[tuple[Delivery, SendResult]], limit: int,
+                     worker: str) -> tuple[list[str], list[Delivery]]:
+    """Record finished attempts and claim up to LIMIT more, in one write transaction.
+
+    One transaction per round instead of one per message keeps the worker from competing
+    with consent writes for SQLite's single write lock.
     """
-    def write() -> str:
-        t = OutboxMessage.__table__
-        now = utcnow()
-        max_attempts = int(setting("CONSENT_WEBHOOK_MAX_ATTEMPTS"))
-        common = {"lease_owner": None, "lease_until": None, "last_status": result.status}
-        if result.outcome == "delivered":
-            values = dict(common, state="delivered", acknowledged_at=result.finished_at,
-                          last_error=None, subject_ref=None)
-        elif result.retryable and delivery.attempt < max_attempts:
-            delay = backoff_seconds(delivery.attempt, result.retry_after)
-            values = dict(common, state="pending", last_error=result.error,
-                          next_attempt_at=now + timedelta(seconds=delay))
-        else:
-            reason = result.error or result.outcome
-            if result.retryable:
-                reason = f"gave up after {delivery.attempt} attempts: {reason}"
-            values = dict(common, state="dead", dead_at=now, last_error=reason[:MAX_ERROR])
-        moved = db.session.execute(sa.update(t).where(
-            t.c.id == delivery.message_id, t.c.lease_owner == delivery.lease_token,
-            t.c.state == "delivering").values(**values)).rowcount
-        error = result.error
-        if not moved:
-            error = ((error + "; ") if error else "") + "lease lost: result not applied"
-        duration = int((result.finished_at - result.started_at).total_seconds() * 1000)
-        db.session.execute(sa.insert(DeliveryAttempt.__table__).values(
-            message_id=delivery.message_id, site_id=delivery.site_id,
-            endpoint_id=delivery.endpoint_id, attempt=delivery.attempt,
-            worker=delivery.lease_token, started_at=result.started_at,
-            finished_at=result.finished_at, outcome=result.outcome,
-            status_code=result.status, error=error and error[:MAX_ERROR],
-            duration_ms=duration))
-        return values["state"] if moved else "lease_lost"
+    # Settling in endpoint order keeps the lock order the same in every worker.
+    order = sorted(range(len(results)), key=lambda i: (results[i][0].endpoint_id,
+                                                       results[i][0].message_id))
+
+    def write():
+        states: list[str] = [""] * len(results)
+        for i in order:
+            states[i] = _settle(*results[i])
+        return states, (_claim(limit, worker) if limit > 0 else [])
 
     return run_write(write)
 
@@ -820,7 +883,7 @@ def worker_name() -> str:
 class DeliveryWorker:
     """Claims due messages and sends them, CONCURRENCY at a time, until told to stop."""
 
-    concurrency: int = 4
+    concurrency: int = 8
     poll_seconds: float = 1.0
     forever: bool = False
     echo: Any = None
@@ -832,14 +895,16 @@ class DeliveryWorker:
         """Deliver until nothing is due (one-shot) or until stopped (forever)."""
         timeout = setting("CONSENT_WEBHOOK_TIMEOUT")
         inflight: dict[Future, Delivery] = {}
+        finished: list[tuple[Delivery, SendResult]] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook") as pool:
             while True:
-                claimed = 0
-                room = self.concurrency - len(inflight)
-                if room > 0 and not self.stop.is_set():
-                    for delivery in self._claim(room):
-                        inflight[pool.submit(send, delivery, timeout)] = delivery
-                        claimed += 1
+                room = 0 if self.stop.is_set() else self.concurrency - len(inflight)
+                claimed = []
+                if finished or room > 0:
+                    claimed = self._exchange(finished, room)
+                    finished = []
+                for delivery in claimed:
+                    inflight[pool.submit(send, delivery, timeout)] = delivery
                 if not inflight:
                     if self.stop.is_set() or (not self.forever and not claimed):
                         break
@@ -848,8 +913,7 @@ class DeliveryWorker:
                     continue
                 done, _ = wait(list(inflight), timeout=self.poll_seconds,
                                return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._record(inflight.pop(future), future)
+                finished = [(inflight.pop(f), self._result(f)) for f in done]
         return self.stats
 
     def _idle_wait(self) -> float:
@@ -866,37 +930,35 @@ class DeliveryWorker:
             return self.poll_seconds
         return min(self.poll_seconds, max(0.01, (due - utcnow()).total_seconds()))
 
-    def _claim(self, room: int) -> list[Delivery]:
+    @staticmethod
+    def _result(future: Future) -> SendResult:
         try:
-            return claim_due(room, self.name)
+            return future.result()
+        except Exception as exc:  # noqa: BLE001 - a bug in send must not kill the worker
+            return SendResult("network_error", None, f"{type(exc).__name__}: {exc}",
+                              utcnow(), utcnow())
+
+    def _exchange(self, finished: list[tuple[Delivery, SendResult]],
+                  room: int) -> list[Delivery]:
+        try:
+            states, claimed = settle_and_claim(finished, room, self.name)
         except (DatabaseUnavailable, sa.exc.OperationalError) as exc:
-            # The database is away: keep the process alive and try again later.
-            log.warning("webhook worker cannot claim: %s", exc)
+            # The database is away. Unrecorded attempts keep their lease, which runs out,
+            # and the messages are sent again: at least once, never lost.
+            log.warning("webhook worker cannot reach the database: %s", exc)
             db.session.rollback()
             if not self.forever:
                 raise
+            states, claimed = ["unrecorded"] * len(finished), []
             self.stop.wait(self.poll_seconds)
-            return []
-
-    def _record(self, delivery: Delivery, future: Future) -> None:
-        try:
-            result = future.result()
-        except Exception as exc:  # noqa: BLE001 - a bug in send must not kill the worker
-            result = SendResult("network_error", None, f"{type(exc).__name__}: {exc}",
-                                utcnow(), utcnow())
-        try:
-            state = record_result(delivery, result)
-        except (DatabaseUnavailable, sa.exc.OperationalError) as exc:
-            # The lease will run out and the message will be sent again: at least once.
-            log.warning("webhook worker cannot record a result: %s", exc)
-            db.session.rollback()
-            state = "unrecorded"
-        self.stats[result.outcome] += 1
-        self.stats[f"now {state}"] += 1
-        if self.echo:
-            self.echo(f"{delivery.key} attempt {delivery.attempt}: {result.outcome}"
-                      f"{' ' + str(result.status) if result.status else ''}"
-                      f"{' - ' + result.error if result.error else ''} -> {state}")
+        for (delivery, result), state in zip(finished, states):
+            self.stats[result.outcome] += 1
+            self.stats[f"now {state}"] += 1
+            if self.echo:
+                self.echo(f"{delivery.key} attempt {delivery.attempt}: {result.outcome}"
+                          f"{' ' + str(result.status) if result.status else ''}"
+                          f"{' - ' + result.error if result.error else ''} -> {state}")
+        return claimed
 
 
 @consent_cli.command("deliver")

@@ -370,6 +370,49 @@ def test_failed_attempt_waits_an_exponential_backoff(client, site, app):
     assert outbox.backoff_seconds(1, retry_after=500) >= 500  # Retry-After is honoured
 
 
+def test_an_endpoint_that_is_down_is_probed_not_hammered(client, site, app, receiver):
+    from consent.outbox import DownstreamEndpoint
+
+    app.config.update(CONSENT_WEBHOOK_BACKOFF_BASE=60, CONSENT_WEBHOOK_TIMEOUT=0.5)
+    down = Receiver(lambda n: (503, 0))
+    try:
+        broken, _ = add_endpoint(site["key"], url=down.url, categories=["analytics"])
+        healthy, _ = add_endpoint(site["key"], url=receiver.url, categories=["analytics"])
+        for _ in range(6):
+            decide(client, site["key"], "accept_all")
+        started = utcnow()
+        run_worker(concurrency=1)
+        # One probe, not six attempts; the healthy endpoint is not held up.
+        assert len(down.requests) == 1 and len(receiver.requests) == 6
+        assert {m.state for m in messages(endpoint_id=healthy)} == {"delivered"}
+        queue = messages(endpoint_id=broken)
+        assert sum(m.attempts for m in queue) == 1
+        endpoint = db.session.get(DownstreamEndpoint, broken)
+        assert endpoint.consecutive_failures == 1 and endpoint.failing_since
+        assert endpoint.paused_until >= started + timedelta(seconds=30)
+        assert all(m.next_attempt_at >= endpoint.paused_until for m in queue)
+    finally:
+        down.stop()
+
+
+def test_a_recovered_endpoint_is_healthy_again(client, site, fast):
+    from consent.outbox import DownstreamEndpoint
+
+    flaky = Receiver(lambda n: (503, 0) if n <= 2 else (200, 0))
+    try:
+        endpoint, _ = add_endpoint(site["key"], url=flaky.url, categories=["analytics"])
+        for _ in range(3):
+            decide(client, site["key"], "accept_all")
+        drain()
+        assert {m.state for m in messages()} == {"delivered"}
+        db.session.rollback()
+        health = db.session.get(DownstreamEndpoint, endpoint)
+        assert health.consecutive_failures == 0 and health.paused_until is None
+        assert len(flaky.requests) == 5
+    finally:
+        flaky.stop()
+
+
 def test_client_errors_are_not_retried(client, site, fast):
     receiver = Receiver(lambda n: (410, 0))
     try:

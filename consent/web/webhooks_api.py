@@ -51,6 +51,12 @@ class EndpointSchema(ma.Schema):
     created_at = ma.fields.Function(lambda e: iso(e.created_at))
     disabled_at = ma.fields.Function(lambda e: iso(e.disabled_at))
     secret_hint = ma.fields.Function(lambda e: e.secret[:10] + "…")
+    consecutive_failures = ma.fields.Integer(
+        metadata={"description": "Failed attempts in a row (0 when healthy)"})
+    failing_since = ma.fields.Function(lambda e: iso(e.failing_since))
+    paused_until = ma.fields.Function(
+        lambda e: iso(e.paused_until),
+        metadata={"description": "A failing endpoint's queue waits until then"})
     deliveries = ma.fields.Function(
         lambda e: message_counts(e.site_id, e.id),
         metadata={"description": "Notifications per state"})
