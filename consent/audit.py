@@ -23,7 +23,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import click
 import sqlalchemy as sa

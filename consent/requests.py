@@ -31,7 +31,7 @@ from .database import UTCDateTime, iso, run_write, utcnow
 from .errors import Conflict, Forbidden, Invalid
 from .extensions import db
 from .ledger import ConsentEvent, EventDetails, append_event, read_state
-from .sites import ESSENTIAL, NotFound, Site, get_site, site_snapshot
+from .sites import ESSENTIAL, NotFound, Site, site_snapshot
 from .subjects import Subject, find_subject, find_subject_by_user
 
 KINDS = ("access", "erasure")

@@ -14,7 +14,7 @@ from consent.extensions import db
 from consent.ledger import ConsentEvent, EventDetails, verify_ledger
 from consent.sites import get_site, invalidate_site_cache
 from consent.subjects import Subject, keyed_ref
-from tests.test_admin_fixtures import (admin, admin_client, bearer, decide,  # noqa: F401
+from tests.test_admin_fixtures import (admin, bearer, decide,  # noqa: F401
                                        make_token, post_form)
 
 UA = "Mozilla/5.0 (Erasable; Rare UA 4711)"
