@@ -276,3 +276,24 @@ def test_export_cli_writes_progress_and_refuses_bad_input(tmp_path, runner, site
     assert r.exit_code != 0 and "unknown site" in r.output
     r = runner.invoke(args=["consent", "export", "--site", site["key"]])
     assert r.exit_code == 0 and r.output.startswith("event_id,site,")
+
+
+def test_values_with_commas_quotes_and_newlines_round_trip(tmp_path, site):
+    """Free-text columns are quoted exactly when needed, so such rows still verify."""
+    from consent.database import run_write
+    from consent.ledger import append_event
+    from consent.sites import site_snapshot
+    from consent.subjects import create_subject
+
+    def write():
+        snap = site_snapshot(site["key"])
+        subject = create_subject(snap.id)
+        append_event(snap, subject, action="custom", source="api",
+                     categories={"analytics": True}, policy_version='v,"1"',
+                     locale="en\nx", meta={"note": 'a "quoted", note\n'},
+                     idempotency_key='key,"1"\r')
+    run_write(write)
+    for fmt in ("csv", "jsonl"):
+        path = export(tmp_path, fmt, site_key=site["key"])
+        report = verify_export_file(str(path))
+        assert report.ok and report.rows == 1, report.problems
