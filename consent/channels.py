@@ -352,6 +352,10 @@ def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[st
         raise Invalid("an address needs its channel (email, sms or push)", field="channel")
     if recipient.address:
         normalise_address(medium, recipient.address)
+        for key in channels:
+            if not key.startswith(medium + "."):
+                raise Invalid(f"a {medium} address cannot choose {key!r}",
+                              field=f"channels.{key}")
 
     def write() -> ChoiceResult:
         subject = ensure_recipient(site, medium, recipient)
@@ -539,7 +543,10 @@ def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
                 message_id: str | None = None) -> SmsResult:
     """Apply STOP/START from an inbound SMS to promotional SMS (one event with source sms)."""
     site = site_snapshot(site_key)
-    ref = address_ref(site.key, "sms", sender)
+    try:
+        ref = address_ref(site.key, "sms", sender)
+    except Invalid as exc:
+        raise Invalid(exc.detail, field="from") from None
     keyword = sms_keyword(body)
     if keyword is None:
         return SmsResult("ignored", None)

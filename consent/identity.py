@@ -225,9 +225,10 @@ def _claim(site_id: int, jti: str) -> bool:
         table.c.used_at < now - timedelta(seconds=2 * MAX_LOGIN_TTL)))
     dialect = db.session.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    result = db.session.execute(ins.values(jti=jti, site_id=site_id, used_at=now)
-                                .on_conflict_do_nothing())
-    return result.rowcount == 1
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    claimed = db.session.execute(ins.values(jti=jti, site_id=site_id, used_at=now)
+                                 .on_conflict_do_nothing().returning(table.c.jti)).first()
+    return claimed is not None
 
 
 def use_login_token(site_key: str, token: str, cookie_public_id: str | None,
