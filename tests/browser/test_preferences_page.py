@@ -1,0 +1,190 @@
+"""The preference center and unsubscribe page in real Chromium, with JavaScript off and on."""
+from __future__ import annotations
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+
+from consent.channels import CHANNELS
+from consent.extensions import db
+from consent.ledger import ConsentEvent
+from tests.support.servers import AppServer, StaticSite
+
+pytestmark = pytest.mark.browser
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(database_url, site):
+    app_server = AppServer(database_url, workers=2)
+    yield app_server
+    app_server.stop()
+
+
+def api(server, site, path, body):
+    r = requests.post(f"{server.url}/api/v1/sites/{site['key']}{path}", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {site['api_key']}"})
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def recorded(action=None) -> list[ConsentEvent]:
+    db.session.rollback()  # see what the server committed since
+    query = db.select(ConsentEvent).order_by(ConsentEvent.id)
+    if action:
+        query = query.where(ConsentEvent.action == action)
+    return list(db.session.execute(query).scalars())
+
+
+def visitor(server, site) -> str:
+    r = requests.post(f"{server.url}/api/v1/sites/{site['key']}/decisions",
+                      json={"action": "reject_all"}, timeout=30)
+    return r.json()["subject"]
+
+
+def box(page, key: str):
+    return page.locator(f"#channel-{key.replace('.', '-')}")
+
+
+@pytest.mark.parametrize("javascript", [False, True], ids=["js-off", "js-on"])
+def test_every_channel_toggles_and_is_recorded(chromium, server, site, javascript):
+    context = chromium.new_context(java_script_enabled=javascript)
+    page = context.new_page()
+    subject = visitor(server, site)
+    page.goto(f"{server.url}/preferences?site=shop&subject={subject}")
+    assert page.locator("h1").inner_text() == "Privacy preferences"
+    # Transactional messages: shown, on, and cannot be switched off.
+    transactional = page.locator("#channel-transactional")
+    assert transactional.is_checked() and transactional.is_disabled()
+    assert "do not depend on your consent" in page.locator("#why-transactional").inner_text()
+    assert page.locator("#category-essential").is_disabled()
+    for key in CHANNELS:
+        assert not box(page, key).is_checked()
+
+    # Tick every channel one by one (clicking the label, as a person would).
+    for key in CHANNELS:
+        page.locator(f"label[for=channel-{key.replace('.', '-')}]").click()
+        page.locator("#save").click()
+        page.wait_for_url("**saved=*")
+        assert page.locator("#saved").is_visible()
+        assert box(page, key).is_checked()
+        ev = recorded("preferences")[-1]
+        assert ev.source == "preferences" and ev.channels[key] is True
+        assert "Chosen" in page.locator(f"#when-channel-{key.replace('.', '-')}").inner_text()
+
+    # And off again, all in one save: one event.
+    before = len(recorded())
+    for key in CHANNELS:
+        box(page, key).uncheck()
+    page.locator("#category-analytics").check()
+    page.locator("#save").click()
+    page.wait_for_url("**saved=*")
+    events = recorded()
+    assert len(events) == before + 1
+    assert events[-1].channels == {k: False for k in CHANNELS}
+    assert events[-1].categories["analytics"] is True
+    assert page.locator("#category-analytics").is_checked()
+    assert transactional.is_checked()
+    # The widget's view of this visitor changed too.
+    me = requests.get(f"{server.url}/api/v1/sites/shop/me/{subject}", timeout=30).json()
+    assert me["categories"]["analytics"] is True and me["source"] == "preferences"
+    context.close()
+
+
+def test_same_look_in_every_language(chromium, server, site):
+    context = chromium.new_context(java_script_enabled=False, viewport={"width": 1000,
+                                                                         "height": 900})
+    page = context.new_page()
+    layouts = {}
+    for lang in ("en", "de", "fr", "es"):
+        page.goto(f"{server.url}/preferences?site=shop&lang={lang}")
+        assert page.locator("html").get_attribute("lang") == lang
+        # Where every control and row sits (texts differ in length, the grid does not).
+        layouts[lang] = page.evaluate("""() => Array.from(
+            document.querySelectorAll('input[type=checkbox], .pc-row, .pc-section, h2, #save'),
+            e => [e.id || e.className || e.tagName, Math.round(e.getBoundingClientRect().left),
+                  e.tagName === 'H2' || e.id === 'save' ? 0
+                  : Math.round(e.getBoundingClientRect().width)])""")
+        overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 0, lang
+    assert layouts["de"] == layouts["en"] == layouts["fr"] == layouts["es"]
+    # Narrow (phone) screens too: nothing runs off the side in any language.
+    page.set_viewport_size({"width": 360, "height": 800})
+    for lang in ("en", "de", "fr", "es"):
+        page.goto(f"{server.url}/preferences?site=shop&lang={lang}")
+        assert page.evaluate("document.documentElement.scrollWidth - innerWidth") <= 0, lang
+    context.close()
+
+
+def test_logged_in_choice_follows_the_user_to_another_device(chromium, server, site):
+    phone = chromium.new_context(java_script_enabled=False)
+    laptop = chromium.new_context()
+    link = api(server, site, "/login-links", {"user_id": "user-77"})
+    page = phone.new_page()
+    page.goto(link["url"])
+    assert "signed in" in page.locator("#who").inner_text()
+    page.locator("#channel-email-promotional").check()
+    page.locator("#category-functional").check()
+    page.locator("#save").click()
+    page.wait_for_url("**saved=*")
+
+    other = laptop.new_page()
+    other.goto(api(server, site, "/login-links", {"user_id": "user-77"})["url"])
+    assert other.locator("#channel-email-promotional").is_checked()
+    assert other.locator("#category-functional").is_checked()
+    assert not other.locator("#category-analytics").is_checked()
+    assert api(server, site, "/may-i-send", {"channel": "email", "kind": "promotional",
+                                             "user_id": "user-77"})["allowed"] is True
+    phone.close()
+    laptop.close()
+
+
+def test_cross_site_form_post_is_refused(chromium, server, site, tmp_path):
+    (tmp_path / "attack.html").write_text(
+        f'<form id="f" method="post" action="{server.url}/preferences?site=shop">'
+        '<input name="channel" value="sms.promotional"></form>'
+        '<script>document.getElementById("f").submit()</script>')
+    attacker = StaticSite(tmp_path)
+    try:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(f"{server.url}/preferences?site=shop")  # the victim has a session
+        with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            page.goto(f"{attacker.url}/attack.html")
+        assert posted.value.status == 403
+        page.wait_for_load_state()
+        assert "Nothing was changed" in page.content()
+        assert recorded() == []
+        context.close()
+    finally:
+        attacker.stop()
+
+
+def test_unsubscribe_confirmation_page_without_javascript(chromium, server, site):
+    api(server, site, "/channel-choices", {"address": "r@example.test", "channel": "email",
+                                           "channels": {"email.promotional": True}})
+    link = api(server, site, "/unsubscribe-links", {"channel": "email",
+                                                    "address": "r@example.test"})
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    response = page.goto(link["url"])
+    assert response.status == 200
+    assert "Promotional email" in page.locator("#question").inner_text()
+    assert recorded("unsubscribe") == []  # opening the link changed nothing
+    assert context.cookies() == []
+    page.locator("#confirm").click()
+    page.locator("#unsubscribed").wait_for()
+    assert [e.meta for e in recorded("unsubscribe")] == [{"via": "page"}]
+    assert api(server, site, "/may-i-send", {"channel": "email", "kind": "promotional",
+                                             "address": "r@example.test"})["allowed"] is False
+    context.close()

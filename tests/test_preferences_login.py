@@ -1,0 +1,299 @@
+"""Known users: login links minted over the API, linking visitors, choices across devices."""
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import pytest
+import sqlalchemy as sa
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from consent.extensions import db
+from consent.identity import SubjectLink, _login_serializer, user_ref, visitor_id_from_cookie
+from consent.ledger import ConsentEvent, verify_ledger
+from consent.subjects import Subject, find_subject
+
+PROBLEM = "application/problem+json"
+
+
+def auth(site):
+    return {"Authorization": f"Bearer {site['api_key']}"}
+
+
+def mint(client, site, user_id="user-1", **extra) -> dict:
+    r = client.post(f"/api/v1/sites/{site['key']}/login-links",
+                    json={"user_id": user_id, **extra}, headers=auth(site))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_in(browser, site, **mint_args) -> str:
+    """Open a fresh login link in BROWSER; returns the preference page HTML."""
+    link = mint(browser, site, **mint_args)
+    r = browser.get(path_of(link["url"]))
+    assert r.status_code == 303, r.get_data(as_text=True)
+    assert r.headers["Location"].endswith("/preferences?site=shop")
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+    html = browser.get(r.headers["Location"]).get_data(as_text=True)
+    assert "You are signed in as a customer of Example shop." in html
+    return html
+
+
+def save(browser, html, categories=(), channels=()):
+    r = browser.post("/preferences?site=shop", data={
+        "csrf_token": csrf_of(html), "category": list(categories), "channel": list(channels)})
+    assert r.status_code == 303, r.get_data(as_text=True)
+    return browser.get(r.headers["Location"]).get_data(as_text=True)
+
+
+def ask(client, site, channel, kind="promotional", **recipient) -> dict:
+    r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",
+                    json={"channel": channel, "kind": kind, **recipient}, headers=auth(site))
+    return r.get_json()
+
+
+def decide(client, site, action, **extra) -> str:
+    r = client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": action, **extra})
+    return r.get_json()["subject"]
+
+
+def events(action=None) -> list[ConsentEvent]:
+    query = db.select(ConsentEvent).order_by(ConsentEvent.id)
+    if action:
+        query = query.where(ConsentEvent.action == action)
+    return list(db.session.execute(query).scalars())
+
+
+def count_events() -> int:
+    return db.session.execute(sa.select(sa.func.count()).select_from(ConsentEvent)).scalar()
+
+
+def subject_row(public_id) -> Subject:
+    return db.session.execute(db.select(Subject).where(Subject.public_id == public_id)
+                              ).scalar_one()
+
+
+# ---------------------------------------------------------------- minting
+
+
+def test_login_link_is_signed_expiring_and_reveals_no_user_id(client, site):
+    link = mint(client, site, user_id="customer-9876@shop")
+    assert link["url"].startswith("http://localhost/preferences/login?site=shop&token=")
+    assert "9876" not in link["url"]
+    assert link["expires_at"].endswith("Z")
+    assert link["subject"] is None  # a user never seen before has no account yet
+    sign_in(client, site, user_id="customer-9876@shop")
+    again = mint(client, site, user_id="customer-9876@shop")
+    # The account subject holds only a keyed HMAC of the user id.
+    row = subject_row(again["subject"])
+    assert row.user_ref and "9876" not in row.user_ref
+
+
+@pytest.mark.parametrize("body, pointer", [
+    ({}, "#/user_id"), ({"user_id": ""}, "#/user_id"), ({"user_id": "u" * 201}, "#/user_id"),
+    ({"user_id": "u", "ttl_seconds": 5}, "#/ttl_seconds"),
+    ({"user_id": "u", "ttl_seconds": 999999}, "#/ttl_seconds"),
+    ({"user_id": "u", "subject": "bad id"}, "#/subject"),
+    ({"user_id": "u", "admin": True}, "#/admin"),
+])
+def test_minting_bad_input(client, site, body, pointer):
+    r = client.post(f"/api/v1/sites/{site['key']}/login-links", json=body, headers=auth(site))
+    assert r.status_code == 422 and r.mimetype == PROBLEM
+    assert pointer in [e["pointer"] for e in r.get_json()["errors"]]
+
+
+def test_minting_needs_the_sites_key(client, site, other_site):
+    url = f"/api/v1/sites/{site['key']}/login-links"
+    assert client.post(url, json={"user_id": "u"}).status_code == 401
+    assert client.post(url, json={"user_id": "u"}, headers=auth(other_site)).status_code == 403
+
+
+# ---------------------------------------------------------------- using links
+
+
+def test_signed_in_user_saves_and_senders_see_it(client, site):
+    html = sign_in(client, site)
+    assert 'name="subject"' not in html  # the session, not a form field, says who
+    save(client, html, categories=["analytics"], channels=["sms.promotional"])
+    ev = events("preferences")[-1]
+    assert ev.source == "preferences"
+    assert ask(client, site, "sms", user_id="user-1")["allowed"] is True
+    assert ask(client, site, "email", user_id="user-1")["reason"] == "opted_out"
+
+
+def test_a_login_link_works_once(app, site):
+    browser = app.test_client()
+    link = mint(browser, site)
+    assert browser.get(path_of(link["url"])).status_code == 303
+    again = app.test_client().get(path_of(link["url"]))
+    assert again.status_code == 410 and "already used" in again.get_data(as_text=True)
+
+
+def test_tampered_and_foreign_login_links_are_refused(app, site, other_site):
+    browser = app.test_client()
+    url = path_of(mint(browser, site)["url"])
+    prefix, token = url.split("token=")
+    payload, stamp, signature = token.rsplit(".", 2)
+    for bad in (token[:-3], f"{payload}x.{stamp}.{signature}", "nonsense"):
+        r = browser.get(f"{prefix}token={bad}")
+        assert r.status_code == 400 and "Nothing was changed" in r.get_data(as_text=True)
+    # The same token presented for another site.
+    r = browser.get(f"/preferences/login?site={other_site['key']}&token={token}")
+    assert r.status_code == 400
+    # An unsubscribe token is not a login link.
+    unsub = browser.post(f"/api/v1/sites/{site['key']}/unsubscribe-links",
+                         json={"channel": "email", "address": "a@b.test"},
+                         headers=auth(site)).get_json()["url"].rsplit("/", 1)[1]
+    assert browser.get(f"/preferences/login?site=shop&token={unsub}").status_code == 400
+    assert "signed in" not in browser.get("/preferences?site=shop").get_data(as_text=True)
+    # The untouched token still works: nothing above spent it.
+    assert browser.get(url).status_code == 303
+
+
+def _signed_in_the_past(site_key, payload, seconds_ago):
+    real = _login_serializer(site_key)
+
+    class Past(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - seconds_ago
+
+    return URLSafeTimedSerializer(real.secret_key, salt=real.salt, signer=Past).dumps(payload)
+
+
+def test_expired_login_links_are_refused(client, site):
+    ref = user_ref(site["key"], "user-1")
+    short = _signed_in_the_past(site["key"], {"u": ref, "d": None,
+                                              "j": secrets.token_hex(12), "x": 60}, 120)
+    r = client.get(f"/preferences/login?site=shop&token={short}")
+    assert r.status_code == 410 and "expired" in r.get_data(as_text=True)
+    ancient = _signed_in_the_past(site["key"], {"u": ref, "d": None,
+                                                "j": secrets.token_hex(12), "x": 900}, 2 * 86400)
+    assert client.get(f"/preferences/login?site=shop&token={ancient}").status_code == 410
+    assert "signed in" not in client.get("/preferences?site=shop").get_data(as_text=True)
+    # The same payload signed just now works: only the age was wrong.
+    fresh = _signed_in_the_past(site["key"], {"u": ref, "d": None,
+                                              "j": secrets.token_hex(12), "x": 60}, 0)
+    assert client.get(f"/preferences/login?site=shop&token={fresh}").status_code == 303
+
+
+def test_sign_out(client, site):
+    html = sign_in(client, site)
+    r = client.post("/preferences/logout?site=shop", data={"csrf_token": csrf_of(html)})
+    assert r.status_code == 303
+    assert "signed in" not in client.get("/preferences?site=shop").get_data(as_text=True)
+    assert client.post("/preferences/logout?site=shop").status_code == 403
+
+
+# ---------------------------------------------------------------- across devices
+
+
+def test_choice_made_on_one_device_applies_on_another(app, site):
+    phone, laptop = app.test_client(), app.test_client()
+    # The phone was an anonymous visitor first (the widget's cookie on this domain).
+    phone_id = decide(phone, site, "accept_all")
+    phone.set_cookie("consent", f"v=1&s={phone_id}", domain="localhost")
+    html = sign_in(phone, site, user_id="user-1")
+    link = events("link")
+    assert len(link) == 1 and link[0].meta == {"link": "account"}  # first sign-in
+    assert link[0].source == "preferences"
+    assert subject_row(phone_id).user_ref is not None
+    # On the phone, the user turns analytics off and SMS offers on.
+    save(phone, html, categories=["functional"], channels=["sms.promotional"])
+
+    # The laptop has its own anonymous visitor, who accepted everything.
+    laptop_id = decide(laptop, site, "accept_all")
+    laptop.set_cookie("consent", f"v=1&s={laptop_id}", domain="localhost")
+    html = sign_in(laptop, site, user_id="user-1")
+    boxes = {m.group(1): "checked" in m.group(0)
+             for m in re.finditer(r'<input type="checkbox" id="([a-z-]+)"[^>]*>', html)}
+    assert boxes["category-functional"] and not boxes["category-analytics"]
+    assert boxes["channel-sms-promotional"] and not boxes["channel-email-promotional"]
+    # The laptop's own subject got a `link` event carrying the account's choices...
+    ev = events("link")[-1]
+    assert ev.source == "preferences" and ev.meta["link"] == "device"
+    assert ev.categories["analytics"] is False and ev.channels["sms.promotional"] is True
+    me = laptop.get(f"/api/v1/sites/{site['key']}/me/{laptop_id}").get_json()
+    assert me["categories"]["analytics"] is False and me["categories"]["functional"] is True
+    # ...and senders asking about the user see the phone's choice.
+    assert ask(laptop, site, "sms", user_id="user-1")["allowed"] is True
+
+    # A change on the laptop shows on the phone at once.
+    save(laptop, html, categories=["functional", "analytics"], channels=[])
+    phone_html = phone.get("/preferences?site=shop").get_data(as_text=True)
+    assert re.search(r'id="category-analytics"[^>]*checked', phone_html)
+    assert not re.search(r'id="channel-sms-promotional"[^>]*checked', phone_html)
+    assert ask(phone, site, "sms", user_id="user-1")["reason"] == "opted_out"
+    assert verify_ledger().ok
+
+
+def test_identity_link_api(client, site, other_site):
+    url = f"/api/v1/sites/{site['key']}/identity-links"
+    first = decide(client, site, "reject_all")
+    r = client.post(url, json={"user_id": "u-5", "subject": first}, headers=auth(site))
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["subject"] == first and body["linked"] is True  # adopted as the account
+    assert events("link")[-1].meta == {"link": "account"}
+
+    client.post(f"/api/v1/sites/{site['key']}/channel-choices",
+                json={"user_id": "u-5", "channels": {"email.promotional": True}},
+                headers=auth(site))
+    second = decide(client, site, "accept_all")
+    body = client.post(url, json={"user_id": "u-5", "subject": second},
+                       headers=auth(site)).get_json()
+    assert body["subject"] == first and body["linked"] is True
+    ev = events("link")[-1]
+    assert ev.channels == {"email.promotional": True}
+    assert ev.categories["advertising"] is False  # the account had rejected
+    assert ev.meta["account"] == subject_row(first).pseudonym
+    links = db.session.execute(db.select(SubjectLink)).scalars().all()
+    assert [(row.subject_id, row.account_id) for row in links] == [
+        (subject_row(second).id, subject_row(first).id)]
+    # Linking again with nothing new records nothing.
+    before = count_events()
+    again = client.post(url, json={"user_id": "u-5", "subject": second}, headers=auth(site))
+    assert again.get_json()["linked"] is False and count_events() == before
+    # Another user's account on a shared computer is left alone.
+    other = client.post(url, json={"user_id": "u-6", "subject": first},
+                        headers=auth(site)).get_json()
+    assert other["subject"] != first and other["linked"] is False
+    assert count_events() == before
+    # The API key of another site cannot link here.
+    assert client.post(url, json={"user_id": "u-5", "subject": second},
+                       headers=auth(other_site)).status_code == 403
+
+
+def test_login_link_with_the_visitor_id_links_at_mint(client, site):
+    visitor = decide(client, site, "accept_all")
+    link = mint(client, site, user_id="user-2", subject=visitor)
+    assert link["subject"] == visitor  # the visitor became the account
+    assert find_subject(subject_row(visitor).site_id, visitor).user_ref is not None
+    assert [e.action for e in events()] == ["accept_all", "link"]
+
+
+# ---------------------------------------------------------------- cookie format
+
+
+@pytest.mark.parametrize("value", [
+    "v=1&s=AbCdEfGhIjKlMnOpQrStUv&c=essential&d=analytics&t=1&e=2",
+    "AbCdEfGhIjKlMnOpQrStUv",
+    '{"subject": "AbCdEfGhIjKlMnOpQrStUv"}',
+    "%7B%22id%22%3A%22AbCdEfGhIjKlMnOpQrStUv%22%7D",
+])
+def test_visitor_id_is_read_from_the_accepted_cookie_forms(value):
+    assert visitor_id_from_cookie(value) == "AbCdEfGhIjKlMnOpQrStUv"
+
+
+@pytest.mark.parametrize("value", [None, "", "v=1&s=short", "{not json", "x" * 5000,
+                                   "v=1&c=analytics"])
+def test_unusable_cookies_identify_nobody(value):
+    assert visitor_id_from_cookie(value) is None
