@@ -347,7 +347,7 @@ def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[st
     if not channels:
         raise Invalid("name at least one channel", field="channels")
     for key in channels:
-        parse_channel_key(key, field=f"channels.{key}")
+        parse_channel_key(key, field="channels")
     if recipient.address and medium is None:
         raise Invalid("an address needs its channel (email, sms or push)", field="channel")
     if recipient.address:
@@ -355,7 +355,7 @@ def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[st
         for key in channels:
             if not key.startswith(medium + "."):
                 raise Invalid(f"a {medium} address cannot choose {key!r}",
-                              field=f"channels.{key}")
+                              field="channels")
 
     def write() -> ChoiceResult:
         subject = ensure_recipient(site, medium, recipient)
