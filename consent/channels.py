@@ -30,8 +30,8 @@ from .errors import DomainError, Invalid
 from .extensions import db
 from .ledger import AppendedEvent, ConsentEvent, ConsentState, append_event, on_append, read_state
 from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
-from .subjects import (PUBLIC_ID_RE, Subject, create_subject, find_subject,
-                       find_subject_by_user, get_or_create_subject, keyed_ref)
+from .subjects import (Subject, create_subject, find_subject, find_subject_by_user,
+                       get_or_create_subject, keyed_ref)
 
 MEDIA = ("email", "sms", "push")
 KINDS = ("promotional", "service", "transactional")
@@ -716,7 +716,3 @@ def _forget_addresses(event: AppendedEvent) -> None:
         db.session.execute(sa.delete(ChannelAddress.__table__)
                            .where(ChannelAddress.__table__.c.subject_id == event.subject_id))
 
-
-def valid_public_id(value: str | None) -> bool:
-    """Whether VALUE looks like a visitor id (so it may be adopted)."""
-    return isinstance(value, str) and bool(PUBLIC_ID_RE.match(value))

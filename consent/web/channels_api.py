@@ -11,7 +11,7 @@ import json
 from typing import Iterator
 
 import marshmallow as ma
-from flask import Response, request, stream_with_context, url_for
+from flask import Response, stream_with_context, url_for
 from flask_smorest import Blueprint
 from marshmallow import validate
 
