@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from flask import Flask, send_from_directory
+from flask.sessions import SecureCookieSessionInterface
 
 import config as config_module
 
@@ -49,6 +50,7 @@ def create_app(config: str | dict | None = None) -> Flask:
 
     from . import csrf
     csrf.init_app(app)
+    app.session_interface = _ApiAwareSessionInterface()
 
     docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"
 
@@ -58,6 +60,16 @@ def create_app(config: str | dict | None = None) -> Flask:
         return send_from_directory(docs_assets, name, max_age=86400)
 
     return app
+
+
+class _ApiAwareSessionInterface(SecureCookieSessionInterface):
+    """No cookie session on the JSON API: it authenticates by key or token, never by an
+    ambient cookie, and skipping the session keeps the hot consent write lean."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/api/"):
+            return self.null_session_class()
+        return super().open_session(app, request)
 
 
 def _check_secrets(app: Flask) -> None:

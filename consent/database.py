@@ -20,6 +20,9 @@ from sqlalchemy.types import TypeDecorator
 from .extensions import db
 
 _immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("immediate", default=False)
+# (DBAPI connection, dialect) of the current write transaction, for consent.rawsql.
+current_raw: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("current_raw",
+                                                                          default=None)
 
 
 class DatabaseUnavailable(Exception):
@@ -72,6 +75,10 @@ def install_engine_hooks(engine: Engine, app) -> None:
         cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
         if engine.url.database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode = WAL")
+            # Checkpoints (the only fsyncs in WAL/NORMAL) run in a background thread
+            # (see _checkpointer) instead of inside whichever request crosses the
+            # threshold: on a slow disk that fsync cost a millisecond per request.
+            cur.execute("PRAGMA wal_autocheckpoint = 0")
         cur.execute(f"PRAGMA synchronous = {synchronous}")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -92,6 +99,45 @@ def _is_transient(exc: OperationalError) -> bool:
                        "server closed the connection", "connection refused",
                        "terminating connection", "connection is closed")
     )
+
+
+_checkpointers: set[tuple[str, int]] = set()
+_checkpointers_lock = threading.Lock()
+
+
+def _ensure_checkpointer(path: str, interval: float) -> None:
+    """Start this process's WAL checkpoint thread for PATH (once per process)."""
+    key = (path, os.getpid())
+    if key in _checkpointers:
+        return
+    with _checkpointers_lock:
+        if key in _checkpointers:
+            return
+        _checkpointers.add(key)
+        threading.Thread(target=_checkpoint_loop, args=(path, interval), daemon=True,
+                         name="sqlite-wal-checkpoint").start()
+
+
+def _checkpoint_loop(path: str, interval: float) -> None:
+    """Copy the WAL back into the database file every INTERVAL seconds (PASSIVE: never
+    blocks writers); a large WAL is truncated so it cannot grow without bound."""
+    import logging
+    import sqlite3
+
+    log = logging.getLogger(__name__)
+    conn = None
+    while True:
+        time.sleep(interval)
+        try:
+            if conn is None:
+                conn = sqlite3.connect(path, isolation_level=None, timeout=5,
+                                       check_same_thread=False)
+            busy, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if wal_pages > 50_000 and done == wal_pages:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception as exc:  # noqa: BLE001 - keep checkpointing after a hiccup
+            log.warning("WAL checkpoint failed: %s", exc)
+            conn = None
 
 
 class _SQLiteWriterQueue:
@@ -130,6 +176,8 @@ def _writer_queue() -> _SQLiteWriterQueue | None:
     path = os.path.abspath(engine.url.database)
     queue = _queues.get(path)
     if queue is None or os.getpid() != _queue_pid.get(path):
+        _ensure_checkpointer(path, float(current_app.config.get(
+            "CONSENT_SQLITE_CHECKPOINT_SECONDS", 1.0)))
         # A forked worker must not share the parent's file description (flock is per
         # open file description), so each process opens its own.
         queue = _queues[path] = _SQLiteWriterQueue(path)
@@ -157,12 +205,88 @@ def write_transaction() -> Iterator[sa.orm.Session]:
     try:
         if queue is None:
             with session.begin():
-                yield session
+                yield _with_raw(session)
         else:
             with queue.hold(), session.begin():
-                yield session
+                yield _with_raw(session)
     finally:
         _immediate.reset(token)
+        current_raw.set(None)
+
+
+def _with_raw(session):
+    """Remember the transaction's DBAPI connection so raw SQL skips the session lookup."""
+    conn = session.connection()
+    current_raw.set((conn.connection.dbapi_connection, conn.dialect))
+    return session
+
+
+@contextmanager
+def raw_transaction() -> Iterator[None]:
+    """A write transaction on a pooled DBAPI connection, without the ORM session.
+
+    For the hot consent-write path only: everything inside must use consent.rawsql
+    (ledger listeners do), which finds the connection through `current_raw`.
+    """
+    session = db.session()
+    if session.in_transaction():
+        # End this request's read snapshot, so reads after the write see it.
+        session.commit()
+    engine = db.engine
+    queue = _writer_queue()
+    try:
+        conn = engine.raw_connection()
+    except OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a driver error while connecting
+        raise DatabaseUnavailable(str(exc)) from exc
+    dialect = engine.dialect
+    try:
+        with (queue.hold() if queue is not None else _nullcontext()):
+            dbapi_conn = conn.dbapi_connection
+            try:
+                if dialect.name == "sqlite":
+                    dbapi_conn.execute("BEGIN IMMEDIATE")
+                current_raw.set((dbapi_conn, dialect))
+                yield
+                dbapi_conn.commit()
+            except BaseException:
+                try:
+                    dbapi_conn.rollback()
+                except Exception:  # noqa: BLE001 - the connection may be gone
+                    conn.invalidate()
+                raise
+            finally:
+                current_raw.set(None)
+    except dialect.loaded_dbapi.Error as exc:
+        # commit/BEGIN failures come straight from the driver
+        raise sa.exc.DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        conn.close()  # back to the pool
+
+
+@contextmanager
+def _nullcontext():
+    yield
+
+
+def run_raw_write(fn, *args, attempts: int = 3, **kwargs):
+    """Like run_write, on raw_transaction (hot path; FN must only use consent.rawsql)."""
+    delay = 0.05
+    for attempt in range(1, attempts + 1):
+        try:
+            with raw_transaction():
+                return fn(*args, **kwargs)
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+            time.sleep(delay)
+        except OperationalError as exc:
+            if attempt == attempts or not _is_transient(exc):
+                current_app.logger.warning("write failed: %s", exc.orig or exc)
+                raise DatabaseUnavailable(str(exc.orig or exc)) from exc
+            time.sleep(delay)
+            delay *= 4
 
 
 def run_write(fn, *args, attempts: int = 3, **kwargs):

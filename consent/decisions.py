@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from .database import run_write
+from .database import run_raw_write
 from .errors import Invalid
 from .i18n import pick_locale
 from .ledger import AppendedEvent, Details, append_event, read_state
@@ -142,7 +142,7 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
                              new_subject=created)
         return DecisionResult(event, subject.public_id, state_view(site, event.state))
 
-    return run_write(write)
+    return run_raw_write(write)
 
 
 def read_my_consent(site_key: str, public_id: str) -> tuple[Subject | None, dict | None]:

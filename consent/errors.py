@@ -10,10 +10,11 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .database import DatabaseUnavailable
+from .extensions import db
 from .sites import NotFound
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,14 @@ def register_error_handlers(app: Flask) -> None:
     def _db_error(exc: OperationalError):
         log.warning("database error: %s", exc.orig or exc)
         return _db_down(DatabaseUnavailable(str(exc)))
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(DataError)
+    def _out_of_range(exc):
+        # A number or text the database cannot hold (e.g. an id of 2**70 in a URL):
+        # no such thing can exist, so it is the caller's error, never a 500.
+        db.session.rollback()
+        return problem(400, "Bad request", "A value in the request is out of range.")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -169,7 +169,11 @@ _listeners: list[Callable[[AppendedEvent], None]] = []
 
 
 def on_append(fn: Callable[[AppendedEvent], None]) -> Callable[[AppendedEvent], None]:
-    """Register FN to run inside the appending transaction (e.g. to write an outbox row)."""
+    """Register FN to run inside the appending transaction (e.g. to write an outbox row).
+
+    Listeners must read and write through consent.rawsql: the hot consent write runs on
+    a raw connection (consent.database.raw_transaction), not on db.session.
+    """
     if fn not in _listeners:
         _listeners.append(fn)
     return fn

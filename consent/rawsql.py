@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from sqlalchemy import exc as sa_exc
 
+from .database import current_raw
 from .extensions import db
 
 _PARAM = re.compile(r"(?<!:):(\w+)")
@@ -26,7 +27,10 @@ def _for_dialect(sql: str, dialect: str) -> str:
 
 
 def _cursor_and_dialect():
-    """A DBAPI cursor on the session's current connection and transaction."""
+    """A DBAPI cursor on the current write transaction's connection (or the session's)."""
+    raw = current_raw.get()
+    if raw is not None:
+        return raw[0].cursor(), raw[1]
     conn = db.session.connection()
     return conn.connection.dbapi_connection.cursor(), conn.dialect
 
@@ -56,6 +60,15 @@ def one(sql: str, params: dict | None = None) -> tuple | None:
     finally:
         cursor.close()
     return None if row is None else tuple(row)
+
+
+def all_rows(sql: str, params: dict | None = None) -> list[tuple]:
+    """Every row of a query as tuples."""
+    cursor = _run(sql, params)
+    try:
+        return [tuple(r) for r in cursor.fetchall()]
+    finally:
+        cursor.close()
 
 
 def one_dict(sql: str, params: dict | None = None) -> dict | None:
@@ -100,3 +113,41 @@ def from_db_json(value):
     if value is None or not isinstance(value, (str, bytes)):
         return value
     return json.loads(value)
+
+
+def insert_rows(table, rows: list[dict]) -> None:
+    """INSERT many rows into a Table, converting JSON and UTC timestamp columns the way
+    their ORM types store them (usable inside raw and ORM write transactions alike)."""
+    if not rows:
+        return
+    from .database import UTCDateTime
+    import sqlalchemy as sa
+
+    columns = list(rows[0])
+    kinds = {}
+    for name in columns:
+        coltype = table.c[name].type
+        kinds[name] = ("json" if isinstance(coltype, sa.JSON)
+                       else "time" if isinstance(coltype, UTCDateTime) else None)
+    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+           f"({', '.join(':' + c for c in columns)})")
+    cursor, dialect_ = _cursor_and_dialect()
+    statement = _for_dialect(sql, dialect_.name)
+    params = []
+    for row in rows:
+        converted = {}
+        for name in columns:
+            value = row[name]
+            if kinds[name] == "json":
+                value = to_db_json(value)
+            elif kinds[name] == "time":
+                value = to_db_time(value)
+            converted[name] = value
+        params.append(converted)
+    try:
+        cursor.executemany(statement, params)
+    except dialect_.loaded_dbapi.Error as exc:
+        raise sa_exc.DBAPIError.instance(statement, params, exc,
+                                         dialect_.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()

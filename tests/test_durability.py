@@ -100,6 +100,9 @@ def test_twenty_concurrent_writers_for_ten_seconds(site, database_url):
     server = AppServer(database_url, workers=2)
     try:
         writers = Writers(server.port, site["key"], 20).start()
+        deadline = time.monotonic() + 60
+        while not writers.acked and time.monotonic() < deadline:
+            time.sleep(0.1)  # workers up and answering; then ten seconds of load
         time.sleep(10)
         writers.finish()
     finally:
@@ -114,7 +117,9 @@ def test_twenty_concurrent_writers_for_ten_seconds(site, database_url):
 def test_kill_9_mid_write_loses_no_acknowledged_event(site, database_url):
     server = AppServer(database_url, workers=2)
     writers = Writers(server.port, site["key"], 8).start()
-    time.sleep(3)
+    deadline = time.monotonic() + 60  # a loaded machine may boot workers slowly
+    while len(writers.acked) < 30 and time.monotonic() < deadline:
+        time.sleep(0.1)
     server.kill(signal.SIGKILL)  # master and workers, mid-transaction
     time.sleep(0.5)
     writers.finish()

@@ -268,27 +268,28 @@ def test_outbox_rows_commit_or_roll_back_with_their_event(client, site):
     assert len(messages()) == messages_before
 
 
-def test_listener_costs_no_query_while_the_site_has_no_endpoints(app, client, site):
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        seen.append(statement)
+def test_listener_asks_the_database_at_most_once_per_cache_period(app, client, site):
+    """The hot write path reads a site's endpoints from a per-process cache."""
+    from consent.outbox import invalidate_endpoint_cache
 
     app.config["CONSENT_WEBHOOK_CACHE_SECONDS"] = 60
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        decide(client, site["key"], "accept_all")      # fills the cache
-        seen.clear()
-        decide(client, site["key"], "reject_all")
-        assert seen and not any("webhook_endpoints" in s or "outbox_messages" in s
-                                for s in seen)
-        # Registering an endpoint in this process refreshes the cache at once.
-        add_endpoint(site["key"], categories=["analytics"])
-        seen.clear()
-        decide(client, site["key"], "accept_all")
-        assert any("INSERT INTO outbox_messages" in s for s in seen)
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
+    decide(client, site["key"], "accept_all")           # caches "no endpoints"
+    site_id = site_snapshot(site["key"]).id
+    # Another process registers an endpoint: this process does not hear of it...
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(outbox.DownstreamEndpoint.__table__).values(
+            site_id=site_id, name="crm", url="http://127.0.0.1:9/x", categories=["*"],
+            channels=[], secret="s" * 30, active=True, created_at=utcnow(),
+            consecutive_failures=0))
+    decide(client, site["key"], "accept_all")
+    assert messages() == []                              # ...no query was made
+    invalidate_endpoint_cache(site_id)                   # (or the period ends)
+    decide(client, site["key"], "accept_all")
+    assert len(messages()) == 1
+    # Registering through the service refreshes this process's cache at once.
+    add_endpoint(site["key"], categories=["analytics"])
+    decide(client, site["key"], "accept_all")
+    assert len(messages()) == 3
 
 
 # ---------------------------------------------------------------- delivery
