@@ -1,10 +1,36 @@
 """Helpers shared by the web surfaces: caller context and CORS for site origins."""
 from __future__ import annotations
 
+import json
+
+import marshmallow as ma
 from flask import current_app, request
+from werkzeug.exceptions import BadRequest
 
 from ..decisions import RequestContext
 from ..sites import NotFound, site_snapshot
+
+
+def load_json(schema: ma.Schema) -> dict:
+    """Parse the request body as JSON (any content type, so offline beacons sent as
+    text/plain work too) and validate it with SCHEMA; 400/422 problem on failure."""
+    raw = request.get_data(cache=False)
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        raise BadRequest("The request body is not valid JSON.")
+    if payload is None:
+        raise BadRequest("The request body must be a JSON object.")
+    return schema.load(payload)
+
+
+def json_response(body, status: int = 200, headers: dict | None = None):
+    """A JSON response built directly (the hot path skips schema dumping)."""
+    response = current_app.response_class(
+        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def client_ip() -> str | None:
