@@ -677,9 +677,13 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
 
 
 def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],
-                     channels: list[str], locale: str,
-                     ctx: RequestContext) -> tuple[Subject, AppendedEvent]:
-    """Record one `preferences` event with every category and channel as ticked."""
+                     channels: list[str], locale: str, ctx: RequestContext, *,
+                     age: str | None = None,
+                     guardian: bool = False) -> tuple[Subject, AppendedEvent]:
+    """Record one `preferences` event with every category and channel as ticked.
+
+    AGE and GUARDIAN answer the age question of sites with an age rule (consent.minors).
+    """
     site = site_snapshot(site_key)
     for key in categories:
         if key not in site.category_keys:
@@ -697,10 +701,18 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
 
     def write():
         subject = get_or_create_subject(site.id, subject_public_id)
+        cats, chans, event_meta = cat_map, chan_map, meta
+        if "age_rule" in site.settings:
+            # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
+            from .minors import screen_choice
+
+            screened = screen_choice(site, subject, created=False, age=age, guardian=guardian,
+                                     categories=cat_map, channels=chan_map, meta=meta)
+            cats, chans, event_meta = screened.categories, screened.channels, screened.meta
         event = append_event(site, subject, action="preferences", source="preferences",
-                             categories=cat_map, channels=chan_map,
+                             categories=cats, channels=chans,
                              policy_version=site.policy_label, locale=locale,
-                             details=ctx.details(None), meta=meta)
+                             details=ctx.details(None), meta=event_meta)
         return subject, event
 
     return run_write(write)

@@ -135,9 +135,18 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
 
     def write() -> DecisionResult:
         subject, created = subject_for_write(site.id, data.get("subject"))
+        cats, chans, event_meta = categories, None, meta
+        if "age_rule" in site.settings:
+            # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
+            from .minors import screen_choice
+
+            screened = screen_choice(site, subject, created=created, age=data.get("age"),
+                                     guardian=bool(data.get("guardian")),
+                                     categories=categories, channels=None, meta=meta)
+            cats, chans, event_meta = screened.categories, screened.channels, screened.meta
         event = append_event(site, subject, action=action, source=source,
-                             categories=categories, policy_version=label, locale=locale,
-                             details=details, meta=meta,
+                             categories=cats, channels=chans, policy_version=label,
+                             locale=locale, details=details, meta=event_meta,
                              idempotency_key=data.get("client_event_id"),
                              new_subject=created)
         return DecisionResult(event, subject.public_id, state_view(site, event.state))
@@ -180,6 +189,9 @@ class DecisionSchema(StrictSchema):
                                        metadata={"description": "Idempotency key"})
     gpc = StrictBoolean()
     source = ma.fields.String(validate=validate.OneOf(("banner", "preferences", "api", "gpc")))
+    age = ma.fields.String(validate=validate.OneOf(("minor", "adult")), metadata={
+        "description": "Answer to the age question (sites with an age rule, consent.minors)"})
+    guardian = StrictBoolean(metadata={"description": "A guardian gives this consent"})
 
     @ma.validates_schema
     def _custom_needs_categories(self, data, **kwargs):
