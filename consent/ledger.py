@@ -32,6 +32,7 @@ HASH_VERSION = 1
 ACTIONS = (
     "accept_all", "reject_all", "custom", "withdraw", "grant", "gpc", "expire",
     "unsubscribe", "resubscribe", "preferences", "link", "guardian", "admin", "erase",
+    "carry_forward",
 )
 SOURCES = ("banner", "preferences", "api", "email_link", "sms", "push", "gpc", "admin", "system")
 
@@ -222,6 +223,10 @@ def apply_event(state: dict | None, ev: dict) -> dict | None:
     """Fold one event into a subject's state; the only rule used live and on rebuild."""
     if ev["action"] == "erase":
         return None
+    if ev["action"] == "carry_forward":
+        # A retention purge re-states the subject's whole state before removing the
+        # events it rested on, so a replay of what remains gives the same state.
+        return state_from_snapshot((ev.get("meta") or {}).get("state"))
     new = dict(state) if state else {
         "categories": {}, "channels": {}, "changed": {}, "policy_version": None,
         "locale": None, "decided_at": None, "gpc_at": None,
@@ -264,6 +269,41 @@ STATE_COLUMNS = ("categories", "channels", "changed", "policy_version", "locale"
                  "updated_at")
 _JSON_STATE = ("categories", "channels", "changed")
 _TIME_STATE = ("decided_at", "gpc_at", "updated_at")
+
+
+def state_snapshot(state: dict) -> dict:
+    """A state in JSON form (timestamps as ISO strings), for carry-forward events."""
+    return {k: (iso(v) if k in _TIME_STATE else v) for k, v in state.items()}
+
+
+def state_from_snapshot(snapshot: dict | None) -> dict | None:
+    """The inverse of state_snapshot."""
+    if snapshot is None:
+        return None
+    return {k: (rawsql.from_db_time(v.replace("T", " ").rstrip("Z")) if k in _TIME_STATE
+                and v else v) for k, v in snapshot.items()}
+
+
+def carry_forward_states(site, before: datetime) -> int:
+    """Append a carry_forward event for every subject of SITE with events older than
+    BEFORE (inside the purge's write transaction); returns how many were carried."""
+    from .subjects import SubjectRef
+
+    rows = rawsql.all_rows(
+        "SELECT DISTINCT e.subject, s.id, s.public_id, s.secret FROM consent_events e "
+        "JOIN subjects s ON s.pseudonym = e.subject WHERE e.site_id = :site_id "
+        "AND e.recorded_at < :before", {"site_id": site.id,
+                                        "before": rawsql.to_db_time(before)})
+    carried = 0
+    for pseudonym, subject_id, public_id, secret in rows:
+        state = read_state(site.id, pseudonym)
+        if state is None:
+            continue
+        ref = SubjectRef(subject_id, public_id, pseudonym, secret)
+        append_event(site, ref, action="carry_forward", source="system",
+                     meta={"state": state_snapshot(state), "purged_before": iso(before)})
+        carried += 1
+    return carried
 
 
 def _state_row_to_dict(row) -> dict | None:

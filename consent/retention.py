@@ -24,7 +24,8 @@ from .cli import consent_cli
 from .database import iso, run_write, utcnow
 from .errors import Invalid
 from .extensions import db
-from .ledger import ConsentEvent, EventDetails, LedgerCheckpoint, LedgerPurgePermit
+from .ledger import (ConsentEvent, EventDetails, LedgerCheckpoint, LedgerPurgePermit,
+                     carry_forward_states)
 from .sites import NotFound, Site, get_site
 
 
@@ -38,6 +39,7 @@ class PurgeResult:
     details_removed: int = 0
     checkpoints: list[dict] = field(default_factory=list)
     states_resting_on_purged: int = 0
+    states_carried_forward: int = 0
     dry_run: bool = False
 
 
@@ -96,6 +98,9 @@ def purge_events(site_key: str, before: datetime, *, dry_run: bool = False) -> P
         if dry_run or not plans:
             result.events_removed = sum(p[2] for p in plans)
             return result
+        # Re-state what the doomed events established, so the projection can still be
+        # rebuilt from the ledger alone after they are gone.
+        result.states_carried_forward = carry_forward_states(site, before)
         permit = LedgerPurgePermit(site_id=site.id, before=before)
         db.session.add(permit)
         db.session.flush()

@@ -40,7 +40,10 @@ def test_purge_leaves_a_verifying_ledger_and_signed_checkpoints(site, old_and_ne
     assert old_count == 16
     result = purge_events(site["key"], cutoff)
     assert result.events_removed == old_count
-    assert count(ConsentEvent) == before - old_count
+    # Each of the 12 people with old events gets one carry_forward event re-stating
+    # their current state, so the projection can still be rebuilt after the purge.
+    assert result.states_carried_forward == 12
+    assert count(ConsentEvent) == before - old_count + 12
     assert count(ConsentEvent, ConsentEvent.recorded_at < cutoff) == 0
     report = verify_ledger()
     assert report.ok, report.problems
@@ -59,7 +62,9 @@ def test_a_second_purge_continues_from_the_first(site, old_and_new):
     _old, _new, cutoff = old_and_new
     purge_events(site["key"], cutoff)
     purge_events(site["key"], utcnow())
-    assert count(ConsentEvent) == 0
+    # What remains is one carry_forward event per person, re-stating current consent.
+    remaining = db.session.execute(db.select(ConsentEvent.action)).scalars().all()
+    assert set(remaining) == {"carry_forward"} and len(remaining) == count(ConsentState)
     assert verify_ledger().ok
     # New events continue the chain after everything was purged.
     decide(site["key"], "accept_all")
@@ -72,7 +77,7 @@ def test_database_still_refuses_deletes_outside_a_purge(site, old_and_new):
         with db.engine.begin() as conn:
             conn.execute(sa.delete(ConsentEvent.__table__))
     db.session.rollback()
-    assert count(ConsentEvent) == 9
+    assert count(ConsentEvent) == 9 + 12  # kept events + one carry_forward per person
 
 
 def test_forged_checkpoint_signature_is_caught(site, old_and_new):
@@ -149,3 +154,20 @@ def test_purge_cli(runner, site, old_and_new):
     r = runner.invoke(args=["consent", "purge", "--site", "nope", "--before", "2020-01-01",
                             "--yes"])
     assert r.exit_code != 0 and "unknown site" in r.output
+
+
+def test_rebuild_after_a_purge_gives_the_same_states(runner, site, old_and_new):
+    old, _new, cutoff = old_and_new
+    before = {r.subject: (r.categories, r.channels, r.decided_at, r.policy_version)
+              for r in db.session.execute(db.select(ConsentState)).scalars()}
+    purge_events(site["key"], cutoff)
+    result = runner.invoke(args=["consent", "rebuild-state"])
+    assert result.exit_code == 0, result.output
+    assert "0 differed" in result.output
+    db.session.remove()
+    after = {r.subject: (r.categories, r.channels, r.decided_at, r.policy_version)
+             for r in db.session.execute(db.select(ConsentState)).scalars()}
+    assert after == before
+    # The four who refused before the cut-off (every event of theirs purged) and the
+    # three whose later choice left analytics off still have analytics refused.
+    assert sum(1 for cats, *_ in after.values() if cats.get("analytics") is False) == 7
