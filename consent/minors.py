@@ -373,13 +373,39 @@ def _refuse_unguarded_grants(ev: AppendedEvent) -> None:
         field=("channels." if keys[0] in chans else "categories.") + keys[0])
 
 
-def widget_age_config(site: SiteSnapshot) -> dict | None:
+def age_texts(rule: AgeRule, locale: str) -> dict[str, str]:
+    """The age question's texts in LOCALE: question, guardian box, note, legend."""
+    from .i18n import catalog
+
+    strings = catalog("minors", locale)
+    fill = {"age": str(rule.adult_age), "what": strings.get("what", "")}
+    return {"question": strings["question"].format(**fill),
+            "guardian": strings[f"guardian.{rule.guardian}"].format(**fill),
+            "note": strings[f"note.{rule.guardian}"].format(**fill),
+            "legend": strings.get("legend", "")}
+
+
+def widget_age_config(site: SiteSnapshot, locale: str) -> dict | None:
     """What the widget needs to ask the age question (None when the site has no rule)."""
     rule = age_rule(site)
     if rule is None:
         return None
-    return {"adultAge": rule.adult_age, "ask": rule.ask, "guardian": rule.guardian,
+    texts = age_texts(rule, locale)
+    return {"ask": rule.ask, "q": texts["question"], "g": texts["guardian"],
             "categories": [k for k in rule.categories if k in site.category_keys]}
+
+
+def age_question(site: SiteSnapshot, subject, *, flagged: bool, locale: str) -> dict | None:
+    """The preference page's age question, or None when it should not ask: it asks when
+    the rule asks always, the site flagged the visitor as possibly a minor (`age=ask` in
+    the page URL), or the person is recorded as a minor."""
+    rule = age_rule(site)
+    if rule is None:
+        return None
+    minor = bool(subject is not None and subject.is_minor)
+    if not (rule.ask == "always" or flagged or minor):
+        return None
+    return {"minor": minor, **age_texts(rule, locale)}
 
 
 def describe(rule: AgeRule | None) -> str:

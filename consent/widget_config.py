@@ -22,6 +22,7 @@ from .database import iso
 from .decisions import gpc_categories
 from .extensions import db
 from .i18n import catalog, pick_locale
+from .minors import widget_age_config
 from .policies import PolicyVersion
 from .sites import Category, SiteSnapshot, site_snapshot
 from .subjects import PUBLIC_ID_RE
@@ -40,7 +41,10 @@ def widget_config(site_key: str, requested_locale: str | None,
         db.select(Category).where(Category.site_id == site.id).order_by(Category.position)
     ).scalars().all()
     strings = dict(catalog("widget", locale))
-    strings.update((site.settings.get("texts") or {}).get(locale, {}))
+    # Site texts also carry the preference page's strings: only the widget's own go here.
+    known = set(strings) | set(catalog("widget", "en"))
+    strings.update({k: v for k, v in ((site.settings.get("texts") or {}).get(locale) or {}).items()
+                    if k in known})
     policy = material = None
     if site.policy_label:
         policy = db.session.execute(db.select(PolicyVersion).where(
@@ -79,6 +83,8 @@ def widget_config(site_key: str, requested_locale: str | None,
                    "sameSite": cookie.get("same_site", "Lax"),
                    "serverSet": bool(cookie.get("server_set"))},
         "gpc": {"categories": list(gpc_categories(site))},
+        # The age question (sites with an age rule only, see consent.minors).
+        **({"age": age} if (age := widget_age_config(site, locale)) else {}),
         "endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
                                  _external=True),

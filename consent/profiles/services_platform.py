@@ -66,41 +66,34 @@ PROFILE = Profile(
          ]},
         {"key": "functional",
          "titles": {"en": "Social sharing and integrated tools"},
-         "descriptions": {"en": "Social sharing features and other integrated tools, such as "
-                                "the Facebook \u201cLike\u201d button, that share actions you "
-                                "take on the Services with other media (Article 8)."},
+         "descriptions": {"en": "Social sharing features and integrated tools, such as the "
+                                "Facebook \u201cLike\u201d button (Article 8)."},
          "services": [
              {"name": "Facebook \u201cLike\u201d button", "provider": "Meta Platforms",
-              "purpose": "Shares actions you take on the Services with your friends or the "
-                         "public, depending on your settings there",
+              "purpose": "Shares actions you take on the Services",
               "cookies": [{"name": "fr", "domain": ".facebook.com"}]},
          ]},
         {"key": "analytics",
          "titles": {"en": "Analytics by others"},
-         "descriptions": {"en": "Other companies provide analytics services on our behalf, "
-                                "using cookies, web beacons and device identifiers to see "
-                                "pages viewed, time spent and links clicked (Article 10)."},
+         "descriptions": {"en": "Others provide analytics services on our behalf, using "
+                                "cookies, web beacons and device identifiers (Article 10)."},
          "services": [
              {"name": "Analytics services provided by others", "provider": "Analytics partners",
-              "purpose": "Determine the popularity of content and understand how the Services "
-                         "are used"},
+              "purpose": "Pages viewed, time spent, links clicked"},
          ]},
         {"key": "advertising",
          "titles": {"en": "Advertising by others"},
-         "descriptions": {"en": "Other companies serve advertisements on our behalf, targeted "
-                                "to your interests on our Services and other websites "
-                                "(Article 10). You can also opt out of behavioral advertising "
-                                "at www.aboutads.info/choices."},
+         "descriptions": {"en": "Others serve advertisements on our behalf, targeted to your "
+                                "interests here and on other websites (Article 10). See also "
+                                "www.aboutads.info/choices."},
          "services": [
              {"name": "Advertising services provided by others", "provider": "Ad partners",
-              "purpose": "Deliver advertising targeted to your interests and measure "
-                         "conversions"},
+              "purpose": "Targeted advertising and conversion information"},
          ]},
         {"key": "location",
          "titles": {"en": "Precise location"},
-         "descriptions": {"en": "Collection of your precise location (Article 13), only with "
-                                "your consent. You can stop it here at any time or in your "
-                                "device settings; without it some Services may be limited."},
+         "descriptions": {"en": "Collection of your precise location (Article 13). You can "
+                                "stop it at any time; some Services may then be limited."},
          "services": [
              {"name": "Precise location", "provider": "THE AO PLANET",
               "purpose": "Location-based features of the Services"},

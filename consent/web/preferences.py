@@ -19,6 +19,7 @@ from ..channels import CHANNELS, preference_view, save_preferences
 from ..csrf import protect
 from ..i18n import SUPPORTED, catalog, pick_locale
 from ..identity import use_login_token, visitor_id_from_cookie
+from ..minors import age_question
 from ..policies import list_policies
 from ..sites import SiteSnapshot, site_snapshot
 from ..subjects import PUBLIC_ID_RE
@@ -39,6 +40,8 @@ class PageQuery(ma.Schema):
         PUBLIC_ID_RE, error="Not a visitor id from the consent cookie."))
     lang = ma.fields.String(validate=validate.Length(2, 16))
     saved = ma.fields.String()
+    # The site says the visitor may be a minor: ask the age (sites with an age rule).
+    age = ma.fields.String(validate=validate.OneOf(("ask",)))
 
 
 class LoginQuery(ma.Schema):
@@ -61,6 +64,10 @@ class PreferencesForm(StrictSchema):
                               load_default=list, validate=validate.Length(max=60))
     channel = ma.fields.List(ma.fields.String(validate=validate.Length(1, 40)),
                              load_default=list, validate=validate.Length(max=len(CHANNELS) + 4))
+    # The age question (consent.minors): shown, "I am under N", "my guardian agrees".
+    age_question = ma.fields.String(validate=validate.OneOf(("1",)))
+    minor = ma.fields.String(validate=validate.OneOf(("1",)))
+    guardian = ma.fields.String(validate=validate.OneOf(("1",)))
 
 
 def _locale(site: SiteSnapshot, requested: str | None) -> tuple[str, dict, list[str]]:
@@ -112,7 +119,9 @@ def preferences_page():
         "preferences.html", view=view, site=site, t=strings, lang=locale,
         locales=available, signed_in=signed_in, saved=bool(query.get("saved")),
         subject_field=subject_id if (subject_id and not signed_in) else None,
-        policies=list_policies(site.id))
+        policies=list_policies(site.id),
+        age_q=age_question(site, view.subject, flagged=query.get("age") == "ask",
+                           locale=locale))
     response = make_response(html)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "same-origin"
@@ -129,8 +138,10 @@ def save_preferences_form():
     data = PreferencesForm().load(form)
     locale, _, _ = _locale(site, data.get("lang") or query.get("lang"))
     subject_id, signed_in = _who(site, data.get("subject"))
+    age = ("minor" if data.get("minor") else "adult") if data.get("age_question") else None
     subject, event = save_preferences(site.key, subject_id, data["category"], data["channel"],
-                                      locale, request_context())
+                                      locale, request_context(), age=age,
+                                      guardian=bool(data.get("guardian")))
     if signed_in:
         entry = _remembered(site)
         _remember(site, a=entry["a"], exp=entry["exp"])

@@ -21,7 +21,7 @@
   const ready = new Promise(r => D.readyState == 'loading' ? D.addEventListener('DOMContentLoaded', r) : r());
   const hooks = [];
   let cached = store(CK), cfg = cached && cached.c, queue = store(QK) || [];
-  let state, banner, dialog, back, cssP, flushing, retry, gotCfg;
+  let state, banner, dialog, back, cssP, flushing, retry, gotCfg, age;
   const cfgP = new Promise(r => { gotCfg = r; });
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
 
@@ -32,13 +32,14 @@
     const q = p && new URLSearchParams(p.slice(n.length)), c = {};
     if (!q || q.get('v') != '1' || !q.get('s')) return null;
     for (const [f, v] of [['d', false], ['c', true]]) for (const k of (q.get(f) || '').split('.')) if (k) c[k] = v;
-    return {s: q.get('s'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1'};
+    return {s: q.get('s'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1'};
   }
   function save() {
     const k = Object.keys(state.c), o = cfg.cookie;
     const q = new URLSearchParams({v: 1, s: state.s, c: k.filter(x => state.c[x]).join('.'),
       d: k.filter(x => !state.c[x]).join('.'), t: state.t, e: state.e, src: state.src, g: state.g ? 1 : 0});
     if (state.p) q.set('p', state.p);
+    if (state.m) q.set('m', 1);
     D.cookie = o.name + '=' + q + '; Path=/; Max-Age=' + Math.max(0, state.e - now()) +
       (o.domain ? '; Domain=' + o.domain : '') + '; SameSite=' + (o.sameSite || 'Lax') +
       (location.protocol == 'https:' ? '; Secure' : '');
@@ -111,7 +112,8 @@
   // ---- recording on the server: a persistent queue, retried, idempotent by client_event_id
   function send(body) {
     queue.push(Object.assign(body, {subject: state.s, policy_version: state.p || undefined,
-      locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined}));
+      locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined,
+      age: age ? (age.m ? 'minor' : 'adult') : undefined, guardian: age && age.m && age.g || undefined}));
     store(QK, queue);
     return flush();
   }
@@ -148,8 +150,11 @@
   function decide(action, c, src) {
     const before = cats(), t = now();
     if (gpc) for (const k of gpcKeys()) c[k] = false;  // the server applies the same rule
+    const m = age ? age.m : !!(state && state.m);
+    // age rule: a minor's new grants of these keys wait for a guardian (as on the server)
+    if (m && cfg.age && !(age && age.g)) for (const k of cfg.age.categories) c[k] = c[k] && !!(state && state.m && state.c[k]);
     const any = Object.keys(c).some(k => k != E && c[k]);
-    state = {s: state ? state.s : uid(), c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g),
+    state = {s: state ? state.s : uid(), c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g), m,
       e: t + 86400 * cfg.lifetimes[any ? 'acceptDays' : 'rejectDays']};
     save();
     hide();
@@ -197,6 +202,15 @@
   const S = k => cfg.strings[k] || k;
   const policy = () => cfg.policy.url && h('a', {href: cfg.policy.url}, S('policy'));
   const note = () => gpc && h('p', {class: 'cw-gpc'}, S('gpc'));
+  // The age question: sites with an age rule, when it asks always or the page flags the visitor.
+  function ageQ() {
+    const a = cfg.age;
+    if (!a || !(a.ask == 'always' || me.hasAttribute('data-age-check') || state && state.m)) return null;
+    age = age || {m: !!(state && state.m), g: false};
+    const box = (k, t) => h('p', {class: 'cw-age'}, h('label', null,
+      h('input', {type: 'checkbox', name: 'cw-' + k, checked: age[k], on: e => { age[k] = e.target.checked; }}), ' ', t));
+    return [box('m', a.q), box('g', a.g)];
+  }
   function btn(k, f, alt) { const b = h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k}, S(k)); b.addEventListener('click', f); return b; }
   const refocus = el => { if (el && el.isConnected && el.focus) el.focus(); };
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
@@ -208,6 +222,7 @@
         h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? 'gpcTitle' : 'title')),
         h('p', {id: 'cw-bd'}, notice ? S('gpc') : S('text'), ' ', policy()),
         !notice && note(),
+        !notice && ageQ(),
         h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
           btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
           btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
@@ -226,6 +241,7 @@
         h('h2', {class: 'cw-t', id: 'cw-pt'}, S('prefsTitle')),
         h('p', null, S('prefsText'), ' ', policy()),
         note(),
+        ageQ(),
         h('ul', {class: 'cw-cats'}, cfg.categories.map(c => {
           const id = 'cw-c-' + c.key, svc = c.services || [];
           sw[c.key] = h('input', {type: 'checkbox', role: 'switch', class: 'cw-sw', id, 'aria-describedby': id + '-d',
@@ -256,8 +272,8 @@
   // ---- start: Consent Mode default first, then the stored choice, then (if needed) the banner
   state = load();
   gtag('consent', 'default', Object.assign(modes(0), {security_storage: 'granted', wait_for_update: 500}));
-  if (cfg && get()) gtag('consent', 'update', modes(1));
   async function start() {
+    if (get()) gtag('consent', 'update', modes(1));
     gotCfg();
     await ready;
     honourGpc();
@@ -266,24 +282,16 @@
     if (needsChoice()) show();
   }
   const url = base + 'api/v1/sites/' + encodeURIComponent(site) + '/config?locale=' + encodeURIComponent(lang);
-  const fetchCfg = fresh => fetch(url, {credentials: 'omit', cache: fresh ? 'no-cache' : 'default'})
+  const fetchCfg = revalidate => fetch(url, {credentials: 'omit', cache: revalidate ? 'no-cache' : 'default'})
     .then(r => { if (!r.ok) throw Error(r.status); return r.json(); })
-    .then(c => { cfg = c; cached = {t: Date.now(), c}; if (state) store(CK, cached); });
+    .then(c => { cfg = c; cached = {t: Date.now(), c}; state = load(); if (state) store(CK, cached); });
   if (!state) css();  // first visit: fetch the banner's style alongside its config
-  if (cfg) {
-    start();
-    // stale: use it now, refresh in the background and ask again if the site changed
-    if (Date.now() - cached.t > (cfg.ttl || 300) * 1e3) {
-      fetchCfg(1).then(() => { if (needsChoice()) { gtag('consent', 'update', modes(1)); show(); } }, noop);
-    }
-  } else {
-    fetchCfg().then(() => {
-      const had = get();
-      state = load();
-      if (get() || had) gtag('consent', 'update', modes(1));
-      start();
-    }, () => { if (get()) { gtag('consent', 'update', modes(1)); activate(); } });
-  }
+  // A returning visitor's cached configuration is used as is while fresh (no request at
+  // all); once stale it is revalidated first, so a new material policy version or
+  // category is seen before any tag runs; if the server cannot be reached, the stale
+  // copy (or, without one, the cookie alone) still applies the visitor's choice.
+  if (cfg && Date.now() - cached.t < (cfg.ttl || 300) * 1e3) start();
+  else fetchCfg(!!cfg).then(start, () => cfg ? start() : get() && (gtag('consent', 'update', modes(1)), activate()));
   W.addEventListener('online', bg);
   D.addEventListener('click', e => {
     const t = e.target.closest && e.target.closest('[data-consent-open]');
