@@ -370,7 +370,8 @@ def _refuse_unguarded_grants(ev: AppendedEvent) -> None:
     raise GuardianRequired(
         f"this person is recorded as a minor: {', '.join(keys)} needs the consent of a "
         f"{rule.guardian} (record it with POST /api/v1/sites/{ev.site_key}/guardian-consents)",
-        field=("channels." if keys[0] in chans else "categories.") + keys[0])
+        # channel keys contain dots, which a JSON pointer would split: point at the map
+        field="channels" if keys[0] in chans else f"categories.{keys[0]}")
 
 
 def age_texts(rule: AgeRule, locale: str) -> dict[str, str]:
