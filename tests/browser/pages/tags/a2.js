@@ -1,0 +1,2 @@
+window.ran.push('a2');
+window.dataLayer.push({event: 'tag-ran', tag: 'a2'});

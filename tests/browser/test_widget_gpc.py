@@ -1,0 +1,70 @@
+"""Global Privacy Control: advertising off without a prompt, recorded once, never undone."""
+from __future__ import annotations
+
+import pytest
+
+from .helpers import (ADS_TAGS, ANALYTICS_TAGS, GPC_ON, banner, ran, settle, wait_ran,
+                      wait_recorded)
+
+pytestmark = pytest.mark.browser
+
+
+def test_gpc_without_prior_choice_turns_advertising_off_once_and_says_so(env, page):
+    page.add_init_script(GPC_ON)
+    page.goto(env.url())
+    banner(page).wait_for()
+    note = page.locator(".cw-banner .cw-gpc")
+    assert "Global Privacy Control" in note.inner_text()
+    [gpc] = wait_recorded(env, 1)
+    assert (gpc.action, gpc.source, gpc.categories) == ("gpc", "gpc", {"advertising": False})
+    got = page.evaluate("Consent.get()")
+    assert got["gpc"] is True and got["categories"]["advertising"] is False
+    assert got["decidedAt"] is None  # no choice about the other categories yet
+    # next page view: still one gpc event, banner still asks about the rest
+    page.goto(env.url())
+    banner(page).wait_for()
+    settle(page)
+    assert len(env.events("gpc")) == 1
+    page.get_by_role("button", name="Customise").click()
+    assert page.locator("dialog .cw-gpc").is_visible()
+    assert page.get_by_role("switch", name="Advertising").is_disabled()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Accept all").click()
+    assert wait_ran(page, 3) == ANALYTICS_TAGS
+    accept = wait_recorded(env, 2)[1]
+    assert accept.action == "accept_all" and accept.categories["advertising"] is False
+    assert accept.meta == {"gpc": True}
+    settle(page)
+    assert not set(ADS_TAGS) & set(ran(page))
+
+
+def test_gpc_after_accept_all_opts_out_and_a_later_visit_without_it_stays_out(env, context, page):
+    page.goto(env.url())
+    page.get_by_role("button", name="Accept all").click()
+    wait_ran(page, 5)
+    wait_recorded(env, 1)
+
+    with_gpc = context.new_page()
+    with_gpc.add_init_script(GPC_ON)
+    with_gpc.goto(env.url())
+    notice = with_gpc.locator(".cw-banner")
+    notice.wait_for()
+    assert "Opt-out signal honoured" in notice.inner_text()
+    assert with_gpc.get_by_role("button", name="Accept all").count() == 0  # no prompt
+    assert wait_ran(with_gpc, 3) == ANALYTICS_TAGS
+    gpc = wait_recorded(env, 2)[1]
+    assert gpc.action == "gpc" and gpc.categories == {"advertising": False}
+    got = with_gpc.evaluate("Consent.get()")
+    assert got["categories"]["advertising"] is False and got["categories"]["analytics"] is True
+    with_gpc.get_by_role("button", name="OK", exact=True).click()
+    with_gpc.goto(env.url())
+    settle(with_gpc)
+    assert len(env.events()) == 2  # recorded once, not on every page view
+
+    without = context.new_page()
+    without.goto(env.url())
+    assert wait_ran(without, 3) == ANALYTICS_TAGS
+    settle(without)
+    assert ran(without) == ANALYTICS_TAGS and banner(without).count() == 0
+    assert without.evaluate("Consent.get().categories.advertising") is False
+    assert len(env.events()) == 2

@@ -1,0 +1,83 @@
+"""What the widget downloads and sends: byte budget, returning visitors, offline choices."""
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from .helpers import banner, ran, settle, wait_ran, wait_recorded, wait_until
+
+pytestmark = pytest.mark.browser
+
+BUDGET = 8000  # bytes, gzip -9, everything from the consent server before the banner shows
+
+
+def test_first_visit_downloads_at_most_the_budget_before_the_banner(env, page):
+    bodies = {}
+    page.on("response", lambda r: r.url.startswith(env.app_url) and bodies.setdefault(
+        r.url.split("?")[0].removeprefix(env.app_url), r.body()))
+    page.goto(env.url())
+    banner(page).wait_for()
+    assert sorted(bodies) == ["/api/v1/sites/shop/config", "/consent.css", "/consent.js"]
+    sizes = {url: len(gzip.compress(body, 9)) for url, body in bodies.items()}
+    assert sum(sizes.values()) <= BUDGET, sizes
+
+
+def test_returning_visitor_makes_no_request_to_the_consent_server(env, page):
+    page.goto(env.url())
+    page.get_by_role("button", name="Accept all").click()
+    wait_ran(page, 5)
+    wait_recorded(env, 1)
+    settle(page)
+    before = len(env.server_requests())
+    assert before >= 4  # script, style, config, decision (+ preflight): the log works
+    for _ in range(2):
+        page.goto(env.url())
+        assert wait_ran(page, 5) == ["a1", "a-inline", "a2", "ads", "ads-inline"]
+        settle(page)
+    assert env.server_requests()[before:] == []
+
+
+def test_offline_choice_applies_now_and_is_sent_once_when_back_online(env, context, page):
+    page.goto(env.url())
+    banner(page).wait_for()
+    context.set_offline(True)
+    page.get_by_role("button", name="Accept all").click()
+    wait_until(page, "window.ran.includes('ads-inline')")
+    assert {"a-inline", "ads-inline"} <= set(ran(page))  # applied locally
+    assert page.evaluate("Consent.get().categories.analytics") is True
+    assert env.events() == []
+    assert len(page.evaluate("JSON.parse(localStorage.getItem('consent:queue:shop'))")) == 1
+    context.set_offline(False)  # the browser's `online` event sends the queue
+    [event] = wait_recorded(env, 1)
+    assert event.action == "accept_all"
+    wait_until(page, "JSON.parse(localStorage.getItem('consent:queue:shop')).length === 0")
+    page.goto(env.url())
+    wait_ran(page, 5)
+    settle(page)
+    assert len(env.events()) == 1
+
+
+def test_lost_response_is_retried_without_a_duplicate_event(env, page):
+    seen = []
+
+    def lose_response(route):
+        route.fetch()  # reaches the server, which records the decision...
+        seen.append(route.request.post_data_json["client_event_id"])
+        route.abort("connectionreset")  # ...but the browser never hears back
+
+    page.route("**/decisions", lose_response)
+    page.goto(env.url())
+    page.get_by_role("button", name="Reject all").click()
+    [event] = wait_recorded(env, 1)
+    wait_until(page, "JSON.parse(localStorage.getItem('consent:queue:shop') || '[]').length === 1")
+    page.unroute("**/decisions")
+    replies = []
+    page.on("response", lambda r: r.url.endswith("/decisions") and r.request.method == "POST"
+            and replies.append((r.status, r.json()["duplicate"])))
+    page.goto(env.url())  # the next page view sends the queue again, same client_event_id
+    settle(page)
+    assert replies == [(200, True)]  # answered as a replay of the recorded event
+    events = env.events()
+    assert len(events) == 1 and events[0].idempotency_key == seen[0]
+    assert page.evaluate("JSON.parse(localStorage.getItem('consent:queue:shop'))") == []
