@@ -1,0 +1,153 @@
+"""Server side of the widget: config document, byte budget, cookie, files, gpc.json, demo."""
+from __future__ import annotations
+
+import gzip
+import re
+import time
+
+import pytest
+
+from consent.database import run_write
+from consent.sites import Site, invalidate_site_cache
+from consent.extensions import db
+from consent.widget_config import (ConsentCookie, format_consent_cookie,
+                                   parse_consent_cookie)
+
+BUDGET = 8000  # bytes gzip -9: script + style + config, what a first visit needs
+
+
+def config(client, key="shop", locale="en"):
+    return client.get(f"/api/v1/sites/{key}/config?locale={locale}")
+
+
+def set_settings(key: str, **settings) -> None:
+    def write():
+        site = db.session.execute(db.select(Site).where(Site.key == key)).scalar_one()
+        site.settings = {**(site.settings or {}), **settings}
+    run_write(write)
+    invalidate_site_cache()
+
+
+@pytest.mark.parametrize("locale", ["en", "de", "fr", "es"])
+def test_everything_before_the_banner_fits_the_byte_budget(client, site, locale):
+    served = [client.get("/consent.js"), client.get("/consent.css"), config(client, locale=locale)]
+    assert [r.status_code for r in served] == [200, 200, 200]
+    sizes = [len(gzip.compress(r.get_data(), 9)) for r in served]
+    assert sum(sizes) <= BUDGET, dict(zip(["js", "css", "config"], sizes))
+
+
+def test_config_carries_what_the_widget_needs(client, site):
+    cfg = config(client).get_json()
+    assert cfg["ttl"] == 300 and cfg["revision"]
+    assert set(cfg["strings"]) >= {"title", "text", "acceptAll", "rejectAll", "customise",
+                                   "save", "gpc", "alwaysOn"}
+    analytics = cfg["categories"][2]
+    assert analytics["key"] == "analytics" and not analytics["locked"]
+    assert analytics["services"][0]["cookies"] == [{"pattern": "^_da_", "path": "/"}]
+    assert cfg["categories"][0]["locked"] is True
+    assert cfg["policy"]["version"] == cfg["policy"]["materialVersion"] == "2026-01"
+    assert cfg["policy"]["url"].endswith("/sites/shop/policies/2026-01")
+    assert cfg["policy"]["reconsentAfter"].endswith("Z")
+    assert cfg["lifetimes"] == {"acceptDays": 365, "rejectDays": 182}
+    assert cfg["cookie"] == {"name": "consent", "domain": None, "sameSite": "Lax",
+                             "serverSet": False}
+    assert cfg["gpc"] == {"categories": ["advertising"]}
+    assert cfg["endpoints"]["decisions"].endswith("/api/v1/sites/shop/decisions")
+
+
+def test_config_strings_per_language_and_site_overrides(client, site):
+    assert config(client, locale="de").get_json()["strings"]["acceptAll"] == "Alle akzeptieren"
+    assert config(client, locale="fr-CA").get_json()["strings"]["rejectAll"] == "Tout refuser"
+    assert config(client, locale="es").get_json()["strings"]["customise"] == "Personalizar"
+    set_settings("shop", texts={"en": {"title": "Cookies at Example shop"}})
+    strings = config(client).get_json()["strings"]
+    assert strings["title"] == "Cookies at Example shop"
+    assert strings["acceptAll"] == "Accept all"
+
+
+def test_config_is_readable_by_allowed_origins_only(client, site):
+    ok = client.get("/api/v1/sites/shop/config?locale=en", headers={"Origin": site["origin"]})
+    assert ok.headers["Access-Control-Allow-Origin"] == site["origin"]
+    other = client.get("/api/v1/sites/shop/config?locale=en",
+                       headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    assert "Origin" in ok.headers["Vary"]
+
+
+def test_cookie_format_round_trip_and_the_widget_form():
+    cookie = ConsentCookie(subject="a" * 32, categories={"essential": True, "analytics": False,
+                                                         "advertising": True},
+                           policy_version="2026-01", decided_at=1795300000,
+                           expires_at=1826836000, source="banner", gpc=True)
+    assert parse_consent_cookie(format_consent_cookie(cookie)) == cookie
+    # exactly what the widget writes with URLSearchParams
+    written = ("v=1&s=0123456789abcdef0123456789abcdef&c=essential.functional&d=analytics.advertising"
+               "&t=1795300000&e=1826836000&src=preferences&g=0&p=2026-01")
+    parsed = parse_consent_cookie(written)
+    assert parsed.categories == {"essential": True, "functional": True, "analytics": False,
+                                 "advertising": False}
+    assert (parsed.policy_version, parsed.source, parsed.gpc) == ("2026-01", "preferences", False)
+
+
+@pytest.mark.parametrize("value", [None, "", "v=2&s=" + "a" * 32, "v=1&s=short", "garbage",
+                                   "v=1&s=" + "a" * 32 + "&t=soon", "x" * 5000])
+def test_malformed_cookies_are_ignored(value):
+    assert parse_consent_cookie(value) is None
+
+
+def post(client, body, **headers):
+    return client.post("/api/v1/sites/shop/decisions", json=body, headers=headers)
+
+
+def test_same_site_deployment_sets_the_cookie_from_the_server(client, site):
+    plain = post(client, {"action": "accept_all"}, Origin=site["origin"])
+    assert "Set-Cookie" not in plain.headers  # default: the widget writes it
+    set_settings("shop", cookie={"domain": "shop.example", "server_set": True})
+    r = post(client, {"action": "reject_all"}, Origin=site["origin"])
+    assert r.status_code == 201
+    header = r.headers["Set-Cookie"]
+    assert "Domain=shop.example" in header and "Path=/" in header and "SameSite=Lax" in header
+    assert "HttpOnly" not in header  # the widget reads it
+    max_age = int(re.search(r"Max-Age=(\d+)", header).group(1))
+    assert abs(max_age - 182 * 86400) < 60
+    cookie = parse_consent_cookie(header.split(";")[0].split("=", 1)[1])
+    assert cookie.subject == r.get_json()["subject"]
+    assert cookie.categories["analytics"] is False and cookie.source == "banner"
+    assert abs(cookie.expires_at - (time.time() + 182 * 86400)) < 60
+    # the JSON answer is unchanged
+    assert set(r.get_json()) == {"event_id", "subject", "recorded_at", "duplicate", "consent"}
+
+
+def test_gpc_only_cookie_from_the_server_has_no_decision(client, site):
+    set_settings("shop", cookie={"server_set": True})
+    r = post(client, {"action": "gpc", "source": "gpc"}, Origin=site["origin"])
+    cookie = parse_consent_cookie(r.headers["Set-Cookie"].split(";")[0].split("=", 1)[1])
+    assert cookie.decided_at == 0 and cookie.gpc and cookie.categories["advertising"] is False
+    assert cookie.expires_at > time.time()
+
+
+def test_widget_files_are_cacheable_and_readable_from_any_origin(client):
+    for path, mimetype in (("/consent.js", "text/javascript"), ("/consent.css", "text/css")):
+        r = client.get(path)
+        assert r.status_code == 200 and r.mimetype == mimetype
+        assert "max-age=3600" in r.headers["Cache-Control"]
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_gpc_well_known_resource(client):
+    r = client.get("/.well-known/gpc.json")
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    body = r.get_json()
+    assert body["gpc"] is True and re.fullmatch(r"\d{4}-\d{2}-\d{2}", body["lastUpdate"])
+
+
+def test_demo_page_embeds_the_widget_under_a_strict_csp(client, app):
+    r = client.get("/")
+    html = r.get_data(as_text=True)
+    csp = r.headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    assert re.search(r'<script src="/consent.js" data-site="demo"></script>', html)
+    assert f'data-category="advertising" nonce="{nonce}"' in html
+    assert 'data-category="analytics" data-src=' in html and "data-consent-open" in html
+    assert client.get("/").headers["Content-Security-Policy"] != csp  # fresh nonce each time
