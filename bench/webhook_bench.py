@@ -1,9 +1,10 @@
 """Consent-write throughput while downstream webhooks are delivered, refused or hang.
 
-    .venv/bin/python bench/webhook_bench.py [--seconds 8] [--rounds 3] [--db sqlite|postgresql]
+    .venv/bin/python bench/webhook_bench.py [--seconds 4] [--rounds 8] [--db sqlite|postgresql]
 
-Every scenario has its own database; each measurement runs the app under gunicorn
-(2 workers). wrk POSTs
+Every scenario has its own database and its own gunicorn (2 workers) and delivery
+worker, all started before the first round and left running (an idle stack costs
+nothing: its worker sleeps until a retry is due). wrk POSTs
 decisions that each change a visitor's analytics consent, so with an endpoint registered
 every write also writes an outbox row. A `flask consent deliver --forever` worker runs
 beside gunicorn, as in production:
@@ -13,9 +14,9 @@ beside gunicorn, as in production:
   receiver_down   nothing listens on the endpoint's port (connection refused)
   receiver_hangs  the receiver accepts connections and never answers (worker timeouts)
 
-The machine may be shared, so scenarios are measured in rotated order over several
-rounds; medians are printed, and ratios are taken within a round (paired) before the
-median. Prints requests/s and latency per scenario, the notifications delivered or
+The machine may be shared, so scenarios are measured in short turns, in rotated order,
+over several rounds; medians are printed, and ratios are taken within a round (paired)
+before the median. Prints requests/s and latency per scenario, the notifications delivered or
 queued, and the ratios down/up and hangs/up: the consent request must not feel the
 receiver.
 """
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -98,29 +100,54 @@ class Scenario:
         if name != "no_endpoint":
             flask(self.env, "consent", "add-webhook", "bench", hook, "--category", "analytics")
 
-    def measure(self, args) -> dict:
-        """wrk against gunicorn while a delivery worker runs beside it."""
-        worker = subprocess.Popen([sys.executable, "-m", "flask", "consent", "deliver",
-                                   "--forever"], cwd=ROOT, env=self.env,
-                                  start_new_session=True, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+    def start(self, args) -> None:
+        """gunicorn and a delivery worker, kept running for every round."""
+        self.worker = subprocess.Popen([sys.executable, "-m", "flask", "consent", "deliver",
+                                        "--forever"], cwd=ROOT, env=self.env,
+                                       start_new_session=True, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
         port = free_port()
-        proc = gunicorn("app:app", port, self.env, args.worker_class, args.threads)
+        self.server = gunicorn("app:app", port, self.env, args.worker_class, args.threads)
+        self.base = f"http://127.0.0.1:{port}"
+        run_wrk(self.base, "/api/v1/sites/bench/decisions", 1, args.connections)  # warm-up
+
+    def measure(self, args) -> dict:
+        """wrk against this scenario's gunicorn while its delivery worker runs."""
+        result = run_wrk(self.base, "/api/v1/sites/bench/decisions", args.seconds,
+                         args.connections)
+        self.wait_for_backlog()
+        return result
+
+    def wait_for_backlog(self, limit: float = 60) -> None:
+        """Let the worker send what is due, so it does not disturb the next scenario."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.env["CONSENT_DATABASE_URL"])
+        deadline = time.monotonic() + limit
         try:
-            base = f"http://127.0.0.1:{port}"
-            run_wrk(base, "/api/v1/sites/bench/decisions", 1, args.connections)  # warm-up
-            return run_wrk(base, "/api/v1/sites/bench/decisions", args.seconds,
-                           args.connections)
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    due = conn.execute(sa.text(
+                        "SELECT count(*) FROM outbox_messages WHERE state = 'pending' "
+                        "AND next_attempt_at <= :now"),
+                        {"now": datetime.now(timezone.utc).replace(tzinfo=None)}).scalar()
+                if not due:
+                    return
+                time.sleep(0.2)
         finally:
-            proc.terminate()
-            proc.wait(20)
-            worker.terminate()
-            worker.wait(30)
+            engine.dispose()
+
+    def stop(self) -> None:
+        for proc in (getattr(self, "server", None), getattr(self, "worker", None)):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
 
     def outbox(self) -> str:
         return flask(self.env, "consent", "outbox-status", "--site", "bench").strip()
 
     def close(self) -> None:
+        self.stop()
         if self.receiver:
             self.receiver.shutdown()
             self.receiver.server_close()
@@ -133,8 +160,8 @@ NAMES = ("no_endpoint", "receiver_up", "receiver_down", "receiver_hangs")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=8,
                         help="Each round measures every scenario (order rotated); the "
                              "medians are reported, and ratios are paired within a round.")
     parser.add_argument("--connections", type=int, default=8)
@@ -148,10 +175,14 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name in NAMES}
     try:
         scenarios = {name: Scenario(name, tmp, cluster) for name in NAMES}
+        for s in scenarios.values():
+            s.start(args)
         for round_no in range(args.rounds):
             order = NAMES[round_no % len(NAMES):] + NAMES[:round_no % len(NAMES)]
             for name in order:
                 runs[name].append(scenarios[name].measure(args))
+        for s in scenarios.values():
+            s.stop()
         outbox = {name: s.outbox() for name, s in scenarios.items()}
     finally:
         for s in scenarios.values():

@@ -67,8 +67,8 @@ CHANNEL_PATTERN_RE = re.compile(r"^[A-Za-z0-9_:.*-]{1,64}$")
 RETRYABLE_STATUSES = (408, 425, 429)
 MAX_ERROR = 500
 
-# name: (environment variable fallback, default). App config wins over the environment,
-# which wins over the default, so `flask consent deliver` can be tuned per process.
+# Defaults of the webhook settings. The app config wins over the environment, which wins
+# over these, so each `flask consent deliver` process can be tuned from its environment.
 SETTINGS: dict[str, float] = {
     "CONSENT_WEBHOOK_TIMEOUT": 10.0,          # seconds for one whole HTTP attempt
     "CONSENT_WEBHOOK_LEASE_SECONDS": 60.0,    # a claim expires after this (>= 2 x timeout)
@@ -132,13 +132,15 @@ class OutboxMessage(db.Model):
         sa.UniqueConstraint("event_id", "endpoint_id"),
         sa.Index("ix_outbox_messages_due", "state", "next_attempt_at"),
         sa.Index("ix_outbox_messages_site_created", "site_id", "created_at"),
+        # An endpoint's queue: deferring it during a pause touches only its own rows.
+        sa.Index("ix_outbox_messages_endpoint_queue", "endpoint_id", "state",
+                 "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(sa.String(80), unique=True)
     site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
-    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_endpoints.id"),
-                                             index=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_endpoints.id"))
     # No foreign key: a retention purge may remove old events, never their delivery log.
     event_id: Mapped[str] = mapped_column(sa.String(32))
     subject: Mapped[str] = mapped_column(sa.String(32))
@@ -194,6 +196,9 @@ class EndpointInterest:
     id: int
     categories: tuple[str, ...]
     channels: tuple[str, ...]
+    # A failing endpoint's pause as last read: new messages wait for it too, instead of
+    # waking the worker for one more doomed attempt each.
+    paused_until: datetime | None = None
 
     def wants_category(self, key: str) -> bool:
         return "*" in self.categories or key in self.categories
@@ -225,10 +230,12 @@ def endpoint_interests(site_id: int) -> tuple[EndpointInterest, ...]:
             return hit[1]
     # rawsql: this runs inside the consent write's own transaction and connection.
     rows = rawsql.all_rows(
-        "SELECT id, categories, channels FROM webhook_endpoints WHERE site_id = :site_id "
-        "AND active = :active ORDER BY id", {"site_id": site_id, "active": True})
+        "SELECT id, categories, channels, paused_until FROM webhook_endpoints "
+        "WHERE site_id = :site_id AND active = :active ORDER BY id",
+        {"site_id": site_id, "active": True})
     interests = tuple(EndpointInterest(r[0], tuple(rawsql.from_db_json(r[1]) or ()),
-                                       tuple(rawsql.from_db_json(r[2]) or ()))
+                                       tuple(rawsql.from_db_json(r[2]) or ()),
+                                       rawsql.from_db_time(r[3]))
                       for r in rows)
     if ttl > 0:
         with _interest_lock:
@@ -321,7 +328,8 @@ def enqueue_notifications(ev: AppendedEvent) -> None:
                      "endpoint_id": endpoint.id, "event_id": ev.event_id,
                      "subject": ev.subject, "kind": kind, "payload": payload,
                      "subject_ref": subject_ref, "state": "pending", "attempts": 0,
-                     "created_at": now, "next_attempt_at": now})
+                     "created_at": now,
+                     "next_attempt_at": max(now, endpoint.paused_until or now)})
     if rows:
         # rawsql: the consent write may run on a raw connection, not the session.
         rawsql.insert_rows(OutboxMessage.__table__, rows)
@@ -529,6 +537,10 @@ def retry_dead(site_key: str, *, message_id: int | None = None,
         ids = [r.id for r in rows]
         db.session.execute(sa.update(t).where(t.c.id.in_(ids), t.c.state == "dead").values(
             state="pending", attempts=0, next_attempt_at=now, dead_at=None))
+        # Retrying says "the receiver is fixed": end its pause so the retry goes out now.
+        db.session.execute(sa.update(e).where(
+            e.c.id.in_({r.endpoint_id for r in rows}), e.c.consecutive_failures > 0).values(
+            consecutive_failures=0, failing_since=None, paused_until=None))
         db.session.execute(sa.insert(DeliveryAttempt.__table__), [
             {"message_id": r.id, "site_id": site.id, "endpoint_id": r.endpoint_id,
              "attempt": r.attempts, "worker": None, "started_at": now, "finished_at": now,
@@ -536,7 +548,9 @@ def retry_dead(site_key: str, *, message_id: int | None = None,
             for r in rows])
         return len(ids)
 
-    return run_write(write)
+    count = run_write(write)
+    invalidate_endpoint_cache(site.id)
+    return count
 
 
 def delivery_log_rows(site_id: int, since: datetime | None = None,
@@ -763,6 +777,13 @@ def _claim(limit: int, worker: str) -> list[Delivery]:
     rows = db.session.execute(query).all()
     if not rows:
         return []
+    paused = dict(db.session.execute(sa.select(e.c.id, e.c.paused_until).where(
+        e.c.id.in_({r.endpoint_id for r in rows}), e.c.paused_until > now)).all())
+    if paused:
+        # Queued before the writer heard of the pause: they wait with the rest.
+        for endpoint_id, until in paused.items():
+            _defer_queue(endpoint_id, until)
+        rows = [r for r in rows if r.state == "delivering" or r.endpoint_id not in paused]
     max_attempts = int(setting("CONSENT_WEBHOOK_MAX_ATTEMPTS"))
     log_rows, exhausted, ids = [], [], []
     for r in rows:

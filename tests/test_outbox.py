@@ -335,9 +335,13 @@ def test_server_errors_are_retried_then_dead_lettered_then_retried_by_admin(
         assert keys == {msg.idempotency_key} and attempts == ["1", "2", "3", "4"]
 
         statuses["code"] = 200
+        assert db.session.get(outbox.DownstreamEndpoint, endpoint).consecutive_failures == 4
         assert retry_dead(site["key"], endpoint_id=endpoint, actor="test") == 1
         msg, = messages()
         assert msg.state == "pending" and msg.attempts == 0
+        # Retrying says the receiver is fixed: its pause ends, the retry goes out now.
+        health = db.session.get(outbox.DownstreamEndpoint, endpoint)
+        assert health.consecutive_failures == 0 and health.paused_until is None
         drain()
         msg, = messages()
         assert msg.state == "delivered"
@@ -392,6 +396,19 @@ def test_an_endpoint_that_is_down_is_probed_not_hammered(client, site, app, rece
         assert endpoint.consecutive_failures == 1 and endpoint.failing_since
         assert endpoint.paused_until >= started + timedelta(seconds=30)
         assert all(m.next_attempt_at >= endpoint.paused_until for m in queue)
+        # Written during the pause: the new notification waits for it as well...
+        later = decide(client, site["key"], "accept_all")
+        fresh, = messages(event_id=later["event_id"], endpoint_id=broken)
+        assert fresh.next_attempt_at >= endpoint.paused_until
+        # ...and one a writer queued before it heard of the pause is deferred, not sent.
+        with db.engine.begin() as conn:
+            t = OutboxMessage.__table__
+            conn.execute(sa.update(t).where(t.c.id == fresh.id).values(
+                next_attempt_at=utcnow()))
+        run_worker(concurrency=1)
+        assert len(down.requests) == 1
+        assert messages(event_id=later["event_id"], endpoint_id=broken)[0].next_attempt_at \
+            >= endpoint.paused_until
     finally:
         down.stop()
 

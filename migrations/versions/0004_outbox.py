@@ -80,8 +80,8 @@ def upgrade():
                               unique=False)
         batch_op.create_index("ix_outbox_messages_site_created", ["site_id", "created_at"],
                               unique=False)
-        batch_op.create_index(batch_op.f("ix_outbox_messages_endpoint_id"), ["endpoint_id"],
-                              unique=False)
+        batch_op.create_index("ix_outbox_messages_endpoint_queue",
+                              ["endpoint_id", "state", "next_attempt_at"], unique=False)
 
     op.create_table(
         "delivery_attempts",
