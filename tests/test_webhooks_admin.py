@@ -8,7 +8,7 @@ import pytest
 
 from consent.extensions import db
 from consent.outbox import DeliveryWorker, DownstreamEndpoint, OutboxMessage, register_endpoint
-from tests.test_admin_fixtures import CSRF, admin, admin_client, decide, post_form  # noqa: F401
+from tests.test_admin_fixtures import admin, admin_client, decide, post_form  # noqa: F401
 
 
 @pytest.fixture
