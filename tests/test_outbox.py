@@ -238,6 +238,27 @@ def test_erasure_notifies_every_endpoint_with_the_visitor_id(client, site, fast,
                for m in messages(event_id=ev.event_id))
 
 
+def test_an_erasure_request_reaches_every_endpoint_and_leaves_no_identifier(
+        client, site, fast, receiver):
+    """The real erasure (consent.requests) end to end: told, then nothing left behind."""
+    from consent.requests import erase_subject
+
+    add_endpoint(site["key"], url=receiver.url, categories=["analytics"])
+    add_endpoint(site["key"], url=receiver.url, channels=["email.*"])
+    visitor = decide(client, site["key"], "accept_all")["subject"]
+    subject_id = find_subject(site_snapshot(site["key"]).id, visitor).id
+    erase_subject(site["key"], subject_id, "user:1")
+    db.session.rollback()
+    assert db.session.get(Subject, subject_id).public_id is None
+    drain()
+    erased = [b for b in receiver.bodies() if b["type"] == "subject.erased"]
+    assert len(erased) == 2 and {b["subject"] for b in erased} == {visitor}
+    # Once acknowledged, no copy of the visitor id is left in the outbox.
+    for m in messages():
+        assert m.state == "delivered" and m.subject_ref is None
+        assert visitor not in json.dumps(m.payload)
+
+
 def test_replayed_decision_is_not_notified_twice(client, site):
     add_endpoint(site["key"], categories=["analytics"])
     body = {"client_event_id": "replay-0123456789"}
