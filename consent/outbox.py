@@ -353,7 +353,30 @@ def _check_url(url: str) -> str:
             and os.environ.get("CONSENT_WEBHOOK_ALLOW_HTTP") != "1"
             and parts.hostname not in ("localhost", "127.0.0.1", "::1")):
         raise Invalid("use https (or set CONSENT_WEBHOOK_ALLOW_HTTP=1)", field="url")
+    if (current_app.config.get("ENV_NAME") == "production"
+            and os.environ.get("CONSENT_WEBHOOK_ALLOW_PRIVATE") != "1"):
+        _refuse_internal_host(parts.hostname, parts.port or (443 if parts.scheme == "https"
+                                                             else 80))
     return url
+
+
+def _refuse_internal_host(host: str, port: int) -> None:
+    """In production a site API key must not make the server call its own network
+    (loopback, private, link-local, reserved addresses), unless the operator allows it."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise Invalid(f"the host {host!r} does not resolve", field="url")
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0].split("%")[0])
+        if (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
+                or addr.is_multicast or addr.is_unspecified):
+            raise Invalid(f"{host!r} resolves to an internal address ({addr}); set "
+                          "CONSENT_WEBHOOK_ALLOW_PRIVATE=1 to allow internal receivers",
+                          field="url")
 
 
 def _check_interests(site, categories: list[str], channels: list[str]) -> tuple[list, list]:

@@ -216,3 +216,21 @@ def test_routes_are_in_the_openapi_spec(client):
     assert "/api/v1/sites/{site_key}/webhooks/deliveries/{message_id}/retry" in paths
     post = paths["/api/v1/sites/{site_key}/webhooks/endpoints"]["post"]
     assert post["security"] == [{"siteApiKey": []}]
+
+
+def test_production_refuses_receivers_on_internal_addresses(app, client, site, monkeypatch):
+    """A site API key must not turn the server into a proxy into its own network."""
+    monkeypatch.delenv("CONSENT_WEBHOOK_ALLOW_PRIVATE", raising=False)
+    monkeypatch.setenv("CONSENT_WEBHOOK_ALLOW_HTTP", "1")
+    app.config["ENV_NAME"] = "production"
+    headers = {"Authorization": f"Bearer {site['api_key']}"}
+    url = f"/api/v1/sites/{site['key']}/webhooks/endpoints"
+    for target in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://[::1]/hook",
+                   "http://169.254.169.254/latest", "http://localhost:8080/x"):
+        r = client.post(url, json={"url": target, "categories": ["analytics"]}, headers=headers)
+        assert r.status_code == 422, (target, r.get_data(as_text=True))
+        assert r.get_json()["errors"][0]["pointer"] == "#/url"
+    monkeypatch.setenv("CONSENT_WEBHOOK_ALLOW_PRIVATE", "1")
+    r = client.post(url, json={"url": "http://127.0.0.1:9/hook", "categories": ["analytics"]},
+                    headers=headers)
+    assert r.status_code == 201, r.get_data(as_text=True)
