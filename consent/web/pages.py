@@ -25,3 +25,9 @@ def policy_version(site_key: str, label: str):
         abort(404, f"site {site_key!r} has no policy version {label!r}")
     return render_template("policy_version.html", site=site, version=version,
                            current=(label == site.policy_label))
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """No icon: answer 204 so browsers stop asking (and log no 404)."""
+    return "", 204, {"Cache-Control": "public, max-age=86400"}
