@@ -10,12 +10,15 @@ form-urlencoded so both the widget (URLSearchParams) and Python (parse_qsl) read
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
 from .database import iso
@@ -91,6 +94,36 @@ def widget_config(site_key: str, requested_locale: str | None,
             "preferences": url_for("preferences.preferences_page", site=site.key, _external=True),
         },
     }
+
+
+_documents: dict[tuple, tuple[float, str, str]] = {}
+_documents_lock = threading.Lock()
+
+
+def config_document(site_key: str, requested_locale: str | None,
+                    accept_language: str | None = None) -> tuple[str, str]:
+    """The config as compact JSON and its ETag, cached per site revision and language.
+
+    First visits wait for this document before the banner shows, so it is served from
+    memory while the site's cached snapshot (CONSENT_SITE_CACHE_SECONDS) is fresh.
+    """
+    site = site_snapshot(site_key)
+    ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
+    locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
+    key = (site.key, site.revision, locale, request.host_url)
+    now = time.monotonic()
+    hit = _documents.get(key) if ttl > 0 else None
+    if hit and hit[0] > now:
+        return hit[1], hit[2]
+    payload = json.dumps(widget_config(site_key, locale), separators=(",", ":"),
+                         ensure_ascii=False)
+    etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
+    if ttl > 0:
+        with _documents_lock:
+            if len(_documents) > 1000:  # many sites or hosts: start afresh, never grow
+                _documents.clear()
+            _documents[key] = (now + ttl, payload, etag)
+    return payload, etag
 
 
 # ---------------------------------------------------------------- the consent cookie

@@ -151,3 +151,20 @@ def test_demo_page_embeds_the_widget_under_a_strict_csp(client, app):
     assert f'data-category="advertising" nonce="{nonce}"' in html
     assert 'data-category="analytics" data-src=' in html and "data-consent-open" in html
     assert client.get("/").headers["Content-Security-Policy"] != csp  # fresh nonce each time
+
+
+def test_config_document_is_cached_per_revision(app, client, site):
+    from consent import widget_config
+    from consent.policies import publish_policy
+
+    app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
+    widget_config._documents.clear()
+    first = config(client)
+    assert config(client).headers["ETag"] == first.headers["ETag"]
+    assert len(widget_config._documents) == 1
+    site_id = db.session.execute(db.select(Site.id).where(Site.key == "shop")).scalar_one()
+    run_write(lambda: publish_policy(site_id, "2026-02", text="v2", material=True))
+    fresh = config(client)  # a new revision is a new document, at once
+    assert fresh.get_json()["policy"]["version"] == "2026-02"
+    assert fresh.headers["ETag"] != first.headers["ETag"]
+    assert config(client, locale="de").get_json()["locale"] == "de"

@@ -1,11 +1,7 @@
 """Public endpoints the browser widget calls (CORS: the site's own origins only)."""
 from __future__ import annotations
 
-import hashlib
-import json
-
-from flask import current_app, jsonify, make_response, request
-from flask.views import MethodView
+from flask import current_app, make_response, request
 from flask_smorest import Blueprint
 import marshmallow as ma
 
@@ -14,7 +10,7 @@ from ..decisions import (ConsentViewSchema, DecisionResultSchema, DecisionSchema
 from ..database import iso
 from ..errors import Forbidden
 from ..sites import NotFound, site_snapshot
-from ..widget_config import server_cookie_header, widget_config
+from ..widget_config import config_document, server_cookie_header
 from .common import apply_site_cors, json_response, load_json, request_context
 
 blp = Blueprint("widget_api", __name__, url_prefix="/api/v1",
@@ -39,9 +35,7 @@ def _cors(response):
 @blp.response(200)
 def get_config(site_key: str, locale: str | None = None):
     """Site configuration and strings for the widget (cacheable)."""
-    body = widget_config(site_key, locale, request.headers.get("Accept-Language"))
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
+    payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"))
     response = make_response(payload)
     response.mimetype = "application/json"
     response.set_etag(etag)

@@ -277,9 +277,9 @@
     gotCfg();
     await ready;
     honourGpc();
+    if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
     activate();
     bg();
-    if (needsChoice()) show();
   }
   const url = base + 'api/v1/sites/' + encodeURIComponent(site) + '/config?locale=' + encodeURIComponent(lang);
   const fetchCfg = revalidate => fetch(url, {credentials: 'omit', cache: revalidate ? 'no-cache' : 'default'})

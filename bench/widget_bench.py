@@ -1,0 +1,184 @@
+"""Widget budgets measured in real Chromium: bytes before the banner, banner time, returning visits.
+
+    .venv/bin/python bench/widget_bench.py [--runs 30]
+
+Starts the consent app under gunicorn on a fresh SQLite database (a site with the demo
+categories and services) and a static "customer site" on another loopback port, then:
+
+1. bytes: every response from the consent server before the banner is visible on a first
+   visit, each gzip -9 compressed, summed (budget 8,000 B);
+2. banner time: on N first visits (fresh browser context, cold cache), the time from
+   DOMContentLoaded to the banner being inserted and to the next animation frame after it
+   (painted), median and 90th percentile (budget 20 ms);
+3. returning visitor: after "Accept all", requests that reach the consent server on the
+   next two page views, counted in gunicorn's access log (budget 0).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import AppServer, StaticSite  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+BUDGET_BYTES, BUDGET_MS = 8000, 20.0
+OTHERS = {"vanilla-cookieconsent 3.1.0": 15513, "Osano cookieconsent 3.1.1 (no categories)": 8113}
+
+PAGE = """<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>Shop</title>
+<script src="{app}/consent.js" data-site="shop"></script>
+<script src="probe.js"></script>
+</head><body><h1>Shop</h1><p>Some products.</p>
+<script type="text/plain" data-category="analytics" data-src="tag.js"></script>
+<button type="button" data-consent-open>Cookie settings</button>
+</body></html>
+"""
+# Records when the banner is inserted and when the frame after that is painted.
+PROBE = """new MutationObserver((records, observer) => {
+  if (!document.querySelector('.cw-banner')) return;
+  observer.disconnect();
+  window.bannerInserted = performance.now();
+  requestAnimationFrame(() => { window.bannerPainted = performance.now(); });
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def make_database(path: Path) -> str:
+    """A migrated SQLite database with the benchmark site."""
+    from flask_migrate import upgrade
+
+    from consent import create_app
+    from consent.database import run_write
+    from consent.demo_data import DEMO_SERVICES
+    from consent.policies import publish_policy
+    from consent.sites import create_site
+
+    url = f"sqlite:///{path}"
+    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade(revision="heads")
+
+        def write(origin):
+            site = create_site("shop", "Benchmark shop", allowed_origins=[origin],
+                               categories=[{"key": k, "services": v}
+                                           for k, v in DEMO_SERVICES.items()])
+            publish_policy(site.id, "2026-01", text="Policy", material=True)
+        return url, app, write
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="first visits to time")
+    parser.add_argument("--lang", default="en", help="page language (en, de, fr, es)")
+    args = parser.parse_args()
+
+    import logging
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="widget-bench-"))
+    site_dir = work / "site"
+    site_dir.mkdir()
+    static = StaticSite(site_dir)
+    url, app, write = make_database(work / "bench.sqlite3")
+    with app.app_context():
+        from consent.database import run_write
+        run_write(write, static.url)
+    log = work / "access.log"
+    # Production settings: the per-process site cache is on, as it is when deployed.
+    server = AppServer(url, workers=2, extra_env={
+        "GUNICORN_CMD_ARGS": f"--access-logfile {log}", "CONSENT_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48), "CONSENT_SITE_CACHE_SECONDS": "5"})
+    (site_dir / "index.html").write_text(PAGE.format(lang=args.lang, app=server.url))
+    (site_dir / "probe.js").write_text("window.ran = 0;\n")
+    (site_dir / "tag.js").write_text("window.ran += 1;\n")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page_url = f"{static.url}/index.html"
+
+            # 1. bytes before the banner
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            responses = []
+            page.on("response", lambda r: r.url.startswith(server.url) and responses.append(r))
+            page.goto(page_url)
+            page.locator(".cw-banner").wait_for()
+            bodies = {r.url.removeprefix(server.url): r.body() for r in responses}
+            sizes = {u: (len(b), len(gzip.compress(b, 9))) for u, b in bodies.items()}
+            ctx.close()
+
+            # 2. banner time after DOMContentLoaded, cold first visits
+            inserted, painted = [], []
+            for _ in range(args.runs):
+                ctx = browser.new_context()
+                page = ctx.new_page()
+                page.add_init_script(PROBE)
+                page.goto(page_url)
+                page.wait_for_function("window.bannerPainted !== undefined")
+                dcl, ins, pnt = page.evaluate("""() => [
+                    performance.getEntriesByType('navigation')[0].domContentLoadedEventStart,
+                    window.bannerInserted, window.bannerPainted]""")
+                inserted.append(max(0.0, ins - dcl))
+                painted.append(max(0.0, pnt - dcl))
+                ctx.close()
+
+            # 3. returning visitor
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            page.goto(page_url)
+            page.get_by_role("button", name="Accept all").click()
+            page.wait_for_function("window.ran === 1")
+            page.wait_for_timeout(500)
+            before = len(log.read_text().splitlines())
+            for _ in range(2):
+                page.goto(page_url)
+                page.wait_for_function("window.ran === 1")
+                page.wait_for_timeout(500)
+            returning = len(log.read_text().splitlines()) - before
+            version = browser.version
+            ctx.close()
+            browser.close()
+    finally:
+        server.stop()
+        static.stop()
+
+    total = sum(gz for _, gz in sizes.values())
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Chromium {version}, {args.runs} cold first visits, page language {args.lang!r}, "
+          f"{os.cpu_count()} CPUs, load average {load} (other work slows every figure below)")
+    print("\n1. Downloaded from the consent server before the banner shows (gzip -9):")
+    for u, (raw, gz) in sorted(sizes.items()):
+        print(f"   {u:<45} {raw:>6} B raw  {gz:>6} B gzip")
+    print(f"   {'total':<45} {'':>6}          {total:>6} B gzip   budget {BUDGET_BYTES} B:"
+          f" {'OK' if total <= BUDGET_BYTES else 'OVER'}")
+    for name, size in OTHERS.items():
+        print(f"   for comparison, {name}: {size} B ({total / size:.0%} of it)")
+    print("\n2. Banner after DOMContentLoaded (ms):")
+    for name, values in (("inserted", inserted), ("painted (next frame)", painted)):
+        print(f"   {name:<22} median {statistics.median(values):6.1f}   p90 "
+              f"{percentile(values, 90):6.1f}   max {max(values):6.1f}")
+    med = statistics.median(painted)
+    print(f"   budget {BUDGET_MS:.0f} ms (median, painted): {'OK' if med <= BUDGET_MS else 'OVER'}")
+    print(f"\n3. Returning visitor: {returning} request(s) reached the consent server on 2 page views"
+          f" (budget 0: {'OK' if returning == 0 else 'OVER'})")
+    return 0 if total <= BUDGET_BYTES and med <= BUDGET_MS and returning == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
