@@ -124,6 +124,10 @@ PROFILE = Profile(
                                              "online platform AloPal operates and with which "
                                              "you maintain a current user account continue "
                                              "after you opt out of commercial messages.",
+        "unsub.transactional_note": "Even after you opt out of commercial messages, you will "
+                                    "continue to receive administrative messages about any "
+                                    "service or online platform AloPal operates with which "
+                                    "you maintain a current user account.",
     }},
     controller={"name": "AloPal", "email": "privacy@alopal.net", "jurisdiction": "US"},
     deletion_exceptions=(
@@ -156,8 +160,9 @@ PROFILE = Profile(
             quote="you may withdraw your consent by visiting your profile page and clicking "
                   "the box to remove consent",
             does="The site's login link opens the preference center as the person's profile "
-                 "page; unticking a box and saving records the withdrawal for the account "
-                 "(one event) and the tags stop.",
+                 "page; unticking a box and saving records the withdrawal at once (one "
+                 "`preferences` event), and the site's backend sees it for the account "
+                 "(GET /users/<id>, \"may I send?\").",
             test="test_consent_is_withdrawn_on_the_profile_page_by_clicking_the_box"),
         Promise(
             id="commercial-email-opt-out-10-business-days",

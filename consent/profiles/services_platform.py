@@ -122,6 +122,9 @@ PROFILE = Profile(
                                              "business relations, are still sent after you "
                                              "opt out of promotional communications "
                                              "(Article 12).",
+        "unsub.transactional_note": "We may still send you transactional or relationship "
+                                    "messages, such as those about your account or our "
+                                    "ongoing business relations.",
     }},
     controller={"name": "THE AO PLANET", "email": "planetsupport@altig.com",
                 "jurisdiction": "US"},

@@ -1,0 +1,204 @@
+"""Seed policy 004 (AloPal), end to end: each test proves one promise of the profile
+`care_platform` (see consent/profiles/care_platform.py)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+
+from consent.database import utcnow
+from consent.extensions import db
+from consent.profiles import PROFILES
+from consent.requests import DataRequest, due_date, open_request
+from tests.browser.helpers import banner, cookie_names, ran, settle, wait_ran
+from tests.test_admin_fixtures import admin_client, bearer, make_token, post_form
+
+pytestmark = pytest.mark.browser
+
+TRACKING_COOKIES = {"_ga", "_gid", "_gcl_au", "li_fat_id"}
+
+
+@pytest.fixture
+def env(load_env):
+    return load_env("care_platform")
+
+
+def may_i_send(env, channel, kind, **who) -> dict:
+    r = env.api("POST", "/may-i-send", json={"channel": channel, "kind": kind, **who})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_consent_is_withdrawn_on_the_profile_page_by_clicking_the_box(env, page):
+    page.goto(env.url())
+    page.get_by_role("button", name="Accept all").click()
+    assert wait_ran(page, 2) == ["analytics", "advertising"]
+    env.wait_events(1)
+    visitor = page.evaluate("Consent.get().subject")
+    # The member signs in on the site, whose backend links them and opens their profile page.
+    link = env.api("POST", "/login-links", json={"user_id": "member-12", "subject": visitor})
+    assert link.status_code == 200, link.text
+    page.goto(env.local(link.json()["url"]))
+    assert "signed in" in page.locator("#who").inner_text()
+    box = page.locator("#category-analytics")
+    assert box.is_checked()
+    page.locator("label[for=category-analytics]").click()  # clicking the box removes consent
+    page.locator("#save").click()
+    page.wait_for_url("**saved=*")
+    withdrawal = env.events()[-1]
+    assert (withdrawal.action, withdrawal.source) == ("preferences", "preferences")
+    assert withdrawal.categories["analytics"] is False
+    assert withdrawal.categories["advertising"] is True  # only what was unticked
+    member = env.api("GET", "/users/member-12").json()
+    assert member["consent"]["categories"]["analytics"] is False
+    assert not page.locator("#category-analytics").is_checked()
+
+
+def test_commercial_email_opt_out_applies_at_once_within_10_business_days(env, app, page):
+    member = {"user_id": "member-3"}
+    # Commercial e-mail needs consent here; the member gave it on the site.
+    assert may_i_send(env, "email", "promotional", **member)["reason"] == "default_denied"
+    env.api("POST", "/channel-choices", json={**member, "channels": {"email.promotional": True}})
+    assert may_i_send(env, "email", "promotional", **member)["allowed"] is True
+    link = env.api("POST", "/unsubscribe-links", json={
+        "channel": "email", "address": "member3@example.org", **member}).json()
+
+    page.goto(env.local(link["url"]))
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.locator("#unsubscribed").wait_for()
+    assert "continue to receive administrative messages" in page.locator(".pc-note").inner_text()
+    # Applied at once: the very next commercial e-mail is refused.
+    answer = may_i_send(env, "email", "promotional", **member)
+    assert (answer["allowed"], answer["reason"]) == (False, "opted_out")
+    assert may_i_send(env, "email", "transactional", **member)["allowed"] is True
+
+    [unsubscribe] = env.events("unsubscribe")
+    db.session.rollback()
+    [opt_out] = db.session.execute(db.select(DataRequest)).scalars().all()
+    assert (opt_out.kind, opt_out.status, opt_out.deadline_rule) == (
+        "opt-out", "completed", "10 business days")
+    assert opt_out.completed_at == unsubscribe.recorded_at
+    assert opt_out.due_at == due_date(unsubscribe.recorded_at, {"business_days": 10})
+    assert opt_out.due_at - opt_out.received_at >= timedelta(days=12)  # two weekends
+    listing = admin_client(app).get(f"/admin/sites/{env.site_key}/requests").get_data(
+        as_text=True)
+    row = listing.split(f">{opt_out.id}</a>")[1].split("</tr>")[0]
+    assert "opt-out" in row and "completed" in row and "(10 business days)" in row
+    assert "OVERDUE" not in row
+
+
+def test_google_and_linkedin_tracking_are_listed_and_wait_for_consent(env, context, page):
+    page.goto(env.url())
+    page.get_by_role("button", name="Customise").click()
+    dialog = page.locator("dialog")
+    for summary in dialog.locator("summary").all():
+        summary.click()
+    analytics, advertising = dialog.locator("li.cw-cat").nth(1), dialog.locator("li.cw-cat").nth(2)
+    for name in ("Google Analytics", "Google Tag Manager", "Optimize"):
+        assert name in analytics.inner_text()
+    for name in ("Google AdWords (Conversion Tracking)", "LinkedIn (Conversion Tracking)"):
+        assert name in advertising.inner_text()
+    assert "li_fat_id" in advertising.inner_text()
+    settle(page)
+    assert ran(page) == [] and not TRACKING_COOKIES & cookie_names(context)
+
+    page.get_by_role("switch", name="Web analytics and error management").check()
+    page.get_by_role("button", name="Save choices").click()
+    assert wait_ran(page, 1) == ["analytics"]
+    settle(page)
+    assert {"_ga", "_gid"} <= cookie_names(context)
+    assert not {"_gcl_au", "li_fat_id"} & cookie_names(context)
+    page.locator("#open-settings").click()
+    page.get_by_role("switch", name="Attribution and conversion tracking").check()
+    page.get_by_role("button", name="Save choices").click()
+    assert wait_ran(page, 2) == ["analytics", "advertising"]
+    assert TRACKING_COOKIES <= cookie_names(context)
+
+    # Withdrawing removes the tools' first-party cookies; their code stays off.
+    page.locator("#open-settings").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Reject all").last.click()
+    settle(page)
+    assert ran(page) == [] and not TRACKING_COOKIES & cookie_names(context)
+    assert [e.action for e in env.wait_events(3)] == ["custom", "custom", "reject_all"]
+
+
+def test_under_18_needs_parental_consent_recorded_as_such(env, page):
+    env.render("young.html", age_check=True)  # the site says the visitor may be under 18
+    page.goto(env.url("young.html"))
+    banner(page).wait_for()
+    page.get_by_label("I am under 18.").check()
+    page.get_by_role("button", name="Accept all").click()
+    [alone] = env.wait_events(1)
+    assert alone.categories == {"essential": True, "analytics": False, "advertising": False}
+    assert alone.meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
+    settle(page)
+    assert ran(page) == []
+    subject = page.evaluate("Consent.get().subject")
+
+    # The preference center asks as well; the minor alone cannot opt in to marketing.
+    page.goto(f"{env.app_url}/preferences?site={env.site_key}&subject={subject}")
+    assert page.locator("#age-minor").is_checked()
+    page.locator("#category-analytics").check()
+    page.locator("#channel-email-promotional").check()
+    page.locator("#save").click()
+    page.wait_for_url("**saved=*")
+    withheld = env.events()[-1]
+    assert withheld.categories["analytics"] is False
+    assert withheld.channels["email.promotional"] is False
+    assert withheld.meta["withheld"] == ["analytics", "email.promotional"]
+    assert may_i_send(env, "email", "promotional", subject=subject)["allowed"] is False
+
+    # With a parent's consent the same choices are recorded, as the parent's.
+    page.locator("#category-analytics").check()
+    page.locator("#channel-email-promotional").check()
+    page.get_by_label("My parent agrees to these choices.").check()
+    page.locator("#save").click()
+    page.wait_for_url("**saved=*")
+    parental = env.events()[-1]
+    assert parental.meta == {"age": "minor", "guardian": True}
+    assert parental.categories["analytics"] is True
+    assert parental.channels["email.promotional"] is True
+    assert may_i_send(env, "email", "promotional", subject=subject)["allowed"] is True
+
+
+def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorded(env, app,
+                                                                                  page, runner):
+    visitors = []
+    for _ in range(2):
+        page.context.clear_cookies()
+        page.goto(env.url())
+        page.get_by_role("button", name="Accept all").click()
+        env.wait_events(len(visitors) + 1)
+        visitors.append(page.evaluate("Consent.get().subject"))
+    token = make_token(["requests:write", "audit:read"], env.site_key)
+    api = f"{env.app_url}/api/v1/audit/sites/{env.site_key}/requests"
+    refused_req, erased_req = (requests.post(api, json={"kind": "erasure", "subject": s},
+                                             headers=bearer(token), timeout=30).json()
+                               for s in visitors)
+    assert refused_req["deadline_rule"] == "10 business days"
+
+    # Refused: retaining is necessary for an exception the policy lists; the reason is kept.
+    exception = PROFILES["care_platform"].deletion_exceptions[6]
+    assert exception == "Comply with a legal obligation."
+    admin = admin_client(app)
+    post_form(admin, f"/admin/sites/{env.site_key}/requests/{refused_req['id']}/reject",
+              {"note": f"Exception: {exception}"})
+    refused = requests.get(f"{api}/{refused_req['id']}", headers=bearer(token), timeout=30).json()
+    assert refused["status"] == "rejected" and refused["note"] == f"Exception: {exception}"
+    assert env.api("GET", f"/subjects/{visitors[0]}").status_code == 200  # kept
+
+    # Carried out: crypto-shredded, and the ledger still verifies.
+    done = requests.post(f"{api}/{erased_req['id']}/erase", headers=bearer(token), timeout=30)
+    assert done.status_code == 200 and done.json()["status"] == "completed"
+    assert env.api("GET", f"/subjects/{visitors[1]}").status_code == 404
+    assert env.events("erase")[0].meta["request"] == erased_req["id"]
+    assert runner.invoke(args=["consent", "verify"]).exit_code == 0
+
+    # Both were due within 10 business days; one received three weeks ago is overdue.
+    late = open_request(env.site_key, "erasure", subject=visitors[0],
+                        received_at=utcnow() - timedelta(days=21))
+    assert late.overdue()
+    dashboard = admin.get(f"/admin/sites/{env.site_key}/").get_data(as_text=True)
+    assert 'id="overdue-count">1<' in dashboard

@@ -1,0 +1,474 @@
+"""Site profiles (in process): loading by CLI and admin, the summary page, age rules,
+linked accounts, opt-out deadlines, and the widget budget of every profile.
+
+The end-to-end proof of each policy's promises is in tests/e2e/test_profile_<name>.py.
+"""
+from __future__ import annotations
+
+import ast
+import gzip
+import re
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from consent.channels import CHANNELS
+from consent.database import utcnow
+from consent.extensions import db
+from consent.ledger import ConsentEvent, verify_ledger
+from consent.linked_accounts import LinkedAccount
+from consent.minors import parse_age_rule
+from consent.policies import list_policies
+from consent.profiles import PROFILES, get_profile, list_profiles, load_profile
+from consent.requests import DataRequest, due_date, open_request, validate_deadline_rule
+from consent.site_admin import ServiceSchema
+from consent.sites import CATEGORY_KEY_RE, Site, get_site
+from tests.test_admin_fixtures import admin_client, post_form
+
+ROOT = Path(__file__).resolve().parents[1]
+ORIGIN = "https://www.example.test"
+PROBLEM = "application/problem+json"
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def load(name: str, **kw) -> dict:
+    """Load a profile; returns its site key and API key."""
+    result = load_profile(name, origins=[ORIGIN], **kw)
+    return {"key": result.site_key, "api_key": result.api_key}
+
+
+def events(action: str | None = None) -> list[ConsentEvent]:
+    db.session.rollback()
+    query = db.select(ConsentEvent).order_by(ConsentEvent.id)
+    if action:
+        query = query.where(ConsentEvent.action == action)
+    return list(db.session.execute(query).scalars())
+
+
+def decide(client, site_key: str, body: dict, origin: str = ORIGIN) -> dict:
+    r = client.post(f"/api/v1/sites/{site_key}/decisions", json=body,
+                    headers={"Origin": origin})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def may_i_send(client, site, channel, kind, **who) -> dict:
+    r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",
+                    json={"channel": channel, "kind": kind, **who}, headers=auth(site["api_key"]))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
+
+
+# ---------------------------------------------------------------- the profiles themselves
+
+
+def _test_functions(module: Path) -> set[str]:
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef)
+            and n.name.startswith("test_")}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_promise_names_a_test_of_its_module_and_every_test_is_a_promise(name):
+    profile = PROFILES[name]
+    module = ROOT / profile.test_module
+    assert module.exists(), f"{profile.test_module} is missing"
+    tests = _test_functions(module)
+    named = [p.test for p in profile.promises]
+    assert len(set(named)) == len(named), "two promises name the same test"
+    assert set(named) == tests, (f"promises without a test: {set(named) - tests}; "
+                                 f"tests without a promise: {tests - set(named)}")
+    assert len({p.id for p in profile.promises}) == len(profile.promises)
+    for promise in profile.promises:
+        assert promise.quote and promise.does and promise.section
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_profile_is_a_valid_site_configuration(name):
+    profile = PROFILES[name]
+    keys = [c["key"] for c in profile.categories]
+    assert keys[0] == "essential" and len(set(keys)) == len(keys)
+    assert all(CATEGORY_KEY_RE.match(k) for k in keys)
+    for category in profile.categories:
+        ServiceSchema(many=True).load(category.get("services") or [])  # raises when invalid
+        assert category["descriptions"]["en"]
+    assert set(profile.channel_defaults) == set(CHANNELS)
+    assert validate_deadline_rule(profile.request_deadline) == profile.request_deadline
+    rule = parse_age_rule(profile.age_rule)
+    if rule is not None:
+        assert set(rule.categories) <= set(keys) - {"essential"}
+    assert re.match(r"^00[0-4]_[0-9a-f]{16}\.txt$", profile.seed)
+    for promise in profile.promises:
+        # every quote is the policy's own words (up to the elisions marked "...")
+        assert "..." in promise.quote or len(promise.quote) < 400
+
+
+def test_the_five_seed_policies_have_a_profile_each():
+    assert [p.seed[:3] for p in list_profiles()] == ["000", "001", "002", "003", "004"]
+    assert get_profile("001").name == "device_network"
+    assert get_profile("004_47d29a1ae782588f.txt").name == "care_platform"
+
+
+# ---------------------------------------------------------------- loading
+
+
+def test_load_profile_command_creates_the_site_once(app, runner, client):
+    result = runner.invoke(args=["consent", "load-profile", "device_network",
+                                 "--origin", ORIGIN])
+    assert result.exit_code == 0, result.output
+    api_key = result.output.split("API key (shown once): ")[1].split()[0]
+    site = get_site("dasset")
+    assert [c.key for c in site.categories] == ["essential", "functional", "analytics",
+                                                "advertising"]
+    assert site.categories[1].titles["en"] == "Auxiliary functions"
+    assert site.categories[0].locked and site.allowed_origins == [ORIGIN]
+    assert site.settings["request_deadline"] == {"days": 30}
+    assert site.settings["age_rule"]["from_age"] == 14
+    assert site.settings["profile"]["name"] == "device_network"
+    [version] = list_policies(site.id)
+    assert version.label == "2024-02-26" and version.material
+    assert "minor aged 14 or above" in version.text
+    # the printed key works for the site's backend
+    answer = may_i_send(client, {"key": "dasset", "api_key": api_key}, "sms", "promotional",
+                        user_id="u1")
+    assert answer == {**answer, "allowed": True, "reason": "default_allowed"}
+
+    again = runner.invoke(args=["consent", "load-profile", "device_network"])
+    assert again.exit_code == 0 and "nothing changed" in again.output
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Site)).scalar() == 1
+
+    clash = runner.invoke(args=["consent", "load-profile", "scheduling", "--site-key", "dasset"])
+    assert clash.exit_code == 1
+    assert "already exists (loaded from profile 'device_network')" in clash.output
+
+
+def test_load_profile_command_refuses_unknown_names_and_bad_origins(app, runner):
+    unknown = runner.invoke(args=["consent", "load-profile", "nope"])
+    assert unknown.exit_code == 1 and "known: services_platform" in unknown.output
+    bad = runner.invoke(args=["consent", "load-profile", "003", "--origin", "not an origin"])
+    assert bad.exit_code == 1 and "is not an origin" in bad.output
+    taken = runner.invoke(args=["consent", "create-site", "allset", "Someone else"])
+    assert taken.exit_code == 0
+    clash = runner.invoke(args=["consent", "load-profile", "003"])
+    assert clash.exit_code == 1 and "not from a profile" in clash.output
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Site)).scalar() == 1
+
+
+def test_loading_by_seed_number_and_under_another_key(app, runner):
+    result = runner.invoke(args=["consent", "load-profile", "000", "--site-key", "planet-test",
+                                 "--site-name", "Planet (test)", "--origin", ORIGIN])
+    assert result.exit_code == 0, result.output
+    site = get_site("planet-test")
+    assert site.name == "Planet (test)" and "location" in [c.key for c in site.categories]
+    assert site.settings["linked_accounts"] == {"zoom": "Zoom",
+                                               "social_login": "Social media sign-in"}
+
+
+# ---------------------------------------------------------------- admin
+
+
+def test_profiles_admin_needs_sign_in_and_the_right_scope(app):
+    anonymous = app.test_client()
+    r = anonymous.get("/admin/profiles")
+    assert r.status_code == 302 and "/admin/sign-in" in r.headers["Location"]
+    reader = admin_client(app, ("audit:read",))
+    page = reader.get("/admin/profiles")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    for profile in list_profiles():
+        assert f'id="profile-{profile.name}"' in html
+    assert "Load profile" not in html  # no sites:write, no form
+    refused = post_form(reader, "/admin/profiles", {"profile": "scheduling"})
+    assert refused.status_code == 403
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Site)).scalar() == 0
+
+
+def test_admin_loads_a_profile_and_its_summary_lists_every_promise_with_its_test(app):
+    admin = admin_client(app, ("admin",))
+    r = post_form(admin, "/admin/profiles", {"profile": "care_platform", "site_key": "",
+                                            "allowed_origins": ORIGIN})
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert 'id="secret"' in html and "ck_" in html
+    assert get_site("alopal").settings["opt_out_deadline"] == {"business_days": 10}
+    again = post_form(admin, "/admin/profiles", {"profile": "care_platform"})
+    assert again.status_code == 302
+    assert again.headers["Location"].endswith("/admin/sites/alopal/profile")
+
+    summary = admin.get("/admin/sites/alopal/profile").get_data(as_text=True)
+    profile = PROFILES["care_platform"]
+    for promise in profile.promises:
+        assert f'id="promise-{promise.id}"' in summary
+        assert f"{profile.test_module}::{promise.test}" in summary
+    assert "10 business days" in summary and "under 18" in summary
+    assert "Google Tag Manager" in summary and "LinkedIn (Conversion Tracking)" in summary
+    assert "Comply with a legal obligation." in summary
+    standalone = admin.get("/admin/profiles/scheduling").get_data(as_text=True)
+    assert "Do Not Track" in standalone and "45 days" in standalone
+    assert admin.get("/admin/profiles/nope").status_code == 404
+
+
+def test_site_profile_page_of_a_site_without_profile(app, site):
+    admin = admin_client(app, ("audit:read",))
+    html = admin.get(f"/admin/sites/{site['key']}/profile").get_data(as_text=True)
+    assert 'id="no-profile"' in html
+
+
+# ---------------------------------------------------------------- age rules
+
+
+def test_a_minor_cannot_grant_alone_through_the_decision_api(app, client):
+    site = load("device_network")
+    minor = decide(client, site["key"], {"action": "accept_all", "age": "minor"})
+    assert minor["consent"]["categories"] == {"essential": True, "functional": False,
+                                              "analytics": False, "advertising": False}
+    [first] = events()
+    assert first.meta == {"age": "minor", "withheld": ["advertising", "analytics",
+                                                      "functional"]}
+    # the SMS promotions DASSET sends by default are off for a minor
+    assert first.channels == {"sms.promotional": False}
+    assert may_i_send(client, site, "sms", "promotional",
+                      subject=minor["subject"])["allowed"] is False
+    with_guardian = decide(client, site["key"], {"action": "accept_all", "guardian": True,
+                                                "subject": minor["subject"]})
+    assert with_guardian["consent"]["categories"]["advertising"] is True
+    assert events()[-1].meta == {"guardian": True}
+    # later choices of the minor alone keep what the guardian granted
+    alone = decide(client, site["key"], {"action": "custom", "subject": minor["subject"],
+                                        "categories": {"functional": False,
+                                                       "advertising": True}})
+    assert alone["consent"]["categories"]["advertising"] is True
+    assert alone["consent"]["categories"]["analytics"] is False
+
+
+def test_an_adult_and_a_site_without_age_rule_are_not_affected(app, client, site):
+    adult = load("care_platform")
+    body = decide(client, adult["key"], {"action": "accept_all", "age": "adult"})
+    assert body["consent"]["categories"]["advertising"] is True
+    assert events()[-1].meta == {"age": "adult"}
+    plain = decide(client, site["key"], {"action": "accept_all", "age": "minor"},
+                   origin=site["origin"])
+    assert plain["consent"]["categories"]["advertising"] is True
+    assert events()[-1].meta is None
+
+
+def test_marking_a_minor_withdraws_what_they_granted_alone(app, client, site):
+    shop = site
+    site = load("device_network")
+    visitor = decide(client, site["key"], {"action": "accept_all"})["subject"]
+    r = client.post(f"/api/v1/sites/{site['key']}/age", json={"subject": visitor,
+                                                             "minor": True},
+                    headers=auth(site["api_key"]))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    body = r.get_json()
+    assert body["minor"] is True
+    assert body["withdrawn"] == {"functional": False, "analytics": False,
+                                 "advertising": False, "sms.promotional": False}
+    withdraw = events("withdraw")[-1]
+    assert withdraw.source == "api" and withdraw.meta == {"age": "minor", "reason": "age_rule"}
+    me = client.get(f"/api/v1/sites/{site['key']}/me/{visitor}").get_json()
+    assert me["categories"]["advertising"] is False
+    # marking again changes nothing; an adult is just recorded as such
+    again = client.post(f"/api/v1/sites/{site['key']}/age",
+                        json={"subject": visitor, "minor": True},
+                        headers=auth(site["api_key"])).get_json()
+    assert again["event_id"] is None and len(events("withdraw")) == 1
+    no_rule = client.post("/api/v1/sites/shop/age", json={"subject": visitor, "minor": True},
+                          headers=auth(shop["api_key"]))
+    assert no_rule.status_code == 422 and "has no age rule" in no_rule.get_json()["detail"]
+
+
+def test_other_paths_refuse_a_minors_unguarded_grant_and_record_nothing(app, client):
+    site = load("care_platform")
+    headers = auth(site["api_key"])
+    r = client.post(f"/api/v1/sites/{site['key']}/age", json={"user_id": "teen-1",
+                                                             "minor": True}, headers=headers)
+    assert r.status_code == 200
+    before = len(events())
+    push = client.post(f"/api/v1/sites/{site['key']}/channel-choices",
+                       json={"user_id": "teen-1", "channels": {"email.promotional": True}},
+                       headers=headers)
+    assert push.status_code == 403 and push.mimetype == PROBLEM
+    problem = push.get_json()
+    assert problem["title"] == "Guardian consent required"
+    assert problem["errors"][0]["pointer"] == "#/channels"
+    assert "email.promotional needs the consent of a parent" in problem["detail"]
+    assert len(events()) == before
+    # a service (non-promotional) push is not reserved
+    ok = client.post(f"/api/v1/sites/{site['key']}/channel-choices",
+                     json={"user_id": "teen-1", "channels": {"push.service": True}},
+                     headers=headers)
+    assert ok.status_code == 200
+    # the parent's verified consent is recorded as such, then the same choice is accepted
+    guardian = client.post(f"/api/v1/sites/{site['key']}/guardian-consents",
+                           json={"user_id": "teen-1", "channels": {"email.promotional": True},
+                                 "categories": {"analytics": True}}, headers=headers)
+    assert guardian.status_code == 201, guardian.get_data(as_text=True)
+    event = events("guardian")[-1]
+    assert event.meta == {"age": "minor", "guardian": True} and event.source == "api"
+    assert guardian.get_json()["channels"]["email.promotional"] is True
+    assert guardian.get_json()["consent"]["categories"]["analytics"] is True
+    assert may_i_send(client, site, "email", "promotional", user_id="teen-1")["allowed"]
+    assert verify_ledger().ok
+
+
+def test_the_preference_form_withholds_a_minors_grants_unless_a_guardian_agrees(app, client):
+    site = load("care_platform")
+    page = client.get(f"/preferences?site={site['key']}&age=ask").get_data(as_text=True)
+    assert 'id="age-minor"' in page and "I am under 18." in page
+    assert "My parent agrees to these choices." in page
+    assert 'id="age-minor"' not in client.get(f"/preferences?site={site['key']}").get_data(
+        as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"csrf_token": token, "age_question": "1", "minor": "1",
+            "category": ["analytics", "advertising"], "channel": ["email.promotional"]}
+    r = client.post(f"/preferences?site={site['key']}", data=form)
+    assert r.status_code == 303
+    saved = events("preferences")[-1]
+    assert saved.categories["analytics"] is False and saved.channels["email.promotional"] is False
+    assert saved.meta["withheld"] == ["advertising", "analytics", "email.promotional"]
+    # the page remembers this visitor is a minor and asks again, ticked
+    again = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert 'id="age-minor" name="minor" value="1" checked' in again
+    r = client.post(f"/preferences?site={site['key']}", data={**form, "guardian": "1"})
+    saved = events("preferences")[-1]
+    assert saved.categories["analytics"] is True and saved.meta == {"age": "minor",
+                                                                    "guardian": True}
+
+
+# ---------------------------------------------------------------- linked accounts
+
+
+def test_deauthorising_deletes_the_token_and_records_a_withdrawal(app, client):
+    site = load("services_platform")
+    headers = auth(site["api_key"])
+    base = f"/api/v1/sites/{site['key']}/linked-accounts"
+    r = client.post(base, json={"user_id": "u-7", "integration": "zoom",
+                                "token": "zoom-access-token-123"}, headers=headers)
+    assert r.status_code == 201, r.get_data(as_text=True)
+    grant = events("grant")[-1]
+    assert grant.meta == {"linked_account": "zoom", "authorized": True}
+    row = db.session.execute(db.select(LinkedAccount)).scalar_one()
+    assert "zoom-access-token-123" not in row.token_sealed  # encrypted at rest
+    token = client.post(f"{base}/token", json={"user_id": "u-7", "integration": "zoom"},
+                        headers=headers)
+    assert token.get_json() == {"token": "zoom-access-token-123"}
+
+    gone = client.post(f"{base}/deauthorize", json={"user_id": "u-7", "integration": "zoom"},
+                       headers=headers)
+    assert gone.status_code == 200
+    body = gone.get_json()
+    assert body["link"]["active"] is False and body["link"]["token_deleted_at"]
+    withdraw = events("withdraw")[-1]
+    assert withdraw.event_id == body["event_id"]
+    assert withdraw.meta == {"linked_account": "zoom", "deauthorized": True,
+                             "token_deleted": True, "via": "third_party"}
+    db.session.rollback()
+    assert db.session.execute(db.select(LinkedAccount.token_sealed)).scalar_one() is None
+    after = client.post(f"{base}/token", json={"user_id": "u-7", "integration": "zoom"},
+                        headers=headers)
+    assert after.status_code == 410 and after.mimetype == PROBLEM
+    repeat = client.post(f"{base}/deauthorize", json={"user_id": "u-7", "integration": "zoom"},
+                         headers=headers)
+    assert repeat.status_code == 200 and repeat.get_json()["event_id"] is None
+    assert len(events("withdraw")) == 1
+    listing = client.get(f"{base}?user_id=u-7", headers=headers).get_json()
+    assert [link["integration"] for link in listing["links"]] == ["zoom"]
+    assert "token" not in listing["links"][0]
+    assert verify_ledger().ok
+
+
+def test_linked_accounts_refuse_unknown_integrations_and_callers(app, client):
+    site = load("services_platform")
+    base = f"/api/v1/sites/{site['key']}/linked-accounts"
+    body = {"user_id": "u-1", "integration": "dropbox", "token": "t"}
+    r = client.post(base, json=body, headers=auth(site["api_key"]))
+    assert r.status_code == 422 and "links only social_login, zoom" in r.get_json()["detail"]
+    assert client.post(base, json={**body, "integration": "zoom"}).status_code == 401
+    missing = client.post(f"{base}/deauthorize", json={"user_id": "nobody",
+                                                       "integration": "zoom"},
+                          headers=auth(site["api_key"]))
+    assert missing.status_code == 404
+    assert events() == []
+
+
+def test_erasure_deletes_linked_accounts(app, client):
+    site = load("services_platform")
+    client.post(f"/api/v1/sites/{site['key']}/linked-accounts",
+                json={"user_id": "u-9", "integration": "zoom", "token": "tok"},
+                headers=auth(site["api_key"]))
+    from consent.requests import carry_out_erasure
+
+    req = open_request(site["key"], "erasure", user_id="u-9")
+    carry_out_erasure(site["key"], req.id, "user:1")
+    db.session.rollback()
+    assert db.session.execute(db.select(LinkedAccount)).first() is None
+    assert verify_ledger().ok
+
+
+# ---------------------------------------------------------------- deadlines
+
+
+def test_an_opt_out_is_applied_at_once_and_recorded_with_its_deadline(app, client):
+    site = load("care_platform")
+    headers = auth(site["api_key"])
+    r = client.post(f"/api/v1/sites/{site['key']}/unsubscribe-links",
+                    json={"channel": "email", "address": "pat@example.org", "user_id": "pat"},
+                    headers=headers)
+    url = r.get_json()["url"]
+    client.post(f"/api/v1/sites/{site['key']}/channel-choices",
+                json={"user_id": "pat", "channels": {"email.promotional": True}},
+                headers=headers)
+    parts = urlsplit(url)
+    done = client.post(f"{parts.path}?{parts.query}", data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200
+    unsubscribe = events("unsubscribe")[-1]
+    [opt_out] = db.session.execute(db.select(DataRequest)).scalars().all()
+    assert (opt_out.kind, opt_out.status) == ("opt-out", "completed")
+    assert opt_out.completed_at == opt_out.received_at == unsubscribe.recorded_at
+    assert opt_out.due_at == due_date(unsubscribe.recorded_at, {"business_days": 10})
+    assert opt_out.deadline_rule == "10 business days"
+    assert opt_out.result == {"event_id": unsubscribe.event_id,
+                              "channels": {"email.promotional": False}}
+    # a site without an opt-out deadline records none
+    other = load("scheduling")
+    client.post(f"/api/v1/sites/{other['key']}/channel-choices",
+                json={"user_id": "pat", "channels": {"email.promotional": False}},
+                headers=auth(other["api_key"]))
+    assert len(db.session.execute(db.select(DataRequest)).scalars().all()) == 1
+
+
+@pytest.mark.parametrize("name,rule", [("device_network", "30 days"), ("scheduling", "45 days"),
+                                       ("care_platform", "10 business days")])
+def test_requests_carry_the_profiles_deadline(app, client, name, rule):
+    site = load(name)
+    visitor = decide(client, site["key"], {"action": "reject_all"})["subject"]
+    received = utcnow() - timedelta(days=60)
+    req = open_request(site["key"], "access", subject=visitor, received_at=received)
+    assert req.deadline_rule == rule
+    assert req.due_at == due_date(received, PROFILES[name].request_deadline)
+    assert req.overdue()
+
+
+# ---------------------------------------------------------------- widget budget
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_first_visit_download_of_every_profile_stays_within_8000_bytes_gzip(app, client,
+                                                                           name):
+    site = load(name)
+    config = client.get(f"/api/v1/sites/{site['key']}/config?locale=en")
+    assert config.status_code == 200
+    total = sum(len(gzip.compress(body, 9)) for body in (
+        (ROOT / "static" / "consent.js").read_bytes(),
+        (ROOT / "static" / "consent.css").read_bytes(), config.data))
+    assert total <= 8000, f"{name}: {total} bytes gzip -9"
+    body = config.get_json()
+    assert ("age" in body) == (PROFILES[name].age_rule is not None)
+    assert "prefs.withdrawal_note" not in body["strings"]  # page strings stay on the page
