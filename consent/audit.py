@@ -1,11 +1,13 @@
 """Audit export (CSV, JSON Lines) with a signed manifest, and its offline verifier.
 
 An export is one file: a row per ledger event carrying every hashed field plus `prev_hash`
-and `hash`, then one last line, the manifest (row count, first and last hash, a digest of
-every row hash, time range, filters, per-stream ranges, retention checkpoints), signed
-with the server's Ed25519 key. `verify_export_file` needs only the file (and, to rule out
-a re-signed file, the server's public key): it recomputes each row's hash, checks the
-links between consecutive rows of a stream, and checks the manifest and its signature.
+and `hash`; then the webhook delivery log (who was told about which event, and when: one
+row per notification, each with its own hash); then one last line, the manifest (row
+count, first and last hash, a digest of every row hash, time range, filters, per-stream
+ranges, retention checkpoints, count and digest of the delivery rows), signed with the
+server's Ed25519 key. `verify_export_file` needs only the file (and, to rule out a
+re-signed file, the server's public key): it recomputes each row's hash, checks the links
+between consecutive rows of a stream, and checks the manifest and its signature.
 
 Signing key: CONSENT_SIGNING_KEY (a PEM file path, or a 32-byte seed as 64 hex digits)
 or, when unset, a key derived from SECRET_KEY. It is never stored in the database, so
@@ -22,6 +24,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from itertools import islice
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
@@ -34,12 +37,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 
 from .ledger import ACTIONS, canonical, chain_hash, hashed_fields
 
-FORMAT = "consent-export/1"
+# /2 added the delivery rows; files of /1 (no delivery rows) still verify.
+FORMAT = "consent-export/2"
+FORMATS = ("consent-export/1", FORMAT)
 COLUMNS = ("event_id", "site", "stream", "seq", "subject", "recorded_at", "action", "source",
            "categories", "channels", "policy_version", "locale", "meta", "details_digest",
            "idempotency_key", "prev_hash", "hash")
 JSON_COLUMNS = ("categories", "channels", "meta")
 MANIFEST_MARK = "#manifest"
+# The webhook delivery log, after the event rows. In CSV the rows follow a header line of
+# their own (DELIVERY_HEADER); in JSON Lines each is an object with "type": "delivery"
+# (event rows have no "type"). Every cell but `hash` is covered by the row's hash.
+DELIVERY_MARK = "delivery"
+DELIVERY_COLUMNS = ("type", "site", "notification_id", "event_id", "notification_type",
+                    "endpoint_id", "endpoint_name", "endpoint_url", "state", "attempts",
+                    "created_at", "acknowledged_at", "dead_at", "last_status", "last_error",
+                    "hash")
+DELIVERY_HEADER = ",".join(DELIVERY_COLUMNS)
+_DELIVERY_INTS = ("endpoint_id", "attempts", "last_status")
+_DELIVERY_REQUIRED_INTS = ("endpoint_id", "attempts")
 BATCH = 5000
 
 # ---------------------------------------------------------------- signing
@@ -162,6 +178,8 @@ class ExportFilters:
     subject: str | None = None
     category: str | None = None
     actions: tuple[str, ...] = ()
+    # The webhook delivery log of the same sites and time range (see _iter_deliveries).
+    deliveries: bool = True
 
     @property
     def contiguous(self) -> bool:
@@ -180,6 +198,8 @@ class ExportStats:
     last_at: str | None = None
     digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     streams: dict = field(default_factory=dict)
+    deliveries: int = 0
+    delivery_digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -402,6 +422,81 @@ def _checkpoints(filters: ExportFilters) -> list[dict]:
     return out
 
 
+# ---------------------------------------------------------------- the delivery log
+
+
+def _normal_delivery(row: dict) -> dict:
+    """The typed values a delivery row's hash covers: an empty text is None, as CSV has it."""
+    out = {}
+    for name in DELIVERY_COLUMNS:
+        value = row.get(name)
+        out[name] = None if value == "" else value
+    return out
+
+
+def delivery_hash(row: dict) -> str:
+    """The hash of one delivery row: SHA-256 of its cells (all but `hash`), canonical JSON."""
+    cells = {name: row[name] for name in DELIVERY_COLUMNS if name != "hash"}
+    cells["v"] = "delivery/1"
+    return hashlib.sha256(canonical(cells).encode()).hexdigest()
+
+
+def _delivery_row(site_key: str, entry: dict) -> dict:
+    """A row of the export from one `consent.outbox.delivery_log_rows` entry."""
+    row = _normal_delivery({
+        "type": DELIVERY_MARK, "site": site_key,
+        "notification_id": entry["notification_id"], "event_id": entry["event_id"],
+        "notification_type": entry["type"], "endpoint_id": entry["endpoint_id"],
+        "endpoint_name": entry["endpoint_name"], "endpoint_url": entry["endpoint_url"],
+        "state": entry["state"], "attempts": entry["attempts"],
+        "created_at": entry["created_at"], "acknowledged_at": entry["acknowledged_at"],
+        "dead_at": entry["dead_at"], "last_status": entry["last_status"],
+        "last_error": entry["last_error"]})
+    row["hash"] = delivery_hash(row)
+    return row
+
+
+def _exported_event_ids(dialect: str, site, filters: ExportFilters, ids: list[str]) -> set:
+    """Which of IDS are events the export's filters select (one query per batch)."""
+    from .extensions import db
+
+    query, params = _export_query(dialect, site, filters)
+    where = query.text.split(" FROM consent_events ", 1)[1].rsplit(" ORDER BY ", 1)[0]
+    names = [f"eid_{i}" for i in range(len(ids))]
+    sql = (f"SELECT event_id FROM consent_events {where} "
+           f"AND event_id IN ({', '.join(':' + n for n in names)})")
+    binds = [b for key, b in query._bindparams.items() if f":{key}" in where]
+    params = {k: v for k, v in params.items() if f":{k}" in where}
+    params.update(zip(names, ids))
+    return set(db.session.execute(sa.text(sql).bindparams(*binds), params).scalars())
+
+
+def _iter_deliveries(filters: ExportFilters) -> Iterator[list[dict]]:
+    """Batches of delivery rows: every notification of the sites and time range, or, when
+    the export is filtered by subject, category or action, those of its events."""
+    from .extensions import db
+    from .outbox import delivery_log_rows
+
+    if not filters.deliveries:
+        return
+    dialect = db.session.get_bind().dialect.name
+    for site in _sites(filters):
+        batch: list[dict] = []
+        entries = iter(delivery_log_rows(site.id, filters.since, filters.until))
+        while chunk := list(islice(entries, 500)):
+            if not filters.contiguous:
+                # Checked per batch against the events table, so memory stays flat.
+                keep = _exported_event_ids(dialect, site, filters,
+                                           sorted({e["event_id"] for e in chunk}))
+                chunk = [e for e in chunk if e["event_id"] in keep]
+            batch.extend(_delivery_row(site.key, e) for e in chunk)
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
 def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict:
     """The signed last line of an export."""
     from .database import utcnow
@@ -418,6 +513,11 @@ def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict
                        "last_recorded_at": stats.last_at},
         "streams": stats.streams,
         "checkpoints": _checkpoints(filters),
+        "deliveries": ({"included": True,
+                        "scope": "time_range" if filters.contiguous else "exported_events",
+                        "row_count": stats.deliveries,
+                        "rows_sha256": stats.delivery_digest.hexdigest()}
+                       if filters.deliveries else {"included": False}),
     }
     raw = public_key_raw()
     return {"manifest": manifest,
@@ -453,6 +553,17 @@ def _jsonl_chunk(batch: list) -> str:
     return "".join(lines)
 
 
+def _delivery_chunk(batch: list[dict], fmt: str, header: bool) -> str:
+    if fmt == "jsonl":
+        return "".join([_dumps(row) + "\n" for row in batch])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if header:
+        buf.write(DELIVERY_HEADER + "\n")
+    writer.writerows([[row[name] for name in DELIVERY_COLUMNS] for row in batch])
+    return buf.getvalue()
+
+
 def iter_export(filters: ExportFilters, fmt: str = "csv",
                 progress: Callable[[int], None] | None = None) -> Iterator[str]:
     """The export as text chunks, streamed from the database (memory stays flat)."""
@@ -469,6 +580,12 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
             yield _csv_chunk(batch) if fmt == "csv" else _jsonl_chunk(batch)
         if progress:
             progress(len(batch))
+    # After the events, so the event rows stay one table (in CSV: one header, no gaps);
+    # the CSV section header is written only when there is a delivery row at all.
+    for batch in _iter_deliveries(filters):
+        yield _delivery_chunk(batch, fmt, header=stats.deliveries == 0)
+        stats.deliveries += len(batch)
+        stats.delivery_digest.update("".join([row["hash"] for row in batch]).encode())
     signed = build_manifest(filters, stats, fmt)
     if fmt == "csv":
         buf = io.StringIO()
@@ -496,9 +613,15 @@ class ExportProblem:
     row: int | None
     event_id: str | None
     reason: str
+    # "delivery": ROW counts the delivery rows (1 = the first one after the events).
+    kind: str = "event"
+    notification_id: str | None = None
 
     def __str__(self) -> str:
-        if self.row is not None:
+        if self.kind == "delivery" and self.row is not None:
+            who = f"delivery row {self.row} (line {self.line}"
+            who += f", notification {self.notification_id})" if self.notification_id else ")"
+        elif self.row is not None:
             who = f"row {self.row} (line {self.line}"
             who += f", event {self.event_id})" if self.event_id else ")"
         else:
@@ -511,6 +634,7 @@ class ExportReport:
     """Outcome of verifying an export file."""
 
     rows: int = 0
+    deliveries: int = 0
     format: str | None = None
     key_id: str | None = None
     key_pinned: bool = False
@@ -550,6 +674,34 @@ def _row_from_json(obj) -> dict:
         if not isinstance(obj[name], int) or isinstance(obj[name], bool):
             raise ValueError(f"{name} is not a number")
     return obj
+
+
+def _delivery_from_csv(cells: list[str]) -> dict:
+    if len(cells) != len(DELIVERY_COLUMNS):
+        raise ValueError(f"expected {len(DELIVERY_COLUMNS)} columns, found {len(cells)}")
+    return _typed_delivery(_normal_delivery(dict(zip(DELIVERY_COLUMNS, cells))), text=True)
+
+
+def _delivery_from_json(obj) -> dict:
+    if not isinstance(obj, dict) or set(obj) != set(DELIVERY_COLUMNS):
+        raise ValueError("not a delivery row: its fields are not the delivery columns")
+    return _typed_delivery(_normal_delivery(obj), text=False)
+
+
+def _typed_delivery(row: dict, *, text: bool) -> dict:
+    if row["type"] != DELIVERY_MARK:
+        raise ValueError(f"not a delivery row: its type is {row['type']!r}")
+    for name in _DELIVERY_INTS:
+        value = row[name]
+        if value is None and name not in _DELIVERY_REQUIRED_INTS:
+            continue
+        if text and isinstance(value, str) and value.isdigit():
+            row[name] = value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} is not a number")
+    if not isinstance(row["hash"], str):
+        raise ValueError("hash is not text")
+    return row
 
 
 def row_hash(row: dict) -> str:
@@ -617,7 +769,7 @@ def _check_signed_manifest(signed, pinned: bytes | None, report: ExportReport) -
                 f"{key_id(pinned)}: the manifest was re-signed")
     if not verify_signature(embedded, canonical(manifest).encode(), str(sig.get("value"))):
         return "the manifest signature is not valid: the manifest was edited"
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in FORMATS:
         return f"unknown export format {manifest.get('format')!r}"
     for cp in manifest.get("checkpoints") or []:
         try:
@@ -644,6 +796,12 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
         report.problems.append(ExportProblem(line, row, event_id, reason))
         return report
 
+    def bad_delivery(line: int, notification_id, reason: str) -> ExportReport:
+        report.problems.append(ExportProblem(line, report.deliveries + 1, None, reason,
+                                             kind="delivery",
+                                             notification_id=notification_id))
+        return report
+
     with open(path, "rb") as fh:
         manifest_offset, last = _last_line(fh)
         signed = _read_manifest(last)
@@ -659,6 +817,8 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
         manifest = report.manifest
         contiguous = bool(manifest.get("contiguous"))
         digest = hashlib.sha256()
+        delivery_digest = hashlib.sha256()
+        in_deliveries = False
         streams: dict[str, dict] = {}
         first_hash = last_hash = first_at = last_at = None
         number, offset, pending, line = 0, 0, None, 0
@@ -699,14 +859,42 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
             if report.format != manifest.get("encoding"):
                 return bad(line, None, None, "the file's format differs from the one "
                            "its manifest names")
+            delivery = in_deliveries
+            if report.format == "csv":
+                if text == DELIVERY_HEADER:
+                    if in_deliveries:
+                        return bad(line, None, None, "a second header of delivery rows: "
+                                   "lines were added")
+                    in_deliveries = True
+                    continue
+                if not in_deliveries and text.startswith(DELIVERY_MARK + ","):
+                    return bad(line, None, None, "a delivery row before the header of "
+                               "the delivery rows: the header line was edited or removed")
             try:
                 if report.format == "csv":
-                    row = _row_from_csv(next(csv.reader([text])))
+                    cells = next(csv.reader([text]))
+                    row = _delivery_from_csv(cells) if delivery else _row_from_csv(cells)
                 else:
-                    row = _row_from_json(json.loads(text))
+                    obj = json.loads(text)
+                    # Event rows have no "type"; a delivery row keeps one of these two
+                    # names whatever single byte of it is edited.
+                    delivery = delivery or (isinstance(obj, dict) and (
+                        "type" in obj or "notification_id" in obj))
+                    row = _delivery_from_json(obj) if delivery else _row_from_json(obj)
             except (ValueError, StopIteration, csv.Error) as exc:
+                if delivery or '"notification_id"' in text:
+                    return bad_delivery(line, None, f"cannot be read ({exc}): the row was "
+                                        "edited")
                 return bad(line, report.rows + 1, None,
                            f"cannot be read ({exc}): the row was edited")
+            if delivery:
+                in_deliveries = True
+                if delivery_hash(row) != row["hash"]:
+                    return bad_delivery(line, row["notification_id"], "contents do not "
+                                        "match the row's hash: the row was edited")
+                report.deliveries += 1
+                delivery_digest.update(row["hash"].encode())
+                continue
             report.rows += 1
             n, ev = report.rows, row.get("event_id")
             try:
@@ -748,6 +936,20 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
             return bad(number, None, None, f"the signed manifest says {name} "
                        f"{manifest.get(name)!r} but the rows give {value!r}: rows were "
                        "removed, added or replaced")
+    shown = manifest.get("deliveries") or {}
+    if not isinstance(shown, dict):
+        return bad(number, None, None, "the manifest's deliveries entry is malformed")
+    if shown.get("included"):
+        expected = {"row_count": report.deliveries,
+                    "rows_sha256": delivery_digest.hexdigest()}
+        for name, value in expected.items():
+            if shown.get(name) != value:
+                return bad(number, None, None, f"the signed manifest says deliveries "
+                           f"{name} {shown.get(name)!r} but the delivery rows give "
+                           f"{value!r}: delivery rows were removed, added or replaced")
+    elif report.deliveries:
+        return bad(number, None, None, f"{report.deliveries} delivery rows, but the signed "
+                   "manifest says the export has none: rows were added")
     if manifest.get("streams") != streams:
         return bad(number, None, None, "per-stream ranges differ from the signed manifest: "
                    "rows were removed or added")
@@ -794,17 +996,21 @@ def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
               help="Only these actions (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
               show_default=True)
+@click.option("--deliveries/--no-deliveries", default=True, show_default=True,
+              help="Append the webhook delivery log (who was told, when) after the events.")
 @click.option("--output", "-o", default="-", help="File to write (default: standard output).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on standard error (default: when writing to a file).")
-def export_command(site_key, since, until, subject, category, actions, fmt, output, progress):
-    """Export the consent ledger with hash links and a signed manifest."""
+def export_command(site_key, since, until, subject, category, actions, fmt, deliveries,
+                   output, progress):
+    """Export the consent ledger and webhook delivery log with a signed manifest."""
     from .sites import NotFound
 
     try:
         filters = ExportFilters(site_key=site_key, since=parse_when(since),
                                 until=parse_when(until, end=True), subject=subject,
-                                category=category, actions=tuple(actions))
+                                category=category, actions=tuple(actions),
+                                deliveries=deliveries)
         if progress is None:
             progress = output != "-"
         out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8",
@@ -843,11 +1049,14 @@ def verify_export_command(file, public_key, as_json):
 
 def _print_report(report: ExportReport, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "rows": report.rows, "format": report.format,
+        click.echo(json.dumps({"ok": report.ok, "rows": report.rows,
+                               "deliveries": report.deliveries, "format": report.format,
                                "key_id": report.key_id, "key_pinned": report.key_pinned,
                                "problems": [p.__dict__ for p in report.problems]}))
     elif report.ok:
-        click.echo(f"OK: {report.rows} rows verify; manifest signed by key {report.key_id}"
+        also = f" and {report.deliveries} delivery rows" if report.deliveries else ""
+        click.echo(f"OK: {report.rows} rows{also} verify; manifest signed by key "
+                   f"{report.key_id}"
                    + ("" if report.key_pinned else
                       " (not pinned: pass --public-key to rule out a re-signed file)"))
     else:

@@ -54,6 +54,9 @@ class ExportArgs(ma.Schema):
     subject = ma.fields.String(metadata={"description": "Visitor id or ledger pseudonym"})
     category = ma.fields.String()
     action = ma.fields.List(ma.fields.String(validate=validate.OneOf(ACTIONS)))
+    # A query string has no JSON booleans: true/false (or 1/0) are accepted here.
+    deliveries = ma.fields.Boolean(load_default=True, metadata={
+        "description": "Append the webhook delivery log after the events (default true)"})
 
 
 class SigningKeySchema(ma.Schema):
@@ -153,9 +156,11 @@ def get_signing_key():
                    "signed manifest",
     "content": {"text/csv": {}, "application/x-ndjson": {}}}})
 @blp.arguments(ExportArgs, location="query", as_kwargs=True)
-def get_export(site_key: str, format: str = "csv", **_filters):
-    """Download an export of the site's ledger with hash links and a signed manifest."""
-    return export_response(export_filters(site_key, request.args), format)
+def get_export(site_key: str, format: str = "csv", deliveries: bool = True, **_filters):
+    """Download an export of the site's ledger and delivery log with a signed manifest."""
+    filters = export_filters(site_key, request.args)
+    filters.deliveries = deliveries
+    return export_response(filters, format)
 
 
 @blp.route("/sites/<site_key>/requests", methods=["GET"])
