@@ -279,3 +279,21 @@ def test_web_download_and_token_api_include_the_deliveries(tmp_path, app, site, 
     assert report.manifest["deliveries"] == {"included": False}
     r = client.get(url + "&deliveries=maybe", headers=bearer(token))
     assert r.status_code == 422 and r.mimetype == "application/problem+json"
+
+
+def test_deliveries_of_purged_events_stay_in_the_export(tmp_path, client, site, told):
+    """A retention purge removes old events, not the record of who was told about them."""
+    from consent.database import utcnow
+    from consent.retention import purge_events
+
+    cutoff = utcnow()
+    decide(client, site["key"], "reject_all", subject=told["visitors"][1])
+    result = purge_events(site["key"], cutoff)
+    assert result.events_removed == 3
+    path = export(tmp_path, "csv", site_key=site["key"])
+    report = verify_export_file(str(path), public_key_text())
+    assert report.ok, report.problems
+    rows = delivery_rows(path)
+    purged = {r["event_id"] for r in rows} - event_ids_in(path)
+    assert len(purged) == 3 and len(rows) == 6 + 2  # the reject_all told both, not yet sent
+    assert {r["state"] for r in rows if r["event_id"] in purged} == {"delivered", "dead"}
