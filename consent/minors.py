@@ -14,7 +14,8 @@ and 004 set one):
 Whether a subject is a minor is kept on `Subject.is_minor`. It is set from the person's
 answer to the age question (the widget and the preference center send `age: "minor"` or
 `"adult"`, and `guardian: true` when a guardian gives the consent) or by the site's
-backend (`POST /api/v1/sites/<key>/age`).
+backend (`POST /api/v1/sites/<key>/age`). Once recorded, only the backend lifts it: the
+person's own "adult" answer does not.
 
 The rule kept by every path: for a minor, a restricted category or channel is on only if
 a guardian's consent for it was recorded (event meta `{"guardian": true}`). So:
@@ -200,7 +201,7 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
     SUBJECT needs `id` and `pseudonym`; runs inside the write transaction. A minor's new
     grants of restricted keys are withheld unless GUARDIAN; when the person becomes a
     minor with this choice, restricted keys they had on (or a default turns on) are
-    switched off in the same event.
+    switched off in the same event. An "adult" answer does not undo a recorded minor.
     """
     rule = age_rule(site)
     if rule is None:
@@ -208,12 +209,14 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
     if age is not None and age not in AGES:
         raise Invalid("age is 'minor' or 'adult'", field="age")
     was_minor = False if created else is_minor(subject.id)
-    minor = was_minor if age is None else age == "minor"
-    if minor != was_minor:
-        _set_minor(subject.id, minor)
+    # Once recorded as a minor, only the site's backend lifts it (POST /age): the person's
+    # own "adult" answer does not, or the rule would be one click away.
+    minor = was_minor or age == "minor"
+    if minor and not was_minor:
+        _set_minor(subject.id, True)
     meta = dict(meta or {})
     if age is not None:
-        meta["age"] = age
+        meta["age"] = "minor" if minor else "adult"
     if not minor:
         return Screened(categories, channels, meta or None)
     if guardian:

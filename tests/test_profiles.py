@@ -255,6 +255,20 @@ def test_a_minor_cannot_grant_alone_through_the_decision_api(app, client):
     assert alone["consent"]["categories"]["analytics"] is False
 
 
+def test_a_recorded_minor_stays_one_until_the_sites_backend_says_otherwise(app, client):
+    site = load("care_platform")
+    minor = decide(client, site["key"], {"action": "reject_all", "age": "minor"})["subject"]
+    claim = decide(client, site["key"], {"action": "accept_all", "age": "adult",
+                                        "subject": minor})
+    assert claim["consent"]["categories"]["advertising"] is False
+    assert events()[-1].meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
+    r = client.post(f"/api/v1/sites/{site['key']}/age", json={"subject": minor, "minor": False},
+                    headers=auth(site["api_key"]))
+    assert r.status_code == 200 and r.get_json()["minor"] is False
+    adult = decide(client, site["key"], {"action": "accept_all", "subject": minor})
+    assert adult["consent"]["categories"]["advertising"] is True
+
+
 def test_an_adult_and_a_site_without_age_rule_are_not_affected(app, client, site):
     adult = load("care_platform")
     body = decide(client, adult["key"], {"action": "accept_all", "age": "adult"})

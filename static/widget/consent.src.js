@@ -113,7 +113,7 @@
   function send(body) {
     queue.push(Object.assign(body, {subject: state.s, policy_version: state.p || undefined,
       locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined,
-      age: age ? (age.m ? 'minor' : 'adult') : undefined, guardian: age && age.m && age.g || undefined}));
+      age: cfg.age && (age || known()) ? (minor() ? 'minor' : 'adult') : undefined, guardian: minor() && age && age.g || undefined}));
     store(QK, queue);
     return flush();
   }
@@ -150,7 +150,7 @@
   function decide(action, c, src) {
     const before = cats(), t = now();
     if (gpc) for (const k of gpcKeys()) c[k] = false;  // the server applies the same rule
-    const m = age ? age.m : !!(state && state.m);
+    const m = minor();
     // age rule: a minor's new grants of these keys wait for a guardian (as on the server)
     if (m && cfg.age && !(age && age.g)) for (const k of cfg.age.categories) c[k] = c[k] && !!(state && state.m && state.c[k]);
     const any = Object.keys(c).some(k => k != E && c[k]);
@@ -202,13 +202,16 @@
   const S = k => cfg.strings[k] || k;
   const policy = () => cfg.policy.url && h('a', {href: cfg.policy.url}, S('policy'));
   const note = () => gpc && h('p', {class: 'cw-gpc'}, S('gpc'));
-  // The age question: sites with an age rule, when it asks always or the page flags the visitor.
+  const known = () => me.hasAttribute('data-minor') || !!(state && state.m);
+  const minor = () => age ? age.m : known();
+  // The age question: sites with an age rule, when it asks always or the page flags the visitor
+  // (data-age-check). A known minor (data-minor, or answered before) stays one: like the server.
   function ageQ() {
-    const a = cfg.age;
-    if (!a || !(a.ask == 'always' || me.hasAttribute('data-age-check') || state && state.m)) return null;
-    age = age || {m: !!(state && state.m), g: false};
+    const a = cfg.age, k0 = known();
+    if (!a || !(a.ask == 'always' || k0 || me.hasAttribute('data-age-check'))) return null;
+    age = age || {m: k0, g: false};
     const box = (k, t) => h('p', {class: 'cw-age'}, h('label', null,
-      h('input', {type: 'checkbox', name: 'cw-' + k, checked: age[k], on: e => { age[k] = e.target.checked; }}), ' ', t));
+      h('input', {type: 'checkbox', name: 'cw-' + k, checked: age[k], disabled: k == 'm' && k0, on: e => { age[k] = e.target.checked; }}), ' ', t));
     return [box('m', a.q), box('g', a.g)];
   }
   function btn(k, f, alt) { const b = h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k}, S(k)); b.addEventListener('click', f); return b; }

@@ -94,8 +94,10 @@ class ProfileEnv:
         return f"{self.site.url}/{page}"
 
     def render(self, name: str = "index.html", *, age_check: bool = False,
-               categories: list[str] | None = None) -> str:
-        """Write a customer page embedding the widget, with one tag per category."""
+               minor: bool = False, categories: list[str] | None = None) -> str:
+        """Write a customer page embedding the widget, with one tag per category.
+
+        AGE_CHECK: the site says the visitor may be a minor; MINOR: the site knows it."""
         keys = categories or [c["key"] for c in self.profile.categories if c["key"] != "essential"]
         tags = []
         for key in keys:
@@ -105,7 +107,7 @@ class ProfileEnv:
             if key == "functional":
                 tags.append('<iframe title="Embedded tool" data-category="functional" '
                             'data-src="frame.html"></iframe>')
-        flag = " data-age-check" if age_check else ""
+        flag = (" data-age-check" if age_check else "") + (" data-minor" if minor else "")
         (self.root / name).write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{self.profile.site_name}</title>
 <script src="{self.app_url}/consent.js" data-site="{self.site_key}"{flag}></script>

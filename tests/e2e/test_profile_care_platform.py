@@ -11,6 +11,7 @@ from consent.database import utcnow
 from consent.extensions import db
 from consent.profiles import PROFILES
 from consent.requests import DataRequest, due_date, open_request
+from tests.browser.conftest import new_context
 from tests.browser.helpers import banner, cookie_names, ran, settle, wait_ran
 from tests.test_admin_fixtures import admin_client, bearer, make_token, post_form
 
@@ -124,7 +125,7 @@ def test_google_and_linkedin_tracking_are_listed_and_wait_for_consent(env, conte
     assert [e.action for e in env.wait_events(3)] == ["custom", "custom", "reject_all"]
 
 
-def test_under_18_needs_parental_consent_recorded_as_such(env, page):
+def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     env.render("young.html", age_check=True)  # the site says the visitor may be under 18
     page.goto(env.url("young.html"))
     banner(page).wait_for()
@@ -161,6 +162,22 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, page):
     assert parental.categories["analytics"] is True
     assert parental.channels["email.promotional"] is True
     assert may_i_send(env, "email", "promotional", subject=subject)["allowed"] is True
+
+    # A page for a member the site knows to be under 18 (data-minor): nothing to answer,
+    # and the member cannot declare otherwise.
+    env.render("member.html", minor=True)
+    member = new_context(browser, locale="en-GB")
+    known = member.new_page()
+    known.goto(env.url("member.html"))
+    banner(known).wait_for()
+    box = known.get_by_label("I am under 18.")
+    assert box.is_checked() and box.is_disabled()
+    known.get_by_role("button", name="Accept all").click()
+    settle(known)
+    assert ran(known) == []
+    last = env.wait_events(4)[3]
+    assert last.meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
+    member.close()
 
 
 def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorded(env, app,

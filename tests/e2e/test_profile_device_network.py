@@ -184,7 +184,8 @@ def test_minors_need_their_guardians_explicit_consent(env, page):
 
     # The guardian's explicit consent, given with the minor, is recorded as such.
     page.locator("#open-settings").click()
-    assert page.locator("dialog").get_by_label("I am under 18.").is_checked()
+    recorded = page.locator("dialog").get_by_label("I am under 18.")
+    assert recorded.is_checked() and recorded.is_disabled()  # a minor stays one
     page.locator("dialog").get_by_label("My legal guardian agrees to these choices.").check()
     page.get_by_role("button", name="Accept all").last.click()
     assert wait_ran(page, 3) == OPTIONAL
