@@ -285,16 +285,20 @@
     bg();
   }
   const url = base + 'api/v1/sites/' + encodeURIComponent(site) + '/config?locale=' + encodeURIComponent(lang);
-  const fetchCfg = revalidate => fetch(url, {credentials: 'omit', cache: revalidate ? 'no-cache' : 'default'})
+  // Without any copy the banner cannot show: retry a failed fetch a few times (0.5, 1, 2 s).
+  const fetchCfg = (revalidate, tries) => fetch(url, {credentials: 'omit', cache: revalidate ? 'no-cache' : 'default'})
     .then(r => { if (!r.ok) throw Error(r.status); return r.json(); })
-    .then(c => { cfg = c; cached = {t: Date.now(), c}; state = load(); if (state) store(CK, cached); });
+    .then(c => { cfg = c; cached = {t: Date.now(), c}; state = load(); if (state) store(CK, cached); }, e => {
+      if (cfg || tries > 2) throw e;
+      return new Promise(r => setTimeout(r, 500 << tries)).then(() => fetchCfg(0, tries + 1));
+    });
   if (!state) css();  // first visit: fetch the banner's style alongside its config
   // A returning visitor's cached configuration is used as is while fresh (no request at
   // all); once stale it is revalidated first, so a new material policy version or
   // category is seen before any tag runs; if the server cannot be reached, the stale
   // copy (or, without one, the cookie alone) still applies the visitor's choice.
   if (cfg && Date.now() - cached.t < (cfg.ttl || 300) * 1e3) start();
-  else fetchCfg(!!cfg).then(start, () => cfg ? start() : get() && (gtag('consent', 'update', modes(1)), activate()));
+  else fetchCfg(!!cfg, 0).then(start, () => cfg ? start() : get() && (gtag('consent', 'update', modes(1)), activate()));
   W.addEventListener('online', bg);
   D.addEventListener('click', e => {
     const t = e.target.closest && e.target.closest('[data-consent-open]');

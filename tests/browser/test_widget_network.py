@@ -81,3 +81,20 @@ def test_lost_response_is_retried_without_a_duplicate_event(env, page):
     events = env.events()
     assert len(events) == 1 and events[0].idempotency_key == seen[0]
     assert page.evaluate("JSON.parse(localStorage.getItem('consent:queue:shop'))") == []
+
+
+def test_first_visit_retries_a_failed_config_request(env, page):
+    answers = []
+
+    def fail_once(route):
+        if not answers:
+            answers.append(503)
+            route.fulfill(status=503, body="busy", headers={"Access-Control-Allow-Origin": "*"})
+        else:
+            answers.append("passed")
+            route.continue_()
+
+    page.route("**/config?*", fail_once)
+    page.goto(env.url())
+    banner(page).wait_for()
+    assert answers == [503, "passed"]
