@@ -38,7 +38,7 @@ PAGE = """<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>Shop</title>
 <script src="{app}/consent.js" data-site="shop"></script>
 <script src="probe.js"></script>
-</head><body><h1>Shop</h1><p>Some products.</p>
+</head><body><h1>Shop</h1><p>Some products.</p>{filler}
 <script type="text/plain" data-category="analytics" data-src="tag.js"></script>
 <button type="button" data-consent-open>Cookie settings</button>
 </body></html>
@@ -85,6 +85,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="first visits to time")
     parser.add_argument("--lang", default="en", help="page language (en, de, fr, es)")
+    parser.add_argument("--page-kb", type=int, default=0,
+                        help="add this many KB of product listing to the page (a real page"
+                             " takes longer to parse than the bare one)")
     args = parser.parse_args()
 
     import logging
@@ -104,7 +107,13 @@ def main() -> int:
     server = AppServer(url, workers=2, extra_env={
         "GUNICORN_CMD_ARGS": f"--access-logfile {log}", "CONSENT_ENV": "production",
         "SECRET_KEY": secrets.token_urlsafe(48), "CONSENT_SITE_CACHE_SECONDS": "5"})
-    (site_dir / "index.html").write_text(PAGE.format(lang=args.lang, app=server.url))
+    item = ('<li class="product"><a href="/p/{n}"><img alt="" width="120" height="90">'
+            '<h3>Product {n}</h3></a><p>A useful thing, in three colours.</p>'
+            '<p class="price">{n}.99 EUR</p><button type="button">Add to basket</button></li>\n')
+    filler = "".join(item.format(n=n) for n in range(args.page_kb * 1024 // len(item) + 1)) \
+        if args.page_kb else ""
+    (site_dir / "index.html").write_text(PAGE.format(lang=args.lang, app=server.url,
+                                                     filler=f"<ul>{filler}</ul>"))
     (site_dir / "probe.js").write_text("window.ran = 0;\n")
     (site_dir / "tag.js").write_text("window.ran += 1;\n")
     try:
@@ -161,6 +170,7 @@ def main() -> int:
     total = sum(gz for _, gz in sizes.values())
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Chromium {version}, {args.runs} cold first visits, page language {args.lang!r}, "
+          f"page {len((site_dir / 'index.html').read_bytes()) // 1024} KB, "
           f"{os.cpu_count()} CPUs, load average {load} (other work slows every figure below)")
     print("\n1. Downloaded from the consent server before the banner shows (gzip -9):")
     for u, (raw, gz) in sorted(sizes.items()):
