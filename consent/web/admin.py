@@ -27,7 +27,7 @@ from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
                           publish_site_policy, revoke_api_key, update_category, update_site)
 from ..sites import get_site, site_snapshot
-from ..validation import StrictSchema
+from ..validation import Lines, StrictSchema
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 bp.before_app_request(auth.guard_unmarked_admin_views)
@@ -54,17 +54,6 @@ class FormBool(ma.fields.Boolean):
 
     def __init__(self, **kwargs):
         super().__init__(load_default=False, **kwargs)
-
-
-class Lines(ma.fields.Field):
-    """A textarea: one value per line (or comma-separated)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        return [p.strip() for p in value.replace(",", "\n").splitlines() if p.strip()]
-
-    default_error_messages = {"invalid": "Give one value per line."}
 
 
 class FormSchema(StrictSchema):

@@ -8,7 +8,7 @@ from marshmallow import validate
 from ..database import iso
 from ..linked_accounts import VIA, authorize, deauthorize, list_links, read_token
 from ..subjects import PUBLIC_ID_RE
-from ..validation import StrictSchema
+from ..validation import PersonFields, StrictSchema
 from .auth import require_site_key
 
 blp = Blueprint("linked_accounts_api", __name__, url_prefix="/api/v1",
@@ -17,18 +17,6 @@ blp = Blueprint("linked_accounts_api", __name__, url_prefix="/api/v1",
 SECURITY = [{"siteApiKey": []}]
 INTEGRATION = dict(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,39}$"),
                    metadata={"description": "e.g. zoom"})
-
-
-class PersonFields(StrictSchema):
-    subject = ma.fields.String(validate=validate.Regexp(PUBLIC_ID_RE),
-                               metadata={"description": "Visitor id (the widget cookie's `s`)"})
-    user_id = ma.fields.String(validate=validate.Length(1, 200),
-                               metadata={"description": "The site's own user id"})
-
-    @ma.validates_schema
-    def _one_person(self, data, **kwargs):
-        if ("subject" in data) == ("user_id" in data):
-            raise ma.ValidationError("give exactly one of subject or user_id", "subject")
 
 
 class AuthorizeSchema(PersonFields):

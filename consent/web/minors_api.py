@@ -9,26 +9,13 @@ from ..decisions import ConsentViewSchema, state_view
 from ..ledger import read_state
 from ..minors import record_age, record_guardian_consent
 from ..sites import site_snapshot
-from ..subjects import PUBLIC_ID_RE
-from ..validation import StrictBoolean, StrictSchema
+from ..validation import PersonFields, StrictBoolean, StrictSchema
 from .auth import require_site_key
 
 blp = Blueprint("minors_api", __name__, url_prefix="/api/v1",
                 description="Age rules (sites with settings.age_rule): record that a person "
                             "is a minor, and a guardian's consent (site API key).")
 SECURITY = [{"siteApiKey": []}]
-
-
-class PersonFields(StrictSchema):
-    subject = ma.fields.String(validate=validate.Regexp(PUBLIC_ID_RE),
-                               metadata={"description": "Visitor id (the widget cookie's `s`)"})
-    user_id = ma.fields.String(validate=validate.Length(1, 200),
-                               metadata={"description": "The site's own user id"})
-
-    @ma.validates_schema
-    def _one_person(self, data, **kwargs):
-        if ("subject" in data) == ("user_id" in data):
-            raise ma.ValidationError("give exactly one of subject or user_id", "subject")
 
 
 class AgeSchema(PersonFields):

@@ -11,7 +11,7 @@ from ..csrf import protect
 from ..outbox import (STATES, attempts_of, get_message, list_endpoints, list_messages,
                       message_counts, register_endpoint, retry_dead, set_endpoint_active)
 from ..sites import site_snapshot
-from ..validation import StrictSchema
+from ..validation import Lines, StrictSchema
 
 bp = protect(Blueprint("webhooks_admin", __name__, url_prefix="/admin"))
 
@@ -24,17 +24,6 @@ def _no_store(response):
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Frame-Options", "DENY")
     return response
-
-
-class Lines(ma.fields.Field):
-    """A text field of values separated by commas or new lines."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        return [p.strip() for p in value.replace(",", "\n").splitlines() if p.strip()]
-
-    default_error_messages = {"invalid": "Give one value per line."}
 
 
 class EndpointForm(StrictSchema):
