@@ -237,7 +237,7 @@
   }
   function prefs(opener) {
     return cfgP.then(css).then(() => {
-      if (dialog) return;
+      if (dialog && dialog.open) return;  // a closed one may still await its close event
       const from = opener || D.activeElement, sw = {}, gk = gpcKeys();
       const done = (action, vals) => { choose(action, 'preferences', vals).catch(noop); dialog.close(); };
       dialog = h('dialog', {class: 'cw cw-prefs', 'aria-labelledby': 'cw-pt'},
@@ -266,7 +266,8 @@
           (state ? '&subject=' + state.s : '')}, S('more'))),
         h('button', {type: 'button', class: 'cw-x', 'aria-label': S('close')}, '×'));
       dialog.lastChild.addEventListener('click', () => dialog.close());
-      dialog.addEventListener('close', () => { dialog.remove(); dialog = null; refocus(from.isConnected ? from : back); });
+      const me = dialog;
+      me.addEventListener('close', () => { me.remove(); if (dialog == me) { dialog = null; refocus(from.isConnected ? from : back); } });
       D.body.append(dialog);
       dialog.showModal();  // native modal: focus moves in, Escape closes, the page is inert
     });
