@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from .database import run_raw_write
+from .database import iso, run_raw_write
 from .errors import Invalid
 from .i18n import pick_locale
 from .ledger import AppendedEvent, Details, append_event, read_state
@@ -15,6 +16,8 @@ from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
 from .subjects import Subject, find_subject, subject_for_write
 
 DECISION_ACTIONS = ("accept_all", "reject_all", "custom", "gpc")
+# One IPv4 octet as ipaddress accepts it: 0-255, no leading zero, ASCII digits only.
+_OCTET = re.compile(r"25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]", re.ASCII)
 
 
 @dataclass
@@ -35,6 +38,10 @@ def truncate_ip(ip: str | None) -> str | None:
     """IPv4 to its /24, IPv6 to its /48: enough for fraud checks, not a person."""
     if not ip:
         return None
+    parts = ip.split(".")
+    if len(parts) == 4 and all(_OCTET.fullmatch(p) for p in parts):
+        # The common case, without the ipaddress module (a tenth of the cost).
+        return f"{parts[0]}.{parts[1]}.{parts[2]}.0/24"
     try:
         addr = ipaddress.ip_address(ip.strip())
     except ValueError:
@@ -91,8 +98,6 @@ def state_view(site: SiteSnapshot, state: dict | None) -> dict | None:
         any_granted = any(v for k, v in cats.items() if k != ESSENTIAL)
         days = site.accept_lifetime_days if any_granted else site.reject_lifetime_days
         expires_at = decided_at + timedelta(days=days)
-    from .database import iso
-
     return {
         "categories": cats,
         "policyVersion": state.get("policy_version"),

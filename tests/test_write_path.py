@@ -39,3 +39,104 @@ def test_wal_stays_bounded_under_steady_writes(tmp_path):
     invalidate_site_cache()
     # 600 writes without a restart: well over 20 MB of WAL.
     assert largest < 8 * 1024 * 1024, largest
+
+
+def _post(client, site_key: str, body: dict):
+    return client.post(f"/api/v1/sites/{site_key}/decisions", json=body)
+
+
+def test_a_replay_writes_nothing_and_the_chain_goes_on(client, site):
+    """The idempotency key is settled by the INSERT itself: a replay leaves no gap in the
+    stream, moves no head and changes no state; the next new event links on."""
+    import sqlalchemy as sa
+
+    from consent.ledger import ConsentEvent, ConsentState, LedgerHead, verify_ledger
+
+    first = _post(client, site["key"], {"action": "accept_all",
+                                        "client_event_id": "first-0123456789"})
+    subject = first.get_json()["subject"]
+    second = _post(client, site["key"], {"action": "reject_all", "subject": subject,
+                                         "client_event_id": "second-0123456789"})
+    heads = db.session.execute(sa.select(LedgerHead.stream, LedgerHead.seq,
+                                         LedgerHead.hash)).all()
+    replay = _post(client, site["key"], {"action": "accept_all", "subject": subject,
+                                         "client_event_id": "first-0123456789"})
+    assert replay.status_code == 200
+    body = replay.get_json()
+    assert body["duplicate"] is True
+    assert body["event_id"] == first.get_json()["event_id"]
+    assert body["recorded_at"] == first.get_json()["recorded_at"]
+    # the state is the latest event's (reject_all), not the replayed one's
+    assert body["consent"]["categories"]["analytics"] is False
+    db.session.rollback()
+    assert db.session.execute(sa.select(LedgerHead.stream, LedgerHead.seq,
+                                        LedgerHead.hash)).all() == heads
+    assert db.session.execute(sa.select(sa.func.count()).select_from(ConsentEvent)
+                              ).scalar() == 2
+    state = db.session.execute(sa.select(ConsentState)).scalar_one()
+    assert state.last_event_id == second.get_json()["event_id"]
+
+    third = _post(client, site["key"], {"action": "accept_all", "subject": subject,
+                                        "client_event_id": "third-0123456789"})
+    assert third.status_code == 201
+    db.session.rollback()
+    seqs = db.session.execute(sa.select(ConsentEvent.seq).order_by(ConsentEvent.id)
+                              ).scalars().all()
+    assert seqs == [1, 2, 3]  # one subject, one stream: no seq was used by the replay
+    assert verify_ledger().ok
+
+
+def test_racing_replays_record_one_event(site, database_url):
+    """Eight requests with the same idempotency key at once, through gunicorn: one is
+    recorded (201), the others answer with that same event (200)."""
+    import http.client
+    import json
+    import threading
+
+    from tests.support.servers import AppServer
+    from tests.test_durability import ledger_ids
+
+    server = AppServer(database_url, workers=2, threads=4)
+    results: dict[str, list] = {}
+    try:
+        for round_ in range(5):
+            key = f"race-{round_:02d}-0123456789"
+            barrier = threading.Barrier(8)
+            out: list = []
+
+            def send():
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+                body = json.dumps({"action": "accept_all", "client_event_id": key,
+                                   "subject": "racing-subject-0123456789"})
+                barrier.wait()
+                conn.request("POST", f"/api/v1/sites/{site['key']}/decisions", body=body,
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                out.append((resp.status, json.loads(resp.read())))
+                conn.close()
+
+            threads = [threading.Thread(target=send) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            results[key] = out
+    finally:
+        server.stop()
+    stored = ledger_ids(database_url)  # also verifies the ledger
+    assert len(stored) == len(results)
+    for key, out in results.items():
+        statuses = sorted(status for status, _ in out)
+        assert statuses == [200] * 7 + [201], (key, out)
+        assert {body["event_id"] for _, body in out} <= stored
+        assert len({body["event_id"] for _, body in out}) == 1
+
+
+def test_writes_go_on_after_the_pool_is_replaced(client, site):
+    """The hot path keeps one connection per thread; a disposed pool hands out a new one."""
+    assert _post(client, site["key"], {"action": "accept_all"}).status_code == 201
+    db.engine.dispose()
+    assert _post(client, site["key"], {"action": "reject_all"}).status_code == 201
+    from consent.ledger import verify_ledger
+
+    assert verify_ledger().ok

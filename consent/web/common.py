@@ -24,10 +24,13 @@ def load_json(schema: ma.Schema) -> dict:
     return schema.load(payload)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # (json.dumps would build one per call)
+
+
 def json_response(body, status: int = 200, headers: dict | None = None):
     """A JSON response built directly (the hot path skips schema dumping)."""
     response = current_app.response_class(
-        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+        _COMPACT.encode(body), status=status, mimetype="application/json")
     if headers:
         response.headers.update(headers)
     return response
@@ -51,7 +54,10 @@ def request_context() -> RequestContext:
 def apply_site_cors(response, site_key: str | None, *, methods: str = "GET, POST, OPTIONS"):
     """Allow the site's configured origins (and only them) to read the response."""
     origin = request.headers.get("Origin")
-    response.vary.add("Origin")
+    if "Vary" in response.headers:
+        response.vary.add("Origin")
+    else:
+        response.headers["Vary"] = "Origin"  # (response.vary parses and rebuilds the header)
     if not origin or not site_key:
         return response
     try:
