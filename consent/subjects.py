@@ -27,16 +27,23 @@ class Subject(db.Model):
     """
 
     __tablename__ = "subjects"
-    __table_args__ = (sa.UniqueConstraint("site_id", "public_id"),)
+    __table_args__ = (
+        # Also serves look-ups by site alone: no separate site_id index to write.
+        sa.UniqueConstraint("site_id", "public_id"),
+        # Few subjects have a user_ref, and it is only ever compared to a value.
+        sa.Index("ix_subjects_user_ref", "user_ref",
+                 sqlite_where=sa.text("user_ref IS NOT NULL"),
+                 postgresql_where=sa.text("user_ref IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), index=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
     public_id: Mapped[str | None] = mapped_column(sa.String(64))
     pseudonym: Mapped[str] = mapped_column(sa.String(32), unique=True)
     # Per-subject key for digests of personal details; deleted on erasure.
     secret: Mapped[str | None] = mapped_column(sa.String(64))
     # Keyed HMAC of the site's own user id, to find a known user on a new device.
-    user_ref: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    user_ref: Mapped[str | None] = mapped_column(sa.String(64))
     is_minor: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
