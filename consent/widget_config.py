@@ -10,12 +10,14 @@ form-urlencoded so both the widget (URLSearchParams) and Python (parse_qsl) read
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from flask import current_app, request, url_for
@@ -33,6 +35,15 @@ from .subjects import PUBLIC_ID_RE
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
     return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
+
+
+# What the widget shows of a service, and what it needs to delete its cookies: every byte
+# here is downloaded before a first visitor's banner (budget 8,000 B gzip in all).
+_SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
+
+
+def _widget_service(service: dict) -> dict:
+    return {k: service[k] for k in _SERVICE_FIELDS if k in service}
 
 
 def widget_config(site_key: str, requested_locale: str | None,
@@ -64,12 +75,14 @@ def widget_config(site_key: str, requested_locale: str | None,
         # Seconds the widget may reuse this document (from localStorage) without asking.
         "ttl": current_app.config["CONSENT_CONFIG_MAX_AGE"],
         "locale": locale,
+        # What the site offers: the widget decides whether an inlined config suits the page.
+        "locales": list(site.locales),
         "strings": strings,
         "categories": [
             {"key": c.key, "locked": c.locked,
              "title": _localised(c.titles, locale, site.default_locale),
              "description": _localised(c.descriptions, locale, site.default_locale),
-             "services": c.services}
+             "services": [_widget_service(s) for s in c.services or ()]}
             for c in categories
         ],
         "policy": {
@@ -124,6 +137,42 @@ def config_document(site_key: str, requested_locale: str | None,
                 _documents.clear()
             _documents[key] = (now + ttl, payload, etag)
     return payload, etag
+
+
+CONFIG_SLOT = "'@@CONFIG@@'"
+_script: tuple[float, str] | None = None
+
+
+def _widget_source() -> str:
+    """static/consent.js as built (re-read when the file changes, e.g. after a build)."""
+    global _script
+    path = Path(current_app.static_folder) / "consent.js"
+    mtime = path.stat().st_mtime
+    if _script is None or _script[0] != mtime:
+        _script = (mtime, path.read_text(encoding="utf-8"))
+    return _script[1]
+
+
+def site_script(site_key: str, requested_locale: str | None,
+                accept_language: str | None = None) -> tuple[str, str]:
+    """The widget with SITE_KEY's config inlined (`/consent.js?site=KEY`), and its ETag.
+
+    A first visit then downloads one file and shows the banner at DOMContentLoaded, with
+    no config round trip. Served from memory like config_document.
+    """
+    payload, config_etag = config_document(site_key, requested_locale, accept_language)
+    source = _widget_source()
+    # JSON is a JavaScript expression; escape the two line separators older engines reject.
+    literal = payload.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    body = source.replace(CONFIG_SLOT, literal, 1)
+    etag = hashlib.sha256(f"{config_etag}:{hash_of(source)}".encode()).hexdigest()[:20]
+    return body, etag
+
+
+@functools.lru_cache(maxsize=4)
+def hash_of(text: str) -> str:
+    """SHA-256 of TEXT (the widget source changes rarely: remembered)."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- the consent cookie

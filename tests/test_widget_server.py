@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import time
 
@@ -30,10 +31,76 @@ def set_settings(key: str, **settings) -> None:
 
 @pytest.mark.parametrize("locale", ["en", "de", "fr", "es"])
 def test_everything_before_the_banner_fits_the_byte_budget(client, site, locale):
-    served = [client.get("/consent.js"), client.get("/consent.css"), config(client, locale=locale)]
-    assert [r.status_code for r in served] == [200, 200, 200]
+    # the recommended embed: one file, the site's config inlined
+    one = client.get(f"/consent.js?site=shop&lang={locale}")
+    assert one.status_code == 200
+    assert len(gzip.compress(one.get_data(), 9)) <= BUDGET
+    # the data-site embed: the script (stylesheet inside), then the config document
+    served = [client.get("/consent.js"), config(client, locale=locale)]
+    assert [r.status_code for r in served] == [200, 200]
     sizes = [len(gzip.compress(r.get_data(), 9)) for r in served]
-    assert sum(sizes) <= BUDGET, dict(zip(["js", "css", "config"], sizes))
+    assert sum(sizes) <= BUDGET, dict(zip(["js", "config"], sizes))
+
+
+def test_the_script_carries_its_stylesheet(client):
+    js = client.get("/consent.js").get_data(as_text=True)
+    css = client.get("/consent.css").get_data(as_text=True)
+    embedded = json.loads(re.search(r"const STYLE=(\"(?:\\.|[^\"\\])*\")", js).group(1))
+    assert ".cw-banner{" in embedded and "/*" not in embedded
+    # the same rules as the stylesheet (browsers without constructable sheets load that)
+    assert embedded == "".join(re.sub(r"/\*.*?\*/", "", css, flags=re.S).split("\n"))
+
+
+def inlined_config(js: str) -> dict:
+    """The config document a per-site script carries."""
+    start = js.index("CONFIG=") + len("CONFIG=")
+    return json.JSONDecoder().raw_decode(js, start)[0]
+
+
+def test_site_script_is_the_widget_with_the_config_document_inlined(client, site):
+    plain = client.get("/consent.js").get_data(as_text=True)
+    assert "'@@CONFIG@@'" in plain  # the slot stays a string: the widget then fetches
+    r = client.get("/consent.js?site=shop&lang=de")
+    assert r.status_code == 200 and r.mimetype == "text/javascript"
+    js = r.get_data(as_text=True)
+    assert inlined_config(js) == config(client, locale="de").get_json()
+    assert inlined_config(js)["locales"] == ["en", "de", "fr", "es"]
+    # everything around the slot is the widget itself
+    head, tail = plain.split("'@@CONFIG@@'")
+    assert js.startswith(head) and js.endswith(tail)
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert r.headers["Cache-Control"] == "public, max-age=300"
+    assert "Accept-Language" not in r.headers.get("Vary", "")
+    again = client.get("/consent.js?site=shop&lang=de", headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_site_script_follows_accept_language_without_lang(client, site):
+    r = client.get("/consent.js?site=shop", headers={"Accept-Language": "fr-CA,fr;q=0.9"})
+    assert inlined_config(r.get_data(as_text=True))["locale"] == "fr"
+    assert "Accept-Language" in r.headers["Vary"]
+    other = client.get("/consent.js?site=shop&v=2", headers={"Accept-Language": "es"})
+    assert inlined_config(other.get_data(as_text=True))["locale"] == "es"
+    assert other.headers["ETag"] != r.headers["ETag"]
+
+
+def test_site_script_changes_with_the_site(client, site):
+    before = client.get("/consent.js?site=shop&lang=en")
+    set_settings("shop", texts={"en": {"title": "Cookies on the test shop"}})
+    after = client.get("/consent.js?site=shop&lang=en",
+                       headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200
+    assert inlined_config(after.get_data(as_text=True))["strings"]["title"] == \
+        "Cookies on the test shop"
+
+
+@pytest.mark.parametrize("query, status", [
+    ("site=nope-site", 404), ("site=a", 422), ("site=shop%3Cscript%3E", 422),
+    ("site=shop&lang=x", 422), ("site=shop&lang=en%22%3B", 422)])
+def test_site_script_bad_input(client, site, query, status):
+    r = client.get(f"/consent.js?{query}")
+    assert r.status_code == status
+    assert "CONFIG" not in r.get_data(as_text=True)
 
 
 def test_config_carries_what_the_widget_needs(client, site):
@@ -147,7 +214,7 @@ def test_demo_page_embeds_the_widget_under_a_strict_csp(client, app):
     csp = r.headers["Content-Security-Policy"]
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
     nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
-    assert re.search(r'<script src="/consent.js" data-site="demo"></script>', html)
+    assert re.search(r'<script src="/consent.js\?site=demo"></script>', html)
     assert f'data-category="advertising" nonce="{nonce}"' in html
     assert 'data-category="analytics" data-src=' in html and "data-consent-open" in html
     assert client.get("/").headers["Content-Security-Policy"] != csp  # fresh nonce each time

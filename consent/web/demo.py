@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, current_app, jsonify, render_template, send_from_directory
+import marshmallow as ma
+from flask import (Blueprint, current_app, jsonify, render_template, request,
+                   send_from_directory)
+
+from ..sites import SITE_KEY_RE
+from ..widget_config import site_script
 
 bp = Blueprint("demo", __name__)
 
@@ -36,10 +41,37 @@ def _widget_file(name: str):
     return response
 
 
+class ScriptQuery(ma.Schema):
+    """`/consent.js?site=KEY[&lang=de]`: other parameters (cache busters) are ignored."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    site = ma.fields.String(validate=ma.validate.Regexp(SITE_KEY_RE, error="Not a site key."))
+    lang = ma.fields.String(validate=ma.validate.Regexp(
+        r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8}){0,3}$", error="Not a language tag."))
+
+
+_SCRIPT_QUERY = ScriptQuery()
+
+
 @bp.get("/consent.js")
 def widget_script():
-    """The widget script (cacheable: it is the same for every site)."""
-    return _widget_file("consent.js")
+    """The widget script; with `?site=KEY`, that site's config inlined (one request)."""
+    args = _SCRIPT_QUERY.load(request.args)
+    if "site" not in args:
+        return _widget_file("consent.js")  # the same for every site: cached for longer
+    body, etag = site_script(args["site"], args.get("lang"),
+                             request.headers.get("Accept-Language"))
+    response = current_app.response_class(body, mimetype="text/javascript")
+    response.set_etag(etag)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    # As long as the config document alone: a new policy version reaches visitors as fast.
+    response.headers["Cache-Control"] = (
+        f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
+    if "lang" not in args:
+        response.vary.add("Accept-Language")
+    return response.make_conditional(request)
 
 
 @bp.get("/consent.css")

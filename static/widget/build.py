@@ -1,5 +1,9 @@
 """Build static/consent.js from static/widget/consent.src.js: `python3 static/widget/build.py`.
 
+The stylesheet static/consent.css is embedded too (the source's `'@@STYLE@@'` becomes
+that CSS as a string, without comments), so the banner needs no second request; the
+server still serves consent.css for browsers without constructable stylesheets.
+
 A deliberately tiny, dependency-free minifier: it drops comments (except the leading
 `/*! ... */` banner) and whitespace that JavaScript does not need, and keeps a newline
 wherever dropping it could change automatic semicolon insertion. It never renames
@@ -11,6 +15,7 @@ only after a punctuator (or `return`/`typeof`).
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -18,6 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "consent.src.js"
 TARGET = HERE.parent / "consent.js"
+STYLESHEET = HERE.parent / "consent.css"
+STYLE_SLOT = "'@@STYLE@@'"
 
 WORD = re.compile(r"[A-Za-z0-9_$]")
 TOKEN = re.compile(r"""
@@ -82,9 +89,18 @@ def minify(src: str) -> str:
     return "".join(out) + "\n"
 
 
+def stylesheet() -> str:
+    """consent.css as one line without comments, for embedding in the script."""
+    css = re.sub(r"/\*.*?\*/", "", STYLESHEET.read_text(encoding="utf-8"), flags=re.S)
+    return "".join(line.strip() for line in css.splitlines())
+
+
 def build() -> str:
     """The minified widget, as it should be committed in static/consent.js."""
-    return minify(SOURCE.read_text(encoding="utf-8"))
+    out = minify(SOURCE.read_text(encoding="utf-8"))
+    if out.count(STYLE_SLOT) != 1:
+        raise ValueError(f"the source must hold {STYLE_SLOT} exactly once")
+    return out.replace(STYLE_SLOT, json.dumps(stylesheet(), ensure_ascii=False))
 
 
 if __name__ == "__main__":

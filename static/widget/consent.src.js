@@ -1,11 +1,16 @@
-/*! Consent widget: banner, preferences, tag blocking, GPC, Consent Mode v2. docs/widget.md */
+/*! Consent widget, docs/widget.md */
 (() => {
   'use strict';
   const W = window, D = document, N = navigator, E = 'essential';
   if (W.Consent) return;
   const me = D.currentScript || D.querySelector('script[data-site]');
-  const site = me.dataset.site, base = new URL('.', me.src).href;
+  const src = new URL(me.src), base = new URL('.', src).href;
+  const site = me.dataset.site || src.searchParams.get('site');
   const lang = (D.documentElement.lang || N.language || 'en').toLowerCase();
+  // Both filled in when this file is built or served: STYLE by static/widget/build.py (the
+  // widget's stylesheet), CONFIG by the server for /consent.js?site=KEY (the site's config
+  // document, so a first visit needs no other request). Unfilled, they stay these strings.
+  const STYLE = '@@STYLE@@', CONFIG = '@@CONFIG@@';
   const gpc = N.globalPrivacyControl === true;
   const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site;
   const MODES = {functional: ['functionality_storage', 'personalization_storage'],
@@ -21,6 +26,10 @@
   const ready = new Promise(r => D.readyState == 'loading' ? D.addEventListener('DOMContentLoaded', r) : r());
   const hooks = [];
   let cached = store(CK), cfg = cached && cached.c, queue = store(QK) || [];
+  // The inlined config serves if it is this site's and in the language the page would ask
+  // for (the server picked it from the script URL's `lang` or the browser's languages).
+  const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
+  if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale) cached = {t: Date.now(), c: cfg = CONFIG};
   let state, banner, dialog, back, cssP, flushing, retry, gotCfg, age;
   const cfgP = new Promise(r => { gotCfg = r; });
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
@@ -184,7 +193,16 @@
   }
 
   // ---- UI (classes only: no inline styles, so it runs under a strict CSP)
+  // The stylesheet travels in this script and is adopted through the CSSOM: no request
+  // before the banner, no style element, nothing a strict CSP forbids. Browsers without
+  // constructable stylesheets load consent.css with a <link> instead.
   const css = () => cssP || (cssP = new Promise(r => {
+    try {
+      const s = new CSSStyleSheet();
+      s.replaceSync(STYLE);
+      D.adoptedStyleSheets = [...D.adoptedStyleSheets, s];
+      return r();
+    } catch (e) {}
     const l = h('link', {rel: 'stylesheet', href: base + 'consent.css'});
     l.onload = l.onerror = r;
     D.head.append(l);
@@ -293,7 +311,7 @@
       if (cfg || tries > 2) throw e;
       return new Promise(r => setTimeout(r, 500 << tries)).then(() => fetchCfg(0, tries + 1));
     });
-  if (!state) css();  // first visit: fetch the banner's style alongside its config
+  if (!state) css();  // first visit: the banner's style is ready before its config
   // A returning visitor's cached configuration is used as is while fresh (no request at
   // all); once stale it is revalidated first, so a new material policy version or
   // category is seen before any tag runs; if the server cannot be reached, the stale

@@ -71,9 +71,17 @@ class WidgetEnv:
         base = self.site.url if host is None else f"http://{host}:{self.site.port}"
         return f"{base}/{page}"
 
-    def render(self, name: str, *, lang: str = "en", app_url: str | None = None) -> str:
-        """Write a page variant from pages/index.html; returns its file name."""
+    def render(self, name: str, *, lang: str = "en", app_url: str | None = None,
+               site_query: str | None = None) -> str:
+        """Write a page variant from pages/index.html; returns its file name.
+
+        With SITE_QUERY the page embeds `/consent.js?site=KEY` + SITE_QUERY (the site's
+        config inlined) instead of `/consent.js` with `data-site`.
+        """
         html = (PAGES / "index.html").read_text()
+        if site_query is not None:
+            html = html.replace('/consent.js" data-site="{{SITE}}"',
+                                '/consent.js?site={{SITE}}' + site_query + '"')
         html = (html.replace("{{APP}}", app_url or self.app_url).replace("{{SITE}}", self.site_key)
                 .replace("{{NONCE}}", NONCE).replace("{{LANG}}", lang))
         (self.root / name).write_text(html)

@@ -15,7 +15,7 @@ def test_works_under_a_strict_csp_header_without_errors_or_violations(env, page)
     response = page.goto(env.url("csp.html"))
     assert "'unsafe-inline'" not in response.headers["content-security-policy"]
     banner(page).wait_for()
-    # styled by the external stylesheet (no inline style could have done this)
+    # styled by the stylesheet the script adopts through the CSSOM (no inline style)
     assert banner(page).evaluate("e => getComputedStyle(e).position") == "fixed"
     page.get_by_role("button", name="Customise").click()
     page.get_by_role("dialog", name="Privacy preferences").wait_for()
