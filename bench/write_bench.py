@@ -1,9 +1,14 @@
 """Consent-write throughput vs a bare Flask JSON endpoint, both under gunicorn (2 workers).
 
-    .venv/bin/python bench/write_bench.py [--seconds 10] [--connections 8] [--db sqlite|postgresql]
+    .venv/bin/python bench/write_bench.py [--seconds 10] [--connections 8]
+        [--db sqlite|postgresql] [--rounds 1]
 
 Runs wrk (Debian package) on loopback against each server in turn, in the same run, and
-prints requests/s, p50/p99 latency and the ratio consent/bare (budget: >= 0.6).
+prints requests/s, p50/p99 latency and the ratio consent/bare (budget: >= 0.6). Both
+servers get the same gunicorn settings, the same wrk script (the same request bodies)
+and a 2 s warm-up. With --rounds N the two are measured alternately N times and the
+median of each is reported: on a shared machine a single pair can be skewed by what
+else runs meanwhile, so the load average is printed with every measurement.
 """
 from __future__ import annotations
 
@@ -84,6 +89,11 @@ def prepare_database(url: str) -> None:
                    capture_output=True)
 
 
+def load_average() -> str:
+    """The 1-minute load average (what else ran on the machine meanwhile)."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -91,9 +101,15 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure both servers alternately this many times")
     args = parser.parse_args()
+    # Before anything of ours runs; during a measurement the load average also counts the
+    # bench's own processes (two workers and wrk: about 3 on an otherwise idle machine).
+    idle_load = load_average()
     tmp = Path(tempfile.mkdtemp(prefix="consent-bench-"))
     cluster = None
+    procs = []
     try:
         if args.db == "postgresql":
             cluster = PgCluster().start()
@@ -104,31 +120,47 @@ def main() -> None:
         prepare_database(url)
         env = dict(os.environ, CONSENT_DATABASE_URL=url, CONSENT_ENV="development",
                    PYTHONPATH=str(ROOT))
-        results = {}
+        servers = {}
         for name, module, path in (("bare_flask", "bench.bare_app:app", "/echo"),
                                    ("consent_write", "app:app",
                                     "/api/v1/sites/bench/decisions")):
             port = free_port()
-            proc = gunicorn(module, port, env, args.worker_class, args.threads)
-            try:
-                run_wrk(f"http://127.0.0.1:{port}", path, 2, args.connections)  # warm-up
-                results[name] = run_wrk(f"http://127.0.0.1:{port}", path, args.seconds,
-                                        args.connections)
-            finally:
-                proc.terminate()
-                proc.wait(20)
-        ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
+            procs.append(gunicorn(module, port, env, args.worker_class, args.threads))
+            servers[name] = (f"http://127.0.0.1:{port}", path)
+        runs: dict[str, list[dict]] = {name: [] for name in servers}
         print(f"database: {args.db}; gunicorn -w 2 -k {args.worker_class}; wrk -c "
-              f"{args.connections} -d {args.seconds}s")
+              f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
+              f"before the bench {idle_load}")
+        for name, (url_, path) in servers.items():
+            run_wrk(url_, path, 2, args.connections)  # warm-up
+        for round_ in range(1, args.rounds + 1):
+            for name, (url_, path) in servers.items():
+                load = load_average()
+                r = run_wrk(url_, path, args.seconds, args.connections)
+                r["load_before"], r["load_after"] = load, load_average()
+                runs[name].append(r)
+                print(f"  round {round_} {name:14s} {r['rps']:9.1f} req/s   p50 "
+                      f"{r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   non-2xx "
+                      f"{r['non_2xx']}   load {r['load_before']} -> {r['load_after']}")
+        results = {name: median_run(rs) for name, rs in runs.items()}
+        ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
         for name, r in results.items():
             print(f"{name:14s} {r['rps']:9.1f} req/s   p50 {r['p50_ms']:7.2f} ms   "
                   f"p99 {r['p99_ms']:7.2f} ms   non-2xx {r['non_2xx']}")
         print(f"ratio consent_write / bare_flask = {ratio:.2f} (budget >= 0.60)")
         print(json.dumps({"db": args.db, "ratio": round(ratio, 3), **results}))
     finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(20)
         if cluster:
             cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median requests/s (with all its figures)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
 if __name__ == "__main__":
