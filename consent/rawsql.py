@@ -52,15 +52,6 @@ def run(sql: str, params: dict | None = None) -> None:
     _run(sql, params).close()
 
 
-def run_count(sql: str, params: dict | None = None) -> int:
-    """Execute a statement; returns how many rows it changed."""
-    cursor = _run(sql, params)
-    try:
-        return cursor.rowcount
-    finally:
-        cursor.close()
-
-
 def one(sql: str, params: dict | None = None) -> tuple | None:
     """The first row of a query as a tuple, or None."""
     cursor = _run(sql, params)
