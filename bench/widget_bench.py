@@ -1,10 +1,11 @@
 """Widget budgets measured in real Chromium: bytes before the banner, banner time, returning visits.
 
-    .venv/bin/python bench/widget_bench.py [--runs 30] [--embed site|data-site|both]
+    .venv/bin/python bench/widget_bench.py [--runs 30] [--embed site|data-site|no-referer|all]
 
-Both embeds are measured in the same run: `/consent.js?site=KEY` (recommended: the site's
-config inlined, one request) and `/consent.js` with `data-site="KEY"` (the config is a
-second request after the script ran).
+The embeds are measured in the same run, interleaved: `/consent.js?site=KEY` (the site's
+config inlined, one request); `/consent.js` with `data-site="KEY"` (the server finds the
+site from the Referer and inlines its config too); and the same from a page that sends no
+Referer (the shared script, then a config request after it ran: the slow path).
 
 Starts the consent app under gunicorn on a fresh SQLite database (a site with the demo
 categories and services) and a static "customer site" on another loopback port, then:
@@ -37,7 +38,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 BUDGET_BYTES, BUDGET_MS = 8000, 20.0
 EMBEDS = {"site": '<script src="{app}/consent.js?site=shop"></script>',
-          "data-site": '<script src="{app}/consent.js" data-site="shop"></script>'}
+          "data-site": '<script src="{app}/consent.js" data-site="shop"></script>',
+          # a page that sends no Referer: the shared script, then a config request
+          "no-referer": '<script src="{app}/consent.js" data-site="shop"'
+                        ' referrerpolicy="no-referrer"></script>'}
 OTHERS = {"vanilla-cookieconsent 3.1.0": 15513, "Osano cookieconsent 3.1.1 (no categories)": 8113}
 
 PAGE = """<!doctype html>
@@ -94,7 +98,7 @@ def main() -> int:
     parser.add_argument("--page-kb", type=int, default=0,
                         help="add this many KB of product listing to the page (a real page"
                              " takes longer to parse than the bare one)")
-    parser.add_argument("--embed", choices=["site", "data-site", "both"], default="both")
+    parser.add_argument("--embed", choices=[*EMBEDS, "all"], default="all")
     args = parser.parse_args()
 
     import logging
@@ -119,7 +123,7 @@ def main() -> int:
             '<p class="price">{n}.99 EUR</p><button type="button">Add to basket</button></li>\n')
     filler = "".join(item.format(n=n) for n in range(args.page_kb * 1024 // len(item) + 1)) \
         if args.page_kb else ""
-    embeds = list(EMBEDS) if args.embed == "both" else [args.embed]
+    embeds = list(EMBEDS) if args.embed == "all" else [args.embed]
     for embed in embeds:
         (site_dir / f"{embed}.html").write_text(PAGE.format(
             lang=args.lang, embed=EMBEDS[embed].format(app=server.url), filler=f"<ul>{filler}</ul>"))
@@ -132,7 +136,7 @@ def main() -> int:
             version = browser.version
             urls = {embed: f"{static.url}/{embed}.html" for embed in embeds}
             times = {embed: ([], []) for embed in embeds}
-            for _ in range(args.runs):  # interleaved, so background load hits both alike
+            for _ in range(args.runs):  # interleaved, so background load hits every embed alike
                 for embed in embeds:
                     for series, value in zip(times[embed], first_visit(browser, urls[embed])):
                         series.append(value)

@@ -123,7 +123,9 @@ _cache_lock = threading.Lock()
 
 def invalidate_site_cache(key: str | None = None) -> None:
     """Forget cached configuration (all sites, or one)."""
+    global _origins
     with _cache_lock:
+        _origins = None
         if key is None:
             _cache.clear()
         else:
@@ -172,6 +174,30 @@ def site_snapshot(key: str) -> SiteSnapshot:
         with _cache_lock:
             _cache[key] = (now + ttl, snap)
     return snap
+
+
+_origins: tuple[float, dict[str, str | None]] | None = None
+
+
+def site_for_origin(origin: str | None) -> str | None:
+    """The key of the one site that allows ORIGIN, or None (none, several, or a wildcard).
+
+    Lets `/consent.js` with `data-site` inline the right config from the script request's
+    Referer; the widget still checks the key, so a wrong guess only costs bytes.
+    """
+    global _origins
+    if not origin:
+        return None
+    ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
+    now = time.monotonic()
+    if _origins is None or _origins[0] <= now or ttl <= 0:
+        mapping: dict[str, str | None] = {}
+        for key, origins in db.session.execute(db.select(Site.key, Site.allowed_origins)):
+            for o in origins or ():
+                if o != "*":
+                    mapping[o] = key if o not in mapping or mapping[o] == key else None
+        _origins = (now + ttl, mapping)
+    return _origins[1].get(origin)
 
 
 def default_category_texts() -> dict[str, dict[str, dict[str, str]]]:

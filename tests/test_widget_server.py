@@ -94,6 +94,37 @@ def test_site_script_changes_with_the_site(client, site):
         "Cookies on the test shop"
 
 
+def test_plain_script_inlines_the_config_of_the_site_its_referer_names(client, site, other_site):
+    r = client.get("/consent.js", headers={"Referer": site["origin"] + "/",
+                                           "Accept-Language": "de"})
+    assert r.status_code == 200
+    cfg = inlined_config(r.get_data(as_text=True))
+    assert cfg["site"] == "shop" and cfg["locale"] == "de"
+    assert r.headers["Cache-Control"] == "public, max-age=300"
+    # a same-origin page sends its whole URL: only the origin counts
+    deep = client.get("/consent.js", headers={"Referer": site["origin"] + "/p/42?x=1"})
+    assert inlined_config(deep.get_data(as_text=True))["site"] == "shop"
+    other = client.get("/consent.js", headers={"Referer": "https://other.example/a"})
+    assert inlined_config(other.get_data(as_text=True))["site"] == "other"
+
+
+@pytest.mark.parametrize("referer", [None, "https://unknown.example/", "not a url", "https://"])
+def test_plain_script_without_a_known_referer_is_the_shared_file(client, site, referer):
+    r = client.get("/consent.js", headers={"Referer": referer} if referer else {})
+    assert r.status_code == 200 and "'@@CONFIG@@'" in r.get_data(as_text=True)
+    assert "max-age=3600" in r.headers["Cache-Control"]
+
+
+def test_an_origin_two_sites_share_names_neither(client, site):
+    def write():
+        from consent.sites import create_site
+        create_site("shop2", "Second shop", allowed_origins=[site["origin"]])
+    run_write(write)
+    invalidate_site_cache()
+    r = client.get("/consent.js", headers={"Referer": site["origin"] + "/"})
+    assert "'@@CONFIG@@'" in r.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("query, status", [
     ("site=nope-site", 404), ("site=a", 422), ("site=shop%3Cscript%3E", 422),
     ("site=shop&lang=x", 422), ("site=shop&lang=en%22%3B", 422)])

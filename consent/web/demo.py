@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlsplit
 
 import marshmallow as ma
 from flask import (Blueprint, current_app, jsonify, render_template, request,
                    send_from_directory)
 
-from ..sites import SITE_KEY_RE
+from ..sites import SITE_KEY_RE, site_for_origin
 from ..widget_config import site_script
 
 bp = Blueprint("demo", __name__)
@@ -59,10 +60,15 @@ _SCRIPT_QUERY = ScriptQuery()
 def widget_script():
     """The widget script; with `?site=KEY`, that site's config inlined (one request)."""
     args = _SCRIPT_QUERY.load(request.args)
-    if "site" not in args:
-        return _widget_file("consent.js")  # the same for every site: cached for longer
-    body, etag = site_script(args["site"], args.get("lang"),
-                             request.headers.get("Accept-Language"))
+    key = args.get("site")
+    if key is None:
+        # `data-site` embed: the page's origin (Referer) usually names the site, so its
+        # config can come along; the widget ignores it if the key differs.
+        referrer = urlsplit(request.referrer or "")
+        key = site_for_origin(f"{referrer.scheme}://{referrer.netloc}" if referrer.netloc else None)
+        if key is None:
+            return _widget_file("consent.js")  # the same for every site: cached for longer
+    body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"))
     response = current_app.response_class(body, mimetype="text/javascript")
     response.set_etag(etag)
     response.headers["Access-Control-Allow-Origin"] = "*"
@@ -71,6 +77,9 @@ def widget_script():
         f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
     if "lang" not in args:
         response.vary.add("Accept-Language")
+    # No `Vary: Referer` for a key found from the Referer: same-origin pages send their full
+    # URL, so every page would miss the cache. Browsers partition their cache per top-level
+    # site anyway, and a config reused elsewhere is ignored by the widget (key check).
     return response.make_conditional(request)
 
 

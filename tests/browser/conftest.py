@@ -78,14 +78,19 @@ class WidgetEnv:
         With SITE_QUERY the page embeds `/consent.js?site=KEY` + SITE_QUERY (the site's
         config inlined) instead of `/consent.js` with `data-site`.
         """
+        (self.root / name).write_text(self.render_text(lang=lang, app_url=app_url,
+                                                       site_query=site_query))
+        return name
+
+    def render_text(self, *, lang: str = "en", app_url: str | None = None,
+                    site_query: str | None = None) -> str:
+        """The HTML of a page variant (see render)."""
         html = (PAGES / "index.html").read_text()
         if site_query is not None:
             html = html.replace('/consent.js" data-site="{{SITE}}"',
                                 '/consent.js?site={{SITE}}' + site_query + '"')
-        html = (html.replace("{{APP}}", app_url or self.app_url).replace("{{SITE}}", self.site_key)
+        return (html.replace("{{APP}}", app_url or self.app_url).replace("{{SITE}}", self.site_key)
                 .replace("{{NONCE}}", NONCE).replace("{{LANG}}", lang))
-        (self.root / name).write_text(html)
-        return name
 
     def serve_with_headers(self, name: str, headers: dict) -> None:
         self.site.server.extra_headers[f"/{name}"] = headers

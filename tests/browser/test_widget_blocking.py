@@ -20,10 +20,9 @@ def test_nothing_runs_loads_or_is_stored_before_a_choice(env, context, page):
     assert page.evaluate("Consent.get()") is None
     assert page.get_attribute("iframe", "src") is None
     assert context.cookies() == [] and page.evaluate("localStorage.length") == 0
-    # only the page itself, the widget and its config: no tag, no frame
+    # only the page itself and the widget (its config inlined): no tag, no frame
     assert sorted({u.split("?")[0] for u in requested} - {env.url("favicon.ico")}) == sorted([
-        env.url(), env.url("probe.js"), f"{env.app_url}/consent.js",
-        f"{env.app_url}/api/v1/sites/shop/config"])
+        env.url(), env.url("probe.js"), f"{env.app_url}/consent.js"])
     assert env.events() == []
 
 

@@ -16,8 +16,13 @@ pytestmark = pytest.mark.browser
 
 
 def later(page, **delta) -> None:
-    """Move the page's clock forward (timers keep running): stored data looks older."""
+    """Move the page's clock forward (timers keep running): stored data looks older.
+
+    The browser's HTTP cache does not follow the page's clock, so it is emptied as time
+    would have done: the cached widget script (config inlined, max-age 300 s) is gone.
+    """
     page.clock.set_fixed_time(datetime.now(timezone.utc) + timedelta(**delta))
+    page.context.new_cdp_session(page).send("Network.clearBrowserCache")
 
 
 def accept_all(env, page) -> None:
