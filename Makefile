@@ -47,8 +47,13 @@ test-sqlite: install
 test-postgresql: install
 	CONSENT_TEST_DB=postgresql $(PY) -m pytest -q -p no:cacheprovider
 
-bench: install
-	$(PY) bench/run_all.py
+# Every benchmark in turn (each prints its figures; wrk comes from Debian).
+bench: install chromium node-deps
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	-$(PY) bench/write_bench.py --rounds 3
+	-$(PY) bench/widget_bench.py
+	-$(PY) bench/export_bench.py
+	-$(PY) bench/webhook_bench.py
 
 clean:
 	rm -rf $(VENV) instance node_modules

@@ -12,9 +12,13 @@ categories and services) and a static "customer site" on another loopback port, 
 
 1. bytes: every response from the consent server before the banner is visible on a first
    visit, each gzip -9 compressed, summed (budget 8,000 B);
-2. banner time: on N first visits per embed (interleaved) (fresh browser context, cold cache), the time from
-   DOMContentLoaded to the banner being inserted and to the next animation frame after it
-   (painted), median and 90th percentile (budget 20 ms);
+2. banner time: on N first visits per embed (interleaved; fresh browser context, cold
+   cache), the time from DOMContentLoaded to the banner being inserted, to the start of
+   the next frame (requestAnimationFrame: the widget's work, including the layout it forces
+   by moving focus, is done; budget 20 ms, median) and to the banner being on screen
+   (Element Timing), next to a paragraph the page itself adds at DOMContentLoaded: a
+   headless Chromium presents that frame tens of ms later whatever the page does, so the
+   on-screen figure is compared with the control rather than with the budget;
 3. returning visitor: after "Accept all", requests that reach the consent server on the
    next two page views, counted in gunicorn's access log (budget 0).
 """
@@ -53,10 +57,25 @@ PAGE = """<!doctype html>
 <button type="button" data-consent-open>Cookie settings</button>
 </body></html>
 """
-# Records when the banner is inserted and when the frame after that is painted.
-PROBE = """new MutationObserver((records, observer) => {
-  if (!document.querySelector('.cw-banner')) return;
+# Records when the banner is inserted, when the next frame starts (requestAnimationFrame)
+# and when it is on screen (Element Timing: the frame that painted it was presented).
+# For comparison the page itself adds a paragraph at DOMContentLoaded ("control"): nothing
+# a script adds then can be on screen sooner than that.
+PROBE = """window.shown = {};
+new PerformanceObserver(list => {
+  for (const e of list.getEntries()) window.shown[e.identifier] = e.renderTime;
+}).observe({type: 'element', buffered: true});
+document.addEventListener('DOMContentLoaded', () => {
+  const p = document.createElement('p');
+  p.textContent = 'Added by the page at DOMContentLoaded.';
+  p.setAttribute('elementtiming', 'control');
+  document.body.prepend(p);  // in view: Element Timing reports only what is painted
+});
+new MutationObserver((records, observer) => {
+  const text = document.querySelector('.cw-banner #cw-bd');
+  if (!text) return;
   observer.disconnect();
+  text.setAttribute('elementtiming', 'banner');
   window.bannerInserted = performance.now();
   requestAnimationFrame(() => { window.bannerPainted = performance.now(); });
 }).observe(document, {childList: true, subtree: true});
@@ -135,7 +154,7 @@ def main() -> int:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             version = browser.version
             urls = {embed: f"{static.url}/{embed}.html" for embed in embeds}
-            times = {embed: ([], []) for embed in embeds}
+            times = {embed: ([], [], [], []) for embed in embeds}
             for _ in range(args.runs):  # interleaved, so background load hits every embed alike
                 for embed in embeds:
                     for series, value in zip(times[embed], first_visit(browser, urls[embed])):
@@ -157,18 +176,21 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def first_visit(browser, page_url: str) -> tuple[float, float]:
-    """ms from DOMContentLoaded to the banner inserted and painted, cold cache."""
+def first_visit(browser, page_url: str) -> tuple[float, float, float, float]:
+    """ms from DOMContentLoaded to the banner inserted, the next frame, the banner on
+    screen and the page's own control paragraph on screen; cold cache."""
     ctx = browser.new_context()
     page = ctx.new_page()
     page.add_init_script(PROBE)
     page.goto(page_url)
-    page.wait_for_function("window.bannerPainted !== undefined")
-    dcl, ins, pnt = page.evaluate("""() => [
+    page.wait_for_function("window.bannerPainted !== undefined && window.shown.banner > 0"
+                           " && window.shown.control > 0")
+    dcl, *marks = page.evaluate("""() => [
         performance.getEntriesByType('navigation')[0].domContentLoadedEventStart,
-        window.bannerInserted, window.bannerPainted]""")
+        window.bannerInserted, window.bannerPainted, window.shown.banner,
+        window.shown.control]""")
     ctx.close()
-    return max(0.0, ins - dcl), max(0.0, pnt - dcl)
+    return tuple(max(0.0, mark - dcl) for mark in marks)
 
 
 def measure(browser, server, log: Path, page_url: str):
@@ -201,7 +223,8 @@ def measure(browser, server, log: Path, page_url: str):
     return sizes, returning
 
 
-def report(embed: str, sizes: dict, returning: int, inserted: list, painted: list) -> bool:
+def report(embed: str, sizes: dict, returning: int, inserted: list, painted: list,
+           shown: list, control: list) -> bool:
     """Print one embed's figures; True when all are within budget."""
     total = sum(gz for _, gz in sizes.values())
     print(f"\n=== embed: {EMBEDS[embed].format(app='')}")
@@ -213,11 +236,16 @@ def report(embed: str, sizes: dict, returning: int, inserted: list, painted: lis
     for name, size in OTHERS.items():
         print(f"   for comparison, {name}: {size} B ({total / size:.0%} of it)")
     print("\n2. Banner after DOMContentLoaded (ms):")
-    for name, values in (("inserted", inserted), ("painted (next frame)", painted)):
+    for name, values in (("inserted", inserted), ("next frame starts", painted),
+                         ("on screen", shown), ("page's own (control)", control)):
         print(f"   {name:<22} min {min(values):6.1f}   median {statistics.median(values):6.1f}"
               f"   p90 {percentile(values, 90):6.1f}   max {max(values):6.1f}")
+    same = sum(1 for s, c in zip(shown, control) if s <= c + 0.5)
+    print(f"   on screen in the same frame as the page's own DOMContentLoaded content:"
+          f" {same} of {len(shown)} visits")
     med = statistics.median(painted)
-    print(f"   budget {BUDGET_MS:.0f} ms (median, painted): {'OK' if med <= BUDGET_MS else 'OVER'}")
+    print(f"   budget {BUDGET_MS:.0f} ms (median, banner built and laid out before the next frame):"
+          f" {'OK' if med <= BUDGET_MS else 'OVER'}")
     print(f"\n3. Returning visitor: {returning} request(s) reached the consent server on 2 page views"
           f" (budget 0: {'OK' if returning == 0 else 'OVER'})")
     return total <= BUDGET_BYTES and med <= BUDGET_MS and returning == 0
