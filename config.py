@@ -8,10 +8,23 @@ BASE_DIR = Path(__file__).resolve().parent
 DEFAULT_SECRET = "dev-insecure-change-me"
 
 
-def _env_int(name: str, default: int) -> int:
-    """Read an integer setting from the environment."""
+def _env_number(name: str, default, kind=int, *, minimum=0, check=None):
+    """Read a number setting from the environment; a bad value stops start-up naming it."""
     value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    if value in (None, ""):
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise RuntimeError(f"{name}={value!r} is not {'an integer' if kind is int else 'a number'}")
+    if number < minimum or (check is not None and not check(number)):
+        raise RuntimeError(f"{name}={value!r} is out of range")
+    return number
+
+
+def _env_int(name: str, default: int) -> int:
+    """Read a non-negative integer setting from the environment."""
+    return _env_number(name, default)
 
 
 class Config:
@@ -32,6 +45,16 @@ class Config:
     # SQLite synchronous mode in WAL: NORMAL survives a killed process; FULL also
     # survives power loss at the cost of an fsync per commit.
     CONSENT_SQLITE_SYNCHRONOUS = os.environ.get("CONSENT_SQLITE_SYNCHRONOUS", "NORMAL")
+    # SQLite background checkpoints (docs/performance.md): seconds between them, the WAL
+    # size at which a writer completes one so the WAL starts again, and the page size of
+    # new databases (a power of two, 512-65536).
+    CONSENT_SQLITE_CHECKPOINT_SECONDS = _env_number(
+        "CONSENT_SQLITE_CHECKPOINT_SECONDS", 0.25, float, minimum=0.01)
+    CONSENT_SQLITE_WAL_RESTART_BYTES = _env_number(
+        "CONSENT_SQLITE_WAL_RESTART_BYTES", 32 * 1024 * 1024, minimum=1024 * 1024)
+    CONSENT_SQLITE_PAGE_SIZE = _env_number(
+        "CONSENT_SQLITE_PAGE_SIZE", 2048, minimum=512,
+        check=lambda n: n <= 65536 and n & (n - 1) == 0)
     # Per-process cache of site configuration used by the hot write path.
     CONSENT_SITE_CACHE_SECONDS = _env_int("CONSENT_SITE_CACHE_SECONDS", 5)
     # How long browsers may reuse the widget configuration without asking again.

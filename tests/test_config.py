@@ -44,3 +44,45 @@ def test_migrations_match_the_models(app):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                 db.metadata)
     assert diff == []
+
+
+def _reloaded_config(monkeypatch, **env):
+    import importlib
+    import config as config_module
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        return importlib.reload(config_module).config_for("development")
+    finally:
+        for name in env:
+            monkeypatch.delenv(name)
+        importlib.reload(config_module)
+
+
+def test_sqlite_tuning_comes_from_the_environment(monkeypatch, tmp_path):
+    settings = _reloaded_config(monkeypatch, CONSENT_SQLITE_PAGE_SIZE="4096",
+                                CONSENT_SQLITE_CHECKPOINT_SECONDS="0.5",
+                                CONSENT_SQLITE_WAL_RESTART_BYTES="8388608")
+    assert (settings.CONSENT_SQLITE_PAGE_SIZE, settings.CONSENT_SQLITE_CHECKPOINT_SECONDS,
+            settings.CONSENT_SQLITE_WAL_RESTART_BYTES) == (4096, 0.5, 8388608)
+    # and a new database gets that page size
+    app = create_app({"ENV_NAME": "testing", "CONSENT_SQLITE_PAGE_SIZE": 4096,
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/p.sqlite3"})
+    with app.app_context():
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 4096
+
+
+@pytest.mark.parametrize("name, value", [
+    ("CONSENT_SQLITE_PAGE_SIZE", "3000"),        # not a power of two
+    ("CONSENT_SQLITE_PAGE_SIZE", "131072"),      # above SQLite's largest page
+    ("CONSENT_SQLITE_CHECKPOINT_SECONDS", "0"),  # would spin
+    ("CONSENT_SQLITE_CHECKPOINT_SECONDS", "soon"),
+    ("CONSENT_SQLITE_WAL_RESTART_BYTES", "100"),
+    ("CONSENT_SQLITE_BUSY_TIMEOUT", "-1"),
+    ("CONSENT_MAX_BODY_BYTES", "lots"),
+])
+def test_bad_numeric_settings_stop_start_up_naming_the_variable(monkeypatch, name, value):
+    with pytest.raises(RuntimeError, match=name):
+        _reloaded_config(monkeypatch, **{name: value})
