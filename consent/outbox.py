@@ -353,30 +353,66 @@ def _check_url(url: str) -> str:
             and os.environ.get("CONSENT_WEBHOOK_ALLOW_HTTP") != "1"
             and parts.hostname not in ("localhost", "127.0.0.1", "::1")):
         raise Invalid("use https (or set CONSENT_WEBHOOK_ALLOW_HTTP=1)", field="url")
-    if (current_app.config.get("ENV_NAME") == "production"
-            and os.environ.get("CONSENT_WEBHOOK_ALLOW_PRIVATE") != "1"):
+    if refuses_internal():
         _refuse_internal_host(parts.hostname, parts.port or (443 if parts.scheme == "https"
                                                              else 80))
     return url
 
 
-def _refuse_internal_host(host: str, port: int) -> None:
-    """In production a site API key must not make the server call its own network
-    (loopback, private, link-local, reserved addresses), unless the operator allows it."""
+def _internal(infos) -> str | None:
+    """The first loopback, private, link-local or reserved address among getaddrinfo
+    results, or None."""
     import ipaddress
-    import socket
 
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        raise Invalid(f"the host {host!r} does not resolve", field="url")
     for info in infos:
         addr = ipaddress.ip_address(info[4][0].split("%")[0])
         if (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
                 or addr.is_multicast or addr.is_unspecified):
-            raise Invalid(f"{host!r} resolves to an internal address ({addr}); set "
-                          "CONSENT_WEBHOOK_ALLOW_PRIVATE=1 to allow internal receivers",
-                          field="url")
+            return str(addr)
+    return None
+
+
+def _refuse_internal_host(host: str, port: int) -> None:
+    """In production a site API key must not make the server call its own network
+    (loopback, private, link-local, reserved addresses), unless the operator allows it."""
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise Invalid(f"the host {host!r} does not resolve", field="url")
+    addr = _internal(infos)
+    if addr:
+        raise Invalid(f"{host!r} resolves to an internal address ({addr}); set "
+                      "CONSENT_WEBHOOK_ALLOW_PRIVATE=1 to allow internal receivers",
+                      field="url")
+
+
+def refuses_internal() -> bool:
+    """Whether this app refuses receivers on internal addresses (production, unless
+    CONSENT_WEBHOOK_ALLOW_PRIVATE=1)."""
+    return (current_app.config.get("ENV_NAME") == "production"
+            and os.environ.get("CONSENT_WEBHOOK_ALLOW_PRIVATE") != "1")
+
+
+def _vetted_connection(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None,
+                       *args, **kwargs):
+    """socket.create_connection that resolves the host once, refuses it if any address is
+    internal, and connects to an address it checked. Checking only when the endpoint was
+    registered is not enough: the name may resolve elsewhere by delivery time (DNS
+    rebinding)."""
+    host, port = address
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addr = _internal(infos)
+    if addr:
+        raise ConnectionRefusedError(
+            f"{host!r} now resolves to an internal address ({addr}); not contacted "
+            "(CONSENT_WEBHOOK_ALLOW_PRIVATE=1 allows internal receivers)")
+    error = None
+    for info in infos:
+        try:
+            return socket.create_connection(info[4][:2], timeout, source_address)
+        except OSError as exc:
+            error = exc
+    raise error or OSError(f"{host!r} has no address")
 
 
 def _check_interests(site, categories: list[str], channels: list[str]) -> tuple[list, list]:
@@ -663,20 +699,27 @@ STALE_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipe
                 http.client.CannotSendRequest)
 
 
-def _connection(scheme: str, host: str, port: int | None,
+def _connection(scheme: str, host: str, port: int | None, guard: bool,
                 timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-    """A pooled connection to the receiver (True) or a new one (False)."""
+    """A pooled connection to the receiver (True) or a new one (False). With GUARD, a new
+    connection goes only to an address checked not to be internal at connect time."""
     conns = getattr(_pool, "conns", None)
     if conns is None:
         conns = _pool.conns = {}
-    conn = conns.pop((scheme, host, port), None)
+    conn = conns.pop((scheme, host, port, guard), None)
     if conn is not None and conn.sock is not None:
         conn.sock.settimeout(timeout)
         return conn, True
     if scheme == "https":
-        return http.client.HTTPSConnection(host, port, timeout=timeout,
-                                           context=ssl.create_default_context()), False
-    return http.client.HTTPConnection(host, port, timeout=timeout), False
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if guard:
+        # connect() (and HTTPS's, before the TLS handshake with the host's name) dials
+        # through this attribute
+        conn._create_connection = _vetted_connection
+    return conn, False
 
 
 def _exchange_once(conn: http.client.HTTPConnection, path: str, body: bytes,
@@ -715,8 +758,9 @@ def _exchange_once(conn: http.client.HTTPConnection, path: str, body: bytes,
             raise TimeoutError("deadline")
 
 
-def send(delivery: Delivery, timeout: float) -> SendResult:
-    """POST one signed notification; TIMEOUT bounds the whole attempt, not each read."""
+def send(delivery: Delivery, timeout: float, guard: bool = False) -> SendResult:
+    """POST one signed notification; TIMEOUT bounds the whole attempt, not each read.
+    GUARD: refuse to connect to internal addresses (see refuses_internal)."""
     parts = urlsplit(delivery.url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     timestamp = str(int(time.time()))
@@ -726,7 +770,7 @@ def send(delivery: Delivery, timeout: float) -> SendResult:
                                                             delivery.body),
         IDEMPOTENCY_HEADER: delivery.key, ATTEMPT_HEADER: str(delivery.attempt),
     }
-    key = (parts.scheme, parts.hostname, parts.port)
+    key = (parts.scheme, parts.hostname, parts.port, guard)
     started, deadline = utcnow(), time.monotonic() + timeout
     while True:
         conn, reused = _connection(*key, timeout)
@@ -1032,6 +1076,7 @@ class DeliveryWorker:
     def run(self) -> Counter:
         """Deliver until nothing is due (one-shot) or until stopped (forever)."""
         timeout = setting("CONSENT_WEBHOOK_TIMEOUT")
+        guard = refuses_internal()
         inflight: dict[Future, Delivery] = {}
         finished: list[tuple[Delivery, SendResult]] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook") as pool:
@@ -1042,7 +1087,7 @@ class DeliveryWorker:
                     claimed = self._exchange(finished, room)
                     finished = []
                 for delivery in claimed:
-                    inflight[pool.submit(send, delivery, timeout)] = delivery
+                    inflight[pool.submit(send, delivery, timeout, guard)] = delivery
                 if not inflight:
                     if self.stop.is_set() or (not self.forever and not claimed):
                         break

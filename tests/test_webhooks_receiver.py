@@ -83,6 +83,36 @@ def test_the_worker_delivers_to_the_example_receiver(app, client, site, example)
     assert db.session.execute(db.select(OutboxMessage.state)).scalar_one() == "delivered"
 
 
+def test_production_worker_does_not_contact_a_receiver_that_now_resolves_internal(
+        app, client, site, example, monkeypatch):
+    """The address is checked again when the worker connects, not only when the endpoint
+    was registered: a name that later resolves to an internal address (DNS rebinding) is
+    not contacted, and the attempt is logged with the reason."""
+    url, handled = example
+    register_endpoint(site["key"], url=url, categories=["analytics"], secret=SECRET)
+    client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "accept_all"})
+    app.config["ENV_NAME"] = "production"
+    monkeypatch.delenv("CONSENT_WEBHOOK_ALLOW_PRIVATE", raising=False)
+    stats = DeliveryWorker(concurrency=1).run()
+    assert stats["delivered"] == 0 and stats["network_error"] == 1
+    assert handled == []
+    db.session.rollback()
+    message = db.session.execute(db.select(OutboxMessage)).scalar_one()
+    assert message.state != "delivered"
+    assert "internal address (127.0.0.1)" in message.last_error
+
+
+def test_production_worker_delivers_to_internal_receivers_when_allowed(
+        app, client, site, example, monkeypatch):
+    url, handled = example
+    register_endpoint(site["key"], url=url, categories=["analytics"], secret=SECRET)
+    client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "accept_all"})
+    app.config["ENV_NAME"] = "production"
+    monkeypatch.setenv("CONSENT_WEBHOOK_ALLOW_PRIVATE", "1")
+    assert DeliveryWorker(concurrency=1).run()["delivered"] == 1
+    assert len(handled) == 1
+
+
 def test_valid_notification_is_handled_once(example):
     url, handled = example
     assert post(url, NOTE, signed(NOTE)) == 204
