@@ -51,6 +51,7 @@ test-postgresql: install
 bench: install chromium node-deps
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	-$(PY) bench/write_bench.py --rounds 3
+	-$(PY) bench/write_breakdown.py
 	-$(PY) bench/widget_bench.py
 	-$(PY) bench/export_bench.py
 	-$(PY) bench/webhook_bench.py
