@@ -1,6 +1,6 @@
 """Where one consent write's time goes, in process (no HTTP, no gunicorn), on SQLite.
 
-    .venv/bin/python bench/write_breakdown.py [--requests 3000] [--rounds 5]
+    .venv/bin/python bench/write_breakdown.py [--requests 2000] [--rounds 5]
 
 Complements bench/write_bench.py, which measures requests/s under gunicorn: this one calls
 the WSGI apps directly in a loop with the same request body the write bench sends and
@@ -115,7 +115,7 @@ class _TimedFairy:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--outside-us", type=float, default=236.0,
                         help="per-request worker CPU outside the app under gunicorn")
