@@ -69,7 +69,7 @@ def install_engine_hooks(engine: Engine, app) -> None:
         return
     busy_ms = int(app.config["CONSENT_SQLITE_BUSY_TIMEOUT"]) * 1000
     synchronous = app.config["CONSENT_SQLITE_SYNCHRONOUS"]
-    page_size = int(app.config.get("CONSENT_SQLITE_PAGE_SIZE", PAGE_SIZE))
+    page_size = int(app.config["CONSENT_SQLITE_PAGE_SIZE"])
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -110,21 +110,12 @@ def _is_transient(exc: OperationalError) -> bool:
     )
 
 
-# Page size of new SQLite databases. A consent write changes ~20 b-tree pages (every
-# index of every row it adds, and splits), each written whole to the WAL, copied back
-# and fsynced by checkpoints: 2 KiB pages about halve that traffic (~75 KB -> ~40 KB a
-# write). Measured under the write benchmark: +10% writes/s, p99 30 -> 20 ms.
-PAGE_SIZE = 2048
-# Seconds between background checkpoints: frequent small ones keep the fsyncs short
-# (with 1 s, each flushed ~70 MB of WAL and writers stalled behind the writeback).
-CHECKPOINT_SECONDS = 0.25
+# The page size of new databases, the checkpoint interval and the WAL size that makes a
+# writer finish a checkpoint are settings (config.py, with why their defaults).
 _checkpointers: set[tuple[str, int]] = set()
 _checkpointers_lock = threading.Lock()
 # Largest WAL file left on disk when SQLite restarts the log from its beginning.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
-# The WAL is started again from its beginning once it holds this much (each restart
-# costs one writer a short pause, see _checkpoint_loop).
-RESTART_WAL_BYTES = 32 * 1024 * 1024
 # Background checkpoint passes continue until a pass found fewer new frames than this;
 # the rest is copied by a writer that holds the writer queue (see _SQLiteWriterQueue).
 FINISH_CHECKPOINT_FRAMES = 200
@@ -132,8 +123,7 @@ FINISH_CHECKPOINT_FRAMES = 200
 _finish_wanted: set[str] = set()
 
 
-def _ensure_checkpointer(path: str, interval: float,
-                         restart_bytes: int = RESTART_WAL_BYTES) -> None:
+def _ensure_checkpointer(path: str, interval: float, restart_bytes: int) -> None:
     """Start this process's WAL checkpoint thread for PATH (once per process)."""
     key = (path, os.getpid())
     if key in _checkpointers:
@@ -279,10 +269,8 @@ def _writer_queue() -> _SQLiteWriterQueue | None:
     queue = _queues.get(path)
     if queue is None or os.getpid() != _queue_pid.get(path):
         config = current_app.config
-        _ensure_checkpointer(path, float(config.get("CONSENT_SQLITE_CHECKPOINT_SECONDS",
-                                                    CHECKPOINT_SECONDS)),
-                             int(config.get("CONSENT_SQLITE_WAL_RESTART_BYTES",
-                                            RESTART_WAL_BYTES)))
+        _ensure_checkpointer(path, float(config["CONSENT_SQLITE_CHECKPOINT_SECONDS"]),
+                             int(config["CONSENT_SQLITE_WAL_RESTART_BYTES"]))
         queue = _writer_queue_for(path)
     return queue
 
