@@ -1,4 +1,4 @@
-"""The consent ledger: append-only, hash-linked events and the current-state projection.
+"""Hash chains: append-only, hash-linked events and the current-state projection.
 
 Each site has `ledger_streams` independent hash chains ("streams"); a subject always
 writes to the same stream (chosen from its pseudonym), so its events stay in order while
@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import rawsql
-from .database import UTCDateTime, iso, utcnow
-from .extensions import db
+from .. import rawsql
+from ..database import UTCDateTime, iso, utcnow
+from ..extensions import db
 
 GENESIS = "0" * 64
 HASH_VERSION = 1
@@ -291,7 +291,7 @@ def state_from_snapshot(snapshot: dict | None) -> dict | None:
 def carry_forward_states(site, before: datetime) -> int:
     """Append a carry_forward event for every subject of SITE with events older than
     BEFORE (inside the purge's write transaction); returns how many were carried."""
-    from .subjects import SubjectRef
+    from ..subjects import SubjectRef
 
     rows = rawsql.all_rows(
         "SELECT DISTINCT e.subject, s.id, s.public_id, s.secret FROM consent_events e "
@@ -592,8 +592,8 @@ def _iter_rows(query, batch: int = 5000) -> Iterator:
 
 def verify_ledger(site_ids: Iterable[int] | None = None) -> VerifyReport:
     """Recompute every hash link; report the first bad event of each broken stream."""
-    from .sites import Site
-    from .subjects import Subject
+    from ..sites import Site
+    from ..subjects import Subject
 
     report = VerifyReport()
     sites = db.session.execute(db.select(Site.id, Site.key)).all()
