@@ -261,7 +261,7 @@ def test_an_erasure_request_reaches_every_endpoint_and_leaves_no_identifier(
 
 def test_replayed_decision_is_not_notified_twice(client, site):
     add_endpoint(site["key"], categories=["analytics"])
-    body = {"client_event_id": "replay-0123456789"}
+    body = {"client_event_id": "replay-0123456789", "subject": "replaying-visitor-01"}
     decide(client, site["key"], "accept_all", **body)
     decide(client, site["key"], "accept_all", **body)
     assert len(messages()) == 1
