@@ -67,6 +67,23 @@ class Config:
     # wait for each other on PostgreSQL.
     CONSENT_LEDGER_STREAMS = _env_int("CONSENT_LEDGER_STREAMS", 8)
     CONSENT_TRUST_PROXY = os.environ.get("CONSENT_TRUST_PROXY", "") == "1"
+    # The signing key of checkpoints, exports and retention checkpoints: its own secret,
+    # never derived from SECRET_KEY (consent.ledger.keys). Old public keys stay published.
+    CONSENT_SIGNING_KEY = os.environ.get("CONSENT_SIGNING_KEY", "")
+    CONSENT_SIGNING_KEY_PREVIOUS = os.environ.get("CONSENT_SIGNING_KEY_PREVIOUS", "")
+    CONSENT_SIGNING_KEY_FILE = os.environ.get("CONSENT_SIGNING_KEY_FILE", "")
+    # The verifiable log (consent.ledger.log). Origin line of every site's checkpoints,
+    # `{site}` replaced by the site key: the log's identity, so set it once, before the
+    # first checkpoint (default: the host of CONSENT_PUBLIC_URL, else "consent.local").
+    CONSENT_LOG_ORIGIN = os.environ.get("CONSENT_LOG_ORIGIN", "")
+    # Seconds between runs of the integrator thread in each web process (one process
+    # integrates at a time); 0 leaves integration to `flask consent integrate` (cron).
+    CONSENT_LOG_INTEGRATE_SECONDS = _env_number("CONSENT_LOG_INTEGRATE_SECONDS", 10.0, float)
+    # Events given log indexes per transaction (bounds how long an integration holds
+    # SQLite's write lock).
+    CONSENT_LOG_BATCH = _env_number("CONSENT_LOG_BATCH", 2000, minimum=1)
+    # How long clients may cache the latest checkpoint.
+    CONSENT_CHECKPOINT_MAX_AGE = _env_int("CONSENT_CHECKPOINT_MAX_AGE", 5)
 
     API_TITLE = "Consent manager API"
     API_VERSION = "v1"
@@ -98,6 +115,10 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-secret"
     CONSENT_SITE_CACHE_SECONDS = 0
+    # A fixed key, so every test app and test server signs alike (never in production).
+    CONSENT_SIGNING_KEY = os.environ.get("CONSENT_SIGNING_KEY", "7e57" * 16)
+    # Tests integrate explicitly (or through the HTTP endpoints), never behind their back.
+    CONSENT_LOG_INTEGRATE_SECONDS = _env_number("CONSENT_LOG_INTEGRATE_SECONDS", 0.0, float)
 
 
 class ProductionConfig(Config):

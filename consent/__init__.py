@@ -83,3 +83,14 @@ def _check_secrets(app: Flask) -> None:
                            "print(secrets.token_urlsafe(48))'`)")
     if os.environ.get("CONSENT_HMAC_KEY") is not None and len(app.config["CONSENT_HMAC_KEY"]) < 32:
         raise RuntimeError("CONSENT_HMAC_KEY, when set, must be at least 32 characters")
+    # Checkpoints and exports are signed with a key of their own, never derived from
+    # SECRET_KEY (docs/audit.md); a bad key stops start-up rather than the first export.
+    if not (app.config.get("CONSENT_SIGNING_KEY") or "").strip():
+        raise RuntimeError("CONSENT_SIGNING_KEY must be set in production: a PEM file of an "
+                           "Ed25519 private key or 64 hex digits (see docs/audit.md)")
+    from .ledger.keys import _seed_from_text
+
+    try:
+        _seed_from_text(app.config["CONSENT_SIGNING_KEY"])
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise RuntimeError(f"CONSENT_SIGNING_KEY cannot be read: {exc}") from None

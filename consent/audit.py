@@ -9,16 +9,14 @@ server's Ed25519 key. `verify_export_file` needs only the file (and, to rule out
 re-signed file, the server's public key): it recomputes each row's hash, checks the links
 between consecutive rows of a stream, and checks the manifest and its signature.
 
-Signing key: CONSENT_SIGNING_KEY (a PEM file path, or a 32-byte seed as 64 hex digits)
-or, when unset, a key derived from SECRET_KEY. It is never stored in the database, so
-somebody who can write to the database cannot forge a manifest or a checkpoint.
+Signing key: CONSENT_SIGNING_KEY (see consent.ledger.keys; never derived from SECRET_KEY
+and never stored in the database, so somebody who can write to the database cannot forge
+a manifest or a checkpoint).
 """
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
-import hmac
 import io
 import json
 import os
@@ -30,10 +28,6 @@ from typing import Callable, Iterator
 
 import click
 import sqlalchemy as sa
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
-                                                               Ed25519PublicKey)
 
 from .ledger import ACTIONS, canonical, chain_hash, hashed_fields
 
@@ -60,101 +54,11 @@ BATCH = 5000
 
 # ---------------------------------------------------------------- signing
 
-
-_key_cache: dict[bytes, Ed25519PrivateKey] = {}
-
-
-def _seed_from_config() -> bytes:
-    from flask import current_app
-
-    configured = current_app.config.get("CONSENT_SIGNING_KEY") or os.environ.get(
-        "CONSENT_SIGNING_KEY", "")
-    configured = configured.strip()
-    if configured and len(configured) == 64 and all(c in "0123456789abcdefABCDEF"
-                                                     for c in configured):
-        return bytes.fromhex(configured)
-    if configured:
-        with open(configured, "rb") as fh:
-            key = serialization.load_pem_private_key(fh.read(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise RuntimeError("CONSENT_SIGNING_KEY must be an Ed25519 private key")
-        return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
-    # Derived, so every web worker and machine with the same SECRET_KEY signs alike.
-    return hmac.new(current_app.config["SECRET_KEY"].encode(), b"consent-signing-key-v1",
-                    hashlib.sha256).digest()
-
-
-def signing_key() -> Ed25519PrivateKey:
-    """The server's Ed25519 private key (see module docstring for where it comes from)."""
-    seed = _seed_from_config()
-    key = _key_cache.get(seed)
-    if key is None:
-        key = _key_cache[seed] = Ed25519PrivateKey.from_private_bytes(seed)
-    return key
-
-
-def public_key_raw(key: Ed25519PrivateKey | None = None) -> bytes:
-    """The 32 raw bytes of the server's public key."""
-    key = key or signing_key()
-    return key.public_key().public_bytes(serialization.Encoding.Raw,
-                                         serialization.PublicFormat.Raw)
-
-
-def public_key_text(key: Ed25519PrivateKey | None = None) -> str:
-    """The public key as auditors pin it: `ed25519:` + base64 of the raw key."""
-    return "ed25519:" + base64.b64encode(public_key_raw(key)).decode()
-
-
-def public_key_pem(key: Ed25519PrivateKey | None = None) -> str:
-    """The public key as a PEM (SubjectPublicKeyInfo) document."""
-    key = key or signing_key()
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo
-                                         ).decode()
-
-
-def key_id(raw: bytes) -> str:
-    """A short, stable name of a public key."""
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def sign(message: bytes) -> str:
-    """Ed25519 signature of MESSAGE, 128 hex digits."""
-    return signing_key().sign(message).hex()
-
-
-def parse_public_key(text: str) -> bytes:
-    """Raw public key bytes from `ed25519:<base64>`, bare base64, hex or a PEM (text or path)."""
-    text = (text or "").strip()
-    if text and "BEGIN" not in text and os.path.exists(text):
-        with open(text, encoding="utf-8") as fh:
-            text = fh.read().strip()
-    if "BEGIN PUBLIC KEY" in text:
-        key = serialization.load_pem_public_key(text.encode())
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("not an Ed25519 public key")
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    text = text.removeprefix("ed25519:")
-    if len(text) == 64:
-        try:
-            return bytes.fromhex(text)
-        except ValueError:
-            pass
-    raw = base64.b64decode(text, validate=True)
-    if len(raw) != 32:
-        raise ValueError("an Ed25519 public key has 32 bytes")
-    return raw
-
-
-def verify_signature(raw_public_key: bytes, message: bytes, signature_hex: str) -> bool:
-    """True when SIGNATURE_HEX is a valid Ed25519 signature of MESSAGE."""
-    try:
-        Ed25519PublicKey.from_public_bytes(raw_public_key).verify(
-            bytes.fromhex(signature_hex), message)
-        return True
-    except (InvalidSignature, ValueError, TypeError):
-        return False
+# The key lives with the log (consent.ledger.keys): one key signs log checkpoints, export
+# manifests and retention checkpoints.
+from .ledger.keys import (key_id, parse_public_key, public_key_pem,  # noqa: E402,F401
+                          public_key_raw, public_key_text, sign, signing_key,
+                          verify_signature)
 
 
 def checkpoint_message(*, site: str, stream: int, seq: int, hash: str, purged_before: str,
