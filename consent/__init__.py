@@ -50,6 +50,14 @@ def create_app(config: str | dict | None = None) -> Flask:
 
     from . import csrf
     csrf.init_app(app)
+
+    from .ledger.log import start_integrator
+
+    @app.before_request
+    def _integrator():
+        # The log's integrator thread starts with the first request of each process
+        # (not at import: CLI commands and forked workers would inherit a dead thread).
+        start_integrator(app)
     app.session_interface = _ApiAwareSessionInterface()
 
     docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"

@@ -970,11 +970,28 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
 
 @consent_cli.command("signing-key")
 @click.option("--pem", is_flag=True, help="Print the PEM form.")
-def signing_key_command(pem):
-    """Print the public key that verifies export manifests and retention checkpoints."""
-    click.echo(public_key_pem() if pem else public_key_text())
-    if not pem:
-        click.echo(f"key id {key_id(public_key_raw())}", err=True)
+@click.option("--site", "site_key", help="Only the verifier key of this site's log.")
+def signing_key_command(pem, site_key):
+    """Print the public key: `ed25519:<base64>`, then each site's log key in signed-note
+    verifier-key form (`<origin>+<key id>+<key>`, what witnesses and Go's note package
+    read)."""
+    from .extensions import db
+    from .ledger.log import verifier_text
+    from .sites import NotFound, Site, get_site
+
+    if pem:
+        click.echo(public_key_pem())
+        return
+    if site_key:
+        try:
+            click.echo(verifier_text(get_site(site_key).key))
+        except NotFound as exc:
+            raise click.ClickException(str(exc))
+        return
+    click.echo(public_key_text())
+    for key in db.session.execute(db.select(Site.key).order_by(Site.id)).scalars():
+        click.echo(verifier_text(key))
+    click.echo(f"key id {key_id(public_key_raw())}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,3 +16,5 @@ from .chain import (ACTIONS, GENESIS, HASH_VERSION, SOURCES, STATE_COLUMNS,  # n
                     find_by_idempotency_key, hashed_fields, history, normalise_state,
                     on_append, read_state, rebuild_states, state_from_snapshot,
                     state_snapshot, stream_for, verify_ledger)
+from .log import (LogCheckpoint, LogLeaf, LogNode, LogStream, integrate,  # noqa: F401,E402
+                  integrate_site)
