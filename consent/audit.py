@@ -48,6 +48,12 @@ DELIVERY_COLUMNS = ("type", "site", "notification_id", "event_id", "notification
                     "created_at", "acknowledged_at", "dead_at", "last_status", "last_error",
                     "hash")
 DELIVERY_HEADER = ",".join(DELIVERY_COLUMNS)
+# The log section (unfiltered exports): every entry of each site's log up to the
+# checkpoint the export was cut at, in log order, with its leaf hash, so the file alone
+# recomputes the signed roots and shows it extends an earlier checkpoint an auditor held.
+LOG_MARK = "log"
+LOG_COLUMNS = ("type", "site", "log_index", "stream", "seq", "leaf_hash")
+LOG_HEADER = ",".join(LOG_COLUMNS)
 _DELIVERY_INTS = ("endpoint_id", "attempts", "last_status")
 _DELIVERY_REQUIRED_INTS = ("endpoint_id", "attempts")
 BATCH = 5000
@@ -84,6 +90,13 @@ class ExportFilters:
     actions: tuple[str, ...] = ()
     # The webhook delivery log of the same sites and time range (see _iter_deliveries).
     deliveries: bool = True
+    # The log section and the checkpoint the export was cut at (unfiltered exports).
+    log: bool = True
+
+    @property
+    def with_log(self) -> bool:
+        """Whether the export carries its sites' logs (only whole, unfiltered ones)."""
+        return self.log and self.contiguous and self.since is None and self.until is None
 
     @property
     def contiguous(self) -> bool:
@@ -104,6 +117,7 @@ class ExportStats:
     streams: dict = field(default_factory=dict)
     deliveries: int = 0
     delivery_digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    logs: dict = field(default_factory=dict)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -401,6 +415,48 @@ def _iter_deliveries(filters: ExportFilters) -> Iterator[list[dict]]:
             yield batch
 
 
+def _cut_logs(filters: ExportFilters) -> dict:
+    """Integrate every exported site, then note the checkpoint the export is cut at."""
+    from .ledger.log import integrate, latest_checkpoint
+
+    cuts = {}
+    for site in _sites(filters):
+        integrate(site.key)
+        checkpoint = latest_checkpoint(site.id)
+        cuts[site.key] = (site.id, checkpoint.size, checkpoint.note)
+    return cuts
+
+
+def _log_section(cuts: dict, fmt: str, stats: ExportStats) -> Iterator[str]:
+    """The log entries of each site up to its cut, leaf hashes included."""
+    from .extensions import db
+
+    header = fmt == "csv"
+    for site_key, (site_id, size, note) in cuts.items():
+        digest = hashlib.sha256()
+        result = db.session.execute(sa.text(
+            "SELECT l.log_index, l.stream, l.seq, n.hash FROM log_leaves l JOIN log_nodes n "
+            "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
+            "WHERE l.site_id = :site_id AND l.log_index < :size ORDER BY l.log_index"),
+            {"site_id": site_id, "size": size})
+        for part in result.partitions(BATCH):
+            lines = []
+            for index, stream, seq, leaf in part:
+                row = [LOG_MARK, site_key, int(index), int(stream), int(seq), bytes(leaf).hex()]
+                if fmt == "csv":
+                    lines.append(",".join(str(c) for c in row))
+                else:
+                    lines.append(_dumps(dict(zip(LOG_COLUMNS, row))))
+            digest.update(("\n".join(lines) + "\n").encode())
+            text = "\n".join(lines) + "\n"
+            if header:
+                text = LOG_HEADER + "\n" + text
+                header = False
+            yield text
+        stats.logs[site_key] = {"checkpoint": note, "size": size,
+                                "rows_sha256": digest.hexdigest()}
+
+
 def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict:
     """The signed last line of an export."""
     from .database import utcnow
@@ -422,6 +478,8 @@ def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict
                         "row_count": stats.deliveries,
                         "rows_sha256": stats.delivery_digest.hexdigest()}
                        if filters.deliveries else {"included": False}),
+        "log": ({"included": True, "sites": stats.logs} if filters.with_log
+                else {"included": False}),
     }
     raw = public_key_raw()
     return {"manifest": manifest,
@@ -474,6 +532,7 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
     if fmt not in ("csv", "jsonl"):
         raise ValueError("format must be csv or jsonl")
     stats = ExportStats()
+    cuts = _cut_logs(filters) if filters.with_log else {}
     if fmt == "csv":
         yield _csv_chunk([], header=True)
     for site_key, batch, layout in _iter_batches(filters, lines=(fmt == "csv")):
@@ -490,6 +549,8 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
         yield _delivery_chunk(batch, fmt, header=stats.deliveries == 0)
         stats.deliveries += len(batch)
         stats.delivery_digest.update("".join([row["hash"] for row in batch]).encode())
+    for chunk in _log_section(cuts, fmt, stats):
+        yield chunk
     signed = build_manifest(filters, stats, fmt)
     if fmt == "csv":
         buf = io.StringIO()
@@ -690,8 +751,134 @@ def _check_signed_manifest(signed, pinned: bytes | None, report: ExportReport) -
     return None
 
 
-def verify_export_file(path: str, public_key: str | None = None) -> ExportReport:
-    """Check an export file on its own; report the first bad row (no database needed)."""
+class _LogCheck:
+    """The log section of an export: each site's entries recompute the signed root the
+    export was cut at (and an earlier checkpoint's, with --since-checkpoint), and every
+    exported event is the entry the log holds for it."""
+
+    def __init__(self, manifest: dict, report: ExportReport, since: str | None,
+                 pinned: bytes | None):
+        from .ledger.merkle import CompactRange
+
+        info = manifest.get("log") or {}
+        self.sites = info.get("sites") or {} if info.get("included") else {}
+        self.wanted = bool(self.sites)
+        self.report, self.since, self.pinned = report, since, pinned
+        self.leaves: dict[tuple, bytes] = {}
+        self.trees = {key: CompactRange() for key in self.sites}
+        self.digests = {key: hashlib.sha256() for key in self.sites}
+        self.signed: dict[str, object] = {}
+        self.held = None
+        self.problem: str | None = None
+        self.prepare()
+
+    def _verifiers(self, origin: str):
+        from .ledger.notes import Verifier
+
+        return [Verifier(origin, self.pinned)]
+
+    def prepare(self) -> None:
+        from .ledger.notes import NoteError, open_checkpoint, split_note
+
+        for key, info in self.sites.items():
+            try:
+                note = info["checkpoint"]
+                origin = split_note(note)[0].split("\n", 1)[0]
+                body, _ = open_checkpoint(note, self._verifiers(origin))
+            except (KeyError, TypeError, ValueError, NoteError) as exc:
+                self.problem = f"site {key}: the export's checkpoint does not verify ({exc})"
+                return
+            self.signed[key] = body
+        if self.since is None:
+            return
+        try:
+            origin = split_note(self.since)[0].split("\n", 1)[0]
+            self.held, _ = open_checkpoint(self.since, self._verifiers(origin))
+        except (ValueError, NoteError) as exc:
+            self.problem = f"the held checkpoint does not verify with the key ({exc})"
+            return
+        site = origin.rstrip("/").rsplit("/", 1)[-1]
+        self.held_site = next((k for k, b in self.signed.items()
+                               if b.origin == self.held.origin), None)
+        if self.held_site is None:
+            self.problem = (f"site {site}: the export carries no whole log of "
+                            f"{self.held.origin} (export it unfiltered, with its log)")
+        elif self.signed[self.held_site].size < self.held.size:
+            self.problem = (f"site {self.held_site}: the export was cut at checkpoint "
+                            f"{self.signed[self.held_site].size:,}, before the held one "
+                            f"({self.held.size:,}): the log was rewound")
+
+    def bind(self, row: dict) -> None:
+        from .ledger.log import event_leaf_hash
+
+        fields = hashed_fields(
+            event_id=row["event_id"], site_key=row["site"], stream=row["stream"],
+            seq=row["seq"], subject=row["subject"], recorded_at=row["recorded_at"],
+            action=row["action"], source=row["source"], categories=row["categories"],
+            channels=row["channels"], policy_version=row["policy_version"],
+            locale=row["locale"], meta=row["meta"], details_digest=row["details_digest"],
+            idempotency_key=row["idempotency_key"])
+        self.leaves[(row["site"], row["stream"], row["seq"])] = event_leaf_hash(
+            row["prev_hash"], fields)[:16]
+
+    def add(self, text: str, fmt: str) -> str | None:
+        if self.problem:
+            return self.problem
+        try:
+            if fmt == "csv":
+                cells = text.split(",")
+                if len(cells) != len(LOG_COLUMNS) or cells[0] != LOG_MARK:
+                    raise ValueError("not a log row")
+                row = dict(zip(LOG_COLUMNS, cells))
+            else:
+                row = json.loads(text)
+                if set(row) != set(LOG_COLUMNS) or row["type"] != LOG_MARK:
+                    raise ValueError("not a log row")
+            key, index = row["site"], int(row["log_index"])
+            stream, seq, leaf = int(row["stream"]), int(row["seq"]), bytes.fromhex(
+                row["leaf_hash"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"a log row cannot be read ({exc}): it was edited"
+        tree = self.trees.get(key)
+        if tree is None:
+            return f"a log row of site {key}, which the manifest does not list: rows were added"
+        self.digests[key].update((text + "\n").encode())
+        if index != tree.size or len(leaf) != 32:
+            return f"site {key}: log entry {tree.size:,} is missing or out of order"
+        mine = self.leaves.get((key, stream, seq))
+        if mine is not None and mine != leaf[:16]:
+            return (f"site {key}: the exported event at stream {stream} seq {seq} is not log "
+                    f"entry {index:,}: the event was rewritten after it was logged")
+        tree.append(leaf)
+        if self.held is not None and key == self.held_site and tree.size == self.held.size \
+                and tree.root() != self.held.root:
+            return (f"site {key}: the exported log is not an extension of the held checkpoint "
+                    f"{self.held.size:,} ({self.held.time or 'time unknown'}): the log was "
+                    "rewritten")
+        return None
+
+    def finish(self) -> str | None:
+        if self.problem:
+            return self.problem
+        if self.since is not None and not self.wanted:
+            return ("the export carries no log section (a filtered export, or --no-log): "
+                    "--since-checkpoint needs a whole export of the site")
+        for key, info in self.sites.items():
+            tree, body = self.trees[key], self.signed[key]
+            if self.digests[key].hexdigest() != info.get("rows_sha256"):
+                return f"site {key}: the log rows differ from the signed manifest"
+            if tree.size != body.size or tree.root() != body.root:
+                return (f"site {key}: the log rows do not give the export's signed checkpoint "
+                        f"of {body.size:,} entries: the log was edited")
+        return None
+
+
+def verify_export_file(path: str, public_key: str | None = None,
+                       since_checkpoint: str | None = None) -> ExportReport:
+    """Check an export file on its own; report the first bad row (no database needed).
+
+    SINCE_CHECKPOINT (a signed checkpoint note an auditor kept) must be extended by the
+    exported log."""
     report = ExportReport()
     pinned = parse_public_key(public_key) if public_key else None
     report.key_pinned = pinned is not None
@@ -723,6 +910,10 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
         digest = hashlib.sha256()
         delivery_digest = hashlib.sha256()
         in_deliveries = False
+        in_log = False
+        # Unpinned, the manifest's own key checks the checkpoints (as it checks the manifest).
+        log_check = _LogCheck(manifest, report, since_checkpoint, pinned or parse_public_key(
+            str(signed["signature"].get("public_key", ""))))
         streams: dict[str, dict] = {}
         first_hash = last_hash = first_at = last_at = None
         number, offset, pending, line = 0, 0, None, 0
@@ -763,6 +954,19 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
             if report.format != manifest.get("encoding"):
                 return bad(line, None, None, "the file's format differs from the one "
                            "its manifest names")
+            if text == LOG_HEADER or in_log or (report.format == "jsonl" and text.startswith(
+                    '{"type":"log"')):
+                if text == LOG_HEADER:
+                    if in_log or report.format != "csv":
+                        return bad(line, None, None, "a second header of log rows: lines "
+                                   "were added")
+                    in_log = True
+                    continue
+                in_log = in_log or report.format == "csv"
+                why = log_check.add(text, report.format)
+                if why:
+                    return bad(line, None, None, why)
+                continue
             delivery = in_deliveries
             if report.format == "csv":
                 if text == DELIVERY_HEADER:
@@ -805,6 +1009,8 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
                 recomputed = row_hash(row)
             except (TypeError, AttributeError) as exc:
                 return bad(line, n, ev, f"cannot be hashed ({exc}): the row was edited")
+            if log_check.wanted:
+                log_check.bind(row)
             if recomputed != row["hash"]:
                 return bad(line, n, ev, "contents do not match the row's hash: the row "
                            "was edited")
@@ -854,6 +1060,9 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
     elif report.deliveries:
         return bad(number, None, None, f"{report.deliveries} delivery rows, but the signed "
                    "manifest says the export has none: rows were added")
+    why = log_check.finish()
+    if why:
+        return bad(number, None, None, why)
     if manifest.get("streams") != streams:
         return bad(number, None, None, "per-stream ranges differ from the signed manifest: "
                    "rows were removed or added")
@@ -865,6 +1074,98 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
         if info and info["first_seq"] == cp["seq"] + 1 and info["first_prev_hash"] != cp["hash"]:
             return bad(number, None, None, f"stream {cp['site']}/{cp['stream']} does not "
                        "continue from its signed retention checkpoint")
+    return report
+
+
+# ---------------------------------------------------------------- verify everything
+
+
+def verify_outbox(site_ids=None) -> list:
+    """Every outbox payload says what its event and the replayed states say (who was told
+    what): an edited notification, or one without its event, is named."""
+    from .extensions import db
+    from .ledger import ConsentEvent, LedgerCheckpoint, apply_event
+    from .ledger.verify import SiteProblem, _sites
+    from .outbox import OutboxMessage
+
+    out: list = []
+    for site_id, key in _sites(site_ids):
+        messages: dict[str, list] = {}
+        for m in db.session.execute(db.select(OutboxMessage).where(
+                OutboxMessage.site_id == site_id)).scalars():
+            messages.setdefault(m.event_id, []).append(m)
+        if not messages:
+            continue
+        purged = {cp.stream: cp.seq for cp in db.session.execute(db.select(
+            LedgerCheckpoint).where(LedgerCheckpoint.site_id == site_id)).scalars()}
+        states: dict[str, dict | None] = {}
+        ev = ConsentEvent.__table__
+        query = sa.select(ev).where(ev.c.site_id == site_id).order_by(ev.c.stream, ev.c.seq)
+        seen = set()
+        for row in db.session.execute(query.execution_options(yield_per=5000)):
+            before = states.get(row.subject)
+            after = apply_event(before, row._mapping)
+            states[row.subject] = after
+            for m in messages.get(row.event_id, ()):
+                seen.add(row.event_id)
+                why = _outbox_mismatch(m, row, key, before, after)
+                if why and len(out) < 20:
+                    out.append(SiteProblem(key, f"notification {m.idempotency_key}: {why}",
+                                           kind="outbox"))
+        for event_id, group in messages.items():
+            if event_id in seen:
+                continue
+            # An event removed by a retention purge keeps its notifications (the log
+            # outlives them); any other missing event means the payload has no source.
+            if not purged:
+                for m in group[:1]:
+                    out.append(SiteProblem(key, f"notification {m.idempotency_key} tells "
+                                           f"of event {event_id}, which is not in the "
+                                           "ledger", kind="outbox"))
+    return out
+
+
+def _outbox_mismatch(message, row, site_key: str, before, after) -> str | None:
+    """Why an outbox message does not match its event (None when it does)."""
+    from .database import iso
+
+    payload = message.payload or {}
+    event = payload.get("event") or {}
+    expected = {"id": row.event_id, "action": row.action, "source": row.source,
+                "recorded_at": iso(row.recorded_at), "policy_version": row.policy_version}
+    if event != expected:
+        return "its event block differs from the ledger event (edited)"
+    if payload.get("site") != site_key or message.subject != row.subject:
+        return "it names another site or subject than its event"
+    erased = row.action == "erase"
+    kind = "subject.erased" if erased else "consent.changed"
+    if message.kind != kind or payload.get("type") != kind:
+        return f"it is a {message.kind}, its event asks for {kind}"
+    if erased:
+        return None if payload.get("state") is None else "an erasure carries no state"
+    before, after = before or {}, after or {}
+    changes = payload.get("changes") or {}
+    for group in ("categories", "channels"):
+        old, new = before.get(group) or {}, after.get(group) or {}
+        for k, change in (changes.get(group) or {}).items():
+            if change != {"from": old.get(k), "to": new.get(k)}:
+                return f"its change of {group[:-1]} {k!r} is not what the event changed"
+        for k, value in ((payload.get("state") or {}).get(group) or {}).items():
+            if new.get(k) != value:
+                return f"its state of {group[:-1]} {k!r} is not the state after the event"
+    return None
+
+
+def verify_all(site_ids=None):
+    """Everything `flask consent verify` checks: hash chains, the log against its signed
+    checkpoints, the projection against a replay, the outbox against its events."""
+    from .ledger import verify_ledger
+    from .ledger.verify import verify_log, verify_projection
+
+    report = verify_ledger(site_ids)
+    report.problems += verify_log(site_ids)
+    report.problems += verify_projection(site_ids)
+    report.problems += verify_outbox(site_ids)
     return report
 
 
@@ -940,11 +1241,14 @@ def export_command(site_key, since, until, subject, category, actions, fmt, deli
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--public-key", help="The server's public key (ed25519:..., or a PEM file) "
               "to pin; without it the key embedded in the export is used.")
+@click.option("--since-checkpoint", "since", type=click.Path(exists=True, dir_okay=False),
+              help="A signed checkpoint held from earlier: the exported log must extend it.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def verify_export_command(file, public_key, as_json):
+def verify_export_command(file, public_key, since, as_json):
     """Check an export file alone (no database): exit 1 naming the first bad row."""
     try:
-        report = verify_export_file(file, public_key)
+        held = open(since, encoding="utf-8").read() if since else None
+        report = verify_export_file(file, public_key, held)
     except ValueError as exc:
         raise click.ClickException(str(exc))
     _print_report(report, as_json)
