@@ -90,8 +90,10 @@ class ExportFilters:
     actions: tuple[str, ...] = ()
     # The webhook delivery log of the same sites and time range (see _iter_deliveries).
     deliveries: bool = True
-    # The log section and the checkpoint the export was cut at (unfiltered exports).
-    log: bool = True
+    # The log section: every entry of each site's log up to the checkpoint the export
+    # was cut at (unfiltered exports; opt-in, `--log`). The checkpoint itself is always in
+    # the manifest.
+    log: bool = False
 
     @property
     def with_log(self) -> bool:
@@ -118,6 +120,7 @@ class ExportStats:
     deliveries: int = 0
     delivery_digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     logs: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=dict)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -478,6 +481,8 @@ def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict
                         "row_count": stats.deliveries,
                         "rows_sha256": stats.delivery_digest.hexdigest()}
                        if filters.deliveries else {"included": False}),
+        # The signed checkpoint of each site's log this export was cut at.
+        "checkpoints_at_cut": stats.cut,
         "log": ({"included": True, "sites": stats.logs} if filters.with_log
                 else {"included": False}),
     }
@@ -532,7 +537,7 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
     if fmt not in ("csv", "jsonl"):
         raise ValueError("format must be csv or jsonl")
     stats = ExportStats()
-    cuts = _cut_logs(filters) if filters.with_log else {}
+    cuts = _cut_logs(filters)
     if fmt == "csv":
         yield _csv_chunk([], header=True)
     for site_key, batch, layout in _iter_batches(filters, lines=(fmt == "csv")):
@@ -549,8 +554,10 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
         yield _delivery_chunk(batch, fmt, header=stats.deliveries == 0)
         stats.deliveries += len(batch)
         stats.delivery_digest.update("".join([row["hash"] for row in batch]).encode())
-    for chunk in _log_section(cuts, fmt, stats):
-        yield chunk
+    if filters.with_log:
+        for chunk in _log_section(cuts, fmt, stats):
+            yield chunk
+    stats.cut = {key: note for key, (_, _, note) in cuts.items()}
     signed = build_manifest(filters, stats, fmt)
     if fmt == "csv":
         buf = io.StringIO()
@@ -1203,11 +1210,14 @@ def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
               show_default=True)
 @click.option("--deliveries/--no-deliveries", default=True, show_default=True,
               help="Append the webhook delivery log (who was told, when) after the events.")
+@click.option("--log/--no-log", "with_log", default=False, show_default=True,
+              help="Append each site's log up to the checkpoint the export was cut at, so "
+              "verify-export --since-checkpoint can check it (unfiltered exports).")
 @click.option("--output", "-o", default="-", help="File to write (default: standard output).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on standard error (default: when writing to a file).")
 def export_command(site_key, since, until, subject, category, actions, fmt, deliveries,
-                   output, progress):
+                   with_log, output, progress):
     """Export the consent ledger and webhook delivery log with a signed manifest."""
     from .sites import NotFound
 
@@ -1215,7 +1225,7 @@ def export_command(site_key, since, until, subject, category, actions, fmt, deli
         filters = ExportFilters(site_key=site_key, since=parse_when(since),
                                 until=parse_when(until, end=True), subject=subject,
                                 category=category, actions=tuple(actions),
-                                deliveries=deliveries)
+                                deliveries=deliveries, log=with_log)
         if progress is None:
             progress = output != "-"
         out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8",

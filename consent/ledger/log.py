@@ -193,10 +193,11 @@ def leaf_index_of(site_id: int, stream: int, seq: int) -> int | None:
 
 
 def latest_checkpoint(site_id: int) -> LogCheckpoint | None:
-    """The site's most recent signed checkpoint."""
+    """The site's most recently signed checkpoint (by signing order, not size: a log that
+    was rewound must show its smaller checkpoint, not hide behind an old larger one)."""
     return db.session.execute(
         db.select(LogCheckpoint).where(LogCheckpoint.site_id == site_id)
-        .order_by(LogCheckpoint.size.desc(), LogCheckpoint.id.desc()).limit(1)
+        .order_by(LogCheckpoint.id.desc()).limit(1)
     ).scalar_one_or_none()
 
 
@@ -339,7 +340,7 @@ def integrate_site(site_id: int, site_key: str, *, batch: int | None = None,
     result.added, result.size = len(leaves), compact.size
     if checkpoint:
         last = rawsql.one("SELECT size, root FROM log_checkpoints WHERE site_id = :site_id "
-                          "ORDER BY size DESC, id DESC LIMIT 1", {"site_id": site_id})
+                          "ORDER BY id DESC LIMIT 1", {"site_id": site_id})
         if leaves or last is None or force_checkpoint:
             result.checkpoint = sign_checkpoint(site_id, site_key, compact.size,
                                                 compact.root())

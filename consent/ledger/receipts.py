@@ -222,8 +222,9 @@ def _check_later(out: ReceiptCheck, first, later, public_key) -> None:
         out.problems.append(f"the consistency proof starts at {old:,}, the receipt's "
                             f"checkpoint has {first.size:,} entries")
     elif newer.size < first.size:
-        out.problems.append(f"checkpoint {newer.size:,} is smaller than {first.size:,} "
-                            "the receipt holds: the log was rewound")
+        out.problems.append(f"checkpoint {newer.size:,} is not an extension of "
+                            f"{first.size:,} the receipt holds: it is smaller (the log was "
+                            "rewound)")
     elif not merkle.verify_consistency(first.size, newer.size, path, first.root, newer.root):
         out.problems.append(f"checkpoint {newer.size:,} is not an extension of "
                             f"{first.size:,} the receipt holds: the log was rewritten")
