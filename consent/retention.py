@@ -98,6 +98,13 @@ def purge_events(site_key: str, before: datetime, *, dry_run: bool = False) -> P
         if dry_run or not plans:
             result.events_removed = sum(p[2] for p in plans)
             return result
+        # Everything about to go gets its log index first, and a signed checkpoint covers
+        # it: the purged prefix stays provable (its leaf hashes stay in the log; receipts
+        # and witnesses holding older checkpoints still check).
+        from .ledger.log import integrate_site
+
+        while integrate_site(site.id, site.key, force_checkpoint=True).added:
+            pass
         # Re-state what the doomed events established, so the projection can still be
         # rebuilt from the ledger alone after they are gone.
         result.states_carried_forward = carry_forward_states(site, before)
