@@ -134,7 +134,27 @@ def test_openapi_documents_the_log(client):
                     reason="SQLite runs one writer at a time: a lower id cannot commit "
                            "after a higher one there")
 def test_an_event_committing_after_a_higher_id_was_integrated_is_not_lost(app, client, site):
+    from consent.ledger import stream_for
+    from consent.subjects import Subject
+
     shop = site_snapshot("shop")
+
+    def post(subject):
+        r = client.post("/api/v1/sites/shop/decisions",
+                        json={"action": "accept_all", "subject": subject})
+        assert r.status_code == 201
+
+    def stream_of(public_id):
+        pseudonym = db.session.execute(db.select(Subject.pseudonym).where(
+            Subject.public_id == public_id)).scalar_one()
+        return stream_for(pseudonym, shop.ledger_streams)
+
+    post("slow-writer-000001")
+    others = [f"fast-writer-{i:06d}" for i in range(8)]
+    for subject in others:
+        post(subject)
+    # Writers of other streams only: the held transaction locks its own stream's head.
+    others = [o for o in others if stream_of(o) != stream_of("slow-writer-000001")]
     release, inserted = threading.Event(), threading.Event()
 
     def hold(ev):
@@ -159,17 +179,18 @@ def test_an_event_committing_after_a_higher_id_was_integrated_is_not_lost(app, c
     thread.start()
     try:
         assert inserted.wait(30)
-        # Later writers of other streams commit (higher ids) while the first still holds.
-        for _ in range(8):
-            decide(client, site)
+        # Later writers commit higher ids while the first still holds its lower one.
+        for subject in others:
+            post(subject)
         integrate()
-        assert tree_size(shop.id) < 9
+        total = 1 + 8 + len(others) + 1
+        assert tree_size(shop.id) == total - 1
     finally:
         release.set()
         thread.join(30)
         _listeners.remove(hold)
     assert not errors
     integrate()
-    assert tree_size(shop.id) == 9
+    assert tree_size(shop.id) == total
     db.session.remove()
-    assert latest_checkpoint(shop.id).size == 9
+    assert latest_checkpoint(shop.id).size == total
