@@ -373,7 +373,16 @@ def consent_receipt(site_key: str, subject: Subject) -> dict:
                 "thirdPartyDisclosure": False, "thirdPartyName": "",
             })
     decided = state.get("decided_at") or state.get("updated_at")
+    # The event this receipt stands for, with its log index, inclusion proof and signed
+    # checkpoint: `flask consent verify-receipt` checks it offline (docs/audit.md).
+    from .ledger.receipts import ReceiptPending, build_receipt
+
+    try:
+        proof = build_receipt(site.key, state["last_event_id"])
+    except (ReceiptPending, NotFound):
+        proof = {"status": "pending"}
     return {
+        "proof": proof,
         "version": RECEIPT_VERSION,
         "jurisdiction": controller.get("jurisdiction", "EU"),
         "consentTimestamp": int(decided.timestamp()),

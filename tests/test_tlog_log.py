@@ -194,3 +194,23 @@ def test_an_event_committing_after_a_higher_id_was_integrated_is_not_lost(app, c
     assert tree_size(shop.id) == total
     db.session.remove()
     assert latest_checkpoint(shop.id).size == total
+
+
+def test_the_kantara_receipt_carries_the_proof_of_its_event(client, runner, site, tmp_path):
+    import json
+
+    from consent.requests import consent_receipt
+    from consent.subjects import find_subject
+
+    r = client.post("/api/v1/sites/shop/decisions",
+                    json={"action": "reject_all", "subject": "kantara-visitor-001"})
+    event_id = r.get_json()["event_id"]
+    subject = find_subject(site_snapshot("shop").id, "kantara-visitor-001")
+    receipt = consent_receipt("shop", subject)
+    assert receipt["consentReceiptID"] == event_id
+    assert receipt["proof"]["event"]["event_id"] == event_id
+    path = tmp_path / "kantara.json"
+    path.write_text(json.dumps(receipt))
+    key = runner.invoke(args=["consent", "signing-key", "--site", "shop"]).output.strip()
+    checked = runner.invoke(args=["consent", "verify-receipt", str(path), "--public-key", key])
+    assert checked.exit_code == 0, checked.output
