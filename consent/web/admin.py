@@ -21,7 +21,8 @@ from ..errors import Invalid, Unauthorized
 from ..ledger import ACTIONS
 from ..policies import list_policies
 from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
-                        complete_request, consent_receipt, get_request, list_requests,
+                        complete_request, consent_receipt, get_request, link_works,
+                        list_requests,
                         open_request, open_request_summary, request_subject,
                         subject_label)
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
@@ -427,7 +428,7 @@ def request_page(site_key: str, request_id: int):
     req = get_request(site_key, request_id)
     subject = request_subject(req)
     report = access_report(site_key, subject) if subject.erased_at is None else None
-    link = access_link(req) if req.kind == "access" and report else None
+    link = access_link(req) if report and link_works(req) else None
     return render_template("admin/request.html", site=site, req=req, report=report,
                            link=link, subject_label=subject_label(req.subject_id), now=_now())
 
