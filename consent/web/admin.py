@@ -3,7 +3,6 @@ exports, tokens and users. Every view is guarded by `admin_required(scope)`."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 import marshmallow as ma
 from flask import (Blueprint, Response, abort, redirect, render_template, request,
@@ -28,7 +27,7 @@ from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
                           publish_site_policy, revoke_api_key, update_category, update_site)
 from ..sites import get_site, site_snapshot
-from ..validation import Lines, StrictSchema
+from ..validation import HttpUrl, Lines, StrictSchema
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 bp.before_app_request(auth.guard_unmarked_admin_views)
@@ -96,13 +95,15 @@ class SiteForm(FormSchema):
     controller_name = ma.fields.String(validate=validate.Length(max=200))
     controller_email = ma.fields.String(validate=validate.Length(max=254))
     controller_address = ma.fields.String(validate=validate.Length(max=500))
-    controller_url = ma.fields.String(validate=validate.Length(max=500))
+    controller_url = HttpUrl(validate=validate.Length(max=500))
     controller_jurisdiction = ma.fields.String(validate=validate.Length(max=20))
 
     @ma.pre_load
     def _blank_retention(self, data, **kwargs):
         if data.get("retention_days") == "":
             data = dict(data, retention_days=None)
+        if data.get("controller_url") == "":
+            data = {k: v for k, v in data.items() if k != "controller_url"}
         return data
 
 
@@ -118,15 +119,16 @@ class ApiKeyForm(FormSchema):
 class PolicyForm(FormSchema):
     label = ma.fields.String(required=True, validate=validate.Length(1, 40))
     text = ma.fields.String(load_default="", validate=validate.Length(max=500_000))
-    url = ma.fields.String(load_default="", validate=validate.Length(max=500))
+    url = HttpUrl(load_default="", validate=validate.Length(max=500))
     material = FormBool()
     summary = ma.fields.String(load_default="", validate=validate.Length(max=2000))
     effective_at = ma.fields.String(load_default="")
 
-    @ma.validates("url")
-    def _url(self, value, **kwargs):
-        if value and urlsplit(value).scheme not in ("http", "https"):
-            raise ma.ValidationError("give an http(s) URL")
+    @ma.pre_load
+    def _blank_url(self, data, **kwargs):
+        if data.get("url") == "":
+            data = {k: v for k, v in data.items() if k != "url"}
+        return data
 
 
 class RequestForm(FormSchema):

@@ -54,6 +54,10 @@ class BaseUrlClient(FlaskClient):
             kwargs.setdefault("base_url", self.base_url)
         return super().open(*args, **kwargs)
 
+    def session_transaction(self, *args, **kwargs):
+        kwargs.setdefault("base_url", self.base_url)
+        return super().session_transaction(*args, **kwargs)
+
 
 def client_for(app, mode: str):
     """A test client of APP that talks to the URL the app is served at in MODE."""
