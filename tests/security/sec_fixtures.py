@@ -33,7 +33,12 @@ def development_config(database_url: str, **extra) -> dict:
 
 def build_app(mode: str, database_url: str, **extra):
     """An app in MODE ("development" or "production") on DATABASE_URL."""
+    from consent.outbox import invalidate_endpoint_cache
+
     invalidate_site_cache()
+    invalidate_endpoint_cache()
+    # No per-process caches across tests (each test has a fresh database).
+    extra.setdefault("CONSENT_SITE_CACHE_SECONDS", 0)
     config = (production_config if mode == "production" else development_config)(
         database_url, **extra)
     return create_app(config)
