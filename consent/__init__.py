@@ -74,7 +74,10 @@ class _ApiAwareSessionInterface(SecureCookieSessionInterface):
 
 def _check_secrets(app: Flask) -> None:
     """Production refuses to start with a missing, default or short secret."""
+    from .secretbox import check_config
+
     if app.config.get("ENV_NAME") != "production":
+        check_config(app.config)
         return
     secret = app.config.get("SECRET_KEY") or ""
     if secret == config_module.DEFAULT_SECRET or len(secret) < 32:
@@ -83,3 +86,4 @@ def _check_secrets(app: Flask) -> None:
                            "print(secrets.token_urlsafe(48))'`)")
     if os.environ.get("CONSENT_HMAC_KEY") is not None and len(app.config["CONSENT_HMAC_KEY"]) < 32:
         raise RuntimeError("CONSENT_HMAC_KEY, when set, must be at least 32 characters")
+    check_config(app.config)

@@ -113,8 +113,9 @@ class DownstreamEndpoint(db.Model):
     # Category keys ("*" = all) and channel patterns (fnmatch, "*" = all) it cares about.
     categories: Mapped[list] = mapped_column(sa.JSON, default=list)
     channels: Mapped[list] = mapped_column(sa.JSON, default=list)
-    # Kept in clear: the worker needs it to sign. Shown to the operator once.
-    secret: Mapped[str] = mapped_column(sa.String(128))
+    # The worker needs it in clear to sign, so it is encrypted (consent.secretbox, under
+    # CONSENT_DATA_KEY), not hashed. Shown to the operator once.
+    secret: Mapped[str] = mapped_column(sa.Text)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -122,6 +123,33 @@ class DownstreamEndpoint(db.Model):
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def signing_secret(self) -> str:
+        """The signing secret in clear."""
+        return open_secret(self.secret)
+
+    @property
+    def secret_hint(self) -> str:
+        """The first characters of the secret, to tell endpoints apart."""
+        return self.signing_secret[:10] + "…"
+
+
+SECRET_PURPOSE = "webhook-secret"
+
+
+def seal_secret(secret: str) -> str:
+    """A signing secret as stored (encrypted)."""
+    from .secretbox import seal
+
+    return seal(secret, SECRET_PURPOSE)
+
+
+def open_secret(stored: str) -> str:
+    """A stored signing secret in clear."""
+    from .secretbox import unseal
+
+    return unseal(stored, SECRET_PURPOSE)
 
 
 class OutboxMessage(db.Model):
@@ -441,7 +469,8 @@ def register_endpoint(site_key: str, *, url: str, name: str | None = None,
     def write() -> DownstreamEndpoint:
         endpoint = DownstreamEndpoint(site_id=site.id, name=name or urlsplit(url).hostname,
                                       url=url, categories=cats, channels=chans,
-                                      secret=secret, active=True, created_at=utcnow())
+                                      secret=seal_secret(secret), active=True,
+                                      created_at=utcnow())
         db.session.add(endpoint)
         db.session.flush()
         return endpoint
@@ -909,7 +938,8 @@ def _claim(limit: int, worker: str) -> list[Delivery]:
         subject_id = open_subject_ref(r.subject_ref) or r.public_id
         out.append(Delivery(
             message_id=r.id, site_id=r.site_id, endpoint_id=r.endpoint_id, url=r.url,
-            secret=r.secret, key=r.idempotency_key, body=_body(r.payload, subject_id),
+            secret=open_secret(r.secret), key=r.idempotency_key,
+            body=_body(r.payload, subject_id),
             attempt=r.attempts, lease_token=token,
             endpoint_failing=bool(r.consecutive_failures)))
     return out

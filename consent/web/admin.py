@@ -154,6 +154,12 @@ class TokenForm(FormSchema):
         return data
 
 
+class PasswordForm(FormSchema):
+    current = ma.fields.String(required=True, validate=validate.Length(1, 1000))
+    password = ma.fields.String(required=True, validate=validate.Length(1, 1000))
+    confirm = ma.fields.String(required=True, validate=validate.Length(1, 1000))
+
+
 class UserForm(FormSchema):
     email = ma.fields.String(required=True, validate=validate.Length(3, 254))
     name = ma.fields.String(load_default="", validate=validate.Length(max=200))
@@ -240,6 +246,24 @@ def sign_out():
     """End the session."""
     auth.sign_out()
     return redirect(url_for("admin.sign_in"))
+
+
+@bp.get("/account/password")
+@admin_required(None)
+def password_page():
+    """The form to change one's own password."""
+    return render_template("admin/password.html", done=request.args.get("done") == "1")
+
+
+@bp.post("/account/password")
+@admin_required(None)
+def password_post():
+    """Change one's own password; every other session of the account ends."""
+    data = parse_form(PasswordForm())
+    user = auth.change_own_password(current_principal().id, data["current"],
+                                    data["password"], data["confirm"])
+    auth.sign_in(user)  # this browser goes on under the new session generation
+    return redirect(url_for("admin.password_page", done=1))
 
 
 # ---------------------------------------------------------------- sites and dashboard

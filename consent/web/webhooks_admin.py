@@ -91,6 +91,7 @@ def add_endpoint(site_key: str):
                                           channels=data.get("channels") or [])
     return render_template("admin/secret.html", site=site_snapshot(site_key),
                            title="Signing secret of the new endpoint", secret=secret,
+                           stored="encrypted",
                            back=url_for("webhooks_admin.webhooks", site_key=site_key))
 
 
