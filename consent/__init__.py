@@ -50,6 +50,9 @@ def create_app(config: str | dict | None = None) -> Flask:
 
     from . import csrf
     csrf.init_app(app)
+
+    from . import hardening
+    hardening.init_app(app)
     app.session_interface = _ApiAwareSessionInterface()
 
     docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"

@@ -17,6 +17,7 @@ from ..csrf import protect
 from ..dashboard import charts, dashboard_data, search_events
 from ..database import run_write
 from ..errors import Invalid, Unauthorized
+from ..hardening import load_json_text
 from ..ledger import ACTIONS
 from ..policies import list_policies
 from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
@@ -394,8 +395,8 @@ def category_post(site_key: str, key: str):
     descriptions = {k.removeprefix("description_"): v for k, v in form.items()
                     if k.startswith("description_")}
     try:
-        services = json.loads(form.get("services") or "[]")
-    except json.JSONDecodeError as exc:
+        services = load_json_text(form.get("services") or "[]")
+    except ValueError as exc:
         raise Invalid(f"services are not valid JSON: {exc}", field="services")
     if not isinstance(services, list):
         raise Invalid("services are a JSON list", field="services")
