@@ -10,7 +10,7 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, OperationalError, StatementError
 from werkzeug.exceptions import HTTPException
 
 from .database import DatabaseUnavailable
@@ -136,6 +136,15 @@ def register_error_handlers(app: Flask) -> None:
     def _db_error(exc: OperationalError):
         log.warning("database error: %s", exc.orig or exc)
         return _db_down(DatabaseUnavailable(str(exc)))
+
+    @app.errorhandler(StatementError)
+    def _bad_parameter(exc: StatementError):
+        # A value that cannot even be bound (a date of year 1 at +14:00 has no UTC form,
+        # text the driver cannot encode): the caller's error, like DataError below.
+        if isinstance(exc.orig, (OverflowError, ValueError, UnicodeError)) and \
+                not isinstance(exc, (OperationalError,)):
+            return _out_of_range(exc.orig)
+        return _unexpected(exc)
 
     @app.errorhandler(OverflowError)
     @app.errorhandler(DataError)

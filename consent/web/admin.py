@@ -3,6 +3,7 @@ exports, tokens and users. Every view is guarded by `admin_required(scope)`."""
 from __future__ import annotations
 
 import json
+from datetime import timezone
 
 import marshmallow as ma
 from flask import (Blueprint, Response, abort, redirect, render_template, request,
@@ -190,6 +191,14 @@ def export_filters(site_key: str, args) -> ExportFilters:
         since, until = parse_when(data["since"]), parse_when(data["until"], end=True)
     except ValueError as exc:
         raise Invalid(str(exc), field="since")
+    for name, value in (("since", since), ("until", until)):
+        try:
+            if value is not None:
+                value.astimezone(timezone.utc)
+        except OverflowError:
+            # (e.g. 0001-01-01T00:00:00+14:00 has no UTC time: checked here, before the
+            # streamed export starts and could no longer answer with an error)
+            raise Invalid("the date is out of range", field=name)
     return ExportFilters(site_key=site_snapshot(site_key).key, since=since, until=until,
                          subject=data["subject"] or None, category=data["category"] or None,
                          actions=tuple(data["action"]))
