@@ -146,6 +146,9 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-secret"
     CONSENT_SITE_CACHE_SECONDS = 0
+    # Test clients and the test servers call from loopback, thousands of requests a run;
+    # tests/security/ checks the limits on apps in development and production mode.
+    CONSENT_RATELIMIT_EXEMPT = ["127.0.0.1", "::1"]
 
 
 class ProductionConfig(Config):

@@ -62,6 +62,8 @@ def create_app(config: str | dict | None = None) -> Flask:
         """Swagger UI files, served locally so the docs page works offline."""
         return send_from_directory(docs_assets, name, max_age=86400)
 
+    from . import ratelimit
+    app.extensions["consent_limiter"] = ratelimit.init_app(app)
     return app
 
 

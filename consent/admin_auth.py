@@ -53,8 +53,6 @@ SCOPES: dict[str, str] = {
 ADMIN_PATH_PREFIXES = ("/admin", "/api/v1/audit", "/api/v1/admin")
 TOKEN_PREFIX = "ca_"
 MIN_PASSWORD_LENGTH = 12
-MAX_FAILED_SIGN_INS = 10
-LOCKOUT = timedelta(minutes=15)
 SESSION_KEY = "admin"
 
 # Attribute set on protected view functions; the guard and the URL-map test read it.
@@ -239,26 +237,23 @@ def _dummy_hash() -> str:
 
 
 def authenticate(email: str, password: str) -> AdminUser:
-    """Check e-mail and password; counts failures and locks the account for a while."""
+    """Check e-mail and password (failures are counted, never lock the account)."""
     def write() -> AdminUser | str:
         user = find_admin(email)
         now = utcnow()
         if user is None or user.disabled_at is not None:
             check_password_hash(_dummy_hash(), password or "")
             return "bad"
-        if user.locked_until is not None and user.locked_until > now:
-            return "locked"
+        # No account lock: it would let anyone lock an admin out, and answer differently
+        # for existing accounts. consent.ratelimit throttles failed sign-ins per
+        # (account, address) and per address instead, alike for unknown accounts.
         if not check_password_hash(user.password_hash, password or ""):
             user.failed_sign_ins += 1
-            if user.failed_sign_ins >= MAX_FAILED_SIGN_INS:
-                user.locked_until, user.failed_sign_ins = now + LOCKOUT, 0
             return "bad"
         user.failed_sign_ins, user.locked_until, user.last_sign_in_at = 0, None, now
         return user
 
     result = run_write(write)
-    if result == "locked":
-        raise Unauthorized("too many failed sign-ins: this account is locked for a while")
     if result == "bad":
         raise Unauthorized("wrong e-mail address or password")
     return result
