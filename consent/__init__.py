@@ -53,6 +53,9 @@ def create_app(config: str | dict | None = None) -> Flask:
 
     from . import hardening
     hardening.init_app(app)
+    from .logredact import install as redact_logs
+    # The development server logs request lines; the app's own lines may quote URLs.
+    redact_logs("werkzeug", "consent", "flask.app", "gunicorn.error")
     app.session_interface = _ApiAwareSessionInterface()
 
     docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"
