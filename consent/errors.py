@@ -171,6 +171,11 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 413:
             detail = f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
         response = problem(exc.code or 500, exc.name, detail)
+        retry_after = getattr(exc, "retry_after_seconds", None)
+        if retry_after is not None:
+            if isinstance(response, tuple):
+                return response[0], response[1], {"Retry-After": str(retry_after)}
+            response.headers["Retry-After"] = str(retry_after)
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             if not isinstance(response, tuple):
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
