@@ -11,7 +11,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, OperationalError, StatementError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from .database import DatabaseUnavailable
 from .extensions import db
@@ -166,6 +166,9 @@ def register_error_handlers(app: Flask) -> None:
             return problem(422, "Invalid input", "Some fields are not valid.",
                            _pointer_errors(messages))
         detail = exc.description
+        if isinstance(exc, SecurityError):
+            # (werkzeug's text repeats the Host header: an attacker's words in our answer)
+            detail = "The request names a host this server does not answer to."
         if exc.code == 400 and messages:
             detail = "The request body is not valid JSON."
         if exc.code == 413:

@@ -38,8 +38,14 @@ def test_production_refuses_other_hosts(mode_app, mode_client, mode_site, mode):
         assert r.status_code == 200  # development follows the request's host
 
 
+INTERNAL = "consent.internal.example"
+
+
 def test_widget_config_and_links_use_the_public_url(database_url):
-    app = build_app("production", database_url)
+    """Even a host the app answers to (an internal name, also forwarded by a trusted
+    proxy) never makes it into links or the cacheable widget configuration."""
+    app = build_app("production", database_url, CONSENT_EXTRA_HOSTS=[INTERNAL],
+                    CONSENT_PROXY_HOST=1, CONSENT_PROXY_PROTO=1)
     with app.app_context():
         from consent.database import run_write
         from consent.policies import publish_policy
@@ -52,13 +58,18 @@ def test_widget_config_and_links_use_the_public_url(database_url):
 
         api_key = run_write(write)
         client = client_for(app, "production")
-        # Through a proxy that forwards the Host the attacker chose.
-        headers = {"X-Forwarded-Host": EVIL, "X-Forwarded-Proto": "http",
-                   "X-Forwarded-For": "198.51.100.1", "Origin": "https://shop.example"}
+        client.base_url = f"http://{INTERNAL}"
+        headers = {"X-Forwarded-Host": INTERNAL, "X-Forwarded-Proto": "http",
+                   "Origin": "https://shop.example"}
         for url in ("/api/v1/sites/shop/config", "/consent.js?site=shop"):
-            body = client.get(url, headers=headers).get_data(as_text=True)
-            assert EVIL not in body and "http://consent.example" not in body
+            r = client.get(url, headers=headers)
+            assert r.status_code == 200, url
+            body = r.get_data(as_text=True)
+            assert INTERNAL not in body and "http://consent.example" not in body
             assert PUBLIC_URL in body, url
+        # A forwarded host the app does not know is refused, not reflected.
+        r = client.get("/api/v1/sites/shop/config", headers={"X-Forwarded-Host": EVIL})
+        assert r.status_code == 400 and EVIL not in r.get_data(as_text=True)
         link = mint_unsubscribe_token("shop", "email.promotional", "ann@example.com")
         token = make_token(["requests:write", "audit:read"])
         visitor = decide("shop")
