@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask, request
@@ -113,40 +114,42 @@ def check_request() -> None:
     bodies nested too deep or carrying lone surrogates; drop a pathological cookie."""
     from flask import current_app
 
+    # (Runs on every request, the consent write included: one pass over the headers, the
+    # Origin/Referer check memoised, the body looked at only when it could be JSON.)
     config = current_app.config
-    environ = request.environ
+    req = request._get_current_object()
+    environ = req.environ
     uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or (
         environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", ""))
     if len(uri) > config["CONSENT_MAX_URL_BYTES"]:
         raise RequestURITooLarge(f"The URL is longer than {config['CONSENT_MAX_URL_BYTES']} "
                                  "bytes.")
     limit = config["CONSENT_MAX_HEADER_BYTES"]
-    total = 0
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            size = len(key) + len(value)
-            total += size
-            if size > limit or total > 4 * limit:
-                raise RequestHeaderFieldsTooLarge(
-                    f"A request header is larger than {limit} bytes, or all of them "
-                    f"together larger than {4 * limit}.")
-    for name in ("HTTP_ORIGIN", "HTTP_REFERER"):
-        value = environ.get(name)
-        if value and value != "null" and not _is_url(value):
-            raise BadInput(f"The {name[5:].title()} header is not a URL.")
+    sizes = [len(k) + len(v) for k, v in environ.items() if k.startswith("HTTP_")]
+    if sizes and (max(sizes) > limit or sum(sizes) > 4 * limit):
+        raise RequestHeaderFieldsTooLarge(
+            f"A request header is larger than {limit} bytes, or all of them together "
+            f"larger than {4 * limit}.")
+    origin, referer = environ.get("HTTP_ORIGIN"), environ.get("HTTP_REFERER")
+    if origin and origin != "null" and not _is_url(origin):
+        raise BadInput("The Origin header is not a URL.")
+    if referer and not _is_url(referer):
+        raise BadInput("The Referer header is not a URL.")
     cookie = environ.get("HTTP_COOKIE")
     if cookie and ("{" in cookie or "[" in cookie or "%7" in cookie or "%5" in cookie):
         _drop_deep_cookies(cookie, config["CONSENT_MAX_JSON_DEPTH"])
-    if request.method in ("POST", "PUT", "PATCH", "DELETE") and (
-            request.content_length or environ.get("HTTP_TRANSFER_ENCODING")) \
-            and request.mimetype not in FORM_TYPES:
+    if environ.get("REQUEST_METHOD") in ("POST", "PUT", "PATCH", "DELETE") and (
+            environ.get("CONTENT_LENGTH") not in (None, "", "0")
+            or environ.get("HTTP_TRANSFER_ENCODING")) \
+            and not environ.get("CONTENT_TYPE", "").startswith(FORM_TYPES):
         # Views read JSON with any content type (beacons send text/plain); the body is
         # cached, so the view's own read gets the same bytes.
-        problem = json_problem(request.get_data(cache=True), config["CONSENT_MAX_JSON_DEPTH"])
+        problem = json_problem(req.get_data(cache=True), config["CONSENT_MAX_JSON_DEPTH"])
         if problem:
             raise BadInput(problem)
 
 
+@lru_cache(maxsize=4096)
 def _is_url(value: str) -> bool:
     try:
         parts = urlsplit(value)

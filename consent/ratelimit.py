@@ -86,7 +86,7 @@ class RateLimits:
 
     def _hit(self, name: str, key: str) -> None:
         strategy = self.limiter.limiter
-        for item in self.items(current_app.config, name):
+        for item in self.items(current_app.config, name):  # (one storage call per limit)
             if not strategy.hit(item, name, key):
                 raise RateLimited(self._retry_after(item, name, key))
 
@@ -110,12 +110,12 @@ class RateLimits:
 
     # ------------------------------------------------------------ per request
 
-    def _skip(self) -> bool:
-        if not self.enabled or request.endpoint in EXEMPT_ENDPOINTS:
+    def _skip(self, endpoint: str | None, address: str) -> bool:
+        if not self.enabled or endpoint in EXEMPT_ENDPOINTS:
             return True
         if self.exempt:
             try:
-                addr = ipaddress.ip_address(request.remote_addr or "")
+                addr = ipaddress.ip_address(address)
             except ValueError:
                 return False
             return any(addr in net for net in self.exempt)
@@ -123,18 +123,21 @@ class RateLimits:
 
     def before(self) -> None:
         """Count this request in its bucket; 429 when a limit is reached."""
-        if self._skip():
+        req = request._get_current_object()
+        environ = req.environ
+        address = environ.get("REMOTE_ADDR") or "unknown"
+        endpoint = req.endpoint
+        if self._skip(endpoint, address):
             return
-        address = request.remote_addr or "unknown"
-        token = _bearer()
+        token = _bearer(environ.get("HTTP_AUTHORIZATION"))
         try:
             if token:
                 self._test("CONSENT_RATELIMIT_BAD_KEY", address)
                 g.ratelimit_failures = ("CONSENT_RATELIMIT_BAD_KEY", address)
                 self._hit("CONSENT_RATELIMIT_API_KEY", _digest(token))
-            elif request.path.startswith(ADMIN_PREFIXES):
-                if request.endpoint == SIGN_IN_ENDPOINT and request.method == "POST":
-                    account = _digest((request.form.get("email") or "").strip().lower())
+            elif environ.get("PATH_INFO", "").startswith(ADMIN_PREFIXES):
+                if endpoint == SIGN_IN_ENDPOINT and req.method == "POST":
+                    account = _digest((req.form.get("email") or "").strip().lower())
                     self._test("CONSENT_RATELIMIT_SIGN_IN_ADDRESS", address)
                     self._test("CONSENT_RATELIMIT_SIGN_IN_ACCOUNT", f"{account}:{address}")
                     g.ratelimit_failures = (
@@ -162,8 +165,7 @@ class RateLimits:
         return response
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization")
+def _bearer(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, token = header.partition(" ")

@@ -36,10 +36,12 @@ def test_escape_is_reversible_and_neutral(value):
     assert not written or written[0] not in TRIGGERS
 
 
-def test_audit_export_neutralises_formulas_and_still_verifies(mode_app, mode_site, tmp_path):
+def test_audit_export_neutralises_formulas_and_still_verifies(mode_app, mode_site, tmp_path,
+                                                              monkeypatch):
+    # (Production checks the receiver's address; this test is about the name only.)
+    monkeypatch.setenv("CONSENT_WEBHOOK_ALLOW_PRIVATE", "1")
     register_endpoint(mode_site["key"], url="https://198.51.100.7/hook", name=EVIL_NAME,
-                      categories=["*"]) if mode_app.config["ENV_NAME"] != "production" else \
-        _register_unchecked(mode_site["key"])
+                      categories=["*"])
     record_decision(mode_site["key"], {"action": "accept_all", "client_event_id": EVIL_KEY,
                                        "page_url": "https://shop.example/=x"},
                     RequestContext(ip="203.0.113.9", user_agent="UA", gpc_header=False))
@@ -49,24 +51,12 @@ def test_audit_export_neutralises_formulas_and_still_verifies(mode_app, mode_sit
     text = path.read_text(encoding="utf-8")
     _assert_no_formula(text)
     lines = text.splitlines()
-    assert any(read_row(line)[-2:-1] == [EVIL_KEY] or EVIL_KEY in read_row(line)
-               for line in lines[1:-1] if not line.startswith("delivery,"))
+    assert any(EVIL_KEY in read_row(line) for line in lines[1:-1]
+               if not line.startswith("delivery,"))
     assert any(EVIL_NAME in read_row(line) for line in lines if line.startswith("delivery,"))
     report = verify_export_file(str(path))
     assert report.ok, [str(p) for p in report.problems]
     assert report.rows == 1
-
-
-def _register_unchecked(site_key: str):
-    # Production checks the receiver's address; this test is about the name only.
-    import os
-
-    os.environ["CONSENT_WEBHOOK_ALLOW_PRIVATE"] = "1"
-    try:
-        return register_endpoint(site_key, url="https://198.51.100.7/hook", name=EVIL_NAME,
-                                 categories=["*"])
-    finally:
-        del os.environ["CONSENT_WEBHOOK_ALLOW_PRIVATE"]
 
 
 def test_export_download_over_http_has_no_formula_cells(mode_app, mode_client, mode_site):
