@@ -119,8 +119,7 @@ def main() -> None:
             url = f"sqlite:///{tmp}/bench.sqlite3"
         prepare_database(url)
         # wrk sends thousands of decisions a second from loopback: exempt it from the
-        # per-address limit (the limiter still runs for every request, so its cost
-        # is measured).
+        # per-address limit (docs/performance.md has the limiter's own cost).
         env = dict(os.environ, CONSENT_DATABASE_URL=url, CONSENT_ENV="development",
                    PYTHONPATH=str(ROOT), CONSENT_RATELIMIT_EXEMPT="127.0.0.1")
         servers = {}
