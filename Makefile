@@ -25,7 +25,7 @@ db: install
 
 run: db
 	@echo "Demo page: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/v1/docs"
-	$(VENV)/bin/gunicorn -b $(HOST):$(PORT) -w 2 -k gthread --threads 4 --access-logfile - app:app
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py -b $(HOST):$(PORT) -w 2 -k gthread --threads 4 --access-logfile - app:app
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }

@@ -58,6 +58,11 @@ def create_app(config: str | dict | None = None) -> Flask:
         # The log's integrator thread starts with the first request of each process
         # (not at import: CLI commands and forked workers would inherit a dead thread).
         start_integrator(app)
+    from . import hardening
+    hardening.init_app(app)
+    from .logredact import install as redact_logs
+    # The development server logs request lines; the app's own lines may quote URLs.
+    redact_logs("werkzeug", "consent", "flask.app", "gunicorn.error")
     app.session_interface = _ApiAwareSessionInterface()
 
     docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"
@@ -67,6 +72,8 @@ def create_app(config: str | dict | None = None) -> Flask:
         """Swagger UI files, served locally so the docs page works offline."""
         return send_from_directory(docs_assets, name, max_age=86400)
 
+    from . import ratelimit
+    app.extensions["consent_limiter"] = ratelimit.init_app(app)
     return app
 
 
@@ -82,7 +89,10 @@ class _ApiAwareSessionInterface(SecureCookieSessionInterface):
 
 def _check_secrets(app: Flask) -> None:
     """Production refuses to start with a missing, default or short secret."""
+    from .secretbox import check_config
+
     if app.config.get("ENV_NAME") != "production":
+        check_config(app.config)
         return
     secret = app.config.get("SECRET_KEY") or ""
     if secret == config_module.DEFAULT_SECRET or len(secret) < 32:
@@ -102,3 +112,4 @@ def _check_secrets(app: Flask) -> None:
         _seed_from_text(app.config["CONSENT_SIGNING_KEY"])
     except (OSError, ValueError, RuntimeError) as exc:
         raise RuntimeError(f"CONSENT_SIGNING_KEY cannot be read: {exc}") from None
+    check_config(app.config)

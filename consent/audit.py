@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 import click
 import sqlalchemy as sa
 
+from . import csvcells
 from .ledger import ACTIONS, canonical, chain_hash, hashed_fields
 
 # /2 added the delivery rows; files of /1 (no delivery rows) still verify.
@@ -211,9 +212,9 @@ FULL_LAYOUT = (2, 3, 5, 15, 16)
 LINE_LAYOUT = (2, 3, 5, 15, 16, "text")
 
 
-# Columns whose values can never hold a comma, quote or newline (hex digests, ids, the
-# site key, numbers, fixed vocabularies, timestamps) are written as they are.
-_CSV_PLAIN = {"event_id", "site", "subject", "recorded_at", "action", "source",
+# Columns whose values can never hold a comma, quote or newline nor start like a formula
+# (hex digests, ids, numbers, fixed vocabularies, timestamps) are written as they are.
+_CSV_PLAIN = {"event_id", "subject", "recorded_at", "action", "source",
               "prev_hash", "hash"}  # all NOT NULL
 
 
@@ -227,9 +228,7 @@ def _csv_cell_sql(name: str, expr: str) -> str:
         return f"ifnull({expr}, '')"
     if name in JSON_COLUMNS:  # JSON objects always contain quotes
         return f"""ifnull('"' || replace({expr}, '"', '""') || '"', '')"""
-    # One GLOB (comma, quote, LF or CR anywhere) is cheaper than four instr() calls.
-    return (f"""CASE WHEN {expr} GLOB '*[,"\n\r]*' """
-            f"""THEN '"' || replace({expr}, '"', '""') || '"' ELSE ifnull({expr}, '') END""")
+    return csvcells.sql_cell(expr)
 
 
 def _sqlite_line_query(sql: str) -> str:
@@ -495,7 +494,7 @@ def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict
 
 def _csv_chunk(batch: list, header: bool = False) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csvcells.writer(buf)
     if header:
         writer.writerow(COLUMNS)
     writer.writerows(batch)
@@ -524,7 +523,7 @@ def _delivery_chunk(batch: list[dict], fmt: str, header: bool) -> str:
     if fmt == "jsonl":
         return "".join([_dumps(row) + "\n" for row in batch])
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csvcells.writer(buf)
     if header:
         buf.write(DELIVERY_HEADER + "\n")
     writer.writerows([[row[name] for name in DELIVERY_COLUMNS] for row in batch])
@@ -987,7 +986,7 @@ def verify_export_file(path: str, public_key: str | None = None,
                                "the delivery rows: the header line was edited or removed")
             try:
                 if report.format == "csv":
-                    cells = next(csv.reader([text]))
+                    cells = csvcells.read_row(text)
                     row = _delivery_from_csv(cells) if delivery else _row_from_csv(cells)
                 else:
                     obj = json.loads(text)

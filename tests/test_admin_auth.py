@@ -1,4 +1,5 @@
-"""Admin sign-in with hashed passwords, sessions, lockout, API tokens and the CLI."""
+"""Admin sign-in with hashed passwords, sessions, API tokens and the CLI (throttling of
+failed sign-ins, which replaced the account lock: tests/security/test_sec_rate_limits.py)."""
 from __future__ import annotations
 
 from consent import admin_auth
@@ -46,15 +47,6 @@ def test_sign_in_needs_the_csrf_token(app):
     make_admin("a@example.com")
     r = client.post("/admin/sign-in", data={"email": "a@example.com", "password": PASSWORD})
     assert r.status_code == 403
-
-
-def test_account_locks_after_repeated_failures(app):
-    client = app.test_client()
-    make_admin("a@example.com")
-    for _ in range(admin_auth.MAX_FAILED_SIGN_INS):
-        assert sign_in(client, "a@example.com", "wrong").status_code == 401
-    r = sign_in(client, "a@example.com")  # right password, but locked now
-    assert r.status_code == 401 and b"locked" in r.data
 
 
 def test_next_parameter_only_redirects_inside_the_admin(app, site):

@@ -35,7 +35,8 @@ def test_add_endpoint_shows_secret_once(admin, site):
     assert r.status_code == 200
     secret = re.search(r'id="secret">(whsec_[^<]+)<', r.get_data(as_text=True)).group(1)
     endpoint = db.session.execute(db.select(DownstreamEndpoint)).scalar_one()
-    assert endpoint.secret == secret and endpoint.name == "CRM"
+    assert endpoint.signing_secret == secret and endpoint.name == "CRM"
+    assert secret not in endpoint.secret  # stored encrypted
     assert endpoint.categories == ["advertising", "analytics"]
     assert endpoint.channels == ["email.*", "sms.*"]
     html = page(admin, site["key"])

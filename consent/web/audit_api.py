@@ -21,7 +21,7 @@ from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
                         list_requests, open_request, request_subject)
 from ..site_admin import publish_site_policy
 from ..sites import site_snapshot
-from ..validation import StrictBoolean, StrictSchema
+from ..validation import HttpUrl, StrictBoolean, StrictSchema
 from .admin import export_filters, export_response
 
 blp = Blueprint("audit_api", __name__, url_prefix="/api/v1/audit",
@@ -128,7 +128,7 @@ class NewPolicySchema(StrictSchema):
 
     label = ma.fields.String(required=True, validate=validate.Length(1, 40))
     text = ma.fields.String(validate=validate.Length(1, 500_000))
-    url = ma.fields.Url(schemes={"http", "https"}, validate=validate.Length(max=500))
+    url = HttpUrl(validate=validate.Length(max=500))
     material = StrictBoolean(load_default=False)
     summary = ma.fields.String(validate=validate.Length(max=2000))
     effective_at = ma.fields.AwareDateTime(default_timezone=None)
