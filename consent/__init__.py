@@ -101,6 +101,7 @@ def _check_secrets(app: Flask) -> None:
                            "print(secrets.token_urlsafe(48))'`)")
     if os.environ.get("CONSENT_HMAC_KEY") is not None and len(app.config["CONSENT_HMAC_KEY"]) < 32:
         raise RuntimeError("CONSENT_HMAC_KEY, when set, must be at least 32 characters")
+    check_config(app.config)
     # Checkpoints and exports are signed with a key of their own, never derived from
     # SECRET_KEY (docs/audit.md); a bad key stops start-up rather than the first export.
     if not (app.config.get("CONSENT_SIGNING_KEY") or "").strip():
@@ -112,4 +113,3 @@ def _check_secrets(app: Flask) -> None:
         _seed_from_text(app.config["CONSENT_SIGNING_KEY"])
     except (OSError, ValueError, RuntimeError) as exc:
         raise RuntimeError(f"CONSENT_SIGNING_KEY cannot be read: {exc}") from None
-    check_config(app.config)

@@ -16,6 +16,7 @@ from consent.sites import create_api_key, create_site, invalidate_site_cache
 PUBLIC_URL = "https://consent.example"
 PROD_SECRET = "p" * 48
 DATA_KEY = "d" * 44
+SIGNING_KEY = "5e" * 32
 SHOP = "https://shop.example"
 
 
@@ -23,6 +24,7 @@ def production_config(database_url: str, **extra) -> dict:
     """What a production deployment sets (long secret, data key, public URL)."""
     return {"ENV_NAME": "production", "SECRET_KEY": PROD_SECRET,
             "CONSENT_DATA_KEY": DATA_KEY, "CONSENT_PUBLIC_URL": PUBLIC_URL,
+            "CONSENT_SIGNING_KEY": SIGNING_KEY,
             "SQLALCHEMY_DATABASE_URI": database_url, **extra}
 
 

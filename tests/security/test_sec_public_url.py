@@ -8,6 +8,7 @@ import pytest
 from consent import create_app
 from consent.channels import mint_unsubscribe_token
 from tests.security.sec_fixtures import (DATA_KEY, PROD_SECRET, PUBLIC_URL,  # noqa: F401
+                                         SIGNING_KEY,
                                          build_app, client_for, mode, mode_app, mode_client,
                                          mode_site)
 from tests.test_admin_fixtures import bearer, decide, make_token
@@ -17,7 +18,7 @@ EVIL = "evil.example"
 
 def _prod(**extra) -> dict:
     return {"ENV_NAME": "production", "SECRET_KEY": PROD_SECRET, "CONSENT_DATA_KEY": DATA_KEY,
-            "SQLALCHEMY_DATABASE_URI": "sqlite://", **extra}
+            "CONSENT_SIGNING_KEY": SIGNING_KEY, "SQLALCHEMY_DATABASE_URI": "sqlite://", **extra}
 
 
 @pytest.mark.parametrize("url", [None, "", "http://consent.example", "consent.example",

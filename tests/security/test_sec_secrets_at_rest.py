@@ -105,7 +105,7 @@ def test_migration_encrypts_rows_written_before(tmp_path):
                       "CONSENT_DATA_KEY": DATA_KEY, "CONSENT_SITE_CACHE_SECONDS": 0})
     invalidate_site_cache()
     with app.app_context():
-        for revision in ("0003", "0004", "0005", "0006", "0002"):
+        for revision in ("0003", "0004", "0005", "0006", "0002", "tlog_0002"):
             upgrade(revision=revision)
         from consent.sites import create_site
 
