@@ -44,8 +44,10 @@ class AppServer:
         self.proc.wait(timeout=20)
 
     def stop(self) -> None:
+        """Stop at once: what the app acknowledged is committed (a graceful stop would only
+        wait out the browser's keep-alive connections, seconds per test)."""
         if self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
+            self.kill(signal.SIGKILL)
 
     def client(self) -> "HttpClient":
         """A client of this server with the Flask test client's interface."""
