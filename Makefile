@@ -10,8 +10,8 @@ PORT ?= 5000
 export FLASK_APP := app.py
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# pytest-xdist workers for the suites without a browser (each worker builds its own
-# template database, on PostgreSQL in its own throwaway cluster)
+# pytest-xdist workers (each builds its own template database, on PostgreSQL in its own
+# throwaway cluster; in the browser suite each runs its own Chromium)
 WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
@@ -74,7 +74,7 @@ test-postgresql: install-dev postgres
 # otherwise): they test the widget and the pages, whose server side the runs above cover
 # on both backends.
 test-browser: install-dev chromium node-deps
-	$(PYTEST) -m browser
+	$(PYTEST) -n $(WORKERS) -m browser
 
 # Every benchmark in turn (each prints its figures; wrk comes from Debian).
 bench: install-dev chromium node-deps

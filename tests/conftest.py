@@ -30,10 +30,17 @@ def pytest_report_header(config):
     return f"consent test database backend: {BACKEND}"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--reverse-order", action="store_true",
+                     help="run the tests in reverse order (they must not depend on it)")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if {"database_url", "pg_cluster"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
+    if config.getoption("--reverse-order"):
+        items.reverse()
 
 
 @pytest.fixture(scope="session")
