@@ -170,7 +170,7 @@ def test_unavailable_database_answers_503_and_loses_nothing(site, database_url, 
         assert all(int(headers["Retry-After"]) > 0 for _, _, headers in outage), outage
         status, after = poll(
             lambda: post_decision(server.port, site["key"], {"action": "reject_all"}),
-            lambda answer: answer[0] == 201, timeout=30, interval=0.3,
+            lambda answer: answer[0] == 201, timeout=120, interval=0.3,
             message=lambda answer: f"the app did not recover: {answer}")
     finally:
         server.stop()
