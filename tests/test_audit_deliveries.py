@@ -12,9 +12,9 @@ from consent.audit import (DELIVERY_COLUMNS, DELIVERY_HEADER, ExportFilters, can
                            public_key_text, sign, verify_export_file, write_export)
 from consent.extensions import db
 from consent.ledger import ConsentEvent
-from tests.test_admin_fixtures import admin, bearer, make_token  # noqa: F401
-from tests.test_outbox import (Receiver, add_endpoint, decide, drain, fast,  # noqa: F401
-                               messages, receiver)
+from tests.support.admin import make_token
+from tests.support.api import bearer, decide
+from tests.support.outbox import Receiver, add_endpoint, drain
 
 
 @pytest.fixture

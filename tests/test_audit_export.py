@@ -14,7 +14,8 @@ from consent.database import utcnow
 from consent.extensions import db
 from consent.ledger import ConsentEvent
 from consent.sites import Site
-from tests.test_admin_fixtures import admin, bearer, decide, make_token  # noqa: F401
+from tests.support.admin import make_token, record_choice
+from tests.support.api import bearer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,11 +25,11 @@ def ledger(site, other_site):
     """A few subjects with several events each on two sites."""
     visitors = []
     for i in range(6):
-        v = decide(site["key"], "accept_all", gpc=(i == 0))
-        decide(site["key"], "custom", subject=v, categories={"analytics": i % 2 == 0})
+        v = record_choice(site["key"], "accept_all", gpc=(i == 0))
+        record_choice(site["key"], "custom", subject=v, categories={"analytics": i % 2 == 0})
         visitors.append(v)
-    decide(site["key"], "reject_all", subject=visitors[1])
-    decide(other_site["key"], "accept_all")
+    record_choice(site["key"], "reject_all", subject=visitors[1])
+    record_choice(other_site["key"], "accept_all")
     return visitors
 
 
