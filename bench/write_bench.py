@@ -118,8 +118,9 @@ def main() -> None:
         else:
             url = f"sqlite:///{tmp}/bench.sqlite3"
         prepare_database(url)
+        # A state directory of its own: the signer's checkpoints belong to this database.
         env = dict(os.environ, CONSENT_DATABASE_URL=url, CONSENT_ENV="development",
-                   PYTHONPATH=str(ROOT))
+                   PYTHONPATH=str(ROOT), CONSENT_LOG_STATE_DIR=str(tmp / "log-state"))
         servers = {}
         for name, module, path in (("bare_flask", "bench.bare_app:app", "/echo"),
                                    ("consent_write", "app:app",

@@ -422,10 +422,15 @@ def _cut_logs(filters: ExportFilters) -> dict:
     """Integrate every exported site, then note the checkpoint the export is cut at."""
     from .ledger.log import integrate, latest_checkpoint
 
+    from .ledger.serving import LogNotSigned
+
     cuts = {}
     for site in _sites(filters):
         integrate(site.key)
         checkpoint = latest_checkpoint(site.id)
+        if checkpoint is None:
+            raise LogNotSigned(f"site {site.key}: the log has no signed checkpoint: the "
+                               "signer refused to sign it (run flask consent verify)")
         cuts[site.key] = (site.id, checkpoint.size, checkpoint.note)
     return cuts
 
@@ -1219,6 +1224,7 @@ def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
 def export_command(site_key, since, until, subject, category, actions, fmt, deliveries,
                    with_log, output, progress):
     """Export the consent ledger and webhook delivery log with a signed manifest."""
+    from .errors import DomainError
     from .sites import NotFound
 
     try:
@@ -1243,6 +1249,8 @@ def export_command(site_key, since, until, subject, category, actions, fmt, deli
                 out.close()
     except (ValueError, NotFound) as exc:
         raise click.ClickException(str(exc))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail)
     if output != "-":
         click.echo(f"wrote {output}", err=True)
 
