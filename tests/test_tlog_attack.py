@@ -188,7 +188,7 @@ def _everyone_notices(client, runner, h, tmp_path):
     assert "site shop" in check.output and "not an extension" in check.output
 
     export = tmp_path / "after.csv"
-    assert cli(runner, "export", "--site", "shop", "--log", "-o", str(export)).exit_code == 0
+    assert cli(runner, "export", "--site", "shop", "-o", str(export)).exit_code == 0
     since = cli(runner, "verify-export", str(export), "--public-key", h["key"],
                 "--since-checkpoint", str(h["held"]))
     assert since.exit_code == 1, since.output
@@ -209,7 +209,7 @@ def test_an_honest_log_satisfies_everyone(client, runner, site, shop_with_histor
     assert check.exit_code == 0, check.output
     assert "still in the log" in check.output
     export = tmp_path / "after.csv"
-    assert cli(runner, "export", "--site", "shop", "--log", "-o", str(export)).exit_code == 0
+    assert cli(runner, "export", "--site", "shop", "-o", str(export)).exit_code == 0
     since = cli(runner, "verify-export", str(export), "--public-key", h["key"],
                 "--since-checkpoint", str(h["held"]))
     assert since.exit_code == 0, since.output
