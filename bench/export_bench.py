@@ -121,23 +121,30 @@ def build_database(path: Path, events: int) -> None:
     conn.close()
 
 
-def integrate_database(path: Path) -> None:
-    """Give every event its log index and sign a checkpoint (what runs behind writes)."""
-    from consent import create_app
-    from consent.extensions import db
-    from consent.ledger.log import integrate
+INTEGRATE_CHILD = """
+import sys
+from consent import create_app
+from consent.ledger.log import integrate
+app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": sys.argv[1],
+                  "CONSENT_LOG_BATCH": 20000})
+with app.app_context():
+    integrate("bench")
+"""
 
-    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
-                      "CONSENT_LOG_BATCH": 20_000})
-    with app.app_context():
-        integrate(SITE)
-        db.session.remove()
-        db.engine.dispose()
+
+def integrate_database(path: Path) -> None:
+    """Give every event its log index and sign a checkpoint (what runs behind writes), in
+    a child process (this one stays small: children start as a copy of it)."""
+    run_child([sys.executable, "-c", INTEGRATE_CHILD, f"sqlite:///{path}"])
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
 
+# Children print their own peak RSS (VmHWM, which starts afresh at exec): the rusage of a
+# child also counts the copy of this process it was before exec.
+PEAK = ("print([int(l.split()[1]) for l in open('/proc/self/status') "
+        "if l.startswith('VmHWM')][0])")
 EXPORT_CHILD = """
 import sys, time
 from consent import create_app
@@ -148,7 +155,13 @@ with app.app_context():
     with open(sys.argv[2], "w", encoding="utf-8", newline="") as fh:
         write_export(fh, ExportFilters(site_key="bench", log=sys.argv[4] == "log"), sys.argv[3])
     print(time.perf_counter() - t)
-"""
+""" + PEAK
+VERIFY_CHILD = """
+import sys
+from consent.audit import verify_export_file
+report = verify_export_file(sys.argv[1])
+print("OK" if report.ok else report.problems[0], report.rows, report.logs)
+""" + PEAK
 
 
 def run_child(cmd: list[str], stdout=None) -> tuple[float, int, str]:
@@ -169,7 +182,7 @@ def measure(db_path: Path, out_dir: Path, runs: int, fmt: str = "csv",
     """Best-of-RUNS times of the export and of sqlite3 -csv (event rows; event and log
     rows), and the export's peak RSS."""
     export_file = out_dir / f"export.{fmt}"
-    ours, ours_wall, rss, cli, cli_log = [], [], [], [], []
+    ours, ours_wall, rss, cli, cli_log, no_log = [], [], [], [], [], []
     for _ in range(runs):
         with open(out_dir / "sqlite.csv", "w") as fh:
             wall, _rss, _ = run_child(["sqlite3", "-csv", str(db_path), SQL], stdout=fh)
@@ -179,14 +192,21 @@ def measure(db_path: Path, out_dir: Path, runs: int, fmt: str = "csv",
                 wall, _rss, _ = run_child(["sqlite3", "-csv", str(db_path),
                                            SQL + "; " + LOG_SQL], stdout=fh)
             cli_log.append(wall)
-        wall, peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, f"sqlite:///{db_path}",
-                                     str(export_file), fmt, "log" if log else "no-log"])
-        ours.append(float(out.strip().splitlines()[-1]))
+            # The same export without its log section, for what the section costs.
+            _wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD,
+                                           f"sqlite:///{db_path}", str(out_dir / "no-log.csv"),
+                                           fmt, "no-log"])
+            no_log.append(float(out.strip().splitlines()[-2]))
+        wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, f"sqlite:///{db_path}",
+                                      str(export_file), fmt, "log" if log else "no-log"])
+        ours.append(float(out.strip().splitlines()[-2]))
         ours_wall.append(wall)
-        rss.append(peak)
+        rss.append(int(out.strip().splitlines()[-1]))
     return {"export_s": min(ours), "export_process_s": min(ours_wall),
             "sqlite3_s": min(cli), "sqlite3_with_log_s": min(cli_log) if cli_log else None,
+            "no_log_s": min(no_log) if no_log else None,
             "peak_rss_kib": max(rss), "export_bytes": export_file.stat().st_size,
+            "no_log_bytes": (out_dir / "no-log.csv").stat().st_size if no_log else None,
             "sqlite3_bytes": (out_dir / "sqlite.csv").stat().st_size}
 
 
@@ -203,6 +223,9 @@ def main() -> int:
                         help="Also time verify-export on the large export.")
     parser.add_argument("--no-log", dest="log", action="store_false",
                         help="Export without the log section (--no-log).")
+    parser.add_argument("--keep", type=Path, help="Keep the generated databases in this "
+                        "directory and reuse them on the next run (building and integrating "
+                        "a million events takes minutes).")
     args = parser.parse_args()
     if shutil.which("sqlite3") is None:
         print("sqlite3 command-line shell not found (apt-get install sqlite3)")
@@ -211,19 +234,25 @@ def main() -> int:
     try:
         results = {}
         for n in (args.small, args.events):
-            db_path = work / f"ledger-{n}.sqlite3"
-            t = time.perf_counter()
-            build_database(db_path, n)
-            print(f"built {n:,} hash-chained events in {time.perf_counter() - t:.1f} s",
-                  flush=True)
-            t = time.perf_counter()
-            integrate_database(db_path)
-            print(f"integrated them into the log in {time.perf_counter() - t:.1f} s "
-                  f"(load {load()})", flush=True)
+            db_path = (args.keep or work) / f"ledger-{n}.sqlite3"
+            if args.keep and db_path.exists():
+                print(f"reusing {db_path}", flush=True)
+            else:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+                t = time.perf_counter()
+                build_database(db_path, n)
+                print(f"built {n:,} hash-chained events in {time.perf_counter() - t:.1f} s",
+                      flush=True)
+                t = time.perf_counter()
+                integrate_database(db_path)
+                print(f"integrated them into the log in {time.perf_counter() - t:.1f} s "
+                      f"(load {load()})", flush=True)
             results[n] = measure(db_path, work, args.runs, log=args.log)
             r = results[n]
             with_log = (f", sqlite3 -csv events+log {r['sqlite3_with_log_s']:.2f} s "
-                        f"(ratio {r['export_s'] / r['sqlite3_with_log_s']:.2f}x)"
+                        f"(ratio {r['export_s'] / r['sqlite3_with_log_s']:.2f}x), "
+                        f"export --no-log {r['no_log_s']:.2f} s "
+                        f"({r['no_log_bytes'] / 1e6:.0f} MB)"
                         if r["sqlite3_with_log_s"] else "")
             print(f"{n:>9,} events: export {r['export_s']:.2f} s "
                   f"(process {r['export_process_s']:.2f} s), sqlite3 -csv {r['sqlite3_s']:.2f} s, "
@@ -232,11 +261,13 @@ def main() -> int:
                   f"{r['export_bytes'] / 1e6:.0f} MB vs {r['sqlite3_bytes'] / 1e6:.0f} MB "
                   f"(load {load()})", flush=True)
             if n == args.events and args.verify:
-                wall, peak, out = run_child([sys.executable, "-m", "consent.audit",
-                                             str(work / "export.csv")])
-                print(f"verify-export: {out.strip()[:60]} in {wall:.1f} s, peak RSS "
-                      f"{peak / 1024:.1f} MiB", flush=True)
-            db_path.unlink()
+                wall, _peak, out = run_child([sys.executable, "-c", VERIFY_CHILD,
+                                              str(work / "export.csv")])
+                lines = out.strip().splitlines()
+                print(f"verify-export: {lines[0]} in {wall:.1f} s, peak RSS "
+                      f"{int(lines[-1]) / 1024:.1f} MiB (load {load()})", flush=True)
+            if not args.keep:
+                db_path.unlink()
         big, small = results[args.events], results[args.small]
         ratio = big["export_s"] / big["sqlite3_s"]
         growth = big["peak_rss_kib"] / small["peak_rss_kib"]

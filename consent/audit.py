@@ -1266,7 +1266,7 @@ def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
 @click.option("--log/--no-log", "with_log", default=True, show_default=True,
               help="Append each site's log up to the checkpoint the export was cut at, so "
               "verify-export --since-checkpoint can check it (unfiltered exports; about "
-              "110 bytes an event).")
+              "90 bytes an event in CSV).")
 @click.option("--output", "-o", default="-", help="File to write (default: standard output).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on standard error (default: when writing to a file).")
