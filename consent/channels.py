@@ -32,6 +32,7 @@ from .ledger import AppendedEvent, ConsentEvent, ConsentState, append_event, on_
 from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
 from .subjects import (Subject, create_subject, find_subject, find_subject_by_user,
                        get_or_create_subject, keyed_ref)
+from .suppression import keep_opt_outs, records_for, suppressed_channels
 
 MEDIA = ("email", "sms", "push")
 KINDS = ("promotional", "service", "transactional")
@@ -283,8 +284,38 @@ def deciding_event(site_id: int, pseudonym: str, key: str, value: bool,
     return found
 
 
-def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str) -> SendAnswer:
-    """Whether channel KEY may be used for SUBJECT, and why."""
+def subject_refs(site: SiteSnapshot, subject: Subject | None,
+                 medium: str | None = None) -> list[tuple[str, str]]:
+    """(kind, keyed hash) of every address (of MEDIUM, or all) and the user id of SUBJECT."""
+    if subject is None:
+        return []
+    query = db.select(ChannelAddress.medium, ChannelAddress.address_ref).where(
+        ChannelAddress.site_id == site.id, ChannelAddress.subject_id == subject.id)
+    if medium is not None:
+        query = query.where(ChannelAddress.medium == medium)
+    refs = [(m, r) for m, r in db.session.execute(query)]
+    if subject.user_ref:
+        refs.append(("user", subject.user_ref))
+    return refs
+
+
+def recipient_refs(site: SiteSnapshot, medium: str | None,
+                   recipient: Recipient) -> list[tuple[str, str]]:
+    """The keyed hashes a recipient is named by (an address, or the site's user id)."""
+    if recipient.address and medium is not None:
+        return [(medium, address_ref(site.key, medium, recipient.address))]
+    if recipient.user_id:
+        return [("user", keyed_ref(site.key, "user", recipient.user_id))]
+    return []
+
+
+def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str,
+                     refs: list[tuple[str, str]] = ()) -> SendAnswer:
+    """Whether channel KEY may be used for SUBJECT, and why.
+
+    Without a choice of the subject, an opt-out kept from before an erasure for one of
+    REFS (or of the subject's own addresses and user id) still says no.
+    """
     medium, kind = key.split(".")
     state = read_state(site.id, subject.pseudonym) if subject is not None else None
     channels = (state or {}).get("channels") or {}
@@ -295,6 +326,10 @@ def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str) -> S
         return SendAnswer(value, medium, kind, "opted_in" if value else "opted_out",
                           event.event_id if event else state.get("last_event_id"),
                           iso(event.recorded_at) if event else changed)
+    kept = suppressed_channels(site.id, list(refs) + subject_refs(site, subject, medium))
+    if key in kept:
+        return SendAnswer(False, medium, kind, "suppressed",
+                          decided_at=iso(kept[key]) if kept[key] else None)
     default = channel_defaults(site)[key]
     return SendAnswer(default, medium, kind, "default_allowed" if default else "default_denied")
 
@@ -310,7 +345,8 @@ def may_i_send(site_key: str, medium: str, kind: str, recipient: Recipient) -> S
     if kind == TRANSACTIONAL:
         return SendAnswer(True, medium, kind, "transactional_always_allowed")
     key = channel_key(medium, kind)
-    return channel_decision(site, find_recipient(site, medium, recipient), key)
+    return channel_decision(site, find_recipient(site, medium, recipient), key,
+                            recipient_refs(site, medium, recipient))
 
 
 # ---------------------------------------------------------------- recording choices
@@ -612,6 +648,15 @@ def suppressions(site_key: str, medium: str, kind: str,
             for row in partition:
                 yield Suppression(row.public_id, row.address_ref,
                                   (row.changed or {}).get(f"channel:{key}"))
+        # Opt-outs kept when their person was erased (no subject any more), unless the
+        # address has since made a choice of its own (listed above when it is an opt-out).
+        for record in records_for(site.id, medium, key):
+            owner = subject_for_ref(site.id, medium, record.ref)
+            if owner is not None and key in ((read_state(site.id, owner.pseudonym) or {})
+                                             .get("channels") or {}):
+                continue
+            yield Suppression(None, record.ref,
+                              iso(record.opted_out_at) if record.opted_out_at else None)
 
     return key, rows()
 
@@ -674,6 +719,8 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
         title=_localised(c.titles, locale, site.default_locale),
         description=_localised(c.descriptions, locale, site.default_locale)) for c in rows]
     defaults = channel_defaults(site)
+    for key in suppressed_channels(site.id, subject_refs(site, subject)):
+        defaults[key] = False  # an opt-out kept from before an erasure
     channels = [ChoiceRow(key=k, value=bool(chans[k]) if k in chans else defaults[k],
                           chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
                 for k in CHANNELS]
@@ -734,3 +781,14 @@ def _forget_addresses(event: AppendedEvent) -> None:
         db.session.execute(sa.delete(ChannelAddress.__table__)
                            .where(ChannelAddress.__table__.c.subject_id == event.subject_id))
 
+
+
+def keep_suppressions(site: SiteSnapshot, subject: Subject) -> list[str]:
+    """Keep the subject's channel opt-outs as suppression records (before it is erased).
+
+    Called inside the erasure's write transaction, while the subject's addresses and user
+    reference still exist; returns the channel keys whose opt-out was kept.
+    """
+    state = read_state(site.id, subject.pseudonym) or {}
+    return keep_opt_outs(site.id, state.get("channels") or {}, state.get("changed") or {},
+                         subject_refs(site, subject))

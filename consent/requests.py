@@ -40,6 +40,10 @@ DEFAULT_DEADLINE = {"days": 30}
 RECEIPT_VERSION = "KI-CR-v1.1.0"
 HOOK_MODULES = ("consent.channels", "consent.identity", "consent.outbox")
 HOOK_NAMES = ("erase_subject_addresses", "erase_subject_data")
+SUPPRESSION_NOTE = ("The person's opt-outs of these channels are kept as suppression "
+                    "records (a keyed hash of each address or user id, the channel and the "
+                    "time of the opt-out; nothing else), so no promotional message is sent "
+                    "to them again unless they opt in anew.")
 
 
 class DataRequest(db.Model):
@@ -468,6 +472,12 @@ def _erase_one(site, subject: Subject, actor: str, request_id: int | None) -> di
     meta = {"by": actor}
     if request_id is not None:
         meta["request"] = request_id
+    # Opt-outs outlive the erasure: kept as keyed hashes before the addresses go.
+    from .channels import keep_suppressions
+
+    kept = keep_suppressions(site, subject)
+    if kept:
+        meta["suppressed"] = kept
     event = append_event(site, subject, action="erase", source="admin",
                          policy_version=site.policy_label, meta=meta)
     ev = ConsentEvent.__table__
@@ -481,7 +491,8 @@ def _erase_one(site, subject: Subject, actor: str, request_id: int | None) -> di
     subject.user_ref = None
     subject.secret = None
     subject.erased_at = utcnow()
-    return {"event_id": event.event_id, "details_removed": int(removed or 0)}
+    return {"event_id": event.event_id, "details_removed": int(removed or 0),
+            "suppressed": kept}
 
 
 def erase_subject(site_key: str, subject_id: int, actor: str,
@@ -497,9 +508,13 @@ def erase_subject(site_key: str, subject_id: int, actor: str,
             raise Conflict("this subject has already been erased")
         results = [_erase_one(site, s, actor, request_id) for s in _subjects_of(subject)
                    if s.erased_at is None]
+        kept = sorted({key for r in results for key in r["suppressed"]})
         return {"erased_subjects": len(results),
                 "events": [r["event_id"] for r in results],
-                "details_removed": sum(r["details_removed"] for r in results)}
+                "details_removed": sum(r["details_removed"] for r in results),
+                # What the erasure receipt says about opt-outs (docs/audit.md).
+                "suppressions_kept": kept,
+                "suppression_note": SUPPRESSION_NOTE if kept else None}
 
     return run_write(write)
 

@@ -72,8 +72,8 @@ class SendAnswerSchema(ma.Schema):
     channel = ma.fields.String()
     kind = ma.fields.String()
     reason = ma.fields.String(metadata={"description": (
-        "transactional_always_allowed | opted_in | opted_out | default_allowed | "
-        "default_denied")})
+        "transactional_always_allowed | opted_in | opted_out | suppressed (opted out, "
+        "then erased) | default_allowed | default_denied")})
     event_id = ma.fields.String(allow_none=True)
     decided_at = ma.fields.String(allow_none=True)
 
