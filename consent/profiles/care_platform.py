@@ -172,7 +172,8 @@ PROFILE = Profile(
             does="One-click unsubscribe applies at once (\"may I send?\" refuses the next "
                  "commercial e-mail) and records an opt-out request completed at that moment "
                  "with its 10-business-day deadline; administrative (transactional) messages "
-                 "still go out.",
+                 "still go out. Deleting the account keeps the opt-out (a suppression record), "
+                 "so earlier consent is never revived.",
             test="test_commercial_email_opt_out_applies_at_once_within_10_business_days"),
         Promise(
             id="tracking-services-by-consent",

@@ -98,7 +98,8 @@ PROFILE = Profile(
                   "with marketing offers",
             does="Marketing offers by e-mail and SMS may be sent until the person opts out "
                  "(one-click link, STOP, or the preference center); from that event on "
-                 "\"may I send?\" refuses them, and they appear on the suppression list.",
+                 "\"may I send?\" refuses them, and they appear on the suppression list, also "
+                 "after the person's data is erased (a suppression record).",
             test="test_marketing_offers_stop_when_the_person_opts_out"),
         Promise(
             id="choice-before-materially-different-use",

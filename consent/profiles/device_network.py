@@ -155,7 +155,8 @@ PROFILE = Profile(
             does="Personalised commercial advertising is an optional category refused in "
                  "the banner; a STOP reply to the SMS gateway webhook records an "
                  "`unsubscribe` event (source sms) and \"may I send?\" refuses promotional "
-                 "SMS from then on.",
+                 "SMS from then on, also after the person's data is deleted (a suppression "
+                 "record keeps the opt-out as a keyed hash of the number).",
             test="test_commercial_advertising_can_be_refused_and_sms_unsubscribed_by_reply"),
         Promise(
             id="withdrawal-not-retroactive",

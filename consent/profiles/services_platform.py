@@ -146,7 +146,8 @@ PROFILE = Profile(
             does="Every promotional e-mail carries a signed one-click unsubscribe link (RFC "
                  "8058) and SMS answers STOP; either records an `unsubscribe` event at once. "
                  "\"May I send?\" then refuses promotional messages and still allows "
-                 "transactional ones.",
+                 "transactional ones. The opt-out outlives the erasure of the person (a "
+                 "suppression record): \"may I send?\" still refuses by address and user id.",
             test="test_promotional_opt_out_from_the_message_keeps_transactional_messages"),
         Promise(
             id="push-by-consent",

@@ -84,6 +84,12 @@ def test_commercial_email_opt_out_applies_at_once_within_10_business_days(env, a
     assert "opt-out" in row and "completed" in row and "(10 business days)" in row
     assert "OVERDUE" not in row
 
+    # The member has their account deleted: the opt-out is kept, the consent given before
+    # it is not revived.
+    assert env.erase(**member)["result"]["suppressions_kept"] == ["email.promotional"]
+    env.assert_suppressed("email", **member)
+    env.assert_suppressed("email", address="member3@example.org")
+
 
 def test_google_and_linkedin_tracking_are_listed_and_wait_for_consent(env, context, page):
     page.goto(env.url())

@@ -87,6 +87,14 @@ def test_commercial_advertising_can_be_refused_and_sms_unsubscribed_by_reply(env
     assert (answer["allowed"], answer["event_id"]) == (False, stop.event_id)
     assert env.may_i_send("sms", "transactional", address=phone)["allowed"] is True
 
+    # The number is an account holder's, who then has their personal information deleted
+    # (VII.1.2): the unsubscribe survives the deletion.
+    env.api("POST", "/channel-addresses", json={"channel": "sms", "address": phone,
+                                                "user_id": "dasset-7"})
+    assert env.erase(user_id="dasset-7")["result"]["suppressions_kept"] == ["sms.promotional"]
+    env.assert_suppressed("sms", address=phone)
+    env.assert_suppressed("sms", user_id="dasset-7")
+
 
 def test_withdrawal_stops_future_processing_and_keeps_the_earlier_record(env, page):
     subject = accept_all(env, page)
