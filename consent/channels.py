@@ -32,6 +32,7 @@ from .ledger import AppendedEvent, ConsentEvent, ConsentState, append_event, on_
 from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
 from .subjects import (Subject, create_subject, find_subject, find_subject_by_user,
                        get_or_create_subject, keyed_ref)
+from .policies import policy_state
 from .suppression import keep_opt_outs, records_for, suppressed_channels
 
 MEDIA = ("email", "sms", "push")
@@ -255,6 +256,8 @@ class SendAnswer:
     reason: str
     event_id: str | None = None
     decided_at: str | None = None
+    # consent.policies.policy_state of the opt-in (set by may_i_send)
+    policy_state: dict | None = None
 
 
 def _parse_iso(value: str | None) -> datetime | None:
@@ -343,10 +346,16 @@ def may_i_send(site_key: str, medium: str, kind: str, recipient: Recipient) -> S
     if recipient.address:
         normalise_address(medium, recipient.address)  # bad input is refused for every kind
     if kind == TRANSACTIONAL:
-        return SendAnswer(True, medium, kind, "transactional_always_allowed")
+        return SendAnswer(True, medium, kind, "transactional_always_allowed",
+                          policy_state=policy_state(site, None, None))
     key = channel_key(medium, kind)
-    return channel_decision(site, find_recipient(site, medium, recipient), key,
-                            recipient_refs(site, medium, recipient))
+    answer = channel_decision(site, find_recipient(site, medium, recipient), key,
+                              recipient_refs(site, medium, recipient))
+    # An opt-in given before a material version took effect is flagged (seed policy 002:
+    # "a choice regarding such use or disclosure" applies to messages too).
+    consented = _parse_iso(answer.decided_at) if answer.reason == "opted_in" else None
+    answer.policy_state = policy_state(site, consented, None)
+    return answer
 
 
 # ---------------------------------------------------------------- recording choices

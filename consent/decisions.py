@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from .database import iso, run_raw_write
+from .database import iso, run_raw_write, utcnow
 from .errors import Invalid
 from .i18n import pick_locale
 from .ledger import AppendedEvent, Details, append_event, read_state
@@ -133,8 +133,13 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
     label = data.get("policy_version")
     if label is None:
         label = site.policy_label
-    elif label != site.policy_label and get_policy(site.id, label) is None:
-        raise Invalid(f"unknown policy version {label!r}", field="policy_version")
+    elif label != site.policy_label:
+        version = get_policy(site.id, label)
+        if version is None:
+            raise Invalid(f"unknown policy version {label!r}", field="policy_version")
+        if version.effective_at > utcnow():
+            # Announced, not yet in force: the choice is made under the version in force.
+            label = site.policy_label
     locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
     details = ctx.details(data.get("page_url"))
 

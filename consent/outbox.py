@@ -363,6 +363,56 @@ def enqueue_notifications(ev: AppendedEvent) -> None:
         rawsql.insert_rows(OutboxMessage.__table__, rows)
 
 
+POLICY_PUBLISHED = "policy.published"
+
+
+def policy_payload(site_key: str, version) -> dict:
+    """What a policy.published notification says about a version (checked by verify)."""
+    from .policies import policy_links
+
+    return {"version": version.label, "published_at": iso(version.published_at),
+            "effective_at": iso(version.effective_at), "material": version.material,
+            "summary": version.summary, "sha256": version.sha256,
+            **policy_links(site_key, version.label)}
+
+
+def policy_event_id(version_id: int) -> str:
+    """The outbox's event id of a publication (not a ledger event: no person is involved)."""
+    return f"policy_{version_id}"
+
+
+def enqueue_policy_notice(site_key: str, version) -> None:
+    """Tell every active endpoint of the site that a version was published (same
+    transaction), so the site can e-mail or push its users before it takes effect."""
+    interests = endpoint_interests(version.site_id)
+    if not interests:
+        return
+    now = utcnow()
+    event_id = policy_event_id(version.id)
+    policy = policy_payload(site_key, version)
+    rows = []
+    for endpoint in interests:
+        key = idempotency_key(event_id, endpoint.id)
+        rows.append({"idempotency_key": key, "site_id": version.site_id,
+                     "endpoint_id": endpoint.id, "event_id": event_id, "subject": "",
+                     "kind": POLICY_PUBLISHED,
+                     "payload": {"id": key, "type": POLICY_PUBLISHED, "site": site_key,
+                                 "policy": policy},
+                     "subject_ref": None, "state": "pending", "attempts": 0,
+                     "created_at": now,
+                     "next_attempt_at": max(now, endpoint.paused_until or now)})
+    rawsql.insert_rows(OutboxMessage.__table__, rows)
+
+
+def _register_policy_listener() -> None:
+    from .policies import on_publish
+
+    on_publish(enqueue_policy_notice)
+
+
+_register_policy_listener()
+
+
 # ---------------------------------------------------------------- endpoints (service)
 
 

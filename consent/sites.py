@@ -108,9 +108,18 @@ class SiteSnapshot:
     reject_lifetime_days: int
     ledger_streams: int
     settings: dict = field(hash=False, compare=False)
-    policy_label: str | None = None
     policy_material_label: str | None = None
     revision: str = ""
+    # consent.policies.VersionInfo of every version, in publication order.
+    policy_versions: tuple = field(default=(), hash=False, compare=False)
+
+    @property
+    def policy_label(self) -> str | None:
+        """The label of the policy version in force now (not one announced for later)."""
+        from .policies import in_force  # local import: policies imports sites
+
+        version = in_force(self.policy_versions, utcnow())
+        return version.label if version else None
 
     def allows_origin(self, origin: str | None) -> bool:
         """True when ORIGIN may call this site's browser endpoints."""
@@ -151,9 +160,10 @@ def site_snapshot(key: str) -> SiteSnapshot:
     if not isinstance(key, str) or not SITE_KEY_RE.match(key):
         raise NotFound("site", str(key)[:64])
     site = get_site(key)
-    from .policies import current_policy  # local import: policies imports sites
+    from .policies import announced, current_policy, version_timeline  # policies imports sites
 
     policy, material = current_policy(site.id)
+    versions = version_timeline(site.id)
     keys = tuple(c.key for c in site.categories)
     revision = hashlib.sha256(
         repr((site.updated_at, keys, policy and policy.id, material and material.id,
@@ -166,13 +176,17 @@ def site_snapshot(key: str) -> SiteSnapshot:
         category_keys=keys, accept_lifetime_days=site.accept_lifetime_days,
         reject_lifetime_days=site.reject_lifetime_days, ledger_streams=site.ledger_streams,
         settings=dict(site.settings or {}),
-        policy_label=policy.label if policy else None,
         policy_material_label=material.label if material else None,
-        revision=revision,
+        revision=revision, policy_versions=versions,
     )
     if ttl > 0:
+        expires = now + ttl
+        upcoming = announced(versions, utcnow())
+        if upcoming is not None:
+            # The configuration changes when the announced version takes effect.
+            expires = min(expires, now + (upcoming.effective_at - utcnow()).total_seconds())
         with _cache_lock:
-            _cache[key] = (now + ttl, snap)
+            _cache[key] = (expires, snap)
     return snap
 
 

@@ -25,6 +25,7 @@ from ..subjects import PUBLIC_ID_RE
 from ..validation import StrictBoolean, StrictSchema
 from .auth import require_site_key
 from .common import request_context
+from .server_api import PolicyStateSchema
 
 blp = Blueprint("channels_api", __name__, url_prefix="/api/v1",
                 description="Message channels: may I send?, suppression lists, one-click "
@@ -76,6 +77,9 @@ class SendAnswerSchema(ma.Schema):
         "then erased) | default_allowed | default_denied")})
     event_id = ma.fields.String(allow_none=True)
     decided_at = ma.fields.String(allow_none=True)
+    policy_state = ma.fields.Nested(PolicyStateSchema, metadata={
+        "description": "predates_material_version: the opt-in was given before the "
+                       "material policy version in force took effect"})
 
 
 class SuppressionQuery(ma.Schema):
