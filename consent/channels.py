@@ -32,7 +32,7 @@ from .ledger import AppendedEvent, ConsentEvent, ConsentState, append_event, on_
 from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
 from .subjects import (Subject, create_subject, find_subject, find_subject_by_user,
                        get_or_create_subject, keyed_ref)
-from .policies import policy_state
+from .policies import announced, get_policy, policy_state
 from .suppression import keep_opt_outs, records_for, suppressed_channels
 
 MEDIA = ("email", "sms", "push")
@@ -700,6 +700,8 @@ class PreferenceView:
     last_event_id: str | None
     decided_at: datetime | None
     gpc: bool
+    # A version published for a later date: the advance notice (consent.policies).
+    upcoming: object | None = None
 
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
@@ -733,9 +735,11 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
     channels = [ChoiceRow(key=k, value=bool(chans[k]) if k in chans else defaults[k],
                           chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
                 for k in CHANNELS]
+    notice = announced(site.policy_versions, utcnow())
     return PreferenceView(site, subject, categories, channels, site.policy_label,
                           state.get("policy_version"), state.get("last_event_id"),
-                          state.get("decided_at"), gpc or bool(state.get("gpc_at")))
+                          state.get("decided_at"), gpc or bool(state.get("gpc_at")),
+                          get_policy(site.id, notice.label) if notice else None)
 
 
 def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],

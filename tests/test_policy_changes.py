@@ -129,3 +129,17 @@ def test_the_archived_diff_shows_what_a_version_changes(client, site):
     first = client.get("/sites/shop/policies/2026-01/diff")
     assert first.status_code == 200 and "nothing to compare" in first.get_data(as_text=True)
     assert client.get("/sites/shop/policies/nope/diff").status_code == 404
+
+
+def test_the_preference_center_gives_advance_notice_until_the_effective_date(client, site,
+                                                                             clock):
+    publish(client, site)
+    page = client.get("/preferences?site=shop&lang=en").get_data(as_text=True)
+    notice = page.split('id="policy-notice"')[1].split("</p>")[0]
+    assert "A new version of this privacy policy (2027-01) takes effect on" in notice
+    assert "Call records shared with partners" in notice
+    assert 'href="/sites/shop/policies/2027-01/diff"' in notice
+    clock.advance(days=11)
+    page = client.get("/preferences?site=shop&lang=en").get_data(as_text=True)
+    assert 'id="policy-notice"' not in page
+    assert 'id="policy-current" href="/sites/shop/policies/2027-01"' in page
