@@ -1152,6 +1152,12 @@ def verify_outbox(site_ids=None) -> list:
         messages: dict[str, list] = {}
         for m in db.session.execute(db.select(OutboxMessage).where(
                 OutboxMessage.site_id == site_id)).scalars():
+            if m.kind == "guardian.requested":
+                why = _guardian_notice_mismatch(m, key)
+                if why and len(out) < 20:
+                    out.append(SiteProblem(key, f"notification {m.idempotency_key}: {why}",
+                                           kind="outbox"))
+                continue
             if m.kind == "policy.published":
                 # Not about a person: checked against the published version instead.
                 why = _policy_notice_mismatch(m, key)
@@ -1189,6 +1195,40 @@ def verify_outbox(site_ids=None) -> list:
                                            f"of event {event_id}, which is not in the "
                                            "ledger", kind="outbox"))
     return out
+
+
+def _guardian_notice_mismatch(message, site_key: str) -> str | None:
+    """Why a guardian.requested notification does not match the event that opened the
+    request (None if it does)."""
+    from .extensions import db
+    from .ledger import ConsentEvent
+
+    payload = message.payload or {}
+    request = payload.get("guardian_request") or {}
+    event = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.site_id == message.site_id,
+        ConsentEvent.event_id == str(request.get("event_id")))).scalar_one_or_none()
+    if event is None:
+        return None if _purged(message.site_id) else \
+            f"it tells of event {request.get('event_id')}, which is not in the ledger"
+    if message.event_id != f"guardian_{request.get('id')}":
+        return "it names another guardian request than its own"
+    meta = event.meta or {}
+    if not meta.get("awaiting_guardian") or request.get("event_id") != event.event_id:
+        return "its event did not ask for a guardian"
+    withheld = sorted(meta.get("withheld") or [])
+    if sorted((request.get("categories") or []) + (request.get("channels") or [])) \
+            != withheld or message.subject != event.subject or payload.get("site") != site_key:
+        return "its request differs from what the event withheld (edited)"
+    return None
+
+
+def _purged(site_id: int) -> bool:
+    from .extensions import db
+    from .ledger import LedgerCheckpoint
+
+    return db.session.execute(db.select(LedgerCheckpoint.id).where(
+        LedgerCheckpoint.site_id == site_id).limit(1)).first() is not None
 
 
 def _policy_notice_mismatch(message, site_key: str) -> str | None:

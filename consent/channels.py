@@ -702,6 +702,8 @@ class PreferenceView:
     gpc: bool
     # A version published for a later date: the advance notice (consent.policies).
     upcoming: object | None = None
+    # consent.guardians.guardian_state: grants waiting for a guardian's link.
+    awaiting_guardian: dict | None = None
 
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
@@ -736,19 +738,25 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
                           chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
                 for k in CHANNELS]
     notice = announced(site.policy_versions, utcnow())
+    waiting = None
+    if subject is not None and "age_rule" in site.settings:
+        from .guardians import guardian_state
+
+        waiting = guardian_state(site.id, subject.id)
     return PreferenceView(site, subject, categories, channels, site.policy_label,
                           state.get("policy_version"), state.get("last_event_id"),
                           state.get("decided_at"), gpc or bool(state.get("gpc_at")),
-                          get_policy(site.id, notice.label) if notice else None)
+                          get_policy(site.id, notice.label) if notice else None, waiting)
 
 
 def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],
                      channels: list[str], locale: str, ctx: RequestContext, *,
-                     age: str | None = None,
-                     guardian: bool = False) -> tuple[Subject, AppendedEvent]:
+                     age: str | None = None, guardian: bool = False,
+                     guardian_email: str | None = None) -> tuple[Subject, AppendedEvent]:
     """Record one `preferences` event with every category and channel as ticked.
 
-    AGE and GUARDIAN answer the age question of sites with an age rule (consent.minors).
+    AGE and GUARDIAN answer the age question of sites with an age rule (consent.minors);
+    GUARDIAN_EMAIL is where a guardian's confirmation link goes (consent.guardians).
     """
     site = site_snapshot(site_key)
     for key in categories:
@@ -764,6 +772,11 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
             cat_map[key] = False
         meta = {"gpc": True}
     chan_map = {k: k in channels for k in CHANNELS}
+    email = None
+    if guardian_email and "age_rule" in site.settings:
+        from .guardians import check_address
+
+        email = check_address(guardian_email)
 
     def write():
         subject = get_or_create_subject(site.id, subject_public_id)
@@ -779,6 +792,10 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
                              categories=cats, channels=chans,
                              policy_version=site.policy_label, locale=locale,
                              details=ctx.details(None), meta=event_meta)
+        if (event_meta or {}).get("awaiting_guardian"):
+            from .guardians import attach_address
+
+            attach_address(event.event_id, email)
         return subject, event
 
     return run_write(write)

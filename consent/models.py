@@ -23,6 +23,7 @@ OPTIONAL_MODULES = (
     "consent.outbox",       # downstream webhooks
     "consent.profiles",     # ready-made site profiles from the seed policies
     "consent.transparency", # the verifiable log's commands: integrate, witness, receipts
+    "consent.guardians",    # guardian requests: a minor's grants wait for a signed link
 )
 
 for _name in OPTIONAL_MODULES:

@@ -108,7 +108,10 @@ PROFILE = Profile(
     opt_out_deadline={"business_days": 10},
     gpc_note="The policy does not mention browser privacy signals. The product honours "
              "Global Privacy Control for conversion tracking and targeted ads.",
-    age_rule={"adult_age": 18, "guardian": "parent", "ask": "when_flagged",
+    # "We do not knowingly collect ... under the age of 18 without parental consent": ask
+    # on every first visit; a parent confirms through a signed link (consent.guardians).
+    age_rule={"adult_age": 18, "guardian": "parent", "ask": "always",
+              "guardian_verification": "link",
               "categories": ["analytics", "advertising"],
               "channels": ["email.promotional", "sms.promotional", "push.promotional"],
               "quote": AGE_QUOTE},

@@ -113,7 +113,10 @@ PROFILE = Profile(
                     "receiving your request and verifying your identity.\u201d (VII.1.4)",
     gpc_note="The policy does not mention browser privacy signals. The product honours "
              "Global Privacy Control for personalised commercial advertising.",
-    age_rule={"adult_age": 18, "from_age": 14, "guardian": "guardian", "ask": "when_flagged",
+    # VI applies to every user: the age question is asked on every first visit, and a
+    # guardian confirms through a signed link (consent.guardians).
+    age_rule={"adult_age": 18, "from_age": 14, "guardian": "guardian", "ask": "always",
+              "guardian_verification": "link",
               "categories": ["functional", "analytics", "advertising"],
               "channels": ["email.promotional", "sms.promotional", "push.promotional"],
               "quote": AGE_QUOTE},

@@ -68,6 +68,8 @@ class PreferencesForm(StrictSchema):
     age_question = ma.fields.String(validate=validate.OneOf(("1",)))
     minor = ma.fields.String(validate=validate.OneOf(("1",)))
     guardian = ma.fields.String(validate=validate.OneOf(("1",)))
+    # Where the guardian's confirmation link should go (consent.guardians).
+    guardian_email = ma.fields.String(validate=validate.Length(max=254))
 
 
 def _locale(site: SiteSnapshot, requested: str | None) -> tuple[str, dict, list[str]]:
@@ -141,7 +143,8 @@ def save_preferences_form():
     age = ("minor" if data.get("minor") else "adult") if data.get("age_question") else None
     subject, event = save_preferences(site.key, subject_id, data["category"], data["channel"],
                                       locale, request_context(), age=age,
-                                      guardian=bool(data.get("guardian")))
+                                      guardian=bool(data.get("guardian")),
+                                      guardian_email=data.get("guardian_email") or None)
     if signed_in:
         entry = _remembered(site)
         _remember(site, a=entry["a"], exp=entry["exp"])

@@ -69,6 +69,10 @@ class SubjectConsentSchema(ma.Schema):
     consent = ma.fields.Nested(ConsentViewSchema, allow_none=True)
     channels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Boolean())
     policy_state = ma.fields.Nested(PolicyStateSchema)
+    guardian = ma.fields.Dict(allow_none=True, metadata={
+        "description": "Sites with an age rule: {status: awaiting, request, categories, "
+                       "channels, since, expires_at} while a minor's grants wait for a "
+                       "guardian to confirm them; null otherwise"})
 
 
 class HistorySchema(ma.Schema):
@@ -99,7 +103,17 @@ def _consent_body(site, subject) -> dict:
     return {"subject": subject.public_id, "consent": state_view(site, state or None),
             "channels": state.get("channels", {}),
             "policy_state": policy_state(site, state.get("decided_at"),
-                                         state.get("policy_version"))}
+                                         state.get("policy_version")),
+            "guardian": _guardian(site, subject)}
+
+
+def _guardian(site, subject) -> dict | None:
+    """`{"status": "awaiting", ...}` while a minor's grants wait for a guardian."""
+    if "age_rule" not in site.settings:
+        return None
+    from ..guardians import guardian_state
+
+    return guardian_state(site.id, subject.id)
 
 
 @blp.route("/sites/<site_key>/subjects/<subject_id>", methods=["GET"])
