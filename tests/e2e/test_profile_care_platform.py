@@ -153,17 +153,37 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     assert withheld.meta["withheld"] == ["analytics", "email.promotional"]
     assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is False
 
-    # With a parent's consent the same choices are recorded, as the parent's.
+    # Ticking "my parent agrees" is not parental consent: the choices wait for the parent,
+    # who confirms through a link sent to the address the minor gives.
     page.locator("#category-analytics").check()
     page.locator("#channel-email-promotional").check()
     page.get_by_label("My parent agrees to these choices.").check()
+    page.get_by_label("Your parent's e-mail address").fill("parent@example.org")
     page.locator("#save").click()
     page.wait_for_url("**saved=*")
+    waiting = env.events()[-1]
+    assert waiting.meta["awaiting_guardian"] is True and waiting.categories["analytics"] is False
+    assert "Waiting for your parent" in page.locator("#awaiting-guardian").inner_text()
+    assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is False
+    state = env.api("GET", f"/subjects/{subject}").json()
+    assert state["guardian"]["status"] == "awaiting"
+
+    # The site's backend (told by the guardian.requested webhook) fetches the link and
+    # e-mails it; the parent opens it in their own browser and agrees.
+    [request] = env.api("GET", "/guardian-requests", params={"status": "awaiting"}).json()
+    assert request["address"] == "parent@example.org"
+    parent = new_context(browser, locale="en-GB").new_page()
+    parent.goto(env.local(request["url"]))
+    assert "as their parent" in parent.locator("#guardian-intro").inner_text()
+    parent.get_by_role("button", name="I am their parent and I agree").click()
+    parent.locator("#guardian-agreed").wait_for()
     parental = env.events()[-1]
-    assert parental.meta == {"age": "minor", "guardian": True}
-    assert parental.categories["analytics"] is True
-    assert parental.channels["email.promotional"] is True
+    assert (parental.action, parental.source) == ("guardian", "email_link")
+    assert parental.meta["verified"] == "link" and parental.meta["guardian"] is True
+    assert parental.categories == {"analytics": True}
+    assert parental.channels == {"email.promotional": True}
     assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is True
+    assert env.api("GET", f"/subjects/{subject}").json()["guardian"] is None
 
     # A page for a member the site knows to be under 18 (data-minor): nothing to answer,
     # and the member cannot declare otherwise.
@@ -177,7 +197,7 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     known.get_by_role("button", name="Accept all").click()
     settle(known)
     assert ran(known) == []
-    last = env.wait_events(4)[3]
+    last = env.wait_events(5)[4]
     assert last.meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
     member.close()
 
