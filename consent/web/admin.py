@@ -3,7 +3,7 @@ exports, tokens and users. Every view is guarded by `admin_required(scope)`."""
 from __future__ import annotations
 
 import json
-from datetime import timezone
+from datetime import datetime, timezone
 
 import marshmallow as ma
 from flask import (Blueprint, Response, abort, redirect, render_template, request,
@@ -21,7 +21,7 @@ from ..errors import Invalid, Unauthorized
 from ..hardening import load_json_text
 from ..ledger import ACTIONS
 from ..policies import list_policies
-from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, access_report, carry_out_erasure,
                         complete_request, consent_receipt, get_request, link_works,
                         list_requests,
                         open_request, open_request_summary, request_subject,
@@ -137,6 +137,11 @@ class RequestForm(FormSchema):
     kind = ma.fields.String(required=True, validate=validate.OneOf(KINDS))
     subject = ma.fields.String(load_default="", validate=validate.Length(max=64))
     user_id = ma.fields.String(load_default="", validate=validate.Length(max=200))
+    address = ma.fields.String(load_default="", validate=validate.Length(max=254))
+    channel = ma.fields.String(load_default="email", validate=validate.OneOf(("email", "sms")))
+    # <input type="datetime-local"> in UTC; empty: now
+    received_at = ma.fields.String(load_default="", validate=validate.Length(max=40))
+    via = ma.fields.String(load_default="email", validate=validate.OneOf(VIA))
     note = ma.fields.String(load_default="", validate=validate.Length(max=500))
 
 
@@ -450,8 +455,15 @@ def requests_page(site_key: str):
 def request_post(site_key: str):
     """Record a request received by mail, phone or in person."""
     data = parse_form(RequestForm())
+    received = None
+    if data["received_at"]:
+        try:
+            received = datetime.fromisoformat(data["received_at"]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise Invalid("received at: a date and time (UTC)", field="received_at")
     req = open_request(site_key, data["kind"], subject=data["subject"] or None,
-                       user_id=data["user_id"] or None,
+                       user_id=data["user_id"] or None, address=data["address"] or None,
+                       channel=data["channel"], received_at=received, via=data["via"],
                        requested_by=current_principal().actor, note=data["note"])
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=req.id))
 
@@ -463,7 +475,8 @@ def request_page(site_key: str, request_id: int):
     site = site_snapshot(site_key)
     req = get_request(site_key, request_id)
     subject = request_subject(req)
-    report = access_report(site_key, subject) if subject.erased_at is None else None
+    report = access_report(site_key, subject) \
+        if subject is not None and subject.erased_at is None else None
     link = access_link(req) if report and link_works(req) else None
     return render_template("admin/request.html", site=site, req=req, report=report,
                            link=link, subject_label=subject_label(req.subject_id), now=_now())
@@ -475,6 +488,8 @@ def request_json(site_key: str, request_id: int, what: str):
     """The subject's history (or consent receipt) as JSON."""
     req = get_request(site_key, request_id)
     subject = request_subject(req)
+    if subject is None:
+        raise Invalid("no data is held about this person (not known here)", field="request")
     if subject.erased_at is not None:
         raise Invalid("this subject has been erased", field="request")
     body = access_report(site_key, subject) if what == "history" else \
