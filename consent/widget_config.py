@@ -3,10 +3,13 @@
 The consent cookie (default name `consent`) is first-party on the site's domain and is
 form-urlencoded so both the widget (URLSearchParams) and Python (parse_qsl) read it:
 
-    v=1&s=<subject>&c=<granted keys, dot-joined>&d=<refused keys>&p=<policy version>
-      &t=<decided, unix s; 0 = no decision yet>&e=<expires, unix s>&src=<source>&g=<1 = GPC honoured>
+    v=1&s=<subject>&k=<device key>&r=<read token>&c=<granted keys, dot-joined>
+      &d=<refused keys>&p=<policy version>&t=<decided, unix s; 0 = no decision yet>
+      &e=<expires, unix s>&src=<source>&g=<1 = GPC honoured>&m=<1 = a minor>
 
-`s` is the visitor's public subject id (what /api/v1/sites/<key>/me/<s> takes).
+`s` is the visitor's public subject id, an identifier only; `k` the device key that
+proves it (the server keeps its SHA-256), `r` the read token for
+/api/v1/sites/<key>/me/<s>?r=<r> (consent.subjects). docs/widget.md has the table.
 """
 from __future__ import annotations
 
@@ -24,13 +27,12 @@ from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
 from .database import iso
-from .decisions import gpc_categories
 from .extensions import db
 from .i18n import catalog, pick_locale
 from .minors import widget_age_config
 from .policies import PolicyVersion
-from .sites import Category, SiteSnapshot, site_snapshot
-from .subjects import PUBLIC_ID_RE
+from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
+from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
@@ -192,6 +194,9 @@ class ConsentCookie:
     expires_at: int = 0          # unix seconds; the widget asks again after this
     source: str | None = None
     gpc: bool = False
+    key: str | None = None       # the device key that proves `subject` (consent.subjects)
+    read_token: str | None = None
+    minor: bool = False          # the visitor said they are a minor (consent.minors)
 
 
 def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
@@ -207,21 +212,31 @@ def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
         decided, expires = int(fields.get("t") or 0), int(fields.get("e") or 0)
     except ValueError:
         return None
+    key, token = fields.get("k"), fields.get("r")
     return ConsentCookie(subject=fields["s"], categories=categories,
                          policy_version=fields.get("p") or None, decided_at=decided,
                          expires_at=expires, source=fields.get("src") or None,
-                         gpc=fields.get("g") == "1")
+                         gpc=fields.get("g") == "1",
+                         key=key if key and DEVICE_KEY_RE.match(key) else None,
+                         read_token=token if token and READ_TOKEN_RE.match(token) else None,
+                         minor=fields.get("m") == "1")
 
 
 def format_consent_cookie(cookie: ConsentCookie) -> str:
     """The cookie value for CONSENT, exactly as the widget writes it."""
-    fields = {"v": COOKIE_VERSION, "s": cookie.subject,
-              "c": ".".join(k for k, v in cookie.categories.items() if v),
-              "d": ".".join(k for k, v in cookie.categories.items() if not v),
-              "t": cookie.decided_at, "e": cookie.expires_at, "src": cookie.source or "",
-              "g": int(cookie.gpc)}
+    fields = {"v": COOKIE_VERSION, "s": cookie.subject}
+    if cookie.key:
+        fields["k"] = cookie.key
+    if cookie.read_token:
+        fields["r"] = cookie.read_token
+    fields.update({"c": ".".join(k for k, v in cookie.categories.items() if v),
+                   "d": ".".join(k for k, v in cookie.categories.items() if not v),
+                   "t": cookie.decided_at, "e": cookie.expires_at, "src": cookie.source or "",
+                   "g": int(cookie.gpc)})
     if cookie.policy_version:
         fields["p"] = cookie.policy_version
+    if cookie.minor:
+        fields["m"] = 1
     return urlencode(fields)
 
 
@@ -229,17 +244,21 @@ def _unix(value: str | None) -> int:
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()) if value else 0
 
 
-def consent_cookie_from_view(subject: str, view: dict, reject_days: int) -> ConsentCookie:
+def consent_cookie_from_view(subject: str, view: dict, reject_days: int, *,
+                             key: str | None = None, read_token: str | None = None,
+                             minor: bool = False) -> ConsentCookie:
     """The cookie matching a recorded consent view (see decisions.state_view)."""
     expires = _unix(view.get("expiresAt")) or int(time.time()) + reject_days * 86400
     return ConsentCookie(subject=subject, categories=dict(view["categories"]),
                          policy_version=view.get("policyVersion"),
                          decided_at=_unix(view.get("decidedAt")), expires_at=expires,
-                         source=view.get("source"), gpc=bool(view.get("gpc")))
+                         source=view.get("source"), gpc=bool(view.get("gpc")), key=key,
+                         read_token=read_token, minor=minor)
 
 
 def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
-                         secure: bool) -> str | None:
+                         secure: bool, *, key: str | None = None,
+                         read_token: str | None = None, minor: bool = False) -> str | None:
     """A Set-Cookie header for the same-site deployment (site setting cookie.server_set).
 
     Cookies set by the server are not subject to Safari's 7-day cap on script-set ones.
@@ -247,7 +266,8 @@ def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
     settings = site.settings.get("cookie") or {}
     if not settings.get("server_set") or not view:
         return None
-    cookie = consent_cookie_from_view(subject, view, site.reject_lifetime_days)
+    cookie = consent_cookie_from_view(subject, view, site.reject_lifetime_days, key=key,
+                                      read_token=read_token, minor=minor)
     return dump_cookie(settings.get("name", COOKIE_NAME), format_consent_cookie(cookie),
                        max_age=max(0, cookie.expires_at - int(time.time())), path="/",
                        domain=settings.get("domain"), secure=secure, httponly=False,

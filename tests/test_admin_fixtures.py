@@ -64,13 +64,17 @@ def decide(site_key: str, action: str = "accept_all", subject: str | None = None
     """Record a decision as the widget would; returns the visitor id."""
     data = {"action": action}
     if subject:
-        data["subject"] = subject
+        data.update(subject=subject, key=KEYS[subject])
     if categories is not None:
         data["categories"] = categories
     data["page_url"] = page_url
     result = record_decision(site_key, data, RequestContext(ip=ip, user_agent=user_agent,
                                                             gpc_header=gpc))
+    KEYS.setdefault(result.subject_public_id, result.minted_key)
     return result.subject_public_id
+
+
+KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
 
 
 @pytest.fixture

@@ -80,12 +80,16 @@ def add_endpoint(site_key, url="http://127.0.0.1:9/none", **interests):
     return endpoint.id, secret
 
 
+KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
+
+
 def decide(client, site_key, action="accept_all", subject=None, **extra):
     body = {"action": action, **extra}
     if subject:
-        body["subject"] = subject
+        body.update(subject=subject, key=KEYS[subject])
     r = client.post(f"/api/v1/sites/{site_key}/decisions", json=body)
     assert r.status_code in (200, 201), r.get_data(as_text=True)
+    KEYS.setdefault(r.get_json()["subject"], r.get_json().get("key"))
     return r.get_json()
 
 

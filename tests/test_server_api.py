@@ -4,12 +4,16 @@ from __future__ import annotations
 PROBLEM = "application/problem+json"
 
 
+KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
+
+
 def decide(client, site_key, action="accept_all", subject=None):
     body = {"action": action}
     if subject:
-        body["subject"] = subject
+        body.update(subject=subject, key=KEYS[subject])
     r = client.post(f"/api/v1/sites/{site_key}/decisions", json=body)
     assert r.status_code == 201
+    KEYS.setdefault(r.get_json()["subject"], r.get_json().get("key"))
     return r.get_json()["subject"]
 
 

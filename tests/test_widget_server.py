@@ -212,8 +212,10 @@ def test_same_site_deployment_sets_the_cookie_from_the_server(client, site):
     assert cookie.subject == r.get_json()["subject"]
     assert cookie.categories["analytics"] is False and cookie.source == "banner"
     assert abs(cookie.expires_at - (time.time() + 182 * 86400)) < 60
-    # the JSON answer is unchanged
-    assert set(r.get_json()) == {"event_id", "subject", "recorded_at", "duplicate", "consent"}
+    # the cookie carries the device key the server minted and the read token (docs/widget.md)
+    assert cookie.key == r.get_json()["key"] and cookie.read_token == r.get_json()["read_token"]
+    assert set(r.get_json()) == {"event_id", "subject", "recorded_at", "duplicate", "consent",
+                                 "key", "read_token"}
 
 
 def test_gpc_only_cookie_from_the_server_has_no_decision(client, site):
