@@ -39,8 +39,7 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
     return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
 
 
-# What the widget shows of a service, and what it needs to delete its cookies: every byte
-# here is downloaded before a first visitor's banner (budget 8,000 B gzip in all).
+# What the widget shows of a service in the dialog, and what it needs to delete its cookies.
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
 
 
@@ -48,9 +47,20 @@ def _widget_service(service: dict) -> dict:
     return {k: service[k] for k in _SERVICE_FIELDS if k in service}
 
 
+def _banner_services(services) -> list[dict]:
+    # Before the dialog opens the widget needs only the cookies to delete on withdrawal.
+    return [{"cookies": s["cookies"]} for s in services or () if s.get("cookies")]
+
+
 def widget_config(site_key: str, requested_locale: str | None,
-                  accept_language: str | None = None) -> dict:
-    """Everything the widget needs to show the banner for one site in one language."""
+                  accept_language: str | None = None, *, details: bool = True) -> dict:
+    """Everything the widget needs for one site in one language.
+
+    Without DETAILS, only what the banner needs: every byte of it is downloaded before a
+    first visitor's banner (budget 8,000 B gzip in all), so category descriptions, what
+    each service is, and the endpoints (the widget derives them from its own URL) are
+    left for the dialog, which asks for them when it first opens.
+    """
     site = site_snapshot(site_key)
     locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
     categories = db.session.execute(
@@ -83,8 +93,9 @@ def widget_config(site_key: str, requested_locale: str | None,
         "categories": [
             {"key": c.key, "locked": c.locked,
              "title": _localised(c.titles, locale, site.default_locale),
-             "description": _localised(c.descriptions, locale, site.default_locale),
-             "services": [_widget_service(s) for s in c.services or ()]}
+             **({"description": _localised(c.descriptions, locale, site.default_locale),
+                 "services": [_widget_service(s) for s in c.services or ()]} if details
+                else {"services": _banner_services(c.services)})}
             for c in categories
         ],
         "policy": {
@@ -103,11 +114,12 @@ def widget_config(site_key: str, requested_locale: str | None,
         "gpc": {"categories": list(gpc_categories(site))},
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
-        "endpoints": {
+        **({"endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
                                  _external=True),
-            "preferences": url_for("preferences.preferences_page", site=site.key, _external=True),
-        },
+            "preferences": url_for("preferences.preferences_page", site=site.key,
+                                   _external=True),
+        }} if details else {}),
     }
 
 
@@ -116,22 +128,24 @@ _documents_lock = threading.Lock()
 
 
 def config_document(site_key: str, requested_locale: str | None,
-                    accept_language: str | None = None) -> tuple[str, str]:
+                    accept_language: str | None = None, *,
+                    details: bool = False) -> tuple[str, str]:
     """The config as compact JSON and its ETag, cached per site revision and language.
 
-    First visits wait for this document before the banner shows, so it is served from
-    memory while the site's cached snapshot (CONSENT_SITE_CACHE_SECONDS) is fresh.
+    First visits wait for this document (without DETAILS) before the banner shows, so it
+    is served from memory while the site's cached snapshot (CONSENT_SITE_CACHE_SECONDS)
+    is fresh.
     """
     site = site_snapshot(site_key)
     ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
     locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
-    key = (site.key, site.revision, locale, request.host_url)
+    key = (site.key, site.revision, locale, request.host_url, details)
     now = time.monotonic()
     hit = _documents.get(key) if ttl > 0 else None
     if hit and hit[0] > now:
         return hit[1], hit[2]
-    payload = json.dumps(widget_config(site_key, locale), separators=(",", ":"),
-                         ensure_ascii=False)
+    payload = json.dumps(widget_config(site_key, locale, details=details),
+                         separators=(",", ":"), ensure_ascii=False)
     etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
     if ttl > 0:
         with _documents_lock:

@@ -26,6 +26,9 @@ class ConfigQuery(ma.Schema):
         unknown = ma.EXCLUDE
 
     locale = ma.fields.String(validate=ma.validate.Length(2, 16))
+    details = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Also what the preferences dialog shows (category descriptions, "
+                       "services) and the endpoints; without it, what the banner needs"})
 
 
 class MeQuery(ma.Schema):
@@ -54,9 +57,10 @@ def _cors(response):
 @blp.route("/sites/<site_key>/config", methods=["GET"])
 @blp.arguments(ConfigQuery(), location="query", as_kwargs=True)
 @blp.response(200)
-def get_config(site_key: str, locale: str | None = None):
+def get_config(site_key: str, locale: str | None = None, details: bool = False):
     """Site configuration and strings for the widget (cacheable)."""
-    payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"))
+    payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"),
+                                    details=details)
     response = make_response(payload)
     response.mimetype = "application/json"
     response.set_etag(etag)
