@@ -30,9 +30,11 @@
   const hooks = [];
   let cached = store(CK), cfg = cached && cached.c, queue = store(QK) || [];
   // The inlined config serves if it is this site's and in the language the page would ask
-  // for (the server picked it from the script URL's `lang` or the browser's languages).
+  // for (the server picked it from the script URL's `lang` or the browser's languages),
+  // unless a check with the server found a newer one (f) while the cached script is fresh.
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
-  if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale) cached = {t: Date.now(), c: cfg = CONFIG};
+  if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
+    !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
   let state, banner, dialog, back, cssP, flushing, retry, gotCfg, age, more;
   const cfgP = new Promise(r => { gotCfg = r; });
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
@@ -55,7 +57,7 @@
     D.cookie = o.name + '=' + q + '; Path=/; Max-Age=' + Math.max(0, state.e - now()) +
       (o.domain ? '; Domain=' + o.domain : '') + '; SameSite=' + (o.sameSite || 'Lax') +
       (location.protocol == 'https:' ? '; Secure' : '');
-    store(CK, {t: cached ? cached.t : Date.now(), c: cfg});  // a choice exists: keep config too
+    store(CK, {t: cached ? cached.t : Date.now(), c: cfg, f: cached && cached.f});  // a choice exists: keep config too
   }
 
   // ---- what is granted
@@ -344,7 +346,8 @@
     if (v) {
       Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc});
       save();
-      if (v.revision != cfg.revision) await fetchCfg(1, 3).catch(noop);  // a new policy version or category
+      // a new policy version or category: the new config, kept over the cached script's
+      if (v.revision != cfg.revision) await fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); }, noop);
     } else if (v === 0) {  // erased, expired or unknown: as if this browser never chose
       state = null;
       D.cookie = o.name + '=; Max-Age=0; Path=/' + (o.domain ? '; Domain=' + o.domain : '');
