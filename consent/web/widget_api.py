@@ -45,10 +45,11 @@ def _cors(response):
     site_key = (request.view_args or {}).get("site_key")
     response = apply_site_cors(response, site_key)
     origin = request.headers.get("Origin")
-    if request.endpoint == "widget_api.post_decision" and response.status_code >= 400 \
-            and origin and "Access-Control-Allow-Origin" not in response.headers:
-        # A refusal carries no one's data: let the page read why it was refused, so the
-        # widget can say so instead of a bare CORS error.
+    if request.endpoint in ("widget_api.post_decision", "widget_api.get_config") \
+            and response.status_code >= 400 and origin \
+            and "Access-Control-Allow-Origin" not in response.headers:
+        # A refusal (or an unknown site key) carries no one's data: let the page read why,
+        # so the widget can say so instead of a bare CORS error.
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
     return response

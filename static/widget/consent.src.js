@@ -35,8 +35,9 @@
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
   if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
     !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
-  let state, banner, dialog, back, cssP, flushing, retry, gotCfg, age, more;
-  const cfgP = new Promise(r => { gotCfg = r; });
+  let state, banner, dialog, back, cssP, flushing, retry, gotCfg, noCfg, age, more;
+  const cfgP = new Promise((r, n) => { gotCfg = r; noCfg = n; });
+  cfgP.catch(noop);
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
 
   // ---- the consent cookie: form-urlencoded, format in docs/widget.md
@@ -152,8 +153,9 @@
         }
         if (r.status == 422 || r.status == 400 || r.status == 413) queue.shift();
         store(QK, queue);
-        console.error(j = 'consent: choice not recorded: ' + (j.detail || r.status));
-        throw {message: j, refused: 1};
+        const m = 'consent: choice not recorded: ' + (j.detail || r.status);
+        console.error(m);
+        throw {message: m, refused: 1};
       }
       queue = queue.filter(x => x.client_event_id != b.client_event_id);
       store(QK, queue);
@@ -385,7 +387,9 @@
   // category is seen before any tag runs; if the server cannot be reached, the stale
   // copy (or, without one, the cookie alone) still applies the visitor's choice.
   if (cfg && Date.now() - cached.t < (cfg.ttl || 300) * 1e3) start();
-  else fetchCfg(!!cfg, 0).then(start, () => cfg ? start() : get() && (gtag('consent', 'update', modes(1)), activate()));
+  // No config at all (server unreachable, unknown key): the cookie alone applies the choice,
+  // and Consent's choices refuse rather than wait for ever.
+  else fetchCfg(!!cfg, 0).then(start, e => cfg ? start() : (noCfg(e), get() && (gtag('consent', 'update', modes(1)), activate())));
   W.addEventListener('online', bg);
   // A page restored from the back/forward cache ran its tags already: check, reload if needed.
   W.addEventListener('pageshow', e => { if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && location.reload()); });
