@@ -346,8 +346,8 @@ def report(embed: str, sizes: dict, returning: int, sessions: list, back: list,
     med = statistics.median(painted)
     print(f"   budget {BUDGET_MS:.0f} ms (median, banner built and laid out before the next frame):"
           f" {'OK' if med <= BUDGET_MS else 'OVER'}")
-    print(f"\n3. Returning visitor: {returning} request(s) reached the consent server on 2 page views"
-          f" of the same session (budget 0: {'OK' if returning == 0 else 'OVER'})")
+    print(f"\n3. Returning visitor: {returning} request(s) reached the consent server on 2 page"
+          f" views of the same session (budget 0: {'OK' if returning == 0 else 'OVER'})")
     sessions_ok = True
     for n, s in enumerate(sessions, 1):
         ok = s["before"] == 0 and s["after"] == 1 and s["requests"] == 1

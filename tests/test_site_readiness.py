@@ -51,7 +51,8 @@ def test_anything_else_is_refused_with_the_corrected_form(typed, hint):
 
 def test_create_site_normalises_and_refuses_origins(app, runner):
     r = runner.invoke(args=["consent", "create-site", "good", "Good",
-                            "--origin", "http://127.0.0.2:5202/", "--origin", "HTTP://127.0.0.2:5202"])
+                            "--origin", "http://127.0.0.2:5202/",
+                            "--origin", "HTTP://127.0.0.2:5202"])
     assert r.exit_code == 0, r.output
     assert stored_origins("good") == ["http://127.0.0.2:5202"]
     assert "allowed origins: http://127.0.0.2:5202" in r.output
@@ -122,8 +123,9 @@ def test_the_admin_and_profiles_check_origins_the_same_way(app, admin):
     from consent.errors import Invalid
     from consent.profiles import load_profile
 
-    r = post_form(admin, "/admin/sites", {"key": "blog", "name": "Blog",
-                                          "allowed_origins": "HTTPS://Blog.Example/\nhttps://blog.example"})
+    r = post_form(admin, "/admin/sites", {
+        "key": "blog", "name": "Blog",
+        "allowed_origins": "HTTPS://Blog.Example/\nhttps://blog.example"})
     assert r.status_code == 302
     assert stored_origins("blog") == ["https://blog.example"]
     r = post_form(admin, "/admin/sites", {"key": "blog2", "name": "Blog",

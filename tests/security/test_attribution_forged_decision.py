@@ -36,7 +36,8 @@ KEYS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("headers", [{"Origin": ORIGIN}, {}], ids=["browser", "no-origin"])
-@pytest.mark.parametrize("key", [None, "attackers-guess-0123456789012"], ids=["no-key", "wrong-key"])
+@pytest.mark.parametrize("key", [None, "attackers-guess-0123456789012"],
+                         ids=["no-key", "wrong-key"])
 def test_a_decision_for_a_known_id_without_its_key_is_refused(client, victim, headers, key):
     before = events()
     body = {"action": "accept_all", "subject": victim}

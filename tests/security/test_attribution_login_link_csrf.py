@@ -68,4 +68,5 @@ def test_opening_someone_elses_login_link_links_and_changes_nothing(app, site,
     assert device not in str(report)
     rq.carry_out_erasure("shop", req.id, "attacker-support-ticket")
     db.session.rollback()
-    assert find_subject(site_id, device) is not None and find_subject(site_id, device).erased_at is None
+    still = find_subject(site_id, device)
+    assert still is not None and still.erased_at is None
