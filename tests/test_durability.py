@@ -56,7 +56,7 @@ class Writers:
                         for i in range(n)]
 
     def _run(self, i: int) -> None:
-        subject = None
+        subject = key = None
         k = 0
         while not self.stop.is_set():
             k += 1
@@ -64,14 +64,14 @@ class Writers:
                     "categories": {"analytics": k % 2 == 0},
                     "client_event_id": f"w{i:02d}-{k:08d}-{time.monotonic_ns()}"}
             if subject:
-                body["subject"] = subject
+                body.update(subject=subject, key=key)  # a visitor id needs its device key
             status, data = post_decision(self.port, self.site_key, body)
             with self.lock:
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 if status == 201 and data:
                     self.acked.append(data["event_id"])
             if status == 201 and data and k % 5:
-                subject = data["subject"]
+                subject, key = data["subject"], data.get("key") or key
             elif status is None:
                 time.sleep(0.05)
 
