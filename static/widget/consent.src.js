@@ -68,7 +68,7 @@
   function valid() {
     if (!state || !state.t) return !!state;
     const m = cfg && cfg.policy.reconsentAfter && Date.parse(cfg.policy.reconsentAfter) / 1e3;
-    return state.e > now() && !(m && state.t < m && m <= now());
+    return state.e > now() && !(m && state.t < m && m <= Date.now() / 1e3);  // not a second late
   }
   const has = k => k == E || !(gpc && gpcKeys().includes(k)) && valid() && state.t > 0 && state.c[k] === true;
   const allows = el => el.dataset.category.trim().split(/\s+/).every(has);
