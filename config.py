@@ -67,6 +67,75 @@ class Config:
     # wait for each other on PostgreSQL.
     CONSENT_LEDGER_STREAMS = _env_int("CONSENT_LEDGER_STREAMS", 8)
     CONSENT_TRUST_PROXY = os.environ.get("CONSENT_TRUST_PROXY", "") == "1"
+    # The signing key of checkpoints, exports and retention checkpoints: its own secret,
+    # never derived from SECRET_KEY (consent.ledger.keys). Old public keys stay published.
+    CONSENT_SIGNING_KEY = os.environ.get("CONSENT_SIGNING_KEY", "")
+    CONSENT_SIGNING_KEY_PREVIOUS = os.environ.get("CONSENT_SIGNING_KEY_PREVIOUS", "")
+    CONSENT_SIGNING_KEY_FILE = os.environ.get("CONSENT_SIGNING_KEY_FILE", "")
+    # The verifiable log (consent.ledger.log). Origin line of every site's checkpoints,
+    # `{site}` replaced by the site key: the log's identity, so set it once, before the
+    # first checkpoint (default: the host of CONSENT_PUBLIC_URL, else "consent.local").
+    CONSENT_LOG_ORIGIN = os.environ.get("CONSENT_LOG_ORIGIN", "")
+    # Seconds between runs of the integrator thread in each web process (one process
+    # integrates at a time); 0 leaves integration to `flask consent integrate` (cron).
+    CONSENT_LOG_INTEGRATE_SECONDS = _env_number("CONSENT_LOG_INTEGRATE_SECONDS", 10.0, float)
+    # Events given log indexes per transaction (bounds how long an integration holds
+    # SQLite's write lock).
+    CONSENT_LOG_BATCH = _env_number("CONSENT_LOG_BATCH", 2000, minimum=1)
+    # Where this machine's signer keeps the latest checkpoint it signed of each log,
+    # outside the database (consent.ledger.signer_state); default instance/log-state/.
+    # Each signing machine keeps its own; keep it from database administrators.
+    CONSENT_LOG_STATE_DIR = os.environ.get("CONSENT_LOG_STATE_DIR", "")
+    # How long clients may cache the latest checkpoint.
+    CONSENT_CHECKPOINT_MAX_AGE = _env_int("CONSENT_CHECKPOINT_MAX_AGE", 5)
+    # Trusted reverse proxies in front of the app (werkzeug ProxyFix): how many hops of
+    # X-Forwarded-For / -Proto / -Host / -Port / -Prefix to believe. 0 = ignore the header.
+    # CONSENT_TRUST_PROXY=1 alone means one proxy for X-Forwarded-For and -Proto.
+    CONSENT_PROXY_FOR = _env_int("CONSENT_PROXY_FOR", 1 if CONSENT_TRUST_PROXY else 0)
+    CONSENT_PROXY_PROTO = _env_int("CONSENT_PROXY_PROTO", 1 if CONSENT_TRUST_PROXY else 0)
+    CONSENT_PROXY_HOST = _env_int("CONSENT_PROXY_HOST", 0)
+    CONSENT_PROXY_PORT = _env_int("CONSENT_PROXY_PORT", 0)
+    CONSENT_PROXY_PREFIX = _env_int("CONSENT_PROXY_PREFIX", 0)
+    # Where the app is reached (https://consent.example.com[/prefix]). Every link and
+    # widget configuration is built from it, never from the request's Host header;
+    # requests for another host are refused. Required (https) in production.
+    CONSENT_PUBLIC_URL = os.environ.get("CONSENT_PUBLIC_URL", "").strip()
+    # Further host names the app answers to (comma-separated), besides the public URL's.
+    CONSENT_EXTRA_HOSTS = [h.strip() for h in os.environ.get("CONSENT_EXTRA_HOSTS", "")
+                           .split(",") if h.strip()]
+    # Encrypts secrets the server must read back (webhook signing secrets, linked-account
+    # tokens). Required in production; elsewhere derived from SECRET_KEY.
+    CONSENT_DATA_KEY = os.environ.get("CONSENT_DATA_KEY", "")
+    # An admin session ends this many hours after sign-in.
+    CONSENT_ADMIN_SESSION_HOURS = _env_number("CONSENT_ADMIN_SESSION_HOURS", 12, float,
+                                              minimum=0.01)
+    # Access links (answers to access requests) work this many days.
+    CONSENT_ACCESS_LINK_DAYS = _env_number("CONSENT_ACCESS_LINK_DAYS", 30, minimum=1)
+    # Request line and header limits answered with problem+json (below gunicorn's own
+    # 4094-byte line / 8190-byte field limits, whose answers are HTML).
+    CONSENT_MAX_URL_BYTES = _env_number("CONSENT_MAX_URL_BYTES", 4000, minimum=256)
+    CONSENT_MAX_HEADER_BYTES = _env_number("CONSENT_MAX_HEADER_BYTES", 8000, minimum=1024)
+    CONSENT_MAX_JSON_DEPTH = _env_number("CONSENT_MAX_JSON_DEPTH", 32, minimum=2)
+    # Rate limits (Flask-Limiter syntax, e.g. "600 per minute; 50 per second").
+    # Storage: memory:// counts per worker process; redis://host:6379 (or memcached://)
+    # shares the counts between processes and machines.
+    CONSENT_RATELIMIT_ENABLED = os.environ.get("CONSENT_RATELIMIT_ENABLED", "1") != "0"
+    CONSENT_RATELIMIT_STORAGE_URI = os.environ.get("CONSENT_RATELIMIT_STORAGE_URI",
+                                                   "memory://")
+    # Client addresses never limited (comma-separated IPs/networks), e.g. a load test.
+    CONSENT_RATELIMIT_EXEMPT = [a.strip() for a in os.environ.get(
+        "CONSENT_RATELIMIT_EXEMPT", "").split(",") if a.strip()]
+    CONSENT_RATELIMIT_PUBLIC = os.environ.get(
+        "CONSENT_RATELIMIT_PUBLIC", "1200 per minute; 100 per second")
+    CONSENT_RATELIMIT_API_KEY = os.environ.get(
+        "CONSENT_RATELIMIT_API_KEY", "6000 per minute; 300 per second")
+    CONSENT_RATELIMIT_BAD_KEY = os.environ.get(
+        "CONSENT_RATELIMIT_BAD_KEY", "30 per minute")
+    CONSENT_RATELIMIT_ADMIN = os.environ.get("CONSENT_RATELIMIT_ADMIN", "600 per minute")
+    CONSENT_RATELIMIT_SIGN_IN_ACCOUNT = os.environ.get(
+        "CONSENT_RATELIMIT_SIGN_IN_ACCOUNT", "10 per 15 minutes")
+    CONSENT_RATELIMIT_SIGN_IN_ADDRESS = os.environ.get(
+        "CONSENT_RATELIMIT_SIGN_IN_ADDRESS", "30 per 15 minutes")
 
     API_TITLE = "Consent manager API"
     API_VERSION = "v1"
@@ -98,6 +167,13 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-secret"
     CONSENT_SITE_CACHE_SECONDS = 0
+    # A fixed key, so every test app and test server signs alike (never in production).
+    CONSENT_SIGNING_KEY = os.environ.get("CONSENT_SIGNING_KEY", "7e57" * 16)
+    # Tests integrate explicitly (or through the HTTP endpoints), never behind their back.
+    CONSENT_LOG_INTEGRATE_SECONDS = _env_number("CONSENT_LOG_INTEGRATE_SECONDS", 0.0, float)
+    # Test clients and the test servers call from loopback, thousands of requests a run;
+    # tests/security/ checks the limits on apps in development and production mode.
+    CONSENT_RATELIMIT_EXEMPT = ["127.0.0.1", "::1"]
 
 
 class ProductionConfig(Config):

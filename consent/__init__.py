@@ -50,6 +50,19 @@ def create_app(config: str | dict | None = None) -> Flask:
 
     from . import csrf
     csrf.init_app(app)
+
+    from .ledger.log import start_integrator
+
+    @app.before_request
+    def _integrator():
+        # The log's integrator thread starts with the first request of each process
+        # (not at import: CLI commands and forked workers would inherit a dead thread).
+        start_integrator(app)
+    from . import hardening
+    hardening.init_app(app)
+    from .logredact import install as redact_logs
+    # The development server logs request lines; the app's own lines may quote URLs.
+    redact_logs("werkzeug", "consent", "flask.app", "gunicorn.error")
     app.session_interface = _ApiAwareSessionInterface()
 
     docs_assets = Path(__import__("flask_swagger_ui").__file__).parent / "dist"
@@ -59,6 +72,8 @@ def create_app(config: str | dict | None = None) -> Flask:
         """Swagger UI files, served locally so the docs page works offline."""
         return send_from_directory(docs_assets, name, max_age=86400)
 
+    from . import ratelimit
+    app.extensions["consent_limiter"] = ratelimit.init_app(app)
     return app
 
 
@@ -74,7 +89,10 @@ class _ApiAwareSessionInterface(SecureCookieSessionInterface):
 
 def _check_secrets(app: Flask) -> None:
     """Production refuses to start with a missing, default or short secret."""
+    from .secretbox import check_config
+
     if app.config.get("ENV_NAME") != "production":
+        check_config(app.config)
         return
     secret = app.config.get("SECRET_KEY") or ""
     if secret == config_module.DEFAULT_SECRET or len(secret) < 32:
@@ -83,3 +101,15 @@ def _check_secrets(app: Flask) -> None:
                            "print(secrets.token_urlsafe(48))'`)")
     if os.environ.get("CONSENT_HMAC_KEY") is not None and len(app.config["CONSENT_HMAC_KEY"]) < 32:
         raise RuntimeError("CONSENT_HMAC_KEY, when set, must be at least 32 characters")
+    check_config(app.config)
+    # Checkpoints and exports are signed with a key of their own, never derived from
+    # SECRET_KEY (docs/audit.md); a bad key stops start-up rather than the first export.
+    if not (app.config.get("CONSENT_SIGNING_KEY") or "").strip():
+        raise RuntimeError("CONSENT_SIGNING_KEY must be set in production: a PEM file of an "
+                           "Ed25519 private key or 64 hex digits (see docs/audit.md)")
+    from .ledger.keys import _seed_from_text
+
+    try:
+        _seed_from_text(app.config["CONSENT_SIGNING_KEY"])
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise RuntimeError(f"CONSENT_SIGNING_KEY cannot be read: {exc}") from None

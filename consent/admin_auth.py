@@ -53,8 +53,6 @@ SCOPES: dict[str, str] = {
 ADMIN_PATH_PREFIXES = ("/admin", "/api/v1/audit", "/api/v1/admin")
 TOKEN_PREFIX = "ca_"
 MIN_PASSWORD_LENGTH = 12
-MAX_FAILED_SIGN_INS = 10
-LOCKOUT = timedelta(minutes=15)
 SESSION_KEY = "admin"
 
 # Attribute set on protected view functions; the guard and the URL-map test read it.
@@ -73,6 +71,9 @@ class AdminUser(db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(256))
     scopes: Mapped[list] = mapped_column(sa.JSON, default=lambda: ["admin"])
     failed_sign_ins: Mapped[int] = mapped_column(default=0)
+    # Raised by sign-out and password changes: a session cookie carries the generation it
+    # was issued under, so every copy of an ended session stops working.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -170,8 +171,38 @@ def set_password(user_id: int, password: str) -> None:
         raise Invalid(f"passwords need at least {MIN_PASSWORD_LENGTH} characters",
                       field="password")
     user = db.session.get(AdminUser, user_id)
+    if user is None:
+        raise Invalid("unknown admin user", field="user")
     user.password_hash = generate_password_hash(password)
     user.failed_sign_ins, user.locked_until = 0, None
+    user.session_generation = (user.session_generation or 0) + 1
+
+
+def change_own_password(user_id: int, current: str, new: str, confirm: str) -> AdminUser:
+    """A signed-in admin changes their password: the current one is checked first. Every
+    session of the account ends (the caller starts a fresh one)."""
+    if new != confirm:
+        raise Invalid("the two new passwords differ", field="confirm")
+
+    def write() -> AdminUser:
+        user = db.session.get(AdminUser, user_id)
+        if user is None or not check_password_hash(user.password_hash, current or ""):
+            raise Invalid("the current password is not right", field="current")
+        if check_password_hash(user.password_hash, new or ""):
+            raise Invalid("choose a password other than the current one", field="password")
+        set_password(user_id, new)
+        return user
+
+    return run_write(write)
+
+
+def end_sessions(user_id: int) -> None:
+    """End every session of an admin (each copy of its cookie stops working)."""
+    def write():
+        user = db.session.get(AdminUser, user_id)
+        if user is not None:
+            user.session_generation = (user.session_generation or 0) + 1
+    run_write(write)
 
 
 def list_admins() -> list[AdminUser]:
@@ -206,26 +237,23 @@ def _dummy_hash() -> str:
 
 
 def authenticate(email: str, password: str) -> AdminUser:
-    """Check e-mail and password; counts failures and locks the account for a while."""
+    """Check e-mail and password (failures are counted, never lock the account)."""
     def write() -> AdminUser | str:
         user = find_admin(email)
         now = utcnow()
         if user is None or user.disabled_at is not None:
             check_password_hash(_dummy_hash(), password or "")
             return "bad"
-        if user.locked_until is not None and user.locked_until > now:
-            return "locked"
+        # No account lock: it would let anyone lock an admin out, and answer differently
+        # for existing accounts. consent.ratelimit throttles failed sign-ins per
+        # (account, address) and per address instead, alike for unknown accounts.
         if not check_password_hash(user.password_hash, password or ""):
             user.failed_sign_ins += 1
-            if user.failed_sign_ins >= MAX_FAILED_SIGN_INS:
-                user.locked_until, user.failed_sign_ins = now + LOCKOUT, 0
             return "bad"
         user.failed_sign_ins, user.locked_until, user.last_sign_in_at = 0, None, now
         return user
 
     result = run_write(write)
-    if result == "locked":
-        raise Unauthorized("too many failed sign-ins: this account is locked for a while")
     if result == "bad":
         raise Unauthorized("wrong e-mail address or password")
     return result
@@ -235,12 +263,16 @@ def sign_in(user: AdminUser) -> None:
     """Start an admin session (a fresh session: nothing from before survives)."""
     session.clear()
     session[SESSION_KEY] = {"uid": user.id, "stamp": _session_stamp(user),
+                            "gen": user.session_generation or 0,
                             "at": int(utcnow().timestamp())}
     session.permanent = False
 
 
 def sign_out() -> None:
-    """End the admin session."""
+    """End the admin session: on the server too, so a copy of the cookie is worthless."""
+    data = session.get(SESSION_KEY)
+    if isinstance(data, dict) and isinstance(data.get("uid"), int):
+        end_sessions(data["uid"])
     session.clear()
 
 
@@ -249,14 +281,22 @@ def session_principal() -> Principal | None:
     data = session.get(SESSION_KEY)
     if not isinstance(data, dict) or "uid" not in data:
         return None
-    hours = current_app.config.get("CONSENT_ADMIN_SESSION_HOURS", 12)
-    if utcnow().timestamp() - float(data.get("at", 0)) > hours * 3600:
+    hours = float(current_app.config.get("CONSENT_ADMIN_SESSION_HOURS", 12))
+    try:
+        age = utcnow().timestamp() - float(data.get("at", 0))
+    except (TypeError, ValueError):
+        return None
+    if not 0 <= age <= hours * 3600:
+        return None
+    if not isinstance(data["uid"], int):
         return None
     user = db.session.get(AdminUser, data["uid"])
     if user is None or user.disabled_at is not None:
         return None
     if not hmac.compare_digest(str(data.get("stamp", "")), _session_stamp(user)):
         return None
+    if data.get("gen") != (user.session_generation or 0):
+        return None  # signed out (or password changed) since this session began
     return Principal("user", user.id, user.email, user.scopes or [])
 
 
@@ -441,6 +481,28 @@ def create_admin_command(email, name, scopes, password):
     except DomainError as exc:
         raise click.ClickException(exc.detail)
     click.echo(f"admin {user.email} created with scopes {', '.join(user.scopes)}")
+
+
+@consent_cli.command("set-admin-password")
+@click.argument("email")
+@click.password_option(envvar="CONSENT_ADMIN_PASSWORD",
+                       help="Prompted for when not given (or $CONSENT_ADMIN_PASSWORD).")
+def set_admin_password_command(email, password):
+    """Set an admin's password (e.g. a forgotten one); ends every session of the account."""
+    from .errors import DomainError
+
+    def write():
+        user = find_admin(email)
+        if user is None:
+            raise Invalid(f"no admin {email!r}", field="email")
+        set_password(user.id, password)
+        return user.email
+
+    try:
+        who = run_write(write)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail)
+    click.echo(f"password of {who} changed; every session of the account has ended")
 
 
 @consent_cli.command("create-token")

@@ -9,16 +9,14 @@ server's Ed25519 key. `verify_export_file` needs only the file (and, to rule out
 re-signed file, the server's public key): it recomputes each row's hash, checks the links
 between consecutive rows of a stream, and checks the manifest and its signature.
 
-Signing key: CONSENT_SIGNING_KEY (a PEM file path, or a 32-byte seed as 64 hex digits)
-or, when unset, a key derived from SECRET_KEY. It is never stored in the database, so
-somebody who can write to the database cannot forge a manifest or a checkpoint.
+Signing key: CONSENT_SIGNING_KEY (see consent.ledger.keys; never derived from SECRET_KEY
+and never stored in the database, so somebody who can write to the database cannot forge
+a manifest or a checkpoint).
 """
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
-import hmac
 import io
 import json
 import os
@@ -30,11 +28,8 @@ from typing import Callable, Iterator
 
 import click
 import sqlalchemy as sa
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
-                                                               Ed25519PublicKey)
 
+from . import csvcells
 from .ledger import ACTIONS, canonical, chain_hash, hashed_fields
 
 # /2 added the delivery rows; files of /1 (no delivery rows) still verify.
@@ -54,107 +49,23 @@ DELIVERY_COLUMNS = ("type", "site", "notification_id", "event_id", "notification
                     "created_at", "acknowledged_at", "dead_at", "last_status", "last_error",
                     "hash")
 DELIVERY_HEADER = ",".join(DELIVERY_COLUMNS)
+# The log section (unfiltered exports): every entry of each site's log up to the
+# checkpoint the export was cut at, in log order, with its leaf hash, so the file alone
+# recomputes the signed roots and shows it extends an earlier checkpoint an auditor held.
+LOG_MARK = "log"
+LOG_COLUMNS = ("type", "site", "log_index", "stream", "seq", "leaf_hash")
+LOG_HEADER = ",".join(LOG_COLUMNS)
 _DELIVERY_INTS = ("endpoint_id", "attempts", "last_status")
 _DELIVERY_REQUIRED_INTS = ("endpoint_id", "attempts")
 BATCH = 5000
 
 # ---------------------------------------------------------------- signing
 
-
-_key_cache: dict[bytes, Ed25519PrivateKey] = {}
-
-
-def _seed_from_config() -> bytes:
-    from flask import current_app
-
-    configured = current_app.config.get("CONSENT_SIGNING_KEY") or os.environ.get(
-        "CONSENT_SIGNING_KEY", "")
-    configured = configured.strip()
-    if configured and len(configured) == 64 and all(c in "0123456789abcdefABCDEF"
-                                                     for c in configured):
-        return bytes.fromhex(configured)
-    if configured:
-        with open(configured, "rb") as fh:
-            key = serialization.load_pem_private_key(fh.read(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise RuntimeError("CONSENT_SIGNING_KEY must be an Ed25519 private key")
-        return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
-    # Derived, so every web worker and machine with the same SECRET_KEY signs alike.
-    return hmac.new(current_app.config["SECRET_KEY"].encode(), b"consent-signing-key-v1",
-                    hashlib.sha256).digest()
-
-
-def signing_key() -> Ed25519PrivateKey:
-    """The server's Ed25519 private key (see module docstring for where it comes from)."""
-    seed = _seed_from_config()
-    key = _key_cache.get(seed)
-    if key is None:
-        key = _key_cache[seed] = Ed25519PrivateKey.from_private_bytes(seed)
-    return key
-
-
-def public_key_raw(key: Ed25519PrivateKey | None = None) -> bytes:
-    """The 32 raw bytes of the server's public key."""
-    key = key or signing_key()
-    return key.public_key().public_bytes(serialization.Encoding.Raw,
-                                         serialization.PublicFormat.Raw)
-
-
-def public_key_text(key: Ed25519PrivateKey | None = None) -> str:
-    """The public key as auditors pin it: `ed25519:` + base64 of the raw key."""
-    return "ed25519:" + base64.b64encode(public_key_raw(key)).decode()
-
-
-def public_key_pem(key: Ed25519PrivateKey | None = None) -> str:
-    """The public key as a PEM (SubjectPublicKeyInfo) document."""
-    key = key or signing_key()
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo
-                                         ).decode()
-
-
-def key_id(raw: bytes) -> str:
-    """A short, stable name of a public key."""
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def sign(message: bytes) -> str:
-    """Ed25519 signature of MESSAGE, 128 hex digits."""
-    return signing_key().sign(message).hex()
-
-
-def parse_public_key(text: str) -> bytes:
-    """Raw public key bytes from `ed25519:<base64>`, bare base64, hex or a PEM (text or path)."""
-    text = (text or "").strip()
-    if text and "BEGIN" not in text and os.path.exists(text):
-        with open(text, encoding="utf-8") as fh:
-            text = fh.read().strip()
-    if "BEGIN PUBLIC KEY" in text:
-        key = serialization.load_pem_public_key(text.encode())
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("not an Ed25519 public key")
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    text = text.removeprefix("ed25519:")
-    if len(text) == 64:
-        try:
-            return bytes.fromhex(text)
-        except ValueError:
-            pass
-    raw = base64.b64decode(text, validate=True)
-    if len(raw) != 32:
-        raise ValueError("an Ed25519 public key has 32 bytes")
-    return raw
-
-
-def verify_signature(raw_public_key: bytes, message: bytes, signature_hex: str) -> bool:
-    """True when SIGNATURE_HEX is a valid Ed25519 signature of MESSAGE."""
-    try:
-        Ed25519PublicKey.from_public_bytes(raw_public_key).verify(
-            bytes.fromhex(signature_hex), message)
-        return True
-    except (InvalidSignature, ValueError, TypeError):
-        return False
+# The key lives with the log (consent.ledger.keys): one key signs log checkpoints, export
+# manifests and retention checkpoints.
+from .ledger.keys import (key_id, parse_public_key, public_key_pem,  # noqa: E402,F401
+                          public_key_raw, public_key_text, sign, signing_key,
+                          verify_signature)
 
 
 def checkpoint_message(*, site: str, stream: int, seq: int, hash: str, purged_before: str,
@@ -180,6 +91,15 @@ class ExportFilters:
     actions: tuple[str, ...] = ()
     # The webhook delivery log of the same sites and time range (see _iter_deliveries).
     deliveries: bool = True
+    # The log section: every entry of each site's log up to the checkpoint the export
+    # was cut at (unfiltered exports; `--no-log` leaves it out). The checkpoint itself is
+    # always in the manifest.
+    log: bool = True
+
+    @property
+    def with_log(self) -> bool:
+        """Whether the export carries its sites' logs (only whole, unfiltered ones)."""
+        return self.log and self.contiguous and self.since is None and self.until is None
 
     @property
     def contiguous(self) -> bool:
@@ -200,6 +120,8 @@ class ExportStats:
     streams: dict = field(default_factory=dict)
     deliveries: int = 0
     delivery_digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    logs: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=dict)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -290,9 +212,9 @@ FULL_LAYOUT = (2, 3, 5, 15, 16)
 LINE_LAYOUT = (2, 3, 5, 15, 16, "text")
 
 
-# Columns whose values can never hold a comma, quote or newline (hex digests, ids, the
-# site key, numbers, fixed vocabularies, timestamps) are written as they are.
-_CSV_PLAIN = {"event_id", "site", "subject", "recorded_at", "action", "source",
+# Columns whose values can never hold a comma, quote or newline nor start like a formula
+# (hex digests, ids, numbers, fixed vocabularies, timestamps) are written as they are.
+_CSV_PLAIN = {"event_id", "subject", "recorded_at", "action", "source",
               "prev_hash", "hash"}  # all NOT NULL
 
 
@@ -306,9 +228,7 @@ def _csv_cell_sql(name: str, expr: str) -> str:
         return f"ifnull({expr}, '')"
     if name in JSON_COLUMNS:  # JSON objects always contain quotes
         return f"""ifnull('"' || replace({expr}, '"', '""') || '"', '')"""
-    # One GLOB (comma, quote, LF or CR anywhere) is cheaper than four instr() calls.
-    return (f"""CASE WHEN {expr} GLOB '*[,"\n\r]*' """
-            f"""THEN '"' || replace({expr}, '"', '""') || '"' ELSE ifnull({expr}, '') END""")
+    return csvcells.sql_cell(expr)
 
 
 def _sqlite_line_query(sql: str) -> str:
@@ -497,6 +417,82 @@ def _iter_deliveries(filters: ExportFilters) -> Iterator[list[dict]]:
             yield batch
 
 
+def _cut_logs(filters: ExportFilters) -> dict:
+    """Integrate every exported site, then note the checkpoint the export is cut at."""
+    from .ledger.log import integrate, latest_checkpoint
+
+    from .ledger.serving import LogNotSigned
+
+    cuts = {}
+    for site in _sites(filters):
+        integrate(site.key)
+        checkpoint = latest_checkpoint(site.id)
+        if checkpoint is None:
+            raise LogNotSigned(f"site {site.key}: the log has no signed checkpoint: the "
+                               "signer refused to sign it (run flask consent verify)")
+        cuts[site.key] = (site.id, checkpoint.size, checkpoint.note)
+    return cuts
+
+
+_LOG_QUERY = ("SELECT l.log_index, l.stream, l.seq, n.hash FROM log_leaves l JOIN log_nodes n "
+              "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
+              "WHERE l.site_id = :site_id AND l.log_index < :size ORDER BY l.log_index")
+# SQLite renders each CSV line itself (as for the event rows): Python only joins them.
+_SQLITE_LOG_LINES = ("SELECT 'log,' || ? || ',' || l.log_index || ',' || l.stream || ',' || "
+                     "l.seq || ',' || lower(hex(n.hash)) FROM log_leaves l JOIN log_nodes n "
+                     "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
+                     "WHERE l.site_id = ? AND l.log_index < ? ORDER BY l.log_index")
+
+
+def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[list[str]]:
+    """Batches of the lines of one site's log section (streamed: memory stays flat)."""
+    from .extensions import db
+
+    conn = db.session.connection()
+    if conn.dialect.name == "sqlite" and fmt == "csv" and _plain_key(site_key):
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(_SQLITE_LOG_LINES, (site_key, site_id, size))
+            while batch := cursor.fetchmany(BATCH):
+                yield [row[0] for row in batch]
+        finally:
+            cursor.close()
+        return
+    result = conn.execution_options(stream_results=True).execute(
+        sa.text(_LOG_QUERY), {"site_id": site_id, "size": size})
+    for part in result.partitions(BATCH):
+        lines = []
+        for index, stream, seq, leaf in part:
+            row = [LOG_MARK, site_key, int(index), int(stream), int(seq), bytes(leaf).hex()]
+            if fmt == "csv":
+                lines.append(",".join(str(c) for c in row))
+            else:
+                lines.append(_dumps(dict(zip(LOG_COLUMNS, row))))
+        yield lines
+
+
+def _plain_key(site_key: str) -> bool:
+    """A site key that needs no CSV quoting (keys are slugs; anything else takes the slow
+    path, which writes the same text)."""
+    return all(c.isalnum() or c in "-_." for c in site_key)
+
+
+def _log_section(cuts: dict, fmt: str, stats: ExportStats) -> Iterator[str]:
+    """The log entries of each site up to its cut, leaf hashes included."""
+    header = fmt == "csv"
+    for site_key, (site_id, size, note) in cuts.items():
+        digest = hashlib.sha256()
+        for lines in _log_lines(site_key, site_id, size, fmt):
+            text = "\n".join(lines) + "\n"
+            digest.update(text.encode())
+            if header:
+                text = LOG_HEADER + "\n" + text
+                header = False
+            yield text
+        stats.logs[site_key] = {"checkpoint": note, "size": size,
+                                "rows_sha256": digest.hexdigest()}
+
+
 def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict:
     """The signed last line of an export."""
     from .database import utcnow
@@ -518,6 +514,10 @@ def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict
                         "row_count": stats.deliveries,
                         "rows_sha256": stats.delivery_digest.hexdigest()}
                        if filters.deliveries else {"included": False}),
+        # The signed checkpoint of each site's log this export was cut at.
+        "checkpoints_at_cut": stats.cut,
+        "log": ({"included": True, "sites": stats.logs} if filters.with_log
+                else {"included": False}),
     }
     raw = public_key_raw()
     return {"manifest": manifest,
@@ -528,7 +528,7 @@ def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict
 
 def _csv_chunk(batch: list, header: bool = False) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csvcells.writer(buf)
     if header:
         writer.writerow(COLUMNS)
     writer.writerows(batch)
@@ -557,7 +557,7 @@ def _delivery_chunk(batch: list[dict], fmt: str, header: bool) -> str:
     if fmt == "jsonl":
         return "".join([_dumps(row) + "\n" for row in batch])
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csvcells.writer(buf)
     if header:
         buf.write(DELIVERY_HEADER + "\n")
     writer.writerows([[row[name] for name in DELIVERY_COLUMNS] for row in batch])
@@ -570,6 +570,7 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
     if fmt not in ("csv", "jsonl"):
         raise ValueError("format must be csv or jsonl")
     stats = ExportStats()
+    cuts = _cut_logs(filters)
     if fmt == "csv":
         yield _csv_chunk([], header=True)
     for site_key, batch, layout in _iter_batches(filters, lines=(fmt == "csv")):
@@ -586,6 +587,10 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
         yield _delivery_chunk(batch, fmt, header=stats.deliveries == 0)
         stats.deliveries += len(batch)
         stats.delivery_digest.update("".join([row["hash"] for row in batch]).encode())
+    if filters.with_log:
+        for chunk in _log_section(cuts, fmt, stats):
+            yield chunk
+    stats.cut = {key: note for key, (_, _, note) in cuts.items()}
     signed = build_manifest(filters, stats, fmt)
     if fmt == "csv":
         buf = io.StringIO()
@@ -640,6 +645,10 @@ class ExportReport:
     key_pinned: bool = False
     manifest: dict | None = None
     problems: list[ExportProblem] = field(default_factory=list)
+    # Entries of each site's log the file carries (and recomputes to its checkpoint).
+    logs: dict = field(default_factory=dict)
+    # The held checkpoint (--since-checkpoint) the exported log was shown to extend.
+    extends: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -786,8 +795,149 @@ def _check_signed_manifest(signed, pinned: bytes | None, report: ExportReport) -
     return None
 
 
-def verify_export_file(path: str, public_key: str | None = None) -> ExportReport:
-    """Check an export file on its own; report the first bad row (no database needed)."""
+class _LogCheck:
+    """The log section of an export: each site's entries recompute the signed root the
+    export was cut at (and an earlier checkpoint's, with --since-checkpoint), and every
+    exported event is the entry the log holds for it."""
+
+    def __init__(self, manifest: dict, report: ExportReport, since: str | None,
+                 pinned: bytes | None):
+        from .ledger.merkle import CompactRange
+
+        info = manifest.get("log") or {}
+        self.sites = info.get("sites") or {} if info.get("included") else {}
+        self.wanted = bool(self.sites)
+        self.report, self.since, self.pinned = report, since, pinned
+        # Per (site, stream): the first exported seq and the leaf hashes' first 16 bytes
+        # of its events in seq order (a whole export's stream is contiguous), packed in
+        # one bytearray: 16 bytes an event, not a dict entry of ~150.
+        self.leaves: dict[tuple, tuple[int, bytearray]] = {}
+        self.trees = {key: CompactRange() for key in self.sites}
+        self.digests = {key: hashlib.sha256() for key in self.sites}
+        self.signed: dict[str, object] = {}
+        self.held = None
+        self.problem: str | None = None
+        self.prepare()
+
+    def _verifiers(self, origin: str):
+        from .ledger.notes import Verifier
+
+        return [Verifier(origin, self.pinned)]
+
+    def prepare(self) -> None:
+        from .ledger.notes import NoteError, open_checkpoint, split_note
+
+        for key, info in self.sites.items():
+            try:
+                note = info["checkpoint"]
+                origin = split_note(note)[0].split("\n", 1)[0]
+                body, _ = open_checkpoint(note, self._verifiers(origin))
+            except (KeyError, TypeError, ValueError, NoteError) as exc:
+                self.problem = f"site {key}: the export's checkpoint does not verify ({exc})"
+                return
+            self.signed[key] = body
+        if self.since is None:
+            return
+        try:
+            origin = split_note(self.since)[0].split("\n", 1)[0]
+            self.held, _ = open_checkpoint(self.since, self._verifiers(origin))
+        except (ValueError, NoteError) as exc:
+            self.problem = f"the held checkpoint does not verify with the key ({exc})"
+            return
+        site = origin.rstrip("/").rsplit("/", 1)[-1]
+        self.held_site = next((k for k, b in self.signed.items()
+                               if b.origin == self.held.origin), None)
+        if self.held_site is None:
+            self.problem = (f"site {site}: the export carries no log section of "
+                            f"{self.held.origin} (a filtered export, or one made with "
+                            "--no-log): --since-checkpoint needs a whole export of the site")
+        elif self.signed[self.held_site].size < self.held.size:
+            self.problem = (f"site {self.held_site}: the export was cut at checkpoint "
+                            f"{self.signed[self.held_site].size:,}, before the held one "
+                            f"({self.held.size:,}): the log was rewound")
+
+    def bind(self, row: dict) -> None:
+        from .ledger.log import event_leaf_hash
+
+        fields = hashed_fields(
+            event_id=row["event_id"], site_key=row["site"], stream=row["stream"],
+            seq=row["seq"], subject=row["subject"], recorded_at=row["recorded_at"],
+            action=row["action"], source=row["source"], categories=row["categories"],
+            channels=row["channels"], policy_version=row["policy_version"],
+            locale=row["locale"], meta=row["meta"], details_digest=row["details_digest"],
+            idempotency_key=row["idempotency_key"])
+        key = (row["site"], row["stream"])
+        first, packed = self.leaves.setdefault(key, (row["seq"], bytearray()))
+        if row["seq"] - first == len(packed) // 16:  # a gap is reported by the link check
+            packed += event_leaf_hash(row["prev_hash"], fields)[:16]
+
+    def _leaf_of(self, site: str, stream: int, seq: int) -> bytes | None:
+        first, packed = self.leaves.get((site, stream), (0, b""))
+        at = (seq - first) * 16
+        return bytes(packed[at:at + 16]) if 0 <= at < len(packed) else None
+
+    def add(self, text: str, fmt: str) -> str | None:
+        if self.problem:
+            return self.problem
+        try:
+            if fmt == "csv":
+                cells = text.split(",")
+                if len(cells) != len(LOG_COLUMNS) or cells[0] != LOG_MARK:
+                    raise ValueError("not a log row")
+                row = dict(zip(LOG_COLUMNS, cells))
+            else:
+                row = json.loads(text)
+                if set(row) != set(LOG_COLUMNS) or row["type"] != LOG_MARK:
+                    raise ValueError("not a log row")
+            key, index = row["site"], int(row["log_index"])
+            stream, seq, leaf = int(row["stream"]), int(row["seq"]), bytes.fromhex(
+                row["leaf_hash"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"a log row cannot be read ({exc}): it was edited"
+        tree = self.trees.get(key)
+        if tree is None:
+            return f"a log row of site {key}, which the manifest does not list: rows were added"
+        self.digests[key].update((text + "\n").encode())
+        if index != tree.size or len(leaf) != 32:
+            return f"site {key}: log entry {tree.size:,} is missing or out of order"
+        mine = self._leaf_of(key, stream, seq)
+        if mine is not None and mine != leaf[:16]:
+            return (f"site {key}: the exported event at stream {stream} seq {seq} is not log "
+                    f"entry {index:,}: the event was rewritten after it was logged")
+        tree.append(leaf)
+        if self.held is not None and key == self.held_site and tree.size == self.held.size \
+                and tree.root() != self.held.root:
+            return (f"site {key}: the exported log is not an extension of the held checkpoint "
+                    f"{self.held.size:,} ({self.held.time or 'time unknown'}): the log was "
+                    "rewritten")
+        return None
+
+    def finish(self) -> str | None:
+        if self.problem:
+            return self.problem
+        if self.since is not None and not self.wanted:
+            return ("the export carries no log section (a filtered export, or --no-log): "
+                    "--since-checkpoint needs a whole export of the site")
+        for key, info in self.sites.items():
+            tree, body = self.trees[key], self.signed[key]
+            if self.digests[key].hexdigest() != info.get("rows_sha256"):
+                return f"site {key}: the log rows differ from the signed manifest"
+            if tree.size != body.size or tree.root() != body.root:
+                return (f"site {key}: the log rows do not give the export's signed checkpoint "
+                        f"of {body.size:,} entries: the log was edited")
+            self.report.logs[key] = tree.size
+        if self.held is not None:
+            self.report.extends = (f"site {self.held_site}: the exported log extends the "
+                                   f"held checkpoint of {self.held.size:,} entries")
+        return None
+
+
+def verify_export_file(path: str, public_key: str | None = None,
+                       since_checkpoint: str | None = None) -> ExportReport:
+    """Check an export file on its own; report the first bad row (no database needed).
+
+    SINCE_CHECKPOINT (a signed checkpoint note an auditor kept) must be extended by the
+    exported log."""
     report = ExportReport()
     pinned = parse_public_key(public_key) if public_key else None
     report.key_pinned = pinned is not None
@@ -819,6 +969,10 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
         digest = hashlib.sha256()
         delivery_digest = hashlib.sha256()
         in_deliveries = False
+        in_log = False
+        # Unpinned, the manifest's own key checks the checkpoints (as it checks the manifest).
+        log_check = _LogCheck(manifest, report, since_checkpoint, pinned or parse_public_key(
+            str(signed["signature"].get("public_key", ""))))
         streams: dict[str, dict] = {}
         first_hash = last_hash = first_at = last_at = None
         number, offset, pending, line = 0, 0, None, 0
@@ -859,6 +1013,19 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
             if report.format != manifest.get("encoding"):
                 return bad(line, None, None, "the file's format differs from the one "
                            "its manifest names")
+            if text == LOG_HEADER or in_log or (report.format == "jsonl" and text.startswith(
+                    '{"type":"log"')):
+                if text == LOG_HEADER:
+                    if in_log or report.format != "csv":
+                        return bad(line, None, None, "a second header of log rows: lines "
+                                   "were added")
+                    in_log = True
+                    continue
+                in_log = in_log or report.format == "csv"
+                why = log_check.add(text, report.format)
+                if why:
+                    return bad(line, None, None, why)
+                continue
             delivery = in_deliveries
             if report.format == "csv":
                 if text == DELIVERY_HEADER:
@@ -872,7 +1039,7 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
                                "the delivery rows: the header line was edited or removed")
             try:
                 if report.format == "csv":
-                    cells = next(csv.reader([text]))
+                    cells = csvcells.read_row(text)
                     row = _delivery_from_csv(cells) if delivery else _row_from_csv(cells)
                 else:
                     obj = json.loads(text)
@@ -901,6 +1068,8 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
                 recomputed = row_hash(row)
             except (TypeError, AttributeError) as exc:
                 return bad(line, n, ev, f"cannot be hashed ({exc}): the row was edited")
+            if log_check.wanted:
+                log_check.bind(row)
             if recomputed != row["hash"]:
                 return bad(line, n, ev, "contents do not match the row's hash: the row "
                            "was edited")
@@ -950,6 +1119,9 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
     elif report.deliveries:
         return bad(number, None, None, f"{report.deliveries} delivery rows, but the signed "
                    "manifest says the export has none: rows were added")
+    why = log_check.finish()
+    if why:
+        return bad(number, None, None, why)
     if manifest.get("streams") != streams:
         return bad(number, None, None, "per-stream ranges differ from the signed manifest: "
                    "rows were removed or added")
@@ -961,6 +1133,98 @@ def verify_export_file(path: str, public_key: str | None = None) -> ExportReport
         if info and info["first_seq"] == cp["seq"] + 1 and info["first_prev_hash"] != cp["hash"]:
             return bad(number, None, None, f"stream {cp['site']}/{cp['stream']} does not "
                        "continue from its signed retention checkpoint")
+    return report
+
+
+# ---------------------------------------------------------------- verify everything
+
+
+def verify_outbox(site_ids=None) -> list:
+    """Every outbox payload says what its event and the replayed states say (who was told
+    what): an edited notification, or one without its event, is named."""
+    from .extensions import db
+    from .ledger import ConsentEvent, LedgerCheckpoint, apply_event
+    from .ledger.verify import SiteProblem, _sites
+    from .outbox import OutboxMessage
+
+    out: list = []
+    for site_id, key in _sites(site_ids):
+        messages: dict[str, list] = {}
+        for m in db.session.execute(db.select(OutboxMessage).where(
+                OutboxMessage.site_id == site_id)).scalars():
+            messages.setdefault(m.event_id, []).append(m)
+        if not messages:
+            continue
+        purged = {cp.stream: cp.seq for cp in db.session.execute(db.select(
+            LedgerCheckpoint).where(LedgerCheckpoint.site_id == site_id)).scalars()}
+        states: dict[str, dict | None] = {}
+        ev = ConsentEvent.__table__
+        query = sa.select(ev).where(ev.c.site_id == site_id).order_by(ev.c.stream, ev.c.seq)
+        seen = set()
+        for row in db.session.execute(query.execution_options(yield_per=5000)):
+            before = states.get(row.subject)
+            after = apply_event(before, row._mapping)
+            states[row.subject] = after
+            for m in messages.get(row.event_id, ()):
+                seen.add(row.event_id)
+                why = _outbox_mismatch(m, row, key, before, after)
+                if why and len(out) < 20:
+                    out.append(SiteProblem(key, f"notification {m.idempotency_key}: {why}",
+                                           kind="outbox"))
+        for event_id, group in messages.items():
+            if event_id in seen:
+                continue
+            # An event removed by a retention purge keeps its notifications (the log
+            # outlives them); any other missing event means the payload has no source.
+            if not purged:
+                for m in group[:1]:
+                    out.append(SiteProblem(key, f"notification {m.idempotency_key} tells "
+                                           f"of event {event_id}, which is not in the "
+                                           "ledger", kind="outbox"))
+    return out
+
+
+def _outbox_mismatch(message, row, site_key: str, before, after) -> str | None:
+    """Why an outbox message does not match its event (None when it does)."""
+    from .database import iso
+
+    payload = message.payload or {}
+    event = payload.get("event") or {}
+    expected = {"id": row.event_id, "action": row.action, "source": row.source,
+                "recorded_at": iso(row.recorded_at), "policy_version": row.policy_version}
+    if event != expected:
+        return "its event block differs from the ledger event (edited)"
+    if payload.get("site") != site_key or message.subject != row.subject:
+        return "it names another site or subject than its event"
+    erased = row.action == "erase"
+    kind = "subject.erased" if erased else "consent.changed"
+    if message.kind != kind or payload.get("type") != kind:
+        return f"it is a {message.kind}, its event asks for {kind}"
+    if erased:
+        return None if payload.get("state") is None else "an erasure carries no state"
+    before, after = before or {}, after or {}
+    changes = payload.get("changes") or {}
+    for group in ("categories", "channels"):
+        old, new = before.get(group) or {}, after.get(group) or {}
+        for k, change in (changes.get(group) or {}).items():
+            if change != {"from": old.get(k), "to": new.get(k)}:
+                return f"its change of {group[:-1]} {k!r} is not what the event changed"
+        for k, value in ((payload.get("state") or {}).get(group) or {}).items():
+            if new.get(k) != value:
+                return f"its state of {group[:-1]} {k!r} is not the state after the event"
+    return None
+
+
+def verify_all(site_ids=None):
+    """Everything `flask consent verify` checks: hash chains, the log against its signed
+    checkpoints, the projection against a replay, the outbox against its events."""
+    from .ledger import verify_ledger
+    from .ledger.verify import verify_log, verify_projection
+
+    report = verify_ledger(site_ids)
+    report.problems += verify_log(site_ids)
+    report.problems += verify_projection(site_ids)
+    report.problems += verify_outbox(site_ids)
     return report
 
 
@@ -998,19 +1262,24 @@ def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
               show_default=True)
 @click.option("--deliveries/--no-deliveries", default=True, show_default=True,
               help="Append the webhook delivery log (who was told, when) after the events.")
+@click.option("--log/--no-log", "with_log", default=True, show_default=True,
+              help="Append each site's log up to the checkpoint the export was cut at, so "
+              "verify-export --since-checkpoint can check it (unfiltered exports; about "
+              "90 bytes an event in CSV).")
 @click.option("--output", "-o", default="-", help="File to write (default: standard output).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on standard error (default: when writing to a file).")
 def export_command(site_key, since, until, subject, category, actions, fmt, deliveries,
-                   output, progress):
+                   with_log, output, progress):
     """Export the consent ledger and webhook delivery log with a signed manifest."""
+    from .errors import DomainError
     from .sites import NotFound
 
     try:
         filters = ExportFilters(site_key=site_key, since=parse_when(since),
                                 until=parse_when(until, end=True), subject=subject,
                                 category=category, actions=tuple(actions),
-                                deliveries=deliveries)
+                                deliveries=deliveries, log=with_log)
         if progress is None:
             progress = output != "-"
         out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8",
@@ -1028,6 +1297,8 @@ def export_command(site_key, since, until, subject, category, actions, fmt, deli
                 out.close()
     except (ValueError, NotFound) as exc:
         raise click.ClickException(str(exc))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail)
     if output != "-":
         click.echo(f"wrote {output}", err=True)
 
@@ -1036,11 +1307,14 @@ def export_command(site_key, since, until, subject, category, actions, fmt, deli
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--public-key", help="The server's public key (ed25519:..., or a PEM file) "
               "to pin; without it the key embedded in the export is used.")
+@click.option("--since-checkpoint", "since", type=click.Path(exists=True, dir_okay=False),
+              help="A signed checkpoint held from earlier: the exported log must extend it.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def verify_export_command(file, public_key, as_json):
+def verify_export_command(file, public_key, since, as_json):
     """Check an export file alone (no database): exit 1 naming the first bad row."""
     try:
-        report = verify_export_file(file, public_key)
+        held = open(since, encoding="utf-8").read() if since else None
+        report = verify_export_file(file, public_key, held)
     except ValueError as exc:
         raise click.ClickException(str(exc))
     _print_report(report, as_json)
@@ -1052,11 +1326,15 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
         click.echo(json.dumps({"ok": report.ok, "rows": report.rows,
                                "deliveries": report.deliveries, "format": report.format,
                                "key_id": report.key_id, "key_pinned": report.key_pinned,
+                               "logs": report.logs, "extends": report.extends,
                                "problems": [p.__dict__ for p in report.problems]}))
     elif report.ok:
         also = f" and {report.deliveries} delivery rows" if report.deliveries else ""
-        click.echo(f"OK: {report.rows} rows{also} verify; manifest signed by key "
-                   f"{report.key_id}"
+        logs = "".join(f"; the log of site {key} ({size:,} entries) matches its signed "
+                       "checkpoint" for key, size in report.logs.items())
+        click.echo(f"OK: {report.rows} rows{also} verify{logs}"
+                   + (f"; {report.extends}" if report.extends else "")
+                   + f"; manifest signed by key {report.key_id}"
                    + ("" if report.key_pinned else
                       " (not pinned: pass --public-key to rule out a re-signed file)"))
     else:
@@ -1066,23 +1344,46 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
 
 @consent_cli.command("signing-key")
 @click.option("--pem", is_flag=True, help="Print the PEM form.")
-def signing_key_command(pem):
-    """Print the public key that verifies export manifests and retention checkpoints."""
-    click.echo(public_key_pem() if pem else public_key_text())
-    if not pem:
-        click.echo(f"key id {key_id(public_key_raw())}", err=True)
+@click.option("--site", "site_key", help="Only the verifier key of this site's log.")
+def signing_key_command(pem, site_key):
+    """Print the public key: `ed25519:<base64>`, then each site's log key in signed-note
+    verifier-key form (`<origin>+<key id>+<key>`, what witnesses and Go's note package
+    read)."""
+    from .extensions import db
+    from .ledger.log import verifier_text
+    from .sites import NotFound, Site, get_site
+
+    if pem:
+        click.echo(public_key_pem())
+        return
+    if site_key:
+        try:
+            click.echo(verifier_text(get_site(site_key).key))
+        except NotFound as exc:
+            raise click.ClickException(str(exc))
+        return
+    click.echo(public_key_text())
+    for key in db.session.execute(db.select(Site.key).order_by(Site.id)).scalars():
+        click.echo(verifier_text(key))
+    click.echo(f"key id {key_id(public_key_raw())}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m consent.audit FILE [--public-key KEY]`: verify without the Flask app."""
+    """`python -m consent.audit FILE [--public-key KEY] [--since-checkpoint FILE]`: verify
+    without the Flask app."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Verify a consent export file offline.")
     parser.add_argument("file")
     parser.add_argument("--public-key")
+    parser.add_argument("--since-checkpoint", help="a signed checkpoint held from earlier")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    report = verify_export_file(args.file, args.public_key)
+    held = None
+    if args.since_checkpoint:
+        with open(args.since_checkpoint, encoding="utf-8") as fh:
+            held = fh.read()
+    report = verify_export_file(args.file, args.public_key, held)
     _print_report(report, args.json)
     return 0 if report.ok else 1
 

@@ -537,7 +537,9 @@ def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
     allowed = keyword == "start"
     idem = None
     if message_id:
-        idem = "sms:" + keyed_ref(site.key, "sms-message", message_id)[:56]
+        # A gateway's message id names one message of one sender: scoped to the sender
+        # (and, in the ledger, to the person), so another number's id never swallows it.
+        idem = "sms:" + keyed_ref(site.key, "sms-message", f"{ref}\x00{message_id}")[:56]
 
     def write():
         subject = subject_for_address(site, "sms", ref)
@@ -547,7 +549,11 @@ def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
                             meta={"keyword": " ".join(body.split()).upper()[:20]},
                             idempotency_key=idem)
 
-    return SmsResult("opted_in" if allowed else "opted_out", run_write(write))
+    event = run_write(write)
+    # A replayed message id records nothing: answer with what its first delivery did.
+    recorded = bool((event.channels or {}).get("sms.promotional")) if event.duplicate \
+        else allowed
+    return SmsResult("opted_in" if recorded else "opted_out", event)
 
 
 # ---------------------------------------------------------------- suppression list

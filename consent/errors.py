@@ -10,8 +10,8 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import DataError, OperationalError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DataError, OperationalError, StatementError
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from .database import DatabaseUnavailable
 from .extensions import db
@@ -153,6 +153,15 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("database error: %s", exc.orig or exc)
         return _db_down(DatabaseUnavailable(str(exc)))
 
+    @app.errorhandler(StatementError)
+    def _bad_parameter(exc: StatementError):
+        # A value that cannot even be bound (a date of year 1 at +14:00 has no UTC form,
+        # text the driver cannot encode): the caller's error, like DataError below.
+        if isinstance(exc.orig, (OverflowError, ValueError, UnicodeError)) and \
+                not isinstance(exc, (OperationalError,)):
+            return _out_of_range(exc.orig)
+        return _unexpected(exc)
+
     @app.errorhandler(OverflowError)
     @app.errorhandler(DataError)
     def _out_of_range(exc):
@@ -173,11 +182,19 @@ def register_error_handlers(app: Flask) -> None:
             return problem(422, "Invalid input", "Some fields are not valid.",
                            _pointer_errors(messages))
         detail = exc.description
+        if isinstance(exc, SecurityError):
+            # (werkzeug's text repeats the Host header: an attacker's words in our answer)
+            detail = "The request names a host this server does not answer to."
         if exc.code == 400 and messages:
             detail = "The request body is not valid JSON."
         if exc.code == 413:
             detail = f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
         response = problem(exc.code or 500, exc.name, detail)
+        retry_after = getattr(exc, "retry_after_seconds", None)
+        if retry_after is not None:
+            if isinstance(response, tuple):
+                return response[0], response[1], {"Retry-After": str(retry_after)}
+            response.headers["Retry-After"] = str(retry_after)
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             if not isinstance(response, tuple):
                 response.headers["Allow"] = ", ".join(exc.valid_methods)

@@ -2,7 +2,7 @@
 
 Linking is consent given by authorising: the site's backend reports it with the access
 token the third party issued, which is kept here encrypted (AES-GCM under a key derived
-from the server's HMAC key) and handed back to the backend when it needs to call the
+from CONSENT_DATA_KEY) and handed back to the backend when it needs to call the
 third party. Deauthorising -- by the person on the third party's side (relayed by the
 site's backend) or on the site -- deletes the token at once and appends a `withdraw`
 event whose meta names the integration and says the token was deleted. Authorising
@@ -68,23 +68,47 @@ class LinkedAccount(db.Model):
 
 
 def _key() -> bytes:
+    # The key of tokens sealed before CONSENT_DATA_KEY existed (read-only; resealed by the
+    # security_0001 migration).
     from .subjects import hmac_key
 
     return hmac.new(hmac_key(), b"consent-linked-account-token-v1", hashlib.sha256).digest()
 
 
-def seal_token(token: str, aad: str) -> str:
+def _data_key(key_text: str | None = None) -> bytes:
+    # Under CONSENT_DATA_KEY (consent.secretbox), the key of every secret kept to be read.
+    from flask import current_app
+
+    from .secretbox import configured_key
+
+    material = key_text if key_text is not None else configured_key(current_app.config)
+    return hmac.new(material.encode(), b"consent-linked-account-token-v2", hashlib.sha256
+                    ).digest()
+
+
+SEALED_V2 = "v2."  # (not in the base64url alphabet: tells the two formats apart)
+
+
+def seal_token(token: str, aad: str, *, key_text: str | None = None) -> str:
     """Encrypt a token; AAD binds it to its site, subject and integration."""
     nonce = os.urandom(12)
-    sealed = AESGCM(_key()).encrypt(nonce, token.encode("utf-8"), aad.encode("utf-8"))
-    return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+    sealed = AESGCM(_data_key(key_text)).encrypt(nonce, token.encode("utf-8"),
+                                                 aad.encode("utf-8"))
+    return SEALED_V2 + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
 
-def open_token(sealed: str, aad: str) -> str:
-    """Decrypt a sealed token (raises Invalid when it was tampered with)."""
+def open_token(sealed: str, aad: str, *, key_text: str | None = None,
+               legacy_key: bytes | None = None) -> str:
+    """Decrypt a sealed token (raises Invalid when it was tampered with). Tokens sealed
+    before CONSENT_DATA_KEY (under the HMAC key) still open until the migration reseals
+    them."""
+    if sealed.startswith(SEALED_V2):
+        key, sealed = _data_key(key_text), sealed[len(SEALED_V2):]
+    else:
+        key = legacy_key if legacy_key is not None else _key()
     raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
     try:
-        return AESGCM(_key()).decrypt(raw[:12], raw[12:], aad.encode("utf-8")).decode("utf-8")
+        return AESGCM(key).decrypt(raw[:12], raw[12:], aad.encode("utf-8")).decode("utf-8")
     except InvalidTag:
         raise Invalid("the stored token does not decrypt (tampered or another key)",
                       field="token")

@@ -10,7 +10,8 @@ from .sites import Category, Site, SiteApiKey  # noqa: F401
 from .policies import PolicyVersion  # noqa: F401
 from .subjects import Subject  # noqa: F401
 from .ledger import (ConsentEvent, ConsentState, EventDetails, LedgerCheckpoint,  # noqa: F401
-                     LedgerHead, LedgerPurgePermit)
+                     LedgerHead, LedgerPurgePermit, LogCheckpoint, LogLeaf, LogNode,
+                     LogStream)
 
 OPTIONAL_MODULES = (
     "consent.channels",     # message channels, opt-outs, one-click unsubscribe
@@ -22,6 +23,7 @@ OPTIONAL_MODULES = (
     "consent.retention",    # purge with signed checkpoints
     "consent.outbox",       # downstream webhooks
     "consent.profiles",     # ready-made site profiles from the seed policies
+    "consent.transparency", # the verifiable log's commands: integrate, witness, receipts
 )
 
 for _name in OPTIONAL_MODULES:

@@ -47,7 +47,7 @@ from .cli import consent_cli
 from .database import DatabaseUnavailable, UTCDateTime, iso, run_write, utcnow
 from .errors import Conflict, Invalid
 from .extensions import db
-from . import rawsql
+from . import netguard, rawsql
 from .ledger import AppendedEvent, on_append
 from .sites import NotFound, Site, site_snapshot
 
@@ -113,8 +113,9 @@ class DownstreamEndpoint(db.Model):
     # Category keys ("*" = all) and channel patterns (fnmatch, "*" = all) it cares about.
     categories: Mapped[list] = mapped_column(sa.JSON, default=list)
     channels: Mapped[list] = mapped_column(sa.JSON, default=list)
-    # Kept in clear: the worker needs it to sign. Shown to the operator once.
-    secret: Mapped[str] = mapped_column(sa.String(128))
+    # The worker needs it in clear to sign, so it is encrypted (consent.secretbox, under
+    # CONSENT_DATA_KEY), not hashed. Shown to the operator once.
+    secret: Mapped[str] = mapped_column(sa.Text)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -122,6 +123,33 @@ class DownstreamEndpoint(db.Model):
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def signing_secret(self) -> str:
+        """The signing secret in clear."""
+        return open_secret(self.secret)
+
+    @property
+    def secret_hint(self) -> str:
+        """The first characters of the secret, to tell endpoints apart."""
+        return self.signing_secret[:10] + "…"
+
+
+SECRET_PURPOSE = "webhook-secret"
+
+
+def seal_secret(secret: str) -> str:
+    """A signing secret as stored (encrypted)."""
+    from .secretbox import seal
+
+    return seal(secret, SECRET_PURPOSE)
+
+
+def open_secret(stored: str) -> str:
+    """A stored signing secret in clear."""
+    from .secretbox import unseal
+
+    return unseal(stored, SECRET_PURPOSE)
 
 
 class OutboxMessage(db.Model):
@@ -360,28 +388,21 @@ def _check_url(url: str) -> str:
 
 
 def _internal(infos) -> str | None:
-    """The first loopback, private, link-local or reserved address among getaddrinfo
-    results, or None."""
-    import ipaddress
-
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
-                or addr.is_multicast or addr.is_unspecified):
-            return str(addr)
-    return None
+    """The first address among getaddrinfo results that is not globally routable, or
+    None (consent.netguard has the rules)."""
+    return netguard.first_internal(infos)
 
 
 def _refuse_internal_host(host: str, port: int) -> None:
     """In production a site API key must not make the server call its own network
-    (loopback, private, link-local, reserved addresses), unless the operator allows it."""
+    (anything not globally routable), unless the operator allows it."""
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise Invalid(f"the host {host!r} does not resolve", field="url")
-    addr = _internal(infos)
-    if addr:
-        raise Invalid(f"{host!r} resolves to an internal address ({addr}); set "
+    if _internal(infos):
+        # The address itself is not named: the answer must not map the server's network.
+        raise Invalid(f"{host!r} does not resolve to a public internet address only; set "
                       "CONSENT_WEBHOOK_ALLOW_PRIVATE=1 to allow internal receivers",
                       field="url")
 
@@ -403,8 +424,10 @@ def _vetted_connection(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_a
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addr = _internal(infos)
     if addr:
+        log.warning("webhook receiver %r resolves to %s, not a public address: not "
+                    "contacted", host, addr)
         raise ConnectionRefusedError(
-            f"{host!r} now resolves to an internal address ({addr}); not contacted "
+            f"{host!r} now resolves to an internal address; not contacted "
             "(CONSENT_WEBHOOK_ALLOW_PRIVATE=1 allows internal receivers)")
     error = None
     for info in infos:
@@ -446,7 +469,8 @@ def register_endpoint(site_key: str, *, url: str, name: str | None = None,
     def write() -> DownstreamEndpoint:
         endpoint = DownstreamEndpoint(site_id=site.id, name=name or urlsplit(url).hostname,
                                       url=url, categories=cats, channels=chans,
-                                      secret=secret, active=True, created_at=utcnow())
+                                      secret=seal_secret(secret), active=True,
+                                      created_at=utcnow())
         db.session.add(endpoint)
         db.session.flush()
         return endpoint
@@ -758,9 +782,25 @@ def _exchange_once(conn: http.client.HTTPConnection, path: str, body: bytes,
             raise TimeoutError("deadline")
 
 
-def send(delivery: Delivery, timeout: float, guard: bool = False) -> SendResult:
+GENERIC_NETWORK_ERROR = "the receiver could not be reached or the connection failed"
+
+
+def _network_error(exc: BaseException, generic: bool, delivery: "Delivery") -> str:
+    """The delivery log's text of a failed connection. GENERIC (production): one text for
+    every cause, so the log cannot tell a closed port from a TLS or protocol failure
+    (which would make webhooks a port scanner); the cause goes to the server log."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if not generic:
+        return detail[:MAX_ERROR]
+    log.info("webhook %s attempt %s: %s", delivery.key, delivery.attempt, detail)
+    return GENERIC_NETWORK_ERROR
+
+
+def send(delivery: Delivery, timeout: float, guard: bool = False,
+         generic_errors: bool = False) -> SendResult:
     """POST one signed notification; TIMEOUT bounds the whole attempt, not each read.
-    GUARD: refuse to connect to internal addresses (see refuses_internal)."""
+    GUARD: refuse to connect to internal addresses (see refuses_internal).
+    GENERIC_ERRORS: log network failures with one text whatever their cause."""
     parts = urlsplit(delivery.url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     timestamp = str(int(time.time()))
@@ -786,11 +826,11 @@ def send(delivery: Delivery, timeout: float, guard: bool = False) -> SendResult:
             if reused:
                 continue  # the receiver closed an idle kept-alive connection: redial once
             return SendResult("network_error", None,
-                              f"{type(exc).__name__}: {exc}"[:MAX_ERROR], started, utcnow())
+                              _network_error(exc, generic_errors, delivery), started, utcnow())
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             return SendResult("network_error", None,
-                              f"{type(exc).__name__}: {exc}"[:MAX_ERROR], started, utcnow())
+                              _network_error(exc, generic_errors, delivery), started, utcnow())
         break
     if reusable:
         _pool.conns[key] = conn
@@ -898,7 +938,8 @@ def _claim(limit: int, worker: str) -> list[Delivery]:
         subject_id = open_subject_ref(r.subject_ref) or r.public_id
         out.append(Delivery(
             message_id=r.id, site_id=r.site_id, endpoint_id=r.endpoint_id, url=r.url,
-            secret=r.secret, key=r.idempotency_key, body=_body(r.payload, subject_id),
+            secret=open_secret(r.secret), key=r.idempotency_key,
+            body=_body(r.payload, subject_id),
             attempt=r.attempts, lease_token=token,
             endpoint_failing=bool(r.consecutive_failures)))
     return out
@@ -1077,6 +1118,12 @@ class DeliveryWorker:
         """Deliver until nothing is due (one-shot) or until stopped (forever)."""
         timeout = setting("CONSENT_WEBHOOK_TIMEOUT")
         guard = refuses_internal()
+        generic = current_app.config.get("ENV_NAME") == "production"
+        if not guard:
+            log.warning("webhook worker: the address guard is OFF (%s): receivers on "
+                        "internal addresses will be called",
+                        "CONSENT_WEBHOOK_ALLOW_PRIVATE=1" if current_app.config.get(
+                            "ENV_NAME") == "production" else "not production")
         inflight: dict[Future, Delivery] = {}
         finished: list[tuple[Delivery, SendResult]] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook") as pool:
@@ -1087,7 +1134,8 @@ class DeliveryWorker:
                     claimed = self._exchange(finished, room)
                     finished = []
                 for delivery in claimed:
-                    inflight[pool.submit(send, delivery, timeout, guard)] = delivery
+                    inflight[pool.submit(send, delivery, timeout, guard,
+                                         generic)] = delivery
                 if not inflight:
                     if self.stop.is_set() or (not self.forever and not claimed):
                         break
@@ -1122,7 +1170,8 @@ class DeliveryWorker:
         try:
             return future.result()
         except Exception as exc:  # noqa: BLE001 - a bug in send must not kill the worker
-            return SendResult("network_error", None, f"{type(exc).__name__}: {exc}",
+            log.exception("webhook send failed")
+            return SendResult("network_error", None, GENERIC_NETWORK_ERROR,
                               utcnow(), utcnow())
 
     def _exchange(self, finished: list[tuple[Delivery, SendResult]],

@@ -15,6 +15,12 @@ from .sites import Site, invalidate_site_cache
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 
 
+class PolicyUrlError(ValueError):
+    """A policy URL that is not an absolute http(s) URL."""
+
+    field = "url"
+
+
 class PolicyVersion(db.Model):
     """One published version of a site's privacy/cookie policy. Never edited."""
 
@@ -42,6 +48,13 @@ def publish_policy(site_id: int, label: str, *, text: str | None = None, url: st
         raise ValueError("label must be 1-40 letters, digits, '.', '_' or '-'")
     if not text and not url:
         raise ValueError("a policy version needs its text or a URL")
+    if url is not None:
+        from .validation import http_url_problem
+
+        problem = http_url_problem(url)
+        if problem:
+            # Shown as a link on the banner and the archive page: only http(s) may pass.
+            raise PolicyUrlError(f"policy URL: {problem}")
     now = utcnow()
     digest = hashlib.sha256((text or url or "").encode("utf-8")).hexdigest()
     version = PolicyVersion(site_id=site_id, label=label, text=text, url=url,

@@ -246,6 +246,15 @@ def access_link(req: DataRequest) -> str:
     return url_for("my_data.access_page", token=access_token(req), _external=True)
 
 
+def link_works(req: DataRequest) -> bool:
+    """Whether the signed link of an access request may still be used."""
+    # A link answers its request: while it is open, and again after the link itself
+    # answered it (the person may reload or download the JSON). A request an operator
+    # rejected or closed ends the link at once, whatever its signature says.
+    return req.kind == "access" and (
+        req.status == "open" or (req.status == "completed" and req.completed_by == "subject"))
+
+
 def request_from_token(token: str) -> DataRequest:
     """The access request a signed token names; refuses forged or expired tokens."""
     days = int(current_app.config.get("CONSENT_ACCESS_LINK_DAYS", 30))
@@ -258,6 +267,9 @@ def request_from_token(token: str) -> DataRequest:
     req = db.session.get(DataRequest, int(data.get("r", 0)))
     if req is None or req.site_id != data.get("s") or req.kind != "access":
         raise Forbidden("this link is not valid")
+    if not link_works(req):
+        raise Forbidden(f"this request was {req.status} by the site: the link no "
+                        "longer works")
     return req
 
 
@@ -373,7 +385,16 @@ def consent_receipt(site_key: str, subject: Subject) -> dict:
                 "thirdPartyDisclosure": False, "thirdPartyName": "",
             })
     decided = state.get("decided_at") or state.get("updated_at")
+    # The event this receipt stands for, with its log index, inclusion proof and signed
+    # checkpoint: `flask consent verify-receipt` checks it offline (docs/audit.md).
+    from .ledger.receipts import ReceiptPending, build_receipt
+
+    try:
+        proof = build_receipt(site.key, state["last_event_id"])
+    except (ReceiptPending, NotFound):
+        proof = {"status": "pending"}
     return {
+        "proof": proof,
         "version": RECEIPT_VERSION,
         "jurisdiction": controller.get("jurisdiction", "EU"),
         "consentTimestamp": int(decided.timestamp()),

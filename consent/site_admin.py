@@ -221,7 +221,8 @@ def publish_site_policy(site_key: str, *, label: str, text: str | None, url: str
                                   summary=(summary or "").strip() or None,
                                   effective_at=effective_at)
         except ValueError as exc:
-            raise Invalid(str(exc), field="label" if "label" in str(exc) else "text")
+            raise Invalid(str(exc), field=getattr(exc, "field", None)
+                          or ("label" if "label" in str(exc) else "text"))
 
     try:
         return run_write(write)

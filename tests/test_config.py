@@ -20,6 +20,8 @@ def test_production_refuses_default_secret(monkeypatch):
 
 def test_production_starts_with_a_real_secret():
     app = create_app({"ENV_NAME": "production", "SECRET_KEY": "x" * 48,
+                      "CONSENT_SIGNING_KEY": "ab" * 32,
+                      "CONSENT_DATA_KEY": "k" * 40, "CONSENT_PUBLIC_URL": "https://c.example",
                       "SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["SESSION_COOKIE_SECURE"] is True
 

@@ -11,7 +11,7 @@ from consent.extensions import db
 from consent.ledger import ConsentEvent
 from consent.refusals import MAX_DETAILS, DecisionRefusal, recent_refusals
 from consent.sites import get_site
-from tests.test_admin_fixtures import admin  # noqa: F401
+
 
 PROBLEM = "application/problem+json"
 

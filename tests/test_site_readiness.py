@@ -7,7 +7,7 @@ import pytest
 from consent.database import run_write
 from consent.extensions import db
 from consent.sites import BadOrigin, Site, get_site, invalidate_site_cache, normalise_origin
-from tests.test_admin_fixtures import admin, post_form  # noqa: F401
+from tests.support.admin import post_form
 
 
 def stored_origins(key: str) -> list[str]:

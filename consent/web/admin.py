@@ -3,7 +3,7 @@ exports, tokens and users. Every view is guarded by `admin_required(scope)`."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
+from datetime import timezone
 
 import marshmallow as ma
 from flask import (Blueprint, Response, abort, redirect, render_template, request,
@@ -18,16 +18,18 @@ from ..csrf import protect
 from ..dashboard import charts, dashboard_data, search_events
 from ..database import run_write
 from ..errors import Invalid, Unauthorized
+from ..hardening import load_json_text
 from ..ledger import ACTIONS
 from ..policies import list_policies
 from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
-                        complete_request, consent_receipt, get_request, list_requests,
+                        complete_request, consent_receipt, get_request, link_works,
+                        list_requests,
                         open_request, open_request_summary, request_subject,
                         subject_label)
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
                           publish_site_policy, revoke_api_key, update_category, update_site)
 from ..sites import get_site, site_snapshot
-from ..validation import Lines, StrictSchema
+from ..validation import HttpUrl, Lines, StrictSchema
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 bp.before_app_request(auth.guard_unmarked_admin_views)
@@ -95,13 +97,15 @@ class SiteForm(FormSchema):
     controller_name = ma.fields.String(validate=validate.Length(max=200))
     controller_email = ma.fields.String(validate=validate.Length(max=254))
     controller_address = ma.fields.String(validate=validate.Length(max=500))
-    controller_url = ma.fields.String(validate=validate.Length(max=500))
+    controller_url = HttpUrl(validate=validate.Length(max=500))
     controller_jurisdiction = ma.fields.String(validate=validate.Length(max=20))
 
     @ma.pre_load
     def _blank_retention(self, data, **kwargs):
         if data.get("retention_days") == "":
             data = dict(data, retention_days=None)
+        if data.get("controller_url") == "":
+            data = {k: v for k, v in data.items() if k != "controller_url"}
         return data
 
 
@@ -117,15 +121,16 @@ class ApiKeyForm(FormSchema):
 class PolicyForm(FormSchema):
     label = ma.fields.String(required=True, validate=validate.Length(1, 40))
     text = ma.fields.String(load_default="", validate=validate.Length(max=500_000))
-    url = ma.fields.String(load_default="", validate=validate.Length(max=500))
+    url = HttpUrl(load_default="", validate=validate.Length(max=500))
     material = FormBool()
     summary = ma.fields.String(load_default="", validate=validate.Length(max=2000))
     effective_at = ma.fields.String(load_default="")
 
-    @ma.validates("url")
-    def _url(self, value, **kwargs):
-        if value and urlsplit(value).scheme not in ("http", "https"):
-            raise ma.ValidationError("give an http(s) URL")
+    @ma.pre_load
+    def _blank_url(self, data, **kwargs):
+        if data.get("url") == "":
+            data = {k: v for k, v in data.items() if k != "url"}
+        return data
 
 
 class RequestForm(FormSchema):
@@ -149,6 +154,12 @@ class TokenForm(FormSchema):
         if data.get("days") == "":
             data = dict(data, days=None)
         return data
+
+
+class PasswordForm(FormSchema):
+    current = ma.fields.String(required=True, validate=validate.Length(1, 1000))
+    password = ma.fields.String(required=True, validate=validate.Length(1, 1000))
+    confirm = ma.fields.String(required=True, validate=validate.Length(1, 1000))
 
 
 class UserForm(FormSchema):
@@ -180,6 +191,14 @@ def export_filters(site_key: str, args) -> ExportFilters:
         since, until = parse_when(data["since"]), parse_when(data["until"], end=True)
     except ValueError as exc:
         raise Invalid(str(exc), field="since")
+    for name, value in (("since", since), ("until", until)):
+        try:
+            if value is not None:
+                value.astimezone(timezone.utc)
+        except OverflowError:
+            # (e.g. 0001-01-01T00:00:00+14:00 has no UTC time: checked here, before the
+            # streamed export starts and could no longer answer with an error)
+            raise Invalid("the date is out of range", field=name)
     return ExportFilters(site_key=site_snapshot(site_key).key, since=since, until=until,
                          subject=data["subject"] or None, category=data["category"] or None,
                          actions=tuple(data["action"]))
@@ -237,6 +256,24 @@ def sign_out():
     """End the session."""
     auth.sign_out()
     return redirect(url_for("admin.sign_in"))
+
+
+@bp.get("/account/password")
+@admin_required(None)
+def password_page():
+    """The form to change one's own password."""
+    return render_template("admin/password.html", done=request.args.get("done") == "1")
+
+
+@bp.post("/account/password")
+@admin_required(None)
+def password_post():
+    """Change one's own password; every other session of the account ends."""
+    data = parse_form(PasswordForm())
+    user = auth.change_own_password(current_principal().id, data["current"],
+                                    data["password"], data["confirm"])
+    auth.sign_in(user)  # this browser goes on under the new session generation
+    return redirect(url_for("admin.password_page", done=1))
 
 
 # ---------------------------------------------------------------- sites and dashboard
@@ -367,8 +404,8 @@ def category_post(site_key: str, key: str):
     descriptions = {k.removeprefix("description_"): v for k, v in form.items()
                     if k.startswith("description_")}
     try:
-        services = json.loads(form.get("services") or "[]")
-    except json.JSONDecodeError as exc:
+        services = load_json_text(form.get("services") or "[]")
+    except ValueError as exc:
         raise Invalid(f"services are not valid JSON: {exc}", field="services")
     if not isinstance(services, list):
         raise Invalid("services are a JSON list", field="services")
@@ -427,7 +464,7 @@ def request_page(site_key: str, request_id: int):
     req = get_request(site_key, request_id)
     subject = request_subject(req)
     report = access_report(site_key, subject) if subject.erased_at is None else None
-    link = access_link(req) if req.kind == "access" and report else None
+    link = access_link(req) if report and link_works(req) else None
     return render_template("admin/request.html", site=site, req=req, report=report,
                            link=link, subject_label=subject_label(req.subject_id), now=_now())
 

@@ -21,7 +21,7 @@ from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
                         list_requests, open_request, request_subject)
 from ..site_admin import publish_site_policy
 from ..sites import site_snapshot
-from ..validation import StrictBoolean, StrictSchema
+from ..validation import HttpUrl, StrictBoolean, StrictSchema
 from .admin import export_filters, export_response
 
 blp = Blueprint("audit_api", __name__, url_prefix="/api/v1/audit",
@@ -57,6 +57,10 @@ class ExportArgs(ma.Schema):
     # A query string has no JSON booleans: true/false (or 1/0) are accepted here.
     deliveries = ma.fields.Boolean(load_default=True, metadata={
         "description": "Append the webhook delivery log after the events (default true)"})
+    log = ma.fields.Boolean(load_default=True, metadata={
+        "description": "Append each site's verifiable log up to the checkpoint the export "
+                       "was cut at, for verify-export --since-checkpoint (unfiltered "
+                       "exports; default true)"})
 
 
 class SigningKeySchema(ma.Schema):
@@ -128,7 +132,7 @@ class NewPolicySchema(StrictSchema):
 
     label = ma.fields.String(required=True, validate=validate.Length(1, 40))
     text = ma.fields.String(validate=validate.Length(1, 500_000))
-    url = ma.fields.Url(schemes={"http", "https"}, validate=validate.Length(max=500))
+    url = HttpUrl(validate=validate.Length(max=500))
     material = StrictBoolean(load_default=False)
     summary = ma.fields.String(validate=validate.Length(max=2000))
     effective_at = ma.fields.AwareDateTime(default_timezone=None)
@@ -156,10 +160,12 @@ def get_signing_key():
                    "signed manifest",
     "content": {"text/csv": {}, "application/x-ndjson": {}}}})
 @blp.arguments(ExportArgs, location="query", as_kwargs=True)
-def get_export(site_key: str, format: str = "csv", deliveries: bool = True, **_filters):
-    """Download an export of the site's ledger and delivery log with a signed manifest."""
+def get_export(site_key: str, format: str = "csv", deliveries: bool = True, log: bool = True,
+               **_filters):
+    """Download an export of the site's ledger, delivery log and verifiable log with a
+    signed manifest."""
     filters = export_filters(site_key, request.args)
-    filters.deliveries = deliveries
+    filters.deliveries, filters.log = deliveries, log
     return export_response(filters, format)
 
 

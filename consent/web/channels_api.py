@@ -5,7 +5,6 @@ addresses, channel choices reported by the site, visitor-to-user links and login
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 from typing import Iterator
@@ -15,6 +14,7 @@ from flask import Response, stream_with_context, url_for
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from .. import csvcells
 from ..channels import (CHANNELS, KINDS, MEDIA, Recipient, Suppression, may_i_send,
                         mint_unsubscribe_token, record_channel_choice, register_address,
                         sms_inbound, suppressions)
@@ -228,7 +228,7 @@ def post_may_i_send(data: dict, site_key: str):
 
 def _csv_lines(rows: Iterator[Suppression]) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvcells.writer(buffer)
     writer.writerow(("subject", "address_ref", "since"))
     count = 0
     for row in rows:

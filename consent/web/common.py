@@ -15,9 +15,10 @@ def load_json(schema: ma.Schema) -> dict:
     """Parse the request body as JSON (any content type, so offline beacons sent as
     text/plain work too) and validate it with SCHEMA; 400/422 problem on failure."""
     raw = request.get_data(cache=False)
+    # (consent.hardening has refused deep nesting and lone surrogates already.)
     try:
         payload = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest("The request body is not valid JSON.")
     if payload is None:
         raise BadRequest("The request body must be a JSON object.")
@@ -37,11 +38,9 @@ def json_response(body, status: int = 200, headers: dict | None = None):
 
 
 def client_ip() -> str | None:
-    """The caller's address (first X-Forwarded-For hop only behind a trusted proxy)."""
-    if current_app.config.get("CONSENT_TRUST_PROXY"):
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+    """The caller's address. Behind trusted proxies (CONSENT_PROXY_FOR hops, or
+    CONSENT_TRUST_PROXY=1 for one) ProxyFix has already taken it from X-Forwarded-For,
+    counting from the right: the left-most entry is whatever the client sent."""
     return request.remote_addr
 
 

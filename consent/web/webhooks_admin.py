@@ -9,7 +9,8 @@ from marshmallow import validate
 from ..admin_auth import admin_required
 from ..csrf import protect
 from ..outbox import (STATES, attempts_of, get_message, list_endpoints, list_messages,
-                      message_counts, register_endpoint, retry_dead, set_endpoint_active)
+                      message_counts, refuses_internal, register_endpoint, retry_dead,
+                      set_endpoint_active)
 from ..sites import site_snapshot
 from ..validation import Lines, StrictSchema
 
@@ -62,7 +63,8 @@ def webhooks(site_key: str):
         "admin/webhooks.html", site=site, endpoints=endpoints, log=log,
         names={e.id: e.name for e in endpoints}, counts=message_counts(site.id),
         counts_of=lambda e: message_counts(site.id, e.id), states=STATES,
-        state=query.get("state"), next_before=log[-1].id if len(log) == PAGE else None)
+        state=query.get("state"), next_before=log[-1].id if len(log) == PAGE else None,
+        guard_on=refuses_internal())
 
 
 @bp.get("/sites/<site_key>/webhooks/deliveries/<int:message_id>")
@@ -89,6 +91,7 @@ def add_endpoint(site_key: str):
                                           channels=data.get("channels") or [])
     return render_template("admin/secret.html", site=site_snapshot(site_key),
                            title="Signing secret of the new endpoint", secret=secret,
+                           stored="encrypted",
                            back=url_for("webhooks_admin.webhooks", site_key=site_key))
 
 

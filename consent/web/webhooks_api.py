@@ -50,7 +50,7 @@ class EndpointSchema(ma.Schema):
     active = ma.fields.Boolean()
     created_at = ma.fields.Function(lambda e: iso(e.created_at))
     disabled_at = ma.fields.Function(lambda e: iso(e.disabled_at))
-    secret_hint = ma.fields.Function(lambda e: e.secret[:10] + "…")
+    secret_hint = ma.fields.Function(lambda e: e.secret_hint)
     consecutive_failures = ma.fields.Integer(
         metadata={"description": "Failed attempts in a row (0 when healthy)"})
     failing_since = ma.fields.Function(lambda e: iso(e.failing_since))
@@ -63,7 +63,8 @@ class EndpointSchema(ma.Schema):
 
 
 class EndpointCreatedSchema(EndpointSchema):
-    secret = ma.fields.String(metadata={"description": "Signing secret, shown only once"})
+    secret = ma.fields.String(attribute="signing_secret",
+                              metadata={"description": "Signing secret, shown only once"})
 
 
 class AttemptSchema(ma.Schema):

@@ -1,4 +1,4 @@
-"""The consent ledger: append-only, hash-linked events and the current-state projection.
+"""Hash chains: append-only, hash-linked events and the current-state projection.
 
 Each site has `ledger_streams` independent hash chains ("streams"); a subject always
 writes to the same stream (chosen from its pseudonym), so its events stay in order while
@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import rawsql
-from .database import UTCDateTime, iso, utcnow
-from .extensions import db
+from .. import rawsql
+from ..database import UTCDateTime, iso, utcnow
+from ..extensions import db
 
 GENESIS = "0" * 64
 HASH_VERSION = 1
@@ -45,8 +45,10 @@ class ConsentEvent(db.Model):
     __tablename__ = "consent_events"
     __table_args__ = (
         sa.UniqueConstraint("site_id", "stream", "seq"),
-        sa.UniqueConstraint("site_id", "idempotency_key"),
-        sa.Index("ix_consent_events_site_subject", "site_id", "subject"),
+        # A client's idempotency key is unique per person, never per site: a key replayed
+        # by somebody else records their own event instead of answering with another
+        # person's. (The index also serves look-ups by subject: no second index to write.)
+        sa.UniqueConstraint("site_id", "subject", "idempotency_key"),
         sa.Index("ix_consent_events_site_recorded", "site_id", "recorded_at"),
     )
 
@@ -291,7 +293,7 @@ def state_from_snapshot(snapshot: dict | None) -> dict | None:
 def carry_forward_states(site, before: datetime) -> int:
     """Append a carry_forward event for every subject of SITE with events older than
     BEFORE (inside the purge's write transaction); returns how many were carried."""
-    from .subjects import SubjectRef
+    from ..subjects import SubjectRef
 
     rows = rawsql.all_rows(
         "SELECT DISTINCT e.subject, s.id, s.public_id, s.secret FROM consent_events e "
@@ -386,10 +388,11 @@ def _lock_head(site_id: int, stream: int) -> tuple[int, str]:
     return int(row[0]), row[1]
 
 
-def find_by_idempotency_key(site_id: int, key: str) -> ConsentEvent | None:
-    """The event already recorded under a client's idempotency key, if any."""
+def find_by_idempotency_key(site_id: int, pseudonym: str, key: str) -> ConsentEvent | None:
+    """The event a subject already recorded under its idempotency key, if any."""
     return db.session.execute(
         db.select(ConsentEvent).where(ConsentEvent.site_id == site_id,
+                                      ConsentEvent.subject == pseudonym,
                                       ConsentEvent.idempotency_key == key)
     ).scalar_one_or_none()
 
@@ -401,8 +404,8 @@ _INSERT_EVENT = (
     ":subject, :recorded_at, :action, :source, :categories, :channels, :policy_version, "
     ":locale, :meta, :details_digest, :idempotency_key, :prev_hash, :hash)")
 # A row comes back only when the event was inserted.
-_INSERT_EVENT_ONCE = (_INSERT_EVENT + " ON CONFLICT (site_id, idempotency_key) DO NOTHING"
-                      " RETURNING id")
+_INSERT_EVENT_ONCE = (_INSERT_EVENT + " ON CONFLICT (site_id, subject, idempotency_key) "
+                      "DO NOTHING RETURNING id")
 _INSERT_DETAILS = ("INSERT INTO event_details (event_id, ip_prefix, user_agent, page_url) "
                    "VALUES (:event_id, :ip_prefix, :user_agent, :page_url)")
 _UPDATE_HEAD = ("UPDATE ledger_heads SET seq = :seq, hash = :hash "
@@ -436,12 +439,13 @@ _APPEND_PG = _append_pg(once=False)
 _APPEND_PG_ONCE = _append_pg(once=True)
 _EVENT_BY_KEY = ("SELECT event_id, subject, action, source, recorded_at, categories, "
                  "channels, policy_version, meta, hash FROM consent_events "
-                 "WHERE site_id = :site_id AND idempotency_key = :key")
+                 "WHERE site_id = :site_id AND subject = :subject AND idempotency_key = :key")
 
 
 def _replayed(site, subject, key: str) -> AppendedEvent:
-    """The already-recorded event for an idempotency key, as an AppendedEvent."""
-    row = rawsql.one_dict(_EVENT_BY_KEY, {"site_id": site.id, "key": key})
+    """The event SUBJECT already recorded under its idempotency key, as an AppendedEvent."""
+    row = rawsql.one_dict(_EVENT_BY_KEY, {"site_id": site.id, "subject": subject.pseudonym,
+                                          "key": key})
     state = read_state(site.id, row["subject"])
     return AppendedEvent(
         event_id=row["event_id"], site_id=site.id, site_key=site.key,
@@ -592,8 +596,8 @@ def _iter_rows(query, batch: int = 5000) -> Iterator:
 
 def verify_ledger(site_ids: Iterable[int] | None = None) -> VerifyReport:
     """Recompute every hash link; report the first bad event of each broken stream."""
-    from .sites import Site
-    from .subjects import Subject
+    from ..sites import Site
+    from ..subjects import Subject
 
     report = VerifyReport()
     sites = db.session.execute(db.select(Site.id, Site.key)).all()

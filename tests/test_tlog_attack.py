@@ -1,0 +1,255 @@
+"""Issue 14's check, as an insider with database access would attack: rewrite one event
+with recomputed hash links and stream head (and, separately, delete a stream's tail and
+rewind its head), and get the log rebuilt over what the database now holds.
+
+The server's own signer refuses to sign it (the new tree does not extend the checkpoint
+it signed before, C2SP tlog-checkpoint) and `verify` names the site. If the insider also
+deletes the checkpoint rows and gets a signer without a memory of its own to sign (a new
+machine, or one whose state directory was wiped), the witness's next run, `verify` on the
+signing machine, a receipt issued before the rewrite checked against the new checkpoint,
+and `verify-export --since-checkpoint` each fail and name the site. Runs on SQLite and
+PostgreSQL, against a real server for the witness."""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+
+from consent.extensions import db
+from consent.ledger import (ConsentEvent, append_only_ddl, chain_hash, drop_append_only_ddl,
+                            event_fields)
+from tests.support.servers import AppServer
+
+
+def decide(client, site, action="accept_all", subject=None):
+    body = {"action": action}
+    if subject:
+        body["subject"] = subject
+    r = client.post(f"/api/v1/sites/{site['key']}/decisions", json=body)
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def cli(runner, *args):
+    return runner.invoke(args=["consent", *args])
+
+
+def as_insider(statements):
+    """Run SQL with the append-only triggers dropped, then put them back (as the attacker
+    in the issue did)."""
+    db.session.remove()
+    with db.engine.begin() as conn:
+        for statement in drop_append_only_ddl(conn.dialect.name):
+            conn.exec_driver_sql(statement)
+        for sql, params in statements:
+            conn.execute(sa.text(sql), params)
+        for statement in append_only_ddl(conn.dialect.name):
+            conn.exec_driver_sql(statement)
+    db.session.remove()
+
+
+def rechain(stream_rows, site_key, edit=None):
+    """The UPDATEs that recompute prev_hash/hash of a stream (after EDIT of one row) and
+    its head, using only the documented hash formula."""
+    statements, prev = [], None
+    for row in stream_rows:
+        fields = event_fields(row, site_key)
+        if edit and row.event_id == edit[0]:
+            fields["categories"] = edit[1]
+            statements.append(("UPDATE consent_events SET categories = :c WHERE event_id = :e",
+                               {"c": json.dumps(edit[1]), "e": row.event_id}))
+        prev_hash = row.prev_hash if prev is None else prev
+        new_hash = chain_hash(prev_hash, fields)
+        statements.append(("UPDATE consent_events SET prev_hash = :p, hash = :h "
+                           "WHERE event_id = :e", {"p": prev_hash, "h": new_hash,
+                                                    "e": row.event_id}))
+        prev = new_hash
+    last = stream_rows[-1]
+    statements.append(("UPDATE ledger_heads SET seq = :s, hash = :h WHERE site_id = :site "
+                       "AND stream = :st", {"s": last.seq, "h": prev, "site": last.site_id,
+                                            "st": last.stream}))
+    return statements
+
+
+REBUILD_LOG = [(f"DELETE FROM {t} WHERE site_id = (SELECT id FROM sites WHERE key = 'shop')",
+                {}) for t in ("log_leaves", "log_nodes", "log_streams")]
+DELETE_CHECKPOINTS = [("DELETE FROM log_checkpoints WHERE site_id = (SELECT id FROM sites "
+                       "WHERE key = 'shop')", {})]
+
+
+@contextmanager
+def signer_without_memory(app, tmp_path):
+    """A signer whose state directory is empty (another machine, or a wiped one)."""
+    before = app.config.get("CONSENT_LOG_STATE_DIR")
+    app.config["CONSENT_LOG_STATE_DIR"] = str(tmp_path / "fresh-signer-state")
+    try:
+        yield
+    finally:
+        app.config["CONSENT_LOG_STATE_DIR"] = before
+
+
+def checkpoint_count():
+    db.session.remove()
+    return db.session.execute(sa.text("SELECT COUNT(*) FROM log_checkpoints")).scalar()
+
+
+@pytest.fixture
+def shop_with_history(app, client, runner, site, tmp_path, database_url):
+    """A site with history, an integrated log, a witness that holds its checkpoint, a
+    receipt of one decision and an auditor's copy of the checkpoint and an export."""
+    victim = decide(client, site, "reject_all", "victim-visitor-0001")
+    for i in range(3):
+        decide(client, site, "accept_all", f"other-visitor-{i:04d}x")
+    later = decide(client, site, "accept_all", "victim-visitor-0001")
+    for i in range(4):
+        decide(client, site, "reject_all")
+    assert cli(runner, "integrate").exit_code == 0
+    key = cli(runner, "signing-key", "--site", "shop").output.strip()
+    server = AppServer(database_url)
+    try:
+        url = f"{server.url}/api/v1/sites/shop/log"
+        state = tmp_path / "witness"
+        first = cli(runner, "witness", url, "--state", str(state), "--public-key", key)
+        assert first.exit_code == 0, first.output
+        receipt = client.get(f"/api/v1/sites/shop/receipts/{victim['event_id']}",
+                             headers={"Authorization": f"Bearer {site['api_key']}"})
+        assert receipt.status_code == 200, receipt.get_data(as_text=True)
+        receipt_file = tmp_path / "receipt.json"
+        receipt_file.write_text(receipt.get_data(as_text=True))
+        held = tmp_path / "held-checkpoint.txt"
+        held.write_text(client.get("/api/v1/sites/shop/log/checkpoint").get_data(as_text=True))
+        yield {"victim": victim, "later": later, "key": key, "url": url, "state": state,
+               "receipt": receipt_file, "receipt_size": receipt.get_json()["log"]["tree_size"],
+               "held": held, "server": server}
+    finally:
+        server.stop()
+
+
+def _new_checkpoint_after(client, site, runner):
+    # Business goes on: new decisions, and the server integrates and signs again.
+    for _ in range(2):
+        decide(client, site, "accept_all")
+    assert cli(runner, "integrate").exit_code == 0
+
+
+def _the_signer_refuses(app, client, site, runner, h, tmp_path):
+    """Business goes on; the server's signer will not sign the rebuilt log, verify names
+    the site. Then the insider deletes the checkpoint rows and has a signer without a
+    memory of its own sign what the database holds."""
+    for _ in range(2):
+        decide(client, site, "accept_all")
+    signed = checkpoint_count()
+    refused = cli(runner, "integrate")
+    assert refused.exit_code == 1, refused.output
+    assert "REFUSED: site shop:" in refused.output and "nothing was signed" in refused.output
+    assert ("is not an extension of the checkpoint" in refused.output
+            or "the log was rewound" in refused.output)
+    assert checkpoint_count() == signed
+    served = client.get("/api/v1/sites/shop/log/checkpoint").get_data(as_text=True)
+    assert served == h["held"].read_text()
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 1 and "site shop" in verify.output, verify.output
+
+    as_insider(DELETE_CHECKPOINTS)
+    with signer_without_memory(app, tmp_path):
+        assert cli(runner, "integrate").exit_code == 0
+    assert client.get("/api/v1/sites/shop/log/checkpoint").get_data(as_text=True) != served
+    # The machine that signed before still knows better.
+    again = cli(runner, "integrate")
+    assert again.exit_code == 1 and "REFUSED: site shop:" in again.output, again.output
+    assert "is gone from the database" in again.output
+
+
+def _everyone_notices(client, runner, h, tmp_path):
+    witness = cli(runner, "witness", h["url"], "--state", str(h["state"]))
+    assert witness.exit_code == 1, witness.output
+    assert "site shop: checkpoint" in witness.output and "is not an extension of" in \
+        witness.output
+
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 1, verify.output
+    assert "site shop" in verify.output
+
+    proof = client.get(f"/api/v1/sites/shop/log/consistency?from={h['receipt_size']}")
+    later = tmp_path / "later.json"
+    if proof.status_code == 422:
+        # The log is now smaller than the receipt's checkpoint: the holder checks against
+        # the served checkpoint alone.
+        later.write_text(client.get("/api/v1/sites/shop/log/checkpoint").get_data(
+            as_text=True))
+    else:
+        assert proof.status_code == 200
+        later.write_text(proof.get_data(as_text=True))
+    check = cli(runner, "verify-receipt", str(h["receipt"]), "--public-key", h["key"],
+                "--checkpoint", str(later))
+    assert check.exit_code == 1, check.output
+    assert "site shop" in check.output and "not an extension" in check.output
+
+    export = tmp_path / "after.csv"
+    assert cli(runner, "export", "--site", "shop", "-o", str(export)).exit_code == 0
+    since = cli(runner, "verify-export", str(export), "--public-key", h["key"],
+                "--since-checkpoint", str(h["held"]))
+    assert since.exit_code == 1, since.output
+    assert "site shop" in since.output
+
+
+def test_an_honest_log_satisfies_everyone(client, runner, site, shop_with_history, tmp_path):
+    h = shop_with_history
+    _new_checkpoint_after(client, site, runner)
+    assert cli(runner, "witness", h["url"], "--state", str(h["state"])).exit_code == 0
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 0, verify.output
+    proof = client.get(f"/api/v1/sites/shop/log/consistency?from={h['receipt_size']}")
+    later = tmp_path / "later.json"
+    later.write_text(proof.get_data(as_text=True))
+    check = cli(runner, "verify-receipt", str(h["receipt"]), "--public-key", h["key"],
+                "--checkpoint", str(later))
+    assert check.exit_code == 0, check.output
+    assert "still in the log" in check.output
+    export = tmp_path / "after.csv"
+    assert cli(runner, "export", "--site", "shop", "-o", str(export)).exit_code == 0
+    since = cli(runner, "verify-export", str(export), "--public-key", h["key"],
+                "--since-checkpoint", str(h["held"]))
+    assert since.exit_code == 0, since.output
+
+
+def test_a_rewritten_event_with_recomputed_hashes_is_caught(app, client, runner, site,
+                                                          shop_with_history, tmp_path):
+    h = shop_with_history
+    target = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.event_id == h["victim"]["event_id"])).scalar_one()
+    rows = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.site_id == target.site_id, ConsentEvent.stream == target.stream)
+        .order_by(ConsentEvent.seq)).scalars().all()
+    forged = {k: True for k in ("essential", "functional", "analytics", "advertising")}
+    as_insider(rechain(rows, "shop", edit=(target.event_id, forged)) + REBUILD_LOG)
+    _the_signer_refuses(app, client, site, runner, h, tmp_path)
+    _everyone_notices(client, runner, h, tmp_path)
+
+
+def test_a_deleted_tail_with_a_rewound_head_is_caught(app, client, runner, site,
+                                                     shop_with_history, tmp_path):
+    h = shop_with_history
+    target = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.event_id == h["victim"]["event_id"])).scalar_one()
+    rows = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.site_id == target.site_id, ConsentEvent.stream == target.stream)
+        .order_by(ConsentEvent.seq)).scalars().all()
+    # The victim's events sit in one stream: delete from the victim's first event on.
+    cut = [r for r in rows if r.seq >= target.seq]
+    kept = [r for r in rows if r.seq < target.seq]
+    statements = [("DELETE FROM event_details WHERE event_id = :e", {"e": r.event_id})
+                  for r in cut]
+    statements += [("DELETE FROM consent_events WHERE event_id = :e", {"e": r.event_id})
+                   for r in cut]
+    head = (kept[-1].seq, kept[-1].hash) if kept else (0, "0" * 64)
+    statements.append(("UPDATE ledger_heads SET seq = :s, hash = :h WHERE site_id = :site "
+                       "AND stream = :st", {"s": head[0], "h": head[1],
+                                            "site": target.site_id, "st": target.stream}))
+    statements.append(("DELETE FROM consent_states WHERE subject = :s",
+                       {"s": target.subject}))
+    as_insider(statements + REBUILD_LOG)
+    _the_signer_refuses(app, client, site, runner, h, tmp_path)
+    _everyone_notices(client, runner, h, tmp_path)
