@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from consent.audit import LOG_HEADER, public_key_text, verify_export_file
-from tests.test_admin_fixtures import admin, bearer, decide, make_token  # noqa: F401
+from tests.support.admin import make_token, record_choice as decide
+from tests.support.api import bearer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from consent.extensions import db
 from consent.ledger import ConsentEvent
 from consent.ledger.log import integrate, tree_size
 from consent.sites import site_snapshot
-from tests.test_admin_fixtures import decide
+from tests.support.admin import record_choice as decide
 from tests.test_tlog_attack import as_insider
 
 

@@ -18,7 +18,7 @@ from consent.ledger.log import (integrate, integrate_site, latest_checkpoint, lo
                                 site_verifiers)
 from consent.ledger.notes import open_checkpoint
 from consent.sites import site_snapshot
-from tests.test_admin_fixtures import decide
+from tests.support.admin import record_choice as decide
 from tests.test_tlog_attack import (DELETE_CHECKPOINTS, REBUILD_LOG, as_insider,
                                     checkpoint_count, rechain)
 
