@@ -1,7 +1,6 @@
 """`flask consent ...` commands for operators and auditors."""
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -140,32 +139,6 @@ def publish_policy_command(site_key, label, text_file, url, material, summary):
     except (NotFound, ValueError) as exc:
         raise click.ClickException(str(exc))
     click.echo(f"published {version.label} (sha256 {version.sha256})")
-
-
-@consent_cli.command("verify")
-@click.option("--site", "site_key", help="Only this site.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def verify_command(site_key, as_json):
-    """Check the hash chains, the log against its signed checkpoints, the current state
-    against a replay and the outbox against its events; exit 1 naming what is wrong."""
-    from .audit import verify_all
-    from .sites import NotFound, get_site
-
-    try:
-        ids = [get_site(site_key).id] if site_key else None
-    except NotFound as exc:
-        raise click.ClickException(str(exc))
-    report = verify_all(ids)
-    if as_json:
-        click.echo(json.dumps({"ok": report.ok, "events": report.events,
-                               "streams": report.streams,
-                               "problems": [p.__dict__ for p in report.problems]}))
-    elif report.ok:
-        click.echo(f"OK: {report.events} events in {report.streams} streams verify")
-    else:
-        for problem in report.problems:
-            click.echo(f"BAD: {problem}", err=True)
-    sys.exit(0 if report.ok else 1)
 
 
 @consent_cli.command("rebuild-state")

@@ -109,7 +109,7 @@ def test_idempotency_key_prevents_duplicates(client, site):
     # Keys are scoped to the visitor (issue 13.3): a retry carries the same visitor id,
     # as the widget's does (it mints the id before the first send).
     body = {"action": "reject_all", "client_event_id": "retry-0123456789",
-            "subject": "retrying-visitor-0001"}
+            "subject": "retrying-visitor-0001", "key": "retrying-visitor-key-0001"}
     first = post(client, site["key"], body)
     second = post(client, site["key"], body)
     assert first.status_code == 201 and second.status_code == 200

@@ -274,7 +274,9 @@ def test_identity_link_api(client, site, other_site):
     client.post(f"/api/v1/sites/{site['key']}/channel-choices",
                 json={"user_id": "u-5", "channels": {"email.promotional": True}},
                 headers=bearer(site))
-    second = decide(client, site["key"], "accept_all")["subject"]
+    second_answer = decide(client, site["key"], "accept_all")
+    second = second_answer["subject"]
+    TOKENS[second] = second_answer["read_token"]
     body = client.post(url, json={"user_id": "u-5", "subject": second},
                        headers=bearer(site)).get_json()
     assert body["subject"] == first and body["linked"] is True
