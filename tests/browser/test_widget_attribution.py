@@ -169,6 +169,8 @@ def test_an_erased_visitor_is_asked_again_in_the_next_session(env, context, page
     db.session.rollback()
     subject = find_subject(get_site("shop").id, consent_cookie(context)["s"])
     erase_subject("shop", subject.id, "test")
+    # the session's check of an erased visitor is answered 404 (Chromium logs the status)
+    page.console.expect(r"status of 404")
     later = next_session(context, env)
     poll(later, "document.querySelector('.cw-banner') !== null")
     settle(later)
@@ -196,6 +198,9 @@ def test_a_refused_decision_is_not_reported_as_saved(make_env, page):
     recorded = []
     page.expose_function("noteRecorded", lambda detail: recorded.append(detail))
     page.add_init_script("addEventListener('consent:recorded', e => noteRecorded(e.detail))")
+    # what the test is about: the server's refusal (403) and the widget's one line for it
+    page.console.expect(r"status of 403")
+    page.console.expect(r"consent: choice not recorded: origin .* is not allowed")
     page.goto(env.url("shop.html"))
     page.get_by_role("button", name="Accept all").click()
     origin = env.site.url
@@ -228,6 +233,8 @@ def test_a_mistyped_site_key_says_so_and_keeps_every_tag_inert(env, page, embed)
     html = html.replace("?site=shop", "?site=shpo").replace('data-site="shop"',
                                                             'data-site="shpo"')
     (env.root / "typo.html").write_text(html)
+    page.console.expect(r"status of 404")  # the script's answer: JavaScript, status 404
+    page.console.expect(r"consent: unknown site key 'shpo'")
     page.goto(env.url("typo.html"))
     settle(page)
     assert page.evaluate("typeof window.Consent") == "object"
