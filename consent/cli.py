@@ -21,10 +21,24 @@ def register_commands(app: Flask) -> None:
 @consent_cli.command("init-db")
 def init_db_command():
     """Create or upgrade the database schema (Alembic migrations)."""
+    import sqlalchemy as sa
+    from flask import current_app
     from flask_migrate import upgrade
 
+    fresh = not sa.inspect(db.engine).has_table("alembic_version")
     upgrade(revision="heads")
     click.echo("database is at the latest schema")
+    if fresh and current_app.config.get("ENV_NAME") == "development":
+        # A development database created anew (e.g. instance/consent.sqlite3 deleted): the
+        # log signer's memory of the old one would refuse to sign its logs, as it must
+        # refuse a rewritten database. Production keeps it: there, only the operator
+        # decides that a database was replaced on purpose (docs/audit.md).
+        from .ledger.signer_state import set_aside
+
+        aside = set_aside("init-db created a new development database")
+        if aside is not None:
+            click.echo(f"new database: the log signer's checkpoints of the old one were "
+                       f"moved to {aside}")
 
 
 @consent_cli.command("seed-demo")
