@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, iso, utcnow
 from .extensions import db
+from .sites import VersionInfo, announced, in_force  # noqa: F401 (part of this API)
+from .sites import Site, invalidate_site_cache
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 
@@ -62,9 +64,8 @@ def publish_policy(site_id: int, label: str, *, text: str | None = None, url: st
                             published_at=now, effective_at=effective_at or now)
     db.session.add(version)
     db.session.flush()
-    from .sites import Site, invalidate_site_cache
-
     site = db.session.get(Site, site_id)
+    db.session.expire(site, ["policy_versions"])  # the snapshot reads the new version
     site.updated_at = now
     invalidate_site_cache(site.key)
     for listener in _publish_listeners:
@@ -129,17 +130,6 @@ def current_policy(site_id: int) -> tuple[PolicyVersion | None, PolicyVersion | 
     return latest, material
 
 
-@dataclass(frozen=True)
-class VersionInfo:
-    """The few facts of a policy version the hot paths need (kept in the site snapshot)."""
-
-    id: int
-    label: str
-    published_at: datetime
-    effective_at: datetime
-    material: bool
-
-
 def version_timeline(site_id: int) -> tuple[VersionInfo, ...]:
     """Every version of a site as VersionInfo, in publication order."""
     rows = db.session.execute(
@@ -148,22 +138,6 @@ def version_timeline(site_id: int) -> tuple[VersionInfo, ...]:
         .where(PolicyVersion.site_id == site_id)
         .order_by(PolicyVersion.published_at, PolicyVersion.id)).all()
     return tuple(VersionInfo(*row) for row in rows)
-
-
-def in_force(versions: tuple[VersionInfo, ...], now: datetime,
-             material: bool = False) -> VersionInfo | None:
-    """The (material) version in force at NOW: the latest to have taken effect."""
-    found = [v for v in versions if v.effective_at <= now and (v.material or not material)]
-    if not found:
-        # Versions published before effective dates existed count from publication.
-        return None if material or not versions else versions[0]
-    return max(found, key=lambda v: (v.effective_at, v.published_at, v.id))
-
-
-def announced(versions: tuple[VersionInfo, ...], now: datetime) -> VersionInfo | None:
-    """The next version published but not yet in force at NOW (advance notice), or None."""
-    found = [v for v in versions if v.effective_at > now]
-    return min(found, key=lambda v: (v.effective_at, v.id)) if found else None
 
 
 def policy_state(site, consented_at: datetime | None, consented_under: str | None) -> dict:
