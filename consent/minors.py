@@ -403,8 +403,11 @@ def widget_age_config(site: SiteSnapshot, locale: str) -> dict | None:
     if rule is None:
         return None
     texts = age_texts(rule, locale)
-    return {"ask": rule.ask, "q": texts["question"], "g": texts["guardian"],
-            "categories": [k for k in rule.categories if k in site.category_keys]}
+    out = {"ask": rule.ask, "q": texts["question"], "g": texts["guardian"],
+           "categories": [k for k in rule.categories if k in site.category_keys]}
+    if (site.settings.get("age_rule") or {}).get("guardian_verification") == "self_declared":
+        out["self"] = 1  # only then does the guardian box grant (consent.guardians)
+    return out
 
 
 def age_question(site: SiteSnapshot, subject, *, flagged: bool, locale: str) -> dict | None:

@@ -143,3 +143,21 @@ def test_the_preference_center_gives_advance_notice_until_the_effective_date(cli
     page = client.get("/preferences?site=shop&lang=en").get_data(as_text=True)
     assert 'id="policy-notice"' not in page
     assert 'id="policy-current" href="/sites/shop/policies/2027-01"' in page
+
+
+def test_the_widget_configuration_carries_the_notice_only_until_the_effective_date(
+        client, site, clock):
+    plain = client.get("/api/v1/sites/shop/config?locale=en").get_json()
+    assert "nt" not in plain["strings"] and "ntTitle" not in plain["strings"]
+    publish(client, site)
+    during = client.get("/api/v1/sites/shop/config?locale=en").get_json()
+    assert during["strings"]["ntTitle"] == "Privacy policy update"
+    assert "(2027-01) takes effect on" in during["strings"]["nt"]
+    assert during["strings"]["nt"] in during["strings"]["text"]  # first visits read it too
+    assert during["strings"]["policy"] == "See what changes"
+    assert during["policy"]["url"].endswith("/sites/shop/policies/2027-01/diff")
+    assert during["policy"]["version"] == "2026-01"
+    clock.advance(days=11)
+    after = client.get("/api/v1/sites/shop/config?locale=en").get_json()
+    assert "nt" not in after["strings"] and after["policy"]["version"] == "2027-01"
+    assert after["policy"]["reconsentAfter"] == during["policy"]["reconsentAfter"]

@@ -180,6 +180,19 @@ PROFILE = Profile(
                  "their next choice is recorded under the new version.",
             test="test_material_policy_change_pops_up_before_it_applies"),
         Promise(
+            id="advance-notice-of-material-change",
+            section="VIII",
+            quote="we will inform you through client-side push notification, pop-up window "
+                  "or email before such changes take effect, so that you can keep abreast "
+                  "of such changes",
+            does="A material version published with a later effective date is announced "
+                 "from publication on: the banner and the preference center say when it "
+                 "takes effect and link to the archived diff, a returning visitor gets it "
+                 "once as a pop-up, and the site's backend is told by a policy.published "
+                 "webhook (to push or e-mail its users); until that date choices keep the "
+                 "version in force, and server answers name the upcoming one.",
+            test="test_a_material_change_is_announced_before_it_takes_effect"),
+        Promise(
             id="old-versions-archived",
             section="VIII",
             quote="We will archive the old version of this Policy for your review.",
