@@ -139,8 +139,9 @@ def _notice(site, locale: str, config: dict) -> dict:
     text = template.replace("{version}", upcoming.label).replace(
         "{date}", upcoming.effective_at.strftime("%Y-%m-%d"))
     strings.update(nt=text, ntTitle=title, policy=link,
-                   text=f"{strings.get('text', '')} {text}",
-                   prefsText=f"{strings.get('prefsText', '')} {text}")
+                   text=f"{strings.get('text', '')} {text}")
+    if "endpoints" in config:  # the dialog's texts come with its details (not first visits)
+        strings["prefsText"] = f"{strings.get('prefsText', '')} {text}"
     config["policy"]["url"] = url_for("pages.policy_diff", site_key=site.key,
                                       label=upcoming.label, _external=True)
     return config
