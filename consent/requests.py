@@ -34,7 +34,21 @@ from .ledger import ConsentEvent, EventDetails, append_event, read_state
 from .sites import ESSENTIAL, NotFound, Site, site_snapshot
 from .subjects import Subject, find_subject, find_subject_by_user
 
-KINDS = ("access", "erasure", "opt-out")
+KINDS = ("access", "erasure", "opt-out", "correction", "cancellation", "opt-out-sale")
+# What each kind asks for, in the words of the policies that name it (receipts, admin).
+KIND_TITLES = {
+    "access": "Access to the personal data held",
+    "erasure": "Deletion of the personal data",
+    "opt-out": "Opt-out of promotional messages",
+    "correction": "Correction of inaccurate personal data (001 VII.1.1, 002)",
+    "cancellation": "Account cancellation (001 VII.1.4): the account is closed and the "
+                    "person's data deleted or anonymised",
+    "opt-out-sale": "Opt-out of the sale or sharing of personal data (US state laws; "
+                    "000 Art. 15)",
+}
+# US state rules answer an opt-out of sale/sharing within 15 business days at the latest
+# (e.g. California's regulations, 11 CCR 7026(f)); a site may set its own.
+DEFAULT_SALE_OPT_OUT_DEADLINE = {"business_days": 15}
 # How a request reached the site; staff record the ones that came by mail or phone.
 VIA = ("web", "email", "phone", "letter", "in_person")
 CONTACT_KINDS = ("email", "sms", "user")
@@ -117,6 +131,17 @@ def validate_deadline_rule(rule) -> dict:
     if holidays:
         out["holidays"] = sorted(holidays)
     return out
+
+
+def kind_deadline(settings: dict | None, kind: str) -> dict:
+    """The deadline of a request KIND on a site: `settings.deadlines[kind]` when set, the
+    US rule for opt-outs of sale/sharing, else the site's `request_deadline`."""
+    own = ((settings or {}).get("deadlines") or {}).get(kind)
+    if own:
+        return validate_deadline_rule(own)
+    if kind == "opt-out-sale":
+        return dict(DEFAULT_SALE_OPT_OUT_DEADLINE)
+    return deadline_rule(settings)
 
 
 def describe_rule(rule: dict) -> str:
@@ -239,7 +264,7 @@ def open_request(site_key: str, kind: str, *, subject: str | None = None,
         return _staff_opt_out(site, subject=subject, user_id=user_id, address=address,
                               channel=channel, channels=channels, requested_by=requested_by,
                               note=note, received_at=at, via=via)
-    rule = deadline_rule(site.settings)
+    rule = kind_deadline(site.settings, kind)
     if sum(bool(x) for x in (subject, user_id, address)) != 1:
         raise Invalid("name the person by one of subject (visitor id), user_id or address",
                       field="subject")
@@ -371,8 +396,9 @@ def complete_request(site_key: str, request_id: int, actor: str, *,
         req = get_request(site_key, request_id)
         if req.status != "open":
             raise Conflict(f"request {request_id} is already {req.status}")
-        if req.kind == "erasure" and status == "completed" and req.subject_id is not None:
-            raise Conflict("an erasure request is completed by carrying it out")
+        if req.kind in ("erasure", "cancellation", "opt-out-sale") and status == "completed" \
+                and req.subject_id is not None:
+            raise Conflict(f"a {req.kind} request is completed by carrying it out")
         req.status, req.completed_at, req.completed_by = status, utcnow(), actor
         if status == "completed" and req.subject_id is None:
             # Never seen here: the answer is that no data is held about them.
@@ -675,8 +701,8 @@ def erase_subject(site_key: str, subject_id: int, actor: str,
 def carry_out_erasure(site_key: str, request_id: int, actor: str) -> DataRequest:
     """Carry out an open erasure request and close it."""
     req = get_request(site_key, request_id)
-    if req.kind != "erasure":
-        raise Conflict("this is not an erasure request")
+    if req.kind not in ("erasure", "cancellation"):
+        raise Conflict("this is not an erasure or account cancellation request")
     if req.status != "open":
         raise Conflict(f"request {request_id} is already {req.status}")
     if req.subject_id is None:
@@ -713,3 +739,92 @@ def subject_label(subject_id: int | None) -> str:
     if subject is None:
         return "unknown"
     return subject.public_id or f"erased ({subject.pseudonym[:8]}…)"
+
+
+# ---------------------------------------------------------------- opt-out of sale/sharing
+
+
+def carry_out_sale_opt_out(site_key: str, request_id: int, actor: str) -> DataRequest:
+    """Apply an opt-out of sale/sharing: the site's GPC categories (advertising) turn off
+    for the person in one `withdraw` event, and the request is completed."""
+    from .sites import gpc_categories
+
+    req = get_request(site_key, request_id)
+    if req.kind != "opt-out-sale":
+        raise Conflict("this is not an opt-out of sale or sharing")
+    if req.status != "open":
+        raise Conflict(f"request {request_id} is already {req.status}")
+    if req.subject_id is None:
+        return complete_request(site_key, request_id, actor)
+    site = site_snapshot(site_key)
+
+    def write() -> DataRequest:
+        row = db.session.get(DataRequest, request_id)
+        subject = db.session.get(Subject, row.subject_id)
+        keys = {k: False for k in gpc_categories(site) if k in site.category_keys}
+        event = append_event(site, subject, action="withdraw", source="admin",
+                             categories=keys, policy_version=site.policy_label,
+                             meta={"by": actor, "request": row.id,
+                                   "opt_out": "sale_sharing"})
+        row.status, row.completed_at, row.completed_by = "completed", utcnow(), actor
+        row.result = {"event_id": event.event_id, "categories": sorted(keys)}
+        return row
+
+    return run_write(write)
+
+
+def carry_out(site_key: str, request_id: int, actor: str) -> DataRequest:
+    """Carry out a request whose answer is an action: erasure and account cancellation
+    (crypto-shredding), opt-out of sale/sharing (a withdrawal)."""
+    req = get_request(site_key, request_id)
+    if req.kind == "opt-out-sale":
+        return carry_out_sale_opt_out(site_key, request_id, actor)
+    return carry_out_erasure(site_key, request_id, actor)
+
+
+# ---------------------------------------------------------------- request receipts
+
+REQUEST_RECEIPT = "consent-request-receipt/1"
+
+
+def request_receipt(site_key: str, request_id: int) -> dict:
+    """A signed receipt of a request: what was asked, when it was received, by when it is
+    due, where it stands and what was done. Signed with the server's Ed25519 key over
+    its canonical JSON, so the person (or an auditor) can check it offline."""
+    import json
+
+    from .ledger.keys import public_key_text, sign
+
+    req = get_request(site_key, request_id)
+    site = site_snapshot(site_key)
+    controller = site.settings.get("controller") or {}
+    body = {
+        "receipt": REQUEST_RECEIPT, "site": site.key,
+        "controller": controller.get("name") or site.name,
+        "request": req.id, "kind": req.kind, "what": KIND_TITLES.get(req.kind, req.kind),
+        "received_at": iso(req.received_at), "received_via": req.received_via,
+        "due_at": iso(req.due_at), "deadline_rule": req.deadline_rule,
+        "status": req.status, "overdue": req.overdue(),
+        "completed_at": iso(req.completed_at) if req.completed_at else None,
+        "known": req.subject_id is not None,
+        "result": req.result,
+        "issued_at": iso(utcnow()),
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {**body, "public_key": public_key_text(), "signature": sign(canonical.encode())}
+
+
+def verify_request_receipt(receipt: dict) -> bool:
+    """True when a request receipt is unchanged and signed by the key it names."""
+    import base64
+    import json
+
+    from .ledger.keys import verify_signature
+
+    body = {k: v for k, v in receipt.items() if k not in ("public_key", "signature")}
+    key = str(receipt.get("public_key", ""))
+    if not key.startswith("ed25519:"):
+        return False
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return verify_signature(base64.b64decode(key[8:]), canonical.encode(),
+                            str(receipt.get("signature", "")))

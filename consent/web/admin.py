@@ -21,7 +21,7 @@ from ..errors import Invalid, Unauthorized
 from ..hardening import load_json_text
 from ..ledger import ACTIONS
 from ..policies import list_policies
-from ..requests import (KINDS, VIA, access_link, access_report, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, carry_out, request_receipt, access_report, carry_out_erasure,
                         complete_request, consent_receipt, get_request, link_works,
                         list_requests,
                         open_request, open_request_summary, request_subject,
@@ -522,8 +522,16 @@ def request_reject(site_key: str, request_id: int):
 def request_erase(site_key: str, request_id: int):
     """Carry out an erasure request."""
     parse_form(FormSchema())
-    carry_out_erasure(site_key, request_id, current_principal().actor)
+    carry_out(site_key, request_id, current_principal().actor)
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
+
+
+@bp.get("/sites/<site_key>/requests/<int:request_id>/request-receipt.json")
+@admin_required("audit:read")
+def request_receipt_json(site_key: str, request_id: int):
+    """The signed receipt of a request (what, received, due, status, result)."""
+    return Response(json.dumps(request_receipt(site_key, request_id), indent=2,
+                               ensure_ascii=False), mimetype="application/json")
 
 
 # ---------------------------------------------------------------- export

@@ -16,7 +16,7 @@ from ..database import iso
 from ..errors import Invalid
 from ..ledger import ACTIONS
 from ..policies import list_policies
-from ..requests import (KINDS, VIA, access_link, access_report, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, carry_out, request_receipt, access_report, carry_out_erasure,
                         complete_request, consent_receipt, deliver_access, get_request,
                         list_requests, open_request, request_subject)
 from ..site_admin import publish_site_policy
@@ -270,7 +270,27 @@ def post_close_request(data: dict, site_key: str, request_id: int):
 @blp.response(200, RequestSchema)
 def post_erase(site_key: str, request_id: int):
     """Carry out an erasure request (crypto-shredding; the ledger still verifies)."""
-    return carry_out_erasure(site_key, request_id, current_principal().actor)
+    return carry_out(site_key, request_id, current_principal().actor)
+
+
+@blp.route("/sites/<site_key>/requests/<int:request_id>/carry-out", methods=["POST"])
+@token_required("requests:write")
+@blp.doc(security=SECURITY)
+@blp.response(200, RequestSchema)
+def post_carry_out(site_key: str, request_id: int):
+    """Carry out a request whose answer is an action: erasure, account cancellation
+    (both crypto-shredding) or an opt-out of sale/sharing (a withdrawal)."""
+    return carry_out(site_key, request_id, current_principal().actor)
+
+
+@blp.route("/sites/<site_key>/requests/<int:request_id>/request-receipt", methods=["GET"])
+@token_required("audit:read")
+@blp.doc(security=SECURITY)
+@blp.response(200)
+def get_request_receipt_signed(site_key: str, request_id: int):
+    """The request's signed receipt (consent-request-receipt/1): what was asked, when it
+    was received, its deadline, status and result; verify offline with the public key."""
+    return request_receipt(site_key, request_id)
 
 
 @blp.route("/sites/<site_key>/policies", methods=["GET"])
