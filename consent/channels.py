@@ -527,6 +527,18 @@ def read_unsubscribe_token(site_key: str, token: str) -> UnsubscribeTicket:
     return UnsubscribeTicket(site, payload["c"], payload["r"])
 
 
+PROMOTIONAL = tuple(k for k in CHANNELS if k.endswith(".promotional"))
+
+
+def unsubscribe_keys(site: SiteSnapshot, key: str) -> list[str]:
+    """What one unsubscribe from channel KEY stops: that channel, or with
+    `settings.unsubscribe_scope = "all_promotional"` (seed 000: "opt out of receiving
+    promotional communications") every promotional channel of the person."""
+    if site.settings.get("unsubscribe_scope") == "all_promotional" and key in PROMOTIONAL:
+        return list(PROMOTIONAL)
+    return [key]
+
+
 def unsubscribe(site_key: str, token: str, ctx: RequestContext,
                 via: str = "one-click") -> tuple[UnsubscribeTicket, AppendedEvent | None]:
     """Opt the token's recipient out of its channel (no event when already out)."""
@@ -537,10 +549,12 @@ def unsubscribe(site_key: str, token: str, ctx: RequestContext,
     def write():
         subject = subject_for_address(site, medium, ticket.address_ref)
         state = read_state(site.id, subject.pseudonym)
-        if ((state or {}).get("channels") or {}).get(key) is False:
+        current = (state or {}).get("channels") or {}
+        keys = unsubscribe_keys(site, key)
+        if all(current.get(k) is False for k in keys):
             return None
         return append_event(site, subject, action="unsubscribe",
-                            source=SOURCE_BY_MEDIUM[medium], channels={key: False},
+                            source=SOURCE_BY_MEDIUM[medium], channels={k: False for k in keys},
                             policy_version=site.policy_label, details=ctx.details(None),
                             meta={"via": via})
 
@@ -586,10 +600,14 @@ def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
         # (and, in the ledger, to the person), so another number's id never swallows it.
         idem = "sms:" + keyed_ref(site.key, "sms-message", f"{ref}\x00{message_id}")[:56]
 
+    # STOP has the scope of any unsubscribe; START answers only for text messages.
+    chosen = {"sms.promotional": True} if allowed else \
+        {k: False for k in unsubscribe_keys(site, "sms.promotional")}
+
     def write():
         subject = subject_for_address(site, "sms", ref)
         return append_event(site, subject, action="resubscribe" if allowed else "unsubscribe",
-                            source="sms", channels={"sms.promotional": allowed},
+                            source="sms", channels=chosen,
                             policy_version=site.policy_label, details=ctx.details(None),
                             meta={"keyword": " ".join(body.split()).upper()[:20]},
                             idempotency_key=idem)

@@ -42,6 +42,7 @@ class Profile:
     linked_accounts: dict = field(default_factory=dict)  # integration: title
     deletion_exceptions: tuple[str, ...] = ()       # reasons the policy gives to refuse
     notes: tuple[str, ...] = ()                     # operator notes (defaults chosen, ...)
+    unsubscribe_scope: str | None = None            # "all_promotional" (consent.channels)
 
     @property
     def test_module(self) -> str:
@@ -84,4 +85,6 @@ class Profile:
             out["linked_accounts"] = dict(self.linked_accounts)
         if self.deletion_exceptions:
             out["deletion_exceptions"] = list(self.deletion_exceptions)
+        if self.unsubscribe_scope:
+            out["unsubscribe_scope"] = self.unsubscribe_scope
         return out

@@ -33,8 +33,12 @@ def test_promotional_opt_out_from_the_message_keeps_transactional_messages(env, 
     page.locator("#unsubscribed").wait_for()
     assert "transactional or relationship messages" in page.locator(".pc-note").inner_text()
     [unsubscribe] = env.events("unsubscribe")
-    assert (unsubscribe.source, unsubscribe.channels) == ("email_link",
-                                                          {"email.promotional": False})
+    # One opt-out of "promotional communications" stops them on every channel (Art. 12).
+    assert (unsubscribe.source, unsubscribe.channels) == ("email_link", {
+        "email.promotional": False, "sms.promotional": False, "push.promotional": False})
+    for medium in ("sms", "push"):
+        answer = env.may_i_send(medium, "promotional", user_id="alex")
+        assert (answer["allowed"], answer["reason"]) == (False, "opted_out"), medium
 
     promo = env.may_i_send("email", "promotional", user_id="alex")
     assert (promo["allowed"], promo["reason"]) == (False, "opted_out")
@@ -55,7 +59,8 @@ def test_promotional_opt_out_from_the_message_keeps_transactional_messages(env, 
     env.api("POST", "/channel-addresses", json={"channel": "sms", "address": "+15551230000",
                                                 "user_id": "alex"})
     receipt = env.erase(user_id="alex")["result"]
-    assert receipt["suppressions_kept"] == ["email.promotional", "sms.promotional"]
+    assert receipt["suppressions_kept"] == ["email.promotional", "push.promotional",
+                                            "sms.promotional"]
     for channel, who in (("email", {"user_id": "alex"}), ("email", {"address": "alex@example.org"}),
                          ("sms", {"address": "+15551230000"}), ("sms", {"user_id": "alex"})):
         env.assert_suppressed(channel, **who)
