@@ -467,7 +467,7 @@ def test_an_opt_out_is_applied_at_once_and_recorded_with_its_deadline(app, clien
 
 
 @pytest.mark.parametrize("name,rule", [("device_network", "30 days"), ("scheduling", "45 days"),
-                                       ("care_platform", "10 business days")])
+                                       ("care_platform", "30 days")])
 def test_requests_carry_the_profiles_deadline(app, client, name, rule):
     site = load(name)
     visitor = decide(client, site["key"], "reject_all", origin=ORIGIN)["subject"]
@@ -533,3 +533,32 @@ def test_the_apis_profiles_use_never_answer_5xx_on_a_profile_site(app, name):
 
         call()
     assert verify_ledger().ok
+
+
+# ---------------------------------------------------------------- the smaller findings (8)
+
+
+def test_texts_and_cookies_follow_each_policys_own_words(app, client):
+    """GPC is told in each policy's words (only 000 speaks of selling or sharing), 004's
+    Yoast waits for consent, 000's others' cookies are named, 004's deadline of ten
+    business days applies to opt-outs only."""
+    gpc = {}
+    for name in sorted(PROFILES):
+        site = load(name)
+        config = client.get(f"/api/v1/sites/{site['key']}/config?locale=en&details=1").get_json()
+        gpc[name] = config["strings"]["gpc"]
+        services = {c["key"]: c.get("services") or [] for c in config["categories"]}
+        if name == "care_platform":
+            assert "Yoast" in [s.get("name") for s in services["analytics"]]
+            assert "Yoast" not in [s.get("name") for s in services["essential"]]
+        if name == "services_platform":
+            cookies = {k.get("name") or k.get("pattern")
+                       for key in ("analytics", "advertising") for s in services[key]
+                       for k in s.get("cookies") or []}
+            assert {"_gid", "li_fat_id", "^_gcl_", "^_ga(_.+)?$"} <= cookies
+    assert "sale and sharing" in gpc["services_platform"]
+    for name in ("care_platform", "scheduling", "communications", "device_network"):
+        assert "sale" not in gpc[name] and "sell" not in gpc[name], name
+    alopal = get_site("alopal").settings
+    assert alopal["request_deadline"] == {"days": 30}
+    assert alopal["opt_out_deadline"] == {"business_days": 10}

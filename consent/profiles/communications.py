@@ -78,6 +78,8 @@ PROFILE = Profile(
     gpc_note="The policy does not mention browser privacy signals. The product honours "
              "Global Privacy Control for marketing offers and advertising.",
     texts={"en": {
+        "gpc": "Your browser sent a Global Privacy Control signal, so marketing "
+               "offers and advertising are turned off.",
         "text": "We use essential cookies to provide and protect your services. With your "
                 "consent we also measure performance to improve them and direct marketing "
                 "offers and advertising that might be more relevant to you. You can opt out "

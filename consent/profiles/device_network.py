@@ -121,6 +121,8 @@ PROFILE = Profile(
               "channels": ["email.promotional", "sms.promotional", "push.promotional"],
               "quote": AGE_QUOTE},
     texts={"en": {
+        "gpc": "Your browser sent a Global Privacy Control signal, so personalised "
+               "commercial advertising is turned off.",
         "text": "DASSET uses cookies for its core functions, which are always on. With your "
                 "consent we also use them for auxiliary functions, to improve our products "
                 "and to show personalised commercial advertising. Refusing does not affect "

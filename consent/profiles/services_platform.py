@@ -78,8 +78,11 @@ PROFILE = Profile(
          "descriptions": {"en": "Others provide analytics services on our behalf, using "
                                 "cookies, web beacons and device identifiers (Article 10)."},
          "services": [
+             # The policy names no tool: the first-party cookies such services commonly
+             # set (Google Analytics), so that withdrawing deletes them.
              {"name": "Analytics services provided by others", "provider": "Analytics partners",
-              "purpose": "Pages viewed, time spent, links clicked"},
+              "purpose": "Pages viewed, time spent, links clicked",
+              "cookies": [{"pattern": "^_ga(_.+)?$"}, {"name": "_gid"}]},
          ]},
         {"key": "advertising",
          "titles": {"en": "Advertising by others"},
@@ -88,7 +91,8 @@ PROFILE = Profile(
                                 "www.aboutads.info/choices."},
          "services": [
              {"name": "Advertising services provided by others", "provider": "Ad partners",
-              "purpose": "Targeted advertising and conversion information"},
+              "purpose": "Targeted advertising and conversion information",
+              "cookies": [{"pattern": "^_gcl_"}, {"name": "li_fat_id"}, {"name": "_fbp"}]},
          ]},
         {"key": "location",
          "titles": {"en": "Precise location"},

@@ -217,7 +217,9 @@ def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorde
     refused_req, erased_req = (requests.post(api, json={"kind": "erasure", "subject": s},
                                              headers=bearer(token), timeout=30).json()
                                for s in visitors)
-    assert refused_req["deadline_rule"] == "10 business days"
+    # The policy names no deadline for deletion: the product's 30 days, not the ten
+    # business days it gives for commercial e-mail opt-outs.
+    assert refused_req["deadline_rule"] == "30 days"
 
     # Refused: retaining is necessary for an exception the policy lists; the reason is kept.
     exception = PROFILES["care_platform"].deletion_exceptions[6]
@@ -238,9 +240,9 @@ def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorde
     assert env.events("erase")[0].meta["request"] == erased_req["id"]
     assert runner.invoke(args=["consent", "verify"]).exit_code == 0
 
-    # Both were due within 10 business days; one received three weeks ago is overdue.
+    # Both were due within 30 days; one received 31 days ago is overdue.
     late = open_request(env.site_key, "erasure", subject=visitors[0],
-                        received_at=utcnow() - timedelta(days=21))
+                        received_at=utcnow() - timedelta(days=31))
     assert late.overdue()
     dashboard = admin.get(f"/admin/sites/{env.site_key}/").get_data(as_text=True)
     assert 'id="overdue-count">1<' in dashboard
