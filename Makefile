@@ -17,6 +17,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+# Test-only tools (the gateways' and Standard Webhooks' own libraries, JSON Schema).
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
 install: $(VENV)/.installed
 
 db: install
@@ -39,12 +44,12 @@ node-deps: package.json
 
 system-deps: chromium postgres node-deps
 
-test: install system-deps test-sqlite test-postgresql
+test: install $(VENV)/.installed-dev system-deps test-sqlite test-postgresql
 
-test-sqlite: install
+test-sqlite: install $(VENV)/.installed-dev
 	CONSENT_TEST_DB=sqlite $(PY) -m pytest -q -p no:cacheprovider
 
-test-postgresql: install
+test-postgresql: install $(VENV)/.installed-dev
 	CONSENT_TEST_DB=postgresql $(PY) -m pytest -q -p no:cacheprovider
 
 # Every benchmark in turn (each prints its figures; wrk comes from Debian).

@@ -27,9 +27,12 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None):
+    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None,
+                 headers: dict | None = None):
         super().__init__(detail)
         self.detail, self.field = detail, field
+        # Response headers the answer needs (e.g. a 401's WWW-Authenticate challenge).
+        self.headers = dict(headers or {})
         if status is not None:
             self.status = status
 
@@ -111,7 +114,12 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(exc: DomainError):
         errors = [{"pointer": f"#/{exc.field.replace('.', '/')}", "detail": exc.detail}] \
             if exc.field else None
-        return problem(exc.status, exc.title, exc.detail, errors)
+        response = problem(exc.status, exc.title, exc.detail, errors)
+        if exc.headers:
+            if isinstance(response, tuple):
+                return response[0], response[1], exc.headers
+            response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound):

@@ -229,7 +229,24 @@ def test_stop_variants_opt_out_of_promotional_sms(client, site, body):
     assert ev.source == "sms" and ev.channels == {"sms.promotional": False}
 
 
+def enable_sms_opt_in(site):
+    def write():
+        s = get_site(site["key"])
+        s.settings = {**s.settings, "sms_keywords": {"opt_in": True}}
+    run_write(write)
+    invalidate_site_cache()
+
+
+def test_start_is_ignored_unless_the_site_enables_opt_in_by_sms(client, site):
+    number = "+15557654320"
+    sms(client, site, number, "STOP")
+    r = sms(client, site, number, "START")
+    assert r.status_code == 200 and r.get_json()["result"] == "ignored"
+    assert ask(client, site, "sms", "promotional", address=number)["allowed"] is False
+
+
 def test_start_turns_promotional_sms_back_on(client, site):
+    enable_sms_opt_in(site)
     number = "+15557654322"
     sms(client, site, number, "STOP")
     r = sms(client, site, number, " start ")
@@ -239,7 +256,7 @@ def test_start_turns_promotional_sms_back_on(client, site):
                                                         ("resubscribe", "sms")]
 
 
-@pytest.mark.parametrize("body", ["STOPP", "please stop", "stop it", "", "yes", "STARTED"])
+@pytest.mark.parametrize("body", ["STOPPING", "please stop", "stop it", "", "yes", "STARTED"])
 def test_other_texts_change_nothing(client, site, body):
     r = sms(client, site, "+15557654323", body)
     assert r.status_code == 200 and r.get_json() == {
@@ -330,6 +347,7 @@ def test_channel_api_needs_the_key_of_this_site(client, site, other_site):
 
 
 def test_suppression_list_csv_and_json(client, site):
+    enable_sms_opt_in(site)
     stop = sms(client, site, "+15559990001", "STOP").get_json()
     sms(client, site, "+15559990002", "STOP")
     sms(client, site, "+15559990002", "START")  # back in: not suppressed

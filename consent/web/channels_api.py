@@ -10,16 +10,19 @@ import json
 from typing import Iterator
 
 import marshmallow as ma
-from flask import Response, stream_with_context, url_for
+from flask import Response, request, stream_with_context, url_for
+from werkzeug.exceptions import BadRequest
 from flask_smorest import Blueprint
 from marshmallow import validate
 
 from .. import csvcells
+from .. import sms_gateways
 from ..channels import (CHANNELS, KINDS, MEDIA, Recipient, Suppression, may_i_send,
                         mint_unsubscribe_token, record_channel_choice, register_address,
-                        sms_inbound, suppressions)
+                        suppressions)
 from ..database import iso, utcnow
 from ..identity import link_user, mint_login_token
+from ..sms import sms_inbound
 from ..sites import site_snapshot
 from ..subjects import PUBLIC_ID_RE
 from ..validation import StrictBoolean, StrictSchema
@@ -332,6 +335,156 @@ def post_sms_inbound(data: dict, site_key: str):
                          data.get("message_id"))
     return {"result": result.result, "channel": "sms.promotional",
             "event_id": result.event.event_id if result.event else None}
+
+
+# ---------------------------------------------------------------- SMS gateways
+
+
+class GatewayRegistrationSchema(StrictSchema):
+    """A gateway to receive inbound SMS from."""
+
+    provider = ma.fields.String(required=True, validate=validate.OneOf(sms_gateways.PROVIDERS))
+    signing_secret = ma.fields.String(validate=validate.Length(8, 256), metadata={
+        "description": "The gateway's Auth Token (Twilio, Plivo) or signature secret "
+                       "(Vonage). When given, every inbound request must be signed with it."})
+    signature_method = ma.fields.String(
+        validate=validate.OneOf(sms_gateways.VONAGE_METHODS),
+        metadata={"description": "Vonage only: the signature method of the dashboard "
+                                 "(default md5hash)"})
+
+
+class GatewaySchema(ma.Schema):
+    provider = ma.fields.String()
+    signed = ma.fields.Boolean(metadata={"description": "Whether requests must be signed"})
+    signature_method = ma.fields.String(allow_none=True)
+    created_at = ma.fields.String()
+
+
+class GatewayRegisteredSchema(GatewaySchema):
+    token = ma.fields.String(metadata={"description": "The inbound token, shown only now"})
+    inbound_url = ma.fields.String(metadata={
+        "description": "Paste into the gateway's console (token as last path segment)"})
+    basic_auth_url = ma.fields.String(metadata={
+        "description": "The same with the token as HTTP Basic password"})
+
+
+class GatewayListSchema(ma.Schema):
+    gateways = ma.fields.List(ma.fields.Nested(GatewaySchema))
+
+
+def _gateway_urls(site_key: str, provider: str, token: str) -> tuple[str, str]:
+    bare = url_for(f"channels_api.sms_{provider}", site_key=site_key, _external=True)
+    scheme, _, rest = bare.partition("://")
+    return f"{bare}/{token}", f"{scheme}://{sms_gateways.BASIC_USER}:{token}@{rest}"
+
+
+@blp.route("/sites/<site_key>/sms/gateways", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(GatewayRegistrationSchema)
+@blp.response(201, GatewayRegisteredSchema)
+@require_site_key
+def post_sms_gateway(data: dict, site_key: str):
+    """Register (or re-register with a new token) an SMS gateway; returns its inbound URL."""
+    reg = sms_gateways.register_gateway(site_key, data["provider"],
+                                        signing_secret=data.get("signing_secret"),
+                                        signature_method=data.get("signature_method"))
+    inbound, basic = _gateway_urls(site_key, reg.provider, reg.token)
+    return {"provider": reg.provider, "signed": reg.signed,
+            "signature_method": reg.signature_method, "created_at": reg.created_at,
+            "token": reg.token, "inbound_url": inbound, "basic_auth_url": basic}
+
+
+@blp.route("/sites/<site_key>/sms/gateways", methods=["GET"])
+@blp.doc(security=SECURITY)
+@blp.response(200, GatewayListSchema)
+@require_site_key
+def get_sms_gateways(site_key: str):
+    """The SMS gateways of the site (without their tokens)."""
+    return {"gateways": [{"provider": g.provider, "signed": g.signing_secret is not None,
+                          "signature_method": g.signature_method,
+                          "created_at": iso(g.created_at)}
+                         for g in sms_gateways.list_gateways(site_key)]}
+
+
+@blp.route("/sites/<site_key>/sms/gateways/<provider>", methods=["DELETE"])
+@blp.doc(security=SECURITY)
+@blp.response(204)
+@require_site_key
+def delete_sms_gateway(site_key: str, provider: str):
+    """Remove an SMS gateway: its inbound URL stops working at once."""
+    sms_gateways.remove_gateway(site_key, provider)
+
+
+def _gateway_params() -> list[tuple[str, str]]:
+    """Every parameter the gateway sent: the query of a GET, else the form or JSON body."""
+    if request.method == "GET":
+        return list(request.args.items(multi=True))
+    if request.mimetype == "application/json":
+        try:
+            payload = json.loads(request.get_data(cache=True) or b"null")
+        except ValueError:
+            raise BadRequest("The request body is not valid JSON.")
+        if not isinstance(payload, dict) or not all(
+                isinstance(v, (str, int, float, bool)) or v is None for v in payload.values()):
+            raise BadRequest("The request body must be a JSON object of plain values.")
+        return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in payload.items()
+                if v is not None]
+    return list(request.form.items(multi=True))
+
+
+def _called_url() -> str:
+    """The URL the gateway called, as it signed it: this server's public URL."""
+    url = url_for(request.endpoint, _external=True, **(request.view_args or {}))
+    query = request.query_string.decode("latin-1")
+    return f"{url}?{query}" if query else url
+
+
+XML_REPLY = '<?xml version="1.0" encoding="UTF-8"?>\n<Response/>\n'
+
+
+def _gateway_reply(provider: str, result) -> Response:
+    """The answer each gateway expects: TwiML, Plivo XML, or 204 for Vonage."""
+    if provider == "vonage":
+        response = Response(status=204)
+    else:
+        mimetype = "text/xml" if provider == "twilio" else "application/xml"
+        response = Response(XML_REPLY, status=200, mimetype=mimetype)
+    response.headers["X-Consent-Result"] = result.result
+    return response
+
+
+def _receive(provider: str, site_key: str, token: str | None):
+    auth = request.authorization
+    basic = auth.password if auth is not None and auth.type == "basic" else None
+    result = sms_gateways.receive(site_key, provider, url=_called_url(),
+                                  method=request.method, params=_gateway_params(),
+                                  headers=request.headers, ctx=request_context(),
+                                  token=token, basic_password=basic)
+    return _gateway_reply(provider, result)
+
+
+@blp.route("/sites/<site_key>/sms/twilio", methods=["POST"], endpoint="sms_twilio")
+@blp.route("/sites/<site_key>/sms/twilio/<token>", methods=["POST"],
+           endpoint="sms_twilio_token")
+def post_sms_twilio(site_key: str, token: str | None = None):
+    """Twilio's "a message comes in" webhook: STOP and the other keywords."""
+    return _receive("twilio", site_key, token)
+
+
+@blp.route("/sites/<site_key>/sms/vonage", methods=["GET", "POST"], endpoint="sms_vonage")
+@blp.route("/sites/<site_key>/sms/vonage/<token>", methods=["GET", "POST"],
+           endpoint="sms_vonage_token")
+def sms_vonage(site_key: str, token: str | None = None):
+    """Vonage's inbound SMS webhook (GET, POST form or POST JSON)."""
+    return _receive("vonage", site_key, token)
+
+
+@blp.route("/sites/<site_key>/sms/plivo", methods=["GET", "POST"], endpoint="sms_plivo")
+@blp.route("/sites/<site_key>/sms/plivo/<token>", methods=["GET", "POST"],
+           endpoint="sms_plivo_token")
+def sms_plivo(site_key: str, token: str | None = None):
+    """Plivo's message URL: incoming messages (POST form by default)."""
+    return _receive("plivo", site_key, token)
 
 
 @blp.route("/sites/<site_key>/login-links", methods=["POST"])
