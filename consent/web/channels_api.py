@@ -10,7 +10,7 @@ import json
 from typing import Iterator
 
 import marshmallow as ma
-from flask import Response, request, stream_with_context, url_for
+from flask import Response, current_app, request, stream_with_context, url_for
 from werkzeug.exceptions import BadRequest
 from flask_smorest import Blueprint
 from marshmallow import validate
@@ -48,11 +48,20 @@ ADDRESS_FIELD = dict(validate=validate.Length(1, 4096),
 
 
 def _public_url(snapshot, endpoint: str, /, **values) -> str:
-    """An absolute URL for recipients: Site.settings["public_base_url"] or this host."""
+    """An absolute URL for recipients: Site.settings["public_base_url"], else the public
+    URL (CONSENT_PUBLIC_URL), else this host. Always https in production: RFC 8058 wants
+    an HTTPS List-Unsubscribe URI, and a link must not depend on how the request reached
+    the app (plain http behind a TLS-terminating proxy)."""
+    production = current_app.config.get("ENV_NAME") == "production"
     base = snapshot.settings.get("public_base_url")
-    if isinstance(base, str) and base.startswith(("https://", "http://")):
+    if isinstance(base, str) and base.startswith(
+            ("https://",) if production else ("https://", "http://")):
         return base.rstrip("/") + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
+    url = url_for(endpoint, _external=True, **values)
+    if production and not url.startswith("https://"):
+        # (consent.hardening refuses to start without an https CONSENT_PUBLIC_URL)
+        raise RuntimeError("production links must be https; set CONSENT_PUBLIC_URL")
+    return url
 
 
 class RecipientFields(StrictSchema):
