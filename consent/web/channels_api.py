@@ -11,6 +11,7 @@ from typing import Iterator
 
 import marshmallow as ma
 from flask import Response, current_app, request, stream_with_context, url_for
+from flask.views import MethodView
 from werkzeug.exceptions import BadRequest
 from flask_smorest import Blueprint
 from marshmallow import validate
@@ -334,7 +335,9 @@ def post_unsubscribe_link(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/sms/inbound", methods=["POST"])
-@blp.doc(security=SECURITY)
+@blp.doc(security=SECURITY, requestBody={"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": "SmsInbound"},
+    "application/json": {"schema": "SmsInbound"}}})
 @blp.arguments(SmsInboundSchema, location="json_or_form")
 @blp.response(200, SmsResultSchema)
 @require_site_key
@@ -462,6 +465,56 @@ def _gateway_reply(provider: str, result) -> Response:
     return response
 
 
+def _gateway_doc(provider: str, methods: tuple[str, ...], method: str = "POST"):
+    """The OpenAPI description of a gateway's webhook: its form, its answer, its auth."""
+    schema = sms_gateways.FIELDS[provider][0]
+    content = {"application/x-www-form-urlencoded": {"schema": schema}}
+    if provider == "vonage":
+        content["application/json"] = {"schema": schema}
+    signature = {"twilio": "X-Twilio-Signature (HMAC-SHA1 of the URL and the sorted POST "
+                           "parameters, keyed with the auth token)",
+                 "vonage": "the `sig` parameter (md5hash or HMAC with the signature secret "
+                           "over the sorted parameters)",
+                 "plivo": "X-Plivo-Signature-V3 and X-Plivo-Signature-V3-Nonce (HMAC-SHA256 "
+                          "of the URL, parameters and nonce, keyed with the auth token)"}
+    answer = ({"204": {"description": "Received (Vonage wants 200 or 204)"}}
+              if provider == "vonage" else
+              {"200": {"description": "Received; an empty reply "
+                                      f"({'TwiML' if provider == 'twilio' else 'Plivo XML'})",
+                       "content": {("text/xml" if provider == "twilio" else
+                                    "application/xml"): {
+                           "schema": {"type": "string"},
+                           "example": '<?xml version="1.0" encoding="UTF-8"?>\n<Response/>\n'}},
+                       "headers": {"X-Consent-Result": {
+                           "description": "opted_out | opted_in | ignored",
+                           "schema": {"type": "string"}}}}})
+    doc = {
+        "description": (
+            f"Point {provider.title()}'s inbound-message webhook here "
+            f"({' or '.join(methods)}). The inbound token of the gateway's registration "
+            "(`POST /sms/gateways`) goes as the last path segment, or as the password of "
+            "HTTP Basic credentials (user `sms`) on the URL without it. When the gateway's "
+            f"signing secret is registered, {signature[provider]} must match (403 "
+            "otherwise). The whole text must be an opt-out or opt-in word (docs/channels.md)."
+            + (" A GET carries the same fields in its query." if "GET" in methods else "")),
+        "responses": {**answer, "401": "UNAUTHORIZED", "403": "FORBIDDEN",
+                      "422": "UNPROCESSABLE_ENTITY"},
+        "security": [{"smsGatewayBasic": []}, {}],
+    }
+    if method == "POST":
+        doc["requestBody"] = {"required": True, "content": content}
+    else:
+        fields = schema._declared_fields
+        doc["parameters"] = [
+            {"in": "query", "name": name, "required": field.required,
+             "schema": {"type": "string"}}
+            for name, field in fields.items()] + [
+            {"in": "query", "name": extra, "required": False, "schema": {"type": "string"},
+             "description": "Vonage's signature fields (signed webhooks)"}
+            for extra in (("sig", "timestamp", "nonce") if provider == "vonage" else ())]
+    return blp.doc(**doc)
+
+
 def _receive(provider: str, site_key: str, token: str | None):
     auth = request.authorization
     basic = auth.password if auth is not None and auth.type == "basic" else None
@@ -475,25 +528,42 @@ def _receive(provider: str, site_key: str, token: str | None):
 @blp.route("/sites/<site_key>/sms/twilio", methods=["POST"], endpoint="sms_twilio")
 @blp.route("/sites/<site_key>/sms/twilio/<token>", methods=["POST"],
            endpoint="sms_twilio_token")
+@_gateway_doc("twilio", ("POST",))
 def post_sms_twilio(site_key: str, token: str | None = None):
     """Twilio's "a message comes in" webhook: STOP and the other keywords."""
     return _receive("twilio", site_key, token)
 
 
-@blp.route("/sites/<site_key>/sms/vonage", methods=["GET", "POST"], endpoint="sms_vonage")
-@blp.route("/sites/<site_key>/sms/vonage/<token>", methods=["GET", "POST"],
-           endpoint="sms_vonage_token")
-def sms_vonage(site_key: str, token: str | None = None):
+@blp.route("/sites/<site_key>/sms/vonage", endpoint="sms_vonage")
+@blp.route("/sites/<site_key>/sms/vonage/<token>", endpoint="sms_vonage_token")
+class SmsVonage(MethodView):
     """Vonage's inbound SMS webhook (GET, POST form or POST JSON)."""
-    return _receive("vonage", site_key, token)
+
+    @_gateway_doc("vonage", ("GET", "POST"), "GET")
+    def get(self, site_key: str, token: str | None = None):
+        """Vonage's inbound SMS webhook, GET (Vonage's default)."""
+        return _receive("vonage", site_key, token)
+
+    @_gateway_doc("vonage", ("GET", "POST"), "POST")
+    def post(self, site_key: str, token: str | None = None):
+        """Vonage's inbound SMS webhook, POST form or POST-JSON."""
+        return _receive("vonage", site_key, token)
 
 
-@blp.route("/sites/<site_key>/sms/plivo", methods=["GET", "POST"], endpoint="sms_plivo")
-@blp.route("/sites/<site_key>/sms/plivo/<token>", methods=["GET", "POST"],
-           endpoint="sms_plivo_token")
-def sms_plivo(site_key: str, token: str | None = None):
-    """Plivo's message URL: incoming messages (POST form by default)."""
-    return _receive("plivo", site_key, token)
+@blp.route("/sites/<site_key>/sms/plivo", endpoint="sms_plivo")
+@blp.route("/sites/<site_key>/sms/plivo/<token>", endpoint="sms_plivo_token")
+class SmsPlivo(MethodView):
+    """Plivo's message URL: incoming messages."""
+
+    @_gateway_doc("plivo", ("POST", "GET"), "GET")
+    def get(self, site_key: str, token: str | None = None):
+        """Plivo's message URL with the GET method."""
+        return _receive("plivo", site_key, token)
+
+    @_gateway_doc("plivo", ("POST", "GET"), "POST")
+    def post(self, site_key: str, token: str | None = None):
+        """Plivo's message URL, POST form (Plivo's default)."""
+        return _receive("plivo", site_key, token)
 
 
 @blp.route("/sites/<site_key>/login-links", methods=["POST"])
