@@ -138,13 +138,18 @@ class _DocPlugin(BasePlugin):
 
 
 def _add_examples(op: dict, recorded: dict) -> None:
+    for param in op.get("parameters", []):
+        if isinstance(param, dict) and param.get("in") == "query" and \
+                param.get("name") in (recorded.get("query") or {}):
+            param.setdefault("example", recorded["query"][param["name"]])
     body = recorded.get("request")
     content = (op.get("requestBody") or {}).get("content") or {}
     if body is not None:
         for media in content.values():
             media.setdefault("example", body)
+    responses = {str(k): v for k, v in op.get("responses", {}).items()}
     for status, example in (recorded.get("responses") or {}).items():
-        response = op.get("responses", {}).get(status)
+        response = responses.get(status)
         if isinstance(response, dict):
             for media in (response.get("content") or {}).values():
                 media.setdefault("example", example)

@@ -336,8 +336,8 @@ def post_unsubscribe_link(data: dict, site_key: str):
 
 @blp.route("/sites/<site_key>/sms/inbound", methods=["POST"])
 @blp.doc(security=SECURITY, requestBody={"required": True, "content": {
-    "application/x-www-form-urlencoded": {"schema": "SmsInbound"},
-    "application/json": {"schema": "SmsInbound"}}})
+    "application/x-www-form-urlencoded": {"schema": SmsInboundSchema},
+    "application/json": {"schema": SmsInboundSchema}}})
 @blp.arguments(SmsInboundSchema, location="json_or_form")
 @blp.response(200, SmsResultSchema)
 @require_site_key

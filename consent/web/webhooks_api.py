@@ -8,6 +8,7 @@ import marshmallow as ma
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from ..apidoc import problems
 from ..database import iso
 from ..outbox import (STATES, attempts_of, get_endpoint, get_message, list_endpoints,
                       list_messages, message_counts, register_endpoint, retry_dead,
@@ -196,6 +197,7 @@ def enable_endpoint(site_key: str, endpoint_id: int):
 @blp.doc(security=SECURITY)
 @blp.response(200, RetrySchema)
 @require_site_key
+@problems(409)
 def retry_endpoint_dead(site_key: str, endpoint_id: int):
     """Requeue every dead letter of an endpoint."""
     get_endpoint(site_key, endpoint_id)
@@ -230,6 +232,7 @@ def get_delivery(site_key: str, message_id: int):
 @blp.doc(security=SECURITY)
 @blp.response(200, RetrySchema)
 @require_site_key
+@problems(409)
 def retry_delivery(site_key: str, message_id: int):
     """Requeue one dead letter (409 when it is not dead)."""
     return {"requeued": retry_dead(site_key, message_id=message_id, actor="site API key")}
