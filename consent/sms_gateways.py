@@ -234,7 +234,10 @@ def plivo_v3_signature(auth_token: str, method: str, url: str, params: Pairs,
 
 def _verify_plivo(secret: str, url: str, method: str, params: Pairs,
                   headers: Mapping[str, str]) -> bool:
-    given = headers.get("X-Plivo-Signature-V3") or ""
+    # V3 is signed with the (sub)account's auth token, Ma-V3 with the main account's:
+    # either matches the token the operator registered.
+    given = ",".join(filter(None, (headers.get("X-Plivo-Signature-V3"),
+                                   headers.get("X-Plivo-Signature-Ma-V3"))))
     nonce = headers.get("X-Plivo-Signature-V3-Nonce") or ""
     if not given or not nonce:
         return False
@@ -357,9 +360,18 @@ def _authenticate(site_id: int, provider: str, token: str | None,
     return gateway
 
 
+def _urls_signed(url: str, basic_user: str | None, basic_password: str | None) -> list[str]:
+    """The URL as the gateway may have signed it: as called, and for HTTP Basic also with
+    the credentials in it (as configured at the gateway)."""
+    if basic_password is None:
+        return [url]
+    scheme, _, rest = url.partition("://")
+    return [url, f"{scheme}://{basic_user or ''}:{basic_password}@{rest}"]
+
+
 def receive(site_key: str, provider: str, *, url: str, method: str, params: Pairs,
             headers: Mapping[str, str], ctx: RequestContext, token: str | None = None,
-            basic_password: str | None = None) -> SmsResult:
+            basic_password: str | None = None, basic_user: str | None = None) -> SmsResult:
     """Authenticate a gateway's inbound SMS, check its signature, apply its keyword.
 
     URL is the public URL the gateway called (what it signed); PARAMS every parameter it
@@ -368,10 +380,11 @@ def receive(site_key: str, provider: str, *, url: str, method: str, params: Pair
     site = site_snapshot(site_key)
     gateway = _authenticate(site.id, provider, token, basic_password)
     if gateway.secret:
-        checks = {"twilio": lambda: _verify_twilio(gateway.secret, url, method, params,
-                                                  headers),
-                  "plivo": lambda: _verify_plivo(gateway.secret, url, method, params,
-                                                headers),
+        signed_urls = _urls_signed(url, basic_user, basic_password if token is None else None)
+        checks = {"twilio": lambda: any(_verify_twilio(gateway.secret, u, method, params,
+                                                       headers) for u in signed_urls),
+                  "plivo": lambda: any(_verify_plivo(gateway.secret, u, method, params,
+                                                     headers) for u in signed_urls),
                   "vonage": lambda: _verify_vonage(gateway.secret,
                                                   gateway.method or "md5hash", params)}
         if not checks[provider]():

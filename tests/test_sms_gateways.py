@@ -146,6 +146,31 @@ def test_twilio_http_basic_credentials_after_the_challenge(client, site):
         assert r.status_code == 401
 
 
+def test_twilio_signature_over_the_url_with_its_basic_credentials(client, site):
+    # A gateway configured with https://sms:TOKEN@host/... may sign the URL as configured.
+    gw = register(client, site, "twilio", signing_secret=TWILIO_TOKEN)
+    form = twilio_form("+15551230012", "STOP")
+    basic = base64.b64encode(f"sms:{gw['token']}".encode()).decode()
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(gw["basic_auth_url"], form)
+    r = client.post("/api/v1/sites/shop/sms/twilio", data=form,
+                    headers={"Authorization": f"Basic {basic}", "X-Twilio-Signature": signature})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.headers["X-Consent-Result"] == "opted_out"
+
+
+def test_plivo_main_account_signature_is_accepted(client, site):
+    gw = register(client, site, "plivo", signing_secret=PLIVO_TOKEN)
+    form = plivo_form("14155550127", "STOP", "ma1")
+    headers = plivo_headers("POST", gw["inbound_url"], form)
+    headers = {"X-Plivo-Signature-Ma-V3": headers["X-Plivo-Signature-V3"],
+               "X-Plivo-Signature-V3": "not-this-account",
+               "X-Plivo-Signature-V3-Nonce": headers["X-Plivo-Signature-V3-Nonce"]}
+    r = client.post(path_of(gw["inbound_url"]), data=form, headers=headers)
+    assert r.status_code == 200 and r.headers["X-Consent-Result"] == "opted_out"
+
+
 def test_gateway_routes_refuse_the_bearer_api_key_and_unknown_tokens(client, site):
     register(client, site, "twilio")
     form = twilio_form("+15551230005", "STOP")
@@ -433,3 +458,11 @@ def test_td_unsubscribes_on_the_dasset_profile(client):
                         data=twilio_form(number, word, sid=f"SMd{n}"))
         assert r.headers["X-Consent-Result"] == "opted_out", word
         assert not may_send(client, site, number)
+
+
+def test_the_inbound_token_in_a_path_is_kept_out_of_logs():
+    from consent.logredact import redact
+
+    line = '"POST /api/v1/sites/shop/sms/vonage/Zq8-Yy_4Tk0aBcDeFgHiJkLmNoPq?msisdn=1 HTTP/1.1"'
+    assert "Zq8-Yy_4Tk0a" not in redact(line)
+    assert "/sms/vonage/[redacted]?msisdn=1" in redact(line)

@@ -517,11 +517,12 @@ def _gateway_doc(provider: str, methods: tuple[str, ...], method: str = "POST"):
 
 def _receive(provider: str, site_key: str, token: str | None):
     auth = request.authorization
-    basic = auth.password if auth is not None and auth.type == "basic" else None
+    basic = auth if auth is not None and auth.type == "basic" else None
     result = sms_gateways.receive(site_key, provider, url=_called_url(),
                                   method=request.method, params=_gateway_params(),
                                   headers=request.headers, ctx=request_context(),
-                                  token=token, basic_password=basic)
+                                  token=token, basic_password=basic and basic.password,
+                                  basic_user=basic and basic.username)
     return _gateway_reply(provider, result)
 
 
