@@ -1,5 +1,6 @@
 # `make run`: set up everything and serve the demo on http://127.0.0.1:5000
-# `make test`: set up everything (Chromium too) and run every test, on SQLite and PostgreSQL
+# `make test`: set up everything (Chromium too) and run every test: the database tests on
+#              SQLite and PostgreSQL, the rest and the browser tests once
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,13 @@ PORT ?= 5000
 export FLASK_APP := app.py
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-sqlite test-postgresql install db system-deps chromium postgres node-deps bench clean
+# pytest-xdist workers (each builds its own template database, on PostgreSQL in its own
+# throwaway cluster; in the browser suite each runs its own Chromium)
+WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+
+.PHONY: run test test-sqlite test-postgresql test-browser install install-dev db system-deps \
+        chromium postgres node-deps bench clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -17,12 +24,14 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-# Test-only tools (the gateways' and Standard Webhooks' own libraries, JSON Schema).
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+# test and benchmark tools (pytest, Playwright, schemathesis, ...): not needed by `make run`
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
 
 db: install
 	$(FLASK) consent init-db
@@ -44,16 +53,31 @@ node-deps: package.json
 
 system-deps: chromium postgres node-deps
 
-test: install $(VENV)/.installed-dev system-deps test-sqlite test-postgresql
+# Every suite runs even if one fails; the exit status says whether all passed.
+test: install-dev system-deps
+	@status=0; \
+	$(MAKE) --no-print-directory test-sqlite || status=1; \
+	$(MAKE) --no-print-directory test-postgresql || status=1; \
+	$(MAKE) --no-print-directory test-browser || status=1; \
+	exit $$status
 
-test-sqlite: install $(VENV)/.installed-dev
-	CONSENT_TEST_DB=sqlite $(PY) -m pytest -q -p no:cacheprovider
+# Every test but the browser ones, on SQLite (the database-independent ones run only here).
+test-sqlite: install-dev
+	CONSENT_TEST_DB=sqlite $(PYTEST) -n $(WORKERS) -m "not browser"
 
-test-postgresql: install $(VENV)/.installed-dev
-	CONSENT_TEST_DB=postgresql $(PY) -m pytest -q -p no:cacheprovider
+# The tests that use a database (marker `db`, set by their fixtures), on PostgreSQL, and
+# the browser tests that say they depend on the backend (marker `backend`).
+test-postgresql: install-dev postgres
+	CONSENT_TEST_DB=postgresql $(PYTEST) -n $(WORKERS) -m "(db and not browser) or backend"
+
+# The widget and end-to-end tests in Chromium, once (on SQLite unless CONSENT_TEST_DB says
+# otherwise): they test the widget and the pages, whose server side the runs above cover
+# on both backends.
+test-browser: install-dev chromium node-deps
+	$(PYTEST) -n $(WORKERS) -m browser
 
 # Every benchmark in turn (each prints its figures; wrk comes from Debian).
-bench: install chromium node-deps
+bench: install-dev chromium node-deps
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	-$(PY) bench/write_bench.py --rounds 3
 	-$(PY) bench/write_breakdown.py

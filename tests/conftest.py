@@ -1,14 +1,15 @@
 """Fixtures: the app on SQLite (default) or a real PostgreSQL (CONSENT_TEST_DB=postgresql).
 
-The schema comes from the Alembic migrations, built once per run into a template that
-each test copies, so every test starts from an empty, migrated database.
+The schema comes from the Alembic migrations, built once per run (per xdist worker) into
+a template that each test copies, so every test starts from an empty, migrated database.
+Tests that use a database are marked `db`, found by their fixtures: `make test` runs those
+on both backends and the rest, and the browser tests, once (see the Makefile).
 """
 from __future__ import annotations
 
 import itertools
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -16,14 +17,30 @@ from consent import create_app
 from consent.database import run_write
 from consent.extensions import db
 from consent.sites import create_api_key, create_site, invalidate_site_cache
+from tests.support.admin import admin_client
+from tests.support.db import BACKEND, migrate
 from tests.support.pg import PgCluster
 
-BACKEND = os.environ.get("CONSENT_TEST_DB", "sqlite")
+pytest_plugins = ["tests.support.browser", "tests.support.clock", "tests.support.outbox"]
+
 _counter = itertools.count()
 
 
 def pytest_report_header(config):
     return f"consent test database backend: {BACKEND}"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reverse-order", action="store_true",
+                     help="run the tests in reverse order (they must not depend on it)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if {"database_url", "pg_cluster"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+    if config.getoption("--reverse-order"):
+        items.reverse()
 
 
 @pytest.fixture(scope="session")
@@ -36,24 +53,15 @@ def pg_cluster():
     cluster.stop()
 
 
-def _migrate(url: str) -> None:
-    from flask_migrate import upgrade
-
-    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context():
-        upgrade(revision="heads")
-        db.engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def template_db(pg_cluster, tmp_path_factory):
     """A migrated, empty database to copy for each test."""
     if BACKEND == "postgresql":
         pg_cluster.sql("CREATE DATABASE consent_template")
-        _migrate(pg_cluster.url("consent_template"))
+        migrate(pg_cluster.url("consent_template"))
         return "consent_template"
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
-    _migrate(f"sqlite:///{path}")
+    migrate(f"sqlite:///{path}")
     return path
 
 
@@ -121,3 +129,9 @@ def other_site(app):
 
     key, token = run_write(write)
     return {"key": key, "api_key": token, "origin": "https://other.example"}
+
+
+@pytest.fixture
+def admin(app):
+    """A client signed in with every permission."""
+    return admin_client(app, ("admin",), "root@example.com")

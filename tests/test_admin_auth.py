@@ -6,8 +6,9 @@ from consent import admin_auth
 from consent.admin_auth import AdminToken, AdminUser
 from consent.database import run_write
 from consent.extensions import db
-from tests.test_admin_fixtures import (CSRF, PASSWORD, admin, bearer,  # noqa: F401
-                                       make_admin, make_token, post_form, sign_in)
+from tests.support.admin import (PASSWORD, make_admin, make_token, post_form, session_csrf,
+                                 sign_in)
+from tests.support.api import bearer
 
 
 def test_password_is_stored_hashed(app):
@@ -26,7 +27,7 @@ def test_sign_in_then_dashboard_then_sign_out(app, site):
     r = sign_in(client, "A@Example.com ")
     assert r.status_code == 302
     assert client.get(f"/admin/sites/{site['key']}/").status_code == 200
-    r = post_form(client, "/admin/sign-out")
+    r = post_form(client, "/admin/sign-out", page=f"/admin/sites/{site['key']}/")
     assert r.status_code == 302
     assert client.get(f"/admin/sites/{site['key']}/").status_code == 302
 
@@ -49,20 +50,28 @@ def test_sign_in_needs_the_csrf_token(app):
     assert r.status_code == 403
 
 
+def test_a_session_ends_after_its_maximum_length(app, site, clock):
+    app.config["CONSENT_ADMIN_SESSION_HOURS"] = 12
+    client = app.test_client()
+    make_admin("a@example.com")
+    assert sign_in(client, "a@example.com").status_code == 302
+    url = f"/admin/sites/{site['key']}/"
+    clock.advance(hours=11, minutes=59)
+    assert client.get(url).status_code == 200  # in use all day: still signed in
+    clock.advance(minutes=2)
+    r = client.get(url)
+    assert r.status_code == 302 and "/admin/sign-in" in r.headers["Location"]
+    late = client.post("/admin/tokens", data={
+        "name": "late", "csrf_token": session_csrf(client, "/admin/sign-in")})
+    assert late.status_code == 401
+
+
 def test_next_parameter_only_redirects_inside_the_admin(app, site):
     client = app.test_client()
     make_admin("a@example.com")
-    with client.session_transaction() as sess:
-        sess["_csrf"] = CSRF
-    r = client.post("/admin/sign-in", data={"email": "a@example.com", "password": PASSWORD,
-                                            "csrf_token": CSRF,
-                                            "next": "https://evil.example/"})
+    r = sign_in(client, "a@example.com", next="https://evil.example/")
     assert r.headers["Location"].endswith("/admin/")
-    with client.session_transaction() as sess:
-        sess["_csrf"] = CSRF
-    r = client.post("/admin/sign-in", data={"email": "a@example.com", "password": PASSWORD,
-                                            "csrf_token": CSRF,
-                                            "next": f"/admin/sites/{site['key']}/policies"})
+    r = sign_in(client, "a@example.com", next=f"/admin/sites/{site['key']}/policies")
     assert r.headers["Location"].endswith(f"/admin/sites/{site['key']}/policies")
 
 

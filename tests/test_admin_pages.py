@@ -6,8 +6,7 @@ import re
 from consent.extensions import db
 from consent.ledger import ConsentEvent
 from consent.sites import Category, Site, SiteApiKey
-from tests.test_admin_fixtures import (admin, admin_client, decide,  # noqa: F401
-                                       post_form)
+from tests.support.admin import admin_client, post_form, record_choice
 
 
 def policy_config(app, site_key: str) -> dict:
@@ -20,13 +19,19 @@ def policy_config(app, site_key: str) -> dict:
 
 def seed_choices(site_key: str) -> None:
     for i in range(8):
-        decide(site_key, "accept_all", gpc=(i < 2))
+        record_choice(site_key, "accept_all", gpc=(i < 2))
     for _ in range(3):
-        decide(site_key, "reject_all")
-    decide(site_key, "custom", categories={"analytics": True})
+        record_choice(site_key, "reject_all")
+    record_choice(site_key, "custom", categories={"analytics": True})
 
 
-def test_dashboard_renders_charts_for_a_seeded_site(app, site, admin):
+def test_dashboard_renders_charts_for_a_seeded_site(app, site, clock):
+    from datetime import datetime, time
+
+    # late morning: every choice is today's whenever the test runs; sign in at that time
+    # too, so the session is young on the test's clock
+    clock.set(datetime.combine(clock.now().date(), time(11), clock.now().tzinfo))
+    admin = admin_client(app, ("admin",), "root@example.com")
     seed_choices(site["key"])
     r = admin.get(f"/admin/sites/{site['key']}/")
     assert r.status_code == 200
@@ -36,8 +41,9 @@ def test_dashboard_renders_charts_for_a_seeded_site(app, site, admin):
     assert 'aria-label="Acceptance rate per category"' in page
     choices = page.split('aria-label="Choices per day"')[1].split("</svg>")[0]
     # Today's bars: 8 accept_all, 3 reject_all, 1 custom (recorded today).
-    assert re.search(r"<title>\d{4}-\d\d-\d\d: 8 Accept all</title>", choices)
-    assert re.search(r"<title>\d{4}-\d\d-\d\d: 3 Reject all</title>", choices)
+    today = clock.now().date().isoformat()
+    assert f"<title>{today}: 8 Accept all</title>" in choices
+    assert f"<title>{today}: 3 Reject all</title>" in choices
     acceptance = page.split('aria-label="Acceptance rate per category"')[1].split("</svg>")[0]
     # analytics: 8 accept_all + 1 custom granted of 12 answers = 75 %
     assert re.search(r"analytics 75%</title>", acceptance)
@@ -55,8 +61,8 @@ def test_dashboard_of_an_empty_site_renders(app, other_site, admin):
 def test_event_search_by_visitor_id_and_user_id(app, site, admin):
     from consent.identity import link_user
 
-    v = decide(site["key"], "accept_all")
-    decide(site["key"], "reject_all", subject=v)
+    v = record_choice(site["key"], "accept_all")
+    record_choice(site["key"], "reject_all", subject=v)
     page = admin.get(f"/admin/sites/{site['key']}/events?subject={v}").data.decode()
     table = page.split('id="events"')[1]
     assert table.count("<tr>") == 3  # header + 2 events
@@ -69,7 +75,7 @@ def test_event_search_by_visitor_id_and_user_id(app, site, admin):
 
 def test_material_policy_version_changes_the_widget_config(app, site):
     client = admin_client(app, ("policies:write", "audit:read"), "legal@example.com")
-    decide(site["key"], "accept_all")  # a visitor who had chosen under 2026-01
+    record_choice(site["key"], "accept_all")  # a visitor who had chosen under 2026-01
     before = policy_config(app, site["key"])
     assert before["version"] == before["materialVersion"] == "2026-01"
     r = post_form(client, f"/admin/sites/{site['key']}/policies",
@@ -90,7 +96,7 @@ def test_material_policy_version_changes_the_widget_config(app, site):
     assert body["policy"]["materialVersion"] == "2026-03"
     # Old versions stay readable at their stable URLs; new events name the new version.
     assert app.test_client().get(f"/sites/{site['key']}/policies/2026-01").status_code == 200
-    decide(site["key"], "accept_all")
+    record_choice(site["key"], "accept_all")
     last = db.session.execute(db.select(ConsentEvent).order_by(ConsentEvent.id.desc())
                               ).scalars().first()
     assert last.policy_version == "2026-03"
@@ -150,11 +156,16 @@ def test_bad_settings_are_refused_and_nothing_changes(app, site, admin):
     assert row.name == "Example shop"
 
 
+def on_settings(client, site, url: str, data: dict | None = None):
+    """Submit one of the forms of the site's settings page."""
+    return post_form(client, url, data, page=f"/admin/sites/{site['key']}/settings")
+
+
 def test_categories_texts_and_cookies(app, site, admin):
-    r = post_form(admin, f"/admin/sites/{site['key']}/categories",
+    r = on_settings(admin, site, f"/admin/sites/{site['key']}/categories",
                   {"key": "location", "title": "Location"})
     assert r.status_code == 302
-    r = post_form(admin, f"/admin/sites/{site['key']}/categories/location", {
+    r = on_settings(admin, site, f"/admin/sites/{site['key']}/categories/location", {
         "title_en": "Location", "title_de": "Standort",
         "description_en": "Finds the nearest store.", "description_de": "Findet die Filiale.",
         "services": '[{"name": "Maps", "provider": "Map Co", "cookies": '
@@ -167,16 +178,16 @@ def test_categories_texts_and_cookies(app, site, admin):
     r = app.test_client().post(f"/api/v1/sites/{site['key']}/decisions",
                                json={"action": "custom", "categories": {"location": True}})
     assert r.status_code == 201
-    bad = post_form(admin, f"/admin/sites/{site['key']}/categories/location",
+    bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories/location",
                     {"title_en": "L", "services": '[{"name": "x", "cookies": [{}]}]'})
     assert bad.status_code == 422
-    bad = post_form(admin, f"/admin/sites/{site['key']}/categories/location",
+    bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories/location",
                     {"title_en": "L", "services": "not json"})
     assert bad.status_code == 422
-    bad = post_form(admin, f"/admin/sites/{site['key']}/categories",
+    bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories",
                     {"key": "location", "title": "again"})
     assert bad.status_code == 409
-    bad = post_form(admin, f"/admin/sites/{site['key']}/categories",
+    bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories",
                     {"key": "Bad Key", "title": "x"})
     assert bad.status_code == 422
     cat = db.session.execute(db.select(Category).where(Category.key == "location")).scalar_one()
@@ -184,19 +195,19 @@ def test_categories_texts_and_cookies(app, site, admin):
 
 
 def test_site_api_keys_issue_and_revoke(app, site, admin):
-    r = post_form(admin, f"/admin/sites/{site['key']}/api-keys", {"name": "crm"})
+    r = on_settings(admin, site, f"/admin/sites/{site['key']}/api-keys", {"name": "crm"})
     secret = r.data.decode().split('id="secret">')[1].split("<")[0]
     assert secret.startswith("ck_")
     headers = {"Authorization": f"Bearer {secret}"}
-    v = decide(site["key"])
+    v = record_choice(site["key"])
     client = app.test_client()
     assert client.get(f"/api/v1/sites/{site['key']}/subjects/{v}",
                       headers=headers).status_code == 200
     page = admin.get(f"/admin/sites/{site['key']}/settings").data.decode()
     assert secret not in page and "crm" in page
     key = db.session.execute(db.select(SiteApiKey).where(SiteApiKey.name == "crm")).scalar_one()
-    assert post_form(admin, f"/admin/sites/{site['key']}/api-keys/{key.id}/revoke"
-                     ).status_code == 302
+    assert on_settings(admin, site, f"/admin/sites/{site['key']}/api-keys/{key.id}/revoke"
+                       ).status_code == 302
     assert client.get(f"/api/v1/sites/{site['key']}/subjects/{v}",
                       headers=headers).status_code == 401
 

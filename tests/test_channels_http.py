@@ -8,6 +8,7 @@ import re
 import pytest
 import requests
 
+from tests.support.api import bearer, may_i_send
 from tests.support.servers import AppServer
 
 
@@ -19,16 +20,10 @@ def server(database_url, site):
 
 
 def api(server, site, path, **kwargs):
-    headers = {"Authorization": f"Bearer {site['api_key']}", **kwargs.pop("headers", {})}
+    headers = {**bearer(site), **kwargs.pop("headers", {})}
     method = kwargs.pop("method", "POST")
     return requests.request(method, f"{server.url}/api/v1/sites/{site['key']}{path}",
                             headers=headers, timeout=30, **kwargs)
-
-
-def may_i_send(server, site, channel, kind="promotional", **recipient) -> dict:
-    r = api(server, site, "/may-i-send", json={"channel": channel, "kind": kind, **recipient})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_email_one_click_unsubscribe_end_to_end(server, site):
@@ -38,7 +33,7 @@ def test_email_one_click_unsubscribe_end_to_end(server, site):
     assert r.status_code == 200
     api(server, site, "/channel-choices",
         json={"user_id": "user-1", "channels": {"email.promotional": True}})
-    assert may_i_send(server, site, "email", address=address)["allowed"] is True
+    assert may_i_send(server.client(), site, "email", address=address)["allowed"] is True
 
     link = api(server, site, "/unsubscribe-links",
                json={"channel": "email", "address": address}).json()
@@ -49,7 +44,7 @@ def test_email_one_click_unsubscribe_end_to_end(server, site):
     # A link scanner (or the person) opening the URL changes nothing.
     page = requests.get(url, timeout=30, allow_redirects=False)
     assert page.status_code == 200 and "List-Unsubscribe" in page.text
-    assert may_i_send(server, site, "email", address=address)["allowed"] is True
+    assert may_i_send(server.client(), site, "email", address=address)["allowed"] is True
 
     # The mailbox provider's POST: no cookies, form body, must not be redirected.
     r = requests.post(url, data="List-Unsubscribe=One-Click", timeout=30,
@@ -57,10 +52,10 @@ def test_email_one_click_unsubscribe_end_to_end(server, site):
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert 200 <= r.status_code < 300
     assert "Location" not in r.headers and "Set-Cookie" not in r.headers
-    answer = may_i_send(server, site, "email", address=address)
+    answer = may_i_send(server.client(), site, "email", address=address)
     assert answer["allowed"] is False and answer["reason"] == "opted_out"
-    assert may_i_send(server, site, "email", user_id="user-1")["allowed"] is False
-    assert may_i_send(server, site, "email", "transactional", address=address)["allowed"]
+    assert may_i_send(server.client(), site, "email", user_id="user-1")["allowed"] is False
+    assert may_i_send(server.client(), site, "email", "transactional", address=address)["allowed"]
 
     # A token altered by one character of its signature is refused and changes nothing.
     # (Not the last character: its low bits are base64 padding the decoder ignores.)
@@ -70,7 +65,7 @@ def test_email_one_click_unsubscribe_end_to_end(server, site):
     r = requests.post(bad, data={"List-Unsubscribe": "One-Click"}, timeout=30,
                       allow_redirects=False)
     assert r.status_code == 400
-    assert may_i_send(server, site, "email", address=address)["allowed"] is True
+    assert may_i_send(server.client(), site, "email", address=address)["allowed"] is True
 
 
 def test_sms_stop_start_and_streamed_suppression_list(server, site):
@@ -87,7 +82,7 @@ def test_sms_stop_start_and_streamed_suppression_list(server, site):
     r = api(server, site, "/sms/inbound",
             data={"From": "+15550109999", "Body": "  Opt Out ", "MessageSid": "SM1"})
     assert r.status_code == 200 and r.json()["result"] == "opted_out"
-    assert may_i_send(server, site, "sms", address=number)["allowed"] is False
+    assert may_i_send(server.client(), site, "sms", address=number)["allowed"] is False
 
     export = api(server, site, "/suppressions", method="GET",
                  params={"channel": "sms", "format": "csv"})
@@ -99,7 +94,7 @@ def test_sms_stop_start_and_streamed_suppression_list(server, site):
 
     r = api(server, site, "/sms/inbound", data={"From": "+15550109999", "Body": "START"})
     assert r.json()["result"] == "opted_in"
-    assert may_i_send(server, site, "sms", address=number)["allowed"] is True
+    assert may_i_send(server.client(), site, "sms", address=number)["allowed"] is True
     export = api(server, site, "/suppressions", method="GET", params={"channel": "sms"})
     assert export.json()["suppressions"] == []
 
@@ -119,8 +114,8 @@ def test_preference_page_and_login_across_two_devices(server, site):
                    data={"csrf_token": token, "category": ["analytics"],
                          "channel": ["push.service"]})
     assert r.status_code == 303
-    assert may_i_send(server, site, "push", "service", user_id="user-9")["allowed"] is True
-    assert may_i_send(server, site, "push", "promotional", user_id="user-9")["allowed"] is False
+    assert may_i_send(server.client(), site, "push", "service", user_id="user-9")["allowed"] is True
+    assert may_i_send(server.client(), site, "push", "promotional", user_id="user-9")["allowed"] is False
 
     # The same link cannot be used again, on any device.
     assert laptop.get(link["url"], timeout=30).status_code == 410

@@ -5,12 +5,8 @@ import pytest
 
 from consent.extensions import db
 from consent.ledger import ConsentEvent, verify_ledger
-
-PROBLEM = "application/problem+json"
-
-
-def events_count() -> int:
-    return db.session.execute(db.select(db.func.count()).select_from(ConsentEvent)).scalar()
+from tests.support.api import PROBLEM
+from tests.support.db import count_events
 
 
 def post(client, site_key, body, **headers):
@@ -34,6 +30,55 @@ def test_accept_all_records_event_and_returns_consent(client, site):
     assert details.page_url == "https://shop.example/cart"  # query string dropped
     assert details.ip_prefix == "127.0.0.0/24"  # truncated
     assert verify_ledger().ok
+
+
+def recorded_ip_prefix() -> str | None:
+    from consent.ledger import EventDetails
+
+    db.session.rollback()
+    event = db.session.execute(db.select(ConsentEvent).order_by(ConsentEvent.id.desc())
+                               ).scalars().first()
+    return db.session.get(EventDetails, event.event_id).ip_prefix
+
+
+@pytest.mark.parametrize("address, stored", [
+    ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::/48"),
+    ("2001:0db8:0000:ffff:ffff:ffff:ffff:ffff", "2001:db8::/48"),
+    ("::ffff:198.51.100.23", "198.51.100.0/24"),  # IPv4 in IPv6 clothing: its /24
+    ("203.0.113.200", "203.0.113.0/24"),
+    ("not an address", None),
+])
+def test_the_address_is_kept_only_as_its_network(client, site, address, stored):
+    r = client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "reject_all"},
+                    environ_base={"REMOTE_ADDR": address})
+    assert r.status_code == 201
+    assert recorded_ip_prefix() == stored
+
+
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(app, client, site, database_url):
+    from consent import create_app
+
+    spoofed = {"X-Forwarded-For": "2001:db8:aaaa:1::7"}
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}
+    # the default: no proxy is trusted, the header is the caller's to invent
+    post(client, site["key"], {"action": "reject_all"}, **spoofed)
+    assert recorded_ip_prefix() == "127.0.0.0/24"
+    # one trusted proxy: the address it appended (the last one) is the visitor's; what the
+    # visitor wrote in front of it is not believed
+    behind = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
+                         "SERVER_NAME": None, "CONSENT_PROXY_FOR": 1})
+    with behind.app_context():
+        proxied = behind.test_client()
+        r = proxied.post(f"/api/v1/sites/{site['key']}/decisions",
+                         json={"action": "reject_all"},
+                         headers={"X-Forwarded-For": "198.51.100.9, 2001:db8:aaaa:1::7"},
+                         environ_base=proxy)
+        assert r.status_code == 201
+        assert recorded_ip_prefix() == "2001:db8:aaaa::/48"
+        proxied.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "reject_all"},
+                     environ_base=proxy)
+        assert recorded_ip_prefix() == "10.0.0.0/24"  # no header: the peer's own address
+        db.session.remove()
 
 
 def test_reject_all_keeps_only_essential(client, site):
@@ -70,7 +115,7 @@ def test_idempotency_key_prevents_duplicates(client, site):
     assert first.status_code == 201 and second.status_code == 200
     assert second.get_json()["duplicate"] is True
     assert first.get_json()["event_id"] == second.get_json()["event_id"]
-    assert events_count() == 1
+    assert count_events() == 1
 
 
 def test_read_my_consent(client, site):
@@ -100,7 +145,7 @@ def test_bad_input_is_problem_json_naming_the_field(client, site, body, pointer)
     problem = r.get_json()
     assert problem["status"] == 422
     assert pointer in [e["pointer"] for e in problem["errors"]]
-    assert events_count() == 0
+    assert count_events() == 0
 
 
 def test_unknown_site_is_404_naming_it(client, site):
@@ -113,21 +158,21 @@ def test_malformed_json_is_400(client, site):
     r = client.post(f"/api/v1/sites/{site['key']}/decisions", data="{not json",
                     content_type="application/json")
     assert r.status_code == 400 and r.mimetype == PROBLEM
-    assert events_count() == 0
+    assert count_events() == 0
 
 
 def test_oversized_body_is_413(client, site):
     r = client.post(f"/api/v1/sites/{site['key']}/decisions", data="[" + "1," * 40000 + "1]",
                     content_type="application/json")
     assert r.status_code == 413 and r.mimetype == PROBLEM
-    assert events_count() == 0
+    assert count_events() == 0
 
 
 def test_foreign_origin_is_refused_and_gets_no_cors(client, site):
     r = post(client, site["key"], {"action": "accept_all"}, Origin="https://evil.example")
     assert r.status_code == 403
     assert "Access-Control-Allow-Origin" not in r.headers
-    assert events_count() == 0
+    assert count_events() == 0
     pre = client.options(f"/api/v1/sites/{site['key']}/decisions",
                          headers={"Origin": "https://evil.example",
                                   "Access-Control-Request-Method": "POST"})

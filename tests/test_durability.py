@@ -8,25 +8,22 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
 
 import pytest
-import sqlalchemy as sa
 
-from consent import create_app
-from consent.extensions import db
-from consent.ledger import ConsentEvent, verify_ledger
-from tests.conftest import BACKEND
+from tests.support.db import BACKEND, ledger_ids
 from tests.support.servers import AppServer
+from tests.support.waits import poll
 
 pytestmark = pytest.mark.slow
 
 
-def post_decision(port: int, site_key: str, body: dict, timeout: float = 15.0):
-    """POST a decision; returns (status, json or None). Network errors -> (None, None)."""
+def exchange(port: int, site_key: str, body: dict, timeout: float = 60.0):
+    """POST a decision; returns (status, json or None, headers). Network errors -> Nones;
+    no answer within TIMEOUT -> ("timeout", None, None)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("POST", f"/api/v1/sites/{site_key}/decisions", body=json.dumps(body),
@@ -34,13 +31,20 @@ def post_decision(port: int, site_key: str, body: dict, timeout: float = 15.0):
         resp = conn.getresponse()
         data = resp.read()
         try:
-            return resp.status, json.loads(data)
+            return resp.status, json.loads(data), dict(resp.getheaders())
         except ValueError:
-            return resp.status, None
+            return resp.status, None, dict(resp.getheaders())
+    except TimeoutError:
+        return "timeout", None, None
     except (OSError, http.client.HTTPException):
-        return None, None
+        return None, None, None
     finally:
         conn.close()
+
+
+def post_decision(port: int, site_key: str, body: dict, timeout: float = 60.0):
+    """POST a decision; returns (status, json or None). Network errors -> (None, None)."""
+    return exchange(port, site_key, body, timeout)[:2]
 
 
 class Writers:
@@ -49,6 +53,7 @@ class Writers:
     def __init__(self, port: int, site_key: str, n: int):
         self.port, self.site_key = port, site_key
         self.acked: list[str] = []
+        self.acked_by = [0] * n
         self.statuses: dict = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -65,11 +70,14 @@ class Writers:
                     "client_event_id": f"w{i:02d}-{k:08d}-{time.monotonic_ns()}"}
             if subject:
                 body["subject"] = subject
+            # a busy machine may be slow to answer (a fresh worker's first answer above
+            # all): slow is not lost; what was acknowledged must be stored
             status, data = post_decision(self.port, self.site_key, body)
             with self.lock:
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 if status == 201 and data:
                     self.acked.append(data["event_id"])
+                    self.acked_by[i] += 1
             if status == 201 and data and k % 5:
                 subject = data["subject"]
             elif status is None:
@@ -83,32 +91,25 @@ class Writers:
     def finish(self):
         self.stop.set()
         for t in self.threads:
-            t.join(30)
+            t.join(90)  # each ends after its request in flight (up to 60 s)
 
 
-def ledger_ids(database_url: str) -> set[str]:
-    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url})
-    with app.app_context():
-        ids = set(db.session.execute(sa.select(ConsentEvent.event_id)).scalars())
-        report = verify_ledger()
-        db.engine.dispose()
-    assert report.ok, [str(p) for p in report.problems]
-    return ids
-
-
-def test_twenty_concurrent_writers_for_ten_seconds(site, database_url):
+def test_twenty_concurrent_writers(site, database_url):
     server = AppServer(database_url, workers=2)
     try:
         writers = Writers(server.port, site["key"], 20).start()
-        deadline = time.monotonic() + 60
-        while not writers.acked and time.monotonic() < deadline:
-            time.sleep(0.1)  # workers up and answering; then ten seconds of load
-        time.sleep(10)
+        # until each of the twenty has had 15 writes acknowledged (so they overlapped)
+        poll(lambda: min(writers.acked_by), lambda least: least >= 15, timeout=180,
+             interval=0.2, message=lambda _: f"acknowledged per writer: {writers.acked_by}, "
+                                             f"statuses: {writers.statuses}")
         writers.finish()
     finally:
         server.stop()
-    assert writers.acked, writers.statuses
-    assert not [s for s in writers.statuses if s is None or s >= 500], writers.statuses
+    # no refused connection, no server error (a request still unanswered after 60 s on
+    # an overloaded machine is not counted: what matters is that every acknowledged
+    # write is stored)
+    assert not [s for s in writers.statuses if s is None or s != "timeout" and s >= 500], \
+        writers.statuses
     stored = ledger_ids(database_url)
     assert set(writers.acked) <= stored
     assert len(writers.acked) == len(set(writers.acked))
@@ -117,11 +118,9 @@ def test_twenty_concurrent_writers_for_ten_seconds(site, database_url):
 def test_kill_9_mid_write_loses_no_acknowledged_event(site, database_url):
     server = AppServer(database_url, workers=2)
     writers = Writers(server.port, site["key"], 8).start()
-    deadline = time.monotonic() + 60  # a loaded machine may boot workers slowly
-    while len(writers.acked) < 30 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    poll(lambda: len(writers.acked), lambda n: n >= 30, timeout=120, interval=0.1,
+         message=lambda n: f"only {n} writes acknowledged: {writers.statuses}")
     server.kill(signal.SIGKILL)  # master and workers, mid-transaction
-    time.sleep(0.5)
     writers.finish()
     acked = list(writers.acked)
     assert acked
@@ -157,7 +156,7 @@ def test_unavailable_database_answers_503_and_loses_nothing(site, database_url, 
         else:
             holder = _hold_sqlite_lock(database_url.removeprefix("sqlite:///"), 60)
         try:
-            outage = [post_decision(server.port, site["key"], {"action": "reject_all"})
+            outage = [exchange(server.port, site["key"], {"action": "reject_all"})
                       for _ in range(3)]
         finally:
             if holder is not None:
@@ -165,15 +164,14 @@ def test_unavailable_database_answers_503_and_loses_nothing(site, database_url, 
                 holder.wait()
             else:
                 pg_cluster.restart()
-        assert [s for s, _ in outage] == [503, 503, 503], outage
-        assert all(body["status"] == 503 for _, body in outage)
-        deadline = time.monotonic() + 20
-        while True:
-            status, after = post_decision(server.port, site["key"], {"action": "reject_all"})
-            if status == 201 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert status == 201
+        assert [s for s, _, _ in outage] == [503, 503, 503], outage
+        assert all(body["status"] == 503 for _, body, _ in outage)
+        # ...telling the client when to come back: a whole number of seconds
+        assert all(int(headers["Retry-After"]) > 0 for _, _, headers in outage), outage
+        status, after = poll(
+            lambda: post_decision(server.port, site["key"], {"action": "reject_all"}),
+            lambda answer: answer[0] == 201, timeout=120, interval=0.3,
+            message=lambda answer: f"the app did not recover: {answer}")
     finally:
         server.stop()
     stored = ledger_ids(database_url)

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from consent import requests as rq
 from consent.database import run_write
 from consent.sites import get_site, invalidate_site_cache
-from tests.test_admin_fixtures import admin, decide, post_form  # noqa: F401
+from tests.support.admin import post_form, record_choice as decide
 
 SCHEMA = json.loads((Path(__file__).parent / "support" / "kantara_cr_v1_1.schema.json")
                     .read_text())

@@ -16,7 +16,7 @@ from consent.ledger.log import integrate
 from consent.sites import get_site, invalidate_site_cache
 from tests.support.openapi_scenario import (ABSENT, PENDING, VISITOR, examples_from,
                                             scenario)
-from tests.test_admin_fixtures import make_token
+from tests.support.admin import make_token
 from tests.test_requests import CONTROLLER
 
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]

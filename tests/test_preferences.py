@@ -6,7 +6,6 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-import sqlalchemy as sa
 
 from consent.channels import CHANNELS
 from consent.database import run_write
@@ -15,16 +14,10 @@ from consent.i18n import SUPPORTED
 from consent.ledger import ConsentEvent, verify_ledger
 from consent.policies import publish_policy
 from consent.sites import get_site, invalidate_site_cache
+from tests.support.api import bearer
+from tests.support.db import count_events
 
 CATEGORIES = ("essential", "functional", "analytics", "advertising")
-
-
-def auth(site):
-    return {"Authorization": f"Bearer {site['api_key']}"}
-
-
-def count_events() -> int:
-    return db.session.execute(sa.select(sa.func.count()).select_from(ConsentEvent)).scalar()
 
 
 def last_event() -> ConsentEvent:
@@ -164,12 +157,12 @@ def test_may_i_send_follows_the_page_immediately(client, site):
     query = f"site=shop&subject={subject}"
     ask = {"channel": "sms", "kind": "promotional", "subject": subject}
     url = f"/api/v1/sites/{site['key']}/may-i-send"
-    assert client.post(url, json=ask, headers=auth(site)).get_json()["allowed"] is False
+    assert client.post(url, json=ask, headers=bearer(site)).get_json()["allowed"] is False
     save(client, page(client, query), channels=["sms.promotional"])
-    answer = client.post(url, json=ask, headers=auth(site)).get_json()
+    answer = client.post(url, json=ask, headers=bearer(site)).get_json()
     assert answer["allowed"] is True and answer["event_id"] == last_event().event_id
     save(client, page(client, query), channels=[])
-    assert client.post(url, json=ask, headers=auth(site)).get_json()["reason"] == "opted_out"
+    assert client.post(url, json=ask, headers=bearer(site)).get_json()["reason"] == "opted_out"
 
 
 def test_transactional_cannot_be_turned_off(client, site):
@@ -211,7 +204,7 @@ def test_withdrawal_is_prospective(client, site):
     subject = widget_decision(client, site, "accept_all")
     save(client, page(client, f"site=shop&subject={subject}"), categories=["functional"])
     h = client.get(f"/api/v1/sites/{site['key']}/subjects/{subject}/history",
-                   headers=auth(site)).get_json()["events"]
+                   headers=bearer(site)).get_json()["events"]
     assert [e["action"] for e in h] == ["accept_all", "preferences"]
     assert h[0]["categories"]["advertising"] is True  # the grant stays in the history
     me = client.get(f"/api/v1/sites/{site['key']}/me/{subject}").get_json()

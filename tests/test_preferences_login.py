@@ -6,24 +6,19 @@ import secrets
 import time
 
 import pytest
-import sqlalchemy as sa
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from consent.extensions import db
 from consent.identity import SubjectLink, _login_serializer, user_ref, visitor_id_from_cookie
 from consent.ledger import ConsentEvent, verify_ledger
 from consent.subjects import Subject, find_subject
-
-PROBLEM = "application/problem+json"
-
-
-def auth(site):
-    return {"Authorization": f"Bearer {site['api_key']}"}
+from tests.support.api import PROBLEM, bearer, decide
+from tests.support.db import count_events
 
 
 def mint(client, site, user_id="user-1", **extra) -> dict:
     r = client.post(f"/api/v1/sites/{site['key']}/login-links",
-                    json={"user_id": user_id, **extra}, headers=auth(site))
+                    json={"user_id": user_id, **extra}, headers=bearer(site))
     assert r.status_code == 200, r.get_data(as_text=True)
     return r.get_json()
 
@@ -57,13 +52,8 @@ def save(browser, html, categories=(), channels=()):
 
 def ask(client, site, channel, kind="promotional", **recipient) -> dict:
     r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",
-                    json={"channel": channel, "kind": kind, **recipient}, headers=auth(site))
+                    json={"channel": channel, "kind": kind, **recipient}, headers=bearer(site))
     return r.get_json()
-
-
-def decide(client, site, action, **extra) -> str:
-    r = client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": action, **extra})
-    return r.get_json()["subject"]
 
 
 def events(action=None) -> list[ConsentEvent]:
@@ -71,10 +61,6 @@ def events(action=None) -> list[ConsentEvent]:
     if action:
         query = query.where(ConsentEvent.action == action)
     return list(db.session.execute(query).scalars())
-
-
-def count_events() -> int:
-    return db.session.execute(sa.select(sa.func.count()).select_from(ConsentEvent)).scalar()
 
 
 def subject_row(public_id) -> Subject:
@@ -106,7 +92,7 @@ def test_login_link_is_signed_expiring_and_reveals_no_user_id(client, site):
     ({"user_id": "u", "admin": True}, "#/admin"),
 ])
 def test_minting_bad_input(client, site, body, pointer):
-    r = client.post(f"/api/v1/sites/{site['key']}/login-links", json=body, headers=auth(site))
+    r = client.post(f"/api/v1/sites/{site['key']}/login-links", json=body, headers=bearer(site))
     assert r.status_code == 422 and r.mimetype == PROBLEM
     assert pointer in [e["pointer"] for e in r.get_json()["errors"]]
 
@@ -114,7 +100,7 @@ def test_minting_bad_input(client, site, body, pointer):
 def test_minting_needs_the_sites_key(client, site, other_site):
     url = f"/api/v1/sites/{site['key']}/login-links"
     assert client.post(url, json={"user_id": "u"}).status_code == 401
-    assert client.post(url, json={"user_id": "u"}, headers=auth(other_site)).status_code == 403
+    assert client.post(url, json={"user_id": "u"}, headers=bearer(other_site)).status_code == 403
 
 
 # ---------------------------------------------------------------- using links
@@ -152,7 +138,7 @@ def test_tampered_and_foreign_login_links_are_refused(app, site, other_site):
     # An unsubscribe token is not a login link.
     unsub = browser.post(f"/api/v1/sites/{site['key']}/unsubscribe-links",
                          json={"channel": "email", "address": "a@b.test"},
-                         headers=auth(site)).get_json()["url"].rsplit("/", 1)[1]
+                         headers=bearer(site)).get_json()["url"].rsplit("/", 1)[1]
     assert browser.get(f"/preferences/login?site=shop&token={unsub}").status_code == 400
     assert "signed in" not in browser.get("/preferences?site=shop").get_data(as_text=True)
     # The untouched token still works: nothing above spent it.
@@ -199,7 +185,7 @@ def test_sign_out(client, site):
 def test_choice_made_on_one_device_applies_on_another(app, site):
     phone, laptop = app.test_client(), app.test_client()
     # The phone was an anonymous visitor first (the widget's cookie on this domain).
-    phone_id = decide(phone, site, "accept_all")
+    phone_id = decide(phone, site["key"], "accept_all")["subject"]
     phone.set_cookie("consent", f"v=1&s={phone_id}", domain="localhost")
     html = sign_in(phone, site, user_id="user-1")
     link = events("link")
@@ -210,7 +196,7 @@ def test_choice_made_on_one_device_applies_on_another(app, site):
     save(phone, html, categories=["functional"], channels=["sms.promotional"])
 
     # The laptop has its own anonymous visitor, who accepted everything.
-    laptop_id = decide(laptop, site, "accept_all")
+    laptop_id = decide(laptop, site["key"], "accept_all")["subject"]
     laptop.set_cookie("consent", f"v=1&s={laptop_id}", domain="localhost")
     html = sign_in(laptop, site, user_id="user-1")
     boxes = {m.group(1): "checked" in m.group(0)
@@ -237,8 +223,8 @@ def test_choice_made_on_one_device_applies_on_another(app, site):
 
 def test_identity_link_api(client, site, other_site):
     url = f"/api/v1/sites/{site['key']}/identity-links"
-    first = decide(client, site, "reject_all")
-    r = client.post(url, json={"user_id": "u-5", "subject": first}, headers=auth(site))
+    first = decide(client, site["key"], "reject_all")["subject"]
+    r = client.post(url, json={"user_id": "u-5", "subject": first}, headers=bearer(site))
     assert r.status_code == 200
     body = r.get_json()
     assert body["subject"] == first and body["linked"] is True  # adopted as the account
@@ -246,10 +232,10 @@ def test_identity_link_api(client, site, other_site):
 
     client.post(f"/api/v1/sites/{site['key']}/channel-choices",
                 json={"user_id": "u-5", "channels": {"email.promotional": True}},
-                headers=auth(site))
-    second = decide(client, site, "accept_all")
+                headers=bearer(site))
+    second = decide(client, site["key"], "accept_all")["subject"]
     body = client.post(url, json={"user_id": "u-5", "subject": second},
-                       headers=auth(site)).get_json()
+                       headers=bearer(site)).get_json()
     assert body["subject"] == first and body["linked"] is True
     ev = events("link")[-1]
     assert ev.channels == {"email.promotional": True}
@@ -260,20 +246,20 @@ def test_identity_link_api(client, site, other_site):
         (subject_row(second).id, subject_row(first).id)]
     # Linking again with nothing new records nothing.
     before = count_events()
-    again = client.post(url, json={"user_id": "u-5", "subject": second}, headers=auth(site))
+    again = client.post(url, json={"user_id": "u-5", "subject": second}, headers=bearer(site))
     assert again.get_json()["linked"] is False and count_events() == before
     # Another user's account on a shared computer is left alone.
     other = client.post(url, json={"user_id": "u-6", "subject": first},
-                        headers=auth(site)).get_json()
+                        headers=bearer(site)).get_json()
     assert other["subject"] != first and other["linked"] is False
     assert count_events() == before
     # The API key of another site cannot link here.
     assert client.post(url, json={"user_id": "u-5", "subject": second},
-                       headers=auth(other_site)).status_code == 403
+                       headers=bearer(other_site)).status_code == 403
 
 
 def test_login_link_with_the_visitor_id_links_at_mint(client, site):
-    visitor = decide(client, site, "accept_all")
+    visitor = decide(client, site["key"], "accept_all")["subject"]
     link = mint(client, site, user_id="user-2", subject=visitor)
     assert link["subject"] == visitor  # the visitor became the account
     assert find_subject(subject_row(visitor).site_id, visitor).user_ref is not None

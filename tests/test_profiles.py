@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from consent.channels import CHANNELS
 from consent.database import utcnow
 from consent.extensions import db
-from consent.ledger import ConsentEvent, verify_ledger
+from consent.ledger import verify_ledger
 from consent.linked_accounts import LinkedAccount
 from consent.minors import parse_age_rule
 from consent.policies import list_policies
@@ -26,43 +26,27 @@ from consent.profiles import PROFILES, get_profile, list_profiles, load_profile
 from consent.requests import DataRequest, due_date, open_request, validate_deadline_rule
 from consent.site_admin import ServiceSchema
 from consent.sites import CATEGORY_KEY_RE, Site, get_site
-from tests.test_admin_fixtures import admin_client, post_form
+from tests.support.admin import admin_client, post_form, session_csrf
+from tests.support.api import PROBLEM, bearer, decide, may_i_send
+from tests.support.db import events
 
 ROOT = Path(__file__).resolve().parents[1]
+SEEDS = Path(__file__).resolve().parent / "data" / "seeds"  # the five policies, as published
 ORIGIN = "https://www.example.test"
-PROBLEM = "application/problem+json"
 
 
-def auth(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
+def words(text) -> str:
+    """TEXT (or a file's) with list bullets dropped and white space collapsed: a quote
+    may run across the lines of a list."""
+    if isinstance(text, Path):
+        text = text.read_text(encoding="utf-8")
+    return " ".join(re.sub(r"(?m)^\s*[-*\u2022]\s+", "", text).split())
 
 
 def load(name: str, **kw) -> dict:
     """Load a profile; returns its site key and API key."""
     result = load_profile(name, origins=[ORIGIN], **kw)
     return {"key": result.site_key, "api_key": result.api_key}
-
-
-def events(action: str | None = None) -> list[ConsentEvent]:
-    db.session.rollback()
-    query = db.select(ConsentEvent).order_by(ConsentEvent.id)
-    if action:
-        query = query.where(ConsentEvent.action == action)
-    return list(db.session.execute(query).scalars())
-
-
-def decide(client, site_key: str, body: dict, origin: str = ORIGIN) -> dict:
-    r = client.post(f"/api/v1/sites/{site_key}/decisions", json=body,
-                    headers={"Origin": origin})
-    assert r.status_code == 201, r.get_data(as_text=True)
-    return r.get_json()
-
-
-def may_i_send(client, site, channel, kind, **who) -> dict:
-    r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",
-                    json={"channel": channel, "kind": kind, **who}, headers=auth(site["api_key"]))
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.get_json()
 
 
 # ---------------------------------------------------------------- the profiles themselves
@@ -104,9 +88,14 @@ def test_every_profile_is_a_valid_site_configuration(name):
     if rule is not None:
         assert set(rule.categories) <= set(keys) - {"essential"}
     assert re.match(r"^00[0-4]_[0-9a-f]{16}\.txt$", profile.seed)
+    policy = words(SEEDS / profile.seed)
     for promise in profile.promises:
-        # every quote is the policy's own words (up to the elisions marked "...")
-        assert "..." in promise.quote or len(promise.quote) < 400
+        # every quote is the policy's own words, in order, up to the elisions marked "..."
+        at = 0
+        for part in filter(None, (words(p) for p in promise.quote.split("..."))):
+            found = policy.find(part, at)
+            assert found >= 0, f"{promise.id}: not in {profile.seed} (after {at}): {part!r}"
+            at = found + len(part)
 
 
 def test_the_documentation_lists_every_promise_and_its_test():
@@ -192,7 +181,9 @@ def test_profiles_admin_needs_sign_in_and_the_right_scope(app):
     for profile in list_profiles():
         assert f'id="profile-{profile.name}"' in html
     assert "Load profile" not in html  # no sites:write, no form
-    refused = post_form(reader, "/admin/profiles", {"profile": "scheduling"})
+    # a valid session and token, without the permission: refused all the same
+    refused = reader.post("/admin/profiles", data={
+        "profile": "scheduling", "csrf_token": session_csrf(reader, "/admin/profiles")})
     assert refused.status_code == 403
     assert db.session.execute(sa.select(sa.func.count()).select_from(Site)).scalar() == 0
 
@@ -233,7 +224,7 @@ def test_site_profile_page_of_a_site_without_profile(app, site):
 
 def test_a_minor_cannot_grant_alone_through_the_decision_api(app, client):
     site = load("device_network")
-    minor = decide(client, site["key"], {"action": "accept_all", "age": "minor"})
+    minor = decide(client, site["key"], "accept_all", age="minor", origin=ORIGIN)
     assert minor["consent"]["categories"] == {"essential": True, "functional": False,
                                               "analytics": False, "advertising": False}
     [first] = events()
@@ -243,39 +234,37 @@ def test_a_minor_cannot_grant_alone_through_the_decision_api(app, client):
     assert first.channels == {"sms.promotional": False}
     assert may_i_send(client, site, "sms", "promotional",
                       subject=minor["subject"])["allowed"] is False
-    with_guardian = decide(client, site["key"], {"action": "accept_all", "guardian": True,
-                                                "subject": minor["subject"]})
+    with_guardian = decide(client, site["key"], "accept_all", guardian=True,
+                           subject=minor["subject"], origin=ORIGIN)
     assert with_guardian["consent"]["categories"]["advertising"] is True
     assert events()[-1].meta == {"guardian": True}
     # later choices of the minor alone keep what the guardian granted
-    alone = decide(client, site["key"], {"action": "custom", "subject": minor["subject"],
-                                        "categories": {"functional": False,
-                                                       "advertising": True}})
+    alone = decide(client, site["key"], "custom", subject=minor["subject"], origin=ORIGIN,
+                   categories={"functional": False, "advertising": True})
     assert alone["consent"]["categories"]["advertising"] is True
     assert alone["consent"]["categories"]["analytics"] is False
 
 
 def test_a_recorded_minor_stays_one_until_the_sites_backend_says_otherwise(app, client):
     site = load("care_platform")
-    minor = decide(client, site["key"], {"action": "reject_all", "age": "minor"})["subject"]
-    claim = decide(client, site["key"], {"action": "accept_all", "age": "adult",
-                                        "subject": minor})
+    minor = decide(client, site["key"], "reject_all", age="minor", origin=ORIGIN)["subject"]
+    claim = decide(client, site["key"], "accept_all", age="adult", subject=minor,
+                   origin=ORIGIN)
     assert claim["consent"]["categories"]["advertising"] is False
     assert events()[-1].meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
     r = client.post(f"/api/v1/sites/{site['key']}/age", json={"subject": minor, "minor": False},
-                    headers=auth(site["api_key"]))
+                    headers=bearer(site))
     assert r.status_code == 200 and r.get_json()["minor"] is False
-    adult = decide(client, site["key"], {"action": "accept_all", "subject": minor})
+    adult = decide(client, site["key"], "accept_all", subject=minor, origin=ORIGIN)
     assert adult["consent"]["categories"]["advertising"] is True
 
 
 def test_an_adult_and_a_site_without_age_rule_are_not_affected(app, client, site):
     adult = load("care_platform")
-    body = decide(client, adult["key"], {"action": "accept_all", "age": "adult"})
+    body = decide(client, adult["key"], "accept_all", age="adult", origin=ORIGIN)
     assert body["consent"]["categories"]["advertising"] is True
     assert events()[-1].meta == {"age": "adult"}
-    plain = decide(client, site["key"], {"action": "accept_all", "age": "minor"},
-                   origin=site["origin"])
+    plain = decide(client, site["key"], "accept_all", age="minor", origin=site["origin"])
     assert plain["consent"]["categories"]["advertising"] is True
     assert events()[-1].meta is None
 
@@ -283,10 +272,10 @@ def test_an_adult_and_a_site_without_age_rule_are_not_affected(app, client, site
 def test_marking_a_minor_withdraws_what_they_granted_alone(app, client, site):
     shop = site
     site = load("device_network")
-    visitor = decide(client, site["key"], {"action": "accept_all"})["subject"]
+    visitor = decide(client, site["key"], "accept_all", origin=ORIGIN)["subject"]
     r = client.post(f"/api/v1/sites/{site['key']}/age", json={"subject": visitor,
                                                              "minor": True},
-                    headers=auth(site["api_key"]))
+                    headers=bearer(site))
     assert r.status_code == 200, r.get_data(as_text=True)
     body = r.get_json()
     assert body["minor"] is True
@@ -299,16 +288,16 @@ def test_marking_a_minor_withdraws_what_they_granted_alone(app, client, site):
     # marking again changes nothing; an adult is just recorded as such
     again = client.post(f"/api/v1/sites/{site['key']}/age",
                         json={"subject": visitor, "minor": True},
-                        headers=auth(site["api_key"])).get_json()
+                        headers=bearer(site)).get_json()
     assert again["event_id"] is None and len(events("withdraw")) == 1
     no_rule = client.post("/api/v1/sites/shop/age", json={"subject": visitor, "minor": True},
-                          headers=auth(shop["api_key"]))
+                          headers=bearer(shop))
     assert no_rule.status_code == 422 and "has no age rule" in no_rule.get_json()["detail"]
 
 
 def test_other_paths_refuse_a_minors_unguarded_grant_and_record_nothing(app, client):
     site = load("care_platform")
-    headers = auth(site["api_key"])
+    headers = bearer(site)
     r = client.post(f"/api/v1/sites/{site['key']}/age", json={"user_id": "teen-1",
                                                              "minor": True}, headers=headers)
     assert r.status_code == 200
@@ -369,7 +358,7 @@ def test_the_preference_form_withholds_a_minors_grants_unless_a_guardian_agrees(
 
 def test_deauthorising_deletes_the_token_and_records_a_withdrawal(app, client):
     site = load("services_platform")
-    headers = auth(site["api_key"])
+    headers = bearer(site)
     base = f"/api/v1/sites/{site['key']}/linked-accounts"
     r = client.post(base, json={"user_id": "u-7", "integration": "zoom",
                                 "token": "zoom-access-token-123"}, headers=headers)
@@ -410,12 +399,12 @@ def test_linked_accounts_refuse_unknown_integrations_and_callers(app, client):
     site = load("services_platform")
     base = f"/api/v1/sites/{site['key']}/linked-accounts"
     body = {"user_id": "u-1", "integration": "dropbox", "token": "t"}
-    r = client.post(base, json=body, headers=auth(site["api_key"]))
+    r = client.post(base, json=body, headers=bearer(site))
     assert r.status_code == 422 and "links only social_login, zoom" in r.get_json()["detail"]
     assert client.post(base, json={**body, "integration": "zoom"}).status_code == 401
     missing = client.post(f"{base}/deauthorize", json={"user_id": "nobody",
                                                        "integration": "zoom"},
-                          headers=auth(site["api_key"]))
+                          headers=bearer(site))
     assert missing.status_code == 404
     assert events() == []
 
@@ -424,7 +413,7 @@ def test_erasure_deletes_linked_accounts(app, client):
     site = load("services_platform")
     client.post(f"/api/v1/sites/{site['key']}/linked-accounts",
                 json={"user_id": "u-9", "integration": "zoom", "token": "tok"},
-                headers=auth(site["api_key"]))
+                headers=bearer(site))
     from consent.requests import carry_out_erasure
 
     req = open_request(site["key"], "erasure", user_id="u-9")
@@ -439,7 +428,7 @@ def test_erasure_deletes_linked_accounts(app, client):
 
 def test_an_opt_out_is_applied_at_once_and_recorded_with_its_deadline(app, client):
     site = load("care_platform")
-    headers = auth(site["api_key"])
+    headers = bearer(site)
     r = client.post(f"/api/v1/sites/{site['key']}/unsubscribe-links",
                     json={"channel": "email", "address": "pat@example.org", "user_id": "pat"},
                     headers=headers)
@@ -462,7 +451,7 @@ def test_an_opt_out_is_applied_at_once_and_recorded_with_its_deadline(app, clien
     other = load("scheduling")
     client.post(f"/api/v1/sites/{other['key']}/channel-choices",
                 json={"user_id": "pat", "channels": {"email.promotional": False}},
-                headers=auth(other["api_key"]))
+                headers=bearer(other))
     assert len(db.session.execute(db.select(DataRequest)).scalars().all()) == 1
 
 
@@ -470,7 +459,7 @@ def test_an_opt_out_is_applied_at_once_and_recorded_with_its_deadline(app, clien
                                        ("care_platform", "10 business days")])
 def test_requests_carry_the_profiles_deadline(app, client, name, rule):
     site = load(name)
-    visitor = decide(client, site["key"], {"action": "reject_all"})["subject"]
+    visitor = decide(client, site["key"], "reject_all", origin=ORIGIN)["subject"]
     received = utcnow() - timedelta(days=60)
     req = open_request(site["key"], "access", subject=visitor, received_at=received)
     assert req.deadline_rule == rule
@@ -527,7 +516,7 @@ def test_the_apis_profiles_use_never_answer_5xx_on_a_profile_site(app, name):
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {site['api_key']}"}
             if isinstance(case.body, dict) and "user_id" in case.body:
                 case.body["user_id"] = person
-            response = case.call()
+            response = case.call(session=app.test_client())  # from 127.0.0.1, as the limits expect
             case.validate_response(response, checks=[not_a_server_error])
             assert response.status_code < 500
 

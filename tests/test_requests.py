@@ -14,8 +14,8 @@ from consent.extensions import db
 from consent.ledger import ConsentEvent, EventDetails, verify_ledger
 from consent.sites import get_site, invalidate_site_cache
 from consent.subjects import Subject, keyed_ref
-from tests.test_admin_fixtures import (admin, bearer, decide,  # noqa: F401
-                                       make_token, post_form)
+from tests.support.admin import make_token, post_form, record_choice
+from tests.support.api import bearer
 
 UA = "Mozilla/5.0 (Erasable; Rare UA 4711)"
 PAGE = "https://shop.example/account/orders"
@@ -73,7 +73,7 @@ def test_bad_deadline_rules_are_refused(rule):
                                         ({"business_days": 10}, None)])
 def test_request_carries_the_site_deadline(site, rule, days):
     set_deadline(site["key"], rule)
-    visitor = decide(site["key"])
+    visitor = record_choice(site["key"])
     req = rq.open_request(site["key"], "access", subject=visitor)
     if days:
         assert req.due_at - req.received_at == timedelta(days=days)
@@ -84,8 +84,8 @@ def test_request_carries_the_site_deadline(site, rule, days):
 
 
 def test_overdue_requests_show_on_the_dashboard(app, site, admin):
-    late = decide(site["key"])
-    fresh = decide(site["key"])
+    late = record_choice(site["key"])
+    fresh = record_choice(site["key"])
     old = datetime.now(timezone.utc) - timedelta(days=31)
     overdue = rq.open_request(site["key"], "erasure", subject=late, received_at=old)
     rq.open_request(site["key"], "access", subject=fresh)
@@ -105,9 +105,9 @@ def test_overdue_requests_show_on_the_dashboard(app, site, admin):
 
 def test_access_by_signed_link_gives_history_page_json_and_receipt(app, site, admin):
     set_controller(site["key"])
-    visitor = decide(site["key"], "accept_all", ip=IP, user_agent=UA, page_url=PAGE)
-    decide(site["key"], "custom", subject=visitor, categories={"analytics": True})
-    decide(site["key"], "accept_all")  # somebody else
+    visitor = record_choice(site["key"], "accept_all", ip=IP, user_agent=UA, page_url=PAGE)
+    record_choice(site["key"], "custom", subject=visitor, categories={"analytics": True})
+    record_choice(site["key"], "accept_all")  # somebody else
     r = post_form(admin, f"/admin/sites/{site['key']}/requests",
                   {"kind": "access", "subject": visitor})
     assert r.status_code == 302
@@ -144,8 +144,8 @@ def test_access_by_signed_link_gives_history_page_json_and_receipt(app, site, ad
 def test_access_covers_every_device_of_a_linked_user(app, site):
     from consent.identity import link_user
 
-    phone = decide(site["key"], "accept_all")
-    laptop = decide(site["key"], "reject_all")
+    phone = record_choice(site["key"], "accept_all")
+    laptop = record_choice(site["key"], "reject_all")
     link_user(site["key"], "customer-42", phone)
     link_user(site["key"], "customer-42", laptop)
     req = rq.open_request(site["key"], "access", user_id="customer-42")
@@ -173,7 +173,7 @@ def test_request_for_unknown_subject_is_404_and_nothing_is_recorded(app, site):
 
 def test_api_request_lifecycle(app, site):
     set_controller(site["key"])
-    visitor = decide(site["key"])
+    visitor = record_choice(site["key"])
     token = make_token(["requests:write", "audit:read"])
     client = app.test_client()
     r = client.post(f"/api/v1/audit/sites/{site['key']}/requests",
@@ -224,10 +224,10 @@ def test_erasure_leaves_no_identifier_while_everything_still_verifies(tmp_path, 
     from consent.channels import Recipient, register_address
     from consent.identity import link_user
 
-    phone = decide(site["key"], "accept_all", ip=IP, user_agent=UA, page_url=PAGE)
-    laptop = decide(site["key"], "custom", categories={"analytics": True}, ip=IP,
+    phone = record_choice(site["key"], "accept_all", ip=IP, user_agent=UA, page_url=PAGE)
+    laptop = record_choice(site["key"], "custom", categories={"analytics": True}, ip=IP,
                     user_agent=UA, page_url=PAGE)
-    bystander = decide(site["key"], "reject_all", ip="192.0.2.9", user_agent="Other/1.0")
+    bystander = record_choice(site["key"], "reject_all", ip="192.0.2.9", user_agent="Other/1.0")
     link_user(site["key"], "customer-4711", phone)
     link_user(site["key"], "customer-4711", laptop)
     register_address(site["key"], "email", "Erin.Erasable@example.org",
@@ -282,7 +282,7 @@ def test_erasure_runs_registered_hooks_and_cannot_run_twice(app, site):
     seen = []
     hook = rq.on_erase(seen.append)
     try:
-        visitor = decide(site["key"])
+        visitor = record_choice(site["key"])
         subject_id = db.session.execute(db.select(Subject.id).where(
             Subject.public_id == visitor)).scalar_one()
         req = rq.open_request(site["key"], "erasure", subject=visitor)
@@ -295,7 +295,7 @@ def test_erasure_runs_registered_hooks_and_cannot_run_twice(app, site):
 
 
 def test_api_erasure(app, site):
-    visitor = decide(site["key"])
+    visitor = record_choice(site["key"])
     token = make_token(["requests:write"])
     client = app.test_client()
     rid = client.post(f"/api/v1/audit/sites/{site['key']}/requests",

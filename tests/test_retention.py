@@ -12,19 +12,19 @@ from consent.extensions import db
 from consent.ledger import (ConsentEvent, ConsentState, EventDetails, LedgerCheckpoint,
                             LedgerPurgePermit, drop_append_only_ddl, verify_ledger)
 from consent.retention import purge_events, verify_checkpoints
-from tests.test_admin_fixtures import decide
+from tests.support.admin import record_choice
 
 
 @pytest.fixture
 def old_and_new(site):
     """Events before and after a cut-off, in several streams."""
-    old = [decide(site["key"], "accept_all") for _ in range(12)]
+    old = [record_choice(site["key"], "accept_all") for _ in range(12)]
     for v in old[:4]:
-        decide(site["key"], "reject_all", subject=v)
+        record_choice(site["key"], "reject_all", subject=v)
     cutoff = utcnow()
-    new = [decide(site["key"], "custom", categories={"analytics": True}) for _ in range(6)]
+    new = [record_choice(site["key"], "custom", categories={"analytics": True}) for _ in range(6)]
     for v in old[4:7]:
-        decide(site["key"], "custom", subject=v, categories={"functional": True})
+        record_choice(site["key"], "custom", subject=v, categories={"functional": True})
     return old, new, cutoff
 
 
@@ -67,13 +67,13 @@ def test_a_second_purge_continues_from_the_first(site, old_and_new):
     assert set(remaining) == {"carry_forward"} and len(remaining) == count(ConsentState)
     assert verify_ledger().ok
     # New events continue the chain after everything was purged.
-    decide(site["key"], "accept_all")
+    record_choice(site["key"], "accept_all")
     assert verify_ledger().ok
 
 
 def test_database_still_refuses_deletes_outside_a_purge(site, old_and_new):
     purge_events(site["key"], old_and_new[2])
-    with pytest.raises(Exception):
+    with pytest.raises(sa.exc.DBAPIError, match="consent_events is append-only"):
         with db.engine.begin() as conn:
             conn.execute(sa.delete(ConsentEvent.__table__))
     db.session.rollback()
@@ -106,10 +106,10 @@ def test_tampering_after_a_purge_is_still_detected(site, old_and_new):
 
 def test_events_after_the_cut_off_stay_in_the_same_stream(site):
     """Only the start of a stream goes; the subject's later events keep their chain."""
-    v = decide(site["key"], "accept_all")
+    v = record_choice(site["key"], "accept_all")
     cutoff = utcnow()
-    decide(site["key"], "reject_all", subject=v)
-    decide(site["key"], "custom", subject=v, categories={"analytics": True})
+    record_choice(site["key"], "reject_all", subject=v)
+    record_choice(site["key"], "custom", subject=v, categories={"analytics": True})
     result = purge_events(site["key"], cutoff)
     assert result.events_removed == 1
     assert verify_ledger().ok
@@ -154,6 +154,27 @@ def test_purge_cli(runner, site, old_and_new):
     r = runner.invoke(args=["consent", "purge", "--site", "nope", "--before", "2020-01-01",
                             "--yes"])
     assert r.exit_code != 0 and "unknown site" in r.output
+
+
+def test_purge_without_a_date_uses_the_sites_retention_days(runner, site, clock):
+    from consent.sites import get_site, invalidate_site_cache
+
+    def keep_for_90_days():
+        s = get_site(site["key"])
+        s.settings = {**s.settings, "retention_days": 90}
+    run_write(keep_for_90_days)
+    invalidate_site_cache()
+    old = [record_choice(site["key"], "accept_all") for _ in range(3)]
+    clock.advance(days=60)
+    recent = record_choice(site["key"], "reject_all")
+    clock.advance(days=31)  # the first three are 91 days old now, the last one 31
+    r = runner.invoke(args=["consent", "purge", "--site", site["key"], "--yes"])
+    assert r.exit_code == 0, r.output
+    assert "removed 3 events" in r.output
+    left = db.session.execute(db.select(ConsentEvent.action)).scalars().all()
+    # the old choices are gone (each person's state re-stated once); the recent one stays
+    assert sorted(left) == ["carry_forward"] * len(old) + ["reject_all"]
+    assert recent and verify_ledger().ok
 
 
 def test_rebuild_after_a_purge_gives_the_same_states(runner, site, old_and_new):

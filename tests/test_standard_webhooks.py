@@ -17,7 +17,7 @@ from consent.decisions import RequestContext, record_decision
 from consent.extensions import db
 from consent.outbox import DeliveryWorker, DownstreamEndpoint, register_endpoint
 from consent.secretbox import seal, unseal
-from tests.test_outbox import Receiver
+from tests.support.outbox import Receiver
 
 DATA_KEY = "a-data-key-for-the-migration-test-0123456789"
 

@@ -98,6 +98,7 @@ def test_development_generates_and_keeps_a_key_with_a_warning(tmp_path, database
 
 def test_production_refuses_to_start_without_a_signing_key():
     base = {"ENV_NAME": "production", "SECRET_KEY": "x" * 48,
+            "CONSENT_DATA_KEY": "d" * 44, "CONSENT_PUBLIC_URL": "https://consent.example",
             "SQLALCHEMY_DATABASE_URI": "sqlite://"}
     with pytest.raises(RuntimeError, match="CONSENT_SIGNING_KEY must be set"):
         create_app({**base, "CONSENT_SIGNING_KEY": ""})

@@ -12,24 +12,24 @@ from consent.ledger.log import integrate, latest_checkpoint
 from consent.ledger.receipts import build_receipt, check_receipt, consistency_bundle
 from consent.retention import purge_events
 from consent.sites import site_snapshot
-from tests.test_admin_fixtures import decide
+from tests.support.admin import record_choice  # noqa: F401
 
 
 def test_purged_events_stay_provable(app, runner, site):
-    old = [decide(site["key"], "accept_all") for _ in range(9)]
+    old = [record_choice(site["key"], "accept_all") for _ in range(9)]
     first_events = db.session.execute(db.select(ConsentEvent.event_id).order_by(
         ConsentEvent.id)).scalars().all()
     receipt = build_receipt(site["key"], first_events[0])  # integrates, signs
     cutoff = utcnow()
     # Events the integrator has not seen yet when the purge starts are integrated by it.
-    old += [decide(site["key"], "reject_all", subject=v) for v in old[:2]]
+    old += [record_choice(site["key"], "reject_all", subject=v) for v in old[:2]]
     late = db.session.execute(db.select(ConsentEvent.event_id).order_by(
         ConsentEvent.id.desc())).scalars().first()
     result = purge_events(site["key"], utcnow())
     assert result.events_removed == 11
     shop = site_snapshot(site["key"])
     assert db.session.execute(db.select(db.func.count()).select_from(LogLeaf)).scalar() >= 11
-    new = [decide(site["key"], "custom", categories={"analytics": True}) for _ in range(3)]
+    new = [record_choice(site["key"], "custom", categories={"analytics": True}) for _ in range(3)]
     integrate()
     verify = runner.invoke(args=["consent", "verify"])
     assert verify.exit_code == 0, verify.output
@@ -46,9 +46,9 @@ def test_a_rewrite_after_a_purge_is_still_caught(app, runner, site):
     from tests.test_tlog_attack import REBUILD_LOG, as_insider, rechain
 
     for _ in range(6):
-        decide(site["key"], "accept_all")
+        record_choice(site["key"], "accept_all")
     purge_events(site["key"], utcnow())
-    survivors = [decide(site["key"], "reject_all") for _ in range(4)]
+    survivors = [record_choice(site["key"], "reject_all") for _ in range(4)]
     integrate()
     target = db.session.execute(db.select(ConsentEvent).where(
         ConsentEvent.action == "reject_all").order_by(ConsentEvent.id)).scalars().first()

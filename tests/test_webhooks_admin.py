@@ -8,7 +8,7 @@ import pytest
 
 from consent.extensions import db
 from consent.outbox import DeliveryWorker, DownstreamEndpoint, OutboxMessage, register_endpoint
-from tests.test_admin_fixtures import admin, admin_client, decide, post_form  # noqa: F401
+from tests.support.admin import admin_client, post_form, record_choice, session_csrf
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_bad_endpoint_form_is_refused_with_a_page(admin, site):
 def test_delivery_log_and_dead_letter_retry(app, admin, site, fast):
     endpoint, _ = register_endpoint(site["key"], url="http://127.0.0.1:9/closed",
                                     name="Ad platform", categories=["advertising"])
-    decide(site["key"], "accept_all")
+    record_choice(site["key"], "accept_all")
     DeliveryWorker(concurrency=1).run()
     db.session.rollback()
     message = db.session.execute(db.select(OutboxMessage)).scalar_one()
@@ -100,7 +100,9 @@ def test_readers_see_but_cannot_change(app, site):
     for url in (f"/admin/sites/{site['key']}/webhooks",
                 f"/admin/sites/{site['key']}/webhooks/{endpoint.id}/disable",
                 f"/admin/sites/{site['key']}/webhooks/{endpoint.id}/retry"):
-        r = post_form(reader, url, {"url": "https://evil.example/"})
+        # a session token of the reader's own (no form for this: it may not write)
+        r = reader.post(url, data={"url": "https://evil.example/",
+                                   "csrf_token": session_csrf(reader, url.split("/webhooks")[0])})
         assert r.status_code == 403, url
     db.session.rollback()
     assert db.session.get(DownstreamEndpoint, endpoint.id).active is True
@@ -119,7 +121,7 @@ def test_forms_without_csrf_token_are_refused(admin, site):
 
 def test_other_sites_deliveries_are_not_found(admin, site, other_site, fast):
     register_endpoint(other_site["key"], url="http://127.0.0.1:9/x", categories=["analytics"])
-    decide(other_site["key"], "accept_all")
+    record_choice(other_site["key"], "accept_all")
     theirs = db.session.execute(db.select(OutboxMessage)).scalar_one()
     r = admin.get(f"/admin/sites/{site['key']}/webhooks/deliveries/{theirs.id}")
     assert r.status_code == 404

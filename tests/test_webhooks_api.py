@@ -8,12 +8,7 @@ import pytest
 
 from consent.extensions import db
 from consent.outbox import DeliveryWorker, OutboxMessage
-
-PROBLEM = "application/problem+json"
-
-
-def auth(site):
-    return {"Authorization": f"Bearer {site['api_key']}"}
+from tests.support.api import PROBLEM, bearer
 
 
 def base(site):
@@ -23,7 +18,7 @@ def base(site):
 def register(client, site, **body):
     body.setdefault("url", "http://127.0.0.1:9/hook")
     body.setdefault("categories", ["analytics"])
-    return client.post(f"{base(site)}/endpoints", json=body, headers=auth(site))
+    return client.post(f"{base(site)}/endpoints", json=body, headers=bearer(site))
 
 
 def endpoint_count() -> int:
@@ -61,11 +56,11 @@ def test_register_shows_the_secret_once(client, site):
     assert created["channels"] == ["email.*"]
     assert created["deliveries"] == {"pending": 0, "delivering": 0, "delivered": 0, "dead": 0}
 
-    listed = client.get(f"{base(site)}/endpoints", headers=auth(site)).get_json()
+    listed = client.get(f"{base(site)}/endpoints", headers=bearer(site)).get_json()
     assert [e["id"] for e in listed] == [created["id"]]
     assert "secret" not in listed[0] and created["secret"] not in str(listed)
     assert listed[0]["secret_hint"] == created["secret"][:10] + "…"
-    one = client.get(f"{base(site)}/endpoints/{created['id']}", headers=auth(site))
+    one = client.get(f"{base(site)}/endpoints/{created['id']}", headers=bearer(site))
     assert one.status_code == 200 and "secret" not in one.get_json()
 
 
@@ -104,10 +99,10 @@ def test_bad_endpoints_are_refused_by_field(client, site, body, pointer):
 
 def test_missing_url_and_bad_json(client, site):
     r = client.post(f"{base(site)}/endpoints", json={"categories": ["analytics"]},
-                    headers=auth(site))
+                    headers=bearer(site))
     assert r.status_code == 422 and r.get_json()["errors"][0]["pointer"] == "#/url"
     r = client.post(f"{base(site)}/endpoints", data="{not json",
-                    headers={**auth(site), "Content-Type": "application/json"})
+                    headers={**bearer(site), "Content-Type": "application/json"})
     assert 400 <= r.status_code < 500 and r.mimetype == PROBLEM
     assert endpoint_count() == 0
 
@@ -130,29 +125,29 @@ def test_every_route_needs_this_sites_key(client, site, other_site):
             if method == "post" else {}
         anonymous = getattr(client, method)(url, **kwargs)
         assert anonymous.status_code == 401, url
-        wrong = getattr(client, method)(url, headers=auth(other_site), **kwargs)
+        wrong = getattr(client, method)(url, headers=bearer(other_site), **kwargs)
         assert wrong.status_code == 403, url
     assert endpoint_count() == 1
     # Another site's endpoint is invisible through this site's URL.
     theirs = register(client, other_site).get_json()
-    r = client.get(f"{base(site)}/endpoints/{theirs['id']}", headers=auth(site))
+    r = client.get(f"{base(site)}/endpoints/{theirs['id']}", headers=bearer(site))
     assert r.status_code == 404
-    r = client.post(f"{base(site)}/endpoints/{theirs['id']}/disable", headers=auth(site))
+    r = client.post(f"{base(site)}/endpoints/{theirs['id']}/disable", headers=bearer(site))
     assert r.status_code == 404
 
 
 def test_disable_stops_notifications_and_enable_resumes(client, site):
     created = register(client, site).get_json()
-    r = client.post(f"{base(site)}/endpoints/{created['id']}/disable", headers=auth(site))
+    r = client.post(f"{base(site)}/endpoints/{created['id']}/disable", headers=bearer(site))
     assert r.status_code == 200 and r.get_json()["active"] is False
     assert r.get_json()["disabled_at"]
     client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "accept_all"})
-    assert client.get(f"{base(site)}/deliveries", headers=auth(site)).get_json()[
+    assert client.get(f"{base(site)}/deliveries", headers=bearer(site)).get_json()[
         "deliveries"] == []
-    r = client.post(f"{base(site)}/endpoints/{created['id']}/enable", headers=auth(site))
+    r = client.post(f"{base(site)}/endpoints/{created['id']}/enable", headers=bearer(site))
     assert r.get_json()["active"] is True and r.get_json()["disabled_at"] is None
     client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "accept_all"})
-    log = client.get(f"{base(site)}/deliveries", headers=auth(site)).get_json()["deliveries"]
+    log = client.get(f"{base(site)}/deliveries", headers=bearer(site)).get_json()["deliveries"]
     assert len(log) == 1 and log[0]["state"] == "pending"
 
 
@@ -161,7 +156,7 @@ def test_delivery_log_and_dead_letter_retry(client, site, fast):
     for _ in range(3):
         client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "accept_all"})
     deliver_all()
-    r = client.get(f"{base(site)}/deliveries", headers=auth(site))
+    r = client.get(f"{base(site)}/deliveries", headers=bearer(site))
     assert r.status_code == 200
     log = r.get_json()["deliveries"]
     assert len(log) == 3 and {d["state"] for d in log} == {"dead"}
@@ -169,34 +164,34 @@ def test_delivery_log_and_dead_letter_retry(client, site, fast):
     assert log[0]["attempts"] == 2 and "gave up after 2 attempts" in log[0]["last_error"]
     assert log[0]["endpoint_id"] == created["id"] and log[0]["type"] == "consent.changed"
 
-    page = client.get(f"{base(site)}/deliveries?limit=2", headers=auth(site)).get_json()
+    page = client.get(f"{base(site)}/deliveries?limit=2", headers=bearer(site)).get_json()
     assert len(page["deliveries"]) == 2 and page["next_before"] == log[1]["id"]
     rest = client.get(f"{base(site)}/deliveries?limit=2&before={page['next_before']}",
-                      headers=auth(site)).get_json()
+                      headers=bearer(site)).get_json()
     assert [d["id"] for d in rest["deliveries"]] == [log[2]["id"]]
     assert rest["next_before"] is None
     only = client.get(f"{base(site)}/deliveries?event={log[1]['event_id']}",
-                      headers=auth(site)).get_json()["deliveries"]
+                      headers=bearer(site)).get_json()["deliveries"]
     assert [d["id"] for d in only] == [log[1]["id"]]
     assert client.get(f"{base(site)}/deliveries?state=delivered",
-                      headers=auth(site)).get_json()["deliveries"] == []
+                      headers=bearer(site)).get_json()["deliveries"] == []
 
-    detail = client.get(f"{base(site)}/deliveries/{log[0]['id']}", headers=auth(site))
+    detail = client.get(f"{base(site)}/deliveries/{log[0]['id']}", headers=bearer(site))
     assert detail.status_code == 200
     body = detail.get_json()
     assert [a["outcome"] for a in body["log"]] == ["network_error", "network_error"]
     assert body["payload"]["changes"]["categories"]["analytics"]["to"] is True
 
-    one = client.post(f"{base(site)}/deliveries/{log[0]['id']}/retry", headers=auth(site))
+    one = client.post(f"{base(site)}/deliveries/{log[0]['id']}/retry", headers=bearer(site))
     assert one.status_code == 200 and one.get_json() == {"requeued": 1}
-    again = client.post(f"{base(site)}/deliveries/{log[0]['id']}/retry", headers=auth(site))
+    again = client.post(f"{base(site)}/deliveries/{log[0]['id']}/retry", headers=bearer(site))
     assert again.status_code == 409 and again.mimetype == PROBLEM
-    rest = client.post(f"{base(site)}/endpoints/{created['id']}/retry", headers=auth(site))
+    rest = client.post(f"{base(site)}/endpoints/{created['id']}/retry", headers=bearer(site))
     assert rest.get_json() == {"requeued": 2}
     states = {d["state"] for d in client.get(f"{base(site)}/deliveries",
-                                             headers=auth(site)).get_json()["deliveries"]}
+                                             headers=bearer(site)).get_json()["deliveries"]}
     assert states == {"pending"}
-    detail = client.get(f"{base(site)}/deliveries/{log[0]['id']}", headers=auth(site))
+    detail = client.get(f"{base(site)}/deliveries/{log[0]['id']}", headers=bearer(site))
     assert detail.get_json()["log"][-1]["outcome"] == "requeued"
     assert detail.get_json()["next_attempt_at"]
 
@@ -204,7 +199,7 @@ def test_delivery_log_and_dead_letter_retry(client, site, fast):
 @pytest.mark.parametrize("query", ["state=lost", "limit=0", "limit=501", "endpoint=x",
                                    "event=nothex"])
 def test_bad_log_queries_are_refused(client, site, query):
-    r = client.get(f"{base(site)}/deliveries?{query}", headers=auth(site))
+    r = client.get(f"{base(site)}/deliveries?{query}", headers=bearer(site))
     assert r.status_code == 422 and r.mimetype == PROBLEM
     assert r.get_json()["errors"]
 
@@ -212,9 +207,9 @@ def test_bad_log_queries_are_refused(client, site, query):
 def test_unknown_delivery_and_endpoint_are_404(client, site):
     for url in (f"{base(site)}/deliveries/999", f"{base(site)}/endpoints/999",
                 f"{base(site)}/deliveries/abc"):
-        r = client.get(url, headers=auth(site))
+        r = client.get(url, headers=bearer(site))
         assert r.status_code == 404 and r.mimetype == PROBLEM
-    r = client.post(f"{base(site)}/deliveries/999/retry", headers=auth(site))
+    r = client.post(f"{base(site)}/deliveries/999/retry", headers=bearer(site))
     assert r.status_code == 404
 
 

@@ -11,7 +11,7 @@ from consent import create_app
 from consent.database import run_write
 from consent.extensions import db
 from consent.sites import create_site, invalidate_site_cache
-from tests.conftest import _migrate
+from tests.support.db import ledger_ids, migrate
 
 
 def test_wal_stays_bounded_under_steady_writes(tmp_path):
@@ -19,7 +19,7 @@ def test_wal_stays_bounded_under_steady_writes(tmp_path):
     everything, so without the finishing step the WAL only ever grows (~50 KB a write)."""
     path = tmp_path / "wal.sqlite3"
     url = f"sqlite:///{path}"
-    _migrate(url)
+    migrate(url)
     invalidate_site_cache()
     app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": url,
                       "CONSENT_SQLITE_CHECKPOINT_SECONDS": 0.01,
@@ -94,7 +94,6 @@ def test_racing_replays_record_one_event(site, database_url):
     import threading
 
     from tests.support.servers import AppServer
-    from tests.test_durability import ledger_ids
 
     server = AppServer(database_url, workers=2, threads=4)
     results: dict[str, list] = {}

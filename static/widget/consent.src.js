@@ -332,6 +332,6 @@
     set: vals => choose('custom', 'api', vals || {}),
     show: () => show(0, 1),
     showPreferences: () => prefs(),
-    onChange: f => { hooks.push(f); return () => hooks.splice(hooks.indexOf(f), 1); },
+    onChange: f => { const h = d => f(d); hooks.push(h); return () => { const i = hooks.indexOf(h); if (i >= 0) hooks.splice(i, 1); }; },
   };
 })();

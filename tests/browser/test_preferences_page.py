@@ -3,25 +3,14 @@ from __future__ import annotations
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
 
 from consent.channels import CHANNELS
-from consent.extensions import db
-from consent.ledger import ConsentEvent
+from tests.support.api import bearer
+from tests.support.browser import new_context
+from tests.support.db import events as recorded
 from tests.support.servers import AppServer, StaticSite
 
 pytestmark = pytest.mark.browser
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -33,17 +22,9 @@ def server(database_url, site):
 
 def api(server, site, path, body):
     r = requests.post(f"{server.url}/api/v1/sites/{site['key']}{path}", json=body, timeout=30,
-                      headers={"Authorization": f"Bearer {site['api_key']}"})
+                      headers=bearer(site))
     assert r.status_code in (200, 201), r.text
     return r.json()
-
-
-def recorded(action=None) -> list[ConsentEvent]:
-    db.session.rollback()  # see what the server committed since
-    query = db.select(ConsentEvent).order_by(ConsentEvent.id)
-    if action:
-        query = query.where(ConsentEvent.action == action)
-    return list(db.session.execute(query).scalars())
 
 
 def visitor(server, site) -> str:
@@ -57,8 +38,8 @@ def box(page, key: str):
 
 
 @pytest.mark.parametrize("javascript", [False, True], ids=["js-off", "js-on"])
-def test_every_channel_toggles_and_is_recorded(chromium, server, site, javascript):
-    context = chromium.new_context(java_script_enabled=javascript)
+def test_every_channel_toggles_and_is_recorded(browser, server, site, javascript):
+    context = new_context(browser, java_script_enabled=javascript)
     page = context.new_page()
     subject = visitor(server, site)
     page.goto(f"{server.url}/preferences?site=shop&subject={subject}")
@@ -101,8 +82,8 @@ def test_every_channel_toggles_and_is_recorded(chromium, server, site, javascrip
     context.close()
 
 
-def test_same_look_in_every_language(chromium, server, site):
-    context = chromium.new_context(java_script_enabled=False, viewport={"width": 1000,
+def test_same_look_in_every_language(browser, server, site):
+    context = new_context(browser, java_script_enabled=False, viewport={"width": 1000,
                                                                          "height": 900})
     page = context.new_page()
     layouts = {}
@@ -126,9 +107,9 @@ def test_same_look_in_every_language(chromium, server, site):
     context.close()
 
 
-def test_logged_in_choice_follows_the_user_to_another_device(chromium, server, site):
-    phone = chromium.new_context(java_script_enabled=False)
-    laptop = chromium.new_context()
+def test_logged_in_choice_follows_the_user_to_another_device(browser, server, site):
+    phone = new_context(browser, java_script_enabled=False)
+    laptop = new_context(browser)
     link = api(server, site, "/login-links", {"user_id": "user-77"})
     page = phone.new_page()
     page.goto(link["url"])
@@ -149,15 +130,16 @@ def test_logged_in_choice_follows_the_user_to_another_device(chromium, server, s
     laptop.close()
 
 
-def test_cross_site_form_post_is_refused(chromium, server, site, tmp_path):
+def test_cross_site_form_post_is_refused(browser, server, site, tmp_path):
     (tmp_path / "attack.html").write_text(
         f'<form id="f" method="post" action="{server.url}/preferences?site=shop">'
         '<input name="channel" value="sms.promotional"></form>'
         '<script>document.getElementById("f").submit()</script>')
     attacker = StaticSite(tmp_path)
     try:
-        context = chromium.new_context()
+        context = new_context(browser)
         page = context.new_page()
+        page.console.expect("status of 403")  # the refused post's answer
         page.goto(f"{server.url}/preferences?site=shop")  # the victim has a session
         with page.expect_response(lambda r: r.request.method == "POST") as posted:
             page.goto(f"{attacker.url}/attack.html")
@@ -170,12 +152,12 @@ def test_cross_site_form_post_is_refused(chromium, server, site, tmp_path):
         attacker.stop()
 
 
-def test_unsubscribe_confirmation_page_without_javascript(chromium, server, site):
+def test_unsubscribe_confirmation_page_without_javascript(browser, server, site):
     api(server, site, "/channel-choices", {"address": "r@example.test", "channel": "email",
                                            "channels": {"email.promotional": True}})
     link = api(server, site, "/unsubscribe-links", {"channel": "email",
                                                     "address": "r@example.test"})
-    context = chromium.new_context(java_script_enabled=False)
+    context = new_context(browser, java_script_enabled=False)
     page = context.new_page()
     response = page.goto(link["url"])
     assert response.status == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from .helpers import (banner, consent_commands, data_layer, settle, wait_ran,
-                      wait_recorded)
+                      wait_recorded, wait_until)
 
 pytestmark = pytest.mark.browser
 
@@ -90,3 +90,44 @@ def test_show_and_show_preferences_reopen_the_ui(env, page):
     assert wait_recorded(env, 2)[1].action == "reject_all"
     settle(page)
     assert page.evaluate("window.ran") == []
+
+
+def test_on_change_unsubscribe_removes_only_its_own_callback(env, page):
+    page.goto(env.url())
+    banner(page).wait_for()
+    page.evaluate("""() => {
+        window.called = [];
+        const offA = Consent.onChange(() => window.called.push('a'));
+        Consent.onChange(() => window.called.push('b'));
+        const f = () => window.called.push('f');
+        const offF = Consent.onChange(f);
+        Consent.onChange(f);  // the same function twice: two subscriptions
+        offA(); offA();  // calling it again must not remove somebody else's
+        offF();
+    }""")
+    page.evaluate("Consent.set({functional: true})")
+    assert page.evaluate("window.called") == ["b", "f"]
+
+
+def test_consent_recorded_fires_once_per_server_acknowledgement(env, page):
+    page.add_init_script("window.recorded = []; window.addEventListener('consent:recorded', "
+                         "e => window.recorded.push(e.detail));")
+    page.console.expect("ERR_CONNECTION_RESET")
+
+    def lose_response(route):
+        route.fetch()  # the server records it; the browser never hears back
+        route.abort("connectionreset")
+
+    page.route("**/decisions", lose_response)
+    page.goto(env.url())
+    with page.expect_event("requestfailed", lambda r: r.url.endswith("/decisions")):
+        page.get_by_role("button", name="Accept all").click()
+    [event] = wait_recorded(env, 1)
+    assert page.evaluate("window.recorded") == []  # no answer, no acknowledgement
+    page.unroute("**/decisions")
+    page.evaluate("window.dispatchEvent(new Event('online'))")  # the queue goes again
+    wait_until(page, "window.recorded.length === 1")
+    assert page.evaluate("window.recorded") == [{"eventId": event.event_id, "duplicate": True}]
+    got = page.evaluate("Consent.set({functional: false})")
+    assert page.evaluate("window.recorded")[1] == {"eventId": got["eventId"], "duplicate": False}
+    assert [e.event_id for e in wait_recorded(env, 2)] == [event.event_id, got["eventId"]]

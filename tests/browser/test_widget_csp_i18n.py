@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import new_context, strict_csp
+from tests.support.browser import new_context, strict_csp
+
 from .helpers import ALL_TAGS, banner, wait_ran, wait_recorded, wait_until
 
 pytestmark = pytest.mark.browser
@@ -28,6 +29,7 @@ def test_works_under_a_strict_csp_header_without_errors_or_violations(env, page)
     assert page.console.errors == []
     assert page.evaluate("window.violations") == []
     # the policy is really enforced: an inline script without the nonce is refused
+    page.console.expect("violates the following Content Security Policy directive")
     page.evaluate("""() => { const s = document.createElement('script');
         s.textContent = 'window.sneaked = 1'; document.body.append(s); }""")
     wait_until(page, "window.violations.length > 0")

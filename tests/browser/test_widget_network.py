@@ -61,6 +61,7 @@ def test_returning_visitor_makes_no_request_to_the_consent_server(env, page):
 
 
 def test_offline_choice_applies_now_and_is_sent_once_when_back_online(env, context, page):
+    page.console.expect("ERR_INTERNET_DISCONNECTED")
     page.goto(env.url())
     banner(page).wait_for()
     context.set_offline(True)
@@ -81,6 +82,7 @@ def test_offline_choice_applies_now_and_is_sent_once_when_back_online(env, conte
 
 
 def test_lost_response_is_retried_without_a_duplicate_event(env, page):
+    page.console.expect("ERR_CONNECTION_RESET")
     seen = []
 
     def lose_response(route):
@@ -90,7 +92,10 @@ def test_lost_response_is_retried_without_a_duplicate_event(env, page):
 
     page.route("**/decisions", lose_response)
     page.goto(env.url())
-    page.get_by_role("button", name="Reject all").click()
+    # the handler has run to its end (the abort) before the route is removed: removed
+    # earlier, the paused request would go through after all
+    with page.expect_event("requestfailed", lambda r: r.url.endswith("/decisions")):
+        page.get_by_role("button", name="Reject all").click()
     [event] = wait_recorded(env, 1)
     wait_until(page, "JSON.parse(localStorage.getItem('consent:queue:shop') || '[]').length === 1")
     page.unroute("**/decisions")
@@ -106,6 +111,7 @@ def test_lost_response_is_retried_without_a_duplicate_event(env, page):
 
 
 def test_first_visit_retries_a_failed_config_request(env, page):
+    page.console.expect("status of 503")
     answers = []
 
     def fail_once(route):

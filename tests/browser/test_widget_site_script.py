@@ -5,7 +5,8 @@ import gzip
 
 import pytest
 
-from .conftest import strict_csp
+from tests.support.browser import strict_csp
+
 from .helpers import ALL_TAGS, banner, settle, wait_ran, wait_recorded
 
 pytestmark = pytest.mark.browser

@@ -1,26 +1,18 @@
 """End-to-end fixtures for the site profiles: a fresh database, the profile loaded into it
 with `flask consent load-profile`, the app under gunicorn, the customer's pages on another
-origin, and real Chromium (the widget fixtures of tests/browser are reused).
+origin, and real Chromium (`browser`, `context`, `page` from tests/support/browser.py).
 """
 from __future__ import annotations
 
-import functools
-import shutil
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import pytest
 import requests
 
-from consent.extensions import db
-from consent.ledger import ConsentEvent
 from consent.profiles import Profile, get_profile
-from tests.browser.conftest import CHROMIUM_ARGS, Console, SiteHandler, new_context
-from tests.support.servers import AppServer, StaticSite
-
-PAGES = Path(__file__).resolve().parents[1] / "browser" / "pages"
+from tests.support import api
+from tests.support.servers import AppServer
+from tests.support.sites import ServedSite, serve_pages
 
 # Tags a customer page carries per category: what they do is visible to the tests (they
 # push their name to window.ran, some set the first-party cookies of the real tools).
@@ -30,68 +22,13 @@ TAG_BODIES = {
 }
 
 
-@pytest.fixture(scope="session")
-def browser(request):
-    """Headless Chromium. One sync Playwright can run per process: when the widget tests'
-    session browser is already running (same test run), it is shared."""
-    shared = _running_browser(request)
-    if shared is not None:
-        yield shared
-        return
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def _running_browser(request):
-    """The `browser` of tests/browser if a test there already started it, else None."""
-    manager = request.config.pluginmanager.get_plugin("funcmanage")
-    own = Path(__file__).resolve().parent
-    for item in request.session.items:
-        if own in Path(str(item.path)).resolve().parents:
-            continue
-        for fixturedef in manager.getfixturedefs("browser", item) or ():
-            cached = getattr(fixturedef, "cached_result", None)
-            if cached is not None and cached[0] is not None:
-                return cached[0]
-    return None
-
-
-@pytest.fixture
-def context(browser):
-    ctx = new_context(browser, locale="en-GB")
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context):
-    p = context.new_page()
-    p.console = Console(p)
-    yield p
-
-
 @dataclass
-class ProfileEnv:
+class ProfileEnv(ServedSite):
     """A profile loaded into a fresh database, served by gunicorn, embedded on a site."""
 
-    profile: Profile
-    site_key: str
-    api_key: str
-    app: AppServer
-    site: StaticSite
-    root: Path
-    origins: list = field(default_factory=list)
-
-    @property
-    def app_url(self) -> str:
-        return self.app.url
-
-    def url(self, page: str = "index.html") -> str:
-        return f"{self.site.url}/{page}"
+    profile: Profile | None = None
+    site_key: str = ""
+    api_key: str = ""
 
     def render(self, name: str = "index.html", *, age_check: bool = False,
                minor: bool = False, categories: list[str] | None = None) -> str:
@@ -125,28 +62,10 @@ class ProfileEnv:
         return requests.request(method, f"{self.app_url}/api/v1/sites/{self.site_key}{path}",
                                 headers=headers, timeout=30, **kwargs)
 
-    def local(self, url: str) -> str:
-        """An absolute URL the app minted (links in messages), pointed at this server."""
-        parts = urlsplit(url)
-        return f"{self.app_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
-
-    def events(self, action: str | None = None) -> list[ConsentEvent]:
-        """Events recorded so far (read through a fresh transaction)."""
-        db.session.rollback()
-        query = db.select(ConsentEvent).order_by(ConsentEvent.id)
-        if action:
-            query = query.where(ConsentEvent.action == action)
-        return list(db.session.execute(query).scalars())
-
-    def wait_events(self, count: int, action: str | None = None,
-                    timeout: float = 10) -> list[ConsentEvent]:
-        """Wait until COUNT events (of ACTION) are recorded; returns them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.events(action)
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            time.sleep(0.05)
+    def may_i_send(self, channel: str, kind: str, **who) -> dict:
+        """Ask the running app "may I send?" as the site's backend."""
+        return api.may_i_send(self.http, {"key": self.site_key, "api_key": self.api_key},
+                              channel, kind, **who)
 
 
 @pytest.fixture
@@ -157,16 +76,17 @@ def load_env(app, runner, database_url, tmp_path):
     def make(name: str) -> ProfileEnv:
         profile = get_profile(name)
         root = tmp_path / "site"
-        shutil.copytree(PAGES, root)
-        static = StaticSite(root)
-        static.server.extra_headers = {}
-        static.server.RequestHandlerClass = functools.partial(SiteHandler, directory=str(root))
+        static = serve_pages(root)
         result = runner.invoke(args=["consent", "load-profile", name, "--origin", static.url])
         assert result.exit_code == 0, result.output
         api_key = result.output.split("API key (shown once): ")[1].split()[0]
-        server = AppServer(database_url, workers=1, threads=4)
-        env = ProfileEnv(profile=profile, site_key=profile.site_key, api_key=api_key,
-                         app=server, site=static, root=root, origins=[static.url])
+        try:
+            server = AppServer(database_url, workers=1, threads=4)
+        except BaseException:
+            static.stop()
+            raise
+        env = ProfileEnv(app=server, site=static, root=root, origins=[static.url],
+                         profile=profile, site_key=profile.site_key, api_key=api_key)
         env.render()
         made.append(env)
         return env

@@ -11,9 +11,10 @@ from consent.database import utcnow
 from consent.extensions import db
 from consent.profiles import PROFILES
 from consent.requests import DataRequest, due_date, open_request
-from tests.browser.conftest import new_context
-from tests.browser.helpers import banner, cookie_names, ran, settle, wait_ran
-from tests.test_admin_fixtures import admin_client, bearer, make_token, post_form
+from tests.support.admin import admin_client, make_token, post_form
+from tests.support.api import bearer
+from tests.support.browser import new_context
+from tests.support.widget import banner, cookie_names, ran, settle, wait_ran
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +25,6 @@ TRACKING_COOKIES = {"_ga", "_gid", "_gcl_au", "li_fat_id"}
 def env(load_env):
     return load_env("care_platform")
 
-
-def may_i_send(env, channel, kind, **who) -> dict:
-    r = env.api("POST", "/may-i-send", json={"channel": channel, "kind": kind, **who})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_consent_is_withdrawn_on_the_profile_page_by_clicking_the_box(env, page):
@@ -59,9 +55,9 @@ def test_consent_is_withdrawn_on_the_profile_page_by_clicking_the_box(env, page)
 def test_commercial_email_opt_out_applies_at_once_within_10_business_days(env, app, page):
     member = {"user_id": "member-3"}
     # Commercial e-mail needs consent here; the member gave it on the site.
-    assert may_i_send(env, "email", "promotional", **member)["reason"] == "default_denied"
+    assert env.may_i_send("email", "promotional", **member)["reason"] == "default_denied"
     env.api("POST", "/channel-choices", json={**member, "channels": {"email.promotional": True}})
-    assert may_i_send(env, "email", "promotional", **member)["allowed"] is True
+    assert env.may_i_send("email", "promotional", **member)["allowed"] is True
     link = env.api("POST", "/unsubscribe-links", json={
         "channel": "email", "address": "member3@example.org", **member}).json()
 
@@ -70,9 +66,9 @@ def test_commercial_email_opt_out_applies_at_once_within_10_business_days(env, a
     page.locator("#unsubscribed").wait_for()
     assert "continue to receive administrative messages" in page.locator(".pc-note").inner_text()
     # Applied at once: the very next commercial e-mail is refused.
-    answer = may_i_send(env, "email", "promotional", **member)
+    answer = env.may_i_send("email", "promotional", **member)
     assert (answer["allowed"], answer["reason"]) == (False, "opted_out")
-    assert may_i_send(env, "email", "transactional", **member)["allowed"] is True
+    assert env.may_i_send("email", "transactional", **member)["allowed"] is True
 
     [unsubscribe] = env.events("unsubscribe")
     db.session.rollback()
@@ -149,7 +145,7 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     assert withheld.categories["analytics"] is False
     assert withheld.channels["email.promotional"] is False
     assert withheld.meta["withheld"] == ["analytics", "email.promotional"]
-    assert may_i_send(env, "email", "promotional", subject=subject)["allowed"] is False
+    assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is False
 
     # With a parent's consent the same choices are recorded, as the parent's.
     page.locator("#category-analytics").check()
@@ -161,7 +157,7 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     assert parental.meta == {"age": "minor", "guardian": True}
     assert parental.categories["analytics"] is True
     assert parental.channels["email.promotional"] is True
-    assert may_i_send(env, "email", "promotional", subject=subject)["allowed"] is True
+    assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is True
 
     # A page for a member the site knows to be under 18 (data-minor): nothing to answer,
     # and the member cannot declare otherwise.
@@ -200,8 +196,10 @@ def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorde
     exception = PROFILES["care_platform"].deletion_exceptions[6]
     assert exception == "Comply with a legal obligation."
     admin = admin_client(app)
-    post_form(admin, f"/admin/sites/{env.site_key}/requests/{refused_req['id']}/reject",
-              {"note": f"Exception: {exception}"})
+    page_url = f"/admin/sites/{env.site_key}/requests/{refused_req['id']}"
+    r = post_form(admin, f"{page_url}/reject", {"note": f"Exception: {exception}"},
+                  page=page_url)
+    assert r.status_code == 302, r.get_data(as_text=True)
     refused = requests.get(f"{api}/{refused_req['id']}", headers=bearer(token), timeout=30).json()
     assert refused["status"] == "rejected" and refused["note"] == f"Exception: {exception}"
     assert env.api("GET", f"/subjects/{visitors[0]}").status_code == 200  # kept

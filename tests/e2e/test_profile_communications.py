@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.browser.conftest import new_context
-from tests.browser.helpers import banner, ran, settle, wait_ran
-from tests.test_admin_fixtures import bearer, make_token
+from tests.support.admin import make_token
+from tests.support.api import bearer
+from tests.support.browser import new_context
+from tests.support.widget import banner, ran, settle, wait_ran
 
 pytestmark = pytest.mark.browser
 
@@ -21,16 +22,11 @@ def env(load_env):
     return load_env("communications")
 
 
-def may_i_send(env, channel, kind, **who) -> dict:
-    r = env.api("POST", "/may-i-send", json={"channel": channel, "kind": kind, **who})
-    assert r.status_code == 200, r.text
-    return r.json()
-
 
 def test_marketing_offers_stop_when_the_person_opts_out(env, page):
     customer = {"user_id": "cust-1"}
     for medium in ("email", "sms"):
-        answer = may_i_send(env, medium, "promotional", **customer)
+        answer = env.may_i_send(medium, "promotional", **customer)
         assert (answer["allowed"], answer["reason"]) == (True, "default_allowed")
     phone = env.api("POST", "/channel-addresses",
                     json={"channel": "sms", "address": "+15550101010", **customer})
@@ -44,16 +40,16 @@ def test_marketing_offers_stop_when_the_person_opts_out(env, page):
     email.uncheck()
     page.locator("#save").click()
     page.wait_for_url("**saved=*")
-    answer = may_i_send(env, "email", "promotional", **customer)
+    answer = env.may_i_send("email", "promotional", **customer)
     assert (answer["allowed"], answer["reason"]) == (False, "opted_out")
-    assert may_i_send(env, "sms", "promotional", **customer)["allowed"] is True
+    assert env.may_i_send("sms", "promotional", **customer)["allowed"] is True
     suppressed = env.api("GET", "/suppressions", params={"channel": "email"}).json()
     assert [row["subject"] for row in suppressed["suppressions"]] == [link["subject"]]
 
     # By text message the opt-out is a STOP reply.
     env.api("POST", "/sms/inbound", data={"From": "+15550101010", "Body": "STOP"})
-    assert may_i_send(env, "sms", "promotional", **customer)["allowed"] is False
-    assert may_i_send(env, "sms", "transactional", **customer)["allowed"] is True
+    assert env.may_i_send("sms", "promotional", **customer)["allowed"] is False
+    assert env.may_i_send("sms", "transactional", **customer)["allowed"] is True
     assert [e.action for e in env.events()] == ["preferences", "unsubscribe"]
 
 

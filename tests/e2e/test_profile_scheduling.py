@@ -9,9 +9,9 @@ import requests
 
 from consent.database import utcnow
 from consent.requests import open_request
-from tests.browser.conftest import new_context
-from tests.browser.helpers import GPC_ON, banner, consent_commands, ran, settle, wait_ran
-from tests.test_admin_fixtures import admin_client
+from tests.support.admin import admin_client
+from tests.support.browser import new_context
+from tests.support.widget import GPC_ON, banner, consent_commands, ran, settle, wait_ran
 
 pytestmark = pytest.mark.browser
 
@@ -23,11 +23,6 @@ TYPES = ["Essential Cookies", "Functional Cookies", "Performance/Analytical Cook
 def env(load_env):
     return load_env("scheduling")
 
-
-def may_i_send(env, channel, kind, **who) -> dict:
-    r = env.api("POST", "/may-i-send", json={"channel": channel, "kind": kind, **who})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def save_dialog(page) -> None:
@@ -102,17 +97,17 @@ def test_promotional_email_can_be_opted_out(env, page):
     env.wait_events(1)
     subject = page.evaluate("Consent.get().subject")
     # "we may send you promotional email offers": until the person says otherwise.
-    assert may_i_send(env, "email", "promotional", subject=subject)["reason"] == "default_allowed"
+    assert env.may_i_send("email", "promotional", subject=subject)["reason"] == "default_allowed"
     link = env.api("POST", "/unsubscribe-links", json={
         "channel": "email", "address": "sam@example.org", "subject": subject}).json()
     # What a mail provider sends for the List-Unsubscribe-Post header (RFC 8058).
     r = requests.post(env.local(link["url"]), data={"List-Unsubscribe": "One-Click"},
                       timeout=30)
     assert r.status_code == 200
-    answer = may_i_send(env, "email", "promotional", subject=subject)
+    answer = env.may_i_send("email", "promotional", subject=subject)
     assert (answer["allowed"], answer["reason"]) == (False, "opted_out")
-    assert may_i_send(env, "email", "transactional", subject=subject)["allowed"] is True
-    assert may_i_send(env, "email", "promotional",
+    assert env.may_i_send("email", "transactional", subject=subject)["allowed"] is True
+    assert env.may_i_send("email", "promotional",
                       address="SAM@example.org ")["allowed"] is False
     page.goto(f"{env.app_url}/preferences?site={env.site_key}&subject={subject}")
     assert not page.locator("#channel-email-promotional").is_checked()

@@ -7,7 +7,7 @@ import pytest
 from consent.extensions import db
 from consent.ledger import verify_ledger
 from consent.linked_accounts import LinkedAccount
-from tests.browser.helpers import banner, consent_commands, ran, settle, wait_ran
+from tests.support.widget import banner, consent_commands, ran, settle, wait_ran
 
 pytestmark = pytest.mark.browser
 
@@ -19,15 +19,10 @@ def env(load_env):
     return load_env("services_platform")
 
 
-def may_i_send(env, channel, kind, **who) -> dict:
-    r = env.api("POST", "/may-i-send", json={"channel": channel, "kind": kind, **who})
-    assert r.status_code == 200, r.text
-    return r.json()
-
 
 def test_promotional_opt_out_from_the_message_keeps_transactional_messages(env, page):
     # Article 12 is an opt-out model: promotions go out until the person opts out.
-    assert may_i_send(env, "email", "promotional", user_id="alex")["reason"] == "default_allowed"
+    assert env.may_i_send("email", "promotional", user_id="alex")["reason"] == "default_allowed"
     link = env.api("POST", "/unsubscribe-links", json={
         "channel": "email", "address": "alex@example.org", "user_id": "alex"}).json()
     assert link["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -41,19 +36,19 @@ def test_promotional_opt_out_from_the_message_keeps_transactional_messages(env, 
     assert (unsubscribe.source, unsubscribe.channels) == ("email_link",
                                                           {"email.promotional": False})
 
-    promo = may_i_send(env, "email", "promotional", user_id="alex")
+    promo = env.may_i_send("email", "promotional", user_id="alex")
     assert (promo["allowed"], promo["reason"]) == (False, "opted_out")
     assert promo["event_id"] == unsubscribe.event_id
-    transactional = may_i_send(env, "email", "transactional", user_id="alex")
+    transactional = env.may_i_send("email", "transactional", user_id="alex")
     assert (transactional["allowed"], transactional["reason"]) == (
         True, "transactional_always_allowed")
 
     # The same by SMS: the instruction is to reply STOP.
-    assert may_i_send(env, "sms", "promotional", address="+15551230000")["allowed"] is True
+    assert env.may_i_send("sms", "promotional", address="+15551230000")["allowed"] is True
     r = env.api("POST", "/sms/inbound", data={"From": "+15551230000", "Body": "Stop"})
     assert r.json()["result"] == "opted_out"
-    assert may_i_send(env, "sms", "promotional", address="+15551230000")["allowed"] is False
-    assert may_i_send(env, "sms", "transactional", address="+15551230000")["allowed"] is True
+    assert env.may_i_send("sms", "promotional", address="+15551230000")["allowed"] is False
+    assert env.may_i_send("sms", "transactional", address="+15551230000")["allowed"] is True
     assert verify_ledger().ok
 
 
@@ -63,7 +58,7 @@ def test_push_notifications_of_each_kind_need_their_own_consent(env, page):
     banner(page).wait_for(state="detached")
     subject = page.evaluate("Consent.get().subject")
     for kind in ("promotional", "service"):
-        answer = may_i_send(env, "push", kind, subject=subject)
+        answer = env.may_i_send("push", kind, subject=subject)
         assert (answer["allowed"], answer["reason"]) == (False, "default_denied")
 
     # The widget's link to every privacy setting opens the preference center.
@@ -76,16 +71,16 @@ def test_push_notifications_of_each_kind_need_their_own_consent(env, page):
     service.check()
     page.locator("#save").click()
     page.wait_for_url("**saved=*")
-    assert may_i_send(env, "push", "service", subject=subject)["allowed"] is True
-    assert may_i_send(env, "push", "promotional", subject=subject)["allowed"] is False
+    assert env.may_i_send("push", "service", subject=subject)["allowed"] is True
+    assert env.may_i_send("push", "promotional", subject=subject)["allowed"] is False
 
     # Each kind is stopped or started on its own.
     page.locator("#channel-push-service").uncheck()
     page.locator("#channel-push-promotional").check()
     page.locator("#save").click()
     page.wait_for_url("**saved=*")
-    assert may_i_send(env, "push", "service", subject=subject)["reason"] == "opted_out"
-    assert may_i_send(env, "push", "promotional", subject=subject)["reason"] == "opted_in"
+    assert env.may_i_send("push", "service", subject=subject)["reason"] == "opted_out"
+    assert env.may_i_send("push", "promotional", subject=subject)["reason"] == "opted_in"
     last = env.events("preferences")[-1]
     assert last.channels["push.service"] is False and last.channels["push.promotional"] is True
 

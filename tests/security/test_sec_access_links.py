@@ -4,11 +4,12 @@ from __future__ import annotations
 import pytest
 
 from tests.security.sec_fixtures import mode, mode_app, mode_client, mode_site  # noqa: F401
-from tests.test_admin_fixtures import bearer, decide, make_token
+from tests.support.admin import make_token, record_choice  # noqa: F401
+from tests.support.api import bearer
 
 
 def _open_access_request(client, site_key: str, token: str) -> tuple[int, str]:
-    visitor = decide(site_key, "accept_all")
+    visitor = record_choice(site_key, "accept_all")
     r = client.post(f"/api/v1/audit/sites/{site_key}/requests",
                     json={"kind": "access", "subject": visitor}, headers=bearer(token))
     assert r.status_code == 201, r.get_data(as_text=True)

@@ -11,8 +11,9 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from tests.security.sec_fixtures import (base_url, client_for, mode, mode_app,  # noqa: F401
                                          mode_client, mode_site)
-from tests.test_admin_fixtures import CSRF, PASSWORD, bearer, decide, make_admin, make_token, \
-    sign_in
+from tests.support.admin import (PASSWORD, make_admin, make_token,  # noqa: F401
+                                 record_choice, session_csrf, sign_in)
+from tests.support.api import bearer
 
 NEW_PASSWORD = "a brand new passphrase 2026"
 
@@ -34,7 +35,8 @@ def test_sign_out_invalidates_every_copy_of_the_session(mode_app, mode_client, m
     thief = client_for(mode_app, mode)
     _copy_cookie(mode_client, thief, mode)
     assert _signed_in(thief)
-    r = mode_client.post("/admin/sign-out", data={"csrf_token": CSRF})
+    r = mode_client.post("/admin/sign-out",
+                         data={"csrf_token": session_csrf(mode_client, "/admin/users")})
     assert r.status_code == 302
     assert not _signed_in(mode_client)
     r = thief.get("/admin/users")
@@ -51,19 +53,15 @@ def test_password_change_page(mode_app, mode_client, mode, mode_site):
     assert mode_client.get("/admin/account/password").status_code == 200
     r = mode_client.post("/admin/account/password", data={
         "current": "not my password", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD,
-        "csrf_token": CSRF})
+        "csrf_token": session_csrf(mode_client, "/admin/account/password")})
     assert r.status_code == 422
     r = mode_client.post("/admin/account/password", data={
-        "current": PASSWORD, "password": "short", "confirm": "short", "csrf_token": CSRF})
+        "current": PASSWORD, "password": "short", "confirm": "short", "csrf_token": session_csrf(mode_client, "/admin/account/password")})
     assert r.status_code == 422
-    with mode_client.session_transaction() as sess:
-        sess["_csrf"] = CSRF
     r = mode_client.post("/admin/account/password", data={
         "current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD,
-        "csrf_token": CSRF})
+        "csrf_token": session_csrf(mode_client, "/admin/account/password")})
     assert r.status_code == 302
-    with mode_client.session_transaction() as sess:
-        sess["_csrf"] = CSRF
     assert _signed_in(mode_client)          # this browser goes on
     assert not _signed_in(other_device)     # every other session ended
     fresh = client_for(mode_app, mode)
@@ -122,7 +120,7 @@ class _Backdated(TimestampSigner):
 def test_access_link_days_are_honoured(mode_app, mode_client, mode_site):
     token = make_token(["requests:write", "audit:read"])
     r = mode_client.post(f"/api/v1/audit/sites/{mode_site['key']}/requests",
-                         json={"kind": "access", "subject": decide(mode_site["key"])},
+                         json={"kind": "access", "subject": record_choice(mode_site["key"])},
                          headers=bearer(token))
     rid = r.get_json()["id"]
     old = URLSafeTimedSerializer(mode_app.config["SECRET_KEY"], salt="consent-access-v1",

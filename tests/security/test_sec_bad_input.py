@@ -7,7 +7,8 @@ import pytest
 from consent.extensions import db
 from consent.ledger import ConsentEvent
 from tests.security.sec_fixtures import mode, mode_app, mode_client, mode_site  # noqa: F401
-from tests.test_admin_fixtures import CSRF, bearer, decide, make_admin, make_token, sign_in
+from tests.support.admin import make_admin, make_token, record_choice, session_csrf, sign_in  # noqa: F401
+from tests.support.api import bearer
 
 DEEP = "[" * 20000 + "]" * 20000
 DEEP_OBJECT = '{"a":' * 10000 + "1" + "}" * 10000  # (under the 64 KiB body limit)
@@ -50,7 +51,7 @@ def _post_json(client, url, raw: str, headers=None):
 def test_lone_surrogates_in_text_fields(mode_app, mode_client, mode_site):
     key, api = mode_site["key"], {"Authorization": f"Bearer {mode_site['api_key']}"}
     token = bearer(make_token(["requests:write", "audit:read"]))
-    visitor = decide(key)
+    visitor = record_choice(key)
     before = _events()
     cases = [
         (f"/api/v1/sites/{key}/decisions",
@@ -123,14 +124,14 @@ def test_out_of_range_dates(mode_app, mode_client, mode_site):
     sign_in(mode_client, make_admin())
     r = mode_client.post(f"/admin/sites/{key}/policies", data={
         "label": "x2", "text": "t", "effective_at": "0001-01-01T00:00:00+14:00",
-        "csrf_token": CSRF})
+        "csrf_token": session_csrf(mode_client, f"/admin/sites/{key}/")})
     assert r.status_code in (400, 422) and r.mimetype == "text/html"
 
 
 def test_deeply_nested_services_json_in_the_admin(mode_app, mode_client, mode_site):
     sign_in(mode_client, make_admin())
     r = mode_client.post(f"/admin/sites/{mode_site['key']}/categories/analytics",
-                         data={"services": "[" * 5000 + "]" * 5000, "csrf_token": CSRF})
+                         data={"services": "[" * 5000 + "]" * 5000, "csrf_token": session_csrf(mode_client, f"/admin/sites/{mode_site['key']}/")})
     assert r.status_code == 422 and r.mimetype == "text/html"
     assert "services" in r.get_data(as_text=True)
 

@@ -12,7 +12,8 @@ from consent.csvcells import TRIGGERS, escape_cell, read_row, unescape_cell
 from consent.decisions import RequestContext, record_decision
 from consent.outbox import register_endpoint
 from tests.security.sec_fixtures import mode, mode_app, mode_client, mode_site  # noqa: F401
-from tests.test_admin_fixtures import bearer, make_token
+from tests.support.admin import make_token  # noqa: F401
+from tests.support.api import bearer
 
 EVIL_NAME = "=cmd|'/C calc'!A0"
 EVIL_KEY = "-1-1-1-1-1+cmd"  # a client_event_id may start with '-'

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from consent.channels import mint_unsubscribe_token
 from tests.security.sec_fixtures import mode, mode_app, mode_client, mode_site  # noqa: F401
-from tests.test_admin_fixtures import bearer, decide, make_admin, make_token, sign_in
+from tests.support.admin import make_admin, make_token, record_choice, sign_in  # noqa: F401
+from tests.support.api import bearer
 
 
 def _assert_unframeable(response, what):
@@ -15,7 +16,7 @@ def _assert_unframeable(response, what):
 
 def test_every_html_page_refuses_to_be_framed(mode_app, mode_client, mode_site):
     key = mode_site["key"]
-    visitor = decide(key, "accept_all")
+    visitor = record_choice(key, "accept_all")
     link = mint_unsubscribe_token(key, "email.promotional", "ann@example.com")
     token = make_token(["requests:write", "audit:read"])
     access = mode_client.post(f"/api/v1/audit/sites/{key}/requests",

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from consent.ledger import verify_ledger
 from tests.security.sec_fixtures import mode, mode_app, mode_client, mode_site  # noqa: F401
-from tests.test_admin_fixtures import decide, make_token
+from tests.support.admin import make_token, record_choice  # noqa: F401
 
 METHODS = ("get", "post", "put", "patch", "delete")
 SURROGATES = ["\ud800", "a\udfffb", "\udbff\udbff", "x\ud83d", "\ude00y"]
@@ -108,7 +108,7 @@ def test_no_operation_answers_5xx_to_hostile_input(mode_app, mode_client, mode_s
     spec = mode_client.get("/api/v1/openapi.json").get_json()
     operations = _operations(spec)
     assert len(operations) >= 30
-    subject = decide(mode_site["key"], "accept_all")
+    subject = record_choice(mode_site["key"], "accept_all")
     tokens = [mode_site["api_key"], make_token(["admin"])]
     seen: dict[str, set[int]] = {}
 

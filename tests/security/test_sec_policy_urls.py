@@ -8,8 +8,8 @@ from consent.extensions import db
 from consent.policies import PolicyVersion, publish_policy
 from consent.sites import get_site
 from tests.security.sec_fixtures import mode, mode_app, mode_client, mode_site  # noqa: F401
-from tests.test_admin_fixtures import (CSRF, bearer, make_admin, make_token,  # noqa: F401
-                                       sign_in)
+from tests.support.admin import make_admin, make_token, session_csrf, sign_in  # noqa: F401
+from tests.support.api import bearer
 
 BAD_URLS = ["javascript:alert(document.cookie)", "JavaScript:alert(1)",
             " javascript:alert(1)", "java\tscript:alert(1)", "data:text/html,<script>1</script>",
@@ -56,6 +56,6 @@ def test_api_and_admin_form_refuse_a_non_http_policy_url(mode_app, mode_client, 
     assert any(e["pointer"] == "#/url" for e in r.get_json()["errors"])
     sign_in(mode_client, make_admin())
     r = mode_client.post(f"/admin/sites/{mode_site['key']}/policies",
-                         data={"label": "2026-12", "url": url, "csrf_token": CSRF})
+                         data={"label": "2026-12", "url": url, "csrf_token": session_csrf(mode_client, f"/admin/sites/{mode_site['key']}/")})
     assert r.status_code == 422
     assert {"2026-11", "2026-12"}.isdisjoint(_versions())

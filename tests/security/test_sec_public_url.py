@@ -11,7 +11,8 @@ from tests.security.sec_fixtures import (DATA_KEY, PROD_SECRET, PUBLIC_URL,  # n
                                          SIGNING_KEY,
                                          build_app, client_for, mode, mode_app, mode_client,
                                          mode_site)
-from tests.test_admin_fixtures import bearer, decide, make_token
+from tests.support.admin import make_token, record_choice  # noqa: F401
+from tests.support.api import bearer
 
 EVIL = "evil.example"
 
@@ -73,7 +74,7 @@ def test_widget_config_and_links_use_the_public_url(database_url):
         assert r.status_code == 400 and EVIL not in r.get_data(as_text=True)
         link = mint_unsubscribe_token("shop", "email.promotional", "ann@example.com")
         token = make_token(["requests:write", "audit:read"])
-        visitor = decide("shop")
+        visitor = record_choice("shop")
         r = client.post("/api/v1/audit/sites/shop/requests", headers={**bearer(token), **headers},
                         json={"kind": "access", "subject": visitor})
         assert r.get_json()["access_link"].startswith(PUBLIC_URL + "/my-data/")

@@ -12,7 +12,7 @@ from limits import parse_many
 import config as config_module
 from tests.security.sec_fixtures import (PUBLIC_URL, base_url, build_app,  # noqa: F401
                                          client_for, mode, mode_site)
-from tests.test_admin_fixtures import CSRF, PASSWORD, make_admin
+from tests.support.admin import PASSWORD, make_admin, session_csrf  # noqa: F401
 
 OTHER = {"REMOTE_ADDR": "198.51.100.77"}
 
@@ -92,10 +92,9 @@ def test_each_api_key_has_its_own_budget(limited, mode, mode_site):
 
 
 def _sign_in(client, email, password, environ=None):
-    with client.session_transaction() as sess:
-        sess["_csrf"] = CSRF
+    token = session_csrf(client, "/admin/sign-in")
     return client.post("/admin/sign-in", data={"email": email, "password": password,
-                                               "csrf_token": CSRF},
+                                               "csrf_token": token},
                        environ_base=environ or {})
 
 

@@ -20,8 +20,8 @@ from consent.outbox import DeliveryWorker, register_endpoint, standard_secret
 from consent.secretbox import SecretUnreadable, unseal
 from tests.security.sec_fixtures import (DATA_KEY, PROD_SECRET, PUBLIC_URL,  # noqa: F401
                                          mode, mode_app, mode_client, mode_site)
-from tests.test_admin_fixtures import CSRF, make_admin, sign_in
-from tests.test_outbox import Receiver
+from tests.support.admin import make_admin, session_csrf, sign_in  # noqa: F401
+from tests.support.outbox import Receiver
 
 TOKEN = "zoom-access-token-0123456789-secret"
 
@@ -86,7 +86,7 @@ def test_admin_page_says_the_secret_is_encrypted_not_hashed(mode_app, mode_clien
     sign_in(mode_client, make_admin())
     r = mode_client.post(f"/admin/sites/{mode_site['key']}/webhooks",
                          data={"url": "https://crm.example/hook", "categories": "*",
-                               "csrf_token": CSRF})
+                               "csrf_token": session_csrf(mode_client, f"/admin/sites/{mode_site['key']}/webhooks")})
     html = r.get_data(as_text=True)
     assert r.status_code == 200, html
     assert "only a hash" not in html and "encrypted" in html

@@ -13,7 +13,7 @@ from consent.netguard import is_public
 from consent.outbox import (GENERIC_NETWORK_ERROR, DeliveryWorker, DownstreamEndpoint,
                             OutboxMessage)
 from tests.security.sec_fixtures import mode, mode_app, mode_client, mode_site  # noqa: F401
-from tests.test_admin_fixtures import CSRF, make_admin, sign_in
+from tests.support.admin import make_admin, session_csrf, sign_in  # noqa: F401
 
 INTERNAL = [
     "100.64.0.1", "100.100.100.200", "100.127.255.254",        # shared address space (CGN)

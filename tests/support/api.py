@@ -1,0 +1,32 @@
+"""Calling the JSON API as its clients do. CLIENT is a Flask test client or, against a
+running server, tests.support.servers.HttpClient (same interface)."""
+from __future__ import annotations
+
+PROBLEM = "application/problem+json"
+
+
+def bearer(credential) -> dict:
+    """The Authorization header for a token, or for a site fixture's API key."""
+    token = credential["api_key"] if isinstance(credential, dict) else credential
+    return {"Authorization": f"Bearer {token}"}
+
+
+def decide(client, site_key: str, action: str = "accept_all", *, subject: str | None = None,
+           origin: str | None = None, **body) -> dict:
+    """POST a decision as the widget does; asserts it was recorded (201) or replayed (200)
+    and returns the answer (`subject`, `event_id`, ...)."""
+    body = {"action": action, **body}
+    if subject:
+        body["subject"] = subject
+    headers = {"Origin": origin} if origin else {}
+    r = client.post(f"/api/v1/sites/{site_key}/decisions", json=body, headers=headers)
+    assert r.status_code in (200, 201), r.get_data(as_text=True)
+    return r.get_json()
+
+
+def may_i_send(client, site: dict, channel: str, kind: str = "promotional", **who) -> dict:
+    """Ask "may I send?" with the site's API key; returns the answer (`allowed`, `reason`)."""
+    r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",
+                    json={"channel": channel, "kind": kind, **who}, headers=bearer(site))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
