@@ -1257,6 +1257,33 @@ def check_filters(filters: ExportFilters) -> None:
                              f"(known: {', '.join(known) or 'none'})")
 
 
+# (here, not in cli.py: cli.py would import this module, and this module imports cli.py)
+@consent_cli.command("verify")
+@click.option("--site", "site_key", help="Only this site.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def verify_command(site_key, as_json):
+    """Check the hash chains, the log against its signed checkpoints, the current state
+    against a replay and the outbox against its events; exit 1 naming what is wrong."""
+    from .sites import NotFound, get_site
+
+    try:
+        ids = [get_site(site_key).id] if site_key else None
+    except NotFound as exc:
+        raise click.ClickException(str(exc))
+    report = verify_all(ids)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "events": report.events,
+                               "streams": report.streams,
+                               "problems": [p.__dict__ for p in report.problems]}))
+    elif report.ok:
+        click.echo(f"OK: {report.events} events in {report.streams} streams verify")
+    else:
+        for problem in report.problems:
+            click.echo(f"BAD: {problem}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+
 def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
     """A date (YYYY-MM-DD) or ISO time as an aware UTC datetime; END: a date means its end."""
     if value in (None, ""):

@@ -8,7 +8,6 @@ click.ClickException for what they check, and the group turns the domain's own e
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -86,26 +85,35 @@ def init_db_command():
 @consent_cli.command("seed-demo")
 @click.option("--key", default="demo", show_default=True)
 @click.option("--origin", "origins", multiple=True,
-              default=("http://127.0.0.1:5000", "http://localhost:5000"), show_default=True)
+              default=("http://127.0.0.1:5000", "http://localhost:5000"), show_default=True,
+              help="Allowed origin (repeatable); added to the demo site if it exists.")
 def seed_demo_command(key: str, origins: tuple[str, ...]):
-    """Create the demo site (four categories, a policy version) unless it exists."""
+    """Create the demo site (four categories, a policy version), or add origins to it."""
     from .demo_data import seed_demo
 
-    created, api_key = run_write(seed_demo, key, list(origins))
+    try:
+        created, api_key, added = run_write(seed_demo, key, list(origins))
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
     if created:
         click.echo(f"created site {key!r}; API key (shown once): {api_key}")
+    elif added:
+        click.echo(f"site {key!r} already exists; added allowed origin(s): {', '.join(added)}")
     else:
-        click.echo(f"site {key!r} already exists")
+        click.echo(f"site {key!r} already exists (its allowed origins include these)")
 
 
 @consent_cli.command("create-site")
 @click.argument("key")
 @click.argument("name")
-@click.option("--origin", "origins", multiple=True, help="Allowed origin (repeatable).")
+@click.option("--origin", "origins", multiple=True,
+              help="Allowed origin, scheme://host[:port] (repeatable).")
 @click.option("--category", "categories", multiple=True,
               help="Extra custom category key (repeatable).")
 def create_site_command(key, name, origins, categories):
-    """Create a site with the standard categories and print its API key."""
+    """Create a site with the standard categories; print its API key, embed code and what
+    is still missing."""
+    from .readiness import embed_snippet, site_gaps
     from .sites import STANDARD_CATEGORIES, create_api_key, create_site
 
     from .sites import Site
@@ -116,13 +124,44 @@ def create_site_command(key, name, origins, categories):
         keys = list(dict.fromkeys(STANDARD_CATEGORIES + tuple(categories)))
         specs = [{"key": k} for k in keys]
         site = create_site(key, name, allowed_origins=list(origins), categories=specs)
-        return create_api_key(site)
+        return create_api_key(site), list(site.allowed_origins)
 
     try:
-        token = run_write(write)
+        token, stored = run_write(write)
     except ValueError as exc:
         raise click.ClickException(str(exc))
     click.echo(f"site {key!r} created; API key (shown once): {token}")
+    if stored:
+        click.echo(f"allowed origins: {', '.join(stored)}")
+    click.echo("\nEmbed on every page, first in <head> (CONSENT_HOST: this server's "
+               "address; docs/widget.md):\n")
+    click.echo(embed_snippet(key))
+    _print_gaps(key, site_gaps(key), heading="\nNext steps")
+
+
+def _print_gaps(key: str, gaps, heading: str) -> None:
+    if not gaps:
+        click.echo(f"site {key!r} is ready")
+        return
+    click.echo(f"{heading} (site {key!r} is not ready):")
+    for gap in gaps:
+        click.echo(f"- {gap.what}\n  fix: {gap.fix}")
+    click.echo(f"Then check again: flask consent check-site {key}")
+
+
+@consent_cli.command("check-site")
+@click.argument("key")
+def check_site_command(key):
+    """List what a site still lacks (origin, policy, services, cookies); exit 1 until ready."""
+    from .readiness import site_gaps
+    from .sites import NotFound
+
+    try:
+        gaps = site_gaps(key)
+    except NotFound as exc:
+        raise click.ClickException(str(exc))
+    _print_gaps(key, gaps, heading="Missing")
+    sys.exit(1 if gaps else 0)
 
 
 @consent_cli.command("create-api-key")
@@ -170,32 +209,6 @@ def publish_policy_command(site_key, label, text_file, url, material, summary):
     except (NotFound, ValueError) as exc:
         raise click.ClickException(str(exc))
     click.echo(f"published {version.label} (sha256 {version.sha256})")
-
-
-@consent_cli.command("verify")
-@click.option("--site", "site_key", help="Only this site.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def verify_command(site_key, as_json):
-    """Check the hash chains, the log against its signed checkpoints, the current state
-    against a replay and the outbox against its events; exit 1 naming what is wrong."""
-    from .audit import verify_all
-    from .sites import NotFound, get_site
-
-    try:
-        ids = [get_site(site_key).id] if site_key else None
-    except NotFound as exc:
-        raise click.ClickException(str(exc))
-    report = verify_all(ids)
-    if as_json:
-        click.echo(json.dumps({"ok": report.ok, "events": report.events,
-                               "streams": report.streams,
-                               "problems": [p.__dict__ for p in report.problems]}))
-    elif report.ok:
-        click.echo(f"OK: {report.events} events in {report.streams} streams verify")
-    else:
-        for problem in report.problems:
-            click.echo(f"BAD: {problem}", err=True)
-    sys.exit(0 if report.ok else 1)
 
 
 @consent_cli.command("rebuild-state")

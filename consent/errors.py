@@ -65,6 +65,20 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class InvalidLink(DomainError):
+    """A signed link that was altered, belongs elsewhere, or is not a link at all."""
+
+    status = 400
+    title = "Invalid link"
+
+
+class ExpiredLink(DomainError):
+    """A signed link past its lifetime (or a single-use link already used)."""
+
+    status = 410
+    title = "Link expired"
+
+
 def _pointer_errors(messages, prefix: str = "") -> list[dict]:
     """Flatten marshmallow's nested messages into RFC 9457 style {pointer, detail} items."""
     out: list[dict] = []
@@ -114,7 +128,9 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(exc: DomainError):
         errors = [{"pointer": f"#/{exc.field.replace('.', '/')}", "detail": exc.detail}] \
             if exc.field else None
-        response = problem(exc.status, exc.title, exc.detail, errors)
+        # A problem type of its own lets a client tell this refusal from others.
+        extra = {"type": exc.type} if getattr(exc, "type", None) else {}
+        response = problem(exc.status, exc.title, exc.detail, errors, **extra)
         if exc.headers:
             if isinstance(response, tuple):
                 return response[0], response[1], exc.headers

@@ -171,7 +171,8 @@ def test_categories_texts_and_cookies(app, site, admin):
         "services": '[{"name": "Maps", "provider": "Map Co", "cookies": '
                     '[{"name": "_maps", "domain": ".maps.example"}]}]'})
     assert r.status_code == 302
-    config = app.test_client().get(f"/api/v1/sites/{site['key']}/config?locale=de").get_json()
+    config = app.test_client().get(
+        f"/api/v1/sites/{site['key']}/config?locale=de&details=1").get_json()
     cat = next(c for c in config["categories"] if c["key"] == "location")
     assert cat["title"] == "Standort" and cat["description"] == "Findet die Filiale."
     assert cat["services"][0]["cookies"][0]["name"] == "_maps"

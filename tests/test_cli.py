@@ -47,7 +47,7 @@ def test_init_db_and_seed_demo_set_up_a_working_site(empty_database_url):
     seeded = flask(url, "seed-demo", "--origin", origins[0], "--origin", origins[1])
     assert seeded.returncode == 0, seeded.stderr
     api_key = seeded.stdout.split("API key (shown once): ")[1].split()[0]
-    again = flask(url, "seed-demo")
+    again = flask(url, "seed-demo", "--origin", origins[1])
     assert again.returncode == 0 and "already exists" in again.stdout
     assert flask(url, "init-db").returncode == 0  # running it twice is harmless
 

@@ -235,6 +235,8 @@ def test_erasure_leaves_no_identifier_while_everything_still_verifies(tmp_path, 
     user_ref = keyed_ref(site["key"], "user", "customer-4711")
     secrets = [s.secret for s in db.session.execute(db.select(Subject).where(
         Subject.public_id.in_([phone, laptop]))).scalars()]
+    from consent.subjects import find_subject, read_token
+    phone_token = read_token(find_subject(get_site(site["key"]).id, phone).pseudonym)
     before_text, before_path = export_text(tmp_path, "before.csv", site["key"])
     dump = dump_database()
     identifiers = [phone, laptop, user_ref, "198.51.100.0/24", UA, PAGE] + secrets
@@ -270,7 +272,8 @@ def test_erasure_leaves_no_identifier_while_everything_still_verifies(tmp_path, 
     page = admin.get(request_url).data.decode()
     assert "erased" in page and phone not in page
     # The erased visitor is a stranger now: their old cookie id finds nothing.
-    assert app.test_client().get(f"/api/v1/sites/{site['key']}/me/{phone}").status_code == 404
+    assert app.test_client().get(f"/api/v1/sites/{site['key']}/me/{phone}?r={phone_token}"
+                                 ).status_code == 404
     # The person's details rows are gone, the bystander's stay.
     assert db.session.execute(db.select(db.func.count()).select_from(EventDetails)
                               ).scalar() == 1

@@ -45,26 +45,26 @@ def may_i_send(client, site, phone):
 
 
 def test_replaying_another_visitors_key_does_not_answer_with_their_event(client, site):
-    victim = decide(client, site, {"action": "accept_all", "subject": "victim-visitor-0001",
+    victim = decide(client, site, {"action": "accept_all",
                                    "client_event_id": "shared-key-0001"})
     assert victim.status_code == 201
-    attacker = decide(client, site, {"action": "reject_all",
-                                     "subject": "attacker-visitor-01",
-                                     "client_event_id": "shared-key-0001"})
+    own = decide(client, site, {"action": "reject_all"}).get_json()  # the attacker's visitor
+    attacker = decide(client, site, {"action": "reject_all", "subject": own["subject"],
+                                     "key": own["key"], "client_event_id": "shared-key-0001"})
     body = attacker.get_json()
     # The attacker's own decision is recorded; nothing of the victim's comes back.
     assert attacker.status_code == 201 and body["duplicate"] is False
     assert body["event_id"] != victim.get_json()["event_id"]
-    assert body["subject"] == "attacker-visitor-01"
+    assert body["subject"] == own["subject"] != victim.get_json()["subject"]
     assert body["consent"]["categories"]["advertising"] is False
     assert db.session.execute(db.select(db.func.count()).select_from(ConsentEvent)
-                              ).scalar() == 2
+                              ).scalar() == 3
 
 
 def test_the_same_visitor_replaying_its_key_gets_its_own_first_event(client, site):
-    first = decide(client, site, {"action": "accept_all", "subject": "same-visitor-00001",
-                                  "client_event_id": "retry-key-0001"})
-    retry = decide(client, site, {"action": "accept_all", "subject": "same-visitor-00001",
+    first = decide(client, site, {"action": "accept_all", "client_event_id": "retry-key-0001"})
+    retry = decide(client, site, {"action": "accept_all", "subject": first.get_json()["subject"],
+                                  "key": first.get_json()["key"],
                                   "client_event_id": "retry-key-0001"})
     assert retry.status_code == 200 and retry.get_json()["duplicate"] is True
     assert retry.get_json()["event_id"] == first.get_json()["event_id"]
