@@ -227,7 +227,7 @@ def test_start_is_ignored_unless_the_site_enables_opt_in_by_sms(client, site):
     sms(client, site, number, "STOP")
     r = sms(client, site, number, "START")
     assert r.status_code == 200 and r.get_json()["result"] == "ignored"
-    assert ask(client, site, "sms", "promotional", address=number)["allowed"] is False
+    assert may_i_send(client, site, "sms", "promotional", address=number)["allowed"] is False
 
 
 def test_start_turns_promotional_sms_back_on(client, site):
@@ -423,3 +423,11 @@ def test_erasure_forgets_the_address_refs(client, site):
         append_event(snap, subject, action="erase", source="admin")
     run_write(write)
     assert db.session.execute(sa.select(sa.func.count()).select_from(ChannelAddress)).scalar() == 0
+
+
+@pytest.mark.parametrize("body", ["null", "[]", "\"STOP\"", "7"])
+def test_sms_inbound_that_is_not_an_object_is_a_422(client, site, body):
+    r = client.post(f"/api/v1/sites/{site['key']}/sms/inbound", data=body,
+                    content_type="application/json", headers=bearer(site))
+    assert r.status_code == 422 and r.mimetype == PROBLEM
+    assert count_events() == 0

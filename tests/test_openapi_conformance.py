@@ -14,8 +14,8 @@ from consent.apidoc import EXAMPLES_FILE
 from consent.database import run_write
 from consent.ledger.log import integrate
 from consent.sites import get_site, invalidate_site_cache
-from tests.support.openapi_scenario import (ABSENT, PENDING, VISITOR, examples_from,
-                                            scenario)
+from tests.support.openapi_scenario import (ABSENT, PENDING, VISITOR, VISITOR_KEY,
+                                            examples_from, scenario)
 from tests.support.admin import make_token
 from tests.test_requests import CONTROLLER
 
@@ -76,7 +76,8 @@ def test_every_operation_conforms(app, site, monkeypatch):
     dasset = {"key": "dasset", "api_key": loaded.api_key}
     admin = make_token(["admin"])
     r = app.test_client().post(f"/api/v1/sites/{site['key']}/decisions",
-                               json={"action": "reject_all", "subject": VISITOR})
+                               json={"action": "reject_all", "subject": VISITOR,
+                                     "key": VISITOR_KEY})
     assert r.status_code == 201
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     spec = app.test_client().get("/api/v1/openapi.json").get_json()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Iterator
 
 import marshmallow as ma
@@ -182,6 +183,8 @@ class SmsInboundSchema(ma.Schema):
 
     @ma.pre_load
     def _gateway_names(self, data, **kwargs):
+        if not isinstance(data, Mapping):
+            return data  # not an object: the schema refuses it (422), naming the body
         data = dict(data)
         for alias, name in self.ALIASES.items():
             if alias in data and name not in data:

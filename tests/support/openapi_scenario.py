@@ -23,6 +23,7 @@ SITES = V1 + "/sites/{site_key}"
 AUDIT = V1 + "/audit/sites/{site_key}"
 ABSENT = object()
 VISITOR = "n_5AOhkjqg-BRg6duVgRz"  # a visitor the widget recorded before the scenario
+VISITOR_KEY = "k7Qe2c3vYp1xN0aLr8sTuw"  # the device key its widget minted with it
 
 
 @dataclass
