@@ -27,9 +27,12 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None):
+    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None,
+                 headers: dict | None = None):
         super().__init__(detail)
         self.detail, self.field = detail, field
+        # Response headers the answer needs (e.g. a 401's WWW-Authenticate challenge).
+        self.headers = dict(headers or {})
         if status is not None:
             self.status = status
 
@@ -127,7 +130,12 @@ def register_error_handlers(app: Flask) -> None:
             if exc.field else None
         # A problem type of its own lets a client tell this refusal from others.
         extra = {"type": exc.type} if getattr(exc, "type", None) else {}
-        return problem(exc.status, exc.title, exc.detail, errors, **extra)
+        response = problem(exc.status, exc.title, exc.detail, errors, **extra)
+        if exc.headers:
+            if isinstance(response, tuple):
+                return response[0], response[1], exc.headers
+            response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound):

@@ -75,6 +75,9 @@ def update_site(site_key: str, data: dict) -> Site:
     rule = {"business_days" if data["deadline_kind"] == "business_days" else "days":
             data["deadline_value"]}
     rule = validate_deadline_rule(rule)
+    from .requests import check_controller  # (requests imports sites, not site_admin)
+
+    check_controller(data.get("controller") or {})  # bad input refused before writing
 
     def write() -> Site:
         site = get_site(site_key)
@@ -90,7 +93,7 @@ def update_site(site_key: str, data: dict) -> Site:
             settings["retention_days"] = data["retention_days"]
         else:
             settings.pop("retention_days", None)
-        controller = {k: v for k, v in (data.get("controller") or {}).items() if v}
+        controller = check_controller(data.get("controller") or {})
         if controller:
             settings["controller"] = controller
         else:

@@ -23,6 +23,7 @@ from ..ledger import ACTIONS
 from ..policies import list_policies
 from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
                         complete_request, consent_receipt, get_request, link_works,
+                        missing_controller_details,
                         list_requests,
                         open_request, open_request_summary, request_subject,
                         subject_label)
@@ -94,9 +95,16 @@ class SiteForm(FormSchema):
                                      validate=validate.OneOf(("days", "business_days")))
     deadline_value = ma.fields.Integer(required=True, validate=validate.Range(1, 365))
     retention_days = ma.fields.Integer(allow_none=True, validate=validate.Range(30, 36500))
+    # The data controller named in consent receipts (Kantara CR v1.1 needs them all).
     controller_name = ma.fields.String(validate=validate.Length(max=200))
+    controller_contact = ma.fields.String(validate=validate.Length(max=200))
     controller_email = ma.fields.String(validate=validate.Length(max=254))
-    controller_address = ma.fields.String(validate=validate.Length(max=500))
+    controller_phone = ma.fields.String(validate=validate.Length(max=40))
+    controller_street = ma.fields.String(validate=validate.Length(max=200))
+    controller_postal_code = ma.fields.String(validate=validate.Length(max=20))
+    controller_locality = ma.fields.String(validate=validate.Length(max=100))
+    controller_region = ma.fields.String(validate=validate.Length(max=100))
+    controller_country = ma.fields.String(validate=validate.Length(max=2))
     controller_url = HttpUrl(validate=validate.Length(max=500))
     controller_jurisdiction = ma.fields.String(validate=validate.Length(max=20))
 
@@ -369,10 +377,25 @@ def settings(site_key: str):
     site = get_site(site_key)
     rule = (site.settings or {}).get("request_deadline") or {"days": 30}
     return render_template("admin/settings.html", site=site, rule=rule,
+                           missing_controller=missing_controller_details(
+                               (site.settings or {}).get("controller")),
                            api_keys=list_api_keys(site_key),
                            services_json={c.key: json.dumps(c.services, indent=2,
                                                             ensure_ascii=False)
                                           for c in site.categories})
+
+
+ADDRESS_FORM = {"street": "streetAddress", "postal_code": "postalCode",
+                "locality": "addressLocality", "region": "addressRegion",
+                "country": "addressCountry"}
+
+
+def controller_from_form(data: dict) -> dict:
+    """The controller_* form fields as the settings' controller dict (address nested)."""
+    fields = {k.removeprefix("controller_"): v for k, v in data.items()
+              if k.startswith("controller_")}
+    address = {ADDRESS_FORM[k]: fields.pop(k) for k in list(fields) if k in ADDRESS_FORM}
+    return {**fields, "address": address}
 
 
 @bp.post("/sites/<site_key>/settings")
@@ -380,8 +403,7 @@ def settings(site_key: str):
 def settings_post(site_key: str):
     """Save general settings."""
     data = parse_form(SiteForm())
-    data["controller"] = {k.removeprefix("controller_"): v for k, v in data.items()
-                          if k.startswith("controller_")}
+    data["controller"] = controller_from_form(data)
     update_site(site_key, data)
     return redirect(url_for("admin.settings", site_key=site_key))
 
