@@ -43,6 +43,10 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
 
 
+# The "Download proof of my choice" link (a receipt from the server, so never offline).
+DIALOG_ONLY_STRINGS = ("proof",)
+
+
 def _widget_service(service: dict) -> dict:
     return {k: service[k] for k in _SERVICE_FIELDS if k in service}
 
@@ -71,6 +75,11 @@ def widget_config(site_key: str, requested_locale: str | None,
     known = set(strings) | set(catalog("widget", "en"))
     strings.update({k: v for k, v in ((site.settings.get("texts") or {}).get(locale) or {}).items()
                     if k in known})
+    if not details:
+        # Strings only the dialog's server-backed parts use: the widget shows those parts
+        # only once the details arrived, so they cost a first visit nothing.
+        for k in DIALOG_ONLY_STRINGS:
+            strings.pop(k, None)
     policy = material = None
     if site.policy_label:
         policy = db.session.execute(db.select(PolicyVersion).where(

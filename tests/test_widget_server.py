@@ -159,8 +159,11 @@ def test_config_carries_what_the_widget_needs(client, site):
     assert full["categories"][2]["description"] and full["categories"][2]["services"][0][
         "name"] == "Demo analytics"
     assert full["endpoints"]["decisions"].endswith("/api/v1/sites/shop/decisions")
-    assert {k: v for k, v in full.items() if k not in ("categories", "endpoints")} == {
-        k: v for k, v in cfg.items() if k != "categories"}
+    assert {k: v for k, v in full.items() if k not in ("categories", "endpoints", "strings")
+            } == {k: v for k, v in cfg.items() if k not in ("categories", "strings")}
+    # the dialog's "Download proof of my choice" needs the server: its words come with it
+    assert "proof" not in cfg["strings"]
+    assert full["strings"] == {**cfg["strings"], "proof": "Download proof of my choice"}
 
 
 def test_config_strings_per_language_and_site_overrides(client, site):

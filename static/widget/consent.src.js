@@ -313,6 +313,9 @@
           btn('acceptAll', () => done('accept_all')),
           btn('save', () => { const v = {}; for (const k in sw) v[k] = sw[k].checked; done('custom', v); }, 1)),
         h('p', {class: 'cw-more'}, h('a', {href: prefsUrl('') + '&return=' + encodeURIComponent(location.href), go: enter}, S('more'))),
+        // Proof of the recorded choice: its receipt, which the server sends as a file (so a
+        // plain link, even cross-origin). Its string comes with the details: not offline.
+        state && state.id && cfg.strings.proof && h('p', {class: 'cw-more'}, h('a', {href: api + 'receipts/' + state.id + '?r=' + state.r}, S('proof'))),
         h('button', {type: 'button', class: 'cw-x', 'aria-label': S('close')}, '×'));
       dialog.lastChild.addEventListener('click', () => dialog.close());
       const me = dialog;
