@@ -86,3 +86,24 @@ def test_the_visitor_downloads_proof_of_their_choice_and_it_verifies_offline(
                     key.stdout.strip())
     assert refused.returncode == 1
     assert "BAD: site shop" in refused.stderr and "edited" in refused.stderr
+
+
+def test_later_page_views_offer_the_proof_of_the_standing_choice(env, page):
+    page.goto(env.url())
+    page.get_by_role("button", name="Reject all").click()
+    [first] = wait_recorded(env, 1)
+    wait_until(page, "window.Consent.get() && window.Consent.get().eventId")
+    # another page view: the recorded decision's id comes from the consent cookie
+    page.goto(env.url())
+    assert page.evaluate("window.Consent.get().eventId") == first.event_id
+    page.get_by_role("button", name="Cookie settings").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    href = dialog.get_by_role("link", name=PROOF).get_attribute("href")
+    assert href.startswith(f"{env.app_url}/api/v1/sites/shop/receipts/{first.event_id}?r=")
+    # a new choice: the proof offered is of the new decision once it is recorded
+    dialog.get_by_role("button", name="Accept all").click()
+    second = wait_recorded(env, 2)[-1]
+    wait_until(page, f"window.Consent.get().eventId == {second.event_id!r}")
+    page.get_by_role("button", name="Cookie settings").click()
+    href = dialog.get_by_role("link", name=PROOF).get_attribute("href")
+    assert f"/receipts/{second.event_id}?r=" in href
