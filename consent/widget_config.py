@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from .policies import PolicyVersion
 from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
+EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
     return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
@@ -41,6 +44,10 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
 
 # What the widget shows of a service in the dialog, and what it needs to delete its cookies.
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
+
+
+# The "Download proof of my choice" link (a receipt from the server, so never offline).
+DIALOG_ONLY_STRINGS = ("proof",)
 
 
 def _widget_service(service: dict) -> dict:
@@ -71,6 +78,11 @@ def widget_config(site_key: str, requested_locale: str | None,
     known = set(strings) | set(catalog("widget", "en"))
     strings.update({k: v for k, v in ((site.settings.get("texts") or {}).get(locale) or {}).items()
                     if k in known})
+    if not details:
+        # Strings only the dialog's server-backed parts use: the widget shows those parts
+        # only once the details arrived, so they cost a first visit nothing.
+        for k in DIALOG_ONLY_STRINGS:
+            strings.pop(k, None)
     policy = material = None
     if site.policy_label:
         policy = db.session.execute(db.select(PolicyVersion).where(
@@ -211,6 +223,7 @@ class ConsentCookie:
     key: str | None = None       # the device key that proves `subject` (consent.subjects)
     read_token: str | None = None
     minor: bool = False          # the visitor said they are a minor (consent.minors)
+    event_id: str | None = None  # the recorded decision: its receipt is the visitor's proof
 
 
 def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
@@ -226,14 +239,15 @@ def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
         decided, expires = int(fields.get("t") or 0), int(fields.get("e") or 0)
     except ValueError:
         return None
-    key, token = fields.get("k"), fields.get("r")
+    key, token, event = fields.get("k"), fields.get("r"), fields.get("i")
     return ConsentCookie(subject=fields["s"], categories=categories,
                          policy_version=fields.get("p") or None, decided_at=decided,
                          expires_at=expires, source=fields.get("src") or None,
                          gpc=fields.get("g") == "1",
                          key=key if key and DEVICE_KEY_RE.match(key) else None,
                          read_token=token if token and READ_TOKEN_RE.match(token) else None,
-                         minor=fields.get("m") == "1")
+                         minor=fields.get("m") == "1",
+                         event_id=event if event and EVENT_ID_RE.match(event) else None)
 
 
 def format_consent_cookie(cookie: ConsentCookie) -> str:
@@ -251,6 +265,8 @@ def format_consent_cookie(cookie: ConsentCookie) -> str:
         fields["p"] = cookie.policy_version
     if cookie.minor:
         fields["m"] = 1
+    if cookie.event_id:
+        fields["i"] = cookie.event_id
     return urlencode(fields)
 
 
@@ -267,7 +283,7 @@ def consent_cookie_from_view(subject: str, view: dict, reject_days: int, *,
                          policy_version=view.get("policyVersion"),
                          decided_at=_unix(view.get("decidedAt")), expires_at=expires,
                          source=view.get("source"), gpc=bool(view.get("gpc")), key=key,
-                         read_token=read_token, minor=minor)
+                         read_token=read_token, minor=minor, event_id=view.get("eventId"))
 
 
 def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,

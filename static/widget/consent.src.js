@@ -48,13 +48,13 @@
     if (!q || q.get('v') != '1' || !q.get('s')) return null;
     for (const [f, v] of [['d', false], ['c', true]]) for (const k of (q.get(f) || '').split('.')) if (k) c[k] = v;
     // a cookie from before device keys gets one now: its first write claims the visitor
-    return {s: q.get('s'), k: q.get('k') || uid(), r: q.get('r'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1'};
+    return {s: q.get('s'), k: q.get('k') || uid(), r: q.get('r'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1', i: q.get('i')};
   }
   function save() {
     const k = Object.keys(state.c), o = cfg.cookie;
     const q = new URLSearchParams({v: 1, s: state.s, k: state.k, c: k.filter(x => state.c[x]).join('.'),
       d: k.filter(x => !state.c[x]).join('.'), t: state.t, e: state.e, src: state.src, g: state.g ? 1 : 0});
-    for (const f of 'rpm') if (state[f]) q.set(f, state[f] === true ? 1 : state[f]);
+    for (const f of 'rpmi') if (state[f]) q.set(f, state[f] === true ? 1 : state[f]);
     D.cookie = o.name + '=' + q + '; Path=/; Max-Age=' + Math.max(0, state.e - now()) +
       (o.domain ? '; Domain=' + o.domain : '') + '; SameSite=' + (o.sameSite || 'Lax') +
       (location.protocol == 'https:' ? '; Secure' : '');
@@ -76,7 +76,7 @@
   function cats() { const o = {}; for (const k of keys()) o[k] = has(k); return o; }
   function get() {
     return valid() ? {categories: cats(), policyVersion: state.p || null, decidedAt: iso(state.t),
-      expiresAt: iso(state.e), source: state.src || null, gpc: state.g, subject: state.s, eventId: state.id || null} : null;
+      expiresAt: iso(state.e), source: state.src || null, gpc: state.g, subject: state.s, eventId: state.i || null} : null;
   }
   function modes(on) { const o = {}; for (const k in MODES) for (const m of MODES[k]) o[m] = on && has(k) ? 'granted' : 'denied'; return o; }
 
@@ -161,7 +161,7 @@
       store(QK, queue);
       if (cfg.cookie.serverSet) state = load() || state;  // the server set the cookie
       if (state && b.subject == state.s) {
-        state.id = j.event_id;
+        state.i = j.event_id;
         state.r = j.read_token;
         save();
       }
@@ -313,6 +313,9 @@
           btn('acceptAll', () => done('accept_all')),
           btn('save', () => { const v = {}; for (const k in sw) v[k] = sw[k].checked; done('custom', v); }, 1)),
         h('p', {class: 'cw-more'}, h('a', {href: prefsUrl('') + '&return=' + encodeURIComponent(location.href), go: enter}, S('more'))),
+        // Proof of the recorded choice: its receipt, which the server sends as a file (so a
+        // plain link, even cross-origin). Its string comes with the details: not offline.
+        state && state.i && cfg.strings.proof && h('p', {class: 'cw-more'}, h('a', {href: api + 'receipts/' + state.i + '?r=' + state.r}, S('proof'))),
         h('button', {type: 'button', class: 'cw-x', 'aria-label': S('close')}, '×'));
       dialog.lastChild.addEventListener('click', () => dialog.close());
       const me = dialog;
@@ -346,7 +349,7 @@
       fetch(api + 'me/' + state.s + '?r=' + state.r, {credentials: 'omit', cache: 'no-cache'})
       .then(r => r.ok ? r.json() : r.status == 404 && 0)]).catch(noop);
     if (v) {
-      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc});
+      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId});
       save();
       // a new policy version or category: the new config, kept over the cached script's
       if (v.revision != cfg.revision) await fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); }, noop);
