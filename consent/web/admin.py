@@ -29,7 +29,7 @@ from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
                         subject_label)
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
                           publish_site_policy, revoke_api_key, update_category, update_site)
-from ..sites import get_site, site_snapshot
+from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
@@ -118,7 +118,8 @@ class SiteForm(FormSchema):
 
 
 class NewCategoryForm(FormSchema):
-    key = ma.fields.String(required=True, validate=validate.Length(1, 40))
+    # (length and form are checked by site_admin.add_category, with the cookie's reason)
+    key = ma.fields.String(required=True, validate=validate.Length(1, 200))
     title = ma.fields.String(required=True, validate=validate.Length(1, 200))
 
 
@@ -377,6 +378,7 @@ def settings(site_key: str):
     site = get_site(site_key)
     rule = (site.settings or {}).get("request_deadline") or {"days": 30}
     return render_template("admin/settings.html", site=site, rule=rule,
+                           max_categories=MAX_CATEGORIES, key_max=CATEGORY_KEY_MAX,
                            missing_controller=missing_controller_details(
                                (site.settings or {}).get("controller")),
                            api_keys=list_api_keys(site_key),
