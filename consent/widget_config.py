@@ -27,6 +27,7 @@ import marshmallow as ma
 from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
+from .consent_mode import widget_consent_mode
 from .database import iso
 from .extensions import db
 from .i18n import catalog, pick_locale
@@ -113,6 +114,8 @@ def widget_config(site_key: str, requested_locale: str | None,
                    "sameSite": cookie.get("same_site", "Lax"),
                    "serverSet": bool(cookie.get("server_set"))},
         "gpc": {"categories": list(gpc_categories(site))},
+        # Google Consent Mode options (only those the site set, see consent.consent_mode).
+        **({"consentMode": mode} if (mode := widget_consent_mode(site)) else {}),
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
         **({"endpoints": {
@@ -362,6 +365,18 @@ class _EndpointsSchema(ma.Schema):
     preferences = ma.fields.String(required=True)
 
 
+class _ConsentModeSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+    dataLayer = ma.fields.String(metadata={"description": "The dataLayer's name, when not "
+                                                          "dataLayer"})
+    push = ma.fields.List(ma.fields.List(ma.fields.Raw()), metadata={
+        "description": "gtag commands pushed after the all-denied default, in order: a "
+                       "`consent default` per region rule (with `region`), `set "
+                       "ads_data_redaction`, `set url_passthrough`"})
+
+
 class WidgetConfigSchema(ma.Schema):
     """The site's configuration and strings in one language, as the widget reads it."""
 
@@ -379,5 +394,7 @@ class WidgetConfigSchema(ma.Schema):
     lifetimes = ma.fields.Nested(_LifetimesSchema, required=True)
     cookie = ma.fields.Nested(_CookieSettingsSchema, required=True)
     gpc = ma.fields.Nested(_GpcSchema, required=True)
+    consentMode = ma.fields.Nested(_ConsentModeSchema, metadata={
+        "description": "Google Consent Mode options, only when the site set any"})
     age = ma.fields.Nested(_AgeSchema, metadata={"description": "Sites with an age rule"})
     endpoints = ma.fields.Nested(_EndpointsSchema, metadata={"description": "details=1 only"})
