@@ -108,12 +108,11 @@ def widget_consent_mode(site: SiteSnapshot) -> dict | None:
         out["dataLayer"] = options["data_layer"]
     commands: list = []
     for rule in options.get("regions") or ():
-        granted = {key for key in rule.get("granted", ()) if key in site.category_keys}
-        default = {m: "granted" if key in granted else "denied"
-                   for key, names in MODES.items() for m in names}
-        commands.append(["consent", "default", {**default, "security_storage": "granted",
-                                                "wait_for_update": 500,
-                                                "region": list(rule["region"])}])
+        # Only what differs from the all-denied default: Consent Mode takes each type from
+        # the most specific default that names it, so the rest stays denied there too.
+        granted = {m: "granted" for key in rule.get("granted", ()) if key in site.category_keys
+                   for m in MODES[key]}
+        commands.append(["consent", "default", {**granted, "region": list(rule["region"])}])
     for name in ("ads_data_redaction", "url_passthrough"):
         if options.get(name):
             commands.append(["set", name, True])
