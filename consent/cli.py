@@ -8,6 +8,7 @@ click.ClickException for what they check, and the group turns the domain's own e
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -176,6 +177,34 @@ def check_site_command(key):
         raise click.ClickException(str(exc))
     _print_gaps(key, gaps, heading="Missing")
     sys.exit(1 if gaps else 0)
+
+
+@consent_cli.command("consent-mode")
+@click.argument("site_key")
+@click.option("--data-layer", default="dataLayer", show_default=True,
+              help="The global the page's tag manager reads.")
+@click.option("--ads-data-redaction/--no-ads-data-redaction", default=False)
+@click.option("--url-passthrough/--no-url-passthrough", default=False)
+@click.option("--region", "regions", multiple=True, metavar="'REGIONS: CATEGORIES'",
+              help="A region default, e.g. 'US-CA US-VA: analytics advertising' (repeatable).")
+def consent_mode_command(site_key, data_layer, ads_data_redaction, url_passthrough, regions):
+    """Set a site's Google Consent Mode options (all of them: options not given are reset)."""
+    from marshmallow import ValidationError
+
+    from .consent_mode import parse_region_lines, set_consent_mode
+
+    try:
+        stored = set_consent_mode(site_key, {
+            "data_layer": data_layer, "ads_data_redaction": ads_data_redaction,
+            "url_passthrough": url_passthrough,
+            "regions": parse_region_lines("\n".join(regions))})
+    except ValidationError as exc:
+        from .errors import pointer_errors
+
+        first = pointer_errors(exc.messages)[0]
+        raise click.ClickException(f"{first['pointer'].lstrip('#/')}: {first['detail']}")
+    click.echo(f"site {site_key!r}: consent mode "
+               + (json.dumps(stored, sort_keys=True) if stored else "defaults"))
 
 
 @consent_cli.command("create-api-key")

@@ -95,6 +95,11 @@ def _pointer_errors(messages, prefix: str = "") -> list[dict]:
     return out
 
 
+def pointer_errors(messages) -> list[dict]:
+    """marshmallow's messages as RFC 9457 style {pointer, detail} items."""
+    return _pointer_errors(messages)
+
+
 def wants_json() -> bool:
     """Whether the current request is answered in JSON rather than HTML."""
     if request.path.startswith("/api/") or request.is_json:

@@ -17,9 +17,9 @@ from .errors import Conflict, Invalid
 from .extensions import db
 from .policies import PolicyVersion, get_policy, publish_policy
 from .requests import validate_deadline_rule
-from .sites import (CATEGORY_KEY_RE, STANDARD_CATEGORIES, BadOrigin, Category, Site,
-                    SiteApiKey, create_api_key, create_site, get_site, invalidate_site_cache,
-                    normalise_origin)
+from .sites import (STANDARD_CATEGORIES, BadOrigin, Category, CategoryLimit, Site, SiteApiKey,
+                    check_category_count, check_category_key, create_api_key, create_site,
+                    get_site, invalidate_site_cache, normalise_origin)
 from .validation import StrictSchema
 
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
@@ -107,14 +107,19 @@ def update_site(site_key: str, data: dict) -> Site:
 
 def add_category(site_key: str, key: str, title: str) -> Category:
     """Add a custom category (refused by default until the visitor opts in)."""
-    if not CATEGORY_KEY_RE.match(key or ""):
-        raise Invalid("category keys are lower-case letters, digits and '_', starting "
-                      "with a letter", field="key")
+    try:
+        check_category_key(key)
+    except CategoryLimit as exc:
+        raise Invalid(str(exc), field="key") from None
 
     def write() -> Category:
         site = get_site(site_key)
         if any(c.key == key for c in site.categories):
             raise Conflict(f"site {site_key!r} already has a category {key!r}", field="key")
+        try:
+            check_category_count(len(site.categories) + 1, site_key)
+        except CategoryLimit as exc:
+            raise Invalid(str(exc), field="key") from None
         cat = Category(site_id=site.id, key=key,
                        position=max([c.position for c in site.categories] + [0]) + 1,
                        locked=False, titles={site.default_locale: title}, descriptions={},

@@ -24,9 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
+import marshmallow as ma
 from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
+from .consent_mode import widget_consent_mode
 from .database import iso
 from .extensions import db
 from .i18n import catalog, pick_locale
@@ -124,6 +126,8 @@ def widget_config(site_key: str, requested_locale: str | None,
                    "sameSite": cookie.get("same_site", "Lax"),
                    "serverSet": bool(cookie.get("server_set"))},
         "gpc": {"categories": list(gpc_categories(site))},
+        # Google Consent Mode options (only those the site set, see consent.consent_mode).
+        **({"consentMode": mode} if (mode := widget_consent_mode(site)) else {}),
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
         **({"endpoints": {
@@ -302,3 +306,111 @@ def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
                        max_age=max(0, cookie.expires_at - int(time.time())), path="/",
                        domain=settings.get("domain"), secure=secure, httponly=False,
                        samesite=settings.get("same_site", "Lax"))
+
+
+# ---------------------------------------------------------------- the document's shape
+# (for the OpenAPI document: the view serves config_document's cached JSON as is)
+
+
+class _CookieRuleSchema(ma.Schema):
+    """A first-party cookie the widget deletes when its category is withdrawn."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    name = ma.fields.String(metadata={"description": "One cookie's name"})
+    pattern = ma.fields.String(metadata={"description": "A regular expression over names"})
+    path = ma.fields.String()
+    domain = ma.fields.String()
+
+
+class _ServiceSchema(ma.Schema):
+    """A service a category covers (name, provider, purpose only with details=1)."""
+
+    name = ma.fields.String()
+    provider = ma.fields.String()
+    purpose = ma.fields.String()
+    cookies = ma.fields.List(ma.fields.Nested(_CookieRuleSchema))
+
+
+class _CategorySchema(ma.Schema):
+    """One category as the banner and dialog show it."""
+
+    key = ma.fields.String(required=True, metadata={"example": "analytics"})
+    locked = ma.fields.Boolean(required=True, metadata={
+        "description": "Always on (essential): no switch"})
+    title = ma.fields.String(required=True)
+    description = ma.fields.String(metadata={"description": "details=1 only"})
+    services = ma.fields.List(ma.fields.Nested(_ServiceSchema), required=True, metadata={
+        "description": "Without details=1 only each service's cookies"})
+
+
+class _PolicySchema(ma.Schema):
+    version = ma.fields.String(allow_none=True, required=True)
+    url = ma.fields.String(allow_none=True, required=True)
+    materialVersion = ma.fields.String(allow_none=True, required=True)
+    reconsentAfter = ma.fields.String(allow_none=True, required=True, metadata={
+        "description": "Choices made before this instant no longer count"})
+
+
+class _LifetimesSchema(ma.Schema):
+    acceptDays = ma.fields.Integer(required=True)
+    rejectDays = ma.fields.Integer(required=True)
+
+
+class _CookieSettingsSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    domain = ma.fields.String(allow_none=True, required=True)
+    sameSite = ma.fields.String(required=True)
+    serverSet = ma.fields.Boolean(required=True)
+
+
+class _GpcSchema(ma.Schema):
+    categories = ma.fields.List(ma.fields.String(), required=True)
+
+
+class _AgeSchema(ma.Schema):
+    ask = ma.fields.String(required=True)
+    q = ma.fields.String(required=True, metadata={"description": "The age question"})
+    g = ma.fields.String(required=True, metadata={"description": "The guardian's line"})
+    categories = ma.fields.List(ma.fields.String(), required=True)
+
+
+class _EndpointsSchema(ma.Schema):
+    decisions = ma.fields.String(required=True)
+    preferences = ma.fields.String(required=True)
+
+
+class _ConsentModeSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+    dataLayer = ma.fields.String(metadata={"description": "The dataLayer's name, when not "
+                                                          "dataLayer"})
+    push = ma.fields.List(ma.fields.List(ma.fields.Raw()), metadata={
+        "description": "gtag commands pushed after the all-denied default, in order: a "
+                       "`consent default` per region rule (with `region`), `set "
+                       "ads_data_redaction`, `set url_passthrough`"})
+
+
+class WidgetConfigSchema(ma.Schema):
+    """The site's configuration and strings in one language, as the widget reads it."""
+
+    site = ma.fields.String(required=True)
+    revision = ma.fields.String(required=True, metadata={
+        "description": "Changes with any change of the site's configuration"})
+    ttl = ma.fields.Integer(required=True, metadata={
+        "description": "Seconds the widget may reuse this document without asking"})
+    locale = ma.fields.String(required=True)
+    locales = ma.fields.List(ma.fields.String(), required=True)
+    strings = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(),
+                             required=True)
+    categories = ma.fields.List(ma.fields.Nested(_CategorySchema), required=True)
+    policy = ma.fields.Nested(_PolicySchema, required=True)
+    lifetimes = ma.fields.Nested(_LifetimesSchema, required=True)
+    cookie = ma.fields.Nested(_CookieSettingsSchema, required=True)
+    gpc = ma.fields.Nested(_GpcSchema, required=True)
+    consentMode = ma.fields.Nested(_ConsentModeSchema, metadata={
+        "description": "Google Consent Mode options, only when the site set any"})
+    age = ma.fields.Nested(_AgeSchema, metadata={"description": "Sites with an age rule"})
+    endpoints = ma.fields.Nested(_EndpointsSchema, metadata={"description": "details=1 only"})

@@ -29,7 +29,9 @@ from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
                         subject_label)
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
                           publish_site_policy, revoke_api_key, update_category, update_site)
-from ..sites import get_site, site_snapshot
+from ..consent_mode import describe as describe_consent_mode
+from ..consent_mode import parse_region_lines, set_consent_mode
+from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
@@ -118,8 +120,16 @@ class SiteForm(FormSchema):
 
 
 class NewCategoryForm(FormSchema):
-    key = ma.fields.String(required=True, validate=validate.Length(1, 40))
+    # (length and form are checked by site_admin.add_category, with the cookie's reason)
+    key = ma.fields.String(required=True, validate=validate.Length(1, 200))
     title = ma.fields.String(required=True, validate=validate.Length(1, 200))
+
+
+class ConsentModeForm(FormSchema):
+    data_layer = ma.fields.String(load_default="dataLayer", validate=validate.Length(max=64))
+    ads_data_redaction = FormBool()
+    url_passthrough = FormBool()
+    regions = ma.fields.String(load_default="", validate=validate.Length(max=4000))
 
 
 class ApiKeyForm(FormSchema):
@@ -377,6 +387,8 @@ def settings(site_key: str):
     site = get_site(site_key)
     rule = (site.settings or {}).get("request_deadline") or {"days": 30}
     return render_template("admin/settings.html", site=site, rule=rule,
+                           max_categories=MAX_CATEGORIES, key_max=CATEGORY_KEY_MAX,
+                           consent_mode=describe_consent_mode(site),
                            missing_controller=missing_controller_details(
                                (site.settings or {}).get("controller")),
                            api_keys=list_api_keys(site_key),
@@ -406,6 +418,16 @@ def settings_post(site_key: str):
     data["controller"] = controller_from_form(data)
     update_site(site_key, data)
     return redirect(url_for("admin.settings", site_key=site_key))
+
+
+@bp.post("/sites/<site_key>/consent-mode")
+@admin_required("sites:write")
+def consent_mode_post(site_key: str):
+    """Save the site's Google Consent Mode options."""
+    data = parse_form(ConsentModeForm())
+    data["regions"] = parse_region_lines(data["regions"])
+    set_consent_mode(site_key, {**data, "data_layer": data["data_layer"] or "dataLayer"})
+    return redirect(url_for("admin.settings", site_key=site_key) + "#consent-mode")
 
 
 @bp.post("/sites/<site_key>/categories")

@@ -15,7 +15,7 @@
   const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site, SK = 'consent:sync:' + site;
   const MODES = {functional: ['functionality_storage', 'personalization_storage'],
     analytics: ['analytics_storage'], advertising: ['ad_storage', 'ad_user_data', 'ad_personalization']};
-  const dl = W.dataLayer = W.dataLayer || [];
+  let dl;  // the page's dataLayer (its name may be configured: consentMode below)
   const gtag = function () { dl.push(arguments); };
   const now = () => Math.floor(Date.now() / 1e3);
   const iso = t => t ? new Date(t * 1e3).toISOString() : null;
@@ -362,7 +362,11 @@
 
   // ---- start: Consent Mode default first, then the stored choice, then (if needed) the banner
   state = load();
+  // Consent Mode: the all-denied default, then the site's own commands (consent/consent_mode.py).
+  const cm = cfg && cfg.consentMode || {}, dn = cm.dataLayer || 'dataLayer';
+  dl = W[dn] = W[dn] || [];
   gtag('consent', 'default', Object.assign(modes(0), {security_storage: 'granted', wait_for_update: 500}));
+  (cm.push || []).forEach(c => gtag.apply(0, c));
   async function start() {
     if (mark() == 'p') await sync();  // back from the preference center: its choice before any tag
     if (get()) gtag('consent', 'update', modes(1));

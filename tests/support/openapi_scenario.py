@@ -15,15 +15,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Generator
 
-# The widget's operations are documented with the widget (pending its rework).
-PENDING = {"GET /api/v1/sites/{site_key}/config", "POST /api/v1/sites/{site_key}/decisions",
-           "GET /api/v1/sites/{site_key}/me/{subject_id}"}
 V1 = "/api/v1"
 SITES = V1 + "/sites/{site_key}"
 AUDIT = V1 + "/audit/sites/{site_key}"
 ABSENT = object()
 VISITOR = "n_5AOhkjqg-BRg6duVgRz"  # a visitor the widget recorded before the scenario
 VISITOR_KEY = "k7Qe2c3vYp1xN0aLr8sTuw"  # the device key its widget minted with it
+# A visitor whose widget records its first choice in the scenario (id and key as minted).
+NEWCOMER, NEWCOMER_KEY = "Vq3T0bYx8LmN2cRw5ZsA1", "Hd8sK2mQ9vXc4TzR7bWnLe"
 
 
 @dataclass
@@ -53,6 +52,36 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
     shop = {"site_key": site["key"]}
     nope = {"site_key": "nope"}
     visitor = VISITOR
+
+    # ------------------------------------------------------------ the widget
+    page = {"Origin": site.get("origin", "https://shop.example")}
+    r = yield Call("GET", SITES + "/config", 200, shop, {"locale": "de", "details": "1"},
+                   headers=page)
+    yield Call("GET", SITES + "/config", 304, shop, {"locale": "de", "details": "1"},
+               headers={**page, "If-None-Match": _header(r, "ETag")})
+    yield Call("GET", SITES + "/config", 404, nope, headers=page)
+    yield Call("GET", SITES + "/config", 422, shop, {"locale": "x"}, headers=page)
+    choice = {"subject": NEWCOMER, "key": NEWCOMER_KEY, "action": "custom",
+              "categories": {"analytics": True, "advertising": False},
+              "client_event_id": "c9a1f0e2-scenario-1", "source": "preferences",
+              "locale": "de", "page_url": "https://shop.example/products?id=7"}
+    r = yield Call("POST", SITES + "/decisions", 201, shop, body=choice, headers=page)
+    me = {**shop, "subject_id": NEWCOMER}
+    read = r.json()["read_token"]
+    yield Call("POST", SITES + "/decisions", 200, shop, body=choice, headers=page)
+    yield Call("POST", SITES + "/decisions", 403, shop, headers=page,
+               body={**choice, "key": "a-key-this-browser-never-held", "client_event_id":
+                     "c9a1f0e2-scenario-2"})
+    yield Call("POST", SITES + "/decisions", 403, shop,
+               headers={"Origin": "https://elsewhere.example"},
+               body={**choice, "client_event_id": "c9a1f0e2-scenario-3"})
+    yield Call("POST", SITES + "/decisions", 422, shop, headers=page,
+               body={**choice, "action": "maybe"})
+    r = yield Call("GET", SITES + "/me/{subject_id}", 200, me, {"r": read}, headers=page)
+    yield Call("GET", SITES + "/me/{subject_id}", 304, me, {"r": read},
+               headers={**page, "If-None-Match": _header(r, "ETag")})
+    yield Call("GET", SITES + "/me/{subject_id}", 404, me, headers=page)
+    yield Call("GET", SITES + "/me/{subject_id}", 422, me, {"r": "not a token"}, headers=page)
 
     # ------------------------------------------------------------ consent of a person
     r = yield Call("POST", SITES + "/subjects/{subject_id}/events", 201,
@@ -319,6 +348,11 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
     yield Call("POST", AUDIT + "/requests/{request_id}/erase", 409, erase, headers=token)
     yield Call("POST", AUDIT + "/requests/{request_id}/erase", 404,
                {**shop, "request_id": 9999}, headers=token)
+
+
+def _header(response, name: str) -> str:
+    values = {k.lower(): v for k, v in response.headers.items()}[name.lower()]
+    return values[0] if isinstance(values, list) else str(values)
 
 
 def _body_of(response) -> Any:
