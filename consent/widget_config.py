@@ -48,8 +48,9 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
 
 
-# The "Download proof of my choice" link (a receipt from the server, so never offline).
-DIALOG_ONLY_STRINGS = ("proof",)
+# The "Download proof of my choice" link (a receipt from the server, so never offline), and
+# the labels of the services and cookies lists, whose names come with the details too.
+DIALOG_ONLY_STRINGS = ("proof", "services", "cookies")
 
 
 def _widget_service(service: dict) -> dict:

@@ -163,7 +163,8 @@ def test_config_carries_what_the_widget_needs(client, site):
             } == {k: v for k, v in cfg.items() if k not in ("categories", "strings")}
     # the dialog's "Download proof of my choice" needs the server: its words come with it
     assert "proof" not in cfg["strings"]
-    assert full["strings"] == {**cfg["strings"], "proof": "Download proof of my choice"}
+    assert full["strings"] == {**cfg["strings"], "proof": "Download proof of my choice",
+                               "services": "Services and cookies", "cookies": "Cookies"}
 
 
 def test_config_strings_per_language_and_site_overrides(client, site):

@@ -303,7 +303,7 @@
             h('div', {class: 'cw-row'}, h('label', {class: 'cw-ct', for: id}, c.title),
               c.locked && h('span', {class: 'cw-on'}, S('alwaysOn')), sw[c.key]),
             h('p', {class: 'cw-cd', id: id + '-d'}, c.description),
-            svc.length > 0 && h('details', null, h('summary', null, S('services')), h('ul', null, svc.map(s =>
+            svc.length > 0 && cfg.strings.services && h('details', null, h('summary', null, S('services')), h('ul', null, svc.map(s =>
               h('li', null, h('strong', null, s.name), s.provider ? ' (' + s.provider + ')' : '', s.purpose ? ': ' + s.purpose : '',
                 (s.cookies || []).length > 0 && h('span', {class: 'cw-ck'}, S('cookies') + ': ' +
                   s.cookies.map(k => k.name || k.pattern).join(', ')))))));
