@@ -82,6 +82,10 @@ class Config:
     # Events given log indexes per transaction (bounds how long an integration holds
     # SQLite's write lock).
     CONSENT_LOG_BATCH = _env_number("CONSENT_LOG_BATCH", 2000, minimum=1)
+    # Where this machine's signer keeps the latest checkpoint it signed of each log,
+    # outside the database (consent.ledger.signer_state); default instance/log-state/.
+    # Each signing machine keeps its own; keep it from database administrators.
+    CONSENT_LOG_STATE_DIR = os.environ.get("CONSENT_LOG_STATE_DIR", "")
     # How long clients may cache the latest checkpoint.
     CONSENT_CHECKPOINT_MAX_AGE = _env_int("CONSENT_CHECKPOINT_MAX_AGE", 5)
     # Trusted reverse proxies in front of the app (werkzeug ProxyFix): how many hops of

@@ -5,9 +5,14 @@ command-line shell dumping the same rows as CSV, and peak memory does not grow w
 number of events (compared at 100,000 and 1,000,000).
 
 The ledger is generated with direct bulk inserts that produce a valid hash chain (so the
-export also verifies). Each export runs in its own process so its peak RSS is its own.
+export also verifies), then integrated into the verifiable log (as the integrator does
+behind the writes; timed apart). The export carries the log section (the default), so it
+is compared with `sqlite3 -csv` dumping the event rows (the budget) and also the event
+rows plus the log rows (the same content). Each export runs in its own process so its
+peak RSS is its own; `--verify` also times `python -m consent.audit` on the large export.
 
     .venv/bin/python bench/export_bench.py [--events 1000000] [--small 100000] [--runs 3]
+        [--no-log] [--verify]
 """
 from __future__ import annotations
 
@@ -36,6 +41,9 @@ SQL = ("SELECT event_id, 'bench', stream, seq, subject, "
        "NULLIF(categories, 'null'), NULLIF(channels, 'null'), policy_version, locale, "
        "NULLIF(meta, 'null'), details_digest, idempotency_key, prev_hash, hash "
        "FROM consent_events WHERE site_id = 1 ORDER BY stream, seq")
+LOG_SQL = ("SELECT 'log', 'bench', l.log_index, l.stream, l.seq, lower(hex(n.hash)) "
+           "FROM log_leaves l JOIN log_nodes n ON n.site_id = l.site_id AND n.level = 0 "
+           "AND n.idx = l.log_index WHERE l.site_id = 1 ORDER BY l.log_index")
 
 
 def build_database(path: Path, events: int) -> None:
@@ -113,6 +121,30 @@ def build_database(path: Path, events: int) -> None:
     conn.close()
 
 
+INTEGRATE_CHILD = """
+import sys
+from consent import create_app
+from consent.ledger.log import integrate
+app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": sys.argv[1],
+                  "CONSENT_LOG_BATCH": 20000})
+with app.app_context():
+    integrate("bench")
+"""
+
+
+def integrate_database(path: Path) -> None:
+    """Give every event its log index and sign a checkpoint (what runs behind writes), in
+    a child process (this one stays small: children start as a copy of it)."""
+    run_child([sys.executable, "-c", INTEGRATE_CHILD, f"sqlite:///{path}"])
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+# Children print their own peak RSS (VmHWM, which starts afresh at exec): the rusage of a
+# child also counts the copy of this process it was before exec.
+PEAK = ("print([int(l.split()[1]) for l in open('/proc/self/status') "
+        "if l.startswith('VmHWM')][0])")
 EXPORT_CHILD = """
 import sys, time
 from consent import create_app
@@ -121,9 +153,15 @@ app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": sys.argv[1]}
 with app.app_context():
     t = time.perf_counter()
     with open(sys.argv[2], "w", encoding="utf-8", newline="") as fh:
-        write_export(fh, ExportFilters(site_key="bench"), sys.argv[3])
+        write_export(fh, ExportFilters(site_key="bench", log=sys.argv[4] == "log"), sys.argv[3])
     print(time.perf_counter() - t)
-"""
+""" + PEAK
+VERIFY_CHILD = """
+import sys
+from consent.audit import verify_export_file
+report = verify_export_file(sys.argv[1])
+print("OK" if report.ok else report.problems[0], report.rows, report.logs)
+""" + PEAK
 
 
 def run_child(cmd: list[str], stdout=None) -> tuple[float, int, str]:
@@ -139,23 +177,41 @@ def run_child(cmd: list[str], stdout=None) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss, out
 
 
-def measure(db_path: Path, out_dir: Path, runs: int, fmt: str = "csv") -> dict:
-    """Best-of-RUNS times of the export and of sqlite3 -csv, and the export's peak RSS."""
+def measure(db_path: Path, out_dir: Path, runs: int, fmt: str = "csv",
+            log: bool = True) -> dict:
+    """Best-of-RUNS times of the export and of sqlite3 -csv (event rows; event and log
+    rows), and the export's peak RSS."""
     export_file = out_dir / f"export.{fmt}"
-    ours, ours_wall, rss, cli = [], [], [], []
+    ours, ours_wall, rss, cli, cli_log, no_log = [], [], [], [], [], []
     for _ in range(runs):
         with open(out_dir / "sqlite.csv", "w") as fh:
             wall, _rss, _ = run_child(["sqlite3", "-csv", str(db_path), SQL], stdout=fh)
         cli.append(wall)
-        wall, peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, f"sqlite:///{db_path}",
-                                     str(export_file), fmt])
-        ours.append(float(out.strip().splitlines()[-1]))
+        if log:
+            with open(out_dir / "sqlite-log.csv", "w") as fh:
+                wall, _rss, _ = run_child(["sqlite3", "-csv", str(db_path),
+                                           SQL + "; " + LOG_SQL], stdout=fh)
+            cli_log.append(wall)
+            # The same export without its log section, for what the section costs.
+            _wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD,
+                                           f"sqlite:///{db_path}", str(out_dir / "no-log.csv"),
+                                           fmt, "no-log"])
+            no_log.append(float(out.strip().splitlines()[-2]))
+        wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, f"sqlite:///{db_path}",
+                                      str(export_file), fmt, "log" if log else "no-log"])
+        ours.append(float(out.strip().splitlines()[-2]))
         ours_wall.append(wall)
-        rss.append(peak)
+        rss.append(int(out.strip().splitlines()[-1]))
     return {"export_s": min(ours), "export_process_s": min(ours_wall),
-            "sqlite3_s": min(cli), "peak_rss_kib": max(rss),
-            "export_bytes": export_file.stat().st_size,
+            "sqlite3_s": min(cli), "sqlite3_with_log_s": min(cli_log) if cli_log else None,
+            "no_log_s": min(no_log) if no_log else None,
+            "peak_rss_kib": max(rss), "export_bytes": export_file.stat().st_size,
+            "no_log_bytes": (out_dir / "no-log.csv").stat().st_size if no_log else None,
             "sqlite3_bytes": (out_dir / "sqlite.csv").stat().st_size}
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -165,6 +221,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--verify", action="store_true",
                         help="Also time verify-export on the large export.")
+    parser.add_argument("--no-log", dest="log", action="store_false",
+                        help="Export without the log section (--no-log).")
+    parser.add_argument("--keep", type=Path, help="Keep the generated databases in this "
+                        "directory and reuse them on the next run (building and integrating "
+                        "a million events takes minutes).")
     args = parser.parse_args()
     if shutil.which("sqlite3") is None:
         print("sqlite3 command-line shell not found (apt-get install sqlite3)")
@@ -173,27 +234,40 @@ def main() -> int:
     try:
         results = {}
         for n in (args.small, args.events):
-            db_path = work / f"ledger-{n}.sqlite3"
-            t = time.perf_counter()
-            build_database(db_path, n)
-            print(f"built {n:,} hash-chained events in {time.perf_counter() - t:.1f} s",
-                  flush=True)
-            results[n] = measure(db_path, work, args.runs)
+            db_path = (args.keep or work) / f"ledger-{n}.sqlite3"
+            if args.keep and db_path.exists():
+                print(f"reusing {db_path}", flush=True)
+            else:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+                t = time.perf_counter()
+                build_database(db_path, n)
+                print(f"built {n:,} hash-chained events in {time.perf_counter() - t:.1f} s",
+                      flush=True)
+                t = time.perf_counter()
+                integrate_database(db_path)
+                print(f"integrated them into the log in {time.perf_counter() - t:.1f} s "
+                      f"(load {load()})", flush=True)
+            results[n] = measure(db_path, work, args.runs, log=args.log)
             r = results[n]
+            with_log = (f", sqlite3 -csv events+log {r['sqlite3_with_log_s']:.2f} s "
+                        f"(ratio {r['export_s'] / r['sqlite3_with_log_s']:.2f}x), "
+                        f"export --no-log {r['no_log_s']:.2f} s "
+                        f"({r['no_log_bytes'] / 1e6:.0f} MB)"
+                        if r["sqlite3_with_log_s"] else "")
             print(f"{n:>9,} events: export {r['export_s']:.2f} s "
                   f"(process {r['export_process_s']:.2f} s), sqlite3 -csv {r['sqlite3_s']:.2f} s, "
-                  f"ratio {r['export_s'] / r['sqlite3_s']:.2f}x, "
+                  f"ratio {r['export_s'] / r['sqlite3_s']:.2f}x{with_log}, "
                   f"peak RSS {r['peak_rss_kib'] / 1024:.1f} MiB, "
-                  f"{r['export_bytes'] / 1e6:.0f} MB vs {r['sqlite3_bytes'] / 1e6:.0f} MB",
-                  flush=True)
+                  f"{r['export_bytes'] / 1e6:.0f} MB vs {r['sqlite3_bytes'] / 1e6:.0f} MB "
+                  f"(load {load()})", flush=True)
             if n == args.events and args.verify:
-                from consent.audit import verify_export_file
-
-                t = time.perf_counter()
-                report = verify_export_file(str(work / "export.csv"))
-                print(f"verify-export: {'OK' if report.ok else report.problems[0]} "
-                      f"({report.rows:,} rows) in {time.perf_counter() - t:.1f} s")
-            db_path.unlink()
+                wall, _peak, out = run_child([sys.executable, "-c", VERIFY_CHILD,
+                                              str(work / "export.csv")])
+                lines = out.strip().splitlines()
+                print(f"verify-export: {lines[0]} in {wall:.1f} s, peak RSS "
+                      f"{int(lines[-1]) / 1024:.1f} MiB (load {load()})", flush=True)
+            if not args.keep:
+                db_path.unlink()
         big, small = results[args.events], results[args.small]
         ratio = big["export_s"] / big["sqlite3_s"]
         growth = big["peak_rss_kib"] / small["peak_rss_kib"]

@@ -79,6 +79,7 @@ class Scenario:
         url = fresh_database(tmp, cluster, name)
         self.env = dict(os.environ, CONSENT_DATABASE_URL=url, CONSENT_ENV="development",
                         FLASK_APP="app.py", PYTHONPATH=str(ROOT),
+                        CONSENT_LOG_STATE_DIR=str(tmp / f"{name}-log-state"),
                         # Retry a refused receiver every second or so: a busier worker
                         # than the production default (10 s), to make the test harder.
                         CONSENT_WEBHOOK_BACKOFF_BASE="1", CONSENT_WEBHOOK_TIMEOUT="2")

@@ -136,7 +136,8 @@ def main() -> int:
     # Production settings: the per-process site cache is on, as it is when deployed.
     server = AppServer(url, workers=2, extra_env={
         "GUNICORN_CMD_ARGS": f"--access-logfile {log}", "CONSENT_ENV": "production",
-        "SECRET_KEY": secrets.token_urlsafe(48), "CONSENT_SITE_CACHE_SECONDS": "5"})
+        "SECRET_KEY": secrets.token_urlsafe(48), "CONSENT_SITE_CACHE_SECONDS": "5",
+        "CONSENT_LOG_STATE_DIR": str(work / "log-state")})
     item = ('<li class="product"><a href="/p/{n}"><img alt="" width="120" height="90">'
             '<h3>Product {n}</h3></a><p>A useful thing, in three colours.</p>'
             '<p class="price">{n}.99 EUR</p><button type="button">Add to basket</button></li>\n')

@@ -119,9 +119,11 @@ def main() -> None:
             url = f"sqlite:///{tmp}/bench.sqlite3"
         prepare_database(url)
         # wrk sends thousands of decisions a second from loopback: exempt it from the
-        # per-address limit (docs/performance.md has the limiter's own cost).
+        # per-address limit (docs/performance.md has the limiter's own cost). A state
+        # directory of its own: the signer's checkpoints belong to this database.
         env = dict(os.environ, CONSENT_DATABASE_URL=url, CONSENT_ENV="development",
-                   PYTHONPATH=str(ROOT), CONSENT_RATELIMIT_EXEMPT="127.0.0.1")
+                   PYTHONPATH=str(ROOT), CONSENT_RATELIMIT_EXEMPT="127.0.0.1",
+                   CONSENT_LOG_STATE_DIR=str(tmp / "log-state"))
         servers = {}
         for name, module, path in (("bare_flask", "bench.bare_app:app", "/echo"),
                                    ("consent_write", "app:app",

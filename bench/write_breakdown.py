@@ -124,6 +124,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="write-breakdown-"))
     os.environ["CONSENT_DATABASE_URL"] = f"sqlite:///{tmp}/bench.sqlite3"
+    os.environ["CONSENT_LOG_STATE_DIR"] = f"{tmp}/log-state"  # this database's signer state
     from flask_migrate import upgrade
 
     from app import app

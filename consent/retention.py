@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from .audit import checkpoint_message, parse_when, public_key_raw, sign, verify_signature
 from .cli import consent_cli
 from .database import iso, run_write, utcnow
-from .errors import Invalid
+from .errors import Conflict, Invalid
 from .extensions import db
 from .ledger import (ConsentEvent, EventDetails, LedgerCheckpoint, LedgerPurgePermit,
                      carry_forward_states)
@@ -103,8 +103,13 @@ def purge_events(site_key: str, before: datetime, *, dry_run: bool = False) -> P
         # and witnesses holding older checkpoints still check).
         from .ledger.log import integrate_site
 
-        while integrate_site(site.id, site.key, force_checkpoint=True).added:
-            pass
+        while True:
+            integration = integrate_site(site.id, site.key, force_checkpoint=True)
+            if integration.blocked:
+                # A log that cannot be signed cannot keep the purged prefix provable.
+                raise Conflict("; ".join(integration.refused or []) + ": nothing purged")
+            if not integration.added:
+                break
         # Re-state what the doomed events established, so the projection can still be
         # rebuilt from the ledger alone after they are gone.
         result.states_carried_forward = carry_forward_states(site, before)
@@ -183,7 +188,7 @@ def purge_command(site_key, before, dry_run, yes):
         result = purge_events(site_key, cutoff, dry_run=dry_run)
     except (ValueError, NotFound) as exc:
         raise click.ClickException(str(exc))
-    except Invalid as exc:
+    except (Invalid, Conflict) as exc:
         raise click.ClickException(exc.detail)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {result.events_removed} events of site {site_key!r} recorded before "

@@ -209,10 +209,12 @@ def integrate_command(site_key):
 @click.option("--site", "site_key", required=True)
 def log_checkpoint_command(site_key):
     """Print a site's latest signed checkpoint (to hand to an auditor)."""
-    from .ledger.serving import checkpoint_note
+    from .ledger.serving import LogNotSigned, checkpoint_note
     from .sites import NotFound
 
     try:
         click.echo(checkpoint_note(site_key), nl=False)
     except NotFound as exc:
         raise click.ClickException(str(exc))
+    except LogNotSigned as exc:
+        raise click.ClickException(exc.detail)

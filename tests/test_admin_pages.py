@@ -25,11 +25,13 @@ def seed_choices(site_key: str) -> None:
     record_choice(site_key, "custom", categories={"analytics": True})
 
 
-def test_dashboard_renders_charts_for_a_seeded_site(app, site, admin, clock):
+def test_dashboard_renders_charts_for_a_seeded_site(app, site, clock):
     from datetime import datetime, time
 
-    # late morning: every choice is today's whenever the test runs (and the session young)
+    # late morning: every choice is today's whenever the test runs; sign in at that time
+    # too, so the session is young on the test's clock
     clock.set(datetime.combine(clock.now().date(), time(11), clock.now().tzinfo))
+    admin = admin_client(app, ("admin",), "root@example.com")
     seed_choices(site["key"])
     r = admin.get(f"/admin/sites/{site['key']}/")
     assert r.status_code == 200

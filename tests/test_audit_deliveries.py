@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from consent.audit import (DELIVERY_COLUMNS, DELIVERY_HEADER, ExportFilters, canonical,
-                           public_key_text, sign, verify_export_file, write_export)
+from consent.audit import (DELIVERY_COLUMNS, DELIVERY_HEADER, LOG_HEADER, ExportFilters,
+                           canonical, public_key_text, sign, verify_export_file, write_export)
 from consent.extensions import db
 from consent.ledger import ConsentEvent
 from tests.support.admin import make_token
@@ -54,15 +54,24 @@ def delivery_rows(path: Path) -> list[dict]:
         return [r for r in rows if r.get("type") == "delivery"]
     lines = text.splitlines()
     start = lines.index(DELIVERY_HEADER)
+    # The log section (exports carry it by default) follows the delivery rows.
+    end = lines.index(LOG_HEADER) if LOG_HEADER in lines else len(lines) - 1
     return [dict(zip(DELIVERY_COLUMNS, cells))
-            for cells in csv.reader(io.StringIO("\n".join(lines[start + 1:-1])))]
+            for cells in csv.reader(io.StringIO("\n".join(lines[start + 1:end])))]
+
+
+def last_delivery_line(lines: list[str]) -> int:
+    """The index of the last delivery row among LINES (CSV or JSON Lines)."""
+    return max(i for i, x in enumerate(lines)
+               if x.startswith("delivery,") or x.startswith('{"type":"delivery"'))
 
 
 def event_ids_in(path: Path) -> set[str]:
     text = path.read_text(encoding="utf-8").splitlines()
     if path.suffix == ".jsonl":
         return {json.loads(x)["event_id"] for x in text[:-1] if '"prev_hash"' in x}
-    end = text.index(DELIVERY_HEADER) if DELIVERY_HEADER in text else len(text) - 1
+    end = next((i for i, x in enumerate(text) if x in (DELIVERY_HEADER, LOG_HEADER)),
+               len(text) - 1)
     return {line.split(",")[0] for line in text[1:end]}
 
 
@@ -100,11 +109,17 @@ def test_export_carries_the_delivery_log_and_verifies(tmp_path, site, told, fmt)
     # Every delivery row names an event of the same file; no other site's endpoint.
     assert {r["event_id"] for r in rows} <= event_ids_in(path)
     assert "Elsewhere" not in path.read_text()
-    # The deliveries come after every event row, just before the manifest.
+    # The deliveries come right after every event row, then the log section and the
+    # manifest.
     lines = path.read_text().splitlines()
     first = (lines.index(DELIVERY_HEADER) if fmt == "csv"
              else next(i for i, x in enumerate(lines) if '"type":"delivery"' in x))
     assert first == 1 + report.rows if fmt == "csv" else first == report.rows
+    last = last_delivery_line(lines)
+    assert last == first + 6 if fmt == "csv" else last == first + 5
+    log_start = lines[last + 1]
+    assert log_start == LOG_HEADER if fmt == "csv" else log_start.startswith('{"type":"log"')
+    assert report.manifest["log"]["included"] is True
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
@@ -160,7 +175,7 @@ def test_cli_verify_export_names_the_edited_delivery_row(tmp_path, runner, site,
 def test_removed_added_or_rehashed_delivery_rows_are_caught(tmp_path, site, told, fmt):
     path = export(tmp_path, fmt, site_key=site["key"])
     lines = path.read_text().splitlines()
-    last = len(lines) - 2  # the last delivery row
+    last = last_delivery_line(lines)
     # Hiding that somebody was told (or was not): the signed count differs.
     path.write_text("\n".join(lines[:last] + lines[last + 1:]) + "\n")
     report = verify_export_file(str(path))
@@ -187,8 +202,12 @@ def test_removed_added_or_rehashed_delivery_rows_are_caught(tmp_path, site, told
     report = verify_export_file(str(path))
     assert not report.ok and "deliveries rows_sha256" in report.problems[0].reason
     # An event row moved after the delivery rows is not accepted as either.
-    path.write_text("\n".join(lines[:1] + lines[2:-1] + lines[1:2] + lines[-1:]) + "\n")
-    assert not verify_export_file(str(path)).ok
+    moved = lines[:1] + lines[2:last + 1] + lines[1:2] + lines[last + 1:]
+    if fmt == "jsonl":
+        moved = lines[1:last + 1] + lines[:1] + lines[last + 1:]
+    path.write_text("\n".join(moved) + "\n")
+    report = verify_export_file(str(path))
+    assert not report.ok and report.problems[0].kind == "delivery", report.problems
 
 
 def test_deliveries_can_be_left_out_and_cannot_be_slipped_in(tmp_path, runner, site, told):
@@ -200,11 +219,13 @@ def test_deliveries_can_be_left_out_and_cannot_be_slipped_in(tmp_path, runner, s
     assert report.ok and report.rows == 3 and report.deliveries == 0
     assert report.manifest["deliveries"] == {"included": False}
     assert DELIVERY_HEADER not in out.read_text()
-    # Delivery rows pasted into such an export are refused.
+    # Delivery rows pasted into such an export (where they belong: after the events,
+    # before the log section) are refused.
     full = export(tmp_path, "csv", name="full.csv", site_key=site["key"]).read_text()
-    section = full[full.index(DELIVERY_HEADER):full.index("#manifest")]
-    lines = out.read_text().splitlines(keepends=True)
-    out.write_text("".join(lines[:-1]) + section + lines[-1])
+    section = full[full.index(DELIVERY_HEADER):full.index(LOG_HEADER)]
+    text = out.read_text()
+    at = text.index(LOG_HEADER)
+    out.write_text(text[:at] + section + text[at:])
     report = verify_export_file(str(out))
     assert not report.ok and "says the export has none" in report.problems[0].reason
 
@@ -214,7 +235,12 @@ def test_site_without_endpoints_exports_as_before(tmp_path, client, site):
     for fmt in ("csv", "jsonl"):
         path = export(tmp_path, fmt, site_key=site["key"])
         lines = path.read_text().splitlines()
-        assert len(lines) == (3 if fmt == "csv" else 2)  # header?, one event, manifest
+        # header?, one event, the log section (header?, its one entry), manifest
+        if fmt == "csv":
+            assert len(lines) == 5 and lines[2] == LOG_HEADER
+            assert lines[3].startswith("log,shop,0,")
+        else:
+            assert len(lines) == 3 and json.loads(lines[1])["type"] == "log"
         assert "delivery" not in "".join(lines[:-1])
         report = verify_export_file(str(path), public_key_text())
         assert report.ok and report.rows == 1 and report.deliveries == 0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from consent.audit import (COLUMNS, ExportFilters, public_key_text, verify_export_file,
-                           write_export)
+from consent.audit import (COLUMNS, LOG_HEADER, ExportFilters, public_key_text,
+                           verify_export_file, write_export)
 from consent.database import utcnow
 from consent.extensions import db
 from consent.ledger import ConsentEvent
@@ -135,8 +135,9 @@ def test_verifier_needs_no_database_or_app(tmp_path, site, ledger):
 def test_removed_inserted_and_reordered_rows_are_caught(tmp_path, site, ledger):
     path = export(tmp_path, site_key=site["key"])
     lines = rows_of(path)
+    end = lines.index(LOG_HEADER)  # the event rows end where the log section starts
     # Removing a row in the middle of a stream breaks the link of the next row.
-    streams = [line.split(",")[2] for line in lines[1:-1]]
+    streams = [line.split(",")[2] for line in lines[1:end]]
     i = next(n for n in range(1, len(streams) - 1) if streams[n] == streams[n - 1]
              and n > 1 and streams[n - 2] == streams[n - 1])  # rows n-1, n, n+1 one stream
     removed = lines[:i] + lines[i + 1:]  # drops row i (line i+1 of the file)
@@ -148,10 +149,15 @@ def test_removed_inserted_and_reordered_rows_are_caught(tmp_path, site, ledger):
     swapped = lines[:2] + [lines[3], lines[2]] + lines[4:]
     path.write_text("\n".join(swapped) + "\n")
     assert not verify_export_file(str(path)).ok
-    # Dropping the last row of the file (before the manifest) changes the signed count.
-    path.write_text("\n".join(lines[:-2] + lines[-1:]) + "\n")
+    # Dropping the last event row changes the signed count.
+    path.write_text("\n".join(lines[:end - 1] + lines[end:]) + "\n")
     report = verify_export_file(str(path))
     assert not report.ok and "row_count" in report.problems[0].reason
+    # Dropping the last row of the file (before the manifest: a log entry) is seen too.
+    path.write_text("\n".join(lines[:-2] + lines[-1:]) + "\n")
+    report = verify_export_file(str(path))
+    assert not report.ok and "log rows differ from the signed manifest" in \
+        report.problems[0].reason
     # A truncated file has no manifest.
     path.write_text("\n".join(lines[:-1]) + "\n")
     report = verify_export_file(str(path))

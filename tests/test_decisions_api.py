@@ -55,20 +55,30 @@ def test_the_address_is_kept_only_as_its_network(client, site, address, stored):
     assert recorded_ip_prefix() == stored
 
 
-def test_forwarded_for_counts_only_behind_a_trusted_proxy(app, client, site):
-    spoofed = {"X-Forwarded-For": "2001:db8:aaaa:1::7, 10.0.0.1"}
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(app, client, site, database_url):
+    from consent import create_app
+
+    spoofed = {"X-Forwarded-For": "2001:db8:aaaa:1::7"}
     proxy = {"REMOTE_ADDR": "10.0.0.1"}
-    app.config["CONSENT_TRUST_PROXY"] = False  # the default
+    # the default: no proxy is trusted, the header is the caller's to invent
     post(client, site["key"], {"action": "reject_all"}, **spoofed)
-    assert recorded_ip_prefix() == "127.0.0.0/24"  # the header is the caller's to invent
-    app.config["CONSENT_TRUST_PROXY"] = True
-    r = client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "reject_all"},
-                    headers=spoofed, environ_base=proxy)
-    assert r.status_code == 201
-    assert recorded_ip_prefix() == "2001:db8:aaaa::/48"  # the first hop: the visitor
-    client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "reject_all"},
-                environ_base=proxy)
-    assert recorded_ip_prefix() == "10.0.0.0/24"  # no header: the peer's own address
+    assert recorded_ip_prefix() == "127.0.0.0/24"
+    # one trusted proxy: the address it appended (the last one) is the visitor's; what the
+    # visitor wrote in front of it is not believed
+    behind = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
+                         "SERVER_NAME": None, "CONSENT_PROXY_FOR": 1})
+    with behind.app_context():
+        proxied = behind.test_client()
+        r = proxied.post(f"/api/v1/sites/{site['key']}/decisions",
+                         json={"action": "reject_all"},
+                         headers={"X-Forwarded-For": "198.51.100.9, 2001:db8:aaaa:1::7"},
+                         environ_base=proxy)
+        assert r.status_code == 201
+        assert recorded_ip_prefix() == "2001:db8:aaaa::/48"
+        proxied.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": "reject_all"},
+                     environ_base=proxy)
+        assert recorded_ip_prefix() == "10.0.0.0/24"  # no header: the peer's own address
+        db.session.remove()
 
 
 def test_reject_all_keeps_only_essential(client, site):

@@ -1,12 +1,18 @@
 """Issue 14's check, as an insider with database access would attack: rewrite one event
 with recomputed hash links and stream head (and, separately, delete a stream's tail and
-rewind its head), let the server rebuild and sign the log over what the database now
-holds. The witness's next run, `verify`, a receipt issued before the rewrite checked
-against the new checkpoint, and `verify-export --since-checkpoint` must each fail and name
-the site. Runs on SQLite and PostgreSQL, against a real server for the witness."""
+rewind its head), and get the log rebuilt over what the database now holds.
+
+The server's own signer refuses to sign it (the new tree does not extend the checkpoint
+it signed before, C2SP tlog-checkpoint) and `verify` names the site. If the insider also
+deletes the checkpoint rows and gets a signer without a memory of its own to sign (a new
+machine, or one whose state directory was wiped), the witness's next run, `verify` on the
+signing machine, a receipt issued before the rewrite checked against the new checkpoint,
+and `verify-export --since-checkpoint` each fail and name the site. Runs on SQLite and
+PostgreSQL, against a real server for the witness."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -69,6 +75,24 @@ def rechain(stream_rows, site_key, edit=None):
 
 REBUILD_LOG = [(f"DELETE FROM {t} WHERE site_id = (SELECT id FROM sites WHERE key = 'shop')",
                 {}) for t in ("log_leaves", "log_nodes", "log_streams")]
+DELETE_CHECKPOINTS = [("DELETE FROM log_checkpoints WHERE site_id = (SELECT id FROM sites "
+                       "WHERE key = 'shop')", {})]
+
+
+@contextmanager
+def signer_without_memory(app, tmp_path):
+    """A signer whose state directory is empty (another machine, or a wiped one)."""
+    before = app.config.get("CONSENT_LOG_STATE_DIR")
+    app.config["CONSENT_LOG_STATE_DIR"] = str(tmp_path / "fresh-signer-state")
+    try:
+        yield
+    finally:
+        app.config["CONSENT_LOG_STATE_DIR"] = before
+
+
+def checkpoint_count():
+    db.session.remove()
+    return db.session.execute(sa.text("SELECT COUNT(*) FROM log_checkpoints")).scalar()
 
 
 @pytest.fixture
@@ -110,6 +134,34 @@ def _new_checkpoint_after(client, site, runner):
     assert cli(runner, "integrate").exit_code == 0
 
 
+def _the_signer_refuses(app, client, site, runner, h, tmp_path):
+    """Business goes on; the server's signer will not sign the rebuilt log, verify names
+    the site. Then the insider deletes the checkpoint rows and has a signer without a
+    memory of its own sign what the database holds."""
+    for _ in range(2):
+        decide(client, site, "accept_all")
+    signed = checkpoint_count()
+    refused = cli(runner, "integrate")
+    assert refused.exit_code == 1, refused.output
+    assert "REFUSED: site shop:" in refused.output and "nothing was signed" in refused.output
+    assert ("is not an extension of the checkpoint" in refused.output
+            or "the log was rewound" in refused.output)
+    assert checkpoint_count() == signed
+    served = client.get("/api/v1/sites/shop/log/checkpoint").get_data(as_text=True)
+    assert served == h["held"].read_text()
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 1 and "site shop" in verify.output, verify.output
+
+    as_insider(DELETE_CHECKPOINTS)
+    with signer_without_memory(app, tmp_path):
+        assert cli(runner, "integrate").exit_code == 0
+    assert client.get("/api/v1/sites/shop/log/checkpoint").get_data(as_text=True) != served
+    # The machine that signed before still knows better.
+    again = cli(runner, "integrate")
+    assert again.exit_code == 1 and "REFUSED: site shop:" in again.output, again.output
+    assert "is gone from the database" in again.output
+
+
 def _everyone_notices(client, runner, h, tmp_path):
     witness = cli(runner, "witness", h["url"], "--state", str(h["state"]))
     assert witness.exit_code == 1, witness.output
@@ -136,7 +188,7 @@ def _everyone_notices(client, runner, h, tmp_path):
     assert "site shop" in check.output and "not an extension" in check.output
 
     export = tmp_path / "after.csv"
-    assert cli(runner, "export", "--site", "shop", "--log", "-o", str(export)).exit_code == 0
+    assert cli(runner, "export", "--site", "shop", "-o", str(export)).exit_code == 0
     since = cli(runner, "verify-export", str(export), "--public-key", h["key"],
                 "--since-checkpoint", str(h["held"]))
     assert since.exit_code == 1, since.output
@@ -157,13 +209,13 @@ def test_an_honest_log_satisfies_everyone(client, runner, site, shop_with_histor
     assert check.exit_code == 0, check.output
     assert "still in the log" in check.output
     export = tmp_path / "after.csv"
-    assert cli(runner, "export", "--site", "shop", "--log", "-o", str(export)).exit_code == 0
+    assert cli(runner, "export", "--site", "shop", "-o", str(export)).exit_code == 0
     since = cli(runner, "verify-export", str(export), "--public-key", h["key"],
                 "--since-checkpoint", str(h["held"]))
     assert since.exit_code == 0, since.output
 
 
-def test_a_rewritten_event_with_recomputed_hashes_is_caught(client, runner, site,
+def test_a_rewritten_event_with_recomputed_hashes_is_caught(app, client, runner, site,
                                                           shop_with_history, tmp_path):
     h = shop_with_history
     target = db.session.execute(db.select(ConsentEvent).where(
@@ -173,11 +225,11 @@ def test_a_rewritten_event_with_recomputed_hashes_is_caught(client, runner, site
         .order_by(ConsentEvent.seq)).scalars().all()
     forged = {k: True for k in ("essential", "functional", "analytics", "advertising")}
     as_insider(rechain(rows, "shop", edit=(target.event_id, forged)) + REBUILD_LOG)
-    _new_checkpoint_after(client, site, runner)
+    _the_signer_refuses(app, client, site, runner, h, tmp_path)
     _everyone_notices(client, runner, h, tmp_path)
 
 
-def test_a_deleted_tail_with_a_rewound_head_is_caught(client, runner, site,
+def test_a_deleted_tail_with_a_rewound_head_is_caught(app, client, runner, site,
                                                      shop_with_history, tmp_path):
     h = shop_with_history
     target = db.session.execute(db.select(ConsentEvent).where(
@@ -199,5 +251,5 @@ def test_a_deleted_tail_with_a_rewound_head_is_caught(client, runner, site,
     statements.append(("DELETE FROM consent_states WHERE subject = :s",
                        {"s": target.subject}))
     as_insider(statements + REBUILD_LOG)
-    _new_checkpoint_after(client, site, runner)
+    _the_signer_refuses(app, client, site, runner, h, tmp_path)
     _everyone_notices(client, runner, h, tmp_path)

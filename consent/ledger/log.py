@@ -46,10 +46,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .. import rawsql
 from ..database import UTCDateTime, iso, run_write, utcnow
 from ..extensions import db
-from . import merkle
+from . import merkle, signer_state
 from .chain import BigId, canonical, chain_hash, hashed_fields
 from .keys import previous_public_keys, public_key_raw, signing_key
-from .notes import Checkpoint, Verifier, sign_note
+from .notes import Checkpoint, NoteError, Verifier, open_checkpoint, sign_note
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,8 @@ class Integration:
     size: int = 0
     checkpoint: str | None = None
     refused: list[str] | None = None
+    # The whole log was refused (it does not extend a signed checkpoint): nothing written.
+    blocked: bool = False
 
 
 _EVENT_COLUMNS = ("id, event_id, stream, seq, subject, recorded_at, action, source, "
@@ -261,38 +263,48 @@ def _new_events(site_id: int, site_key: str, batch: int, refused: list[str]) -> 
         {"site_id": site_id})}
     heads = rawsql.all_rows("SELECT stream, seq FROM ledger_heads WHERE site_id = :site_id",
                             {"site_id": site_id})
-    found: list[dict] = []
+    names = [c.strip() for c in _EVENT_COLUMNS.split(",")]
+    candidates: list[dict] = []
     for stream, head_seq in heads:
-        done_seq, done_hash = marks.get(int(stream), (0, None))
+        done_seq = marks.get(int(stream), (0, None))[0]
         if int(head_seq) <= done_seq:
             continue
-        cursor_rows = rawsql.all_rows(
+        candidates += [dict(zip(names, raw)) for raw in rawsql.all_rows(
             f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE site_id = :site_id AND "
             "stream = :stream AND seq > :seq ORDER BY seq LIMIT :batch",
-            {"site_id": site_id, "stream": stream, "seq": done_seq, "batch": batch})
-        names = [c.strip() for c in _EVENT_COLUMNS.split(",")]
-        expect_seq, expect_hash = done_seq + 1, done_hash
-        for raw in cursor_rows:
-            row = dict(zip(names, raw))
-            fields = _event_fields(row, site_key)
-            why = None
-            if int(row["seq"]) != expect_seq:
-                why = f"seq {expect_seq} is missing"
-            elif expect_hash is not None and row["prev_hash"] != expect_hash:
-                why = "its prev_hash does not link to the event before it"
-            elif chain_hash(row["prev_hash"], fields) != row["hash"]:
-                why = "its contents do not match its hash"
-            if why:
-                # Never put an event into the log that the chain does not vouch for:
-                # the stream stops here until `flask consent verify` is looked at.
-                refused.append(f"site {site_key} stream {stream} event {row['event_id']} "
-                               f"(seq {row['seq']}): {why}")
-                break
-            row["leaf"] = event_leaf_hash(row["prev_hash"], fields)
-            found.append(row)
-            expect_seq, expect_hash = int(row["seq"]) + 1, row["hash"]
-    found.sort(key=lambda r: int(r["id"]))
-    return found[:batch]
+            {"site_id": site_id, "stream": stream, "seq": done_seq, "batch": batch})]
+    # The batch first (each stream's events keep their id order, so what is taken of a
+    # stream is a prefix of what is new in it), then the chain checks on what is taken
+    # only: with a backlog in every stream, hashing what the cut drops would multiply the
+    # work by the number of streams.
+    candidates.sort(key=lambda r: int(r["id"]))
+    chosen = candidates[:batch]
+    bad_streams: set[int] = set()
+    expect: dict[int, tuple[int, str | None]] = {}
+    for row in sorted(chosen, key=lambda r: (int(r["stream"]), int(r["seq"]))):
+        stream = int(row["stream"])
+        if stream in bad_streams:
+            continue
+        done_seq, done_hash = marks.get(stream, (0, None))
+        expect_seq, expect_hash = expect.get(stream, (done_seq + 1, done_hash))
+        fields = _event_fields(row, site_key)
+        why = None
+        if int(row["seq"]) != expect_seq:
+            why = f"seq {expect_seq} is missing"
+        elif expect_hash is not None and row["prev_hash"] != expect_hash:
+            why = "its prev_hash does not link to the event before it"
+        elif chain_hash(row["prev_hash"], fields) != row["hash"]:
+            why = "its contents do not match its hash"
+        if why:
+            # Never put an event into the log that the chain does not vouch for: the
+            # stream stops here until `flask consent verify` is looked at.
+            refused.append(f"site {site_key} stream {stream} event {row['event_id']} "
+                           f"(seq {row['seq']}): {why}")
+            bad_streams.add(stream)
+            continue
+        row["leaf"] = event_leaf_hash(row["prev_hash"], fields)
+        expect[stream] = (int(row["seq"]) + 1, row["hash"])
+    return [row for row in chosen if "leaf" in row]
 
 
 def sign_checkpoint(site_id: int, site_key: str, size: int, root: bytes) -> str:
@@ -304,7 +316,68 @@ def sign_checkpoint(site_id: int, site_key: str, size: int, root: bytes) -> str:
                "(:site_id, :size, :root, :created_at, :note)",
                {"site_id": site_id, "size": size, "root": root.hex(),
                 "created_at": rawsql.to_db_time(now), "note": note})
+    signer_state.keep_after_commit(db.session(), body.origin, note, size)
     return note
+
+
+def _signed_before(site_id: int, site_key: str) -> tuple[list[tuple[Checkpoint, str]],
+                                                          str | None]:
+    """The checkpoints a new one must extend: the one this signer kept outside the database
+    (which must still be in it) and the latest one in the database; or why none can be
+    trusted."""
+    origin = log_origin(site_key)
+    verifiers = site_verifiers(site_key)
+    refs: list[tuple[Checkpoint, str]] = []
+    try:
+        held = signer_state.held_checkpoint(origin, verifiers)
+    except signer_state.StateError as exc:
+        return [], f"site {site_key}: {exc}"
+    if held is not None:
+        stored = rawsql.one("SELECT 1 FROM log_checkpoints WHERE site_id = :site_id AND "
+                            "size = :size AND note = :note",
+                            {"site_id": site_id, "size": held.size, "note": held.note})
+        if stored is None:
+            return [], (f"site {site_key}: the checkpoint of {held.size:,} entries signed at "
+                        f"{held.when}, kept by this signer in {held.path}, is gone from the "
+                        "database: checkpoint rows were deleted or rewound")
+        refs.append((held.checkpoint, f"signed at {held.when}"))
+    last = rawsql.one("SELECT id, size, note FROM log_checkpoints WHERE site_id = :site_id "
+                      "ORDER BY id DESC LIMIT 1", {"site_id": site_id})
+    if last is not None and (held is None or last[2] != held.note):
+        try:
+            checkpoint, _ = open_checkpoint(last[2], verifiers)
+        except NoteError as exc:
+            return [], (f"site {site_key}: the latest checkpoint in the database (of "
+                        f"{int(last[1]):,} entries) does not verify ({exc}): it was edited")
+        refs.append((checkpoint, f"signed at {checkpoint.time or 'time unknown'}"))
+    return refs, None
+
+
+def _inconsistency(site_id: int, site_key: str, size: int, root: bytes,
+                   new_nodes: dict[merkle.Node, bytes]) -> str | None:
+    """Why the tree of SIZE entries with ROOT (stored nodes plus NEW_NODES) must not be
+    signed: it does not extend a checkpoint signed before (RFC 9162 consistency proof)."""
+    refs, why = _signed_before(site_id, site_key)
+    if why:
+        return why
+
+    def read(wanted: set[merkle.Node]) -> dict[merkle.Node, bytes]:
+        found = read_nodes(site_id, {n for n in wanted if n not in new_nodes})
+        found.update({n: new_nodes[n] for n in wanted if n in new_nodes})
+        return found
+
+    for old, when in refs:
+        if size < old.size:
+            return (f"site {site_key}: the log holds {size:,} entries but the checkpoint of "
+                    f"{old.size:,} {when} covers more: the log was rewound")
+        try:
+            proof = merkle.hashes_of(merkle.consistency_ranges(old.size, size), read)
+        except KeyError as exc:
+            return f"site {site_key}: the stored tree is incomplete ({exc}): it was edited"
+        if not merkle.verify_consistency(old.size, size, proof, old.root, root):
+            return (f"site {site_key}: the log of {size:,} entries is not an extension of "
+                    f"the checkpoint of {old.size:,} {when}: the log was rewritten")
+    return None
 
 
 def integrate_site(site_id: int, site_key: str, *, batch: int | None = None,
@@ -329,6 +402,14 @@ def integrate_site(site_id: int, site_key: str, *, batch: int | None = None,
         for level, index, value in compact.append(row["leaf"]):
             nodes.append({"site_id": site_id, "level": level, "idx": index, "hash": value})
         marks[int(row["stream"])] = (int(row["seq"]), row["hash"])
+    # C2SP tlog-checkpoint: never sign (nor grow) a log that does not extend what was
+    # signed before. Checked on the tree as it will be, before anything is written.
+    why = _inconsistency(site_id, site_key, compact.size, compact.root(),
+                         {(n["level"], n["idx"]): n["hash"] for n in nodes})
+    if why:
+        result.refused.append(why + "; nothing was signed")
+        result.size, result.blocked = size, True
+        return result
     if leaves:
         rawsql.insert_rows(LogLeaf.__table__, leaves)
         rawsql.insert_rows(LogNode.__table__, nodes)
@@ -355,6 +436,24 @@ def _sites_with_new_events() -> list[tuple[int, str]]:
     return [(int(r[0]), r[1]) for r in rows]
 
 
+def _sites_missing_their_checkpoint() -> list[tuple[int, str]]:
+    """Sites whose checkpoint kept by this signer is no longer in the database (the
+    integrator then runs, refuses and says so even when no event arrives)."""
+    out = []
+    for site_id, key in rawsql.all_rows("SELECT id, key FROM sites ORDER BY id"):
+        try:
+            held = signer_state.held_note(log_origin(key))
+        except signer_state.StateError:
+            out.append((int(site_id), key))  # unreadable: integrate_site reports it
+            continue
+        if held is not None and rawsql.one(
+                "SELECT 1 FROM log_checkpoints WHERE site_id = :site_id AND size = :size "
+                "AND note = :note", {"site_id": site_id, "size": held[2],
+                                     "note": held[1]}) is None:
+            out.append((int(site_id), key))
+    return out
+
+
 def integrate(site_key: str | None = None, *, max_batches: int = 1000) -> list[Integration]:
     """Integrate every site with new events (or SITE_KEY), batch after batch, each batch in
     its own transaction; returns what each pass did."""
@@ -365,6 +464,7 @@ def integrate(site_key: str | None = None, *, max_batches: int = 1000) -> list[I
         targets = [(site.id, site.key)]
     else:
         targets = _sites_with_new_events()
+        targets += [t for t in _sites_missing_their_checkpoint() if t not in targets]
     done: list[Integration] = []
     for site_id, key in targets:
         for _ in range(max_batches):
@@ -372,7 +472,8 @@ def integrate(site_key: str | None = None, *, max_batches: int = 1000) -> list[I
             done.append(result)
             for why in result.refused or []:
                 log.error("not integrated: %s", why)
-            if result.added < int(current_app.config.get("CONSENT_LOG_BATCH", 2000)):
+            if result.blocked or result.added < int(current_app.config.get(
+                    "CONSENT_LOG_BATCH", 2000)):
                 break
     return done
 

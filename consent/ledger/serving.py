@@ -1,7 +1,9 @@
 """Serving the log: checkpoints, proofs and keys as the HTTP surface hands them out."""
 from __future__ import annotations
 
-from ..errors import Invalid
+import logging
+
+from ..errors import DomainError, Invalid
 from ..extensions import db
 from .chain import ConsentEvent
 from .keys import previous_public_keys
@@ -9,6 +11,15 @@ from .log import (b64, checkpoint_of_size, consistency_proof, ensure_integrated,
                   inclusion_proof, integrate_site, latest_checkpoint, log_origin,
                   read_nodes, site_verifiers, tree_size)
 from .receipts import consistency_bundle
+
+log = logging.getLogger(__name__)
+
+
+class LogNotSigned(DomainError):
+    """The site's log has no checkpoint and the signer refused to sign one."""
+
+    status = 503
+    title = "Log not signed"
 
 
 def _site(site_key: str):
@@ -24,8 +35,13 @@ def checkpoint_note(site_key: str) -> str:
     site = _site(site_key)
     checkpoint = latest_checkpoint(site.id)
     if checkpoint is None:
-        run_write(integrate_site, site.id, site.key)
+        result = run_write(integrate_site, site.id, site.key)
         checkpoint = latest_checkpoint(site.id)
+        if checkpoint is None:
+            for why in result.refused or []:
+                log.error("not integrated: %s", why)
+            raise LogNotSigned(f"site {site.key}: the log has no signed checkpoint: the "
+                               "signer refused to sign it (see the server's log)")
     return checkpoint.note
 
 

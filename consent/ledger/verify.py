@@ -15,10 +15,11 @@ from typing import Iterable
 import sqlalchemy as sa
 
 from ..extensions import db
-from . import merkle
+from . import merkle, signer_state
 from .chain import (ConsentEvent, LedgerCheckpoint, _iter_rows, compute_states,
                     current_states, event_fields, normalise_state)
-from .log import LogCheckpoint, LogLeaf, LogNode, event_leaf_hash, site_verifiers
+from .log import (LogCheckpoint, LogLeaf, LogNode, event_leaf_hash, log_origin,
+                  site_verifiers)
 from .notes import NoteError, open_checkpoint
 
 MAX_PROBLEMS = 20
@@ -62,6 +63,7 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
 
     verifiers = site_verifiers(key)
     signed: list[tuple[int, bytes, str]] = []
+    notes = set()
     for cp in db.session.execute(db.select(LogCheckpoint).where(
             LogCheckpoint.site_id == site_id).order_by(LogCheckpoint.size, LogCheckpoint.id)
     ).scalars():
@@ -72,6 +74,22 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
                 f"verify ({exc}): it was edited")
             continue
         signed.append((body.size, body.root, body.time or str(cp.created_at)))
+        notes.add(cp.note)
+    # The checkpoint this machine's signer kept outside the database: deleting or
+    # rewinding checkpoint rows does not make the log look unsigned.
+    try:
+        held = signer_state.held_checkpoint(log_origin(key), verifiers)
+    except signer_state.StateError as exc:
+        bad(str(exc))
+        held = None
+    if held is not None:
+        if held.note not in notes:
+            bad(f"the checkpoint of {held.size:,} entries signed at {held.when}, kept by the "
+                f"signer in {held.path}, is not in the database: checkpoint rows were "
+                "deleted or rewound")
+        signed.append((held.size, held.checkpoint.root,
+                       f"{held.when} (kept outside the database)"))
+        signed.sort(key=lambda item: item[0])
     purged_upto = {}
     for cp in db.session.execute(db.select(LedgerCheckpoint).where(
             LedgerCheckpoint.site_id == site_id)).scalars():
@@ -88,6 +106,10 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
              .where(leaves.c.site_id == site_id).order_by(leaves.c.log_index))
     compact = merkle.CompactRange()
     pending = list(signed)
+    while pending and pending[0][0] == 0:
+        # Checkpoints of the empty log (signed before the first event) come first.
+        if pending.pop(0)[1] != merkle.EMPTY_ROOT:
+            bad("a signed checkpoint of 0 entries has a root other than the empty tree's")
     for row in _iter_rows(query):
         if row.log_index != compact.size:
             bad(f"log entry {compact.size:,} is missing: the log was edited")
@@ -112,8 +134,6 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
                 bad(f"the signed checkpoint of {size:,} entries ({when}) does not match the "
                     "events: an entry before it was rewritten")
     for size, root, when in pending:
-        if size == 0 and root == merkle.EMPTY_ROOT:
-            continue
         bad(f"the log holds {compact.size:,} entries but a checkpoint signed at {when} covers "
             f"{size:,}: the log was rewound (entries deleted)")
     out += _verify_nodes(site_id, key)[: max(0, MAX_PROBLEMS - len(out))]

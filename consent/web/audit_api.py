@@ -57,6 +57,10 @@ class ExportArgs(ma.Schema):
     # A query string has no JSON booleans: true/false (or 1/0) are accepted here.
     deliveries = ma.fields.Boolean(load_default=True, metadata={
         "description": "Append the webhook delivery log after the events (default true)"})
+    log = ma.fields.Boolean(load_default=True, metadata={
+        "description": "Append each site's verifiable log up to the checkpoint the export "
+                       "was cut at, for verify-export --since-checkpoint (unfiltered "
+                       "exports; default true)"})
 
 
 class SigningKeySchema(ma.Schema):
@@ -156,10 +160,12 @@ def get_signing_key():
                    "signed manifest",
     "content": {"text/csv": {}, "application/x-ndjson": {}}}})
 @blp.arguments(ExportArgs, location="query", as_kwargs=True)
-def get_export(site_key: str, format: str = "csv", deliveries: bool = True, **_filters):
-    """Download an export of the site's ledger and delivery log with a signed manifest."""
+def get_export(site_key: str, format: str = "csv", deliveries: bool = True, log: bool = True,
+               **_filters):
+    """Download an export of the site's ledger, delivery log and verifiable log with a
+    signed manifest."""
     filters = export_filters(site_key, request.args)
-    filters.deliveries = deliveries
+    filters.deliveries, filters.log = deliveries, log
     return export_response(filters, format)
 
 

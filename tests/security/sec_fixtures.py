@@ -5,6 +5,10 @@ of a conftest.py so that other suites in this package can bring their own.
 """
 from __future__ import annotations
 
+import hashlib
+import tempfile
+from pathlib import Path
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -41,6 +45,11 @@ def build_app(mode: str, database_url: str, **extra):
     invalidate_endpoint_cache()
     # No per-process caches across tests (each test has a fresh database).
     extra.setdefault("CONSENT_SITE_CACHE_SECONDS", 0)
+    # The log signer's memory belongs to this test's database, not to instance/ (where the
+    # apps of every test, all with a site 'shop', would share one).
+    extra.setdefault("CONSENT_LOG_STATE_DIR", str(
+        Path(tempfile.gettempdir()) / "consent-test-log-state"
+        / hashlib.sha256(database_url.encode()).hexdigest()[:16]))
     config = (production_config if mode == "production" else development_config)(
         database_url, **extra)
     return create_app(config)

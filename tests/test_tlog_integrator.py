@@ -1,0 +1,71 @@
+"""The integrator's batches: a backlog in many streams is integrated batch by batch, each
+stream in order; an event whose chain does not vouch for it stops its stream (and only
+its stream) and is never logged."""
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from consent.extensions import db
+from consent.ledger import ConsentEvent
+from consent.ledger.log import integrate, tree_size
+from consent.sites import site_snapshot
+from tests.support.admin import record_choice as decide
+from tests.test_tlog_attack import as_insider
+
+
+def cli(runner, *args):
+    return runner.invoke(args=["consent", *args])
+
+
+def logged() -> list[tuple[int, int]]:
+    """(stream, seq) of every log entry, in log order."""
+    db.session.remove()
+    return [tuple(r) for r in db.session.execute(sa.text(
+        "SELECT stream, seq FROM log_leaves ORDER BY log_index")).all()]
+
+
+def test_a_backlog_in_every_stream_is_integrated_in_small_batches(app, runner, site):
+    visitors = [decide(site["key"], "accept_all") for _ in range(12)]
+    for v in visitors[:6]:
+        decide(site["key"], "reject_all", subject=v)
+    streams = {r[0] for r in db.session.execute(sa.text(
+        "SELECT DISTINCT stream FROM consent_events")).all()}
+    assert len(streams) > 1
+    app.config["CONSENT_LOG_BATCH"] = 4
+    passes = integrate()
+    assert [p.added for p in passes] == [4, 4, 4, 4, 2]
+    entries = logged()
+    assert len(entries) == 18 == tree_size(site_snapshot("shop").id)
+    for stream in streams:  # each stream's events in seq order, none missing
+        seqs = [seq for s, seq in entries if s == stream]
+        assert seqs == list(range(1, len(seqs) + 1))
+    ids = db.session.execute(sa.text(
+        "SELECT e.id FROM log_leaves l JOIN consent_events e ON e.site_id = l.site_id AND "
+        "e.stream = l.stream AND e.seq = l.seq ORDER BY l.log_index")).scalars().all()
+    assert ids == sorted(ids)  # the log follows the order events were recorded in
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 0, verify.output
+
+
+def test_an_event_edited_before_it_was_logged_stops_its_stream_only(app, runner, site):
+    visitors = [decide(site["key"], "accept_all") for _ in range(10)]
+    for v in visitors:
+        decide(site["key"], "reject_all", subject=v)
+    target = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.action == "reject_all").order_by(ConsentEvent.id)).scalars().first()
+    as_insider([("UPDATE consent_events SET categories = :c WHERE event_id = :e",
+                 {"c": json.dumps({"advertising": True}), "e": target.event_id})])
+    r = cli(runner, "integrate")
+    assert r.exit_code == 1, r.output
+    assert (f"REFUSED: site shop stream {target.stream} event {target.event_id} (seq "
+            f"{target.seq}): its contents do not match its hash") in r.output
+    entries = logged()
+    assert (target.stream, target.seq) not in entries
+    assert [seq for s, seq in entries if s == target.stream] == list(range(1, target.seq))
+    total = db.session.execute(sa.text("SELECT COUNT(*) FROM consent_events")).scalar()
+    behind = db.session.execute(sa.text(
+        "SELECT COUNT(*) FROM consent_events WHERE stream = :s AND seq >= :q"),
+        {"s": target.stream, "q": target.seq}).scalar()
+    assert len(entries) == total - behind  # every other stream went on
