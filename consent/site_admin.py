@@ -132,6 +132,16 @@ def add_category(site_key: str, key: str, title: str) -> Category:
     return run_write(write)
 
 
+def _name_or_pattern(data: dict, what: str) -> None:
+    if not data.get("name") and not data.get("pattern"):
+        raise ma.ValidationError(f"give the {what}'s name or a pattern", "name")
+    if data.get("pattern"):
+        try:
+            re.compile(data["pattern"])
+        except re.error as exc:
+            raise ma.ValidationError(f"not a regular expression: {exc}", "pattern")
+
+
 class CookieSchema(StrictSchema):
     """One cookie (by exact name or by pattern) a service sets."""
 
@@ -143,23 +153,37 @@ class CookieSchema(StrictSchema):
 
     @ma.validates_schema
     def _name_or_pattern(self, data, **kwargs):
-        if not data.get("name") and not data.get("pattern"):
-            raise ma.ValidationError("give the cookie's name or a pattern", "name")
-        if data.get("pattern"):
-            try:
-                re.compile(data["pattern"])
-            except re.error as exc:
-                raise ma.ValidationError(f"not a regular expression: {exc}", "pattern")
+        _name_or_pattern(data, "cookie")
+
+
+class StorageSchema(StrictSchema):
+    """A localStorage or sessionStorage key (by exact name or by pattern) a service uses."""
+
+    name = ma.fields.String(validate=validate.Length(1, 200))
+    pattern = ma.fields.String(validate=validate.Length(1, 200))
+    area = ma.fields.String(load_default="local", validate=validate.OneOf(("local", "session")))
+
+    @ma.validates_schema
+    def _name_or_pattern(self, data, **kwargs):
+        _name_or_pattern(data, "key")
+
+
+HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                     r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class ServiceSchema(StrictSchema):
-    """A service (tool, vendor) of a category and the cookies it sets."""
+    """A service (tool, vendor) of a category, the cookies and storage keys it sets and
+    the hosts it contacts (the scanner matches its findings against these)."""
 
     name = ma.fields.String(required=True, validate=validate.Length(1, 200))
     provider = ma.fields.String(validate=validate.Length(1, 200))
     purpose = ma.fields.String(validate=validate.Length(1, 1000))
     privacy_url = ma.fields.Url(schemes={"http", "https"})
     cookies = ma.fields.List(ma.fields.Nested(CookieSchema), load_default=list)
+    storage = ma.fields.List(ma.fields.Nested(StorageSchema))
+    hosts = ma.fields.List(ma.fields.String(validate=validate.Regexp(
+        HOST_RE, error="not a host name such as stats.example.com")))
 
 
 def update_category(site_key: str, key: str, *, titles: dict[str, str],

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -610,4 +612,26 @@ class Crawl:
 def run_crawl(target: CrawlTarget, progress: Callable[[dict], None] | None = None
               ) -> CrawlResult:
     """Crawl TARGET (see the module docstring); ScanError when it cannot run at all."""
-    return Crawl(target, progress).run()
+    # Playwright's sync API refuses a thread whose asyncio loop runs (a process that
+    # drives another browser, an app embedding the scanner): the crawl gets a thread of
+    # its own, and its progress is reported from this one (which holds the app context).
+    events: queue.Queue = queue.Queue()
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = Crawl(target, events.put).run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=work, name="scan-crawl", daemon=True)
+    thread.start()
+    while (info := events.get()) is not None:
+        if progress:
+            progress(info)
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -21,6 +21,7 @@ from ..errors import Invalid, Unauthorized
 from ..hardening import load_json_text
 from ..ledger import ACTIONS
 from ..policies import list_policies
+from ..scanner.service import latest_news
 from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
                         complete_request, consent_receipt, get_request, link_works,
                         list_requests,
@@ -313,6 +314,7 @@ def dashboard(site_key: str):
     return render_template("admin/dashboard.html", site=data["site"], data=data,
                            charts=charts(data),
                            requests=open_request_summary(data["site"].id),
+                           scan_news=latest_news(data["site"].id),
                            subject_label=subject_label, now=_now())
 
 

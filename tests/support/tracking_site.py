@@ -6,7 +6,8 @@ Two loopback origins, different sites to the browser (cookies are per host name)
   script tagged `analytics` that sets a first-party `_ga` cookie from script, and a
   tracking pixel from the ad server that is NOT tagged (it fires before any choice, on
   purpose); `about.html` has an ad iframe tagged `advertising` and a script tagged
-  `analytics` that writes a `_hjasCachedUserAttributes` localStorage key; `private.html`
+  `analytics` that writes a `_hjasCachedUserAttributes` localStorage key (and an unknown
+  key that looks like a spreadsheet formula); `private.html`
   tries to reach internal addresses;
 - the ad server, http://localhost:PORT: the iframe answers with a third-party `IDE`
   cookie (SameSite=None; Secure: what a third-party cookie needs), the pixel with an
@@ -23,7 +24,7 @@ GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01
        b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,">
 <script src="{app}/consent.js?site={site}"></script>
 </head><body>
 <h1>{title}</h1>
@@ -45,7 +46,10 @@ PRIVATE_BODY = """<img src="http://10.255.255.1/internal.gif" alt="">
 
 ANALYTICS_JS = ("document.cookie = '_ga=GA1.1.' + Math.floor(Math.random() * 1e9) + "
                 "'; Max-Age=63072000; Path=/; SameSite=Lax';\n")
-HEATMAP_JS = "localStorage.setItem('_hjasCachedUserAttributes', '{}');\n"
+# The second key is unknown to the Open Cookie Database, and a spreadsheet would run it
+# as a formula if the CSV report did not escape it.
+HEATMAP_JS = ("localStorage.setItem('_hjasCachedUserAttributes', '{}');\n"
+              "localStorage.setItem('=HYPERLINK(\"http://evil.example\")', '1');\n")
 AD_FRAME = "<!doctype html><title>Ad</title><p>An advert</p>"
 
 
