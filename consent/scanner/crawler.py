@@ -282,6 +282,7 @@ class Crawl:
         self.phase = "before"
         self.current_page = ""
         self.setters: dict[tuple, str] = {}
+        self.proxy: GuardProxy | None = None
         self.started = time.monotonic()
         self.deadline = self.started + target.max_seconds
 
@@ -468,7 +469,8 @@ class Crawl:
             response = page.goto(url, wait_until="load", timeout=timeout * 1000)
         except Exception as exc:  # noqa: BLE001
             if result is not None and not result.error:
-                result.error = _human_error(exc)
+                why = self.proxy.explain(url) if self.proxy else None
+                result.error = why or _human_error(exc)
             return False
         if result is not None and response is not None:
             result.status = response.status
@@ -522,6 +524,7 @@ class Crawl:
                                allow_loopback=self.target.allow_loopback)
         started = time.time()
         with GuardProxy(policy) as proxy, sync_playwright() as pw:
+            self.proxy = proxy
             if chromium is None and not os.path.exists(pw.chromium.executable_path):
                 raise ScanError(MISSING_CHROMIUM)
             for phase in PHASES:

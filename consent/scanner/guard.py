@@ -95,6 +95,9 @@ class GuardProxy:
     def __init__(self, policy: AddressPolicy):
         self.policy = policy
         self.refusals: list[Refusal] = []
+        # (host, port) -> why the connection failed (refused, timed out, ...): the browser
+        # only sees the proxy's 502, the scan report says what happened.
+        self.unreachable: dict[tuple[str, int], str] = {}
         self.connections = 0
         self._lock = threading.Lock()
         proxy = self
@@ -129,6 +132,29 @@ class GuardProxy:
         client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
                        b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
                        + b"\r\n\r\n" + body)
+
+    def _unreachable(self, client: socket.socket, host: str, port: int, exc: OSError) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            reason = "connection refused"
+        elif isinstance(exc, (TimeoutError, socket.timeout)):
+            reason = "connection timed out"
+        else:
+            reason = (exc.strerror or str(exc) or "unreachable").lower()
+        with self._lock:
+            self.unreachable.setdefault((host, port), reason)
+        client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n")
+
+    def explain(self, url: str) -> str | None:
+        """Why the guard could not connect to URL's host, if it could not."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if (host, port) in self.unreachable:
+            return self.unreachable[(host, port)]
+        for refusal in self.refusals:
+            if (refusal.host, refusal.port) == (host, port):
+                return f"refused by the scanner's address guard: {refusal.reason}"
+        return None
 
     def _dial(self, host: str, port: int) -> socket.socket:
         addresses = self.policy.addresses(host, port)
@@ -168,8 +194,8 @@ class GuardProxy:
             except PermissionError as exc:
                 self._refuse(client, host, port, str(exc))
                 return
-            except OSError:
-                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n")
+            except OSError as exc:
+                self._unreachable(client, host, port, exc)
                 return
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if rest:
@@ -186,8 +212,8 @@ class GuardProxy:
         except PermissionError as exc:
             self._refuse(client, host, port, str(exc))
             return
-        except OSError:
-            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n")
+        except OSError as exc:
+            self._unreachable(client, host, port, exc)
             return
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {path} {version}"]
