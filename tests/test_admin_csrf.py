@@ -25,6 +25,25 @@ def seed_one_of_each(app, site) -> None:
     register_endpoint(site["key"], url="http://127.0.0.1:9/closed", categories=["*"])
     record_choice(site["key"], "reject_all")
     DeliveryWorker(concurrency=1, poll_seconds=0.05).run()
+    seed_finished_scan(site["key"])
+
+
+def seed_finished_scan(site_key: str) -> None:
+    """A finished scan with one finding (scan 1): its page has the Apply form."""
+    from consent.database import run_write, utcnow
+    from consent.extensions import db
+    from consent.scanner.models import Scan, ScanFinding
+    from consent.sites import get_site
+
+    def write():
+        scan = Scan(site_id=get_site(site_key).id, status="done", urls=["https://shop.example/"],
+                    requested_by="test", finished_at=utcnow(), summary={"pages": []})
+        scan.findings.append(ScanFinding(kind="cookie", name="_ga", domain="shop.example",
+                                         path="/", party="first",
+                                         phases={"after_accept": {"page": "https://shop.example/"}},
+                                         proposal={"category": "analytics"}))
+        db.session.add(scan)
+    run_write(write)
 
 
 def sample_url(rule, site_key: str) -> str:
@@ -45,6 +64,7 @@ def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin):
              if rule.rule.startswith(ADMIN_PATH_PREFIXES) and "GET" in rule.methods
              and not rule.rule.startswith("/api/")]
     pages.append(f"/admin/sites/{site['key']}/requests/2")
+    pages.append(f"/admin/sites/{site['key']}/settings/categories")
     adapter = app.url_map.bind("localhost")
     tokens, posted_to = set(), {}
     for url in pages:
