@@ -13,6 +13,7 @@ from consent.admin_auth import ADMIN_PATH_PREFIXES, view_auth
 from consent.outbox import DeliveryWorker, register_endpoint
 from consent.requests import open_request
 from tests.support.admin import forms, make_token, record_choice
+from tests.support.scans import seed_finished_scan
 
 
 def seed_one_of_each(app, site) -> None:
@@ -26,24 +27,6 @@ def seed_one_of_each(app, site) -> None:
     record_choice(site["key"], "reject_all")
     DeliveryWorker(concurrency=1, poll_seconds=0.05).run()
     seed_finished_scan(site["key"])
-
-
-def seed_finished_scan(site_key: str) -> None:
-    """A finished scan with one finding (scan 1): its page has the Apply form."""
-    from consent.database import run_write, utcnow
-    from consent.extensions import db
-    from consent.scanner.models import Scan, ScanFinding
-    from consent.sites import get_site
-
-    def write():
-        scan = Scan(site_id=get_site(site_key).id, status="done", urls=["https://shop.example/"],
-                    requested_by="test", finished_at=utcnow(), summary={"pages": []})
-        scan.findings.append(ScanFinding(kind="cookie", name="_ga", domain="shop.example",
-                                         path="/", party="first",
-                                         phases={"after_accept": {"page": "https://shop.example/"}},
-                                         proposal={"category": "analytics"}))
-        db.session.add(scan)
-    run_write(write)
 
 
 def sample_url(rule, site_key: str) -> str:
