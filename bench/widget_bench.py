@@ -20,7 +20,15 @@ categories and services) and a static "customer site" on another loopback port, 
    headless Chromium presents that frame tens of ms later whatever the page does, so the
    on-screen figure is compared with the control rather than with the budget;
 3. returning visitor: after "Accept all", requests that reach the consent server on the
-   next two page views, counted in gunicorn's access log (budget 0).
+   next two page views of the same tab (same browser session), counted in gunicorn's
+   access log (budget 0); then in the next browser sessions (a new tab: sessionStorage
+   is per tab; same cookies, storage and HTTP cache), requests before and after the
+   page's load (Resource Timing, access log), without a change (the first check is
+   answered 200, later ones 304) and after a withdrawal over the site API (budget: none
+   before the load, one after);
+4. the way back from the preference center: after a withdrawal of analytics there, the
+   time from the click on "Back to <site>" until the widget has the server's answer and
+   until the first tag it still allows runs (the withdrawn tag must never run).
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ import secrets
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +63,7 @@ PAGE = """<!doctype html>
 <script src="probe.js"></script>
 </head><body><h1>Shop</h1><p>Some products.</p>{filler}
 <script type="text/plain" data-category="analytics" data-src="tag.js"></script>
+<script type="text/plain" data-category="advertising" data-src="ads.js"></script>
 <button type="button" data-consent-open>Cookie settings</button>
 </body></html>
 """
@@ -98,10 +108,13 @@ def make_database(path: Path) -> str:
         upgrade(revision="heads")
 
         def write(origin):
+            from consent.sites import create_api_key
+
             site = create_site("shop", "Benchmark shop", allowed_origins=[origin],
                                categories=[{"key": k, "services": v}
                                            for k, v in DEMO_SERVICES.items()])
             publish_policy(site.id, "2026-01", text="Policy", material=True)
+            return create_api_key(site)
         return url, app, write
 
 
@@ -131,12 +144,16 @@ def main() -> int:
     url, app, write = make_database(work / "bench.sqlite3")
     with app.app_context():
         from consent.database import run_write
-        run_write(write, static.url)
+        api_key = run_write(write, static.url)
     log = work / "access.log"
-    # Production settings: the per-process site cache is on, as it is when deployed.
+    # Deployed settings where they matter here: the per-process site cache is on, as in
+    # production. (Production mode itself needs an https public URL, which a loopback
+    # bench cannot serve; its other differences do not touch the widget's requests.)
     server = AppServer(url, workers=2, extra_env={
-        "GUNICORN_CMD_ARGS": f"--access-logfile {log}", "CONSENT_ENV": "production",
+        "GUNICORN_CMD_ARGS": f"--access-logfile {log}", "CONSENT_ENV": "development",
         "SECRET_KEY": secrets.token_urlsafe(48), "CONSENT_SITE_CACHE_SECONDS": "5",
+        "CONSENT_DATA_KEY": secrets.token_urlsafe(48),
+        "CONSENT_RATELIMIT_EXEMPT": "127.0.0.1",
         "CONSENT_LOG_STATE_DIR": str(work / "log-state")})
     item = ('<li class="product"><a href="/p/{n}"><img alt="" width="120" height="90">'
             '<h3>Product {n}</h3></a><p>A useful thing, in three colours.</p>'
@@ -149,6 +166,7 @@ def main() -> int:
             lang=args.lang, embed=EMBEDS[embed].format(app=server.url), filler=f"<ul>{filler}</ul>"))
     (site_dir / "probe.js").write_text("window.ran = 0;\n")
     (site_dir / "tag.js").write_text("window.ran += 1;\n")
+    (site_dir / "ads.js").write_text("window.adsAt = performance.now();\n")
     results = {}
     try:
         with sync_playwright() as pw:
@@ -161,7 +179,8 @@ def main() -> int:
                     for series, value in zip(times[embed], first_visit(browser, urls[embed])):
                         series.append(value)
             for embed in embeds:
-                results[embed] = (*measure(browser, server, log, urls[embed]), *times[embed])
+                results[embed] = (*measure(browser, server, log, urls[embed], api_key),
+                                  *times[embed])
             browser.close()
     finally:
         server.stop()
@@ -194,8 +213,9 @@ def first_visit(browser, page_url: str) -> tuple[float, float, float, float]:
     return tuple(max(0.0, mark - dcl) for mark in marks)
 
 
-def measure(browser, server, log: Path, page_url: str):
-    """Bytes before the banner on a first visit; requests on two returning visits."""
+def measure(browser, server, log: Path, page_url: str, api_key: str):
+    """Bytes before the banner on a first visit; requests of returning visits; the way back
+    from the preference center."""
     # 1. bytes before the banner
     ctx = browser.new_context()
     page = ctx.new_page()
@@ -212,7 +232,8 @@ def measure(browser, server, log: Path, page_url: str):
     page = ctx.new_page()
     page.goto(page_url)
     page.get_by_role("button", name="Accept all").click()
-    page.wait_for_function("window.ran === 1")
+    # recorded (the answer's read token is in the cookie), so no retry follows
+    page.wait_for_function("window.ran === 1 && document.cookie.includes('&r=')")
     page.wait_for_timeout(500)
     before = len(log.read_text().splitlines())
     for _ in range(2):
@@ -220,12 +241,95 @@ def measure(browser, server, log: Path, page_url: str):
         page.wait_for_function("window.ran === 1")
         page.wait_for_timeout(500)
     returning = len(log.read_text().splitlines()) - before
+    sessions = [next_session(ctx, log, page_url) for _ in range(2)]  # no change
+    subject = next(c["value"] for c in ctx.cookies() if c["name"] == "consent"
+                   ).split("s=", 1)[1].split("&", 1)[0]
+    import requests
+    withdrawn = requests.post(f"{server.url}/api/v1/sites/shop/subjects/{subject}/events",
+                              json={"action": "withdraw", "categories": {"analytics": False}},
+                              headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+    assert withdrawn.status_code == 201, withdrawn.text
+    for _ in range(100):  # gunicorn writes the access line just after the answer
+        if "/events " in log.read_text().splitlines()[-1]:
+            break
+        time.sleep(0.05)
+    sessions.append(next_session(ctx, log, page_url, changed=True))
     ctx.close()
-    return sizes, returning
+    return sizes, returning, sessions, way_back(browser, page_url)
 
 
-def report(embed: str, sizes: dict, returning: int, inserted: list, painted: list,
-           shown: list, control: list) -> bool:
+# Notes every fetch of the page with the document's readyState at that moment, in
+# sessionStorage so the list survives the widget's reload of the page.
+FETCH_PROBE = """(() => {
+  const real = window.fetch;
+  window.fetch = function (url) {
+    const seen = JSON.parse(sessionStorage.getItem('benchFetch') || '[]');
+    seen.push([String(url), document.readyState]);
+    sessionStorage.setItem('benchFetch', JSON.stringify(seen));
+    return real.apply(this, arguments);
+  };
+})();"""
+
+
+def next_session(ctx, log: Path, page_url: str, changed: bool = False) -> dict:
+    """Requests of the first page view of a new browser session (a new tab): how many
+    reached the server before the page's load, how many after it (the access log has them
+    all; the page's fetches after its load event are the "after" ones)."""
+    before_log = len(log.read_text().splitlines())
+    page = ctx.new_page()
+    page.add_init_script(FETCH_PROBE)
+    page.goto(page_url)
+    # the check runs after the load; with a change the page reloads once (the tag had run)
+    page.wait_for_timeout(1500)
+    if changed:
+        page.wait_for_function("() => window.Consent && Consent.get()"
+                               " && Consent.get().categories.analytics === false")
+        page.wait_for_timeout(500)
+    nav = page.evaluate("performance.getEntriesByType('navigation')[0].type")
+    fetches = page.evaluate("JSON.parse(sessionStorage.getItem('benchFetch') || '[]')")
+    page.close()
+    lines = log.read_text().splitlines()[before_log:]
+    after = sum(1 for _url, state in fetches if state == "complete")
+    statuses = [line.split('" ')[1].split(" ")[0] for line in lines if '" ' in line]
+    return {"before": len(lines) - after, "after": after, "requests": len(lines),
+            "statuses": statuses, "changed": changed, "type": nav}
+
+
+def way_back(browser, page_url: str, runs: int = 5) -> list[dict]:
+    """ms from the click on "Back to <site>" (after withdrawing analytics on the preference
+    center) until the widget has the server's answer and until the allowed tag ran."""
+    out = []
+    for _ in range(runs):
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        page.goto(page_url)
+        page.get_by_role("button", name="Accept all").click()
+        page.wait_for_function("window.ran === 1 && document.cookie.includes('&r=')")
+        page.locator("[data-consent-open]").click()
+        page.get_by_role("link", name="All privacy settings").click()
+        page.wait_for_url("**/preferences?site=shop*")
+        page.locator("#category-analytics").uncheck()
+        page.locator("#save").click()
+        page.wait_for_url("**saved=*")
+        clicked = time.time() * 1000
+        page.get_by_role("link", name="Back to Benchmark shop").click()
+        page.wait_for_url(page_url)
+        page.wait_for_function("window.adsAt !== undefined")
+        figures = page.evaluate("""() => {
+            const me = performance.getEntriesByType('resource').find(e => e.name.includes('/me/'));
+            const nav = performance.getEntriesByType('navigation')[0];
+            return {origin: performance.timeOrigin, answered: me ? me.responseEnd : null,
+                    ads: window.adsAt, dcl: nav.domContentLoadedEventStart, ran: window.ran};
+        }""")
+        gap = figures["origin"] - clicked  # click -> the new page's navigation start
+        out.append({"answered": gap + figures["answered"], "tag": gap + figures["ads"],
+                    "dcl": gap + figures["dcl"], "analytics_ran": figures["ran"]})
+        ctx.close()
+    return out
+
+
+def report(embed: str, sizes: dict, returning: int, sessions: list, back: list,
+           inserted: list, painted: list, shown: list, control: list) -> bool:
     """Print one embed's figures; True when all are within budget."""
     total = sum(gz for _, gz in sizes.values())
     print(f"\n=== embed: {EMBEDS[embed].format(app='')}")
@@ -247,9 +351,30 @@ def report(embed: str, sizes: dict, returning: int, inserted: list, painted: lis
     med = statistics.median(painted)
     print(f"   budget {BUDGET_MS:.0f} ms (median, banner built and laid out before the next frame):"
           f" {'OK' if med <= BUDGET_MS else 'OVER'}")
-    print(f"\n3. Returning visitor: {returning} request(s) reached the consent server on 2 page views"
-          f" (budget 0: {'OK' if returning == 0 else 'OVER'})")
-    return total <= BUDGET_BYTES and med <= BUDGET_MS and returning == 0
+    print(f"\n3. Returning visitor: {returning} request(s) reached the consent server on 2 page"
+          f" views of the same session (budget 0: {'OK' if returning == 0 else 'OVER'})")
+    sessions_ok = True
+    for n, s in enumerate(sessions, 1):
+        ok = s["before"] == 0 and s["after"] == 1 and s["requests"] == 1
+        sessions_ok = sessions_ok and ok
+        what = "after a withdrawal over the API" if s["changed"] else "no change"
+        print(f"   next browser session {n} ({what}): {s['before']} request(s) before the load,"
+              f" {s['after']} after (HTTP {', '.join(s['statuses'])}); then the page was"
+              f" {'reloaded' if s['type'] == 'reload' else 'not reloaded'}"
+              f" (budget 0 before, 1 after: {'OK' if ok else 'OVER'})")
+    print("\n4. Back from the preference center after withdrawing analytics"
+          f" ({len(back)} runs; ms from the click on 'Back to <site>'):")
+    for b in back:
+        b["check"] = b["answered"] - b["dcl"]
+    for name, key in (("DOMContentLoaded", "dcl"), ("server's answer in", "answered"),
+                      ("first allowed tag ran", "tag"), ("(answer - DOMContentLoaded)", "check")):
+        values = [b[key] for b in back]
+        print(f"   {name:<22} min {min(values):6.1f}   median {statistics.median(values):6.1f}"
+              f"   max {max(values):6.1f}")
+    never = all(b["analytics_ran"] == 0 for b in back)
+    print(f"   the withdrawn analytics tag ran: {'never' if never else 'YES (FAIL)'}")
+    return total <= BUDGET_BYTES and med <= BUDGET_MS and returning == 0 and sessions_ok \
+        and never
 
 
 if __name__ == "__main__":

@@ -1233,6 +1233,57 @@ def verify_all(site_ids=None):
 from .cli import consent_cli  # noqa: E402
 
 
+def check_filters(filters: ExportFilters) -> None:
+    """Refuse filters that name nothing (ValueError): an unknown site or category, a
+    start after the end. An export of zero events is then a fact, not a typo."""
+    from .extensions import db
+    from .sites import Category, Site, get_site
+
+    if filters.since and filters.until and filters.since >= filters.until:
+        from .database import iso
+
+        raise ValueError(f"--since {iso(filters.since)} is not before --until "
+                         f"{iso(filters.until)}: the range is empty")
+    if filters.site_key:
+        get_site(filters.site_key)  # NotFound names it
+    if filters.category:
+        query = db.select(Category.key).join(Site, Site.id == Category.site_id)
+        if filters.site_key:
+            query = query.where(Site.key == filters.site_key)
+        known = sorted(set(db.session.execute(query).scalars()))
+        if filters.category not in known:
+            where = f"site {filters.site_key!r}" if filters.site_key else "any site"
+            raise ValueError(f"unknown category {filters.category!r} for {where} "
+                             f"(known: {', '.join(known) or 'none'})")
+
+
+# (here, not in cli.py: cli.py would import this module, and this module imports cli.py)
+@consent_cli.command("verify")
+@click.option("--site", "site_key", help="Only this site.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def verify_command(site_key, as_json):
+    """Check the hash chains, the log against its signed checkpoints, the current state
+    against a replay and the outbox against its events; exit 1 naming what is wrong."""
+    from .sites import NotFound, get_site
+
+    try:
+        ids = [get_site(site_key).id] if site_key else None
+    except NotFound as exc:
+        raise click.ClickException(str(exc))
+    report = verify_all(ids)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "events": report.events,
+                               "streams": report.streams,
+                               "problems": [p.__dict__ for p in report.problems]}))
+    elif report.ok:
+        click.echo(f"OK: {report.events} events in {report.streams} streams verify")
+    else:
+        for problem in report.problems:
+            click.echo(f"BAD: {problem}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+
 def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
     """A date (YYYY-MM-DD) or ISO time as an aware UTC datetime; END: a date means its end."""
     if value in (None, ""):
@@ -1280,6 +1331,12 @@ def export_command(site_key, since, until, subject, category, actions, fmt, deli
                                 until=parse_when(until, end=True), subject=subject,
                                 category=category, actions=tuple(actions),
                                 deliveries=deliveries, log=with_log)
+        check_filters(filters)
+        if output != "-":
+            folder = os.path.dirname(os.path.abspath(output))
+            if not os.path.isdir(folder):
+                raise ValueError(f"cannot write {output}: the directory {folder} does not "
+                                 "exist")
         if progress is None:
             progress = output != "-"
         out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8",

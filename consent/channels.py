@@ -25,13 +25,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, iso, run_write, utcnow
-from .decisions import RequestContext, gpc_categories
-from .errors import DomainError, Invalid
+from .context import RequestContext
+from .errors import ExpiredLink, Invalid, InvalidLink  # noqa: F401 (links' errors, re-exported)
 from .extensions import db
 from .ledger import AppendedEvent, ConsentEvent, ConsentState, append_event, on_append, read_state
-from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
-from .subjects import (Subject, create_subject, find_subject, find_subject_by_user,
-                       get_or_create_subject, keyed_ref)
+from .sites import SiteSnapshot, site_snapshot
+from .subjects import (Subject, account_subject, create_subject, find_subject,
+                       find_subject_by_user, get_or_create_subject, keyed_ref)
 
 MEDIA = ("email", "sms", "push")
 KINDS = ("promotional", "service", "transactional")
@@ -41,29 +41,12 @@ TRANSACTIONAL = "transactional"
 DEFAULT_CHANNEL_DEFAULTS = {key: False for key in CHANNELS}
 # Where an unsubscribe of a medium is recorded from (ledger SOURCES).
 SOURCE_BY_MEDIUM = {"email": "email_link", "sms": "sms", "push": "push"}
-# SMS keywords (CTIA / carrier conventions); matched after trimming, case-insensitively.
-SMS_STOP_WORDS = ("STOP", "QUIT", "END", "REVOKE", "OPT OUT", "CANCEL", "UNSUBSCRIBE")
-SMS_START_WORDS = ("START",)
 # Unsubscribe links must keep working long after the message was sent.
 DEFAULT_UNSUBSCRIBE_DAYS = 365
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]+$")
 PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 PUSH_TOKEN_RE = re.compile(r"^[\x21-\x7e]{8,4096}$")
-
-
-class InvalidLink(DomainError):
-    """A signed link that was altered, belongs elsewhere, or is not a link at all."""
-
-    status = 400
-    title = "Invalid link"
-
-
-class ExpiredLink(DomainError):
-    """A signed link past its lifetime (or a single-use link already used)."""
-
-    status = 410
-    title = "Link expired"
 
 
 class ChannelAddress(db.Model):
@@ -233,8 +216,6 @@ def ensure_recipient(site: SiteSnapshot, medium: str | None, recipient: Recipien
     if recipient.subject:
         return get_or_create_subject(site.id, recipient.subject)
     if recipient.user_id:
-        from .identity import account_subject
-
         return account_subject(site, recipient.user_id)
     if medium is None:
         raise Invalid("an address needs its channel", field="channel")
@@ -518,60 +499,6 @@ def unsubscribe(site_key: str, token: str, ctx: RequestContext,
     return ticket, run_write(write)
 
 
-# ---------------------------------------------------------------- SMS keywords
-
-
-def sms_keyword(body: str | None) -> str | None:
-    """'stop', 'start' or None for an inbound SMS text."""
-    words = " ".join((body or "").split()).upper()
-    if words in SMS_STOP_WORDS:
-        return "stop"
-    if words in SMS_START_WORDS:
-        return "start"
-    return None
-
-
-@dataclass
-class SmsResult:
-    """What an inbound SMS did."""
-
-    result: str
-    event: AppendedEvent | None
-
-
-def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
-                message_id: str | None = None) -> SmsResult:
-    """Apply STOP/START from an inbound SMS to promotional SMS (one event with source sms)."""
-    site = site_snapshot(site_key)
-    try:
-        ref = address_ref(site.key, "sms", sender)
-    except Invalid as exc:
-        raise Invalid(exc.detail, field="from") from None
-    keyword = sms_keyword(body)
-    if keyword is None:
-        return SmsResult("ignored", None)
-    allowed = keyword == "start"
-    idem = None
-    if message_id:
-        # A gateway's message id names one message of one sender: scoped to the sender
-        # (and, in the ledger, to the person), so another number's id never swallows it.
-        idem = "sms:" + keyed_ref(site.key, "sms-message", f"{ref}\x00{message_id}")[:56]
-
-    def write():
-        subject = subject_for_address(site, "sms", ref)
-        return append_event(site, subject, action="resubscribe" if allowed else "unsubscribe",
-                            source="sms", channels={"sms.promotional": allowed},
-                            policy_version=site.policy_label, details=ctx.details(None),
-                            meta={"keyword": " ".join(body.split()).upper()[:20]},
-                            idempotency_key=idem)
-
-    event = run_write(write)
-    # A replayed message id records nothing: answer with what its first delivery did.
-    recorded = bool((event.channels or {}).get("sms.promotional")) if event.duplicate \
-        else allowed
-    return SmsResult("opted_in" if recorded else "opted_out", event)
-
-
 # ---------------------------------------------------------------- suppression list
 
 
@@ -614,114 +541,6 @@ def suppressions(site_key: str, medium: str, kind: str,
                                   (row.changed or {}).get(f"channel:{key}"))
 
     return key, rows()
-
-
-# ---------------------------------------------------------------- preference center
-
-
-@dataclass
-class ChoiceRow:
-    """One line of the preference center: a category or a channel."""
-
-    key: str
-    value: bool
-    chosen: bool
-    changed_at: datetime | None
-    locked: bool = False
-    gpc: bool = False
-    title: str = ""
-    description: str = ""
-
-
-@dataclass
-class PreferenceView:
-    """Everything the preference page shows for one subject."""
-
-    site: SiteSnapshot
-    subject: Subject | None
-    categories: list[ChoiceRow]
-    channels: list[ChoiceRow]
-    policy_label: str | None
-    chosen_policy_version: str | None
-    last_event_id: str | None
-    decided_at: datetime | None
-    gpc: bool
-
-
-def _localised(texts: dict, locale: str, fallback: str) -> str:
-    return (texts or {}).get(locale) or (texts or {}).get(fallback) or \
-        (texts or {}).get("en") or next(iter((texts or {}).values()), "")
-
-
-def preference_view(site_key: str, subject_public_id: str | None, locale: str,
-                    gpc: bool = False) -> PreferenceView:
-    """The current choices of a subject (or the defaults) for the preference page."""
-    from .sites import Category
-
-    site = site_snapshot(site_key)
-    subject = find_subject(site.id, subject_public_id) if subject_public_id else None
-    state = read_state(site.id, subject.pseudonym) if subject is not None else None
-    state = state or {}
-    cats, chans, changed = (state.get("categories") or {}, state.get("channels") or {},
-                            state.get("changed") or {})
-    rows = db.session.execute(db.select(Category).where(Category.site_id == site.id)
-                              .order_by(Category.position)).scalars().all()
-    gpc_off = set(gpc_categories(site)) if gpc else set()
-    categories = [ChoiceRow(
-        key=c.key, value=(c.key == ESSENTIAL) or (bool(cats.get(c.key)) and c.key not in gpc_off),
-        chosen=c.key in cats, changed_at=_parse_iso(changed.get(f"category:{c.key}")),
-        locked=c.locked or c.key == ESSENTIAL, gpc=c.key in gpc_off,
-        title=_localised(c.titles, locale, site.default_locale),
-        description=_localised(c.descriptions, locale, site.default_locale)) for c in rows]
-    defaults = channel_defaults(site)
-    channels = [ChoiceRow(key=k, value=bool(chans[k]) if k in chans else defaults[k],
-                          chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
-                for k in CHANNELS]
-    return PreferenceView(site, subject, categories, channels, site.policy_label,
-                          state.get("policy_version"), state.get("last_event_id"),
-                          state.get("decided_at"), gpc or bool(state.get("gpc_at")))
-
-
-def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],
-                     channels: list[str], locale: str, ctx: RequestContext, *,
-                     age: str | None = None,
-                     guardian: bool = False) -> tuple[Subject, AppendedEvent]:
-    """Record one `preferences` event with every category and channel as ticked.
-
-    AGE and GUARDIAN answer the age question of sites with an age rule (consent.minors).
-    """
-    site = site_snapshot(site_key)
-    for key in categories:
-        if key not in site.category_keys:
-            raise Invalid(f"unknown category {key!r} for site {site.key!r}", field="category")
-    for key in channels:
-        parse_channel_key(key)
-    cat_map = {k: (k == ESSENTIAL) or k in categories for k in site.category_keys}
-    meta = None
-    if ctx.gpc_header:
-        # The browser says "do not sell or share": honoured here as on the banner.
-        for key in gpc_categories(site):
-            cat_map[key] = False
-        meta = {"gpc": True}
-    chan_map = {k: k in channels for k in CHANNELS}
-
-    def write():
-        subject = get_or_create_subject(site.id, subject_public_id)
-        cats, chans, event_meta = cat_map, chan_map, meta
-        if "age_rule" in site.settings:
-            # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
-            from .minors import screen_choice
-
-            screened = screen_choice(site, subject, created=False, age=age, guardian=guardian,
-                                     categories=cat_map, channels=chan_map, meta=meta)
-            cats, chans, event_meta = screened.categories, screened.channels, screened.meta
-        event = append_event(site, subject, action="preferences", source="preferences",
-                             categories=cats, channels=chans,
-                             policy_version=site.policy_label, locale=locale,
-                             details=ctx.details(None), meta=event_meta)
-        return subject, event
-
-    return run_write(write)
 
 
 # ---------------------------------------------------------------- erasure

@@ -1,7 +1,15 @@
-"""`flask consent ...` commands for operators and auditors."""
+"""`flask consent ...` commands for operators and auditors.
+
+Run them with the project's environment: `.venv/bin/flask --app app consent ...`. A
+mistake (unknown site, duplicate key, missing directory, bad date...) is one line on
+standard error and exit status 1, never a traceback: commands raise
+click.ClickException for what they check, and the group turns the domain's own errors
+(and file-system errors) into the same one-line form.
+"""
 from __future__ import annotations
 
-import json
+import logging
+import os
 import sys
 
 import click
@@ -11,7 +19,53 @@ from flask.cli import AppGroup
 from .database import run_write
 from .extensions import db
 
-consent_cli = AppGroup("consent", help="Consent manager administration.")
+log = logging.getLogger(__name__)
+
+
+def one_line_error(exc: BaseException) -> str | None:
+    """The one-line message of an error an operator can fix, or None for a bug."""
+    from sqlalchemy.exc import IntegrityError
+
+    from .errors import DomainError
+    from .sites import NotFound
+
+    if isinstance(exc, DomainError):
+        return exc.detail
+    if isinstance(exc, NotFound):
+        return str(exc)
+    if isinstance(exc, IntegrityError):
+        return ("that already exists (a unique key, name or label is taken): "
+                + str(exc.orig).splitlines()[0][:200])
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    if isinstance(exc, (ValueError, OSError)):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+class ConsentGroup(AppGroup):
+    """The `consent` command group: operator mistakes become one-line errors."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported in one line, not a traceback
+            message = one_line_error(exc)
+            if message is None:
+                if os.environ.get("CONSENT_CLI_TRACEBACK") == "1":
+                    raise
+                log.debug("command failed", exc_info=True)
+                message = (f"unexpected {type(exc).__name__}: "
+                           f"{(str(exc).splitlines() or [''])[0][:200]} "
+                           "(CONSENT_CLI_TRACEBACK=1 shows the traceback)")
+            raise click.ClickException(message) from None
+
+
+consent_cli = ConsentGroup("consent", help="Consent manager administration "
+                                           "(.venv/bin/flask --app app consent ...).")
 
 
 def register_commands(app: Flask) -> None:
@@ -22,47 +76,106 @@ def register_commands(app: Flask) -> None:
 @consent_cli.command("init-db")
 def init_db_command():
     """Create or upgrade the database schema (Alembic migrations)."""
+    import sqlalchemy as sa
+    from flask import current_app
     from flask_migrate import upgrade
 
+    fresh = not sa.inspect(db.engine).has_table("alembic_version")
     upgrade(revision="heads")
     click.echo("database is at the latest schema")
+    if fresh and current_app.config.get("ENV_NAME") == "development":
+        # A development database created anew (e.g. instance/consent.sqlite3 deleted): the
+        # log signer's memory of the old one would refuse to sign its logs, as it must
+        # refuse a rewritten database. Production keeps it: there, only the operator
+        # decides that a database was replaced on purpose (docs/audit.md).
+        from .ledger.signer_state import set_aside
+
+        aside = set_aside("init-db created a new development database")
+        if aside is not None:
+            click.echo(f"new database: the log signer's checkpoints of the old one were "
+                       f"moved to {aside}")
 
 
 @consent_cli.command("seed-demo")
 @click.option("--key", default="demo", show_default=True)
 @click.option("--origin", "origins", multiple=True,
-              default=("http://127.0.0.1:5000", "http://localhost:5000"), show_default=True)
+              default=("http://127.0.0.1:5000", "http://localhost:5000"), show_default=True,
+              help="Allowed origin (repeatable); added to the demo site if it exists.")
 def seed_demo_command(key: str, origins: tuple[str, ...]):
-    """Create the demo site (four categories, a policy version) unless it exists."""
+    """Create the demo site (four categories, a policy version), or add origins to it."""
     from .demo_data import seed_demo
 
-    created, api_key = run_write(seed_demo, key, list(origins))
+    try:
+        created, api_key, added = run_write(seed_demo, key, list(origins))
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
     if created:
         click.echo(f"created site {key!r}; API key (shown once): {api_key}")
+    elif added:
+        click.echo(f"site {key!r} already exists; added allowed origin(s): {', '.join(added)}")
     else:
-        click.echo(f"site {key!r} already exists")
+        click.echo(f"site {key!r} already exists (its allowed origins include these)")
 
 
 @consent_cli.command("create-site")
 @click.argument("key")
 @click.argument("name")
-@click.option("--origin", "origins", multiple=True, help="Allowed origin (repeatable).")
+@click.option("--origin", "origins", multiple=True,
+              help="Allowed origin, scheme://host[:port] (repeatable).")
 @click.option("--category", "categories", multiple=True,
               help="Extra custom category key (repeatable).")
 def create_site_command(key, name, origins, categories):
-    """Create a site with the standard categories and print its API key."""
+    """Create a site with the standard categories; print its API key, embed code and what
+    is still missing."""
+    from .readiness import embed_snippet, site_gaps
     from .sites import STANDARD_CATEGORIES, create_api_key, create_site
 
+    from .sites import Site
+
     def write():
-        specs = [{"key": k} for k in STANDARD_CATEGORIES + tuple(categories)]
+        if db.session.execute(db.select(Site.id).where(Site.key == key)).first():
+            raise click.ClickException(f"a site {key!r} already exists; choose another key")
+        keys = list(dict.fromkeys(STANDARD_CATEGORIES + tuple(categories)))
+        specs = [{"key": k} for k in keys]
         site = create_site(key, name, allowed_origins=list(origins), categories=specs)
-        return create_api_key(site)
+        return create_api_key(site), list(site.allowed_origins)
 
     try:
-        token = run_write(write)
-    except (ValueError, Exception) as exc:  # noqa: BLE001 - report, not crash
+        token, stored = run_write(write)
+    except ValueError as exc:
         raise click.ClickException(str(exc))
     click.echo(f"site {key!r} created; API key (shown once): {token}")
+    if stored:
+        click.echo(f"allowed origins: {', '.join(stored)}")
+    click.echo("\nEmbed on every page, first in <head> (CONSENT_HOST: this server's "
+               "address; docs/widget.md):\n")
+    click.echo(embed_snippet(key))
+    _print_gaps(key, site_gaps(key), heading="\nNext steps")
+
+
+def _print_gaps(key: str, gaps, heading: str) -> None:
+    if not gaps:
+        click.echo(f"site {key!r} is ready")
+        return
+    click.echo(f"{heading} (site {key!r} is not ready):")
+    for gap in gaps:
+        click.echo(f"- {gap.what}\n  fix: {gap.fix}")
+    click.echo(f"Then check again: flask consent check-site {key}")
+
+
+@consent_cli.command("check-site")
+@click.argument("key")
+def check_site_command(key):
+    """List what a site still lacks (origin, policy, services, cookies); exit 1 until ready."""
+    from .readiness import site_gaps
+    from .sites import NotFound
+
+    try:
+        gaps = site_gaps(key)
+    except NotFound as exc:
+        raise click.ClickException(str(exc))
+    _print_gaps(key, gaps, heading="Missing")
+    sys.exit(1 if gaps else 0)
 
 
 @consent_cli.command("create-api-key")
@@ -92,40 +205,24 @@ def publish_policy_command(site_key, label, text_file, url, material, summary):
     from .policies import publish_policy
     from .sites import NotFound, get_site
 
+    from .policies import PolicyVersion
+
     text = text_file.read() if text_file else None
+
+    def write():
+        site = get_site(site_key)
+        if db.session.execute(db.select(PolicyVersion.id).where(
+                PolicyVersion.site_id == site.id, PolicyVersion.label == label)).first():
+            raise click.ClickException(f"site {site_key!r} already has a policy version "
+                                       f"{label!r}; publish the change under a new label")
+        return publish_policy(site.id, label, text=text, url=url, material=material,
+                              summary=summary)
+
     try:
-        version = run_write(lambda: publish_policy(get_site(site_key).id, label, text=text,
-                                                   url=url, material=material,
-                                                   summary=summary))
+        version = run_write(write)
     except (NotFound, ValueError) as exc:
         raise click.ClickException(str(exc))
     click.echo(f"published {version.label} (sha256 {version.sha256})")
-
-
-@consent_cli.command("verify")
-@click.option("--site", "site_key", help="Only this site.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def verify_command(site_key, as_json):
-    """Check the hash chains, the log against its signed checkpoints, the current state
-    against a replay and the outbox against its events; exit 1 naming what is wrong."""
-    from .audit import verify_all
-    from .sites import NotFound, get_site
-
-    try:
-        ids = [get_site(site_key).id] if site_key else None
-    except NotFound as exc:
-        raise click.ClickException(str(exc))
-    report = verify_all(ids)
-    if as_json:
-        click.echo(json.dumps({"ok": report.ok, "events": report.events,
-                               "streams": report.streams,
-                               "problems": [p.__dict__ for p in report.problems]}))
-    elif report.ok:
-        click.echo(f"OK: {report.events} events in {report.streams} streams verify")
-    else:
-        for problem in report.problems:
-            click.echo(f"BAD: {problem}", err=True)
-    sys.exit(0 if report.ok else 1)
 
 
 @consent_cli.command("rebuild-state")

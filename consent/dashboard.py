@@ -14,6 +14,8 @@ from markupsafe import Markup
 from .database import utcnow
 from .extensions import db
 from .ledger import ConsentEvent
+from .readiness import site_gaps
+from .refusals import recent_refusals
 from .sites import ESSENTIAL, site_snapshot
 from .subjects import Subject, keyed_ref
 
@@ -69,7 +71,9 @@ def dashboard_data(site_key: str, days: int = 30, now: datetime | None = None) -
                for k in cat_keys}
     return {"site": site, "days": labels, "choices": choices, "rates": rates,
             "overall_rates": overall, "total": total, "gpc": gpc,
-            "gpc_share": (gpc / total) if total else None}
+            "gpc_share": (gpc / total) if total else None,
+            # What the audit trail does not hold, and why the site may not be honoured.
+            "refusals": recent_refusals(site.id, 24, now), "gaps": site_gaps(site.key)}
 
 
 # ---------------------------------------------------------------- SVG

@@ -1,70 +1,21 @@
 """Recording visitors' cookie decisions (banner, preferences, GPC, server API)."""
 from __future__ import annotations
 
-import ipaddress
-import re
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from .database import iso, run_raw_write
 from .errors import Invalid
+from .context import RequestContext, strip_query, truncate_ip  # noqa: F401 (re-exported)
 from .i18n import pick_locale
-from .ledger import AppendedEvent, Details, append_event, read_state
+from .ledger import AppendedEvent, append_event, read_state
+from .minors import is_minor, screen_choice
 from .policies import get_policy
-from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
-from .subjects import Subject, find_subject, subject_for_write
+from .sites import ESSENTIAL, SiteSnapshot, gpc_categories, site_snapshot
+from .subjects import find_subject, read_token, read_token_matches, subject_for_write
 
 DECISION_ACTIONS = ("accept_all", "reject_all", "custom", "gpc")
-# One IPv4 octet as ipaddress accepts it: 0-255, no leading zero, ASCII digits only.
-_OCTET = re.compile(r"25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]", re.ASCII)
-
-
-@dataclass
-class RequestContext:
-    """What the web tier knows about the caller, already minimised."""
-
-    ip: str | None = None
-    user_agent: str | None = None
-    gpc_header: bool = False
-
-    def details(self, page_url: str | None) -> Details:
-        return Details(ip_prefix=truncate_ip(self.ip),
-                       user_agent=(self.user_agent or None) and self.user_agent[:512],
-                       page_url=strip_query(page_url))
-
-
-def truncate_ip(ip: str | None) -> str | None:
-    """IPv4 to its /24, IPv6 to its /48: enough for fraud checks, not a person."""
-    if not ip:
-        return None
-    parts = ip.split(".")
-    if len(parts) == 4 and all(_OCTET.fullmatch(p) for p in parts):
-        # The common case, without the ipaddress module (a tenth of the cost).
-        return f"{parts[0]}.{parts[1]}.{parts[2]}.0/24"
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
-
-
-def strip_query(url: str | None) -> str | None:
-    """A page URL without query string or fragment (they often carry personal data)."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))[:2048]
-
-
-def gpc_categories(site: SiteSnapshot) -> tuple[str, ...]:
-    """Categories a GPC signal opts out of (sale/sharing): advertising unless configured."""
-    configured = site.settings.get("gpc_categories")
-    keys = configured if configured else ["advertising"]
-    return tuple(k for k in keys if k in site.category_keys)
 
 
 def resolve_categories(site: SiteSnapshot, action: str, given: dict | None) -> dict[str, bool]:
@@ -116,6 +67,11 @@ class DecisionResult:
     event: AppendedEvent
     subject_public_id: str
     view: dict | None
+    # Lets the device read its consent (`r` in the cookie; consent.subjects).
+    read_token: str
+    # A device key the server minted for a caller that sent neither id nor key.
+    minted_key: str | None = None
+    minor: bool = False
 
 
 def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionResult:
@@ -139,33 +95,54 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
     details = ctx.details(data.get("page_url"))
 
     def write() -> DecisionResult:
-        subject, created = subject_for_write(site.id, data.get("subject"))
-        cats, chans, event_meta = categories, None, meta
+        subject, created, minted = subject_for_write(site.id, data.get("subject"),
+                                                     data.get("key"))
+        cats, chans, event_meta, minor = categories, None, meta, False
         if "age_rule" in site.settings:
             # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
-            from .minors import screen_choice
-
             screened = screen_choice(site, subject, created=created, age=data.get("age"),
                                      guardian=bool(data.get("guardian")),
                                      categories=categories, channels=None, meta=meta)
             cats, chans, event_meta = screened.categories, screened.channels, screened.meta
+            minor = is_minor(subject.id)
         event = append_event(site, subject, action=action, source=source,
                              categories=cats, channels=chans, policy_version=label,
                              locale=locale, details=details, meta=event_meta,
                              idempotency_key=data.get("client_event_id"),
                              new_subject=created)
-        return DecisionResult(event, subject.public_id, state_view(site, event.state))
+        return DecisionResult(event, subject.public_id, state_view(site, event.state),
+                              read_token(subject.pseudonym), minted, minor)
 
     return run_raw_write(write)
 
 
-def read_my_consent(site_key: str, public_id: str) -> tuple[Subject | None, dict | None]:
-    """The current consent view of a visitor by their cookie id."""
+@dataclass
+class MyConsent:
+    """A device's own consent as it reads it, and the tag that changes with it."""
+
+    view: dict | None
+    etag: str
+
+
+def read_my_consent(site_key: str, public_id: str, token: str | None) -> MyConsent | None:
+    """The current consent of the visitor PUBLIC_ID, for the device holding its read token
+    (None, as for an unknown visitor, when the token does not match or it was erased).
+
+    The tag covers the subject's last event and the site's configuration revision, so a
+    conditional request is answered 304 until either changes.
+    """
     site = site_snapshot(site_key)
     subject = find_subject(site.id, public_id)
-    if subject is None:
-        return None, None
-    return subject, state_view(site, read_state(site.id, subject.pseudonym))
+    if subject is None or subject.erased_at is not None \
+            or not read_token_matches(subject.pseudonym, token):
+        return None
+    state = read_state(site.id, subject.pseudonym)
+    last = (state or {}).get("last_event_id") or ""
+    etag = hashlib.sha256(f"{last}:{site.revision}".encode()).hexdigest()[:20]
+    view = state_view(site, state)
+    if view is not None:
+        view["revision"] = site.revision
+    return MyConsent(view, etag)
 
 
 # ---------------------------------------------------------------- schemas
@@ -173,7 +150,7 @@ def read_my_consent(site_key: str, public_id: str) -> tuple[Subject | None, dict
 import marshmallow as ma  # noqa: E402
 from marshmallow import validate  # noqa: E402
 
-from .subjects import PUBLIC_ID_RE  # noqa: E402
+from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE  # noqa: E402
 from .validation import StrictBoolean, StrictSchema  # noqa: E402
 
 
@@ -181,7 +158,12 @@ class DecisionSchema(StrictSchema):
     """A visitor's choice as the widget sends it."""
 
     subject = ma.fields.String(validate=validate.Regexp(PUBLIC_ID_RE),
-                               metadata={"description": "Visitor id from the consent cookie"})
+                               metadata={"description": "Visitor id from the consent cookie "
+                                                        "(`s`); needs `key`"})
+    key = ma.fields.String(validate=validate.Regexp(DEVICE_KEY_RE), load_only=True, metadata={
+        "description": "The device key from the consent cookie (`k`), which proves `subject`. "
+                       "Without subject and key the server creates a visitor and returns "
+                       "both"})
     action = ma.fields.String(required=True, validate=validate.OneOf(DECISION_ACTIONS))
     categories = ma.fields.Dict(keys=ma.fields.String(validate=validate.Length(1, 40)),
                                 values=StrictBoolean(),
@@ -215,6 +197,8 @@ class ConsentViewSchema(ma.Schema):
     source = ma.fields.String(allow_none=True)
     gpc = ma.fields.Boolean()
     eventId = ma.fields.String(allow_none=True)
+    revision = ma.fields.String(metadata={"description": "The site configuration's revision "
+                                                         "(GET .../me only)"})
 
 
 class DecisionResultSchema(ma.Schema):
@@ -222,6 +206,11 @@ class DecisionResultSchema(ma.Schema):
 
     event_id = ma.fields.String()
     subject = ma.fields.String()
+    read_token = ma.fields.String(metadata={
+        "description": "Lets this device read its consent: GET .../me/{subject}?r=..."})
+    key = ma.fields.String(metadata={
+        "description": "Only when the server created the visitor without a key: the device "
+                       "key to send with `subject` from now on (shown once)"})
     recorded_at = ma.fields.String()
     duplicate = ma.fields.Boolean()
     consent = ma.fields.Nested(ConsentViewSchema, allow_none=True)

@@ -27,9 +27,12 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None):
+    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None,
+                 headers: dict | None = None):
         super().__init__(detail)
         self.detail, self.field = detail, field
+        # Response headers the answer needs (e.g. a 401's WWW-Authenticate challenge).
+        self.headers = dict(headers or {})
         if status is not None:
             self.status = status
 
@@ -60,6 +63,20 @@ class Conflict(DomainError):
 
     status = 409
     title = "Conflict"
+
+
+class InvalidLink(DomainError):
+    """A signed link that was altered, belongs elsewhere, or is not a link at all."""
+
+    status = 400
+    title = "Invalid link"
+
+
+class ExpiredLink(DomainError):
+    """A signed link past its lifetime (or a single-use link already used)."""
+
+    status = 410
+    title = "Link expired"
 
 
 def _pointer_errors(messages, prefix: str = "") -> list[dict]:
@@ -111,7 +128,14 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(exc: DomainError):
         errors = [{"pointer": f"#/{exc.field.replace('.', '/')}", "detail": exc.detail}] \
             if exc.field else None
-        return problem(exc.status, exc.title, exc.detail, errors)
+        # A problem type of its own lets a client tell this refusal from others.
+        extra = {"type": exc.type} if getattr(exc, "type", None) else {}
+        response = problem(exc.status, exc.title, exc.detail, errors, **extra)
+        if exc.headers:
+            if isinstance(response, tuple):
+                return response[0], response[1], exc.headers
+            response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound):

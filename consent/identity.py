@@ -1,12 +1,20 @@
-"""Who a person is: anonymous visitors, a site's known users, and login links.
+"""Changes of who a person is: linking devices to a site's known users, login links, and
+the preference center's visitors. (What proves a person is in consent.subjects.)
 
 A known user of a site has one *account subject* (the Subject carrying the keyed HMAC of
-the site's user id). The browsers (devices) the user signs in from keep their own
-anonymous subjects; linking one to the account is a `link` event on the device's subject
-that carries the account's recorded choices, so the user's choices follow them to a new
-device. The account's public id is returned to the site's backend, which can put it in
-its first-party consent cookie for signed-in visitors so every device then reads and
-writes the same subject.
+the site's user id). The browsers (devices) the user uses keep their own subjects and
+their own choices. A device is linked to the account (a `link` event on the device, and
+a SubjectLink row, so access and erasure requests reach it) only when:
+
+- the site's backend says so with its API key (`POST .../identity-links`, or a login
+  link minted with the visitor's id), or
+- the person confirms it in that browser: signed in through a login link, the
+  preference page asks "also apply to this browser?" and a CSRF-protected POST links the
+  device the browser proved with its key.
+
+Linking never copies choices onto the device: a link event carries no categories or
+channels. Opening a login link signs the browser into the account's preferences and
+nothing else, so a link someone else minted cannot touch the device that opens it.
 
 Login links are minted by the site's backend over the API: signed (itsdangerous), with a
 salt naming their purpose and the site, expiring, and single-use.
@@ -17,6 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl, urlsplit
 
 import sqlalchemy as sa
 from flask import current_app
@@ -24,19 +33,19 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .channels import ExpiredLink, InvalidLink
+from .context import RequestContext
 from .database import UTCDateTime, iso, run_write, utcnow
-from .decisions import RequestContext
-from .errors import Invalid
+from .errors import ExpiredLink, Invalid, InvalidLink
 from .extensions import db
-from .ledger import AppendedEvent, append_event, on_append, read_state
-from .sites import SiteSnapshot, site_snapshot
-from .subjects import PUBLIC_ID_RE, Subject, create_subject, get_or_create_subject, keyed_ref
+from .ledger import AppendedEvent, append_event, on_append
+from .sites import SiteSnapshot, normalise_origin, site_snapshot
+from .subjects import (PUBLIC_ID_RE, Subject, account_by_ref, create_subject, find_subject,
+                       get_or_create_subject, key_matches, user_ref, verified_subject)
 
 DEFAULT_LOGIN_TTL = 15 * 60
 MAX_LOGIN_TTL = 24 * 3600
 DEFAULT_SESSION_MINUTES = 60
-USER_ID_MAX = 200
+RETURN_URL_MAX = 2048
 
 
 class SubjectLink(db.Model):
@@ -63,36 +72,6 @@ class LoginLinkUse(db.Model):
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-def _check_user_id(user_id: str) -> str:
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > USER_ID_MAX:
-        raise Invalid(f"user_id must be 1-{USER_ID_MAX} characters", field="user_id")
-    return user_id
-
-
-def user_ref(site_key: str, user_id: str) -> str:
-    """The keyed HMAC a site's user id is stored (and carried in login links) as."""
-    return keyed_ref(site_key, "user", _check_user_id(user_id))
-
-
-def _account_by_ref(site_id: int, ref: str) -> Subject | None:
-    return db.session.execute(
-        db.select(Subject).where(Subject.site_id == site_id, Subject.user_ref == ref,
-                                 Subject.erased_at.is_(None))
-        .order_by(Subject.id.desc()).limit(1)
-    ).scalar_one_or_none()
-
-
-def account_subject(site: SiteSnapshot, user_id: str, *, create: bool = True) -> Subject | None:
-    """The account subject of the site's user USER_ID (created inside a write if asked)."""
-    ref = user_ref(site.key, user_id)
-    subject = _account_by_ref(site.id, ref)
-    if subject is None and create:
-        subject = create_subject(site.id)
-        subject.user_ref = ref
-        db.session.flush()
-    return subject
-
-
 @dataclass
 class LinkResult:
     """The outcome of linking a visitor to a known user."""
@@ -102,28 +81,17 @@ class LinkResult:
     event: AppendedEvent | None
 
 
-def _copy_of_account(site: SiteSnapshot, account: Subject, device: Subject):
-    """The account's choices that differ on the device: (categories, channels, policy)."""
-    acc = read_state(site.id, account.pseudonym) or {}
-    dev = read_state(site.id, device.pseudonym) or {}
-    cats = {k: v for k, v in (acc.get("categories") or {}).items()
-            if k in site.category_keys and (dev.get("categories") or {}).get(k) is not v}
-    chans = {k: v for k, v in (acc.get("channels") or {}).items()
-             if (dev.get("channels") or {}).get(k) is not v}
-    return cats or None, chans or None, acc.get("policy_version") if cats else None
-
-
 def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
                 source: str, ctx: RequestContext | None = None) -> LinkResult:
-    """Link the visitor DEVICE_PUBLIC_ID to the user whose keyed ref is REF (in a write).
+    """The site's backend says visitor DEVICE_PUBLIC_ID is the user whose keyed ref is
+    REF (inside a write).
 
     First sign-in anywhere: the visitor's subject becomes the user's account (a `link`
     event, its choices unchanged); without a visitor a fresh account is created. Later
-    devices get a `link` event carrying the account's choices that differ, so they follow
-    the user there. A device that is another user's account is left alone (shared
-    computer): no event.
+    devices get a `link` event that names the account and carries no choice. A device
+    that is another user's account is left alone (shared computer): no event.
     """
-    account = _account_by_ref(site.id, ref)
+    account = account_by_ref(site.id, ref)
     device = None
     if device_public_id and PUBLIC_ID_RE.match(device_public_id):
         device = get_or_create_subject(site.id, device_public_id)
@@ -154,6 +122,77 @@ def link_user(site_key: str, user_id: str, device_public_id: str | None,
     return run_write(lambda: link_device(site, ref, device_public_id, source="api", ctx=ctx))
 
 
+def _link_row(device_id: int, account_id: int) -> SubjectLink | None:
+    return db.session.execute(
+        db.select(SubjectLink).where(SubjectLink.subject_id == device_id,
+                                     SubjectLink.account_id == account_id)
+    ).scalar_one_or_none()
+
+
+def _link_to_account(site: SiteSnapshot, account: Subject, device: Subject, source: str,
+                     ctx: RequestContext | None) -> AppendedEvent | None:
+    """A `link` event on DEVICE naming ACCOUNT (None if linked already or not linkable).
+
+    The event carries no categories or channels: linking never changes what the device
+    chose (finding 13.1: a link must not grant anything on the device's behalf).
+    """
+    if device.user_ref is not None or device.erased_at is not None:
+        return None  # another user's account (shared computer) or an erased subject
+    if _link_row(device.id, account.id) is not None:
+        return None
+    event = append_event(site, device, action="link", source=source,
+                         policy_version=site.policy_label,
+                         details=ctx.details(None) if ctx else None,
+                         meta={"link": "device", "account": account.pseudonym})
+    db.session.add(SubjectLink(site_id=site.id, subject_id=device.id, account_id=account.id,
+                               event_id=event.event_id, linked_at=event.recorded_at))
+    db.session.flush()
+    return event
+
+
+def linked_to(site_id: int, device_public_id: str | None, account_public_id: str) -> bool:
+    """Whether the device DEVICE_PUBLIC_ID is linked to the account ACCOUNT_PUBLIC_ID."""
+    device = find_subject(site_id, device_public_id) if device_public_id else None
+    account = find_subject(site_id, account_public_id)
+    if device is None or account is None:
+        return False
+    return device.id == account.id or _link_row(device.id, account.id) is not None
+
+
+def confirm_device_link(site_key: str, account_public_id: str, device_public_id: str,
+                        ctx: RequestContext | None = None) -> AppendedEvent | None:
+    """The person, signed in as ACCOUNT in this browser, confirms that the browser's own
+    device subject (proven by its key earlier in the session) is theirs too."""
+    site = site_snapshot(site_key)
+
+    def write():
+        account = find_subject(site.id, account_public_id)
+        device = find_subject(site.id, device_public_id)
+        if account is None or account.user_ref is None or device is None:
+            raise Invalid("sign in again from the site, then confirm", field="device")
+        if device.id == account.id:
+            return None
+        return _link_to_account(site, account, device, "preferences", ctx)
+
+    return run_write(write)
+
+
+@on_append
+def _forget_links(event: AppendedEvent) -> None:
+    # Erasure removes the links that would tie a device back to the person's account.
+    if event.action == "erase" and event.subject_id is not None and not event.duplicate:
+        table = SubjectLink.__table__
+        db.session.execute(sa.delete(table).where(sa.or_(
+            table.c.subject_id == event.subject_id, table.c.account_id == event.subject_id)))
+
+
+def erase_subject_data(subject_id: int) -> None:
+    """Erasure hook (consent.requests): the device key's hash goes with the identifiers."""
+    subject = db.session.get(Subject, subject_id)
+    if subject is not None:
+        subject.key_hash = None
+
+
 # ---------------------------------------------------------------- login links
 
 
@@ -178,8 +217,8 @@ def mint_login_token(site_key: str, user_id: str, *, device_public_id: str | Non
     """Sign a single-use link to the preference center for the site's user USER_ID.
 
     The token carries the keyed ref of the user id (never the id itself). With the
-    visitor's id the link is made now (source `api`); otherwise when the link is used,
-    from the consent cookie of the browser that opens it.
+    visitor's id, the site's backend also links that visitor now (source `api`): opening
+    the link never links the browser that opens it.
     """
     site = site_snapshot(site_key)
     ref = user_ref(site.key, user_id)
@@ -189,14 +228,13 @@ def mint_login_token(site_key: str, user_id: str, *, device_public_id: str | Non
                       field="ttl_seconds")
     if device_public_id is not None and not PUBLIC_ID_RE.match(device_public_id):
         raise Invalid("not a visitor id", field="subject")
-    account_id = None
     if device_public_id is not None:
         account_id = run_write(lambda: link_device(site, ref, device_public_id, source="api")
                                ).account.public_id
     else:
-        existing = _account_by_ref(site.id, ref)
+        existing = account_by_ref(site.id, ref)
         account_id = existing.public_id if existing is not None else None
-    payload = {"u": ref, "d": device_public_id, "j": secrets.token_hex(12), "x": ttl}
+    payload = {"u": ref, "j": secrets.token_hex(12), "x": ttl}
     token = _login_serializer(site.key).dumps(payload)
     expires = datetime.fromtimestamp(time.time() + ttl, timezone.utc)
     return LoginToken(token, iso(expires), account_id)
@@ -215,7 +253,6 @@ class LoginResult:
     site: SiteSnapshot
     account: str
     session_expires: float
-    event: AppendedEvent | None
 
 
 def _claim(site_id: int, jti: str) -> bool:
@@ -231,9 +268,12 @@ def _claim(site_id: int, jti: str) -> bool:
     return claimed is not None
 
 
-def use_login_token(site_key: str, token: str, cookie_public_id: str | None,
-                    ctx: RequestContext | None = None) -> LoginResult:
-    """Verify and spend a login link; link this browser's visitor id to the user."""
+def use_login_token(site_key: str, token: str) -> LoginResult:
+    """Verify and spend a login link: the browser may manage the account's preferences.
+
+    Nothing else changes: the browser's own consent (its device subject) is neither
+    linked nor touched, whoever minted the link (login CSRF, finding 13.1).
+    """
     site = site_snapshot(site_key)
     serializer = _login_serializer(site.key)
     try:
@@ -250,81 +290,59 @@ def use_login_token(site_key: str, token: str, cookie_public_id: str | None,
     if time.time() - signed_at.timestamp() > payload["x"]:
         raise ExpiredLink("This sign-in link has expired. Go back to the site and open "
                           "your privacy preferences again.")
-    device = payload.get("d") or cookie_public_id
 
     def write():
         if not _claim(site.id, payload["j"]):
             raise ExpiredLink("This sign-in link was already used. Go back to the site and "
                               "open your privacy preferences again.")
-        result = link_device(site, payload["u"], device, source="preferences", ctx=ctx)
-        return result.account.public_id, result.event
+        account = account_by_ref(site.id, payload["u"])
+        if account is None:
+            account = create_subject(site.id)
+            account.user_ref = payload["u"]
+            db.session.flush()
+        return account.public_id
 
-    account_id, event = run_write(write)
-    return LoginResult(site, account_id, time.time() + 60 * session_minutes(site), event)
+    account_id = run_write(write)
+    return LoginResult(site, account_id, time.time() + 60 * session_minutes(site))
 
 
-def _link_to_account(site: SiteSnapshot, account: Subject, device: Subject, source: str,
-                     ctx: RequestContext | None) -> AppendedEvent | None:
-    """A `link` event on DEVICE carrying ACCOUNT's differing choices (None if nothing new)."""
-    if device.user_ref is not None or device.erased_at is not None:
-        return None  # another user's account (shared computer) or an erased subject
-    existing = db.session.execute(
-        db.select(SubjectLink).where(SubjectLink.subject_id == device.id,
-                                     SubjectLink.account_id == account.id)
-    ).scalar_one_or_none()
-    cats, chans, policy = _copy_of_account(site, account, device)
-    if existing is not None and cats is None and chans is None:
+# ---------------------------------------------------------------- the preference center's visitors
+
+
+def enter_preferences(site_key: str, subject: str | None, key: str | None) -> str | None:
+    """The visitor id a browser proved with its device key (the widget's link to the
+    preference center), or None; an unkeyed subject is claimed by the proof."""
+    site = site_snapshot(site_key)
+    if not subject or not key:
         return None
-    event = append_event(site, device, action="link", source=source, categories=cats,
-                         channels=chans, policy_version=policy,
-                         details=ctx.details(None) if ctx else None,
-                         meta={"link": "device", "account": account.pseudonym})
-    if existing is None:
-        db.session.add(SubjectLink(site_id=site.id, subject_id=device.id,
-                                   account_id=account.id, event_id=event.event_id,
-                                   linked_at=event.recorded_at))
-        db.session.flush()
-    return event
+    found = run_write(lambda: verified_subject(site.id, subject, key))
+    return found.public_id if found is not None else None
 
 
-@on_append
-def _forget_links(event: AppendedEvent) -> None:
-    # Erasure removes the links that would tie a device back to the person's account.
-    if event.action == "erase" and event.subject_id is not None and not event.duplicate:
-        table = SubjectLink.__table__
-        db.session.execute(sa.delete(table).where(sa.or_(
-            table.c.subject_id == event.subject_id, table.c.account_id == event.subject_id)))
-
-
-_COOKIE_ID_KEYS = ("s", "subject", "id", "sid", "visitor")
-
-
-def visitor_id_from_cookie(value: str | None) -> str | None:
-    """The visitor id inside the widget's cookie value, whatever its accepted form.
-
-    Accepted: the widget's form-urlencoded cookie (`v=1&s=<id>&...`, docs/widget.md);
-    JSON (optionally URL-encoded) with the id under "s", "subject", "id", "sid" or
-    "visitor"; or the bare id.
-    """
-    import json
-    from urllib.parse import parse_qsl, unquote
-
+def device_from_cookie(site: SiteSnapshot, value: str | None) -> str | None:
+    """The visitor id in the widget's consent cookie, when its key proves it (same-site
+    deployments, where the preference page sees the cookie); read only."""
     if not value or len(value) > 4096:
         return None
-    value = value.strip().strip('"')
-    if PUBLIC_ID_RE.match(value):
-        return value
-    fields: dict = {}
-    if "=" in value and not value.lstrip().startswith(("{", "%7B", "%7b")):
-        fields = dict(parse_qsl(value, keep_blank_values=True))
-    else:
-        try:
-            data = json.loads(unquote(value))
-        except ValueError:
-            data = None
-        fields = data if isinstance(data, dict) else {}
-    for key in _COOKIE_ID_KEYS:
-        found = fields.get(key)
-        if isinstance(found, str) and PUBLIC_ID_RE.match(found):
-            return found
-    return None
+    fields = dict(parse_qsl(value.strip('"'), keep_blank_values=True))
+    if fields.get("v") != "1":
+        return None
+    subject = find_subject(site.id, fields.get("s", ""))
+    if subject is None or subject.erased_at is not None or subject.key_hash is None:
+        return None
+    return subject.public_id if key_matches(subject.key_hash, fields.get("k")) else None
+
+
+def return_url(site: SiteSnapshot, url: str | None) -> str | None:
+    """URL if it is a page of one of the site's own (listed) origins; None otherwise, so a
+    "Back to the site" link can never lead elsewhere."""
+    if not isinstance(url, str) or not url or len(url) > RETURN_URL_MAX:
+        return None
+    try:
+        parts = urlsplit(url)
+        origin = normalise_origin(f"{parts.scheme}://{parts.netloc}")
+    except (ValueError, Invalid):
+        return None
+    if origin == "*" or origin not in site.allowed_origins or "@" in parts.netloc:
+        return None
+    return url

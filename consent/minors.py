@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from . import rawsql
+from .channels import CHANNELS, Recipient, channel_defaults, ensure_recipient, parse_channel_key
 from .database import run_write
 from .errors import Forbidden, Invalid
 from .ledger import AppendedEvent, append_event, on_append, read_state
@@ -110,8 +111,6 @@ def parse_age_rule(raw) -> AgeRule | None:
             or not all(isinstance(k, str) for k in categories):
         raise Invalid("age_rule.categories lists optional category keys",
                       field="age_rule.categories")
-    from .channels import CHANNELS  # local import: channels imports decisions
-
     if not isinstance(channels, list) or any(k not in CHANNELS for k in channels):
         raise Invalid(f"age_rule.channels lists channel keys ({', '.join(CHANNELS)})",
                       field="age_rule.channels")
@@ -169,8 +168,6 @@ def _set_minor(subject_id: int, value: bool) -> None:
 
 def _effective_on(site: SiteSnapshot, state: dict | None, rule: AgeRule) -> tuple[dict, dict]:
     """Restricted categories and channels that are on now (channels: including defaults)."""
-    from .channels import channel_defaults
-
     cats = (state or {}).get("categories") or {}
     chans = (state or {}).get("channels") or {}
     defaults = channel_defaults(site)
@@ -266,8 +263,6 @@ class AgeResult:
 
 
 def _recipient_subject(site: SiteSnapshot, subject: str | None, user_id: str | None):
-    from .channels import Recipient, ensure_recipient
-
     return ensure_recipient(site, None, Recipient(subject=subject, user_id=user_id))
 
 
@@ -314,8 +309,6 @@ def record_guardian_consent(site_key: str, *, categories: dict[str, bool] | None
 
     The person is recorded as a minor (that is what a guardian's consent implies).
     """
-    from .channels import parse_channel_key
-
     site = site_snapshot(site_key)
     if age_rule(site) is None:
         raise Invalid(f"site {site.key!r} has no age rule (settings.age_rule)",

@@ -15,7 +15,9 @@ from .ledger import (ConsentEvent, ConsentState, EventDetails, LedgerCheckpoint,
 
 OPTIONAL_MODULES = (
     "consent.channels",     # message channels, opt-outs, one-click unsubscribe
+    "consent.sms_gateways", # SMS gateways' inbound credentials and signing secrets
     "consent.identity",     # linking visitors to a site's known users
+    "consent.refusals",     # decisions the server refused, counted for the dashboard
     "consent.admin_auth",   # admin users and scoped API tokens
     "consent.audit",        # export, offline verification
     "consent.requests",     # access and erasure requests with deadlines

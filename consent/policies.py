@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, utcnow
 from .extensions import db
+from .sites import Site, invalidate_site_cache
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 
@@ -61,9 +62,8 @@ def publish_policy(site_id: int, label: str, *, text: str | None = None, url: st
                             published_at=now, effective_at=effective_at or now)
     db.session.add(version)
     db.session.flush()
-    from .sites import Site, invalidate_site_cache
-
     site = db.session.get(Site, site_id)
+    db.session.expire(site, ["policy_versions"])  # the snapshot reads the new version
     site.updated_at = now
     invalidate_site_cache(site.key)
     return version

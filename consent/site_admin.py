@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import marshmallow as ma
 from marshmallow import validate
@@ -19,8 +18,9 @@ from .extensions import db
 from .policies import PolicyVersion, get_policy, publish_policy
 from .requests import validate_deadline_rule
 from .site_history import record_change
-from .sites import (CATEGORY_KEY_RE, STANDARD_CATEGORIES, Category, Site,
-                    SiteApiKey, create_api_key, create_site, get_site, invalidate_site_cache)
+from .sites import (CATEGORY_KEY_RE, STANDARD_CATEGORIES, BadOrigin, Category, Site,
+                    SiteApiKey, create_api_key, create_site, get_site, invalidate_site_cache,
+                    normalise_origin)
 from .validation import StrictSchema
 
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
@@ -37,25 +37,16 @@ def list_sites() -> list[Site]:
 
 
 def check_origin(origin: str) -> str:
-    """An origin as browsers send it (scheme://host[:port]) or '*'."""
-    origin = origin.strip().rstrip("/")
-    if origin == "*":
-        return origin
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path \
-            or parts.query or parts.fragment or "@" in parts.netloc:
-        raise Invalid(f"{origin!r} is not an origin like https://shop.example",
-                      field="allowed_origins")
+    """An origin in the one form sites store (sites.normalise_origin), or Invalid."""
     try:
-        parts.port
-    except ValueError:
-        raise Invalid(f"{origin!r} has a bad port", field="allowed_origins")
-    return origin
+        return normalise_origin(origin)
+    except BadOrigin as exc:
+        raise Invalid(str(exc), field="allowed_origins") from None
 
 
 def add_site(key: str, name: str, origins: list[str]) -> Site:
     """Create a site with the standard categories."""
-    checked = [check_origin(o) for o in origins if o.strip()]
+    checked = list(dict.fromkeys(check_origin(o) for o in origins if o.strip()))
 
     def write() -> Site:
         if db.session.execute(db.select(Site.id).where(Site.key == key)).first():
@@ -71,7 +62,8 @@ def add_site(key: str, name: str, origins: list[str]) -> Site:
 
 def update_site(site_key: str, data: dict) -> Site:
     """Change general settings: name, origins, lifetimes, locales, deadlines, retention."""
-    origins = [check_origin(o) for o in data.get("allowed_origins", []) if o.strip()]
+    origins = list(dict.fromkeys(check_origin(o) for o in data.get("allowed_origins", [])
+                                 if o.strip()))
     locales = [loc.strip() for loc in data.get("locales", []) if loc.strip()]
     for loc in locales:
         if not LOCALE_RE.match(loc):
@@ -84,6 +76,9 @@ def update_site(site_key: str, data: dict) -> Site:
     rule = {"business_days" if data["deadline_kind"] == "business_days" else "days":
             data["deadline_value"]}
     rule = validate_deadline_rule(rule)
+    from .requests import check_controller  # (requests imports sites, not site_admin)
+
+    check_controller(data.get("controller") or {})  # bad input refused before writing
 
     def write() -> Site:
         site = get_site(site_key)
@@ -99,7 +94,7 @@ def update_site(site_key: str, data: dict) -> Site:
             settings["retention_days"] = data["retention_days"]
         else:
             settings.pop("retention_days", None)
-        controller = {k: v for k, v in (data.get("controller") or {}).items() if v}
+        controller = check_controller(data.get("controller") or {})
         if controller:
             settings["controller"] = controller
         else:
@@ -147,8 +142,8 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
     new: dict = {}
     if section == "general":
         new["name"] = data["name"].strip()
-        new["allowed_origins"] = [check_origin(o) for o in data.get("allowed_origins", [])
-                                  if o.strip()]
+        new["allowed_origins"] = list(dict.fromkeys(
+            check_origin(o) for o in data.get("allowed_origins", []) if o.strip()))
         locales = [loc.strip() for loc in data.get("locales", []) if loc.strip()]
         for loc in locales:
             if not LOCALE_RE.match(loc):
@@ -169,8 +164,9 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
             raise Invalid(exc.detail, field="deadline_value") from None
         new["retention_days"] = data.get("retention_days") or None
     else:
-        new["controller"] = {k: v.strip() for k, v in (data.get("controller") or {}).items()
-                             if v and v.strip()}
+        from .requests import check_controller  # (requests imports sites, not site_admin)
+
+        new["controller"] = check_controller(data.get("controller") or {})
 
     def write() -> list[str]:
         site = get_site(site_key)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import threading
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import current_app
@@ -22,6 +24,8 @@ ESSENTIAL = "essential"
 STANDARD_CATEGORIES = ("essential", "functional", "analytics", "advertising")
 CATEGORY_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SITE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_LABEL_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
 class NotFound(Exception):
@@ -30,6 +34,91 @@ class NotFound(Exception):
     def __init__(self, kind: str, name: str):
         super().__init__(f"unknown {kind} {name!r}")
         self.kind, self.name = kind, name
+
+
+class BadOrigin(ValueError):
+    """An allowed origin that is not `scheme://host[:port]`; the message shows the fix."""
+
+
+def normalise_origin(value: str) -> str:
+    """The one form an allowed origin is stored and compared in, as browsers send it.
+
+    Lower case, no trailing slash, the default port dropped, an IPv6 host in brackets;
+    `*` stands for any origin. Anything else (no scheme, a path, a query, a wildcard
+    host, user info) raises BadOrigin with the corrected form where there is one.
+    """
+    raw = value.strip() if isinstance(value, str) else ""
+    if raw == "*":
+        return raw
+    if not raw:
+        raise BadOrigin("an origin cannot be empty")
+    if "://" not in raw:
+        host = raw.split("/")[0].split(":")[0].strip("[]").lower()
+        local = host == "localhost" or re.fullmatch(r"[0-9.]+|[0-9a-f:]+", host) is not None
+        raise BadOrigin(f"{raw!r} is not an origin: it has no scheme"
+                        + _did_you_mean(("http://" if local else "https://") + raw))
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise BadOrigin(f"{raw!r} is not an origin like https://shop.example "
+                        "(scheme://host[:port]): its host or port cannot be read") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise BadOrigin(f"{raw!r} is not an origin: only http and https pages can embed "
+                        "the widget")
+    host = parts.hostname or ""
+    if "*" in host:
+        raise BadOrigin(f"{raw!r}: wildcard hosts are not supported; list each origin "
+                        "(e.g. https://www.example.com), or give '*' alone for any origin")
+    if "@" in parts.netloc:
+        raise BadOrigin(f"{raw!r} is not an origin: it has user information"
+                        + _did_you_mean(f"{scheme}://{parts.netloc.rsplit('@', 1)[1]}"))
+    origin = f"{scheme}://{_origin_host(raw, host)}"
+    if port is not None and port != DEFAULT_PORTS[scheme]:
+        if port == 0:
+            raise BadOrigin(f"{raw!r} has port 0")
+        origin += f":{port}"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or raw.endswith(("?", "#")):
+        raise BadOrigin(f"{raw!r} is not an origin: an origin has no path, query or "
+                        f"fragment; did you mean {origin}?")
+    return origin
+
+
+def _did_you_mean(candidate: str) -> str:
+    try:
+        return f"; did you mean {normalise_origin(candidate)}?"
+    except BadOrigin:
+        return " (an origin is scheme://host[:port], e.g. https://shop.example)"
+
+
+def _origin_host(raw: str, host: str) -> str:
+    """HOST as browsers write it in an Origin header (BadOrigin if it is not a host)."""
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise BadOrigin(f"{raw!r}: {host!r} is not an IPv6 address") from None
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise BadOrigin(f"{raw!r}: {host!r} is not a host name") from None
+    if not ascii_host or not all(_LABEL_RE.match(label) for label in ascii_host.split(".")):
+        raise BadOrigin(f"{raw!r}: {host!r} is not a host name")
+    return ascii_host
+
+
+def _stored_origins(origins) -> tuple[str, ...]:
+    """A site's origins in normal form (values stored before normalisation included)."""
+    out = []
+    for origin in origins or ():
+        try:
+            origin = normalise_origin(origin)
+        except BadOrigin:
+            pass  # kept as typed: it matches nothing, and check-site reports it
+        if origin not in out:
+            out.append(origin)
+    return tuple(out)
 
 
 class Site(db.Model):
@@ -56,6 +145,11 @@ class Site(db.Model):
     categories: Mapped[list["Category"]] = relationship(
         back_populates="site", order_by="Category.position", cascade="all, delete-orphan"
     )
+    # Read by the snapshot only. Named, not imported: consent.policies builds on this
+    # module (a version belongs to a site), so this module must not import it.
+    policy_versions: Mapped[list[Any]] = relationship(
+        "PolicyVersion", viewonly=True,
+        order_by="(PolicyVersion.published_at.desc(), PolicyVersion.id.desc())")
 
 
 class Category(db.Model):
@@ -151,9 +245,9 @@ def site_snapshot(key: str) -> SiteSnapshot:
     if not isinstance(key, str) or not SITE_KEY_RE.match(key):
         raise NotFound("site", str(key)[:64])
     site = get_site(key)
-    from .policies import current_policy  # local import: policies imports sites
-
-    policy, material = current_policy(site.id)
+    versions = site.policy_versions  # newest first
+    policy = versions[0] if versions else None
+    material = next((v for v in versions if v.material), None)
     keys = tuple(c.key for c in site.categories)
     revision = hashlib.sha256(
         repr((site.updated_at, keys, policy and policy.id, material and material.id,
@@ -161,7 +255,7 @@ def site_snapshot(key: str) -> SiteSnapshot:
     ).hexdigest()[:16]
     snap = SiteSnapshot(
         id=site.id, key=site.key, name=site.name,
-        allowed_origins=tuple(site.allowed_origins or ()),
+        allowed_origins=_stored_origins(site.allowed_origins),
         default_locale=site.default_locale, locales=tuple(site.locales or ("en",)),
         category_keys=keys, accept_lifetime_days=site.accept_lifetime_days,
         reject_lifetime_days=site.reject_lifetime_days, ledger_streams=site.ledger_streams,
@@ -193,11 +287,18 @@ def site_for_origin(origin: str | None) -> str | None:
     if _origins is None or _origins[0] <= now or ttl <= 0:
         mapping: dict[str, str | None] = {}
         for key, origins in db.session.execute(db.select(Site.key, Site.allowed_origins)):
-            for o in origins or ():
+            for o in _stored_origins(origins):
                 if o != "*":
                     mapping[o] = key if o not in mapping or mapping[o] == key else None
         _origins = (now + ttl, mapping)
     return _origins[1].get(origin)
+
+
+def gpc_categories(site: SiteSnapshot) -> tuple[str, ...]:
+    """Categories a GPC signal opts out of (sale/sharing): advertising unless configured."""
+    configured = site.settings.get("gpc_categories")
+    keys = configured if configured else ["advertising"]
+    return tuple(k for k in keys if k in site.category_keys)
 
 
 def default_category_texts() -> dict[str, dict[str, dict[str, str]]]:
@@ -223,7 +324,7 @@ def create_site(
     if not SITE_KEY_RE.match(key):
         raise ValueError(f"site key {key!r} must be 3-64 letters, digits, '-' or '_'")
     site = Site(
-        key=key, name=name, allowed_origins=list(allowed_origins or []),
+        key=key, name=name, allowed_origins=list(_checked_origins(allowed_origins or [])),
         default_locale=default_locale, settings=dict(settings or {}),
         ledger_streams=current_app.config["CONSENT_LEDGER_STREAMS"],
     )
@@ -248,6 +349,28 @@ def create_site(
     db.session.flush()
     invalidate_site_cache(key)
     return site
+
+
+def _checked_origins(origins) -> tuple[str, ...]:
+    checked = []
+    for origin in origins:
+        origin = normalise_origin(origin)
+        if origin not in checked:
+            checked.append(origin)
+    return tuple(checked)
+
+
+def add_origins(site: Site, origins: list[str]) -> list[str]:
+    """Add ORIGINS (normalised) to SITE's allowed origins; returns the ones that were new.
+
+    Must run inside a write transaction; BadOrigin before anything changes.
+    """
+    new = [o for o in _checked_origins(origins) if o not in _stored_origins(site.allowed_origins)]
+    if new:
+        site.allowed_origins = list(site.allowed_origins or []) + new
+        site.updated_at = utcnow()
+        invalidate_site_cache(site.key)
+    return new
 
 
 def create_api_key(site: Site, name: str = "default") -> str:

@@ -1,6 +1,29 @@
-"""Subjects: the people (browsers, users) whose consent is recorded, pseudonymously."""
+"""Who a person is: subjects, the device keys that prove them, read tokens, accounts.
+
+A *subject* is a person as one site sees them: a browser (device), a site's known user
+(an account), or an address that receives messages. Its `public_id` is an identifier,
+not a credential: it may appear in links, logs and exports. What proves a subject:
+
+- **the device key** (`k` in the widget's consent cookie): 128 random bits the widget
+  mints with the id. The server keeps only `sha256(k)` (`Subject.key_hash`). Every
+  decision for an existing subject must present it; a new subject is created with the
+  key it presents. Subjects the server creates itself (accounts, addresses, visitors of
+  the preference page without an identity) get the hash of a key nobody holds. A
+  subject stored before keys existed, or named first by the site's backend (no hash
+  yet), is claimed by the first keyed write.
+- **the read token** (`r` in the cookie): `HMAC(server key, "read:" + pseudonym)`,
+  returned with every recorded decision; it lets the device read its own consent
+  (`GET .../me/<id>?r=`) and is neither the id nor the write secret.
+- the site's API key (server-to-server API) and signed links (unsubscribe, access,
+  login): checked where they are used.
+
+This module is the one place those rules live; decisions, the preference center,
+identity (linking and login links), channels and minors call it. It stays below the
+ledger: nothing here appends events.
+"""
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -13,9 +36,14 @@ from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, utcnow
+from .errors import Forbidden, Invalid
 from .extensions import db
 
 PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# A device key: at least 128 bits, base64url (the widget mints 22 characters).
+DEVICE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+READ_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+USER_ID_MAX = 200
 
 
 class Subject(db.Model):
@@ -44,9 +72,28 @@ class Subject(db.Model):
     secret: Mapped[str | None] = mapped_column(sa.String(64))
     # Keyed HMAC of the site's own user id, to find a known user on a new device.
     user_ref: Mapped[str | None] = mapped_column(sa.String(64))
+    # SHA-256 (hex) of the device key; NULL until the first keyed write claims the subject.
+    key_hash: Mapped[str | None] = mapped_column(sa.String(64))
     is_minor: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VisitorKeyRefused(Forbidden):
+    """A visitor id presented without the key of the device that holds it."""
+
+    title = "Visitor key refused"
+    # The widget recognises this refusal by its type and starts a new visitor.
+    type = "tag:consent-manager,2026:visitor-key"
+
+    def __init__(self):
+        # The same words whether the id exists or not, and whether a key was sent.
+        super().__init__("This visitor id can only be used with the key kept by the "
+                         "browser that holds it (the consent cookie's k); nothing was "
+                         "recorded.", field="key")
+
+
+# ---------------------------------------------------------------- keyed identifiers
 
 
 def hmac_key() -> bytes:
@@ -69,6 +116,47 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+# ---------------------------------------------------------------- device keys, read tokens
+
+
+def new_device_key() -> str:
+    """A fresh device key (128 bits, base64url), as the widget mints it."""
+    return secrets.token_urlsafe(16)
+
+
+def device_key_hash(key: str) -> str:
+    """What is stored of a device key."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def _nobodys_key_hash() -> str:
+    # For subjects the server creates: no device holds this key, so none can write as it.
+    return device_key_hash(secrets.token_urlsafe(32))
+
+
+def key_matches(stored_hash: str | None, key: str | None) -> bool:
+    """Whether KEY is the device key whose hash is STORED_HASH (False when either is absent)."""
+    if not stored_hash or not isinstance(key, str) or not DEVICE_KEY_RE.match(key):
+        return False
+    return hmac.compare_digest(stored_hash, device_key_hash(key))
+
+
+def read_token(pseudonym: str) -> str:
+    """The token that lets a device read its own consent (`r` in the cookie)."""
+    mac = hmac.new(hmac_key(), b"read:" + pseudonym.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
+
+
+def read_token_matches(pseudonym: str, token: str | None) -> bool:
+    """Whether TOKEN is the read token of the subject with PSEUDONYM."""
+    if not isinstance(token, str) or not READ_TOKEN_RE.match(token):
+        return False
+    return hmac.compare_digest(read_token(pseudonym), token)
+
+
+# ---------------------------------------------------------------- finding and creating
+
+
 def find_subject(site_id: int, public_id: str) -> Subject | None:
     """The live subject with this public id on this site, or None."""
     if not isinstance(public_id, str) or not PUBLIC_ID_RE.match(public_id):
@@ -80,35 +168,57 @@ def find_subject(site_id: int, public_id: str) -> Subject | None:
 
 def find_subject_by_user(site_id: int, site_key: str, user_id: str) -> Subject | None:
     """The most recent live subject linked to the site's user id, or None."""
-    ref = keyed_ref(site_key, "user", user_id)
-    return db.session.execute(
-        db.select(Subject).where(Subject.site_id == site_id, Subject.user_ref == ref,
-                                 Subject.erased_at.is_(None))
-        .order_by(Subject.id.desc()).limit(1)
-    ).scalar_one_or_none()
+    return account_by_ref(site_id, keyed_ref(site_key, "user", user_id))
 
 
-def create_subject(site_id: int, public_id: str | None = None) -> Subject:
-    """Create a subject (inside a write transaction)."""
+def create_subject(site_id: int, public_id: str | None = None, *, key: str | None = None,
+                   claimable: bool = False) -> Subject:
+    """Create a subject (inside a write transaction).
+
+    With KEY, that device key proves it; CLAIMABLE leaves it for the first keyed write
+    (an id the site's backend names before its browser wrote); otherwise no device can
+    write as it (accounts, addresses, the preference page's own visitors).
+    """
+    hashed = device_key_hash(key) if key else None if claimable else _nobodys_key_hash()
     subject = Subject(site_id=site_id, public_id=public_id or new_public_id(),
-                      pseudonym=secrets.token_hex(16), secret=secrets.token_hex(32))
+                      pseudonym=secrets.token_hex(16), secret=secrets.token_hex(32),
+                      key_hash=hashed)
     db.session.add(subject)
     db.session.flush()
     return subject
 
 
 def get_or_create_subject(site_id: int, public_id: str | None) -> Subject:
-    """The subject for a visitor's id, creating it when new (inside a write transaction).
+    """The subject for an id the site's backend names, creating it when new (in a write).
 
-    An id that is well-formed but unknown (e.g. minted by the widget offline) is adopted.
+    For authenticated callers only (API key): a well-formed unknown id (minted by the
+    widget, not written yet) is created claimable, so its browser's first keyed write
+    still proves it.
     """
     if public_id:
         subject = find_subject(site_id, public_id)
         if subject is not None:
             return subject
         if PUBLIC_ID_RE.match(public_id):
-            return create_subject(site_id, public_id)
+            return create_subject(site_id, public_id, claimable=True)
     return create_subject(site_id)
+
+
+def verified_subject(site_id: int, public_id: str | None, key: str | None) -> Subject | None:
+    """The live subject PUBLIC_ID if KEY is its device key (claiming an unkeyed one, in a
+    write transaction); None otherwise, whether or not the id exists."""
+    subject = find_subject(site_id, public_id) if public_id else None
+    if subject is None or subject.erased_at is not None \
+            or not isinstance(key, str) or not DEVICE_KEY_RE.match(key):
+        return None
+    if subject.key_hash is None:
+        subject.key_hash = device_key_hash(key)
+        db.session.flush()
+        return subject
+    return subject if key_matches(subject.key_hash, key) else None
+
+
+# ---------------------------------------------------------------- the hot write path
 
 
 class SubjectRef(NamedTuple):
@@ -120,26 +230,91 @@ class SubjectRef(NamedTuple):
     secret: str | None
 
 
-_SELECT_REF = ("SELECT id, public_id, pseudonym, secret FROM subjects "
+_SELECT_REF = ("SELECT id, public_id, pseudonym, secret, key_hash FROM subjects "
                "WHERE site_id = :site_id AND public_id = :public_id")
-_INSERT_REF = ("INSERT INTO subjects (site_id, public_id, pseudonym, secret, is_minor, "
-               "created_at) VALUES (:site_id, :public_id, :pseudonym, :secret, :is_minor, "
-               ":created_at) RETURNING id")
+_INSERT_REF = ("INSERT INTO subjects (site_id, public_id, pseudonym, secret, key_hash, "
+               "is_minor, created_at) VALUES (:site_id, :public_id, :pseudonym, :secret, "
+               ":key_hash, :is_minor, :created_at) RETURNING id")
+_CLAIM = ("UPDATE subjects SET key_hash = :key_hash WHERE id = :id AND key_hash IS NULL "
+          "RETURNING id")
 
 
-def subject_for_write(site_id: int, public_id: str | None) -> tuple[SubjectRef, bool]:
-    """(subject, created) for a visitor id, inside a write transaction; hot-path version
-    of get_or_create_subject. A well-formed unknown id (minted offline) is adopted."""
+class KeyedSubject(NamedTuple):
+    """The subject of a keyed write: whether it was created, and a key the server minted."""
+
+    ref: SubjectRef
+    created: bool
+    minted_key: str | None
+
+
+def subject_for_write(site_id: int, public_id: str | None, key: str | None) -> KeyedSubject:
+    """The subject a decision is recorded for, proven by its device key (inside a raw
+    write transaction; hot path, consent.rawsql only).
+
+    No id: a new subject, with KEY or a key minted here (returned once). An id needs its
+    key: unknown ids are created with it, unkeyed subjects are claimed with it, and any
+    other case raises VisitorKeyRefused, the same whether the id exists or not.
+    """
     from . import rawsql
 
-    if public_id and PUBLIC_ID_RE.match(public_id):
+    minted = None
+    if public_id:
+        if not key:
+            raise VisitorKeyRefused()
         row = rawsql.one(_SELECT_REF, {"site_id": site_id, "public_id": public_id})
         if row is not None:
-            return SubjectRef(*row), False
+            ref, stored = SubjectRef(*row[:4]), row[4]
+            if stored is None and rawsql.one(_CLAIM, {"id": ref.id,
+                                                      "key_hash": device_key_hash(key)}):
+                return KeyedSubject(ref, False, None)
+            if stored is None:  # another writer claimed it a moment ago
+                stored = rawsql.one("SELECT key_hash FROM subjects WHERE id = :id",
+                                    {"id": ref.id})[0]
+            if not key_matches(stored, key):
+                raise VisitorKeyRefused()
+            return KeyedSubject(ref, False, None)
     else:
         public_id = new_public_id()
+        if not key:
+            key = minted = new_device_key()
     params = {"site_id": site_id, "public_id": public_id, "pseudonym": secrets.token_hex(16),
-              "secret": secrets.token_hex(32), "is_minor": False,
-              "created_at": rawsql.to_db_time(utcnow())}
+              "secret": secrets.token_hex(32), "key_hash": device_key_hash(key),
+              "is_minor": False, "created_at": rawsql.to_db_time(utcnow())}
     new_id = rawsql.one(_INSERT_REF, params)[0]
-    return SubjectRef(new_id, public_id, params["pseudonym"], params["secret"]), True
+    return KeyedSubject(SubjectRef(new_id, public_id, params["pseudonym"], params["secret"]),
+                        True, minted)
+
+
+# ---------------------------------------------------------------- a site's known users
+
+
+def check_user_id(user_id: str) -> str:
+    """USER_ID if it can name a site's user; Invalid otherwise."""
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > USER_ID_MAX:
+        raise Invalid(f"user_id must be 1-{USER_ID_MAX} characters", field="user_id")
+    return user_id
+
+
+def user_ref(site_key: str, user_id: str) -> str:
+    """The keyed HMAC a site's user id is stored (and carried in login links) as."""
+    return keyed_ref(site_key, "user", check_user_id(user_id))
+
+
+def account_by_ref(site_id: int, ref: str) -> Subject | None:
+    """The live account subject of the user whose keyed ref is REF, or None."""
+    return db.session.execute(
+        db.select(Subject).where(Subject.site_id == site_id, Subject.user_ref == ref,
+                                 Subject.erased_at.is_(None))
+        .order_by(Subject.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def account_subject(site, user_id: str, *, create: bool = True) -> Subject | None:
+    """The account subject of SITE's user USER_ID (created inside a write if asked)."""
+    ref = user_ref(site.key, user_id)
+    subject = account_by_ref(site.id, ref)
+    if subject is None and create:
+        subject = create_subject(site.id)
+        subject.user_ref = ref
+        db.session.flush()
+    return subject

@@ -3,10 +3,13 @@
 The consent cookie (default name `consent`) is first-party on the site's domain and is
 form-urlencoded so both the widget (URLSearchParams) and Python (parse_qsl) read it:
 
-    v=1&s=<subject>&c=<granted keys, dot-joined>&d=<refused keys>&p=<policy version>
-      &t=<decided, unix s; 0 = no decision yet>&e=<expires, unix s>&src=<source>&g=<1 = GPC honoured>
+    v=1&s=<subject>&k=<device key>&r=<read token>&c=<granted keys, dot-joined>
+      &d=<refused keys>&p=<policy version>&t=<decided, unix s; 0 = no decision yet>
+      &e=<expires, unix s>&src=<source>&g=<1 = GPC honoured>&m=<1 = a minor>
 
-`s` is the visitor's public subject id (what /api/v1/sites/<key>/me/<s> takes).
+`s` is the visitor's public subject id, an identifier only; `k` the device key that
+proves it (the server keeps its SHA-256), `r` the read token for
+/api/v1/sites/<key>/me/<s>?r=<r> (consent.subjects). docs/widget.md has the table.
 """
 from __future__ import annotations
 
@@ -24,21 +27,19 @@ from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
 from .database import iso
-from .decisions import gpc_categories
 from .extensions import db
 from .i18n import catalog, pick_locale
 from .minors import widget_age_config
 from .policies import PolicyVersion
-from .sites import Category, SiteSnapshot, site_snapshot
-from .subjects import PUBLIC_ID_RE
+from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
+from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
     return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
 
 
-# What the widget shows of a service, and what it needs to delete its cookies: every byte
-# here is downloaded before a first visitor's banner (budget 8,000 B gzip in all).
+# What the widget shows of a service in the dialog, and what it needs to delete its cookies.
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
 
 
@@ -46,9 +47,20 @@ def _widget_service(service: dict) -> dict:
     return {k: service[k] for k in _SERVICE_FIELDS if k in service}
 
 
+def _banner_services(services) -> list[dict]:
+    # Before the dialog opens the widget needs only the cookies to delete on withdrawal.
+    return [{"cookies": s["cookies"]} for s in services or () if s.get("cookies")]
+
+
 def widget_config(site_key: str, requested_locale: str | None,
-                  accept_language: str | None = None) -> dict:
-    """Everything the widget needs to show the banner for one site in one language."""
+                  accept_language: str | None = None, *, details: bool = True) -> dict:
+    """Everything the widget needs for one site in one language.
+
+    Without DETAILS, only what the banner needs: every byte of it is downloaded before a
+    first visitor's banner (budget 8,000 B gzip in all), so category descriptions, what
+    each service is, and the endpoints (the widget derives them from its own URL) are
+    left for the dialog, which asks for them when it first opens.
+    """
     site = site_snapshot(site_key)
     locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
     categories = db.session.execute(
@@ -81,8 +93,9 @@ def widget_config(site_key: str, requested_locale: str | None,
         "categories": [
             {"key": c.key, "locked": c.locked,
              "title": _localised(c.titles, locale, site.default_locale),
-             "description": _localised(c.descriptions, locale, site.default_locale),
-             "services": [_widget_service(s) for s in c.services or ()]}
+             **({"description": _localised(c.descriptions, locale, site.default_locale),
+                 "services": [_widget_service(s) for s in c.services or ()]} if details
+                else {"services": _banner_services(c.services)})}
             for c in categories
         ],
         "policy": {
@@ -101,11 +114,12 @@ def widget_config(site_key: str, requested_locale: str | None,
         "gpc": {"categories": list(gpc_categories(site))},
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
-        "endpoints": {
+        **({"endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
                                  _external=True),
-            "preferences": url_for("preferences.preferences_page", site=site.key, _external=True),
-        },
+            "preferences": url_for("preferences.preferences_page", site=site.key,
+                                   _external=True),
+        }} if details else {}),
     }
 
 
@@ -114,22 +128,24 @@ _documents_lock = threading.Lock()
 
 
 def config_document(site_key: str, requested_locale: str | None,
-                    accept_language: str | None = None) -> tuple[str, str]:
+                    accept_language: str | None = None, *,
+                    details: bool = False) -> tuple[str, str]:
     """The config as compact JSON and its ETag, cached per site revision and language.
 
-    First visits wait for this document before the banner shows, so it is served from
-    memory while the site's cached snapshot (CONSENT_SITE_CACHE_SECONDS) is fresh.
+    First visits wait for this document (without DETAILS) before the banner shows, so it
+    is served from memory while the site's cached snapshot (CONSENT_SITE_CACHE_SECONDS)
+    is fresh.
     """
     site = site_snapshot(site_key)
     ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
     locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
-    key = (site.key, site.revision, locale, request.host_url)
+    key = (site.key, site.revision, locale, request.host_url, details)
     now = time.monotonic()
     hit = _documents.get(key) if ttl > 0 else None
     if hit and hit[0] > now:
         return hit[1], hit[2]
-    payload = json.dumps(widget_config(site_key, locale), separators=(",", ":"),
-                         ensure_ascii=False)
+    payload = json.dumps(widget_config(site_key, locale, details=details),
+                         separators=(",", ":"), ensure_ascii=False)
     etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
     if ttl > 0:
         with _documents_lock:
@@ -192,6 +208,9 @@ class ConsentCookie:
     expires_at: int = 0          # unix seconds; the widget asks again after this
     source: str | None = None
     gpc: bool = False
+    key: str | None = None       # the device key that proves `subject` (consent.subjects)
+    read_token: str | None = None
+    minor: bool = False          # the visitor said they are a minor (consent.minors)
 
 
 def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
@@ -207,21 +226,31 @@ def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
         decided, expires = int(fields.get("t") or 0), int(fields.get("e") or 0)
     except ValueError:
         return None
+    key, token = fields.get("k"), fields.get("r")
     return ConsentCookie(subject=fields["s"], categories=categories,
                          policy_version=fields.get("p") or None, decided_at=decided,
                          expires_at=expires, source=fields.get("src") or None,
-                         gpc=fields.get("g") == "1")
+                         gpc=fields.get("g") == "1",
+                         key=key if key and DEVICE_KEY_RE.match(key) else None,
+                         read_token=token if token and READ_TOKEN_RE.match(token) else None,
+                         minor=fields.get("m") == "1")
 
 
 def format_consent_cookie(cookie: ConsentCookie) -> str:
     """The cookie value for CONSENT, exactly as the widget writes it."""
-    fields = {"v": COOKIE_VERSION, "s": cookie.subject,
-              "c": ".".join(k for k, v in cookie.categories.items() if v),
-              "d": ".".join(k for k, v in cookie.categories.items() if not v),
-              "t": cookie.decided_at, "e": cookie.expires_at, "src": cookie.source or "",
-              "g": int(cookie.gpc)}
+    fields = {"v": COOKIE_VERSION, "s": cookie.subject}
+    if cookie.key:
+        fields["k"] = cookie.key
+    if cookie.read_token:
+        fields["r"] = cookie.read_token
+    fields.update({"c": ".".join(k for k, v in cookie.categories.items() if v),
+                   "d": ".".join(k for k, v in cookie.categories.items() if not v),
+                   "t": cookie.decided_at, "e": cookie.expires_at, "src": cookie.source or "",
+                   "g": int(cookie.gpc)})
     if cookie.policy_version:
         fields["p"] = cookie.policy_version
+    if cookie.minor:
+        fields["m"] = 1
     return urlencode(fields)
 
 
@@ -229,17 +258,21 @@ def _unix(value: str | None) -> int:
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()) if value else 0
 
 
-def consent_cookie_from_view(subject: str, view: dict, reject_days: int) -> ConsentCookie:
+def consent_cookie_from_view(subject: str, view: dict, reject_days: int, *,
+                             key: str | None = None, read_token: str | None = None,
+                             minor: bool = False) -> ConsentCookie:
     """The cookie matching a recorded consent view (see decisions.state_view)."""
     expires = _unix(view.get("expiresAt")) or int(time.time()) + reject_days * 86400
     return ConsentCookie(subject=subject, categories=dict(view["categories"]),
                          policy_version=view.get("policyVersion"),
                          decided_at=_unix(view.get("decidedAt")), expires_at=expires,
-                         source=view.get("source"), gpc=bool(view.get("gpc")))
+                         source=view.get("source"), gpc=bool(view.get("gpc")), key=key,
+                         read_token=read_token, minor=minor)
 
 
 def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
-                         secure: bool) -> str | None:
+                         secure: bool, *, key: str | None = None,
+                         read_token: str | None = None, minor: bool = False) -> str | None:
     """A Set-Cookie header for the same-site deployment (site setting cookie.server_set).
 
     Cookies set by the server are not subject to Safari's 7-day cap on script-set ones.
@@ -247,7 +280,8 @@ def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
     settings = site.settings.get("cookie") or {}
     if not settings.get("server_set") or not view:
         return None
-    cookie = consent_cookie_from_view(subject, view, site.reject_lifetime_days)
+    cookie = consent_cookie_from_view(subject, view, site.reject_lifetime_days, key=key,
+                                      read_token=read_token, minor=minor)
     return dump_cookie(settings.get("name", COOKIE_NAME), format_consent_cookie(cookie),
                        max_age=max(0, cookie.expires_at - int(time.time())), path="/",
                        domain=settings.get("domain"), secure=secure, httponly=False,

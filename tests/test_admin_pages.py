@@ -196,7 +196,8 @@ def test_categories_texts_and_cookies(app, site, admin):
     page = admin.get(r.headers["Location"]).get_data(as_text=True)
     assert "Saved Location: title (de), description (de), description (en), service Maps added." \
         in page
-    config = app.test_client().get(f"/api/v1/sites/{site['key']}/config?locale=de").get_json()
+    config = app.test_client().get(
+        f"/api/v1/sites/{site['key']}/config?locale=de&details=1").get_json()
     cat = next(c for c in config["categories"] if c["key"] == "location")
     assert cat["title"] == "Standort" and cat["description"] == "Findet die Filiale."
     assert cat["services"][0]["cookies"] == [

@@ -47,7 +47,7 @@ def test_init_db_and_seed_demo_set_up_a_working_site(empty_database_url):
     seeded = flask(url, "seed-demo", "--origin", origins[0], "--origin", origins[1])
     assert seeded.returncode == 0, seeded.stderr
     api_key = seeded.stdout.split("API key (shown once): ")[1].split()[0]
-    again = flask(url, "seed-demo")
+    again = flask(url, "seed-demo", "--origin", origins[1])
     assert again.returncode == 0 and "already exists" in again.stdout
     assert flask(url, "init-db").returncode == 0  # running it twice is harmless
 
@@ -96,3 +96,44 @@ def test_list_profiles_names_every_profile(runner):
     for line, profile in zip(lines, list_profiles()):
         assert f" {profile.seed[:3]} " in line and profile.site_name in line
         assert f"{len(profile.promises)} promises" in line
+
+
+def test_init_db_of_a_new_development_database_sets_the_old_signer_memory_aside(
+        empty_database_url, tmp_path):
+    """Deleting instance/consent.sqlite3 and running `make run` again must give a working
+    log, not a signer that refuses the new database as if it were a rewrite of the old."""
+    state = tmp_path / "log-state"
+    state.mkdir()
+    stale = state / "consent.local_demo.json"
+    stale.write_text('{"origin": "consent.local/demo", "note": "of the old database"}')
+
+    def init_db(mode: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CONSENT_DATABASE_URL": empty_database_url, "CONSENT_ENV": mode,
+               "CONSENT_LOG_STATE_DIR": str(state)}
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "consent",
+                               "init-db"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    done = init_db("development")
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists()
+    [aside] = tmp_path.glob("log-state.set-aside-*")
+    assert (aside / stale.name).read_text().endswith("of the old database\"}")
+    assert "moved to" in done.stdout and str(aside) in done.stdout
+    # an existing database keeps its signer's memory, whatever the mode
+    stale.write_text('{"origin": "consent.local/demo", "note": "of this database"}')
+    again = init_db("development")
+    assert again.returncode == 0 and "moved" not in again.stdout and stale.exists()
+
+
+def test_init_db_outside_development_keeps_the_signer_memory(empty_database_url, tmp_path):
+    state = tmp_path / "log-state"
+    state.mkdir()
+    kept = state / "consent.local_shop.json"
+    kept.write_text("{}")
+    env = {**os.environ, "CONSENT_DATABASE_URL": empty_database_url, "CONSENT_ENV": "testing",
+           "CONSENT_LOG_STATE_DIR": str(state)}
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "consent", "init-db"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert kept.exists() and "moved" not in done.stdout

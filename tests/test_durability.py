@@ -61,7 +61,7 @@ class Writers:
                         for i in range(n)]
 
     def _run(self, i: int) -> None:
-        subject = None
+        subject = key = None
         k = 0
         while not self.stop.is_set():
             k += 1
@@ -69,7 +69,7 @@ class Writers:
                     "categories": {"analytics": k % 2 == 0},
                     "client_event_id": f"w{i:02d}-{k:08d}-{time.monotonic_ns()}"}
             if subject:
-                body["subject"] = subject
+                body.update(subject=subject, key=key)  # a visitor id needs its device key
             # a busy machine may be slow to answer (a fresh worker's first answer above
             # all): slow is not lost; what was acknowledged must be stored
             status, data = post_decision(self.port, self.site_key, body)
@@ -79,7 +79,7 @@ class Writers:
                     self.acked.append(data["event_id"])
                     self.acked_by[i] += 1
             if status == 201 and data and k % 5:
-                subject = data["subject"]
+                subject, key = data["subject"], data.get("key") or key
             elif status is None:
                 time.sleep(0.05)
 

@@ -11,17 +11,21 @@ from consent.ledger import (ConsentEvent, ConsentState, LedgerHead, append_only_
                             drop_append_only_ddl, verify_ledger)
 
 
+KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
+
+
 def record(client, site_key, n, *, subject=None, action="accept_all"):
     """Record N decisions, return their event ids in order."""
     ids, subjects = [], []
     for i in range(n):
         body = {"action": action if i % 2 == 0 else "reject_all"}
         if subject:
-            body["subject"] = subject
+            body.update(subject=subject, key=KEYS[subject])
         r = client.post(f"/api/v1/sites/{site_key}/decisions", json=body)
         assert r.status_code == 201, r.get_data(as_text=True)
         ids.append(r.get_json()["event_id"])
         subjects.append(r.get_json()["subject"])
+        KEYS.setdefault(r.get_json()["subject"], r.get_json().get("key"))
     return ids, subjects
 
 

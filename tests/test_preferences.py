@@ -66,10 +66,31 @@ def save(client, html, *, categories=(), channels=(), query="site=shop", extra=N
     return client.post(f"/preferences?{query}", data=data, headers=headers)
 
 
+KEYS: dict[str, str] = {}  # visitor id -> its device key
+TOKENS: dict[str, str] = {}  # visitor id -> its read token
+
+
 def widget_decision(client, site, action="reject_all", **extra) -> str:
     r = client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": action, **extra})
     assert r.status_code == 201
-    return r.get_json()["subject"]
+    body = r.get_json()
+    KEYS[body["subject"]], TOKENS[body["subject"]] = body["key"], body["read_token"]
+    return body["subject"]
+
+
+def enter(client, site, subject, key=None, **extra):
+    """Follow the widget's link to the preference center, as its script posts it."""
+    r = client.post(f"/preferences/enter?site={site['key']}",
+                    data={"subject": subject, "key": key or KEYS[subject], **extra},
+                    headers={"Origin": site["origin"]})
+    assert r.status_code == 303 and r.headers["Location"].startswith("/preferences?site=")
+    return r
+
+
+def me(client, site, subject) -> dict:
+    r = client.get(f"/api/v1/sites/{site['key']}/me/{subject}?r={TOKENS[subject]}")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
 
 
 # ---------------------------------------------------------------- what the page shows
@@ -106,9 +127,12 @@ def test_unknown_or_missing_site_is_a_friendly_error(client, site):
     assert r.status_code == 422 and "site" in r.get_data(as_text=True)
 
 
-def test_malformed_subject_is_refused(client, site):
-    r = client.get("/preferences?site=shop&subject=short")
-    assert r.status_code == 422 and "Not a visitor id" in r.get_data(as_text=True)
+def test_a_subject_parameter_names_nobody(client, site):
+    subject = widget_decision(client, site, "accept_all")
+    for query in (f"site=shop&subject={subject}", "site=shop&subject=short"):
+        html = page(client, query)
+        assert "Nothing has been recorded for this browser yet." in html
+        assert "checked" not in parse(html).inputs["category-advertising"]
 
 
 # ---------------------------------------------------------------- saving
@@ -154,14 +178,14 @@ def test_every_channel_toggles_and_is_recorded(client, site):
 
 def test_may_i_send_follows_the_page_immediately(client, site):
     subject = widget_decision(client, site)
-    query = f"site=shop&subject={subject}"
+    enter(client, site, subject)
     ask = {"channel": "sms", "kind": "promotional", "subject": subject}
     url = f"/api/v1/sites/{site['key']}/may-i-send"
     assert client.post(url, json=ask, headers=bearer(site)).get_json()["allowed"] is False
-    save(client, page(client, query), channels=["sms.promotional"])
+    save(client, page(client), channels=["sms.promotional"])
     answer = client.post(url, json=ask, headers=bearer(site)).get_json()
     assert answer["allowed"] is True and answer["event_id"] == last_event().event_id
-    save(client, page(client, query), channels=[])
+    save(client, page(client), channels=[])
     assert client.post(url, json=ask, headers=bearer(site)).get_json()["reason"] == "opted_out"
 
 
@@ -202,42 +226,67 @@ def test_form_posts_without_csrf_token_are_refused(client, site):
 
 def test_withdrawal_is_prospective(client, site):
     subject = widget_decision(client, site, "accept_all")
-    save(client, page(client, f"site=shop&subject={subject}"), categories=["functional"])
+    enter(client, site, subject)
+    save(client, page(client), categories=["functional"])
     h = client.get(f"/api/v1/sites/{site['key']}/subjects/{subject}/history",
                    headers=bearer(site)).get_json()["events"]
     assert [e["action"] for e in h] == ["accept_all", "preferences"]
     assert h[0]["categories"]["advertising"] is True  # the grant stays in the history
-    me = client.get(f"/api/v1/sites/{site['key']}/me/{subject}").get_json()
-    assert me["categories"]["advertising"] is False and me["source"] == "preferences"
+    mine = me(client, site, subject)
+    assert mine["categories"]["advertising"] is False and mine["source"] == "preferences"
 
 
 # ---------------------------------------------------------------- who the visitor is
 
 
-def test_subject_from_query_parameter(client, site):
+def test_visitor_from_the_widgets_link(client, site):
     subject = widget_decision(client, site, "custom", categories={"analytics": True})
-    html = page(client, f"site=shop&subject={subject}")
+    enter(client, site, subject, **{"return": f"{site['origin']}/cart?step=2"})
+    html = page(client)
     controls = parse(html).inputs
     assert "checked" in controls["category-analytics"]
     assert "checked" not in controls["category-advertising"]
     assert "These are the choices recorded for this browser." in html
+    assert f'id="back" href="{site["origin"]}/cart?step=2">Back to Example shop' in html
+    assert 'name="subject"' not in html  # the session, not a form field, says who
     save(client, html, categories=["analytics", "advertising"])
-    me = client.get(f"/api/v1/sites/{site['key']}/me/{subject}").get_json()
-    assert me["categories"]["advertising"] is True
-    # The session remembers the visitor for the next visit without the parameter.
-    assert "checked" in parse(page(client)).inputs["category-advertising"]
+    assert me(client, site, subject)["categories"]["advertising"] is True
+    # The session remembers the visitor for the next visit, and the way back.
+    html = page(client)
+    assert "checked" in parse(html).inputs["category-advertising"] and 'id="back"' in html
+
+
+def test_the_widgets_link_needs_the_key_and_a_page_of_the_site(client, site):
+    subject = widget_decision(client, site, "accept_all")
+    # a wrong key (or none) proves nobody: the page shows the defaults
+    for key in ("w" * 22, None):
+        r = client.post("/preferences/enter?site=shop", data={"subject": subject, "key": key},
+                        headers={"Origin": site["origin"]})
+        assert r.status_code == 303
+        assert "Nothing has been recorded" in page(client)
+    # a page elsewhere cannot choose whose preferences this browser sees (login CSRF)
+    for origin in ("https://evil.example", None):
+        r = client.post("/preferences/enter?site=shop",
+                        data={"subject": subject, "key": KEYS[subject]},
+                        headers={"Origin": origin} if origin else {})
+        assert r.status_code == 403 and "Nothing was changed" in r.get_data(as_text=True)
+    assert "Nothing has been recorded" in page(client)
+    # a way back to another site is not kept
+    enter(client, site, subject, **{"return": "https://evil.example/phish"})
+    assert 'id="back"' not in page(client)
 
 
 def test_subject_from_the_widget_cookie(client, site):
     subject = widget_decision(client, site, "accept_all")
     client.set_cookie("consent", f"v=1&s={subject}&c=essential.analytics&d=&t=1&e=2",
                       domain="localhost")
+    assert "Nothing has been recorded" in page(client)  # the id alone names nobody
+    client.set_cookie("consent", f"v=1&s={subject}&k={KEYS[subject]}&c=essential&t=1&e=2",
+                      domain="localhost")
     html = page(client)
     assert "checked" in parse(html).inputs["category-advertising"]
     save(client, html, categories=[])
-    assert last_event().subject != ""
-    me = client.get(f"/api/v1/sites/{site['key']}/me/{subject}").get_json()
-    assert me["categories"]["advertising"] is False
+    assert me(client, site, subject)["categories"]["advertising"] is False
 
 
 def test_cookie_name_is_a_site_setting(client, site):
@@ -247,8 +296,8 @@ def test_cookie_name_is_a_site_setting(client, site):
     run_write(write)
     invalidate_site_cache()
     subject = widget_decision(client, site, "accept_all")
-    client.set_cookie("consent", f"v=1&s={'x' * 22}", domain="localhost")
-    client.set_cookie("shop_consent", f"v=1&s={subject}", domain="localhost")
+    client.set_cookie("consent", f"v=1&s={'x' * 22}&k={'y' * 22}", domain="localhost")
+    client.set_cookie("shop_consent", f"v=1&s={subject}&k={KEYS[subject]}", domain="localhost")
     assert "checked" in parse(page(client)).inputs["category-advertising"]
 
 
@@ -303,7 +352,8 @@ def test_policy_in_force_and_archived_versions(client, site):
                        material=True)
     run_write(publish)
     invalidate_site_cache()
-    html = page(client, f"site=shop&subject={subject}")
+    enter(client, site, subject)
+    html = page(client)
     assert 'id="policy-current" href="/sites/shop/policies/2026-06"' in html
     assert 'id="policy-yours">2026-01' in html  # what the visitor agreed to
     assert 'href="/sites/shop/policies/2026-01"' in html  # the archived version

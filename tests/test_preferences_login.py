@@ -9,7 +9,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from consent.extensions import db
-from consent.identity import SubjectLink, _login_serializer, user_ref, visitor_id_from_cookie
+from consent.identity import SubjectLink, _login_serializer, user_ref
 from consent.ledger import ConsentEvent, verify_ledger
 from consent.subjects import Subject, find_subject
 from tests.support.api import PROBLEM, bearer, decide
@@ -54,6 +54,26 @@ def ask(client, site, channel, kind="promotional", **recipient) -> dict:
     r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",
                     json={"channel": channel, "kind": kind, **recipient}, headers=bearer(site))
     return r.get_json()
+
+
+KEYS: dict[str, str] = {}  # visitor id -> its device key
+TOKENS: dict[str, str] = {}  # visitor id -> its read token
+
+
+def visit(client, site, action, **extra) -> str:
+    r = client.post(f"/api/v1/sites/{site['key']}/decisions", json={"action": action, **extra})
+    body = r.get_json()
+    KEYS[body["subject"]], TOKENS[body["subject"]] = body["key"], body["read_token"]
+    return body["subject"]
+
+
+def me(client, site, subject) -> dict:
+    return client.get(f"/api/v1/sites/{site['key']}/me/{subject}?r={TOKENS[subject]}").get_json()
+
+
+def with_cookie(browser, subject) -> None:
+    """The widget's consent cookie, visible to this server (same-site deployment)."""
+    browser.set_cookie("consent", f"v=1&s={subject}&k={KEYS[subject]}", domain="localhost")
 
 
 def events(action=None) -> list[ConsentEvent]:
@@ -182,35 +202,28 @@ def test_sign_out(client, site):
 # ---------------------------------------------------------------- across devices
 
 
-def test_choice_made_on_one_device_applies_on_another(app, site):
+def test_a_signed_in_users_choices_apply_wherever_they_sign_in(app, site):
     phone, laptop = app.test_client(), app.test_client()
     # The phone was an anonymous visitor first (the widget's cookie on this domain).
-    phone_id = decide(phone, site["key"], "accept_all")["subject"]
-    phone.set_cookie("consent", f"v=1&s={phone_id}", domain="localhost")
+    phone_id = visit(phone, site, "accept_all")
+    with_cookie(phone, phone_id)
     html = sign_in(phone, site, user_id="user-1")
-    link = events("link")
-    assert len(link) == 1 and link[0].meta == {"link": "account"}  # first sign-in
-    assert link[0].source == "preferences"
-    assert subject_row(phone_id).user_ref is not None
-    # On the phone, the user turns analytics off and SMS offers on.
+    # Opening a login link signs in and nothing else: the device is not linked or changed.
+    assert events("link") == [] and subject_row(phone_id).user_ref is None
+    assert 'id="device-link"' in html  # the page asks whether to apply to this browser
     save(phone, html, categories=["functional"], channels=["sms.promotional"])
+    assert me(phone, site, phone_id)["categories"]["analytics"] is True
+    assert ask(phone, site, "sms", user_id="user-1")["allowed"] is True
 
-    # The laptop has its own anonymous visitor, who accepted everything.
-    laptop_id = decide(laptop, site["key"], "accept_all")["subject"]
-    laptop.set_cookie("consent", f"v=1&s={laptop_id}", domain="localhost")
+    # The laptop signs in too and sees the account's choices.
+    laptop_id = visit(laptop, site, "accept_all")
+    with_cookie(laptop, laptop_id)
     html = sign_in(laptop, site, user_id="user-1")
     boxes = {m.group(1): "checked" in m.group(0)
              for m in re.finditer(r'<input type="checkbox" id="([a-z-]+)"[^>]*>', html)}
     assert boxes["category-functional"] and not boxes["category-analytics"]
     assert boxes["channel-sms-promotional"] and not boxes["channel-email-promotional"]
-    # The laptop's own subject got a `link` event carrying the account's choices...
-    ev = events("link")[-1]
-    assert ev.source == "preferences" and ev.meta["link"] == "device"
-    assert ev.categories["analytics"] is False and ev.channels["sms.promotional"] is True
-    me = laptop.get(f"/api/v1/sites/{site['key']}/me/{laptop_id}").get_json()
-    assert me["categories"]["analytics"] is False and me["categories"]["functional"] is True
-    # ...and senders asking about the user see the phone's choice.
-    assert ask(laptop, site, "sms", user_id="user-1")["allowed"] is True
+    assert me(laptop, site, laptop_id)["categories"]["analytics"] is True  # untouched
 
     # A change on the laptop shows on the phone at once.
     save(laptop, html, categories=["functional", "analytics"], channels=[])
@@ -219,6 +232,34 @@ def test_choice_made_on_one_device_applies_on_another(app, site):
     assert not re.search(r'id="channel-sms-promotional"[^>]*checked', phone_html)
     assert ask(phone, site, "sms", user_id="user-1")["reason"] == "opted_out"
     assert verify_ledger().ok
+
+
+def test_confirming_in_the_browser_links_it_and_later_choices_apply_to_it(app, site):
+    phone = app.test_client()
+    phone_id = visit(phone, site, "accept_all")
+    with_cookie(phone, phone_id)
+    html = sign_in(phone, site, user_id="user-1")
+    url = "/preferences/link-device?site=shop"
+    assert phone.post(url).status_code == 403  # CSRF-protected
+    assert phone.post(url, data={"csrf_token": csrf_of(html)}).status_code == 303
+    [link] = events("link")
+    assert (link.categories, link.channels) == (None, None)  # linking grants nothing
+    assert link.meta["link"] == "device" and link.source == "preferences"
+    [row] = db.session.execute(db.select(SubjectLink)).scalars().all()
+    assert row.subject_id == subject_row(phone_id).id
+    assert me(phone, site, phone_id)["categories"]["advertising"] is True  # unchanged
+    html = phone.get("/preferences?site=shop").get_data(as_text=True)
+    assert 'id="device-linked"' in html and 'id="device-link"' not in html
+    # What the person saves now is recorded for the account and for this browser.
+    save(phone, html, categories=["functional"])
+    assert [e.action for e in events()][-2:] == ["preferences", "preferences"]
+    assert me(phone, site, phone_id)["categories"]["advertising"] is False
+    assert verify_ledger().ok
+    # A browser that did not prove a device of its own has nothing to link.
+    other = app.test_client()
+    html = sign_in(other, site, user_id="user-1")
+    assert 'id="device-link"' not in html
+    assert other.post(url, data={"csrf_token": csrf_of(html)}).status_code == 403
 
 
 def test_identity_link_api(client, site, other_site):
@@ -233,13 +274,16 @@ def test_identity_link_api(client, site, other_site):
     client.post(f"/api/v1/sites/{site['key']}/channel-choices",
                 json={"user_id": "u-5", "channels": {"email.promotional": True}},
                 headers=bearer(site))
-    second = decide(client, site["key"], "accept_all")["subject"]
+    second_answer = decide(client, site["key"], "accept_all")
+    second = second_answer["subject"]
+    TOKENS[second] = second_answer["read_token"]
     body = client.post(url, json={"user_id": "u-5", "subject": second},
                        headers=bearer(site)).get_json()
     assert body["subject"] == first and body["linked"] is True
     ev = events("link")[-1]
-    assert ev.channels == {"email.promotional": True}
-    assert ev.categories["advertising"] is False  # the account had rejected
+    # The device keeps its own choices: a link event carries none of the account's.
+    assert (ev.categories, ev.channels) == (None, None)
+    assert me(client, site, second)["categories"]["advertising"] is True
     assert ev.meta["account"] == subject_row(first).pseudonym
     links = db.session.execute(db.select(SubjectLink)).scalars().all()
     assert [(row.subject_id, row.account_id) for row in links] == [
@@ -264,22 +308,3 @@ def test_login_link_with_the_visitor_id_links_at_mint(client, site):
     assert link["subject"] == visitor  # the visitor became the account
     assert find_subject(subject_row(visitor).site_id, visitor).user_ref is not None
     assert [e.action for e in events()] == ["accept_all", "link"]
-
-
-# ---------------------------------------------------------------- cookie format
-
-
-@pytest.mark.parametrize("value", [
-    "v=1&s=AbCdEfGhIjKlMnOpQrStUv&c=essential&d=analytics&t=1&e=2",
-    "AbCdEfGhIjKlMnOpQrStUv",
-    '{"subject": "AbCdEfGhIjKlMnOpQrStUv"}',
-    "%7B%22id%22%3A%22AbCdEfGhIjKlMnOpQrStUv%22%7D",
-])
-def test_visitor_id_is_read_from_the_accepted_cookie_forms(value):
-    assert visitor_id_from_cookie(value) == "AbCdEfGhIjKlMnOpQrStUv"
-
-
-@pytest.mark.parametrize("value", [None, "", "v=1&s=short", "{not json", "x" * 5000,
-                                   "v=1&c=analytics"])
-def test_unusable_cookies_identify_nobody(value):
-    assert visitor_id_from_cookie(value) is None

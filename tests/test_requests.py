@@ -22,6 +22,21 @@ PAGE = "https://shop.example/account/orders"
 IP = "198.51.100.23"
 
 
+CONTROLLER = {"name": "Shop GmbH", "contact": "Data Protection Officer",
+              "email": "privacy@shop.example", "phone": "tel:+49-30-1234567",
+              "address": {"streetAddress": "Hauptstraße 1", "postalCode": "10115",
+                          "addressLocality": "Berlin", "addressCountry": "DE"}}
+
+
+def set_controller(site_key: str) -> None:
+    """The controller details a Kantara receipt needs (refused without them)."""
+    def write():
+        site = get_site(site_key)
+        site.settings = {**(site.settings or {}), "controller": CONTROLLER}
+    run_write(write)
+    invalidate_site_cache()
+
+
 def set_deadline(site_key: str, rule: dict) -> None:
     def write():
         site = get_site(site_key)
@@ -89,6 +104,7 @@ def test_overdue_requests_show_on_the_dashboard(app, site, admin):
 
 
 def test_access_by_signed_link_gives_history_page_json_and_receipt(app, site, admin):
+    set_controller(site["key"])
     visitor = record_choice(site["key"], "accept_all", ip=IP, user_agent=UA, page_url=PAGE)
     record_choice(site["key"], "custom", subject=visitor, categories={"analytics": True})
     record_choice(site["key"], "accept_all")  # somebody else
@@ -156,6 +172,7 @@ def test_request_for_unknown_subject_is_404_and_nothing_is_recorded(app, site):
 
 
 def test_api_request_lifecycle(app, site):
+    set_controller(site["key"])
     visitor = record_choice(site["key"])
     token = make_token(["requests:write", "audit:read"])
     client = app.test_client()
@@ -218,6 +235,8 @@ def test_erasure_leaves_no_identifier_while_everything_still_verifies(tmp_path, 
     user_ref = keyed_ref(site["key"], "user", "customer-4711")
     secrets = [s.secret for s in db.session.execute(db.select(Subject).where(
         Subject.public_id.in_([phone, laptop]))).scalars()]
+    from consent.subjects import find_subject, read_token
+    phone_token = read_token(find_subject(get_site(site["key"]).id, phone).pseudonym)
     before_text, before_path = export_text(tmp_path, "before.csv", site["key"])
     dump = dump_database()
     identifiers = [phone, laptop, user_ref, "198.51.100.0/24", UA, PAGE] + secrets
@@ -259,7 +278,8 @@ def test_erasure_leaves_no_identifier_while_everything_still_verifies(tmp_path, 
     page = admin.get(request_url).data.decode()
     assert "erased" in page and phone not in page
     # The erased visitor is a stranger now: their old cookie id finds nothing.
-    assert app.test_client().get(f"/api/v1/sites/{site['key']}/me/{phone}").status_code == 404
+    assert app.test_client().get(f"/api/v1/sites/{site['key']}/me/{phone}?r={phone_token}"
+                                 ).status_code == 404
     # The person's details rows are gone, the bystander's stay.
     assert db.session.execute(db.select(db.func.count()).select_from(EventDetails)
                               ).scalar() == 1

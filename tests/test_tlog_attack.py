@@ -20,16 +20,20 @@ import sqlalchemy as sa
 from consent.extensions import db
 from consent.ledger import (ConsentEvent, append_only_ddl, chain_hash, drop_append_only_ddl,
                             event_fields)
+from consent.subjects import new_device_key
 from tests.support.servers import AppServer
 
 
 def decide(client, site, action="accept_all", subject=None):
     body = {"action": action}
-    if subject:
-        body["subject"] = subject
+    if subject:  # a visitor id the test names, minted with its device key as the widget does
+        body.update(subject=subject, key=KEYS.setdefault(subject, new_device_key()))
     r = client.post(f"/api/v1/sites/{site['key']}/decisions", json=body)
     assert r.status_code == 201, r.get_data(as_text=True)
     return r.get_json()
+
+
+KEYS: dict[str, str] = {}  # visitor id -> its device key
 
 
 def cli(runner, *args):

@@ -47,8 +47,11 @@ def test_the_script_carries_its_stylesheet(client):
     css = client.get("/consent.css").get_data(as_text=True)
     embedded = json.loads(re.search(r"const STYLE=(\"(?:\\.|[^\"\\])*\")", js).group(1))
     assert ".cw-banner{" in embedded and "/*" not in embedded
-    # the same rules as the stylesheet (browsers without constructable sheets load that)
-    assert embedded == "".join(re.sub(r"/\*.*?\*/", "", css, flags=re.S).split("\n"))
+    # the banner's rules of the stylesheet (browsers without constructable sheets load all
+    # of it; the widget adopts all of it when the dialog opens)
+    banner, dialog = css.split("/*@")
+    assert embedded == "".join(re.sub(r"/\*.*?\*/", "", banner, flags=re.S).split("\n"))
+    assert ".cw-prefs{" in dialog and ".cw-prefs" not in embedded
 
 
 def inlined_config(js: str) -> dict:
@@ -125,8 +128,8 @@ def test_an_origin_two_sites_share_names_neither(client, site):
     assert "'@@CONFIG@@'" in r.get_data(as_text=True)
 
 
+# (an unknown or malformed site key: tests/test_site_readiness.py, the script that says so)
 @pytest.mark.parametrize("query, status", [
-    ("site=nope-site", 404), ("site=a", 422), ("site=shop%3Cscript%3E", 422),
     ("site=shop&lang=x", 422), ("site=shop&lang=en%22%3B", 422)])
 def test_site_script_bad_input(client, site, query, status):
     r = client.get(f"/consent.js?{query}")
@@ -150,7 +153,14 @@ def test_config_carries_what_the_widget_needs(client, site):
     assert cfg["cookie"] == {"name": "consent", "domain": None, "sameSite": "Lax",
                              "serverSet": False}
     assert cfg["gpc"] == {"categories": ["advertising"]}
-    assert cfg["endpoints"]["decisions"].endswith("/api/v1/sites/shop/decisions")
+    # what only the dialog shows comes when it opens (details=1), with the endpoints
+    assert "description" not in analytics and "name" not in analytics["services"][0]
+    full = client.get("/api/v1/sites/shop/config?details=1").get_json()
+    assert full["categories"][2]["description"] and full["categories"][2]["services"][0][
+        "name"] == "Demo analytics"
+    assert full["endpoints"]["decisions"].endswith("/api/v1/sites/shop/decisions")
+    assert {k: v for k, v in full.items() if k not in ("categories", "endpoints")} == {
+        k: v for k, v in cfg.items() if k != "categories"}
 
 
 def test_config_strings_per_language_and_site_overrides(client, site):
@@ -212,8 +222,10 @@ def test_same_site_deployment_sets_the_cookie_from_the_server(client, site):
     assert cookie.subject == r.get_json()["subject"]
     assert cookie.categories["analytics"] is False and cookie.source == "banner"
     assert abs(cookie.expires_at - (time.time() + 182 * 86400)) < 60
-    # the JSON answer is unchanged
-    assert set(r.get_json()) == {"event_id", "subject", "recorded_at", "duplicate", "consent"}
+    # the cookie carries the device key the server minted and the read token (docs/widget.md)
+    assert cookie.key == r.get_json()["key"] and cookie.read_token == r.get_json()["read_token"]
+    assert set(r.get_json()) == {"event_id", "subject", "recorded_at", "duplicate", "consent",
+                                 "key", "read_token"}
 
 
 def test_gpc_only_cookie_from_the_server_has_no_decision(client, site):

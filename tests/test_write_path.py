@@ -54,13 +54,13 @@ def test_a_replay_writes_nothing_and_the_chain_goes_on(client, site):
 
     first = _post(client, site["key"], {"action": "accept_all",
                                         "client_event_id": "first-0123456789"})
-    subject = first.get_json()["subject"]
+    subject, key = first.get_json()["subject"], first.get_json()["key"]
     second = _post(client, site["key"], {"action": "reject_all", "subject": subject,
-                                         "client_event_id": "second-0123456789"})
+                                         "key": key, "client_event_id": "second-0123456789"})
     heads = db.session.execute(sa.select(LedgerHead.stream, LedgerHead.seq,
                                          LedgerHead.hash)).all()
     replay = _post(client, site["key"], {"action": "accept_all", "subject": subject,
-                                         "client_event_id": "first-0123456789"})
+                                         "key": key, "client_event_id": "first-0123456789"})
     assert replay.status_code == 200
     body = replay.get_json()
     assert body["duplicate"] is True
@@ -77,7 +77,7 @@ def test_a_replay_writes_nothing_and_the_chain_goes_on(client, site):
     assert state.last_event_id == second.get_json()["event_id"]
 
     third = _post(client, site["key"], {"action": "accept_all", "subject": subject,
-                                        "client_event_id": "third-0123456789"})
+                                        "key": key, "client_event_id": "third-0123456789"})
     assert third.status_code == 201
     db.session.rollback()
     seqs = db.session.execute(sa.select(ConsentEvent.seq).order_by(ConsentEvent.id)
@@ -106,7 +106,8 @@ def test_racing_replays_record_one_event(site, database_url):
             def send():
                 conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
                 body = json.dumps({"action": "accept_all", "client_event_id": key,
-                                   "subject": "racing-subject-0123456789"})
+                                   "subject": "racing-subject-0123456789",
+                                   "key": "racing-device-key-0123456789"})
                 barrier.wait()
                 conn.request("POST", f"/api/v1/sites/{site['key']}/decisions", body=body,
                              headers={"Content-Type": "application/json"})

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,21 @@ def _testing_dir(app) -> Path:
         atexit.register(shutil.rmtree, held, True)
         app.extensions["consent_log_state_dir"] = held
     return Path(held)
+
+
+def set_aside(reason: str) -> Path | None:
+    """Move every kept checkpoint to a sibling folder named after now (for a database
+    deliberately created anew); returns that folder, or None when nothing was kept."""
+    folder = state_dir()
+    kept = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not kept:
+        return None
+    aside = folder.with_name(f"{folder.name}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
+    aside.mkdir(parents=True, exist_ok=True)
+    for path in kept:
+        path.rename(aside / path.name)
+    (aside / "REASON").write_text(reason + "\n", encoding="utf-8")
+    return aside
 
 
 def state_path(origin: str, folder: Path | None = None) -> Path:

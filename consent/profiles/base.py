@@ -41,6 +41,7 @@ class Profile:
     controller: dict = field(default_factory=dict)  # shown in consent receipts
     linked_accounts: dict = field(default_factory=dict)  # integration: title
     deletion_exceptions: tuple[str, ...] = ()       # reasons the policy gives to refuse
+    sms_keywords: dict | None = None                # consent.sms: the site's own reply words
     notes: tuple[str, ...] = ()                     # operator notes (defaults chosen, ...)
 
     @property
@@ -84,4 +85,7 @@ class Profile:
             out["linked_accounts"] = dict(self.linked_accounts)
         if self.deletion_exceptions:
             out["deletion_exceptions"] = list(self.deletion_exceptions)
+        if self.sms_keywords:
+            out["sms_keywords"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                                   for k, v in self.sms_keywords.items()}
         return out

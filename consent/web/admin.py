@@ -23,6 +23,7 @@ from ..policies import list_policies
 from ..scanner.service import latest_news
 from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
                         complete_request, consent_receipt, get_request, link_works,
+                        missing_controller_details,
                         list_requests,
                         open_request, open_request_summary, request_subject,
                         subject_label)
@@ -109,16 +110,22 @@ class ConsentForm(FormSchema):
 
 
 class ControllerForm(FormSchema):
+    # The data controller named in consent receipts (Kantara CR v1.1 needs them all).
     controller_name = ma.fields.String(validate=validate.Length(max=200))
-    controller_email = ma.fields.Email(validate=validate.Length(max=254))
-    controller_address = ma.fields.String(validate=validate.Length(max=500))
+    controller_contact = ma.fields.String(validate=validate.Length(max=200))
+    controller_email = ma.fields.String(validate=validate.Length(max=254))
+    controller_phone = ma.fields.String(validate=validate.Length(max=40))
+    controller_street = ma.fields.String(validate=validate.Length(max=200))
+    controller_postal_code = ma.fields.String(validate=validate.Length(max=20))
+    controller_locality = ma.fields.String(validate=validate.Length(max=100))
+    controller_region = ma.fields.String(validate=validate.Length(max=100))
+    controller_country = ma.fields.String(validate=validate.Length(max=2))
     controller_url = HttpUrl(validate=validate.Length(max=500))
     controller_jurisdiction = ma.fields.String(validate=validate.Length(max=20))
 
     @ma.pre_load
     def _blanks(self, data, **kwargs):
-        return {k: v for k, v in data.items()
-                if not (k in ("controller_url", "controller_email") and v == "")}
+        return {k: v for k, v in data.items() if not (k == "controller_url" and v == "")}
 
 
 class NewCategoryForm(FormSchema):
@@ -390,6 +397,8 @@ def _section_values(site) -> dict:
     settings = site.settings or {}
     rule = settings.get("request_deadline") or {"days": 30}
     controller = settings.get("controller") or {}
+    address = controller.get("address") if isinstance(controller.get("address"), dict) \
+        else {"streetAddress": controller.get("address") or ""}
     return {"name": site.name, "allowed_origins": "\n".join(site.allowed_origins or []),
             "locales": "\n".join(site.locales or []), "default_locale": site.default_locale,
             "accept_lifetime_days": site.accept_lifetime_days,
@@ -398,7 +407,10 @@ def _section_values(site) -> dict:
             "deadline_value": rule.get("days") or rule.get("business_days"),
             "retention_days": settings.get("retention_days") or "",
             **{f"controller_{k}": controller.get(k, "")
-               for k in ("name", "email", "address", "url", "jurisdiction")}}
+               for k in ("name", "contact", "email", "url", "jurisdiction")},
+            "controller_phone": (controller.get("phone") or "").replace("tel:", ""),
+            **{f"controller_{form}": address.get(key, "")
+               for form, key in ADDRESS_FORM.items()}}
 
 
 def _settings_page(site_key: str, section: str, *, values=None, errors=None, status=200,
@@ -408,6 +420,8 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
                "errors": errors or {}}
     if section in SECTION_FORMS:
         context["values"] = values if values is not None else _section_values(site)
+        context["missing_controller"] = missing_controller_details(
+            (site.settings or {}).get("controller"))
     elif section == "categories":
         context["new_values"] = values or {}
     elif section == "category":
@@ -446,8 +460,7 @@ def settings_post(site_key: str, section: str):
     try:
         data = parse_form(SECTION_FORMS[section]())
         if section == "controller":
-            data = {"controller": {k.removeprefix("controller_"): v for k, v in data.items()
-                                   if k.startswith("controller_")}}
+            data = {"controller": controller_from_form(data)}
         changed = update_site_section(site_key, section, data, current_principal().actor)
     except (ma.ValidationError, DomainError) as exc:
         return _settings_page(site_key, section, values=request.form.to_dict(),
@@ -455,6 +468,19 @@ def settings_post(site_key: str, section: str):
     flash(f"Saved: {', '.join(changed)}." if changed else "Nothing changed.",
           "success" if changed else "info")
     return redirect(url_for("admin.settings_section", site_key=site_key, section=section))
+
+
+ADDRESS_FORM = {"street": "streetAddress", "postal_code": "postalCode",
+                "locality": "addressLocality", "region": "addressRegion",
+                "country": "addressCountry"}
+
+
+def controller_from_form(data: dict) -> dict:
+    """The controller_* form fields as the settings' controller dict (address nested)."""
+    fields = {k.removeprefix("controller_"): v for k, v in data.items()
+              if k.startswith("controller_")}
+    address = {ADDRESS_FORM[k]: fields.pop(k) for k in list(fields) if k in ADDRESS_FORM}
+    return {**fields, "address": address}
 
 
 @bp.post("/sites/<site_key>/categories")

@@ -1,6 +1,7 @@
 """The demo page, the widget's files and the GPC well-known resource."""
 from __future__ import annotations
 
+import json
 import secrets
 from urllib.parse import urlsplit
 
@@ -8,7 +9,7 @@ import marshmallow as ma
 from flask import (Blueprint, current_app, jsonify, render_template, request,
                    send_from_directory)
 
-from ..sites import SITE_KEY_RE, site_for_origin
+from ..sites import NotFound, SITE_KEY_RE, site_for_origin
 from ..widget_config import site_script
 
 bp = Blueprint("demo", __name__)
@@ -48,12 +49,45 @@ class ScriptQuery(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
-    site = ma.fields.String(validate=ma.validate.Regexp(SITE_KEY_RE, error="Not a site key."))
+    # Any text: a key that names no site gets a script that says so (unknown_site_script).
+    site = ma.fields.String()
     lang = ma.fields.String(validate=ma.validate.Regexp(
         r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8}){0,3}$", error="Not a language tag."))
 
 
 _SCRIPT_QUERY = ScriptQuery()
+
+# What a page gets for a mistyped or unknown key: an error in the console naming the key,
+# a window.Consent whose get() is null (its choices refuse), Consent Mode's denied default,
+# and no tag run. Served with status 200: browsers do not run a script answered with an
+# error status, and then page code calling Consent.get() would throw.
+UNKNOWN_SITE_SCRIPT = """/*! Consent widget: unknown site key, docs/widget.md */
+(() => {
+  const key = %s, W = window, dl = W.dataLayer = W.dataLayer || [];
+  const msg = "consent: unknown site key '" + key + "' in the widget's script URL: no banner, no " +
+    "tag runs. Check site= against the site's key (flask consent check-site KEY).";
+  console.error(msg);
+  (function () { dl.push(arguments); })("consent", "default", {ad_storage: "denied",
+    ad_user_data: "denied", ad_personalization: "denied", analytics_storage: "denied",
+    functionality_storage: "denied", personalization_storage: "denied",
+    security_storage: "granted"});
+  const no = () => Promise.reject(Error(msg));
+  W.Consent = W.Consent || {version: 1, unknownSite: true, get: () => null, acceptAll: no,
+    rejectAll: no, set: no, show() {}, showPreferences() {}, onChange: () => () => {}};
+})();
+"""
+
+
+def unknown_site_script(key: str):
+    """The script for a key that names no site (see UNKNOWN_SITE_SCRIPT)."""
+    literal = json.dumps(key[:64]).replace("<", "\\u003c").replace("\u2028", "\\u2028") \
+        .replace("\u2029", "\\u2029")
+    response = current_app.response_class(UNKNOWN_SITE_SCRIPT % literal,
+                                          mimetype="text/javascript")
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "no-cache"  # the key may be created any minute
+    response.headers["X-Consent-Site"] = "unknown"
+    return response
 
 
 @bp.get("/consent.js")
@@ -61,6 +95,8 @@ def widget_script():
     """The widget script; with `?site=KEY`, that site's config inlined (one request)."""
     args = _SCRIPT_QUERY.load(request.args)
     key = args.get("site")
+    if key is not None and not SITE_KEY_RE.match(key):
+        return unknown_site_script(key)
     if key is None:
         # `data-site` embed: the page's origin (Referer) usually names the site, so its
         # config can come along; the widget ignores it if the key differs.
@@ -68,7 +104,10 @@ def widget_script():
         key = site_for_origin(f"{referrer.scheme}://{referrer.netloc}" if referrer.netloc else None)
         if key is None:
             return _widget_file("consent.js")  # the same for every site: cached for longer
-    body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"))
+    try:
+        body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"))
+    except NotFound:
+        return unknown_site_script(key)
     response = current_app.response_class(body, mimetype="text/javascript")
     response.set_etag(etag)
     response.headers["Access-Control-Allow-Origin"] = "*"

@@ -8,6 +8,7 @@ from flask import current_app, make_response, request
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from ..apidoc import problems
 from ..errors import Conflict, Forbidden, Invalid, Unauthorized
 from ..ledger.keys import previous_public_keys, public_key_text
 from ..ledger.serving import (checkpoint_note, consistency_document,
@@ -140,6 +141,7 @@ def get_log_keys(site_key: str):
 @blp.arguments(ReceiptQuery, location="query", as_kwargs=True)
 @blp.response(200, ReceiptSchema)
 @blp.doc(security=[{"siteApiKey": []}, {}])
+@problems(409)
 def get_receipt(site_key: str, event_id: str, token: str | None = None):
     """Proof of one decision: the event, its log index, an inclusion proof and the signed
     checkpoint. Needs the site's API key, or the visitor's capability for this receipt."""

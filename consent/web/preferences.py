@@ -1,11 +1,20 @@
 """The preference center: cookie categories and message channels, without JavaScript.
 
-Who the page is for, first match wins: a known user signed in through a login link (kept
-in this server's session); the `subject` query parameter (the widget's "more options"
-link adds it); the widget's consent cookie (`s=` in its value; name from the site's
-cookie.name setting) when this server shares the site's domain; the visitor this browser
-saved preferences for before (session). Otherwise the page shows the defaults and saving
-creates a new visitor.
+Who the page is for, first match wins (an id alone never decides: `subject=` in the
+query or the form is ignored):
+
+1. a known user signed in through a login link (kept in this server's session);
+2. the visitor the widget sent here: its "All privacy settings" link posts the visitor
+   id, the device key and the page to return to to `/preferences/enter`, which checks
+   the key, remembers the visitor in this server's session and redirects here (no
+   secret in any URL);
+3. the widget's consent cookie, when this server shares the site's domain and sees it:
+   its key is checked;
+4. the visitor this browser created by saving here before (session).
+
+Otherwise the page shows the defaults and saving creates a new visitor. The page links
+back to the site's page the visitor came from ("Back to <site>") when that page is on
+one of the site's own origins.
 """
 from __future__ import annotations
 
@@ -15,14 +24,16 @@ import marshmallow as ma
 from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
 from marshmallow import validate
 
-from ..channels import CHANNELS, preference_view, save_preferences
-from ..csrf import protect
+from ..channels import CHANNELS
+from ..csrf import exempt, protect
+from ..errors import Forbidden
 from ..i18n import SUPPORTED, catalog, pick_locale
-from ..identity import use_login_token, visitor_id_from_cookie
+from ..identity import (confirm_device_link, device_from_cookie, enter_preferences, linked_to,
+                        return_url, use_login_token)
 from ..minors import age_question
 from ..policies import list_policies
-from ..sites import SiteSnapshot, site_snapshot
-from ..subjects import PUBLIC_ID_RE
+from ..preference_center import preference_view, save_preferences
+from ..sites import BadOrigin, SiteSnapshot, normalise_origin, site_snapshot
 from ..validation import StrictSchema
 from .common import request_context
 
@@ -36,12 +47,12 @@ class PageQuery(ma.Schema):
         unknown = ma.EXCLUDE
 
     site = ma.fields.String(required=True, validate=validate.Length(1, 64))
-    subject = ma.fields.String(validate=validate.Regexp(
-        PUBLIC_ID_RE, error="Not a visitor id from the consent cookie."))
     lang = ma.fields.String(validate=validate.Length(2, 16))
     saved = ma.fields.String()
     # The site says the visitor may be a minor: ask the age (sites with an age rule).
     age = ma.fields.String(validate=validate.OneOf(("ask",)))
+    # The site's page to go back to (kept only when it is on one of the site's origins).
+    return_ = ma.fields.String(data_key="return", validate=validate.Length(max=4096))
 
 
 class LoginQuery(ma.Schema):
@@ -53,12 +64,24 @@ class LoginQuery(ma.Schema):
     lang = ma.fields.String(validate=validate.Length(2, 16))
 
 
+class EnterForm(ma.Schema):
+    """What the widget posts when the visitor follows its link to the preference center."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    subject = ma.fields.String(validate=validate.Length(max=64))
+    key = ma.fields.String(validate=validate.Length(max=64))
+    return_ = ma.fields.String(data_key="return", validate=validate.Length(max=4096))
+    lang = ma.fields.String(validate=validate.Length(2, 16))
+
+
 class PreferencesForm(StrictSchema):
     """The saved form: ticked categories and channels (unticked means off)."""
 
     csrf_token = ma.fields.String(load_only=True)
-    subject = ma.fields.String(validate=validate.Regexp(
-        PUBLIC_ID_RE, error="Not a visitor id from the consent cookie."))
+    # Sent by pages rendered before visitor ids stopped being identities; ignored.
+    subject = ma.fields.String(load_only=True, validate=validate.Length(max=64))
     lang = ma.fields.String(validate=validate.Length(2, 16))
     category = ma.fields.List(ma.fields.String(validate=validate.Length(1, 40)),
                               load_default=list, validate=validate.Length(max=60))
@@ -87,23 +110,35 @@ def _remembered(site: SiteSnapshot) -> dict:
 
 
 def _remember(site: SiteSnapshot, **values) -> None:
+    """Update this browser's entry for SITE (None removes a value)."""
     everything = dict(session.get(SESSION_KEY) or {})
-    everything[site.key] = {k: v for k, v in values.items() if v is not None}
+    entry = dict(_remembered(site))
+    entry.update(values)
+    everything[site.key] = {k: v for k, v in entry.items() if v is not None}
     session[SESSION_KEY] = everything
 
 
-def _who(site: SiteSnapshot, asked: str | None) -> tuple[str | None, bool]:
-    """(visitor id, signed in) for this request."""
-    entry = _remembered(site)
-    if entry.get("a"):
-        return entry["a"], True
-    if asked:
-        return asked, False
+def _device(site: SiteSnapshot, entry: dict) -> str | None:
+    """This browser's own proven visitor: entered from the widget, or the cookie's."""
+    if entry.get("d"):
+        return entry["d"]
     cookie_name = (site.settings.get("cookie") or {}).get("name") or "consent"
-    from_cookie = visitor_id_from_cookie(request.cookies.get(cookie_name))
-    if from_cookie:
-        return from_cookie, False
-    return entry.get("s"), False
+    return device_from_cookie(site, request.cookies.get(cookie_name))
+
+
+def _who(site: SiteSnapshot) -> tuple[str | None, bool, str | None]:
+    """(visitor id, signed in, this browser's own proven visitor) for this request."""
+    entry = _remembered(site)
+    device = _device(site, entry)
+    if entry.get("a"):
+        return entry["a"], True, device
+    return device or entry.get("s"), False, device
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 @bp.get("/preferences")
@@ -111,21 +146,25 @@ def preferences_page():
     """The preference center of a site (server-rendered; works without JavaScript)."""
     query = PageQuery().load(request.args)
     site = site_snapshot(query["site"])
+    if query.get("return_"):
+        back = return_url(site, query["return_"])
+        if back:
+            _remember(site, ret=back)
     locale, strings, available = _locale(site, query.get("lang"))
-    subject_id, signed_in = _who(site, query.get("subject"))
+    subject_id, signed_in, device = _who(site)
     view = preference_view(site.key, subject_id, locale,
                            gpc=request_context().gpc_header)
+    device_link = None
+    if signed_in and device:
+        device_link = "linked" if linked_to(site.id, device, subject_id) else "ask"
     html = render_template(
         "preferences.html", view=view, site=site, t=strings, lang=locale,
         locales=available, signed_in=signed_in, saved=bool(query.get("saved")),
-        subject_field=subject_id if (subject_id and not signed_in) else None,
+        back=_remembered(site).get("ret"), device_link=device_link,
         policies=list_policies(site.id),
         age_q=age_question(site, view.subject, flagged=query.get("age") == "ask",
                            locale=locale))
-    response = make_response(html)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "same-origin"
-    return response
+    return _no_store(make_response(html))
 
 
 @bp.post("/preferences")
@@ -137,18 +176,62 @@ def save_preferences_form():
             else request.form.get(key) for key in request.form.keys()}
     data = PreferencesForm().load(form)
     locale, _, _ = _locale(site, data.get("lang") or query.get("lang"))
-    subject_id, signed_in = _who(site, data.get("subject"))
+    subject_id, signed_in, device = _who(site)
     age = ("minor" if data.get("minor") else "adult") if data.get("age_question") else None
     subject, event = save_preferences(site.key, subject_id, data["category"], data["channel"],
                                       locale, request_context(), age=age,
-                                      guardian=bool(data.get("guardian")))
-    if signed_in:
-        entry = _remembered(site)
-        _remember(site, a=entry["a"], exp=entry["exp"])
-    else:
-        _remember(site, s=subject.public_id)
+                                      guardian=bool(data.get("guardian")),
+                                      also_device=device if signed_in else None)
+    if not signed_in and subject.public_id != device:
+        _remember(site, s=subject.public_id)  # a visitor created here, for this browser
     return redirect(url_for("preferences.preferences_page", site=site.key, lang=locale,
                             saved=event.event_id[:8]), code=303)
+
+
+def _from_the_site(site: SiteSnapshot) -> bool:
+    """Whether this request was sent by a page on one of the site's origins."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return False
+    try:
+        return normalise_origin(origin) in site.allowed_origins
+    except BadOrigin:
+        return False
+
+
+@exempt  # a cross-site top-level POST from the site's page; the device key is the proof
+@bp.post("/preferences/enter")
+def enter():
+    """The widget's way in: check the visitor's device key, remember them, show the page."""
+    query = PageQuery().load(request.args)
+    site = site_snapshot(query["site"])
+    data = EnterForm().load(request.form)
+    if not _from_the_site(site):
+        # Another site must not choose whose preferences this browser sees (login CSRF).
+        raise Forbidden(f"This page can only be opened from {site.name}. Go back to the "
+                        "site and open its privacy settings again.")
+    visitor = enter_preferences(site.key, data.get("subject"), data.get("key"))
+    # The entry starts afresh: whatever this browser was shown before is not this visitor.
+    _remember(site, d=visitor, s=None, ret=return_url(site, data.get("return_")))
+    params = {"site": site.key}
+    if data.get("lang"):
+        params["lang"] = data["lang"]
+    response = redirect(url_for("preferences.preferences_page", **params), code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/preferences/link-device")
+def link_device_post():
+    """A signed-in person confirms that their choices also apply to this browser."""
+    query = PageQuery().load(request.args)
+    site = site_snapshot(query["site"])
+    subject_id, signed_in, device = _who(site)
+    if not signed_in or not device:
+        raise Forbidden("Sign in from the site's link first, in the browser you want to "
+                        "link.")
+    confirm_device_link(site.key, subject_id, device, request_context())
+    return redirect(url_for("preferences.preferences_page", site=site.key), code=303)
 
 
 @bp.get("/preferences/login")
@@ -156,10 +239,7 @@ def login():
     """Spend a login link minted by the site's backend, then show the preferences."""
     query = LoginQuery().load(request.args)
     site = site_snapshot(query["site"])
-    cookie_name = (site.settings.get("cookie") or {}).get("name") or "consent"
-    result = use_login_token(site.key, query["token"],
-                             visitor_id_from_cookie(request.cookies.get(cookie_name)),
-                             request_context())
+    result = use_login_token(site.key, query["token"])
     _remember(result.site, a=result.account, exp=result.session_expires)
     params = {"site": site.key}
     if query.get("lang"):

@@ -4,12 +4,16 @@ from __future__ import annotations
 from flask import current_app, make_response, request
 from flask_smorest import Blueprint
 import marshmallow as ma
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
 
+from ..database import iso
 from ..decisions import (ConsentViewSchema, DecisionResultSchema, DecisionSchema,
                          read_my_consent, record_decision)
-from ..database import iso
-from ..errors import Forbidden
+from ..errors import DomainError
+from ..refusals import OriginRefused, note_refusal
 from ..sites import NotFound, site_snapshot
+from ..subjects import READ_TOKEN_RE
 from ..widget_config import config_document, server_cookie_header
 from .common import apply_site_cors, json_response, load_json, request_context
 
@@ -22,20 +26,42 @@ class ConfigQuery(ma.Schema):
         unknown = ma.EXCLUDE
 
     locale = ma.fields.String(validate=ma.validate.Length(2, 16))
+    details = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Also what the preferences dialog shows (category descriptions, "
+                       "services) and the endpoints; without it, what the banner needs"})
+
+
+class MeQuery(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    r = ma.fields.String(validate=ma.validate.Regexp(READ_TOKEN_RE), metadata={
+        "description": "The device's read token (`r` in the consent cookie, `read_token` "
+                       "in the decision's answer)"})
 
 
 @blp.after_request
 def _cors(response):
     site_key = (request.view_args or {}).get("site_key")
-    return apply_site_cors(response, site_key)
+    response = apply_site_cors(response, site_key)
+    origin = request.headers.get("Origin")
+    if request.endpoint in ("widget_api.post_decision", "widget_api.get_config") \
+            and response.status_code >= 400 and origin \
+            and "Access-Control-Allow-Origin" not in response.headers:
+        # A refusal (or an unknown site key) carries no one's data: let the page read why,
+        # so the widget can say so instead of a bare CORS error.
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+    return response
 
 
 @blp.route("/sites/<site_key>/config", methods=["GET"])
 @blp.arguments(ConfigQuery(), location="query", as_kwargs=True)
 @blp.response(200)
-def get_config(site_key: str, locale: str | None = None):
+def get_config(site_key: str, locale: str | None = None, details: bool = False):
     """Site configuration and strings for the widget (cacheable)."""
-    payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"))
+    payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"),
+                                    details=details)
     response = make_response(payload)
     response.mimetype = "application/json"
     response.set_etag(etag)
@@ -56,29 +82,57 @@ _DECISION_SCHEMA = DecisionSchema()
 @blp.response(201, DecisionResultSchema)
 @blp.alt_response(200, schema=DecisionResultSchema, description="Replay of a recorded decision")
 def post_decision(site_key: str):
-    """Record a visitor's decision as a ledger event; returns their consent."""
-    data = load_json(_DECISION_SCHEMA)
+    """Record a visitor's decision as a ledger event; returns their consent.
+
+    A visitor id needs the key of the browser that holds it (403 otherwise); a browser's
+    decision (with an Origin header) must come from one of the site's origins (403).
+    """
+    try:
+        return _record(site_key)
+    except (DomainError, ValidationError, HTTPException) as exc:
+        note_refusal(site_key, exc)  # the refusal path only: accepted writes never count
+        raise
+
+
+def _record(site_key: str):
     origin = request.headers.get("Origin")
-    # Browsers send Origin on every POST; calls without it skip the per-site checks.
+    # Browsers send Origin on every POST; server callers without it prove the visitor
+    # with its key all the same.
     site = site_snapshot(site_key) if origin else None
     if site is not None and not site.allows_origin(origin):
-        raise Forbidden(f"origin {origin!r} is not allowed for site {site_key!r}")
+        raise OriginRefused(origin[:200], site_key)
+    data = load_json(_DECISION_SCHEMA)
     result = record_decision(site_key, data, request_context())
     body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
+            "read_token": result.read_token,
             "recorded_at": iso(result.event.recorded_at), "duplicate": result.event.duplicate,
             "consent": result.view}
+    if result.minted_key:
+        body["key"] = result.minted_key
     status = 200 if result.event.duplicate else 201
     # Same-site deployment: the server itself sets the consent cookie (see docs/widget.md).
-    cookie = site and server_cookie_header(site, result.subject_public_id, result.view,
-                                           request.is_secure)
+    cookie = site and server_cookie_header(
+        site, result.subject_public_id, result.view, request.is_secure,
+        key=data.get("key") or result.minted_key, read_token=result.read_token,
+        minor=result.minor)
     return json_response(body, status, {"Set-Cookie": cookie} if cookie else None)
 
 
 @blp.route("/sites/<site_key>/me/<subject_id>", methods=["GET"])
+@blp.arguments(MeQuery, location="query", as_kwargs=True)
 @blp.response(200, ConsentViewSchema)
-def get_my_consent(site_key: str, subject_id: str):
-    """The current consent of the visitor whose cookie holds SUBJECT_ID."""
-    subject, view = read_my_consent(site_key, subject_id)
-    if subject is None or view is None:
+@blp.alt_response(304, description="Unchanged since the copy the browser holds (ETag)")
+def get_my_consent(site_key: str, subject_id: str, r: str | None = None):
+    """The current consent of the visitor whose cookie holds SUBJECT_ID and read token R.
+
+    Without the right token the answer is 404, as for an unknown visitor. The ETag changes
+    with the visitor's last event and with the site's configuration; the widget asks once
+    per browser session (a conditional request, 304 when nothing changed).
+    """
+    mine = read_my_consent(site_key, subject_id, r)
+    if mine is None or mine.view is None:
         raise NotFound("subject", subject_id[:64])
-    return view
+    response = json_response(mine.view)
+    response.set_etag(mine.etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response.make_conditional(request)

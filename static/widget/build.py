@@ -1,8 +1,10 @@
 """Build static/consent.js from static/widget/consent.src.js: `python3 static/widget/build.py`.
 
-The stylesheet static/consent.css is embedded too (the source's `'@@STYLE@@'` becomes
-that CSS as a string, without comments), so the banner needs no second request; the
-server still serves consent.css for browsers without constructable stylesheets.
+The banner's part of the stylesheet static/consent.css (everything before its `/*@`
+comment) is embedded too (the source's `'@@STYLE@@'` becomes that CSS as a string,
+without comments), so the banner needs no second request. The whole file is served as
+consent.css: the script adopts it when the preferences dialog first opens, and browsers
+without constructable stylesheets load it with a <link>.
 
 A deliberately tiny, dependency-free minifier: it drops comments (except the leading
 `/*! ... */` banner) and whitespace that JavaScript does not need, and keeps a newline
@@ -89,9 +91,15 @@ def minify(src: str) -> str:
     return "".join(out) + "\n"
 
 
+DIALOG_MARK = "/*@"
+
+
 def stylesheet() -> str:
-    """consent.css as one line without comments, for embedding in the script."""
-    css = re.sub(r"/\*.*?\*/", "", STYLESHEET.read_text(encoding="utf-8"), flags=re.S)
+    """The banner's part of consent.css as one line without comments, for the script."""
+    text = STYLESHEET.read_text(encoding="utf-8")
+    if text.count(DIALOG_MARK) != 1:
+        raise ValueError(f"consent.css must mark where the dialog's rules start with {DIALOG_MARK}")
+    css = re.sub(r"/\*.*?\*/", "", text.split(DIALOG_MARK)[0], flags=re.S)
     return "".join(line.strip() for line in css.splitlines())
 
 

@@ -5,14 +5,14 @@
   if (W.Consent) return;
   const me = D.currentScript || D.querySelector('script[data-site]');
   const src = new URL(me.src), base = new URL('.', src).href;
-  const site = me.dataset.site || src.searchParams.get('site');
+  const site = me.dataset.site || src.searchParams.get('site'), api = base + 'api/v1/sites/' + encodeURIComponent(site) + '/';
   const lang = (D.documentElement.lang || N.language || 'en').toLowerCase();
   // Both filled in when this file is built or served: STYLE by static/widget/build.py (the
   // widget's stylesheet), CONFIG by the server for /consent.js?site=KEY (the site's config
   // document, so a first visit needs no other request). Unfilled, they stay these strings.
   const STYLE = '@@STYLE@@', CONFIG = '@@CONFIG@@';
   const gpc = N.globalPrivacyControl === true;
-  const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site;
+  const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site, SK = 'consent:sync:' + site;
   const MODES = {functional: ['functionality_storage', 'personalization_storage'],
     analytics: ['analytics_storage'], advertising: ['ad_storage', 'ad_user_data', 'ad_personalization']};
   const dl = W.dataLayer = W.dataLayer || [];
@@ -23,15 +23,21 @@
   const noop = () => {};
   // localStorage may be missing or throw (privacy modes, sandboxed frames): degrade to memory.
   const store = (k, v) => { try { if (v === undefined) return JSON.parse(localStorage.getItem(k)); localStorage.setItem(k, JSON.stringify(v)); } catch (e) {} };
+  // This tab's sync mark: 'p' back from the preference center, 'c' checked this session.
+  // Without sessionStorage it reads 'c': no check rather than one on every page view.
+  const mark = v => { try { return v ? sessionStorage.setItem(SK, v) : sessionStorage.getItem(SK); } catch (e) { return 'c'; } };
   const ready = new Promise(r => D.readyState == 'loading' ? D.addEventListener('DOMContentLoaded', r) : r());
   const hooks = [];
   let cached = store(CK), cfg = cached && cached.c, queue = store(QK) || [];
   // The inlined config serves if it is this site's and in the language the page would ask
-  // for (the server picked it from the script URL's `lang` or the browser's languages).
+  // for (the server picked it from the script URL's `lang` or the browser's languages),
+  // unless a check with the server found a newer one (f) while the cached script is fresh.
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
-  if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale) cached = {t: Date.now(), c: cfg = CONFIG};
-  let state, banner, dialog, back, cssP, flushing, retry, gotCfg, age;
-  const cfgP = new Promise(r => { gotCfg = r; });
+  if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
+    !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
+  let state, banner, dialog, back, cssP, flushing, retry, gotCfg, noCfg, age, more;
+  const cfgP = new Promise((r, n) => { gotCfg = r; noCfg = n; });
+  cfgP.catch(noop);
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
 
   // ---- the consent cookie: form-urlencoded, format in docs/widget.md
@@ -41,18 +47,18 @@
     const q = p && new URLSearchParams(p.slice(n.length)), c = {};
     if (!q || q.get('v') != '1' || !q.get('s')) return null;
     for (const [f, v] of [['d', false], ['c', true]]) for (const k of (q.get(f) || '').split('.')) if (k) c[k] = v;
-    return {s: q.get('s'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1'};
+    // a cookie from before device keys gets one now: its first write claims the visitor
+    return {s: q.get('s'), k: q.get('k') || uid(), r: q.get('r'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1'};
   }
   function save() {
     const k = Object.keys(state.c), o = cfg.cookie;
-    const q = new URLSearchParams({v: 1, s: state.s, c: k.filter(x => state.c[x]).join('.'),
+    const q = new URLSearchParams({v: 1, s: state.s, k: state.k, c: k.filter(x => state.c[x]).join('.'),
       d: k.filter(x => !state.c[x]).join('.'), t: state.t, e: state.e, src: state.src, g: state.g ? 1 : 0});
-    if (state.p) q.set('p', state.p);
-    if (state.m) q.set('m', 1);
+    for (const f of 'rpm') if (state[f]) q.set(f, state[f] === true ? 1 : state[f]);
     D.cookie = o.name + '=' + q + '; Path=/; Max-Age=' + Math.max(0, state.e - now()) +
       (o.domain ? '; Domain=' + o.domain : '') + '; SameSite=' + (o.sameSite || 'Lax') +
       (location.protocol == 'https:' ? '; Secure' : '');
-    store(CK, {t: cached ? cached.t : Date.now(), c: cfg});  // a choice exists: keep config too
+    store(CK, {t: cached ? cached.t : Date.now(), c: cfg, f: cached && cached.f});  // a choice exists: keep config too
   }
 
   // ---- what is granted
@@ -62,7 +68,7 @@
   function valid() {
     if (!state || !state.t) return !!state;
     const m = cfg && cfg.policy.reconsentAfter && Date.parse(cfg.policy.reconsentAfter) / 1e3;
-    return state.e > now() && !(m && state.t < m && m <= now());
+    return state.e > now() && !(m && state.t < m && m <= Date.now() / 1e3);  // not a second late
   }
   const has = k => k == E || !(gpc && gpcKeys().includes(k)) && valid() && state.t > 0 && state.c[k] === true;
   const allows = el => el.dataset.category.trim().split(/\s+/).every(has);
@@ -120,26 +126,46 @@
 
   // ---- recording on the server: a persistent queue, retried, idempotent by client_event_id
   function send(body) {
-    queue.push(Object.assign(body, {subject: state.s, policy_version: state.p || undefined,
+    queue.push(Object.assign(body, {subject: state.s, key: state.k, policy_version: state.p || undefined,
       locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined,
       age: cfg.age && (age || known()) ? (minor() ? 'minor' : 'adult') : undefined, guardian: minor() && age && age.g || undefined}));
     store(QK, queue);
     return flush();
   }
+  // A plain-text body keeps the request simple (no CORS preflight), so even a refusal
+  // reaches the server, which counts it, and its reason reaches the page.
   async function post() {
+    let fresh;
     while (queue.length) {
       const b = queue[0];
-      const r = await fetch(cfg.endpoints.decisions, {method: 'POST', body: JSON.stringify(b),
-        headers: {'Content-Type': 'application/json'}, credentials: cfg.cookie.serverSet ? 'include' : 'omit'});
+      const r = await fetch(api + 'decisions', {method: 'POST', body: JSON.stringify(b),
+        credentials: cfg.cookie.serverSet ? 'include' : 'omit'});
       if (r.status >= 500 || r.status == 429) throw Error(r.status);
-      queue = queue.filter(x => x.client_event_id != b.client_event_id);  // 4xx: never valid, drop
-      store(QK, queue);
-      if (r.ok) {
-        const j = await r.json();
-        if (cfg.cookie.serverSet) state = load() || state;  // the server set the cookie
-        if (state) state.id = j.event_id;
-        W.dispatchEvent(new CustomEvent('consent:recorded', {detail: {eventId: j.event_id, duplicate: j.duplicate}}));
+      const j = await r.json().catch(noop) || {};
+      if (!r.ok) {
+        // Refused: never reported as saved, kept for a later page view unless it can never
+        // succeed (bad input). A visitor id whose key is refused is left for a new one, once.
+        if (/key$/.test(j.type) && state && !fresh) {
+          fresh = Object.assign(state, {s: uid(), k: uid(), r: ''});
+          save();
+          for (const x of queue) Object.assign(x, {subject: state.s, key: state.k});
+          continue;
+        }
+        if (r.status == 422 || r.status == 400 || r.status == 413) queue.shift();
+        store(QK, queue);
+        const m = 'consent: choice not recorded: ' + (j.detail || r.status);
+        console.error(m);
+        throw {message: m, refused: 1};
       }
+      queue = queue.filter(x => x.client_event_id != b.client_event_id);
+      store(QK, queue);
+      if (cfg.cookie.serverSet) state = load() || state;  // the server set the cookie
+      if (state && b.subject == state.s) {
+        state.id = j.event_id;
+        state.r = j.read_token;
+        save();
+      }
+      W.dispatchEvent(new CustomEvent('consent:recorded', {detail: {eventId: j.event_id, duplicate: j.duplicate}}));
     }
     return get();
   }
@@ -147,7 +173,9 @@
     if (!flushing) {
       const done = () => { flushing = null; };
       flushing = post().then(v => { done(); return v; }, e => {
-        done(); clearTimeout(retry); retry = setTimeout(bg, 3e4);
+        done(); clearTimeout(retry);
+        if (e.refused) throw Error(e.message);
+        retry = setTimeout(bg, 3e4);
         throw Error('consent: not recorded yet (' + e.message + '); it will be sent later');
       });
     }
@@ -163,7 +191,7 @@
     // age rule: a minor's new grants of these keys wait for a guardian (as on the server)
     if (m && cfg.age && !(age && age.g)) for (const k of cfg.age.categories) c[k] = c[k] && !!(state && state.m && state.c[k]);
     const any = Object.keys(c).some(k => k != E && c[k]);
-    state = {s: state ? state.s : uid(), c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g), m,
+    state = {s: state ? state.s : uid(), k: state ? state.k : uid(), r: state && state.r, c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g), m,
       e: t + 86400 * cfg.lifetimes[any ? 'acceptDays' : 'rejectDays']};
     save();
     hide();
@@ -183,7 +211,7 @@
     const k = gpcKeys();
     if (!gpc || state && state.g && k.every(x => state.c[x] === false)) return;
     const before = cats();
-    state = state || {s: uid(), c: {}, t: 0, e: now() + 86400 * cfg.lifetimes.rejectDays};
+    state = state || {s: uid(), k: uid(), c: {}, t: 0, e: now() + 86400 * cfg.lifetimes.rejectDays};
     for (const x of k) state.c[x] = false;
     Object.assign(state, {g: true, src: 'gpc'});
     save();
@@ -196,12 +224,10 @@
   // The stylesheet travels in this script and is adopted through the CSSOM: no request
   // before the banner, no style element, nothing a strict CSP forbids. Browsers without
   // constructable stylesheets load consent.css with a <link> instead.
+  const adopt = t => { const s = new CSSStyleSheet(); s.replaceSync(t); D.adoptedStyleSheets = [...D.adoptedStyleSheets, s]; };
   const css = () => cssP || (cssP = new Promise(r => {
     try {
-      const s = new CSSStyleSheet();
-      s.replaceSync(STYLE);
-      D.adoptedStyleSheets = [...D.adoptedStyleSheets, s];
-      return r();
+      return r(adopt(STYLE));
     } catch (e) {}
     const l = h('link', {rel: 'stylesheet', href: base + 'consent.css'});
     l.onload = l.onerror = r;
@@ -253,8 +279,14 @@
       if (W.performance && performance.mark) performance.mark('consent:banner');
     });
   }
+  // The dialog's own styles and texts (category descriptions, services) come when it first
+  // opens; without them (offline) it still works, plainer.
+  const details = () => more || (more = Promise.all([
+    fetch(base + 'consent.css').then(r => r.text()).then(adopt),
+    fetch(url + '&details=1').then(r => r.json()).then(c => { if (c.site == site) cfg = c; })]).catch(noop));
+  const prefsUrl = p => base + 'preferences' + p + '?site=' + encodeURIComponent(site);
   function prefs(opener) {
-    return cfgP.then(css).then(() => {
+    return cfgP.then(css).then(details).then(() => {
       if (dialog && dialog.open) return;  // a closed one may still await its close event
       const from = opener || D.activeElement, sw = {}, gk = gpcKeys();
       const done = (action, vals) => { choose(action, 'preferences', vals).catch(noop); dialog.close(); };
@@ -280,8 +312,7 @@
           btn('rejectAll', () => done('reject_all')),
           btn('acceptAll', () => done('accept_all')),
           btn('save', () => { const v = {}; for (const k in sw) v[k] = sw[k].checked; done('custom', v); }, 1)),
-        cfg.endpoints.preferences && h('p', {class: 'cw-more'}, h('a', {href: cfg.endpoints.preferences +
-          (state ? '&subject=' + state.s : '')}, S('more'))),
+        h('p', {class: 'cw-more'}, h('a', {href: prefsUrl('') + '&return=' + encodeURIComponent(location.href), go: enter}, S('more'))),
         h('button', {type: 'button', class: 'cw-x', 'aria-label': S('close')}, '×'));
       dialog.lastChild.addEventListener('click', () => dialog.close());
       const me = dialog;
@@ -291,10 +322,46 @@
     });
   }
 
+  // ---- the preference center and back: the link posts the visitor id with its device key
+  // (no secret in a URL); the page the visitor comes back to asks the server before any tag
+  function enter(e) {
+    if (!state || e.ctrlKey || e.metaKey) return;  // no visitor yet, or a new tab: the plain link
+    e.preventDefault();
+    mark('p');
+    const f = h('form', {method: 'post', action: prefsUrl('/enter')},
+      [['subject', state.s], ['key', state.k], ['return', location.href], ['lang', cfg.locale]]
+        .map(([name, value]) => h('input', {type: 'hidden', name, value})));
+    D.body.append(f);
+    f.submit();
+  }
+  // What the server holds for this visitor (preference center, the site's backend, an admin,
+  // an erasure, expiry, a new policy version) applies here. True when scripts that already
+  // ran must be stopped by a reload. Server unreachable: the cookie stands.
+  const snap = () => JSON.stringify([cats(), valid()]);
+  async function sync() {
+    mark('c');
+    if (!state || !state.r || queue.length) return;  // a choice still to send is newer
+    const was = snap(), before = cats(), o = cfg.cookie, at = x => Date.parse(x) / 1e3 | 0;
+    const v = await Promise.race([new Promise(r => setTimeout(r, 3e3)),
+      fetch(api + 'me/' + state.s + '?r=' + state.r, {credentials: 'omit', cache: 'no-cache'})
+      .then(r => r.ok ? r.json() : r.status == 404 && 0)]).catch(noop);
+    if (v) {
+      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc});
+      save();
+      // a new policy version or category: the new config, kept over the cached script's
+      if (v.revision != cfg.revision) await fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); }, noop);
+    } else if (v === 0) {  // erased, expired or unknown: as if this browser never chose
+      state = null;
+      D.cookie = o.name + '=; Max-Age=0; Path=/' + (o.domain ? '; Domain=' + o.domain : '');
+    }
+    return was != snap() && changed(before);
+  }
+
   // ---- start: Consent Mode default first, then the stored choice, then (if needed) the banner
   state = load();
   gtag('consent', 'default', Object.assign(modes(0), {security_storage: 'granted', wait_for_update: 500}));
   async function start() {
+    if (mark() == 'p') await sync();  // back from the preference center: its choice before any tag
     if (get()) gtag('consent', 'update', modes(1));
     gotCfg();
     await ready;
@@ -302,13 +369,16 @@
     if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
     activate();
     bg();
+    // Once per browser session, after the page's own load: one small conditional request.
+    const check = () => sync().then(r => r ? location.reload() : needsChoice() && show());
+    if (mark() != 'c') D.readyState == 'complete' ? check() : W.addEventListener('load', check);
   }
-  const url = base + 'api/v1/sites/' + encodeURIComponent(site) + '/config?locale=' + encodeURIComponent(lang);
+  const url = api + 'config?locale=' + encodeURIComponent(lang);
   // Without any copy the banner cannot show: retry a failed fetch a few times (0.5, 1, 2 s).
   const fetchCfg = (revalidate, tries) => fetch(url, {credentials: 'omit', cache: revalidate ? 'no-cache' : 'default'})
-    .then(r => { if (!r.ok) throw Error(r.status); return r.json(); })
+    .then(r => { if (r.status == 404) console.error("consent: unknown site key '" + site + "'"); if (!r.ok) throw Error(r.status); return r.json(); })
     .then(c => { cfg = c; cached = {t: Date.now(), c}; state = load(); if (state) store(CK, cached); }, e => {
-      if (cfg || tries > 2) throw e;
+      if (cfg || tries > 2 || e.message == 404) throw e;
       return new Promise(r => setTimeout(r, 500 << tries)).then(() => fetchCfg(0, tries + 1));
     });
   if (!state) css();  // first visit: the banner's style is ready before its config
@@ -317,8 +387,12 @@
   // category is seen before any tag runs; if the server cannot be reached, the stale
   // copy (or, without one, the cookie alone) still applies the visitor's choice.
   if (cfg && Date.now() - cached.t < (cfg.ttl || 300) * 1e3) start();
-  else fetchCfg(!!cfg, 0).then(start, () => cfg ? start() : get() && (gtag('consent', 'update', modes(1)), activate()));
+  // No config at all (server unreachable, unknown key): the cookie alone applies the choice,
+  // and Consent's choices refuse rather than wait for ever.
+  else fetchCfg(!!cfg, 0).then(start, e => cfg ? start() : (noCfg(e), get() && (gtag('consent', 'update', modes(1)), activate())));
   W.addEventListener('online', bg);
+  // A page restored from the back/forward cache ran its tags already: check, reload if needed.
+  W.addEventListener('pageshow', e => { if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && location.reload()); });
   D.addEventListener('click', e => {
     const t = e.target.closest && e.target.closest('[data-consent-open]');
     if (t) { e.preventDefault(); prefs(t); }

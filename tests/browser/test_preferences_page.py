@@ -27,10 +27,10 @@ def api(server, site, path, body):
     return r.json()
 
 
-def visitor(server, site) -> str:
+def visitor(server, site) -> dict:
     r = requests.post(f"{server.url}/api/v1/sites/{site['key']}/decisions",
                       json={"action": "reject_all"}, timeout=30)
-    return r.json()["subject"]
+    return r.json()
 
 
 def box(page, key: str):
@@ -41,8 +41,11 @@ def box(page, key: str):
 def test_every_channel_toggles_and_is_recorded(browser, server, site, javascript):
     context = new_context(browser, java_script_enabled=javascript)
     page = context.new_page()
-    subject = visitor(server, site)
-    page.goto(f"{server.url}/preferences?site=shop&subject={subject}")
+    who = visitor(server, site)
+    # The widget's cookie where this server sees it (same-site deployment): id and key.
+    context.add_cookies([{"name": "consent", "value": f"v=1&s={who['subject']}&k={who['key']}",
+                          "url": server.url}])
+    page.goto(f"{server.url}/preferences?site=shop")
     assert page.locator("h1").inner_text() == "Privacy preferences"
     # Transactional messages: shown, on, and cannot be switched off.
     transactional = page.locator("#channel-transactional")
@@ -77,7 +80,8 @@ def test_every_channel_toggles_and_is_recorded(browser, server, site, javascript
     assert page.locator("#category-analytics").is_checked()
     assert transactional.is_checked()
     # The widget's view of this visitor changed too.
-    me = requests.get(f"{server.url}/api/v1/sites/shop/me/{subject}", timeout=30).json()
+    me = requests.get(f"{server.url}/api/v1/sites/shop/me/{who['subject']}",
+                      params={"r": who["read_token"]}, timeout=30).json()
     assert me["categories"]["analytics"] is True and me["source"] == "preferences"
     context.close()
 

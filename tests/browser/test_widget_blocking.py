@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .helpers import (ADS_TAGS, ALL_TAGS, banner, consent_cookie, cookie_names,
-                      ran, settle, wait_ran, wait_recorded)
+from .helpers import (ADS_TAGS, ALL_TAGS, ANALYTICS_TAGS, banner, consent_cookie, cookie_names,
+                      ran, settle, wait_ran, wait_recorded, wait_until)
 
 pytestmark = pytest.mark.browser
 
@@ -38,9 +38,11 @@ def test_accept_all_runs_tags_once_in_document_order_and_records(env, context, p
     assert event.action == "accept_all" and event.source == "banner"
     assert event.categories == {"essential": True, "functional": True, "analytics": True,
                                 "advertising": True}
-    # the cookie names the visitor the server recorded
+    # the cookie names the visitor the server recorded, with the token to read it
+    wait_until(page, "document.cookie.includes('&r=')")
     cookie = consent_cookie(context)
-    me = requests.get(f"{env.app_url}/api/v1/sites/shop/me/{cookie['s']}", timeout=5).json()
+    me = requests.get(f"{env.app_url}/api/v1/sites/shop/me/{cookie['s']}",
+                      params={"r": cookie["r"]}, timeout=5).json()
     assert me["eventId"] == event.event_id and me["categories"]["advertising"] is True
     got = page.evaluate("Consent.get()")
     assert got["categories"] == event.categories and got["source"] == "banner"

@@ -26,7 +26,7 @@ def test_gpc_without_prior_choice_turns_advertising_off_once_and_says_so(env, pa
     settle(page)
     assert len(env.events("gpc")) == 1
     page.get_by_role("button", name="Customise").click()
-    assert page.locator("dialog .cw-gpc").is_visible()
+    page.locator("dialog .cw-gpc").wait_for()  # the dialog's details load when it opens
     assert page.get_by_role("switch", name="Advertising").is_disabled()
     page.keyboard.press("Escape")
     page.get_by_role("button", name="Accept all").click()

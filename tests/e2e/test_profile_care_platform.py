@@ -89,6 +89,7 @@ def test_google_and_linkedin_tracking_are_listed_and_wait_for_consent(env, conte
     page.goto(env.url())
     page.get_by_role("button", name="Customise").click()
     dialog = page.locator("dialog")
+    dialog.locator("summary").first.wait_for()  # the dialog's details load when it opens
     for summary in dialog.locator("summary").all():
         summary.click()
     analytics, advertising = dialog.locator("li.cw-cat").nth(1), dialog.locator("li.cw-cat").nth(2)

@@ -36,6 +36,7 @@ def test_the_banner_offers_the_policys_cookie_types_and_blocks_them_until_chosen
     assert ran(page) == [] and page.get_attribute("iframe", "src") is None
     page.get_by_role("button", name="Customise").click()
     switches = page.get_by_role("switch")
+    switches.first.wait_for()  # the dialog's details load when it opens
     assert [switches.nth(i).get_attribute("id") for i in range(switches.count())] == [
         "cw-c-essential", "cw-c-functional", "cw-c-analytics", "cw-c-advertising"]
     for i, name in enumerate(TYPES):

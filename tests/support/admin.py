@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from consent import admin_auth
 from consent.database import run_write
 from consent.decisions import RequestContext, record_decision
+from consent.subjects import new_device_key
 
 PASSWORD = "correct horse battery staple"
 
@@ -120,9 +121,14 @@ def record_choice(site_key: str, action: str = "accept_all", subject: str | None
     visitor id."""
     data = {"action": action, "page_url": page_url}
     if subject:
-        data["subject"] = subject
+        # a visitor id the test names is minted with its key, as the widget does
+        data.update(subject=subject, key=KEYS.setdefault(subject, new_device_key()))
     if categories is not None:
         data["categories"] = categories
     result = record_decision(site_key, data, RequestContext(ip=ip, user_agent=user_agent,
                                                             gpc_header=gpc))
+    KEYS.setdefault(result.subject_public_id, result.minted_key)
     return result.subject_public_id
+
+
+KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it

@@ -2,6 +2,8 @@
 running server, tests.support.servers.HttpClient (same interface)."""
 from __future__ import annotations
 
+from consent.subjects import new_device_key
+
 PROBLEM = "application/problem+json"
 
 
@@ -18,10 +20,18 @@ def decide(client, site_key: str, action: str = "accept_all", *, subject: str | 
     body = {"action": action, **body}
     if subject:
         body["subject"] = subject
+        # a visitor id needs its device key; one the test names is minted with a new key
+        body.setdefault("key", KEYS.setdefault(subject, new_device_key()))
     headers = {"Origin": origin} if origin else {}
     r = client.post(f"/api/v1/sites/{site_key}/decisions", json=body, headers=headers)
     assert r.status_code in (200, 201), r.get_data(as_text=True)
-    return r.get_json()
+    answer = r.get_json()
+    if answer.get("key"):
+        KEYS.setdefault(answer["subject"], answer["key"])
+    return answer
+
+
+KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
 
 
 def may_i_send(client, site: dict, channel: str, kind: str = "promotional", **who) -> dict:

@@ -1,0 +1,136 @@
+"""The preference center's service: what the page shows and what saving it records.
+
+Cookie categories and message channels of one subject on one page. Who the subject is
+the web layer establishes first (consent.identity: a login link, the widget's proof of
+its device key, the consent cookie's key); an id alone never names anyone here. Without
+a proven visitor the page shows the defaults and saving creates a new visitor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .channels import CHANNELS, _parse_iso, channel_defaults, parse_channel_key
+from .context import RequestContext
+from .database import run_write
+from .errors import Invalid
+from .extensions import db
+from .identity import linked_to
+from .ledger import AppendedEvent, append_event, read_state
+from .sites import ESSENTIAL, Category, SiteSnapshot, gpc_categories, site_snapshot
+from .subjects import Subject, create_subject, find_subject
+
+
+@dataclass
+class ChoiceRow:
+    """One line of the preference center: a category or a channel."""
+
+    key: str
+    value: bool
+    chosen: bool
+    changed_at: datetime | None
+    locked: bool = False
+    gpc: bool = False
+    title: str = ""
+    description: str = ""
+
+
+@dataclass
+class PreferenceView:
+    """Everything the preference page shows for one subject."""
+
+    site: SiteSnapshot
+    subject: Subject | None
+    categories: list[ChoiceRow]
+    channels: list[ChoiceRow]
+    policy_label: str | None
+    chosen_policy_version: str | None
+    last_event_id: str | None
+    decided_at: datetime | None
+    gpc: bool
+
+
+def _localised(texts: dict, locale: str, fallback: str) -> str:
+    return (texts or {}).get(locale) or (texts or {}).get(fallback) or \
+        (texts or {}).get("en") or next(iter((texts or {}).values()), "")
+
+
+def preference_view(site_key: str, subject_public_id: str | None, locale: str,
+                    gpc: bool = False) -> PreferenceView:
+    """The current choices of a proven subject (or the defaults) for the preference page."""
+    site = site_snapshot(site_key)
+    subject = find_subject(site.id, subject_public_id) if subject_public_id else None
+    state = read_state(site.id, subject.pseudonym) if subject is not None else None
+    state = state or {}
+    cats, chans, changed = (state.get("categories") or {}, state.get("channels") or {},
+                            state.get("changed") or {})
+    rows = db.session.execute(db.select(Category).where(Category.site_id == site.id)
+                              .order_by(Category.position)).scalars().all()
+    gpc_off = set(gpc_categories(site)) if gpc else set()
+    categories = [ChoiceRow(
+        key=c.key, value=(c.key == ESSENTIAL) or (bool(cats.get(c.key)) and c.key not in gpc_off),
+        chosen=c.key in cats, changed_at=_parse_iso(changed.get(f"category:{c.key}")),
+        locked=c.locked or c.key == ESSENTIAL, gpc=c.key in gpc_off,
+        title=_localised(c.titles, locale, site.default_locale),
+        description=_localised(c.descriptions, locale, site.default_locale)) for c in rows]
+    defaults = channel_defaults(site)
+    channels = [ChoiceRow(key=k, value=bool(chans[k]) if k in chans else defaults[k],
+                          chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
+                for k in CHANNELS]
+    return PreferenceView(site, subject, categories, channels, site.policy_label,
+                          state.get("policy_version"), state.get("last_event_id"),
+                          state.get("decided_at"), gpc or bool(state.get("gpc_at")))
+
+
+def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],
+                     channels: list[str], locale: str, ctx: RequestContext, *,
+                     age: str | None = None, guardian: bool = False,
+                     also_device: str | None = None) -> tuple[Subject, AppendedEvent]:
+    """Record one `preferences` event with every category and channel as ticked.
+
+    SUBJECT_PUBLIC_ID must be proven by the caller (see the module docstring); None (or
+    a subject erased meanwhile) records for a new visitor. ALSO_DEVICE, the browser's own
+    proven device when a signed-in user confirmed that their choices apply to it too, gets
+    the same choice when it is linked to that account. AGE and GUARDIAN answer the age
+    question of sites with an age rule (consent.minors).
+    """
+    site = site_snapshot(site_key)
+    for key in categories:
+        if key not in site.category_keys:
+            raise Invalid(f"unknown category {key!r} for site {site.key!r}", field="category")
+    for key in channels:
+        parse_channel_key(key)
+    cat_map = {k: (k == ESSENTIAL) or k in categories for k in site.category_keys}
+    meta = None
+    if ctx.gpc_header:
+        # The browser says "do not sell or share": honoured here as on the banner.
+        for key in gpc_categories(site):
+            cat_map[key] = False
+        meta = {"gpc": True}
+    chan_map = {k: k in channels for k in CHANNELS}
+
+    def record(subject) -> AppendedEvent:
+        cats, chans, event_meta = cat_map, chan_map, meta
+        if "age_rule" in site.settings:
+            # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
+            from .minors import screen_choice
+
+            screened = screen_choice(site, subject, created=False, age=age, guardian=guardian,
+                                     categories=cat_map, channels=chan_map, meta=meta)
+            cats, chans, event_meta = screened.categories, screened.channels, screened.meta
+        return append_event(site, subject, action="preferences", source="preferences",
+                            categories=cats, channels=chans,
+                            policy_version=site.policy_label, locale=locale,
+                            details=ctx.details(None), meta=event_meta)
+
+    def write():
+        subject = find_subject(site.id, subject_public_id) if subject_public_id else None
+        if subject is None or subject.erased_at is not None:
+            subject = create_subject(site.id)
+        event = record(subject)
+        if also_device and also_device != subject.public_id \
+                and linked_to(site.id, also_device, subject.public_id):
+            record(find_subject(site.id, also_device))
+        return subject, event
+
+    return run_write(write)
