@@ -279,3 +279,30 @@ def test_read_only_admin_sees_pages_without_write_forms(app, site):
     page = reader.get(f"/admin/sites/{site['key']}/policies").data.decode()
     assert "Publish a new version" not in page
     assert reader.get(f"/admin/sites/{site['key']}/export").status_code == 403
+
+
+def test_new_site_and_policy_forms_keep_the_input_and_show_errors_by_the_field(app, site,
+                                                                                admin):
+    r = post_form(admin, "/admin/sites", {"key": "blog", "name": "My blog",
+                                          "allowed_origins": "https://blog.example\nftp://x"})
+    assert r.status_code == 422
+    page = r.get_data(as_text=True)
+    assert 'id="err-allowed_origins"' in page and 'class="admin-nav"' in page
+    assert 'value="blog"' in page and 'value="My blog"' in page
+    assert ">https://blog.example\nftp://x</textarea>" in page
+    assert app.test_client().get("/api/v1/sites/blog/config").status_code == 404
+    r = post_form(admin, "/admin/sites", {"key": "blog", "name": "My blog",
+                                          "allowed_origins": "https://blog.example"})
+    assert "Site blog created" in admin.get(r.headers["Location"]).get_data(as_text=True)
+
+    url = f"/admin/sites/{site['key']}/policies"
+    r = post_form(admin, url, {"label": "2026-09", "text": "New text", "summary": "cookies",
+                               "effective_at": "01/12/2026"})
+    assert r.status_code == 422
+    page = r.get_data(as_text=True)
+    assert 'id="err-effective_at"' in page and "is not a date" in page
+    assert 'value="2026-09"' in page and ">New text</textarea>" in page
+    r = post_form(admin, url, {"label": "2026-09", "text": "New text",
+                               "effective_at": "2026-12-01", "material": "on"})
+    assert "Version 2026-09 published: every visitor" in \
+        admin.get(r.headers["Location"]).get_data(as_text=True)

@@ -313,17 +313,24 @@ def home():
 
 @bp.get("/sites")
 @admin_required("audit:read")
-def sites():
+def sites(*, values=None, errors=None, status=200):
     """Every site, with a form to add one."""
-    return render_template("admin/sites.html", sites=list_sites())
+    return render_template("admin/sites.html", sites=list_sites(), values=values or {},
+                           errors=errors or {}), status
 
 
 @bp.post("/sites")
 @admin_required("sites:write")
 def create_site_post():
     """Create a site with the standard categories."""
-    data = parse_form(NewSiteForm())
-    site = add_site(data["key"], data["name"], data["allowed_origins"])
+    try:
+        data = parse_form(NewSiteForm())
+        site = add_site(data["key"], data["name"], data["allowed_origins"])
+    except (ma.ValidationError, DomainError) as exc:
+        return sites(values=request.form.to_dict(), errors=errors_of(exc),
+                     status=exc.status if isinstance(exc, DomainError) else 422)
+    flash(f"Site {site.key} created. Next: scan it for cookies (Scan for cookies) or add "
+          "each category's services, and publish a policy.", "success")
     return redirect(url_for("admin.settings", site_key=site.key))
 
 
@@ -360,25 +367,31 @@ def events(site_key: str):
 
 @bp.get("/sites/<site_key>/policies")
 @admin_required("audit:read")
-def policies(site_key: str):
+def policies(site_key: str, *, values=None, errors=None, status=200):
     """Published versions and the form to publish a new one."""
     site = site_snapshot(site_key)
-    return render_template("admin/policies.html", site=site,
-                           versions=list_policies(site.id))
+    return render_template("admin/policies.html", site=site, versions=list_policies(site.id),
+                           values=values or {}, errors=errors or {}), status
 
 
 @bp.post("/sites/<site_key>/policies")
 @admin_required("policies:write")
 def publish_policy_post(site_key: str):
     """Publish a version (material: every visitor is asked again)."""
-    data = parse_form(PolicyForm())
     try:
-        effective = parse_when(data["effective_at"]) if data["effective_at"] else None
-    except ValueError as exc:
-        raise Invalid(str(exc), field="effective_at")
-    publish_site_policy(site_key, label=data["label"], text=data["text"], url=data["url"],
-                        material=data["material"], summary=data["summary"],
-                        effective_at=effective)
+        data = parse_form(PolicyForm())
+        try:
+            effective = parse_when(data["effective_at"]) if data["effective_at"] else None
+        except ValueError as exc:
+            raise Invalid(str(exc), field="effective_at")
+        publish_site_policy(site_key, label=data["label"], text=data["text"], url=data["url"],
+                            material=data["material"], summary=data["summary"],
+                            effective_at=effective)
+    except (ma.ValidationError, DomainError) as exc:
+        return policies(site_key, values=request.form.to_dict(), errors=errors_of(exc),
+                        status=exc.status if isinstance(exc, DomainError) else 422)
+    flash(f"Version {data['label']} published"
+          + (": every visitor's widget asks again." if data["material"] else "."), "success")
     return redirect(url_for("admin.policies", site_key=site_key))
 
 
@@ -770,12 +783,37 @@ def token_post():
                            back=url_for("admin.tokens"))
 
 
+def _token_row(token_id: int):
+    row = next((t for t in auth.list_tokens() if t.id == token_id), None)
+    if row is None:
+        abort(404)
+    return row
+
+
+@bp.get("/tokens/<int:token_id>/revoke")
+@admin_required("admin")
+def token_revoke_page(token_id: int):
+    """Ask before revoking an admin API token."""
+    row = _token_row(token_id)
+    return _confirm_page(
+        f"Revoke the API token {row.name}?",
+        "Scripts and tools using this token are refused (401) at once. This cannot be "
+        "undone: a new token would have to be issued and configured.",
+        url_for("admin.token_revoke", token_id=token_id), "Revoke the token",
+        url_for("admin.tokens"))
+
+
 @bp.post("/tokens/<int:token_id>/revoke")
 @admin_required("admin")
 def token_revoke(token_id: int):
-    """Revoke a token."""
-    parse_form(FormSchema())
+    """Revoke a token (after its confirmation page)."""
+    row = _token_row(token_id)
+    try:
+        parse_form(ConfirmForm())
+    except ma.ValidationError:
+        return token_revoke_page(token_id)[0], 422
     auth.revoke_token(token_id)
+    flash(f"API token {row.name} revoked: calls with it are now refused.", "success")
     return redirect(url_for("admin.tokens"))
 
 

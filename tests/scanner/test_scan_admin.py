@@ -11,6 +11,7 @@ import json
 import re
 
 from consent.database import run_write
+from consent.readiness import site_gaps
 from consent.site_admin import update_category
 from consent.site_history import SiteChange, list_changes
 from consent.sites import get_site
@@ -108,8 +109,12 @@ def test_scan_button_worker_report_apply_then_withdrawal_deletes_the_cookie(
     by_id = {f"finding-{f['id']}": f["name"] for f in body["findings"]}
     assert {by_id[k]: v for k, v in selected.items()} == {
         "_ga": "analytics", "IDE": "advertising", "_hjasCachedUserAttributes": "analytics"}
+    gaps = [g.what for g in site_gaps("shop")]
+    assert any(g.startswith("category 'analytics' lists no services") for g in gaps), gaps
     r = post_form(admin, scan_url + "/apply", selected, page=scan_url)
     assert r.status_code == 302
+    gaps = [g.what for g in site_gaps("shop")]
+    assert not any("'analytics'" in g or "'advertising'" in g for g in gaps), gaps
     assert "Saved: applied scan" in admin.get(r.headers["Location"]).get_data(as_text=True)
     cats = scan_env.categories()
     ga_service = next(s for s in cats["analytics"].services if s["name"] == "Google Analytics")
