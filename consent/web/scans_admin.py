@@ -20,7 +20,7 @@ from ..scanner.service import (DEFAULT_PAGES, apply_scan, default_choices, descr
                                remove_schedule, set_schedule, setting, valid_category_key)
 from ..sites import get_site
 from ..validation import Lines, StrictSchema
-from .admin_forms import errors_of
+from .admin_forms import GENERAL, errors_of
 
 bp = protect(Blueprint("scans_admin", __name__, url_prefix="/admin"))
 
@@ -184,11 +184,16 @@ def apply_post(site_key: str, scan_id: int):
     except (ma.ValidationError, DomainError) as exc:
         site = get_site(site_key)
         scan = get_scan(site_key, scan_id)
+        errors = errors_of(exc)
+        shown = {f"finding-{f.id}" for f in scan.findings}
+        for name in [n for n in errors if n != GENERAL and n not in shown]:
+            # no field on the page to show it by (a finding of another scan)
+            errors.setdefault(GENERAL, []).extend(errors.pop(name))
         return render_template(
             "admin/scan.html", site=site, scan=scan, rows=classify(scan, site),
             never_seen=never_seen(scan, site), choices=choices, phases=PHASES,
             phase_labels=PHASE_LABELS, kind_labels=KIND_LABELS, summary=scan.summary or {},
-            errors=errors_of(exc)), 422
+            errors=errors), 422
     if result["added"]:
         flash("Saved: " + result["summary"] + ". Withdrawing a category now deletes its "
               "cookies in visitors' browsers.", "success")

@@ -126,3 +126,39 @@ def test_a_missing_chromium_is_a_clear_error(app, tmp_path, monkeypatch):
     assert scan.status == "failed"
     assert scan.error.startswith("Chromium was not found: install it (Debian/Ubuntu: "
                                  "`apt-get install chromium`")
+
+
+def test_scans_are_per_site_and_need_their_scopes(app):
+    from tests.support.admin import session_csrf
+    from tests.support.scans import seed_finished_scan
+
+    for key in ("shop", "blog"):
+        run_write(lambda key=key: create_site(key, key.title(),
+                                              allowed_origins=[f"https://{key}.example"]))
+    scan_id = seed_finished_scan("shop")
+    admin = admin_client(app)
+    assert admin.get(f"/admin/sites/shop/scans/{scan_id}.json").status_code == 200
+    for path in (f"/admin/sites/blog/scans/{scan_id}", f"/admin/sites/blog/scans/{scan_id}.json",
+                 f"/admin/sites/blog/scans/{scan_id}.csv"):
+        assert admin.get(path).status_code == 404, path
+    token = session_csrf(admin, "/admin/sites/blog/scans")
+    r = admin.post(f"/admin/sites/blog/scans/{scan_id}/apply",
+                   data={"csrf_token": token, "finding-1": "analytics"})
+    assert r.status_code == 404
+    reader = admin_client(app, ("audit:read",), "reader@example.com")
+    assert reader.get(f"/admin/sites/shop/scans/{scan_id}").status_code == 200
+    assert "Apply" not in reader.get(f"/admin/sites/shop/scans/{scan_id}").get_data(as_text=True)
+    token = session_csrf(reader, "/admin/sites/shop/scans")
+    for path, data in (("/admin/sites/shop/scans", {}),
+                       (f"/admin/sites/shop/scans/{scan_id}/apply", {"finding-1": "analytics"}),
+                       ("/admin/sites/shop/scan-schedule", {"every": "1d"})):
+        assert reader.post(path, data={"csrf_token": token, **data}).status_code == 403, path
+    # a finding id of another scan or a category the site lacks changes nothing
+    r = post_form(admin, f"/admin/sites/shop/scans/{scan_id}/apply",
+                  {"finding-999": "analytics"}, page=f"/admin/sites/shop/scans/{scan_id}")
+    assert r.status_code == 422 and "has no finding 999" in r.get_data(as_text=True)
+    r = post_form(admin, f"/admin/sites/shop/scans/{scan_id}/apply",
+                  {"finding-1": "nosuch"}, page=f"/admin/sites/shop/scans/{scan_id}")
+    assert r.status_code == 422 and "has no category" in r.get_data(as_text=True)
+    from consent.sites import get_site
+    assert all(not c.services for c in get_site("shop").categories)
