@@ -638,6 +638,8 @@ def request_post(site_key: str):
     req = open_request(site_key, data["kind"], subject=data["subject"] or None,
                        user_id=data["user_id"] or None,
                        requested_by=current_principal().actor, note=data["note"])
+    flash(f"{req.kind.capitalize()} request #{req.id} recorded; due "
+          f"{req.due_at.strftime('%Y-%m-%d')}.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=req.id))
 
 
@@ -674,6 +676,7 @@ def request_complete(site_key: str, request_id: int):
     """Mark an access request answered."""
     data = parse_form(CloseForm())
     complete_request(site_key, request_id, current_principal().actor, note=data["note"])
+    flash(f"Request #{request_id} marked as answered; its link no longer works.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
 
 
@@ -684,6 +687,7 @@ def request_reject(site_key: str, request_id: int):
     data = parse_form(CloseForm())
     complete_request(site_key, request_id, current_principal().actor, status="rejected",
                      note=data["note"])
+    flash(f"Request #{request_id} rejected.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
 
 
@@ -832,6 +836,7 @@ def user_post():
     run_write(lambda: auth.create_admin(data["email"], data["password"],
                                         name=data["name"] or None,
                                         scopes=_scopes_from_form()))
+    flash(f"Admin {data['email']} added.", "success")
     return redirect(url_for("admin.users"))
 
 
@@ -843,6 +848,9 @@ def user_toggle(user_id: int, what: str):
     if what == "disable" and user_id == current_principal().id:
         raise Invalid("you cannot disable your own account", field="user")
     auth.set_admin_disabled(user_id, what == "disable")
+    flash(f"Admin account #{user_id} {what}d"
+          + (": its sessions and sign-ins are refused." if what == "disable" else "."),
+          "success")
     return redirect(url_for("admin.users"))
 
 
