@@ -150,3 +150,28 @@ def test_admin_pages_fit_a_phone(admin_page, path):
     page.goto(f"{page.base}/admin/sites/shop/{path}")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
     assert axe_violations(page) == []
+
+
+def test_the_admin_works_without_javascript(app, database_url, browser):
+    run_write(lambda: create_site("shop", "Example shop", allowed_origins=["https://shop.example"]))
+    email = make_admin("dpo@example.com")
+    server = AppServer(database_url, workers=1, threads=4)
+    ctx = new_context(browser, locale="en-GB", java_script_enabled=False)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{server.url}/admin/sign-in")
+        page.get_by_label("E-mail").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Sign out").wait_for()
+        page.goto(f"{server.url}/admin/sites/shop/settings/categories/analytics")
+        row = page.get_by_role("group", name="Add a service")
+        row.get_by_label("Name", exact=True).fill("Matomo")
+        row.get_by_label("Cookies (one per line").fill("_pk_id")
+        page.get_by_role("button", name="Save").click()
+        page.locator("#flashes").wait_for()
+        assert "service Matomo added" in page.locator("#flashes").inner_text()
+        assert page.get_by_role("group", name="Service Matomo").is_visible()
+    finally:
+        ctx.close()
+        server.stop()
