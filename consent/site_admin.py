@@ -60,52 +60,6 @@ def add_site(key: str, name: str, origins: list[str]) -> Site:
     return run_write(write)
 
 
-def update_site(site_key: str, data: dict) -> Site:
-    """Change general settings: name, origins, lifetimes, locales, deadlines, retention."""
-    origins = list(dict.fromkeys(check_origin(o) for o in data.get("allowed_origins", [])
-                                 if o.strip()))
-    locales = [loc.strip() for loc in data.get("locales", []) if loc.strip()]
-    for loc in locales:
-        if not LOCALE_RE.match(loc):
-            raise Invalid(f"{loc!r} is not a language tag", field="locales")
-    if not locales:
-        raise Invalid("give at least one language", field="locales")
-    if data["default_locale"] not in locales:
-        raise Invalid("the default language must be one of the languages",
-                      field="default_locale")
-    rule = {"business_days" if data["deadline_kind"] == "business_days" else "days":
-            data["deadline_value"]}
-    rule = validate_deadline_rule(rule)
-    from .requests import check_controller  # (requests imports sites, not site_admin)
-
-    check_controller(data.get("controller") or {})  # bad input refused before writing
-
-    def write() -> Site:
-        site = get_site(site_key)
-        site.name = data["name"]
-        site.allowed_origins = origins
-        site.accept_lifetime_days = data["accept_lifetime_days"]
-        site.reject_lifetime_days = data["reject_lifetime_days"]
-        site.locales = locales
-        site.default_locale = data["default_locale"]
-        settings = dict(site.settings or {})
-        settings["request_deadline"] = rule
-        if data.get("retention_days"):
-            settings["retention_days"] = data["retention_days"]
-        else:
-            settings.pop("retention_days", None)
-        controller = check_controller(data.get("controller") or {})
-        if controller:
-            settings["controller"] = controller
-        else:
-            settings.pop("controller", None)
-        site.settings = settings
-        _touch(site)
-        return site
-
-    return run_write(write)
-
-
 # The settings page's sections and the fields each one saves (and nothing else).
 SECTIONS = {
     "general": ("name", "allowed_origins", "locales", "default_locale"),
