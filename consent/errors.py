@@ -121,9 +121,25 @@ def problem(status: int, title: str, detail: str | None = None, errors=None, **e
         response.status_code = status
         response.mimetype = PROBLEM
         return response
+    if request.path.startswith("/admin/"):
+        # An admin form that has no page of its own to show its errors on: the error in
+        # the admin's layout, with the way back to the form.
+        html = render_template("admin/error.html", status=status, title=title,
+                               detail=detail, errors=errors or [], back=_admin_referrer())
+        return html, status
     html = render_template("error.html", status=status, title=title, detail=detail,
                            errors=errors or [])
     return html, status
+
+
+def _admin_referrer() -> str | None:
+    """The admin page the request came from (same host), to go back to."""
+    from urllib.parse import urlsplit
+
+    ref = urlsplit(request.referrer or "")
+    if ref.netloc == request.host and ref.path.startswith("/admin/"):
+        return ref.path + (f"?{ref.query}" if ref.query else "")
+    return None
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -25,6 +25,8 @@ OPTIONAL_MODULES = (
     "consent.outbox",       # downstream webhooks
     "consent.profiles",     # ready-made site profiles from the seed policies
     "consent.transparency", # the verifiable log's commands: integrate, witness, receipts
+    "consent.site_history", # who changed a site's configuration, and what
+    "consent.scanner",      # cookie and tracker scans, the Open Cookie Database
 )
 
 for _name in OPTIONAL_MODULES:

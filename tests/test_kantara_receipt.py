@@ -27,20 +27,14 @@ CONTROLLER_FORM = {
     "controller_locality": "Berlin", "controller_country": "de",
     "controller_url": "https://shop.example", "controller_jurisdiction": "DE",
 }
-SETTINGS_FORM = {"name": "Example shop", "allowed_origins": "https://shop.example",
-                 "accept_lifetime_days": "365", "reject_lifetime_days": "182",
-                 "locales": "en\nde", "default_locale": "en", "deadline_kind": "days",
-                 "deadline_value": "30"}
-
-
 def errors_of(receipt: dict) -> list[str]:
     return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
                   for e in VALIDATOR.iter_errors(receipt))
 
 
 def save_settings(admin, site, **fields):
-    return post_form(admin, f"/admin/sites/{site['key']}/settings",
-                     {**SETTINGS_FORM, **fields})
+    """Save the settings' data controller section (it saves only its own fields)."""
+    return post_form(admin, f"/admin/sites/{site['key']}/settings/controller", fields)
 
 
 def access_receipt(app, admin, site, visitor):
@@ -79,7 +73,7 @@ def test_receipt_is_refused_until_the_controller_is_described(app, admin, site):
     assert r.status_code == 409
     text = r.get_data(as_text=True)
     assert "contact" in text and "phone" in text and "postal address" in text
-    page = admin.get(f"/admin/sites/{site['key']}/settings").data.decode()
+    page = admin.get(f"/admin/sites/{site['key']}/settings/controller").data.decode()
     assert 'id="controller-missing"' in page and 'name="controller_phone"' in page
     assert 'name="controller_street"' in page and 'name="controller_country"' in page
 
@@ -92,7 +86,7 @@ def test_receipt_validates_against_the_kantara_schema(app, admin, site):
     assert controller["address"] == {"streetAddress": "Hauptstraße 1", "postalCode": "10115",
                                      "addressLocality": "Berlin", "addressCountry": "DE"}
     assert 'id="controller-missing"' not in admin.get(
-        f"/admin/sites/{site['key']}/settings").data.decode()
+        f"/admin/sites/{site['key']}/settings/controller").data.decode()
     invalidate_site_cache()
     visitor = decide(site["key"], "custom", categories={"analytics": True,
                                                         "advertising": True})

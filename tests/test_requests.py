@@ -247,8 +247,14 @@ def test_erasure_leaves_no_identifier_while_everything_still_verifies(tmp_path, 
                   {"kind": "erasure", "user_id": "customer-4711"})
     request_url = r.headers["Location"]
     rid = int(request_url.rstrip("/").rsplit("/", 1)[1])
-    r = post_form(admin, f"/admin/sites/{site['key']}/requests/{rid}/erase")
+    erase = f"/admin/sites/{site['key']}/requests/{rid}/erase"
+    r = post_form(admin, erase, page=erase)  # without the confirmation: asked again
+    assert r.status_code == 422 and "It cannot be undone" in r.get_data(as_text=True)
+    assert all(value in dump_database() for value in identifiers)
+    r = post_form(admin, erase, {"confirm": "yes"}, page=erase)
     assert r.status_code == 302
+    shown = admin.get(r.headers["Location"]).get_data(as_text=True)
+    assert "Erased: 2 visitor id(s)" in shown and "visitor id(s) erased" in shown
 
     dump = dump_database()
     for value in identifiers:
