@@ -98,7 +98,7 @@ def test_cli_accepts_the_most_a_site_can_have(runner, app):
 
 def test_admin_refuses_a_long_key_and_a_category_too_many(app, site, admin):
     url = f"/admin/sites/{site['key']}/categories"
-    page = f"/admin/sites/{site['key']}/settings"
+    page = f"/admin/sites/{site['key']}/settings/categories"
     r = post_form(admin, url, {"key": "z" * (CATEGORY_KEY_MAX + 1), "title": "Z"}, page=page)
     assert r.status_code == 422
     assert f"1-{CATEGORY_KEY_MAX} lower-case letters" in r.get_data(as_text=True)

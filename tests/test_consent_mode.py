@@ -99,7 +99,7 @@ def test_a_region_default_for_a_category_the_site_lacks_is_refused(app, other_si
 
 
 def test_admin_sets_the_options_on_the_settings_page(client, site, admin):
-    page = f"/admin/sites/{site['key']}/settings"
+    page = f"/admin/sites/{site['key']}/settings/consent-mode"
     url = f"/admin/sites/{site['key']}/consent-mode"
     r = post_form(admin, url, {"data_layer": "gtmLayer", "ads_data_redaction": "on",
                                "url_passthrough": "on",
