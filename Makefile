@@ -29,7 +29,8 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+# the scanner (consent/scanner) drives Debian's Chromium through Playwright
+install: $(VENV)/.installed chromium
 
 install-dev: $(VENV)/.installed-dev
 

@@ -143,10 +143,19 @@ class Config:
     OPENAPI_URL_PREFIX = "/api/v1"
     OPENAPI_JSON_PATH = "openapi.json"
     API_SPEC_OPTIONS = {
-        "info": {"description": "Record and read consent; see README.md for the widget."},
+        "info": {"description": "Record and read consent, tell senders who may be "
+                                "messaged, notify downstream systems, audit the trail. "
+                                "Every error is RFC 9457 application/problem+json with "
+                                "per-field `errors`. See README.md and docs/."},
         "components": {
             "securitySchemes": {
-                "siteApiKey": {"type": "http", "scheme": "bearer"},
+                "siteApiKey": {"type": "http", "scheme": "bearer",
+                               "description": "The site's API key (ck_...)"},
+                "adminToken": {"type": "http", "scheme": "bearer",
+                               "description": "An admin API token with scopes"},
+                "smsGatewayBasic": {"type": "http", "scheme": "basic",
+                                    "description": "User `sms`, password: the gateway's "
+                                                   "inbound token"},
             }
         },
     }

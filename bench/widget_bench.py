@@ -146,10 +146,14 @@ def main() -> int:
         from consent.database import run_write
         api_key = run_write(write, static.url)
     log = work / "access.log"
-    # Production settings: the per-process site cache is on, as it is when deployed.
+    # Deployed settings where they matter here: the per-process site cache is on, as in
+    # production. (Production mode itself needs an https public URL, which a loopback
+    # bench cannot serve; its other differences do not touch the widget's requests.)
     server = AppServer(url, workers=2, extra_env={
-        "GUNICORN_CMD_ARGS": f"--access-logfile {log}", "CONSENT_ENV": "production",
+        "GUNICORN_CMD_ARGS": f"--access-logfile {log}", "CONSENT_ENV": "development",
         "SECRET_KEY": secrets.token_urlsafe(48), "CONSENT_SITE_CACHE_SECONDS": "5",
+        "CONSENT_DATA_KEY": secrets.token_urlsafe(48),
+        "CONSENT_RATELIMIT_EXEMPT": "127.0.0.1",
         "CONSENT_LOG_STATE_DIR": str(work / "log-state")})
     item = ('<li class="product"><a href="/p/{n}"><img alt="" width="120" height="90">'
             '<h3>Product {n}</h3></a><p>A useful thing, in three colours.</p>'

@@ -1303,6 +1303,30 @@ def verify_all(site_ids=None):
 from .cli import consent_cli  # noqa: E402
 
 
+def check_filters(filters: ExportFilters) -> None:
+    """Refuse filters that name nothing (ValueError): an unknown site or category, a
+    start after the end. An export of zero events is then a fact, not a typo."""
+    from .extensions import db
+    from .sites import Category, Site, get_site
+
+    if filters.since and filters.until and filters.since >= filters.until:
+        from .database import iso
+
+        raise ValueError(f"--since {iso(filters.since)} is not before --until "
+                         f"{iso(filters.until)}: the range is empty")
+    if filters.site_key:
+        get_site(filters.site_key)  # NotFound names it
+    if filters.category:
+        query = db.select(Category.key).join(Site, Site.id == Category.site_id)
+        if filters.site_key:
+            query = query.where(Site.key == filters.site_key)
+        known = sorted(set(db.session.execute(query).scalars()))
+        if filters.category not in known:
+            where = f"site {filters.site_key!r}" if filters.site_key else "any site"
+            raise ValueError(f"unknown category {filters.category!r} for {where} "
+                             f"(known: {', '.join(known) or 'none'})")
+
+
 # (here, not in cli.py: cli.py would import this module, and this module imports cli.py)
 @consent_cli.command("verify")
 @click.option("--site", "site_key", help="Only this site.")
@@ -1377,6 +1401,12 @@ def export_command(site_key, since, until, subject, category, actions, fmt, deli
                                 until=parse_when(until, end=True), subject=subject,
                                 category=category, actions=tuple(actions),
                                 deliveries=deliveries, log=with_log)
+        check_filters(filters)
+        if output != "-":
+            folder = os.path.dirname(os.path.abspath(output))
+            if not os.path.isdir(folder):
+                raise ValueError(f"cannot write {output}: the directory {folder} does not "
+                                 "exist")
         if progress is None:
             progress = output != "-"
         out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8",

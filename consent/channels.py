@@ -43,9 +43,6 @@ TRANSACTIONAL = "transactional"
 DEFAULT_CHANNEL_DEFAULTS = {key: False for key in CHANNELS}
 # Where an unsubscribe of a medium is recorded from (ledger SOURCES).
 SOURCE_BY_MEDIUM = {"email": "email_link", "sms": "sms", "push": "push"}
-# SMS keywords (CTIA / carrier conventions); matched after trimming, case-insensitively.
-SMS_STOP_WORDS = ("STOP", "QUIT", "END", "REVOKE", "OPT OUT", "CANCEL", "UNSUBSCRIBE")
-SMS_START_WORDS = ("START",)
 # Unsubscribe links must keep working long after the message was sent.
 DEFAULT_UNSUBSCRIBE_DAYS = 365
 
@@ -559,64 +556,6 @@ def unsubscribe(site_key: str, token: str, ctx: RequestContext,
                             meta={"via": via})
 
     return ticket, run_write(write)
-
-
-# ---------------------------------------------------------------- SMS keywords
-
-
-def sms_keyword(body: str | None) -> str | None:
-    """'stop', 'start' or None for an inbound SMS text."""
-    words = " ".join((body or "").split()).upper()
-    if words in SMS_STOP_WORDS:
-        return "stop"
-    if words in SMS_START_WORDS:
-        return "start"
-    return None
-
-
-@dataclass
-class SmsResult:
-    """What an inbound SMS did."""
-
-    result: str
-    event: AppendedEvent | None
-
-
-def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
-                message_id: str | None = None) -> SmsResult:
-    """Apply STOP/START from an inbound SMS to promotional SMS (one event with source sms)."""
-    site = site_snapshot(site_key)
-    try:
-        ref = address_ref(site.key, "sms", sender)
-    except Invalid as exc:
-        raise Invalid(exc.detail, field="from") from None
-    keyword = sms_keyword(body)
-    if keyword is None:
-        return SmsResult("ignored", None)
-    allowed = keyword == "start"
-    idem = None
-    if message_id:
-        # A gateway's message id names one message of one sender: scoped to the sender
-        # (and, in the ledger, to the person), so another number's id never swallows it.
-        idem = "sms:" + keyed_ref(site.key, "sms-message", f"{ref}\x00{message_id}")[:56]
-
-    # STOP has the scope of any unsubscribe; START answers only for text messages.
-    chosen = {"sms.promotional": True} if allowed else \
-        {k: False for k in unsubscribe_keys(site, "sms.promotional")}
-
-    def write():
-        subject = subject_for_address(site, "sms", ref)
-        return append_event(site, subject, action="resubscribe" if allowed else "unsubscribe",
-                            source="sms", channels=chosen,
-                            policy_version=site.policy_label, details=ctx.details(None),
-                            meta={"keyword": " ".join(body.split()).upper()[:20]},
-                            idempotency_key=idem)
-
-    event = run_write(write)
-    # A replayed message id records nothing: answer with what its first delivery did.
-    recorded = bool((event.channels or {}).get("sms.promotional")) if event.duplicate \
-        else allowed
-    return SmsResult("opted_in" if recorded else "opted_out", event)
 
 
 # ---------------------------------------------------------------- suppression list

@@ -1,6 +1,16 @@
-"""`flask consent ...` commands for operators and auditors."""
+"""`flask consent ...` commands for operators and auditors.
+
+Run them with the project's environment: `.venv/bin/flask --app app consent ...`. A
+mistake (unknown site, duplicate key, missing directory, bad date...) is one line on
+standard error and exit status 1, never a traceback: commands raise
+click.ClickException for what they check, and the group turns the domain's own errors
+(and file-system errors) into the same one-line form.
+"""
 from __future__ import annotations
 
+import json
+import logging
+import os
 import sys
 
 import click
@@ -10,7 +20,53 @@ from flask.cli import AppGroup
 from .database import run_write
 from .extensions import db
 
-consent_cli = AppGroup("consent", help="Consent manager administration.")
+log = logging.getLogger(__name__)
+
+
+def one_line_error(exc: BaseException) -> str | None:
+    """The one-line message of an error an operator can fix, or None for a bug."""
+    from sqlalchemy.exc import IntegrityError
+
+    from .errors import DomainError
+    from .sites import NotFound
+
+    if isinstance(exc, DomainError):
+        return exc.detail
+    if isinstance(exc, NotFound):
+        return str(exc)
+    if isinstance(exc, IntegrityError):
+        return ("that already exists (a unique key, name or label is taken): "
+                + str(exc.orig).splitlines()[0][:200])
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    if isinstance(exc, (ValueError, OSError)):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+class ConsentGroup(AppGroup):
+    """The `consent` command group: operator mistakes become one-line errors."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported in one line, not a traceback
+            message = one_line_error(exc)
+            if message is None:
+                if os.environ.get("CONSENT_CLI_TRACEBACK") == "1":
+                    raise
+                log.debug("command failed", exc_info=True)
+                message = (f"unexpected {type(exc).__name__}: "
+                           f"{(str(exc).splitlines() or [''])[0][:200]} "
+                           "(CONSENT_CLI_TRACEBACK=1 shows the traceback)")
+            raise click.ClickException(message) from None
+
+
+consent_cli = ConsentGroup("consent", help="Consent manager administration "
+                                           "(.venv/bin/flask --app app consent ...).")
 
 
 def register_commands(app: Flask) -> None:
@@ -75,14 +131,19 @@ def create_site_command(key, name, origins, categories):
     from .readiness import embed_snippet, site_gaps
     from .sites import STANDARD_CATEGORIES, create_api_key, create_site
 
+    from .sites import Site
+
     def write():
-        specs = [{"key": k} for k in STANDARD_CATEGORIES + tuple(categories)]
+        if db.session.execute(db.select(Site.id).where(Site.key == key)).first():
+            raise click.ClickException(f"a site {key!r} already exists; choose another key")
+        keys = list(dict.fromkeys(STANDARD_CATEGORIES + tuple(categories)))
+        specs = [{"key": k} for k in keys]
         site = create_site(key, name, allowed_origins=list(origins), categories=specs)
         return create_api_key(site), list(site.allowed_origins)
 
     try:
         token, stored = run_write(write)
-    except (ValueError, Exception) as exc:  # noqa: BLE001 - report, not crash
+    except ValueError as exc:
         raise click.ClickException(str(exc))
     click.echo(f"site {key!r} created; API key (shown once): {token}")
     if stored:
@@ -118,6 +179,34 @@ def check_site_command(key):
     sys.exit(1 if gaps else 0)
 
 
+@consent_cli.command("consent-mode")
+@click.argument("site_key")
+@click.option("--data-layer", default="dataLayer", show_default=True,
+              help="The global the page's tag manager reads.")
+@click.option("--ads-data-redaction/--no-ads-data-redaction", default=False)
+@click.option("--url-passthrough/--no-url-passthrough", default=False)
+@click.option("--region", "regions", multiple=True, metavar="'REGIONS: CATEGORIES'",
+              help="A region default, e.g. 'US-CA US-VA: analytics advertising' (repeatable).")
+def consent_mode_command(site_key, data_layer, ads_data_redaction, url_passthrough, regions):
+    """Set a site's Google Consent Mode options (all of them: options not given are reset)."""
+    from marshmallow import ValidationError
+
+    from .consent_mode import parse_region_lines, set_consent_mode
+
+    try:
+        stored = set_consent_mode(site_key, {
+            "data_layer": data_layer, "ads_data_redaction": ads_data_redaction,
+            "url_passthrough": url_passthrough,
+            "regions": parse_region_lines("\n".join(regions))})
+    except ValidationError as exc:
+        from .errors import pointer_errors
+
+        first = pointer_errors(exc.messages)[0]
+        raise click.ClickException(f"{first['pointer'].lstrip('#/')}: {first['detail']}")
+    click.echo(f"site {site_key!r}: consent mode "
+               + (json.dumps(stored, sort_keys=True) if stored else "defaults"))
+
+
 @consent_cli.command("create-api-key")
 @click.argument("site_key")
 @click.option("--name", default="default")
@@ -145,11 +234,21 @@ def publish_policy_command(site_key, label, text_file, url, material, summary):
     from .policies import publish_policy
     from .sites import NotFound, get_site
 
+    from .policies import PolicyVersion
+
     text = text_file.read() if text_file else None
+
+    def write():
+        site = get_site(site_key)
+        if db.session.execute(db.select(PolicyVersion.id).where(
+                PolicyVersion.site_id == site.id, PolicyVersion.label == label)).first():
+            raise click.ClickException(f"site {site_key!r} already has a policy version "
+                                       f"{label!r}; publish the change under a new label")
+        return publish_policy(site.id, label, text=text, url=url, material=material,
+                              summary=summary)
+
     try:
-        version = run_write(lambda: publish_policy(get_site(site_key).id, label, text=text,
-                                                   url=url, material=material,
-                                                   summary=summary))
+        version = run_write(write)
     except (NotFound, ValueError) as exc:
         raise click.ClickException(str(exc))
     click.echo(f"published {version.label} (sha256 {version.sha256})")

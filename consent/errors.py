@@ -27,9 +27,12 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None):
+    def __init__(self, detail: str, *, field: str | None = None, status: int | None = None,
+                 headers: dict | None = None):
         super().__init__(detail)
         self.detail, self.field = detail, field
+        # Response headers the answer needs (e.g. a 401's WWW-Authenticate challenge).
+        self.headers = dict(headers or {})
         if status is not None:
             self.status = status
 
@@ -92,6 +95,11 @@ def _pointer_errors(messages, prefix: str = "") -> list[dict]:
     return out
 
 
+def pointer_errors(messages) -> list[dict]:
+    """marshmallow's messages as RFC 9457 style {pointer, detail} items."""
+    return _pointer_errors(messages)
+
+
 def wants_json() -> bool:
     """Whether the current request is answered in JSON rather than HTML."""
     if request.path.startswith("/api/") or request.is_json:
@@ -113,9 +121,25 @@ def problem(status: int, title: str, detail: str | None = None, errors=None, **e
         response.status_code = status
         response.mimetype = PROBLEM
         return response
+    if request.path.startswith("/admin/"):
+        # An admin form that has no page of its own to show its errors on: the error in
+        # the admin's layout, with the way back to the form.
+        html = render_template("admin/error.html", status=status, title=title,
+                               detail=detail, errors=errors or [], back=_admin_referrer())
+        return html, status
     html = render_template("error.html", status=status, title=title, detail=detail,
                            errors=errors or [])
     return html, status
+
+
+def _admin_referrer() -> str | None:
+    """The admin page the request came from (same host), to go back to."""
+    from urllib.parse import urlsplit
+
+    ref = urlsplit(request.referrer or "")
+    if ref.netloc == request.host and ref.path.startswith("/admin/"):
+        return ref.path + (f"?{ref.query}" if ref.query else "")
+    return None
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -127,7 +151,12 @@ def register_error_handlers(app: Flask) -> None:
             if exc.field else None
         # A problem type of its own lets a client tell this refusal from others.
         extra = {"type": exc.type} if getattr(exc, "type", None) else {}
-        return problem(exc.status, exc.title, exc.detail, errors, **extra)
+        response = problem(exc.status, exc.title, exc.detail, errors, **extra)
+        if exc.headers:
+            if isinstance(response, tuple):
+                return response[0], response[1], exc.headers
+            response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound):

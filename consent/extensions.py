@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask_migrate import Migrate
-from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy import MetaData
@@ -25,4 +24,6 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-api = Api()
+from .apidoc import ConsentApi  # noqa: E402  (flask-smorest's Api, errors as problem+json)
+
+api = ConsentApi()

@@ -13,10 +13,13 @@ MARK = "[redacted]"
 SECRET_PARAMS = ("token", "k", "r", "t", "sig", "signature", "key", "code", "secret")
 _PARAM = re.compile(r"(?i)([?&;](?:%s)=)[^&;#\s\"]*" % "|".join(SECRET_PARAMS))
 # Path segments that are credentials: /my-data/<token>, /unsubscribe/<site>/<token>,
+# /sms/<gateway>/<token>,
 # and the same under any prefix.
 _PATHS = (re.compile(r"(/my-data/)[^/?#\s\"]+"),
           re.compile(r"(/unsubscribe/[^/?#\s\"]+/)[^/?#\s\"]+"),
-          re.compile(r"(/(?:login|l|u|access)/)[A-Za-z0-9_.~-]{16,}"))
+          re.compile(r"(/(?:login|l|u|access)/)[A-Za-z0-9_.~-]{16,}"),
+          # SMS gateways' inbound token: /api/v1/sites/<site>/sms/<gateway>/<token>
+          re.compile(r"(/sms/(?:twilio|vonage|plivo)/)[^/?#\s\"]+"))
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 

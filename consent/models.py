@@ -15,6 +15,7 @@ from .ledger import (ConsentEvent, ConsentState, EventDetails, LedgerCheckpoint,
 
 OPTIONAL_MODULES = (
     "consent.channels",     # message channels, opt-outs, one-click unsubscribe
+    "consent.sms_gateways", # SMS gateways' inbound credentials and signing secrets
     "consent.identity",     # linking visitors to a site's known users
     "consent.refusals",     # decisions the server refused, counted for the dashboard
     "consent.admin_auth",   # admin users and scoped API tokens
@@ -25,6 +26,8 @@ OPTIONAL_MODULES = (
     "consent.profiles",     # ready-made site profiles from the seed policies
     "consent.transparency", # the verifiable log's commands: integrate, witness, receipts
     "consent.guardians",    # guardian requests: a minor's grants wait for a signed link
+    "consent.site_history", # who changed a site's configuration, and what
+    "consent.scanner",      # cookie and tracker scans, the Open Cookie Database
 )
 
 for _name in OPTIONAL_MODULES:

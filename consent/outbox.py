@@ -10,7 +10,15 @@ Claiming is safe with several workers: PostgreSQL locks due rows with
 `FOR UPDATE SKIP LOCKED`; SQLite serialises writers (BEGIN IMMEDIATE), and the claim is
 one conditional UPDATE. A claim is a lease: a worker killed mid-flight leaves a row in
 `delivering` whose lease expires, and the next claim takes it again. Receivers see
-at-least-once delivery and dedupe by the `Idempotency-Key` header.
+at-least-once delivery and dedupe by the signed `webhook-id` header.
+
+Deliveries follow Standard Webhooks: `webhook-id` (the notification id, the same on
+every attempt), `webhook-timestamp` (the attempt's Unix time) and `webhook-signature`
+(`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`) keyed with the bytes of a `whsec_`
+base64 secret, so any Standard Webhooks verifier (Python: `standardwebhooks`) works
+unchanged. Endpoints registered before this scheme also get the former headers
+(`X-Consent-Timestamp`, `X-Consent-Signature`, `Idempotency-Key`, same key bytes) until
+their operator turns `legacy_headers` off.
 """
 from __future__ import annotations
 
@@ -56,12 +64,19 @@ log = logging.getLogger(__name__)
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 STATES = ("pending", "delivering", "delivered", "dead")
+# Standard Webhooks
+ID_HEADER = "webhook-id"
+STANDARD_TIMESTAMP_HEADER = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
+# The scheme before Standard Webhooks, still sent to endpoints with legacy_headers
 SIGNATURE_HEADER = "X-Consent-Signature"
 TIMESTAMP_HEADER = "X-Consent-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 ATTEMPT_HEADER = "X-Consent-Attempt"
-USER_AGENT = "consent-manager-webhooks/1"
+USER_AGENT = "consent-manager-webhooks/2"
 SECRET_PREFIX = "whsec_"
+# Standard Webhooks: symmetric keys of 24 to 64 random bytes.
+SECRET_MIN_BYTES, SECRET_MAX_BYTES = 24, 64
 CHANNEL_PATTERN_RE = re.compile(r"^[A-Za-z0-9_:.*-]{1,64}$")
 # Statuses worth retrying besides 5xx: timeout, too early, rate limited.
 RETRYABLE_STATUSES = (408, 425, 429)
@@ -117,6 +132,9 @@ class DownstreamEndpoint(db.Model):
     # CONSENT_DATA_KEY), not hashed. Shown to the operator once.
     secret: Mapped[str] = mapped_column(sa.Text)
     active: Mapped[bool] = mapped_column(default=True)
+    # Endpoints registered before Standard Webhooks also get the former headers until
+    # their operator turns this off (migration clients_0002 sets it on existing rows).
+    legacy_headers: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Health: a failing endpoint is paused (its queue waits) instead of hammered.
@@ -422,8 +440,27 @@ _register_policy_listener()
 
 
 def new_secret() -> str:
-    """A fresh signing secret."""
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+    """A fresh signing secret in Standard Webhooks form: whsec_ + base64 of 32 bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def standard_secret(secret: str) -> str:
+    """SECRET in Standard Webhooks form. A `whsec_` base64 secret of 24-64 bytes is kept;
+    any other text (a secret of the operator's own, or one from before Standard Webhooks)
+    becomes whsec_ + base64 of its UTF-8 bytes, so the HMAC key stays those bytes."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        except ValueError:
+            key = b""
+        if SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
+            return secret
+    return SECRET_PREFIX + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a stored (Standard Webhooks form) secret."""
+    return base64.b64decode(standard_secret(secret)[len(SECRET_PREFIX):])
 
 
 def _check_url(url: str) -> str:
@@ -520,6 +557,7 @@ def register_endpoint(site_key: str, *, url: str, name: str | None = None,
     secret = secret or new_secret()
     if len(secret) < 24:
         raise Invalid("a signing secret needs at least 24 characters", field="secret")
+    secret = standard_secret(secret)
 
     def write() -> DownstreamEndpoint:
         endpoint = DownstreamEndpoint(site_id=site.id, name=name or urlsplit(url).hostname,
@@ -591,6 +629,16 @@ def set_endpoint_active(site_key: str, endpoint_id: int, active: bool) -> Downst
     endpoint = run_write(write)
     invalidate_endpoint_cache(site.id)
     return endpoint
+
+
+def set_legacy_headers(site_key: str, endpoint_id: int, on: bool) -> DownstreamEndpoint:
+    """Send (or stop sending) the pre-Standard-Webhooks headers to an endpoint."""
+    def write() -> DownstreamEndpoint:
+        endpoint = get_endpoint(site_key, endpoint_id)
+        endpoint.legacy_headers = on
+        return endpoint
+
+    return run_write(write)
 
 
 def _cancel(ids: list[int], endpoint, now: datetime, reason: str) -> None:
@@ -724,11 +772,36 @@ def delivery_log_rows(site_id: int, since: datetime | None = None,
 # ---------------------------------------------------------------- signing and sending
 
 
+def standard_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """The `webhook-signature` value: v1, base64 HMAC-SHA256 over "id.timestamp.body"."""
+    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode("ascii") + body,
+                   hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header value: HMAC-SHA256 over "<timestamp>." + body."""
-    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body,
+    """The former `X-Consent-Signature` (legacy endpoints): v1= hex HMAC-SHA256 over
+    "<timestamp>." + body, with the same key bytes as the Standard Webhooks signature."""
+    mac = hmac.new(signing_key(secret), timestamp.encode("ascii") + b"." + body,
                    hashlib.sha256)
     return "v1=" + mac.hexdigest()
+
+
+def delivery_headers(delivery: "Delivery", timestamp: str) -> dict[str, str]:
+    """Every header of one attempt: Standard Webhooks', and the former ones for legacy
+    endpoints. The id is the notification id: receivers de-duplicate on it."""
+    headers = {
+        "Content-Type": "application/json", "User-Agent": USER_AGENT,
+        ID_HEADER: delivery.key, STANDARD_TIMESTAMP_HEADER: timestamp,
+        STANDARD_SIGNATURE_HEADER: standard_signature(delivery.secret, delivery.key,
+                                                      timestamp, delivery.body),
+        ATTEMPT_HEADER: str(delivery.attempt),
+    }
+    if delivery.legacy_headers:
+        headers.update({TIMESTAMP_HEADER: timestamp,
+                        SIGNATURE_HEADER: sign(delivery.secret, timestamp, delivery.body),
+                        IDEMPOTENCY_HEADER: delivery.key})
+    return headers
 
 
 @dataclass
@@ -745,6 +818,7 @@ class Delivery:
     attempt: int
     lease_token: str
     endpoint_failing: bool = False
+    legacy_headers: bool = False
 
 
 @dataclass
@@ -858,13 +932,7 @@ def send(delivery: Delivery, timeout: float, guard: bool = False,
     GENERIC_ERRORS: log network failures with one text whatever their cause."""
     parts = urlsplit(delivery.url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/json", "User-Agent": USER_AGENT,
-        TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(delivery.secret, timestamp,
-                                                            delivery.body),
-        IDEMPOTENCY_HEADER: delivery.key, ATTEMPT_HEADER: str(delivery.attempt),
-    }
+    headers = delivery_headers(delivery, str(int(time.time())))
     key = (parts.scheme, parts.hostname, parts.port, guard)
     started, deadline = utcnow(), time.monotonic() + timeout
     while True:
@@ -918,6 +986,8 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 def _body(payload: dict, subject_id: str | None) -> bytes:
     body = dict(payload)
     body["subject"] = subject_id
+    # Standard Webhooks' recommended payload has the event's time as `timestamp`.
+    body.setdefault("timestamp", (payload.get("event") or {}).get("recorded_at"))
     return json.dumps(body, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
 
@@ -974,7 +1044,7 @@ def _claim(limit: int, worker: str) -> list[Delivery]:
     claimed = db.session.execute(
         sa.select(t.c.id, t.c.site_id, t.c.endpoint_id, t.c.idempotency_key,
                   t.c.payload, t.c.subject_ref, t.c.attempts, e.c.url, e.c.secret,
-                  e.c.active, e.c.consecutive_failures, s.c.public_id)
+                  e.c.active, e.c.consecutive_failures, e.c.legacy_headers, s.c.public_id)
         .join(e, e.c.id == t.c.endpoint_id)
         .outerjoin(s, s.c.pseudonym == t.c.subject)
         .where(t.c.lease_owner == token).order_by(t.c.id)).all()
@@ -996,7 +1066,8 @@ def _claim(limit: int, worker: str) -> list[Delivery]:
             secret=open_secret(r.secret), key=r.idempotency_key,
             body=_body(r.payload, subject_id),
             attempt=r.attempts, lease_token=token,
-            endpoint_failing=bool(r.consecutive_failures)))
+            endpoint_failing=bool(r.consecutive_failures),
+            legacy_headers=bool(r.legacy_headers)))
     return out
 
 
@@ -1314,6 +1385,20 @@ def add_webhook_command(site_key, url, name, categories, channels):
     except (DomainError, NotFound) as exc:
         raise click.ClickException(getattr(exc, "detail", None) or str(exc))
     click.echo(f"endpoint {endpoint.id} registered; signing secret (shown once): {secret}")
+
+
+@consent_cli.command("webhook-legacy-headers")
+@click.argument("site_key")
+@click.argument("endpoint_id", type=int)
+@click.option("--off/--on", "off", default=True,
+              help="--off (default) stops sending the pre-Standard-Webhooks headers.")
+def webhook_legacy_headers_command(site_key, endpoint_id, off):
+    """Stop (or resume) sending an endpoint the pre-Standard-Webhooks headers."""
+    try:
+        endpoint = set_legacy_headers(site_key, endpoint_id, not off)
+    except NotFound as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"endpoint {endpoint.id}: legacy headers {'on' if endpoint.legacy_headers else 'off'}")
 
 
 @consent_cli.command("outbox-status")

@@ -48,7 +48,9 @@ def site_gaps(site_key: str) -> list[Gap]:
         if not services:
             gaps.append(Gap(f"category {category.key!r} lists no services: visitors cannot "
                             "see what it covers, and withdrawing it deletes no cookie",
-                            "add its services and their cookies in the admin settings"))
+                            f"scan the site (flask consent scan {site.key}, or Scans in the "
+                            "admin) and Apply what it finds, or add its services and their "
+                            "cookies in the admin settings"))
         elif not any(s.get("cookies") for s in services):
             gaps.append(Gap(f"category {category.key!r} names no cookies: withdrawing it "
                             "deletes none", "list each service's cookies in the admin "

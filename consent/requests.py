@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
+import uuid
 from datetime import date, datetime, timedelta
 from typing import Callable
 
@@ -28,7 +30,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, iso, run_write, utcnow
-from .errors import Conflict, Forbidden, Invalid
+from .errors import Conflict, DomainError, Forbidden, Invalid
 from .extensions import db
 from .ledger import ConsentEvent, EventDetails, append_event, read_state
 from .sites import ESSENTIAL, NotFound, Site, site_snapshot
@@ -527,16 +529,107 @@ def access_report(site_key: str, subject: Subject) -> dict:
     }
 
 
+# ---------------------------------------------------------------- consent receipts
+
+# The controller's contact details a Kantara receipt must carry (CR v1.1 §4.4): name,
+# contact, postal address (a schema.org PostalAddress), e-mail and phone (an RFC 3966
+# tel: URI). Kept in Site.settings["controller"], asked for by the admin settings page.
+CONTROLLER_FIELDS = ("name", "contact", "email", "phone", "address")
+ADDRESS_FIELDS = ("streetAddress", "postalCode", "addressLocality", "addressRegion",
+                  "addressCountry")
+REQUIRED_ADDRESS = ("streetAddress", "addressLocality", "addressCountry")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]+$")
+_TEL = re.compile(r"^tel:\+[0-9][0-9().-]*$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+class ReceiptUnavailable(DomainError):
+    """A consent receipt cannot be issued until the site's controller is described."""
+
+    status = 409
+    title = "Consent receipt unavailable"
+
+
+def tel_uri(phone: str) -> str:
+    """An international phone number as an RFC 3966 global tel: URI, or Invalid."""
+    text = (phone or "").strip()
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    text = re.sub(r"\s+", "-", text.replace("/", "-"))
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    digits = re.sub(r"[^0-9]", "", text)
+    uri = "tel:" + text
+    if not _TEL.match(uri) or not 7 <= len(digits) <= 15 or "--" in text:
+        raise Invalid("give the phone number in international form, e.g. +49 30 1234567",
+                      field="controller_phone")
+    return uri
+
+
+def check_controller(raw: dict) -> dict:
+    """Validate and normalise the controller details an admin entered (all optional
+    here; the receipt refuses to be issued while a required one is missing)."""
+    out: dict = {}
+    for key in ("name", "contact", "url", "jurisdiction"):
+        value = (raw.get(key) or "").strip()
+        if value:
+            out[key] = value
+    email = (raw.get("email") or "").strip()
+    if email:
+        if not _EMAIL.match(email):
+            raise Invalid("not an e-mail address", field="controller_email")
+        out["email"] = email
+    if (raw.get("phone") or "").strip():
+        out["phone"] = tel_uri(raw["phone"])
+    address = raw.get("address")
+    if isinstance(address, dict):
+        cleaned = {k: address[k].strip() for k in ADDRESS_FIELDS
+                   if isinstance(address.get(k), str) and address[k].strip()}
+        if "addressCountry" in cleaned:
+            cleaned["addressCountry"] = cleaned["addressCountry"].upper()
+            if not _COUNTRY.match(cleaned["addressCountry"]):
+                raise Invalid("the country is a two-letter ISO 3166 code, e.g. DE",
+                              field="controller_country")
+        if cleaned:
+            out["address"] = cleaned
+    return out
+
+
+def missing_controller_details(controller: dict | None) -> list[str]:
+    """The controller details a receipt still lacks (empty when it can be issued)."""
+    c = controller or {}
+    missing = [k for k in ("name", "contact", "email", "phone") if not c.get(k)]
+    address = c.get("address")
+    if not isinstance(address, dict):
+        missing.append("postal address")
+    else:
+        missing += [f"address {k}" for k in REQUIRED_ADDRESS if not address.get(k)]
+    if c.get("phone") and not _TEL.match(c["phone"]):
+        missing.append("phone (as +<country> <number>)")
+    return missing
+
+
+def _postal_address(address: dict) -> dict:
+    return {"@type": "PostalAddress", **{k: address[k] for k in ADDRESS_FIELDS
+                                         if address.get(k)}}
+
+
 def consent_receipt(site_key: str, subject: Subject) -> dict:
-    """The subject's current consent as a Kantara Consent Receipt (v1.1 fields)."""
+    """The subject's current consent as a Kantara Consent Receipt v1.1."""
     from .audit import public_key_text
     from .sites import Category
 
     site = site_snapshot(site_key)
+    controller = site.settings.get("controller") or {}
+    missing = missing_controller_details(controller)
+    if missing:
+        raise ReceiptUnavailable(
+            "A consent receipt names the data controller and how to reach them, and "
+            f"{site.name!r} has not given {', '.join(missing)} yet. An administrator "
+            "sets them in the admin: Sites, Settings, Data controller.")
     state = read_state(site.id, subject.pseudonym)
     if state is None:
         raise NotFound("consent", subject.public_id or "")
-    controller = site.settings.get("controller") or {}
     categories = db.session.execute(db.select(Category).where(Category.site_id == site.id)
                                     .order_by(Category.position)).scalars().all()
     locale = state.get("locale") or site.default_locale
@@ -548,24 +641,30 @@ def consent_receipt(site_key: str, subject: Subject) -> dict:
             continue
         providers = sorted({s.get("provider") for s in cat.services or [] if s.get("provider")})
         third = [p for p in providers if p != (controller.get("name") or site.name)]
-        purposes.append({
+        purpose = {
             "purpose": cat.titles.get(locale) or cat.titles.get("en") or cat.key,
             "purposeCategory": [cat.key],
-            "consentType": "EXPLICIT" if cat.key != ESSENTIAL else "NOT-REQUIRED",
+            # Essential cookies need no opt-in: the person is told (banner, policy) and
+            # using the service is the authority, i.e. implicit consent; the others
+            # were chosen, explicitly.
+            "consentType": "IMPLICIT" if cat.key == ESSENTIAL else "EXPLICIT",
             "piiCategory": ["Online identifiers (cookies)", "Device and browser data"],
             "primaryPurpose": cat.key == ESSENTIAL,
-            "termination": (f"Until withdrawn in the preference center, at the latest "
+            "termination": ("While the service is used" if cat.key == ESSENTIAL else
+                            f"Until withdrawn in the preference center, at the latest "
                             f"{days} days after the choice"),
             "thirdPartyDisclosure": bool(third),
-            "thirdPartyName": ", ".join(third) if third else "",
-        })
+        }
+        if third:
+            purpose["thirdPartyName"] = ", ".join(third)
+        purposes.append(purpose)
     for key, granted in sorted((state.get("channels") or {}).items()):
         if granted:
             purposes.append({
                 "purpose": f"Messages: {key.replace(':', ' ')}", "purposeCategory": [key],
                 "consentType": "EXPLICIT", "piiCategory": ["Contact details"],
                 "primaryPurpose": False, "termination": "Until you unsubscribe",
-                "thirdPartyDisclosure": False, "thirdPartyName": "",
+                "thirdPartyDisclosure": False,
             })
     decided = state.get("decided_at") or state.get("updated_at")
     # The event this receipt stands for, with its log index, inclusion proof and signed
@@ -576,30 +675,34 @@ def consent_receipt(site_key: str, subject: Subject) -> dict:
         proof = build_receipt(site.key, state["last_event_id"])
     except (ReceiptPending, NotFound):
         proof = {"status": "pending"}
+    entry = {
+        "piiController": controller["name"],
+        "onBehalf": False,
+        "contact": controller["contact"],
+        "address": _postal_address(controller["address"]),
+        "email": controller["email"],
+        "phone": controller["phone"],
+    }
+    if controller.get("url"):
+        entry["piiControllerUrl"] = controller["url"]
     return {
         "proof": proof,
         "version": RECEIPT_VERSION,
-        "jurisdiction": controller.get("jurisdiction", "EU"),
+        "jurisdiction": controller.get("jurisdiction") or "EU",
         "consentTimestamp": int(decided.timestamp()),
         "collectionMethod": {"banner": "Cookie banner on the website",
                              "preferences": "Preference center on the website",
                              "api": "The site's own account pages",
                              "gpc": "Global Privacy Control signal of the browser",
                              }.get(state.get("last_source"), str(state.get("last_source"))),
-        "consentReceiptID": state["last_event_id"],
+        # The UUID of the event the receipt stands for (a random UUID-4 already).
+        "consentReceiptID": str(uuid.UUID(hex=state["last_event_id"])),
         "publicKey": public_key_text(),
-        "language": locale,
+        "language": (locale or "en").split("-")[0].lower(),
         "piiPrincipalId": subject.public_id,
-        "piiControllers": [{
-            "piiController": controller.get("name") or site.name,
-            "onBehalf": False,
-            "contact": controller.get("contact", ""),
-            "address": controller.get("address", ""),
-            "email": controller.get("email", ""),
-            "phone": controller.get("phone", ""),
-            "piiControllerUrl": controller.get("url", ""),
-        }],
-        "policyUrl": _policy_url(site.key, state.get("policy_version")) or "",
+        "piiControllers": [entry],
+        "policyUrl": (_policy_url(site.key, state.get("policy_version") or site.policy_label)
+                      or controller.get("url") or ""),
         "services": [{"service": site.name, "purposes": purposes}],
         "sensitive": False,
         "spiCat": [],

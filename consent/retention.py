@@ -202,6 +202,8 @@ def purge_command(site_key, before, dry_run, yes):
 @click.option("--site", "site_key", help="Only this site.")
 def verify_checkpoints_command(site_key):
     """Check the signatures of retention checkpoints; exit 1 if any is bad."""
+    if site_key:
+        get_site(site_key)  # an unknown site is a mistake, not "0 checkpoints verify"
     checks = verify_checkpoints(site_key)
     bad = [c for c in checks if not c.ok]
     for c in bad:

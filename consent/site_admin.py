@@ -17,8 +17,10 @@ from .errors import Conflict, Invalid
 from .extensions import db
 from .policies import PolicyVersion, get_policy, publish_policy
 from .requests import validate_deadline_rule
-from .sites import (CATEGORY_KEY_RE, STANDARD_CATEGORIES, BadOrigin, Category, Site,
-                    SiteApiKey, create_api_key, create_site, get_site, invalidate_site_cache,
+from .site_history import record_change
+from .sites import (STANDARD_CATEGORIES, BadOrigin, Category, CategoryLimit,
+                    Site, SiteApiKey, check_category_count, check_category_key,
+                    create_api_key, create_site, get_site, invalidate_site_cache,
                     normalise_origin)
 from .validation import StrictSchema
 
@@ -59,59 +61,111 @@ def add_site(key: str, name: str, origins: list[str]) -> Site:
     return run_write(write)
 
 
-def update_site(site_key: str, data: dict) -> Site:
-    """Change general settings: name, origins, lifetimes, locales, deadlines, retention."""
-    origins = list(dict.fromkeys(check_origin(o) for o in data.get("allowed_origins", [])
-                                 if o.strip()))
-    locales = [loc.strip() for loc in data.get("locales", []) if loc.strip()]
-    for loc in locales:
-        if not LOCALE_RE.match(loc):
-            raise Invalid(f"{loc!r} is not a language tag", field="locales")
-    if not locales:
-        raise Invalid("give at least one language", field="locales")
-    if data["default_locale"] not in locales:
-        raise Invalid("the default language must be one of the languages",
-                      field="default_locale")
-    rule = {"business_days" if data["deadline_kind"] == "business_days" else "days":
-            data["deadline_value"]}
-    rule = validate_deadline_rule(rule)
+# The settings page's sections and the fields each one saves (and nothing else).
+SECTIONS = {
+    "general": ("name", "allowed_origins", "locales", "default_locale"),
+    "consent": ("accept_lifetime_days", "reject_lifetime_days", "deadline",
+                "retention_days"),
+    "controller": ("controller",),
+}
+SECTION_TITLES = {"general": "General", "consent": "Consent lifetimes, requests and retention",
+                  "controller": "Data controller"}
 
-    def write() -> Site:
+
+def _site_values(site: Site) -> dict:
+    settings = site.settings or {}
+    return {"name": site.name, "allowed_origins": list(site.allowed_origins or []),
+            "locales": list(site.locales or []), "default_locale": site.default_locale,
+            "accept_lifetime_days": site.accept_lifetime_days,
+            "reject_lifetime_days": site.reject_lifetime_days,
+            "deadline": settings.get("request_deadline") or {"days": 30},
+            "retention_days": settings.get("retention_days"),
+            "controller": settings.get("controller") or {}}
+
+
+FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales": "languages",
+                "default_locale": "default language", "deadline": "request deadline",
+                "accept_lifetime_days": "days an acceptance stands",
+                "reject_lifetime_days": "days a refusal stands",
+                "retention_days": "event retention", "controller": "data controller"}
+
+
+def update_site_section(site_key: str, section: str, data: dict, actor: str) -> list[str]:
+    """Save one section of the settings (only its fields); returns what changed, which
+    the site's change history records."""
+    fields = SECTIONS[section]
+    new: dict = {}
+    if section == "general":
+        new["name"] = data["name"].strip()
+        new["allowed_origins"] = list(dict.fromkeys(
+            check_origin(o) for o in data.get("allowed_origins", []) if o.strip()))
+        locales = [loc.strip() for loc in data.get("locales", []) if loc.strip()]
+        for loc in locales:
+            if not LOCALE_RE.match(loc):
+                raise Invalid(f"{loc!r} is not a language tag", field="locales")
+        if not locales:
+            raise Invalid("give at least one language", field="locales")
+        if data["default_locale"] not in locales:
+            raise Invalid("the default language must be one of the languages",
+                          field="default_locale")
+        new["locales"], new["default_locale"] = locales, data["default_locale"]
+    elif section == "consent":
+        new["accept_lifetime_days"] = data["accept_lifetime_days"]
+        new["reject_lifetime_days"] = data["reject_lifetime_days"]
+        kind = "business_days" if data["deadline_kind"] == "business_days" else "days"
+        try:
+            new["deadline"] = validate_deadline_rule({kind: data["deadline_value"]})
+        except Invalid as exc:
+            raise Invalid(exc.detail, field="deadline_value") from None
+        new["retention_days"] = data.get("retention_days") or None
+    else:
+        from .requests import check_controller  # (requests imports sites, not site_admin)
+
+        new["controller"] = check_controller(data.get("controller") or {})
+
+    def write() -> list[str]:
         site = get_site(site_key)
-        site.name = data["name"]
-        site.allowed_origins = origins
-        site.accept_lifetime_days = data["accept_lifetime_days"]
-        site.reject_lifetime_days = data["reject_lifetime_days"]
-        site.locales = locales
-        site.default_locale = data["default_locale"]
+        old = _site_values(site)
+        changed = [f for f in fields if old[f] != new[f]]
+        if not changed:
+            return []
         settings = dict(site.settings or {})
-        settings["request_deadline"] = rule
-        if data.get("retention_days"):
-            settings["retention_days"] = data["retention_days"]
-        else:
-            settings.pop("retention_days", None)
-        controller = {k: v for k, v in (data.get("controller") or {}).items() if v}
-        if controller:
-            settings["controller"] = controller
-        else:
-            settings.pop("controller", None)
+        for f in changed:
+            value = new[f]
+            if f == "deadline":
+                settings["request_deadline"] = value
+            elif f in ("retention_days", "controller"):
+                if value:
+                    settings[f] = value
+                else:
+                    settings.pop(f, None)
+            else:
+                setattr(site, f, value)
         site.settings = settings
+        labels = [FIELD_LABELS[f] for f in changed]
+        record_change(site.id, actor, f"settings:{section}", "changed " + ", ".join(labels),
+                      {"fields": changed})
         _touch(site)
-        return site
+        return labels
 
     return run_write(write)
 
 
 def add_category(site_key: str, key: str, title: str) -> Category:
     """Add a custom category (refused by default until the visitor opts in)."""
-    if not CATEGORY_KEY_RE.match(key or ""):
-        raise Invalid("category keys are lower-case letters, digits and '_', starting "
-                      "with a letter", field="key")
+    try:
+        check_category_key(key)
+    except CategoryLimit as exc:
+        raise Invalid(str(exc), field="key") from None
 
     def write() -> Category:
         site = get_site(site_key)
         if any(c.key == key for c in site.categories):
             raise Conflict(f"site {site_key!r} already has a category {key!r}", field="key")
+        try:
+            check_category_count(len(site.categories) + 1, site_key)
+        except CategoryLimit as exc:
+            raise Invalid(str(exc), field="key") from None
         cat = Category(site_id=site.id, key=key,
                        position=max([c.position for c in site.categories] + [0]) + 1,
                        locked=False, titles={site.default_locale: title}, descriptions={},
@@ -122,6 +176,16 @@ def add_category(site_key: str, key: str, title: str) -> Category:
         return cat
 
     return run_write(write)
+
+
+def _name_or_pattern(data: dict, what: str) -> None:
+    if not data.get("name") and not data.get("pattern"):
+        raise ma.ValidationError(f"give the {what}'s name or a pattern", "name")
+    if data.get("pattern"):
+        try:
+            re.compile(data["pattern"])
+        except re.error as exc:
+            raise ma.ValidationError(f"not a regular expression: {exc}", "pattern")
 
 
 class CookieSchema(StrictSchema):
@@ -135,28 +199,44 @@ class CookieSchema(StrictSchema):
 
     @ma.validates_schema
     def _name_or_pattern(self, data, **kwargs):
-        if not data.get("name") and not data.get("pattern"):
-            raise ma.ValidationError("give the cookie's name or a pattern", "name")
-        if data.get("pattern"):
-            try:
-                re.compile(data["pattern"])
-            except re.error as exc:
-                raise ma.ValidationError(f"not a regular expression: {exc}", "pattern")
+        _name_or_pattern(data, "cookie")
+
+
+class StorageSchema(StrictSchema):
+    """A localStorage or sessionStorage key (by exact name or by pattern) a service uses."""
+
+    name = ma.fields.String(validate=validate.Length(1, 200))
+    pattern = ma.fields.String(validate=validate.Length(1, 200))
+    area = ma.fields.String(load_default="local", validate=validate.OneOf(("local", "session")))
+
+    @ma.validates_schema
+    def _name_or_pattern(self, data, **kwargs):
+        _name_or_pattern(data, "key")
+
+
+HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                     r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class ServiceSchema(StrictSchema):
-    """A service (tool, vendor) of a category and the cookies it sets."""
+    """A service (tool, vendor) of a category, the cookies and storage keys it sets and
+    the hosts it contacts (the scanner matches its findings against these)."""
 
     name = ma.fields.String(required=True, validate=validate.Length(1, 200))
     provider = ma.fields.String(validate=validate.Length(1, 200))
     purpose = ma.fields.String(validate=validate.Length(1, 1000))
     privacy_url = ma.fields.Url(schemes={"http", "https"})
     cookies = ma.fields.List(ma.fields.Nested(CookieSchema), load_default=list)
+    storage = ma.fields.List(ma.fields.Nested(StorageSchema))
+    hosts = ma.fields.List(ma.fields.String(validate=validate.Regexp(
+        HOST_RE, error="not a host name such as stats.example.com")))
 
 
 def update_category(site_key: str, key: str, *, titles: dict[str, str],
-                    descriptions: dict[str, str], services: list) -> Category:
-    """Replace a category's texts per language and its services and cookies."""
+                    descriptions: dict[str, str], services: list,
+                    actor: str = "admin") -> list[str]:
+    """Replace a category's texts per language and its services and cookies; returns
+    what changed (recorded in the site's change history)."""
     checked = ServiceSchema(many=True).load(services)
     titles = {loc: t.strip() for loc, t in titles.items() if t and t.strip()}
     descriptions = {loc: t.strip() for loc, t in descriptions.items() if t and t.strip()}
@@ -166,16 +246,44 @@ def update_category(site_key: str, key: str, *, titles: dict[str, str],
         if len(text) > 2000:
             raise Invalid("texts are at most 2000 characters", field="descriptions")
 
-    def write() -> Category:
+    def write() -> list[str]:
         site = get_site(site_key)
         cat = next((c for c in site.categories if c.key == key), None)
         if cat is None:
             raise Invalid(f"site {site_key!r} has no category {key!r}", field="key")
+        changed = _category_changes(cat, titles, descriptions, checked)
+        if not changed:
+            return []
         cat.titles, cat.descriptions, cat.services = titles, descriptions, checked
+        record_change(site.id, actor, f"category:{key}", "; ".join(changed)[:1000],
+                      {"changes": changed})
         _touch(site)
-        return cat
+        return changed
 
     return run_write(write)
+
+
+def _category_changes(cat: Category, titles: dict, descriptions: dict,
+                      services: list) -> list[str]:
+    """What saving would change, in words: texts per language, services by name."""
+    out = []
+    for loc in sorted(set(cat.titles or {}) | set(titles)):
+        if (cat.titles or {}).get(loc) != titles.get(loc):
+            out.append(f"title ({loc})")
+    for loc in sorted(set(cat.descriptions or {}) | set(descriptions)):
+        if (cat.descriptions or {}).get(loc) != descriptions.get(loc):
+            out.append(f"description ({loc})")
+    before = {s.get("name"): s for s in cat.services or ()}
+    after = {s.get("name"): s for s in services}
+    for name in after:
+        if name not in before:
+            out.append(f"service {name} added")
+        elif before[name] != after[name]:
+            out.append(f"service {name} changed")
+    out += [f"service {name} removed" for name in before if name not in after]
+    if not out and list(before) != list(after):
+        out.append("services reordered")
+    return out
 
 
 def list_api_keys(site_key: str) -> list[SiteApiKey]:

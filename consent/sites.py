@@ -22,10 +22,38 @@ from .extensions import db
 
 ESSENTIAL = "essential"
 STANDARD_CATEGORIES = ("essential", "functional", "analytics", "advertising")
-CATEGORY_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Every category key travels in the consent cookie (granted or refused), and browsers
+# drop a cookie over 4,096 bytes: these caps keep the worst case near 1.6 KB
+# (tests/test_widget_server.py::test_worst_case_cookie_stays_far_under_4_kb).
+MAX_CATEGORIES = 40  # per site, essential included
+CATEGORY_KEY_MAX = 32
+CATEGORY_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,%d}$" % (CATEGORY_KEY_MAX - 1))
 SITE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+class CategoryLimit(ValueError):
+    """A category key or a number of categories the consent cookie cannot carry."""
+
+
+def check_category_key(key: object) -> str:
+    """KEY if it can be a category key, else CategoryLimit saying what a key may be."""
+    if not isinstance(key, str) or not CATEGORY_KEY_RE.match(key):
+        raise CategoryLimit(
+            f"category key {key!r} must be 1-{CATEGORY_KEY_MAX} lower-case letters, digits "
+            "or '_', starting with a letter (every key is stored in the visitor's consent "
+            "cookie)")
+    return key
+
+
+def check_category_count(count: int, site_key: str) -> None:
+    """CategoryLimit when a site would have more than MAX_CATEGORIES categories."""
+    if count > MAX_CATEGORIES:
+        raise CategoryLimit(
+            f"site {site_key!r} would have {count} categories; at most {MAX_CATEGORIES} "
+            "(essential included) fit in the consent cookie, which browsers drop over "
+            "4 KB")
 
 
 class NotFound(Exception):
@@ -374,10 +402,11 @@ def create_site(
     specs = categories or [{"key": k} for k in STANDARD_CATEGORIES]
     if not any(s["key"] == ESSENTIAL for s in specs):
         specs = [{"key": ESSENTIAL}] + list(specs)
+    for spec in specs:
+        check_category_key(spec["key"])
+    check_category_count(len({s["key"] for s in specs}), key)
     for position, spec in enumerate(specs):
         ckey = spec["key"]
-        if not CATEGORY_KEY_RE.match(ckey):
-            raise ValueError(f"category key {ckey!r} must be lower-case letters, digits, '_'")
         defaults = texts.get(ckey, {})
         site.categories.append(Category(
             key=ckey, position=position, locked=(ckey == ESSENTIAL),

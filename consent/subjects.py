@@ -154,6 +154,16 @@ def read_token_matches(pseudonym: str, token: str | None) -> bool:
     return hmac.compare_digest(read_token(pseudonym), token)
 
 
+def token_reads_pseudonym(site_id: int, pseudonym: str, token: str | None) -> bool:
+    """Whether TOKEN is the read token of the live subject of SITE_ID whose events carry
+    PSEUDONYM (False for an erased subject, as for any other token)."""
+    if not read_token_matches(pseudonym, token):
+        return False
+    return db.session.execute(db.select(Subject.id).where(
+        Subject.site_id == site_id, Subject.pseudonym == pseudonym,
+        Subject.erased_at.is_(None))).first() is not None
+
+
 # ---------------------------------------------------------------- finding and creating
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
+import marshmallow as ma
 from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
+from .consent_mode import widget_consent_mode
 from .database import iso, utcnow
 from .extensions import db
 from .i18n import catalog, pick_locale
@@ -34,6 +37,8 @@ from .policies import PolicyVersion
 from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
+EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
     return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
@@ -41,6 +46,11 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
 
 # What the widget shows of a service in the dialog, and what it needs to delete its cookies.
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
+
+
+# The "Download proof of my choice" link (a receipt from the server, so never offline), and
+# the labels of the services and cookies lists, whose names come with the details too.
+DIALOG_ONLY_STRINGS = ("proof", "services", "cookies")
 
 
 def _widget_service(service: dict) -> dict:
@@ -71,6 +81,11 @@ def widget_config(site_key: str, requested_locale: str | None,
     known = set(strings) | set(catalog("widget", "en"))
     strings.update({k: v for k, v in ((site.settings.get("texts") or {}).get(locale) or {}).items()
                     if k in known})
+    if not details:
+        # Strings only the dialog's server-backed parts use: the widget shows those parts
+        # only once the details arrived, so they cost a first visit nothing.
+        for k in DIALOG_ONLY_STRINGS:
+            strings.pop(k, None)
     policy = material = None
     if site.policy_label:
         policy = db.session.execute(db.select(PolicyVersion).where(
@@ -112,6 +127,8 @@ def widget_config(site_key: str, requested_locale: str | None,
                    "sameSite": cookie.get("same_site", "Lax"),
                    "serverSet": bool(cookie.get("server_set"))},
         "gpc": {"categories": list(gpc_categories(site))},
+        # Google Consent Mode options (only those the site set, see consent.consent_mode).
+        **({"consentMode": mode} if (mode := widget_consent_mode(site)) else {}),
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
         **({"endpoints": {
@@ -235,6 +252,7 @@ class ConsentCookie:
     key: str | None = None       # the device key that proves `subject` (consent.subjects)
     read_token: str | None = None
     minor: bool = False          # the visitor said they are a minor (consent.minors)
+    event_id: str | None = None  # the recorded decision: its receipt is the visitor's proof
 
 
 def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
@@ -250,14 +268,15 @@ def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
         decided, expires = int(fields.get("t") or 0), int(fields.get("e") or 0)
     except ValueError:
         return None
-    key, token = fields.get("k"), fields.get("r")
+    key, token, event = fields.get("k"), fields.get("r"), fields.get("i")
     return ConsentCookie(subject=fields["s"], categories=categories,
                          policy_version=fields.get("p") or None, decided_at=decided,
                          expires_at=expires, source=fields.get("src") or None,
                          gpc=fields.get("g") == "1",
                          key=key if key and DEVICE_KEY_RE.match(key) else None,
                          read_token=token if token and READ_TOKEN_RE.match(token) else None,
-                         minor=fields.get("m") == "1")
+                         minor=fields.get("m") == "1",
+                         event_id=event if event and EVENT_ID_RE.match(event) else None)
 
 
 def format_consent_cookie(cookie: ConsentCookie) -> str:
@@ -275,6 +294,8 @@ def format_consent_cookie(cookie: ConsentCookie) -> str:
         fields["p"] = cookie.policy_version
     if cookie.minor:
         fields["m"] = 1
+    if cookie.event_id:
+        fields["i"] = cookie.event_id
     return urlencode(fields)
 
 
@@ -291,7 +312,7 @@ def consent_cookie_from_view(subject: str, view: dict, reject_days: int, *,
                          policy_version=view.get("policyVersion"),
                          decided_at=_unix(view.get("decidedAt")), expires_at=expires,
                          source=view.get("source"), gpc=bool(view.get("gpc")), key=key,
-                         read_token=read_token, minor=minor)
+                         read_token=read_token, minor=minor, event_id=view.get("eventId"))
 
 
 def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
@@ -310,3 +331,111 @@ def server_cookie_header(site: SiteSnapshot, subject: str, view: dict | None,
                        max_age=max(0, cookie.expires_at - int(time.time())), path="/",
                        domain=settings.get("domain"), secure=secure, httponly=False,
                        samesite=settings.get("same_site", "Lax"))
+
+
+# ---------------------------------------------------------------- the document's shape
+# (for the OpenAPI document: the view serves config_document's cached JSON as is)
+
+
+class _CookieRuleSchema(ma.Schema):
+    """A first-party cookie the widget deletes when its category is withdrawn."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    name = ma.fields.String(metadata={"description": "One cookie's name"})
+    pattern = ma.fields.String(metadata={"description": "A regular expression over names"})
+    path = ma.fields.String()
+    domain = ma.fields.String()
+
+
+class _ServiceSchema(ma.Schema):
+    """A service a category covers (name, provider, purpose only with details=1)."""
+
+    name = ma.fields.String()
+    provider = ma.fields.String()
+    purpose = ma.fields.String()
+    cookies = ma.fields.List(ma.fields.Nested(_CookieRuleSchema))
+
+
+class _CategorySchema(ma.Schema):
+    """One category as the banner and dialog show it."""
+
+    key = ma.fields.String(required=True, metadata={"example": "analytics"})
+    locked = ma.fields.Boolean(required=True, metadata={
+        "description": "Always on (essential): no switch"})
+    title = ma.fields.String(required=True)
+    description = ma.fields.String(metadata={"description": "details=1 only"})
+    services = ma.fields.List(ma.fields.Nested(_ServiceSchema), required=True, metadata={
+        "description": "Without details=1 only each service's cookies"})
+
+
+class _PolicySchema(ma.Schema):
+    version = ma.fields.String(allow_none=True, required=True)
+    url = ma.fields.String(allow_none=True, required=True)
+    materialVersion = ma.fields.String(allow_none=True, required=True)
+    reconsentAfter = ma.fields.String(allow_none=True, required=True, metadata={
+        "description": "Choices made before this instant no longer count"})
+
+
+class _LifetimesSchema(ma.Schema):
+    acceptDays = ma.fields.Integer(required=True)
+    rejectDays = ma.fields.Integer(required=True)
+
+
+class _CookieSettingsSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    domain = ma.fields.String(allow_none=True, required=True)
+    sameSite = ma.fields.String(required=True)
+    serverSet = ma.fields.Boolean(required=True)
+
+
+class _GpcSchema(ma.Schema):
+    categories = ma.fields.List(ma.fields.String(), required=True)
+
+
+class _AgeSchema(ma.Schema):
+    ask = ma.fields.String(required=True)
+    q = ma.fields.String(required=True, metadata={"description": "The age question"})
+    g = ma.fields.String(required=True, metadata={"description": "The guardian's line"})
+    categories = ma.fields.List(ma.fields.String(), required=True)
+
+
+class _EndpointsSchema(ma.Schema):
+    decisions = ma.fields.String(required=True)
+    preferences = ma.fields.String(required=True)
+
+
+class _ConsentModeSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+    dataLayer = ma.fields.String(metadata={"description": "The dataLayer's name, when not "
+                                                          "dataLayer"})
+    push = ma.fields.List(ma.fields.List(ma.fields.Raw()), metadata={
+        "description": "gtag commands pushed after the all-denied default, in order: a "
+                       "`consent default` per region rule (with `region`), `set "
+                       "ads_data_redaction`, `set url_passthrough`"})
+
+
+class WidgetConfigSchema(ma.Schema):
+    """The site's configuration and strings in one language, as the widget reads it."""
+
+    site = ma.fields.String(required=True)
+    revision = ma.fields.String(required=True, metadata={
+        "description": "Changes with any change of the site's configuration"})
+    ttl = ma.fields.Integer(required=True, metadata={
+        "description": "Seconds the widget may reuse this document without asking"})
+    locale = ma.fields.String(required=True)
+    locales = ma.fields.List(ma.fields.String(), required=True)
+    strings = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(),
+                             required=True)
+    categories = ma.fields.List(ma.fields.Nested(_CategorySchema), required=True)
+    policy = ma.fields.Nested(_PolicySchema, required=True)
+    lifetimes = ma.fields.Nested(_LifetimesSchema, required=True)
+    cookie = ma.fields.Nested(_CookieSettingsSchema, required=True)
+    gpc = ma.fields.Nested(_GpcSchema, required=True)
+    consentMode = ma.fields.Nested(_ConsentModeSchema, metadata={
+        "description": "Google Consent Mode options, only when the site set any"})
+    age = ma.fields.Nested(_AgeSchema, metadata={"description": "Sites with an age rule"})
+    endpoints = ma.fields.Nested(_EndpointsSchema, metadata={"description": "details=1 only"})

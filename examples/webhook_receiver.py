@@ -1,31 +1,40 @@
-"""A minimal receiver of the consent manager's webhooks (Python standard library only).
+"""A minimal receiver of the consent manager's webhooks, verified with the maintained
+Standard Webhooks library (`pip install standardwebhooks`).
 
     CONSENT_WEBHOOK_SECRET=whsec_... python examples/webhook_receiver.py 8000
+
+The library checks `webhook-signature` over "webhook-id.webhook-timestamp.body" and
+refuses timestamps more than 5 minutes off. The signed `webhook-id` is the notification
+id, the same on every retry: it is what this receiver de-duplicates on.
 """
-import hashlib
-import hmac
 import json
 import os
+import sqlite3
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-TOLERANCE = 300  # seconds: an older (or future) timestamp is a replay
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
-def verify(secret: str, timestamp: str, signature: str, body: bytes, now=None) -> bool:
-    """True if SIGNATURE is the sender's HMAC-SHA256 of "<timestamp>." + body, and fresh."""
-    if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > TOLERANCE:
-        return False
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return hmac.compare_digest("v1=" + mac.hexdigest(), signature)
+class SeenIds:
+    """Notification ids already handled, kept in SQLite so a restart does not forget."""
+
+    def __init__(self, path: str = ":memory:"):
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY)")
+        self.lock = threading.Lock()
+
+    def first_time(self, msg_id: str) -> bool:
+        """Record MSG_ID; True the first time it is seen."""
+        with self.lock, self.db:
+            return self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)",
+                                   (msg_id,)).rowcount == 1
 
 
 class Receiver(BaseHTTPRequestHandler):
     secret = os.environ.get("CONSENT_WEBHOOK_SECRET", "")
-    seen: set = set()  # idempotency keys handled; use a table with a UNIQUE key in production
-    lock = threading.Lock()
+    seen = SeenIds(os.environ.get("CONSENT_WEBHOOK_SEEN_DB", ":memory:"))
 
     def handle_notification(self, note: dict) -> None:
         """Your part: stop processing, delete the person's data, update the CRM..."""
@@ -37,14 +46,20 @@ class Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not verify(self.secret, self.headers.get("X-Consent-Timestamp", ""),
-                      self.headers.get("X-Consent-Signature", ""), body):
-            return self.answer(401)
-        key = self.headers.get("Idempotency-Key", "")
-        with self.lock:  # a retry may arrive while the first delivery is still handled
-            if key not in self.seen:
-                self.handle_notification(json.loads(body))
-                self.seen.add(key)
+        try:
+            note = Webhook(self.secret).verify(body, dict(self.headers))
+        except (WebhookVerificationError, ValueError):
+            return self.answer(401)  # forged, altered, stale, or not ours
+        # A retry of a handled notification is acknowledged without handling it again.
+        # (If handling fails, forget the id and answer 500 so that it is retried.)
+        msg_id = self.headers["webhook-id"]
+        if self.seen.first_time(msg_id):
+            try:
+                self.handle_notification(note)
+            except Exception:
+                with self.seen.lock, self.seen.db:
+                    self.seen.db.execute("DELETE FROM seen WHERE id = ?", (msg_id,))
+                return self.answer(500)
         self.answer(204)  # 2xx = acknowledged; anything else is retried later
 
     def answer(self, status: int) -> None:

@@ -151,7 +151,14 @@ def test_tokens_and_users_pages(app, site, admin):
     assert "exporter" in page and token not in page
     row = db.session.execute(db.select(AdminToken).where(AdminToken.name == "exporter")
                              ).scalar_one()
-    assert post_form(admin, f"/admin/tokens/{row.id}/revoke").status_code == 302
+    revoke = f"/admin/tokens/{row.id}/revoke"
+    asked = post_form(admin, revoke, page=revoke)  # the button asks first
+    assert asked.status_code == 422 and "Revoke the API token exporter?" in asked.data.decode()
+    assert app.test_client().get(f"/api/v1/audit/sites/{site['key']}/export",
+                                 headers=bearer(token)).status_code == 200
+    r = post_form(admin, revoke, {"confirm": "yes"}, page=revoke)
+    assert r.status_code == 302
+    assert "API token exporter revoked" in admin.get("/admin/tokens").data.decode()
     assert app.test_client().get(f"/api/v1/audit/sites/{site['key']}/export",
                                  headers=bearer(token)).status_code == 401
     r = post_form(admin, "/admin/users", {"email": "new@example.com",

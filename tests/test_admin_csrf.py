@@ -13,6 +13,7 @@ from consent.admin_auth import ADMIN_PATH_PREFIXES, view_auth
 from consent.outbox import DeliveryWorker, register_endpoint
 from consent.requests import open_request
 from tests.support.admin import forms, make_token, record_choice
+from tests.support.scans import seed_finished_scan
 
 
 def seed_one_of_each(app, site) -> None:
@@ -25,6 +26,7 @@ def seed_one_of_each(app, site) -> None:
     register_endpoint(site["key"], url="http://127.0.0.1:9/closed", categories=["*"])
     record_choice(site["key"], "reject_all")
     DeliveryWorker(concurrency=1, poll_seconds=0.05).run()
+    seed_finished_scan(site["key"])
 
 
 def sample_url(rule, site_key: str) -> str:
@@ -45,6 +47,8 @@ def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin):
              if rule.rule.startswith(ADMIN_PATH_PREFIXES) and "GET" in rule.methods
              and not rule.rule.startswith("/api/")]
     pages.append(f"/admin/sites/{site['key']}/requests/2")
+    pages.append(f"/admin/sites/{site['key']}/settings/categories")
+    pages.append(f"/admin/sites/{site['key']}/settings/consent-mode")
     adapter = app.url_map.bind("localhost")
     tokens, posted_to = set(), {}
     for url in pages:

@@ -120,16 +120,22 @@ def test_policy_publish_refuses_bad_input_with_a_friendly_page(app, site, admin)
 
 
 def test_site_settings_update_reaches_the_widget(app, site, admin):
-    r = post_form(admin, f"/admin/sites/{site['key']}/settings", {
-        "name": "Example shop EU", "allowed_origins": "https://shop.example\nhttps://eu.shop.example",
-        "accept_lifetime_days": "180", "reject_lifetime_days": "90",
-        "locales": "en\nde", "default_locale": "de", "deadline_kind": "business_days",
-        "deadline_value": "10", "retention_days": "730", "controller_name": "Shop GmbH",
-        "controller_email": "privacy@shop.example"})
-    assert r.status_code == 302
+    base = f"/admin/sites/{site['key']}/settings"
+    for section, data in (
+            ("general", {"name": "Example shop EU",
+                         "allowed_origins": "https://shop.example\nhttps://eu.shop.example",
+                         "locales": "en\nde", "default_locale": "de"}),
+            ("consent", {"accept_lifetime_days": "180", "reject_lifetime_days": "90",
+                         "deadline_kind": "business_days", "deadline_value": "10",
+                         "retention_days": "730"}),
+            ("controller", {"controller_name": "Shop GmbH",
+                            "controller_email": "privacy@shop.example"})):
+        r = post_form(admin, f"{base}/{section}", data)
+        assert r.status_code == 302, (section, r.get_data(as_text=True))
     config = app.test_client().get(f"/api/v1/sites/{site['key']}/config").get_json()
     assert config["lifetimes"] == {"acceptDays": 180, "rejectDays": 90}
     assert config["locale"] == "de"
+    db.session.rollback()
     row = db.session.execute(db.select(Site).where(Site.key == site["key"])).scalar_one()
     assert row.allowed_origins == ["https://shop.example", "https://eu.shop.example"]
     assert row.settings["request_deadline"] == {"business_days": 10}
@@ -139,52 +145,88 @@ def test_site_settings_update_reaches_the_widget(app, site, admin):
                                json={"action": "accept_all"},
                                headers={"Origin": "https://eu.shop.example"})
     assert r.status_code == 201
+    history = admin.get(f"{base}/history").get_data(as_text=True)
+    assert "settings:general" in history and "changed name, allowed origins, languages" in history
 
 
-def test_bad_settings_are_refused_and_nothing_changes(app, site, admin):
-    good = {"name": "X", "allowed_origins": "https://shop.example", "accept_lifetime_days": "365",
-            "reject_lifetime_days": "182", "locales": "en", "default_locale": "en",
-            "deadline_kind": "days", "deadline_value": "30"}
-    url = f"/admin/sites/{site['key']}/settings"
-    for field, value in [("allowed_origins", "shop.example/path"), ("accept_lifetime_days", "0"),
-                         ("default_locale", "fr"), ("deadline_value", "-1"),
-                         ("deadline_kind", "weeks"), ("locales", "english!")]:
-        r = post_form(admin, url, {**good, field: value})
+def test_bad_settings_are_refused_next_to_the_field_and_nothing_changes(app, site, admin):
+    base = f"/admin/sites/{site['key']}/settings"
+    general = {"name": "X", "allowed_origins": "https://shop.example", "locales": "en",
+               "default_locale": "en"}
+    consent = {"accept_lifetime_days": "365", "reject_lifetime_days": "182",
+               "deadline_kind": "days", "deadline_value": "30"}
+    for section, good, field, value in [
+            ("general", general, "allowed_origins", "shop.example/path"),
+            ("general", general, "default_locale", "fr"),
+            ("general", general, "locales", "english!"),
+            ("consent", consent, "accept_lifetime_days", "0"),
+            ("consent", consent, "deadline_value", "-1"),
+            ("consent", consent, "deadline_kind", "weeks"),
+            ("controller", {}, "controller_email", "not an address")]:
+        r = post_form(admin, f"{base}/{section}", {**good, field: value})
         assert r.status_code == 422, (field, r.status_code)
-        assert b"Nothing was changed" in r.data
+        page = r.get_data(as_text=True)
+        assert "Nothing was saved" in page and f'id="err-{field}"' in page, field
+        assert 'class="admin-nav"' in page  # inside the normal layout
+        if field != "deadline_kind":
+            assert f'value="{value}"' in page or f">{value}</textarea>" in page, field
     row = db.session.execute(db.select(Site).where(Site.key == site["key"])).scalar_one()
     assert row.name == "Example shop"
 
 
-def on_settings(client, site, url: str, data: dict | None = None):
-    """Submit one of the forms of the site's settings page."""
-    return post_form(client, url, data, page=f"/admin/sites/{site['key']}/settings")
+def on_settings(client, site, url: str, data: dict | None = None, section: str = "categories"):
+    """Submit one of the forms of a section of the site's settings."""
+    return post_form(client, url, data,
+                     page=f"/admin/sites/{site['key']}/settings/{section}")
 
 
 def test_categories_texts_and_cookies(app, site, admin):
     r = on_settings(admin, site, f"/admin/sites/{site['key']}/categories",
                   {"key": "location", "title": "Location"})
     assert r.status_code == 302
+    cat_page = "categories/location"
     r = on_settings(admin, site, f"/admin/sites/{site['key']}/categories/location", {
         "title_en": "Location", "title_de": "Standort",
         "description_en": "Finds the nearest store.", "description_de": "Findet die Filiale.",
-        "services": '[{"name": "Maps", "provider": "Map Co", "cookies": '
-                    '[{"name": "_maps", "domain": ".maps.example"}]}]'})
+        "svc-0-name": "Maps", "svc-0-provider": "Map Co",
+        "svc-0-cookies": "_maps; domain=.maps.example\n/^_mapx_/; lifetime=1 day",
+        "svc-0-lifetime": "1 year", "svc-0-storage": "session:maps-tiles",
+        "svc-0-hosts": "tiles.maps.example"}, section=cat_page)
     assert r.status_code == 302
+    page = admin.get(r.headers["Location"]).get_data(as_text=True)
+    assert "Saved Location: title (de), description (de), description (en), service Maps added." \
+        in page
     config = app.test_client().get(
         f"/api/v1/sites/{site['key']}/config?locale=de&details=1").get_json()
     cat = next(c for c in config["categories"] if c["key"] == "location")
     assert cat["title"] == "Standort" and cat["description"] == "Findet die Filiale."
-    assert cat["services"][0]["cookies"][0]["name"] == "_maps"
+    assert cat["services"][0]["cookies"] == [
+        {"name": "_maps", "domain": ".maps.example", "duration": "1 year"},
+        {"pattern": "^_mapx_", "duration": "1 day"}]
+    stored = db.session.execute(db.select(Category).where(Category.key == "location")
+                                ).scalar_one().services[0]
+    assert stored["storage"] == [{"name": "maps-tiles", "area": "session"}]
+    assert stored["hosts"] == ["tiles.maps.example"]
+    # the rows show what is stored, one entry per line
+    assert ">_maps; domain=.maps.example; lifetime=1 year\n/^_mapx_/; lifetime=1 day</textarea>" \
+        in page
     r = app.test_client().post(f"/api/v1/sites/{site['key']}/decisions",
                                json={"action": "custom", "categories": {"location": True}})
     assert r.status_code == 201
+    for data, field in (({"svc-0-provider": "x"}, "svc-0-name"),
+                        ({"svc-0-name": "x", "svc-0-cookies": "/[/"}, "svc-0-cookies"),
+                        ({"svc-0-name": "x", "svc-0-cookies": "a; colour=red"}, "svc-0-cookies"),
+                        ({"svc-0-name": "x", "svc-0-hosts": "not a host!"}, "svc-0-hosts"),
+                        ({"svc-0-name": "x", "svc-1-name": "x"}, "svc-1-name"),
+                        ({"svc-0-name": "x", "svc-0-privacy_url": "javascript:1"},
+                         "svc-0-privacy_url")):
+        bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories/location",
+                          {"title_en": "L", **data}, section=cat_page)
+        assert bad.status_code == 422, data
+        assert f'id="err-{field}"' in bad.get_data(as_text=True), data
     bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories/location",
-                    {"title_en": "L", "services": '[{"name": "x", "cookies": [{}]}]'})
-    assert bad.status_code == 422
-    bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories/location",
-                    {"title_en": "L", "services": "not json"})
-    assert bad.status_code == 422
+                      {"title_en": "L", "services": "[]"}, section=cat_page)
+    assert bad.status_code == 422 and "unknown field(s): services" in bad.get_data(as_text=True)
     bad = on_settings(admin, site, f"/admin/sites/{site['key']}/categories",
                     {"key": "location", "title": "again"})
     assert bad.status_code == 409
@@ -196,7 +238,8 @@ def test_categories_texts_and_cookies(app, site, admin):
 
 
 def test_site_api_keys_issue_and_revoke(app, site, admin):
-    r = on_settings(admin, site, f"/admin/sites/{site['key']}/api-keys", {"name": "crm"})
+    r = on_settings(admin, site, f"/admin/sites/{site['key']}/api-keys", {"name": "crm"},
+                    section="api-keys")
     secret = r.data.decode().split('id="secret">')[1].split("<")[0]
     assert secret.startswith("ck_")
     headers = {"Authorization": f"Bearer {secret}"}
@@ -204,11 +247,18 @@ def test_site_api_keys_issue_and_revoke(app, site, admin):
     client = app.test_client()
     assert client.get(f"/api/v1/sites/{site['key']}/subjects/{v}",
                       headers=headers).status_code == 200
-    page = admin.get(f"/admin/sites/{site['key']}/settings").data.decode()
+    page = admin.get(f"/admin/sites/{site['key']}/settings/api-keys").data.decode()
     assert secret not in page and "crm" in page
     key = db.session.execute(db.select(SiteApiKey).where(SiteApiKey.name == "crm")).scalar_one()
-    assert on_settings(admin, site, f"/admin/sites/{site['key']}/api-keys/{key.id}/revoke"
-                       ).status_code == 302
+    revoke = f"/admin/sites/{site['key']}/api-keys/{key.id}/revoke"
+    # the button asks first: without the confirmation the key stays
+    asked = post_form(admin, revoke, page=revoke)
+    assert asked.status_code == 422 and "Revoke the API key crm?" in asked.get_data(as_text=True)
+    assert client.get(f"/api/v1/sites/{site['key']}/subjects/{v}",
+                      headers=headers).status_code == 200
+    r = post_form(admin, revoke, {"confirm": "yes"}, page=revoke)
+    assert r.status_code == 302
+    assert "API key crm (ck_" in admin.get(r.headers["Location"]).get_data(as_text=True)
     assert client.get(f"/api/v1/sites/{site['key']}/subjects/{v}",
                       headers=headers).status_code == 401
 
@@ -229,3 +279,47 @@ def test_read_only_admin_sees_pages_without_write_forms(app, site):
     page = reader.get(f"/admin/sites/{site['key']}/policies").data.decode()
     assert "Publish a new version" not in page
     assert reader.get(f"/admin/sites/{site['key']}/export").status_code == 403
+
+
+def test_new_site_and_policy_forms_keep_the_input_and_show_errors_by_the_field(app, site,
+                                                                                admin):
+    r = post_form(admin, "/admin/sites", {"key": "blog", "name": "My blog",
+                                          "allowed_origins": "https://blog.example\nftp://x"})
+    assert r.status_code == 422
+    page = r.get_data(as_text=True)
+    assert 'id="err-allowed_origins"' in page and 'class="admin-nav"' in page
+    assert 'value="blog"' in page and 'value="My blog"' in page
+    assert ">https://blog.example\nftp://x</textarea>" in page
+    assert app.test_client().get("/api/v1/sites/blog/config").status_code == 404
+    r = post_form(admin, "/admin/sites", {"key": "blog", "name": "My blog",
+                                          "allowed_origins": "https://blog.example"})
+    assert "Site blog created" in admin.get(r.headers["Location"]).get_data(as_text=True)
+
+    url = f"/admin/sites/{site['key']}/policies"
+    r = post_form(admin, url, {"label": "2026-09", "text": "New text", "summary": "cookies",
+                               "effective_at": "01/12/2026"})
+    assert r.status_code == 422
+    page = r.get_data(as_text=True)
+    assert 'id="err-effective_at"' in page and "is not a date" in page
+    assert 'value="2026-09"' in page and ">New text</textarea>" in page
+    r = post_form(admin, url, {"label": "2026-09", "text": "New text",
+                               "effective_at": "2026-12-01", "material": "on"})
+    assert "Version 2026-09 published: every visitor" in \
+        admin.get(r.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_form_without_a_page_of_its_own_errs_inside_the_admin_layout(app, site, admin):
+    page = f"/admin/sites/{site['key']}/requests"
+    r = post_form(admin, page, {"kind": "bogus"}, headers={"Referer": f"http://localhost{page}"})
+    assert r.status_code == 422
+    html = r.get_data(as_text=True)
+    assert 'class="admin-nav"' in html and "Nothing was changed" in html
+    assert f'<a href="{page}">Back to the page you came from</a>' in html
+    # a referrer elsewhere is not offered as the way back
+    r = post_form(admin, page, {"kind": "bogus"}, headers={"Referer": "https://evil.example/x"})
+    assert "Back to the page" not in r.get_data(as_text=True)
+    visitor = record_choice(site["key"])
+    r = post_form(admin, page, {"kind": "access", "subject": visitor})
+    assert r.status_code == 302
+    assert "Access request #1 recorded; due " in admin.get(r.headers["Location"]).get_data(
+        as_text=True)

@@ -216,7 +216,24 @@ def test_stop_variants_opt_out_of_promotional_sms(client, site, body):
     assert ev.source == "sms" and ev.channels == {"sms.promotional": False}
 
 
+def enable_sms_opt_in(site):
+    def write():
+        s = get_site(site["key"])
+        s.settings = {**s.settings, "sms_keywords": {"opt_in": True}}
+    run_write(write)
+    invalidate_site_cache()
+
+
+def test_start_is_ignored_unless_the_site_enables_opt_in_by_sms(client, site):
+    number = "+15557654320"
+    sms(client, site, number, "STOP")
+    r = sms(client, site, number, "START")
+    assert r.status_code == 200 and r.get_json()["result"] == "ignored"
+    assert may_i_send(client, site, "sms", "promotional", address=number)["allowed"] is False
+
+
 def test_start_turns_promotional_sms_back_on(client, site):
+    enable_sms_opt_in(site)
     number = "+15557654322"
     sms(client, site, number, "STOP")
     r = sms(client, site, number, " start ")
@@ -226,7 +243,7 @@ def test_start_turns_promotional_sms_back_on(client, site):
                                                         ("resubscribe", "sms")]
 
 
-@pytest.mark.parametrize("body", ["STOPP", "please stop", "stop it", "", "yes", "STARTED"])
+@pytest.mark.parametrize("body", ["STOPPING", "please stop", "stop it", "", "yes", "STARTED"])
 def test_other_texts_change_nothing(client, site, body):
     r = sms(client, site, "+15557654323", body)
     assert r.status_code == 200 and r.get_json() == {
@@ -317,6 +334,7 @@ def test_channel_api_needs_the_key_of_this_site(client, site, other_site):
 
 
 def test_suppression_list_csv_and_json(client, site):
+    enable_sms_opt_in(site)
     stop = sms(client, site, "+15559990001", "STOP").get_json()
     sms(client, site, "+15559990002", "STOP")
     sms(client, site, "+15559990002", "START")  # back in: not suppressed
@@ -407,3 +425,11 @@ def test_erasure_forgets_the_address_refs(client, site):
         append_event(snap, subject, action="erase", source="admin")
     run_write(write)
     assert db.session.execute(sa.select(sa.func.count()).select_from(ChannelAddress)).scalar() == 0
+
+
+@pytest.mark.parametrize("body", ["null", "[]", "\"STOP\"", "7"])
+def test_sms_inbound_that_is_not_an_object_is_a_422(client, site, body):
+    r = client.post(f"/api/v1/sites/{site['key']}/sms/inbound", data=body,
+                    content_type="application/json", headers=bearer(site))
+    assert r.status_code == 422 and r.mimetype == PROBLEM
+    assert count_events() == 0

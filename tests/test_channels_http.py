@@ -69,6 +69,13 @@ def test_email_one_click_unsubscribe_end_to_end(server, site):
 
 
 def test_sms_stop_start_and_streamed_suppression_list(server, site):
+    from consent.database import run_write
+    from consent.sites import get_site
+
+    def enable_opt_in():  # START re-subscribes where the site enables opt-in by SMS
+        s = get_site(site["key"])
+        s.settings = {**s.settings, "sms_keywords": {"opt_in": True}}
+    run_write(enable_opt_in)
     number = "+1 555 010 9999"
     api(server, site, "/channel-choices",
         json={"address": number, "channel": "sms", "channels": {"sms.promotional": True}})

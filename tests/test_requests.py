@@ -22,6 +22,21 @@ PAGE = "https://shop.example/account/orders"
 IP = "198.51.100.23"
 
 
+CONTROLLER = {"name": "Shop GmbH", "contact": "Data Protection Officer",
+              "email": "privacy@shop.example", "phone": "tel:+49-30-1234567",
+              "address": {"streetAddress": "Hauptstraße 1", "postalCode": "10115",
+                          "addressLocality": "Berlin", "addressCountry": "DE"}}
+
+
+def set_controller(site_key: str) -> None:
+    """The controller details a Kantara receipt needs (refused without them)."""
+    def write():
+        site = get_site(site_key)
+        site.settings = {**(site.settings or {}), "controller": CONTROLLER}
+    run_write(write)
+    invalidate_site_cache()
+
+
 def set_deadline(site_key: str, rule: dict) -> None:
     def write():
         site = get_site(site_key)
@@ -89,6 +104,7 @@ def test_overdue_requests_show_on_the_dashboard(app, site, admin):
 
 
 def test_access_by_signed_link_gives_history_page_json_and_receipt(app, site, admin):
+    set_controller(site["key"])
     visitor = record_choice(site["key"], "accept_all", ip=IP, user_agent=UA, page_url=PAGE)
     record_choice(site["key"], "custom", subject=visitor, categories={"analytics": True})
     record_choice(site["key"], "accept_all")  # somebody else
@@ -156,6 +172,7 @@ def test_request_for_unknown_subject_is_404_and_nothing_is_recorded(app, site):
 
 
 def test_api_request_lifecycle(app, site):
+    set_controller(site["key"])
     visitor = record_choice(site["key"])
     token = make_token(["requests:write", "audit:read"])
     client = app.test_client()
@@ -230,8 +247,14 @@ def test_erasure_leaves_no_identifier_while_everything_still_verifies(tmp_path, 
                   {"kind": "erasure", "user_id": "customer-4711"})
     request_url = r.headers["Location"]
     rid = int(request_url.rstrip("/").rsplit("/", 1)[1])
-    r = post_form(admin, f"/admin/sites/{site['key']}/requests/{rid}/erase")
+    erase = f"/admin/sites/{site['key']}/requests/{rid}/erase"
+    r = post_form(admin, erase, page=erase)  # without the confirmation: asked again
+    assert r.status_code == 422 and "It cannot be undone" in r.get_data(as_text=True)
+    assert all(value in dump_database() for value in identifiers)
+    r = post_form(admin, erase, {"confirm": "yes"}, page=erase)
     assert r.status_code == 302
+    shown = admin.get(r.headers["Location"]).get_data(as_text=True)
+    assert "Erased: 2 visitor id(s)" in shown and "visitor id(s) erased" in shown
 
     dump = dump_database()
     for value in identifiers:

@@ -2,6 +2,8 @@
 log, retrying dead letters, and clear 4xx answers for bad input."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from consent.extensions import db
@@ -63,8 +65,15 @@ def test_register_shows_the_secret_once(client, site):
 
 
 def test_own_secret_is_accepted_when_long_enough(client, site):
+    # Text of one's own becomes the Standard Webhooks form of the same key bytes.
     r = register(client, site, secret="x" * 32)
-    assert r.status_code == 201 and r.get_json()["secret"] == "x" * 32
+    assert r.status_code == 201
+    assert r.get_json()["secret"] == "whsec_" + base64.b64encode(b"x" * 32).decode()
+    # A Standard Webhooks secret (whsec_ + base64 of 24-64 bytes) is kept as given.
+    own = "whsec_" + base64.b64encode(bytes(range(40))).decode()
+    r = register(client, site, secret=own)
+    assert r.status_code == 201 and r.get_json()["secret"] == own
+    assert r.get_json()["legacy_headers"] is False
     r = register(client, site, secret="short")
     assert r.status_code == 422 and r.mimetype == PROBLEM
     assert r.get_json()["errors"][0]["pointer"] == "#/secret"

@@ -159,8 +159,12 @@ def test_config_carries_what_the_widget_needs(client, site):
     assert full["categories"][2]["description"] and full["categories"][2]["services"][0][
         "name"] == "Demo analytics"
     assert full["endpoints"]["decisions"].endswith("/api/v1/sites/shop/decisions")
-    assert {k: v for k, v in full.items() if k not in ("categories", "endpoints")} == {
-        k: v for k, v in cfg.items() if k != "categories"}
+    assert {k: v for k, v in full.items() if k not in ("categories", "endpoints", "strings")
+            } == {k: v for k, v in cfg.items() if k not in ("categories", "strings")}
+    # the dialog's "Download proof of my choice" needs the server: its words come with it
+    assert "proof" not in cfg["strings"]
+    assert full["strings"] == {**cfg["strings"], "proof": "Download proof of my choice",
+                               "services": "Services and cookies", "cookies": "Cookies"}
 
 
 def test_config_strings_per_language_and_site_overrides(client, site):
@@ -195,6 +199,13 @@ def test_cookie_format_round_trip_and_the_widget_form():
     assert parsed.categories == {"essential": True, "functional": True, "analytics": False,
                                  "advertising": False}
     assert (parsed.policy_version, parsed.source, parsed.gpc) == ("2026-01", "preferences", False)
+    assert parsed.event_id is None
+    # the recorded decision's id (`i`, for "Download proof of my choice"); anything else
+    # in its place is ignored
+    recorded = parse_consent_cookie(written + "&i=" + "0f" * 16)
+    assert recorded.event_id == "0f" * 16
+    assert parse_consent_cookie(format_consent_cookie(recorded)) == recorded
+    assert parse_consent_cookie(written + "&i=../../x").event_id is None
 
 
 @pytest.mark.parametrize("value", [None, "", "v=2&s=" + "a" * 32, "v=1&s=short", "garbage",
@@ -224,6 +235,7 @@ def test_same_site_deployment_sets_the_cookie_from_the_server(client, site):
     assert abs(cookie.expires_at - (time.time() + 182 * 86400)) < 60
     # the cookie carries the device key the server minted and the read token (docs/widget.md)
     assert cookie.key == r.get_json()["key"] and cookie.read_token == r.get_json()["read_token"]
+    assert cookie.event_id == r.get_json()["event_id"]  # its receipt is the visitor's proof
     assert set(r.get_json()) == {"event_id", "subject", "recorded_at", "duplicate", "consent",
                                  "key", "read_token"}
 

@@ -75,15 +75,20 @@ def event_block(site_key: str, event: ConsentEvent) -> dict:
             "hash": event.hash}
 
 
-def build_receipt(site_key: str, event_id: str) -> dict:
-    """The receipt of one event of a site (NotFound when the site has no such event)."""
+def build_receipt(site_key: str, event_id: str, *, visitor_token: str | None = None) -> dict:
+    """The receipt of one event of a site (NotFound when the site has no such event, or,
+    with VISITOR_TOKEN, when the event is not of the live visitor whose read token it is)."""
     from ..sites import NotFound, site_snapshot
+    from ..subjects import token_reads_pseudonym
 
     site = site_snapshot(site_key)
     event = db.session.execute(db.select(ConsentEvent).where(
         ConsentEvent.site_id == site.id, ConsentEvent.event_id == event_id)
     ).scalar_one_or_none()
-    if event is None:
+    # Another visitor's event answers as an unknown one: a read token is no oracle of
+    # which event ids exist.
+    if event is None or visitor_token is not None and not token_reads_pseudonym(
+            site.id, event.subject, visitor_token):
         raise NotFound("event", event_id[:64])
     block = event_block(site.key, event)
     proof = log_proof(site, event)

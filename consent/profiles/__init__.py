@@ -83,7 +83,8 @@ def load_profile(name: str, *, site_key: str | None = None, origins: list[str] |
     """Create a site configured by profile NAME (idempotent for the same profile and key)."""
     from ..policies import publish_policy
     from ..site_admin import check_origin
-    from ..sites import SITE_KEY_RE, create_api_key, create_site
+    from ..sites import (SITE_KEY_RE, CategoryLimit, check_category_count, check_category_key,
+                         create_api_key, create_site)
 
     profile = get_profile(name)
     key = site_key or profile.site_key
@@ -92,6 +93,13 @@ def load_profile(name: str, *, site_key: str | None = None, origins: list[str] |
                       field="site_key")
     checked = [check_origin(o) for o in origins if o and o.strip()]
     minors.parse_age_rule(profile.age_rule)  # a broken profile fails before writing
+    specs = _category_specs(profile)
+    try:
+        for spec in specs:
+            check_category_key(spec["key"])
+        check_category_count(len({s["key"] for s in specs} | {"essential"}), key)
+    except CategoryLimit as exc:
+        raise Invalid(f"profile {profile.name!r}: {exc}", field="profile") from None
 
     def write() -> LoadResult:
         existing = db.session.execute(db.select(Site).where(Site.key == key)
@@ -104,7 +112,7 @@ def load_profile(name: str, *, site_key: str | None = None, origins: list[str] |
             raise Conflict(f"a site {key!r} already exists ({what}); choose another key",
                            field="site_key")
         site = create_site(key, site_name or profile.site_name, allowed_origins=checked,
-                           categories=_category_specs(profile), default_locale="en",
+                           categories=specs, default_locale="en",
                            settings=profile.settings())
         # The seed policies are written in English: the site starts with that language.
         site.locales = ["en"]

@@ -41,6 +41,7 @@ class Profile:
     controller: dict = field(default_factory=dict)  # shown in consent receipts
     linked_accounts: dict = field(default_factory=dict)  # integration: title
     deletion_exceptions: tuple[str, ...] = ()       # reasons the policy gives to refuse
+    sms_keywords: dict | None = None                # consent.sms: the site's own reply words
     notes: tuple[str, ...] = ()                     # operator notes (defaults chosen, ...)
     unsubscribe_scope: str | None = None            # "all_promotional" (consent.channels)
 
@@ -87,4 +88,7 @@ class Profile:
             out["deletion_exceptions"] = list(self.deletion_exceptions)
         if self.unsubscribe_scope:
             out["unsubscribe_scope"] = self.unsubscribe_scope
+        if self.sms_keywords:
+            out["sms_keywords"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                                   for k, v in self.sms_keywords.items()}
         return out

@@ -108,6 +108,9 @@ PROFILE = Profile(
     # I.5.3: commercial advertisements are sent by SMS until the person unsubscribes.
     channel_defaults={"email.promotional": False, "sms.promotional": True,
                       "push.promotional": False, "push.service": False},
+    # I.5.3 "unsubscribe via SMS reply (following the SMS prompt)": a company in China
+    # prompts "回复TD退订" (reply TD to unsubscribe), so TD and 退订 count as STOP.
+    sms_keywords={"stop": ["TD", "T", "退订", "取消订阅"]},
     request_deadline={"days": 30},
     deadline_source="\u201cWe will handle your request within thirty (30) days after "
                     "receiving your request and verifying your identity.\u201d (VII.1.4)",

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 
 import marshmallow as ma
-from flask import (Blueprint, Response, abort, redirect, render_template, request,
+from flask import (Blueprint, Response, abort, flash, redirect, render_template, request,
                    stream_with_context, url_for)
 from marshmallow import validate
 
@@ -17,19 +17,25 @@ from ..audit import (ExportFilters, iter_export, key_id, parse_when, public_key_
 from ..csrf import protect
 from ..dashboard import charts, dashboard_data, search_events
 from ..database import run_write
-from ..errors import Invalid, Unauthorized
-from ..hardening import load_json_text
+from ..errors import DomainError, Invalid, Unauthorized
 from ..ledger import ACTIONS
 from ..policies import list_policies
-from ..requests import (KINDS, VIA, access_link, carry_out, request_receipt, access_report, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, access_report, carry_out, carry_out_erasure,
+                        request_receipt,
                         complete_request, consent_receipt, get_request, link_works,
+                        missing_controller_details,
                         list_requests,
                         open_request, open_request_summary, request_subject,
                         subject_label)
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
-                          publish_site_policy, revoke_api_key, update_category, update_site)
-from ..sites import get_site, site_snapshot
+                          publish_site_policy, revoke_api_key, update_category,
+                          update_site_section)
+from ..consent_mode import describe as describe_consent_mode
+from ..consent_mode import parse_region_lines, set_consent_mode
+from ..site_history import list_changes
+from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
+from .admin_forms import GENERAL, errors_of, parse_service_rows, service_rows
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 bp.before_app_request(auth.guard_unmarked_admin_views)
@@ -83,35 +89,58 @@ class NewSiteForm(FormSchema):
     allowed_origins = Lines(load_default=list)
 
 
-class SiteForm(FormSchema):
+class GeneralForm(FormSchema):
     name = ma.fields.String(required=True, validate=validate.Length(1, 200))
     allowed_origins = Lines(load_default=list)
-    accept_lifetime_days = ma.fields.Integer(required=True, validate=validate.Range(1, 3650))
-    reject_lifetime_days = ma.fields.Integer(required=True, validate=validate.Range(1, 3650))
     locales = Lines(required=True)
     default_locale = ma.fields.String(required=True, validate=validate.Length(2, 16))
+
+
+class ConsentForm(FormSchema):
+    accept_lifetime_days = ma.fields.Integer(required=True, validate=validate.Range(1, 3650))
+    reject_lifetime_days = ma.fields.Integer(required=True, validate=validate.Range(1, 3650))
     deadline_kind = ma.fields.String(required=True,
                                      validate=validate.OneOf(("days", "business_days")))
     deadline_value = ma.fields.Integer(required=True, validate=validate.Range(1, 365))
     retention_days = ma.fields.Integer(allow_none=True, validate=validate.Range(30, 36500))
-    controller_name = ma.fields.String(validate=validate.Length(max=200))
-    controller_email = ma.fields.String(validate=validate.Length(max=254))
-    controller_address = ma.fields.String(validate=validate.Length(max=500))
-    controller_url = HttpUrl(validate=validate.Length(max=500))
-    controller_jurisdiction = ma.fields.String(validate=validate.Length(max=20))
 
     @ma.pre_load
     def _blank_retention(self, data, **kwargs):
         if data.get("retention_days") == "":
             data = dict(data, retention_days=None)
-        if data.get("controller_url") == "":
-            data = {k: v for k, v in data.items() if k != "controller_url"}
         return data
 
 
+class ControllerForm(FormSchema):
+    # The data controller named in consent receipts (Kantara CR v1.1 needs them all).
+    controller_name = ma.fields.String(validate=validate.Length(max=200))
+    controller_contact = ma.fields.String(validate=validate.Length(max=200))
+    controller_email = ma.fields.String(validate=validate.Length(max=254))
+    controller_phone = ma.fields.String(validate=validate.Length(max=40))
+    controller_street = ma.fields.String(validate=validate.Length(max=200))
+    controller_postal_code = ma.fields.String(validate=validate.Length(max=20))
+    controller_locality = ma.fields.String(validate=validate.Length(max=100))
+    controller_region = ma.fields.String(validate=validate.Length(max=100))
+    controller_country = ma.fields.String(validate=validate.Length(max=2))
+    controller_url = HttpUrl(validate=validate.Length(max=500))
+    controller_jurisdiction = ma.fields.String(validate=validate.Length(max=20))
+
+    @ma.pre_load
+    def _blanks(self, data, **kwargs):
+        return {k: v for k, v in data.items() if not (k == "controller_url" and v == "")}
+
+
 class NewCategoryForm(FormSchema):
-    key = ma.fields.String(required=True, validate=validate.Length(1, 40))
+    # (length and form are checked by site_admin.add_category, with the cookie's reason)
+    key = ma.fields.String(required=True, validate=validate.Length(1, 200))
     title = ma.fields.String(required=True, validate=validate.Length(1, 200))
+
+
+class ConsentModeForm(FormSchema):
+    data_layer = ma.fields.String(load_default="dataLayer", validate=validate.Length(max=64))
+    ads_data_redaction = FormBool()
+    url_passthrough = FormBool()
+    regions = ma.fields.String(load_default="", validate=validate.Length(max=4000))
 
 
 class ApiKeyForm(FormSchema):
@@ -192,10 +221,13 @@ class ExportQuery(ma.Schema):
 def export_filters(site_key: str, args) -> ExportFilters:
     """Export filters from query arguments (shared with the token API)."""
     data = ExportQuery().load({**args.to_dict(), "action": args.getlist("action")})
-    try:
-        since, until = parse_when(data["since"]), parse_when(data["until"], end=True)
-    except ValueError as exc:
-        raise Invalid(str(exc), field="since")
+    found = {}
+    for name in ("since", "until"):
+        try:
+            found[name] = parse_when(data[name], end=name == "until")
+        except ValueError as exc:
+            raise Invalid(str(exc), field=name)
+    since, until = found["since"], found["until"]
     for name, value in (("since", since), ("until", until)):
         try:
             if value is not None:
@@ -296,17 +328,24 @@ def home():
 
 @bp.get("/sites")
 @admin_required("audit:read")
-def sites():
+def sites(*, values=None, errors=None, status=200):
     """Every site, with a form to add one."""
-    return render_template("admin/sites.html", sites=list_sites())
+    return render_template("admin/sites.html", sites=list_sites(), values=values or {},
+                           errors=errors or {}), status
 
 
 @bp.post("/sites")
 @admin_required("sites:write")
 def create_site_post():
     """Create a site with the standard categories."""
-    data = parse_form(NewSiteForm())
-    site = add_site(data["key"], data["name"], data["allowed_origins"])
+    try:
+        data = parse_form(NewSiteForm())
+        site = add_site(data["key"], data["name"], data["allowed_origins"])
+    except (ma.ValidationError, DomainError) as exc:
+        return sites(values=request.form.to_dict(), errors=errors_of(exc),
+                     status=exc.status if isinstance(exc, DomainError) else 422)
+    flash(f"Site {site.key} created. Next: scan it for cookies (Scan for cookies) or add "
+          "each category's services, and publish a policy.", "success")
     return redirect(url_for("admin.settings", site_key=site.key))
 
 
@@ -318,6 +357,7 @@ def dashboard(site_key: str):
     return render_template("admin/dashboard.html", site=data["site"], data=data,
                            charts=charts(data),
                            requests=open_request_summary(data["site"].id),
+                           scan_news=latest_news(data["site"].id),
                            subject_label=subject_label, now=_now())
 
 
@@ -342,81 +382,213 @@ def events(site_key: str):
 
 @bp.get("/sites/<site_key>/policies")
 @admin_required("audit:read")
-def policies(site_key: str):
+def policies(site_key: str, *, values=None, errors=None, status=200):
     """Published versions and the form to publish a new one."""
     site = site_snapshot(site_key)
-    return render_template("admin/policies.html", site=site,
-                           versions=list_policies(site.id))
+    return render_template("admin/policies.html", site=site, versions=list_policies(site.id),
+                           values=values or {}, errors=errors or {}), status
 
 
 @bp.post("/sites/<site_key>/policies")
 @admin_required("policies:write")
 def publish_policy_post(site_key: str):
     """Publish a version (material: every visitor is asked again)."""
-    data = parse_form(PolicyForm())
     try:
-        effective = parse_when(data["effective_at"]) if data["effective_at"] else None
-    except ValueError as exc:
-        raise Invalid(str(exc), field="effective_at")
-    publish_site_policy(site_key, label=data["label"], text=data["text"], url=data["url"],
-                        material=data["material"], summary=data["summary"],
-                        effective_at=effective)
+        data = parse_form(PolicyForm())
+        try:
+            effective = parse_when(data["effective_at"]) if data["effective_at"] else None
+        except ValueError as exc:
+            raise Invalid(str(exc), field="effective_at")
+        publish_site_policy(site_key, label=data["label"], text=data["text"], url=data["url"],
+                            material=data["material"], summary=data["summary"],
+                            effective_at=effective)
+    except (ma.ValidationError, DomainError) as exc:
+        return policies(site_key, values=request.form.to_dict(), errors=errors_of(exc),
+                        status=exc.status if isinstance(exc, DomainError) else 422)
+    flash(f"Version {data['label']} published"
+          + (": every visitor's widget asks again." if data["material"] else "."), "success")
     return redirect(url_for("admin.policies", site_key=site_key))
 
 
 # ---------------------------------------------------------------- site configuration
 
 
+SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests"),
+                     ("controller", "Data controller"), ("consent-mode", "Google Consent Mode"),
+                     ("categories", "Categories"),
+                     ("api-keys", "API keys"), ("history", "Change history"))
+SECTION_FORMS = {"general": lambda: GeneralForm(), "consent": lambda: ConsentForm(),
+                 "controller": lambda: ControllerForm()}
+
+
+def _section_values(site) -> dict:
+    """The settings forms' values as stored (what the fields show on a GET)."""
+    settings = site.settings or {}
+    rule = settings.get("request_deadline") or {"days": 30}
+    controller = settings.get("controller") or {}
+    address = controller.get("address") if isinstance(controller.get("address"), dict) \
+        else {"streetAddress": controller.get("address") or ""}
+    return {"name": site.name, "allowed_origins": "\n".join(site.allowed_origins or []),
+            "locales": "\n".join(site.locales or []), "default_locale": site.default_locale,
+            "accept_lifetime_days": site.accept_lifetime_days,
+            "reject_lifetime_days": site.reject_lifetime_days,
+            "deadline_kind": "business_days" if "business_days" in rule else "days",
+            "deadline_value": rule.get("days") or rule.get("business_days"),
+            "retention_days": settings.get("retention_days") or "",
+            **{f"controller_{k}": controller.get(k, "")
+               for k in ("name", "contact", "email", "url", "jurisdiction")},
+            "controller_phone": (controller.get("phone") or "").replace("tel:", ""),
+            **{f"controller_{form}": address.get(key, "")
+               for form, key in ADDRESS_FORM.items()}}
+
+
+def _settings_page(site_key: str, section: str, *, values=None, errors=None, status=200,
+                   category=None, rows=None):
+    site = get_site(site_key)
+    context = {"site": site, "section": section, "sections": SETTINGS_SECTIONS,
+               "errors": errors or {}, "max_categories": MAX_CATEGORIES,
+               "key_max": CATEGORY_KEY_MAX}
+    if section in SECTION_FORMS:
+        context["values"] = values if values is not None else _section_values(site)
+        context["missing_controller"] = missing_controller_details(
+            (site.settings or {}).get("controller"))
+    elif section == "categories":
+        context["new_values"] = values or {}
+    elif section == "category":
+        context["category"] = category
+        context["values"] = values if values is not None else {
+            **{f"title_{loc}": (category.titles or {}).get(loc, "") for loc in site.locales},
+            **{f"description_{loc}": (category.descriptions or {}).get(loc, "")
+               for loc in site.locales}}
+        context["rows"] = rows if rows is not None else service_rows(category.services)
+    elif section == "consent-mode":
+        context["consent_mode"] = describe_consent_mode(site)
+    elif section == "api-keys":
+        context["api_keys"] = list_api_keys(site_key)
+    elif section == "history":
+        context["changes"] = list_changes(site.id)
+    return render_template("admin/settings.html", **context), status
+
+
 @bp.get("/sites/<site_key>/settings")
 @admin_required("audit:read")
 def settings(site_key: str):
-    """General settings, categories with texts and cookies, API keys."""
-    site = get_site(site_key)
-    rule = (site.settings or {}).get("request_deadline") or {"days": 30}
-    return render_template("admin/settings.html", site=site, rule=rule,
-                           api_keys=list_api_keys(site_key),
-                           services_json={c.key: json.dumps(c.services, indent=2,
-                                                            ensure_ascii=False)
-                                          for c in site.categories})
+    """The settings' first section (general); the others are one link away."""
+    return _settings_page(site_key, "general")
 
 
-@bp.post("/sites/<site_key>/settings")
+@bp.get("/sites/<site_key>/settings/<any(general,consent,controller,\"consent-mode\","
+        "categories,\"api-keys\",history):section>")
+@admin_required("audit:read")
+def settings_section(site_key: str, section: str):
+    """One section of the settings, on a page of its own."""
+    return _settings_page(site_key, section)
+
+
+@bp.post("/sites/<site_key>/settings/<any(general,consent,controller):section>")
 @admin_required("sites:write")
-def settings_post(site_key: str):
-    """Save general settings."""
-    data = parse_form(SiteForm())
-    data["controller"] = {k.removeprefix("controller_"): v for k, v in data.items()
-                          if k.startswith("controller_")}
-    update_site(site_key, data)
-    return redirect(url_for("admin.settings", site_key=site_key))
+def settings_post(site_key: str, section: str):
+    """Save one section of the settings (only the fields it shows)."""
+    try:
+        data = parse_form(SECTION_FORMS[section]())
+        if section == "controller":
+            data = {"controller": controller_from_form(data)}
+        changed = update_site_section(site_key, section, data, current_principal().actor)
+    except (ma.ValidationError, DomainError) as exc:
+        return _settings_page(site_key, section, values=request.form.to_dict(),
+                              errors=errors_of(exc), status=422)
+    flash(f"Saved: {', '.join(changed)}." if changed else "Nothing changed.",
+          "success" if changed else "info")
+    return redirect(url_for("admin.settings_section", site_key=site_key, section=section))
+
+
+ADDRESS_FORM = {"street": "streetAddress", "postal_code": "postalCode",
+                "locality": "addressLocality", "region": "addressRegion",
+                "country": "addressCountry"}
+
+
+def controller_from_form(data: dict) -> dict:
+    """The controller_* form fields as the settings' controller dict (address nested)."""
+    fields = {k.removeprefix("controller_"): v for k, v in data.items()
+              if k.startswith("controller_")}
+    address = {ADDRESS_FORM[k]: fields.pop(k) for k in list(fields) if k in ADDRESS_FORM}
+    return {**fields, "address": address}
+
+
+@bp.post("/sites/<site_key>/consent-mode")
+@admin_required("sites:write")
+def consent_mode_post(site_key: str):
+    """Save the site's Google Consent Mode options."""
+    data = parse_form(ConsentModeForm())
+    data["regions"] = parse_region_lines(data["regions"])
+    set_consent_mode(site_key, {**data, "data_layer": data["data_layer"] or "dataLayer"})
+    flash("Saved: Google Consent Mode.", "success")
+    return redirect(url_for("admin.settings_section", site_key=site_key,
+                            section="consent-mode"))
 
 
 @bp.post("/sites/<site_key>/categories")
 @admin_required("sites:write")
 def add_category_post(site_key: str):
     """Add a custom category."""
-    data = parse_form(NewCategoryForm())
-    add_category(site_key, data["key"], data["title"])
-    return redirect(url_for("admin.settings", site_key=site_key) + f"#cat-{data['key']}")
+    try:
+        data = parse_form(NewCategoryForm())
+        add_category(site_key, data["key"], data["title"])
+    except (ma.ValidationError, DomainError) as exc:
+        return _settings_page(site_key, "categories", values=request.form.to_dict(),
+                              errors=errors_of(exc), status=exc.status
+                              if isinstance(exc, DomainError) else 422)
+    flash(f"Category {data['key']} added: give it a description and its services.",
+          "success")
+    return redirect(url_for("admin.category_page", site_key=site_key, key=data["key"]))
+
+
+def _category(site_key: str, key: str):
+    category = next((c for c in get_site(site_key).categories if c.key == key), None)
+    if category is None:
+        abort(404)
+    return category
+
+
+@bp.get("/sites/<site_key>/settings/categories/<key>")
+@admin_required("audit:read")
+def category_page(site_key: str, key: str):
+    """One category: its texts per language and its services as form rows."""
+    return _settings_page(site_key, "category", category=_category(site_key, key))
 
 
 @bp.post("/sites/<site_key>/categories/<key>")
 @admin_required("sites:write")
 def category_post(site_key: str, key: str):
     """Save a category's texts per language and its services and cookies."""
+    category = _category(site_key, key)
     form = request.form
+    unknown = [k for k in form if k != "csrf_token" and not k.startswith(
+        ("title_", "description_", "svc-"))]
+    services, rows, errors = parse_service_rows(form)
+    if unknown:
+        errors.setdefault(GENERAL, []).append(
+            f"unknown field(s): {', '.join(sorted(unknown)[:5])[:200]}")
     titles = {k.removeprefix("title_"): v for k, v in form.items() if k.startswith("title_")}
     descriptions = {k.removeprefix("description_"): v for k, v in form.items()
                     if k.startswith("description_")}
-    try:
-        services = load_json_text(form.get("services") or "[]")
-    except ValueError as exc:
-        raise Invalid(f"services are not valid JSON: {exc}", field="services")
-    if not isinstance(services, list):
-        raise Invalid("services are a JSON list", field="services")
-    update_category(site_key, key, titles=titles, descriptions=descriptions,
-                    services=services)
-    return redirect(url_for("admin.settings", site_key=site_key) + f"#cat-{key}")
+    changed = []
+    if not errors:
+        try:
+            changed = update_category(site_key, key, titles=titles, descriptions=descriptions,
+                                      services=services, actor=current_principal().actor)
+        except (ma.ValidationError, DomainError) as exc:
+            errors = errors_of(exc)
+            if "titles" in errors:
+                locale = get_site(site_key).default_locale
+                errors[f"title_{locale}"] = errors.pop("titles")
+    if errors:
+        return _settings_page(site_key, "category", category=category, errors=errors,
+                              values=form.to_dict(), rows=rows, status=422)
+    title = (category.titles or {}).get(get_site(site_key).default_locale) or key
+    flash(f"Saved {title}: {', '.join(changed)}." if changed else "Nothing changed.",
+          "success" if changed else "info")
+    return redirect(url_for("admin.category_page", site_key=site_key, key=key))
 
 
 @bp.post("/sites/<site_key>/api-keys")
@@ -429,13 +601,52 @@ def api_key_post(site_key: str):
                            back=url_for("admin.settings", site_key=site_key))
 
 
+class ConfirmForm(FormSchema):
+    """A destructive action's second step: the button of its confirmation page."""
+
+    confirm = ma.fields.String(required=True, validate=validate.Equal(
+        "yes", error="confirm on the confirmation page"))
+
+
+def _confirm_page(title: str, text: str, action: str, button: str, back: str, status=200):
+    return render_template("admin/confirm.html", title=title, text=text, action=action,
+                           button=button, back=back), status
+
+
+def _site_key_row(site_key: str, key_id: int):
+    key = next((k for k in list_api_keys(site_key) if k.id == key_id), None)
+    if key is None:
+        abort(404)
+    return key
+
+
+@bp.get("/sites/<site_key>/api-keys/<int:key_id>/revoke")
+@admin_required("sites:write")
+def api_key_revoke_page(site_key: str, key_id: int):
+    """Ask before revoking a site API key."""
+    key = _site_key_row(site_key, key_id)
+    return _confirm_page(
+        f"Revoke the API key {key.name}?",
+        f"The site's backend calls made with ck_{key.prefix}_… will be refused (401) at "
+        "once. This cannot be undone: a new key would have to be issued and configured.",
+        url_for("admin.api_key_revoke", site_key=site_key, key_id=key_id),
+        "Revoke the key", url_for("admin.settings_section", site_key=site_key,
+                                  section="api-keys"))
+
+
 @bp.post("/sites/<site_key>/api-keys/<int:key_id>/revoke")
 @admin_required("sites:write")
 def api_key_revoke(site_key: str, key_id: int):
-    """Revoke a site API key."""
-    parse_form(FormSchema())
+    """Revoke a site API key (after its confirmation page)."""
+    key = _site_key_row(site_key, key_id)
+    try:
+        parse_form(ConfirmForm())
+    except ma.ValidationError:
+        return api_key_revoke_page(site_key, key_id)[0], 422
     revoke_api_key(site_key, key_id)
-    return redirect(url_for("admin.settings", site_key=site_key))
+    flash(f"API key {key.name} (ck_{key.prefix}_…) revoked: calls with it are now refused.",
+          "success")
+    return redirect(url_for("admin.settings_section", site_key=site_key, section="api-keys"))
 
 
 # ---------------------------------------------------------------- requests
@@ -465,6 +676,8 @@ def request_post(site_key: str):
                        user_id=data["user_id"] or None, address=data["address"] or None,
                        channel=data["channel"], received_at=received, via=data["via"],
                        requested_by=current_principal().actor, note=data["note"])
+    flash(f"{req.kind.capitalize()} request #{req.id} recorded; due "
+          f"{req.due_at.strftime('%Y-%m-%d')}.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=req.id))
 
 
@@ -504,6 +717,7 @@ def request_complete(site_key: str, request_id: int):
     """Mark an access request answered."""
     data = parse_form(CloseForm())
     complete_request(site_key, request_id, current_principal().actor, note=data["note"])
+    flash(f"Request #{request_id} marked as answered; its link no longer works.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
 
 
@@ -514,15 +728,42 @@ def request_reject(site_key: str, request_id: int):
     data = parse_form(CloseForm())
     complete_request(site_key, request_id, current_principal().actor, status="rejected",
                      note=data["note"])
+    flash(f"Request #{request_id} rejected.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
+
+
+@bp.get("/sites/<site_key>/requests/<int:request_id>/erase")
+@admin_required("requests:write")
+def request_erase_page(site_key: str, request_id: int):
+    """Ask before carrying out an erasure request."""
+    req = get_request(site_key, request_id)
+    return _confirm_page(
+        f"Erase the data of {subject_label(req.subject_id)}?",
+        "This deletes the visitor id, the link to the site's user, the personal details "
+        "(address prefix, browser, page) of every event and the person's channel "
+        "addresses, for every device of the same user. The ledger keeps the "
+        "pseudonymous events and records the erasure. It cannot be undone.",
+        url_for("admin.request_erase", site_key=site_key, request_id=request_id),
+        "Erase this person's data",
+        url_for("admin.request_page", site_key=site_key, request_id=request_id))
 
 
 @bp.post("/sites/<site_key>/requests/<int:request_id>/erase")
 @admin_required("requests:write")
 def request_erase(site_key: str, request_id: int):
-    """Carry out an erasure request."""
-    parse_form(FormSchema())
-    carry_out(site_key, request_id, current_principal().actor)
+    """Carry out an erasure request (after its confirmation page)."""
+    try:
+        parse_form(ConfirmForm())
+    except ma.ValidationError:
+        return request_erase_page(site_key, request_id)[0], 422
+    req = carry_out(site_key, request_id, current_principal().actor)
+    result = req.result or {}
+    if req.kind == "opt-out-sale":
+        flash("Opted out of sale and sharing; the request is completed.", "success")
+    else:
+        flash(f"Erased: {result.get('erased_subjects', 0)} visitor id(s), the personal "
+              f"details of {result.get('details_removed', 0)} event(s) removed; the request "
+              "is completed.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
 
 
@@ -539,18 +780,25 @@ def request_receipt_json(site_key: str, request_id: int):
 
 @bp.get("/sites/<site_key>/export")
 @admin_required("audit:export")
-def export_page(site_key: str):
+def export_page(site_key: str, *, values=None, errors=None, status=200):
     """The export form and the public key that verifies exports."""
     site = site_snapshot(site_key)
     return render_template("admin/export.html", site=site, actions=ACTIONS,
-                           public_key=public_key_text(), key_id=key_id(public_key_raw()))
+                           values=values or {}, errors=errors or {},
+                           public_key=public_key_text(), key_id=key_id(public_key_raw())
+                           ), status
 
 
 @bp.get("/sites/<site_key>/export.<fmt>")
 @admin_required("audit:export")
 def export_download(site_key: str, fmt: str):
-    """Download the export (streamed)."""
-    return export_response(export_filters(site_key, request.args), fmt)
+    """Download the export (streamed); bad filters show the form again, kept."""
+    try:
+        filters = export_filters(site_key, request.args)
+    except (ma.ValidationError, DomainError) as exc:
+        values = {**request.args.to_dict(), "action": request.args.getlist("action")}
+        return export_page(site_key, values=values, errors=errors_of(exc), status=422)
+    return export_response(filters, fmt)
 
 
 @bp.get("/signing-key.pem")
@@ -591,12 +839,37 @@ def token_post():
                            back=url_for("admin.tokens"))
 
 
+def _token_row(token_id: int):
+    row = next((t for t in auth.list_tokens() if t.id == token_id), None)
+    if row is None:
+        abort(404)
+    return row
+
+
+@bp.get("/tokens/<int:token_id>/revoke")
+@admin_required("admin")
+def token_revoke_page(token_id: int):
+    """Ask before revoking an admin API token."""
+    row = _token_row(token_id)
+    return _confirm_page(
+        f"Revoke the API token {row.name}?",
+        "Scripts and tools using this token are refused (401) at once. This cannot be "
+        "undone: a new token would have to be issued and configured.",
+        url_for("admin.token_revoke", token_id=token_id), "Revoke the token",
+        url_for("admin.tokens"))
+
+
 @bp.post("/tokens/<int:token_id>/revoke")
 @admin_required("admin")
 def token_revoke(token_id: int):
-    """Revoke a token."""
-    parse_form(FormSchema())
+    """Revoke a token (after its confirmation page)."""
+    row = _token_row(token_id)
+    try:
+        parse_form(ConfirmForm())
+    except ma.ValidationError:
+        return token_revoke_page(token_id)[0], 422
     auth.revoke_token(token_id)
+    flash(f"API token {row.name} revoked: calls with it are now refused.", "success")
     return redirect(url_for("admin.tokens"))
 
 
@@ -615,6 +888,7 @@ def user_post():
     run_write(lambda: auth.create_admin(data["email"], data["password"],
                                         name=data["name"] or None,
                                         scopes=_scopes_from_form()))
+    flash(f"Admin {data['email']} added.", "success")
     return redirect(url_for("admin.users"))
 
 
@@ -626,6 +900,9 @@ def user_toggle(user_id: int, what: str):
     if what == "disable" and user_id == current_principal().id:
         raise Invalid("you cannot disable your own account", field="user")
     auth.set_admin_disabled(user_id, what == "disable")
+    flash(f"Admin account #{user_id} {what}d"
+          + (": its sessions and sign-ins are refused." if what == "disable" else "."),
+          "success")
     return redirect(url_for("admin.users"))
 
 

@@ -10,6 +10,7 @@ from flask import Response, render_template, request
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from ..apidoc import problems
 from ..admin_auth import current_principal, token_required
 from ..audit import key_id, public_key_pem, public_key_raw, public_key_text
 from ..database import iso
@@ -242,6 +243,7 @@ def get_request_history(site_key: str, request_id: int):
 @token_required("audit:read")
 @blp.doc(security=SECURITY)
 @blp.response(200)
+@problems(409)
 def get_request_receipt(site_key: str, request_id: int):
     """The subject's current consent as a Kantara Consent Receipt (v1.1)."""
     subject = request_subject(get_request(site_key, request_id))
@@ -258,6 +260,7 @@ def get_request_receipt(site_key: str, request_id: int):
 @blp.doc(security=SECURITY)
 @blp.arguments(CloseRequestSchema)
 @blp.response(200, RequestSchema)
+@problems(409)
 def post_close_request(data: dict, site_key: str, request_id: int):
     """Mark a request answered or rejected."""
     return complete_request(site_key, request_id, current_principal().actor,
@@ -268,6 +271,7 @@ def post_close_request(data: dict, site_key: str, request_id: int):
 @token_required("requests:write")
 @blp.doc(security=SECURITY)
 @blp.response(200, RequestSchema)
+@problems(409)
 def post_erase(site_key: str, request_id: int):
     """Carry out an erasure request (crypto-shredding; the ledger still verifies)."""
     return carry_out(site_key, request_id, current_principal().actor)
@@ -307,6 +311,7 @@ def get_policies(site_key: str):
 @blp.doc(security=SECURITY)
 @blp.arguments(NewPolicySchema)
 @blp.response(201, PolicySchema)
+@problems(409)
 def post_policy(data: dict, site_key: str):
     """Publish a policy version (material: every visitor's widget asks again)."""
     return publish_site_policy(site_key, label=data["label"], text=data.get("text"),

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Iterator
 
 import marshmallow as ma
-from flask import Response, stream_with_context, url_for
+from flask import Response, current_app, request, stream_with_context, url_for
+from flask.views import MethodView
+from werkzeug.exceptions import BadRequest
 from flask_smorest import Blueprint
 from marshmallow import validate
 
 from .. import csvcells
+from .. import sms_gateways
 from ..channels import (CHANNELS, KINDS, MEDIA, Recipient, Suppression, may_i_send,
                         mint_unsubscribe_token, record_channel_choice, register_address,
-                        sms_inbound, suppressions)
+                        suppressions)
 from ..database import iso, utcnow
 from ..identity import link_user, mint_login_token
+from ..sms import sms_inbound
 from ..sites import site_snapshot
 from ..subjects import PUBLIC_ID_RE
 from ..validation import StrictBoolean, StrictSchema
@@ -46,11 +51,20 @@ ADDRESS_FIELD = dict(validate=validate.Length(1, 4096),
 
 
 def _public_url(snapshot, endpoint: str, /, **values) -> str:
-    """An absolute URL for recipients: Site.settings["public_base_url"] or this host."""
+    """An absolute URL for recipients: Site.settings["public_base_url"], else the public
+    URL (CONSENT_PUBLIC_URL), else this host. Always https in production: RFC 8058 wants
+    an HTTPS List-Unsubscribe URI, and a link must not depend on how the request reached
+    the app (plain http behind a TLS-terminating proxy)."""
+    production = current_app.config.get("ENV_NAME") == "production"
     base = snapshot.settings.get("public_base_url")
-    if isinstance(base, str) and base.startswith(("https://", "http://")):
+    if isinstance(base, str) and base.startswith(
+            ("https://",) if production else ("https://", "http://")):
         return base.rstrip("/") + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
+    url = url_for(endpoint, _external=True, **values)
+    if production and not url.startswith("https://"):
+        # (consent.hardening refuses to start without an https CONSENT_PUBLIC_URL)
+        raise RuntimeError("production links must be https; set CONSENT_PUBLIC_URL")
+    return url
 
 
 class RecipientFields(StrictSchema):
@@ -173,6 +187,8 @@ class SmsInboundSchema(ma.Schema):
 
     @ma.pre_load
     def _gateway_names(self, data, **kwargs):
+        if not isinstance(data, Mapping):
+            return data  # not an object: the schema refuses it (422), naming the body
         data = dict(data)
         for alias, name in self.ALIASES.items():
             if alias in data and name not in data:
@@ -326,7 +342,9 @@ def post_unsubscribe_link(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/sms/inbound", methods=["POST"])
-@blp.doc(security=SECURITY)
+@blp.doc(security=SECURITY, requestBody={"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": SmsInboundSchema},
+    "application/json": {"schema": SmsInboundSchema}}})
 @blp.arguments(SmsInboundSchema, location="json_or_form")
 @blp.response(200, SmsResultSchema)
 @require_site_key
@@ -336,6 +354,224 @@ def post_sms_inbound(data: dict, site_key: str):
                          data.get("message_id"))
     return {"result": result.result, "channel": "sms.promotional",
             "event_id": result.event.event_id if result.event else None}
+
+
+# ---------------------------------------------------------------- SMS gateways
+
+
+class GatewayRegistrationSchema(StrictSchema):
+    """A gateway to receive inbound SMS from."""
+
+    provider = ma.fields.String(required=True, validate=validate.OneOf(sms_gateways.PROVIDERS))
+    signing_secret = ma.fields.String(validate=validate.Length(8, 256), metadata={
+        "description": "The gateway's Auth Token (Twilio, Plivo) or signature secret "
+                       "(Vonage). When given, every inbound request must be signed with it."})
+    signature_method = ma.fields.String(
+        validate=validate.OneOf(sms_gateways.VONAGE_METHODS),
+        metadata={"description": "Vonage only: the signature method of the dashboard "
+                                 "(default md5hash)"})
+
+
+class GatewaySchema(ma.Schema):
+    provider = ma.fields.String()
+    signed = ma.fields.Boolean(metadata={"description": "Whether requests must be signed"})
+    signature_method = ma.fields.String(allow_none=True)
+    created_at = ma.fields.String()
+
+
+class GatewayRegisteredSchema(GatewaySchema):
+    token = ma.fields.String(metadata={"description": "The inbound token, shown only now"})
+    inbound_url = ma.fields.String(metadata={
+        "description": "Paste into the gateway's console (token as last path segment)"})
+    basic_auth_url = ma.fields.String(metadata={
+        "description": "The same with the token as HTTP Basic password"})
+
+
+class GatewayListSchema(ma.Schema):
+    gateways = ma.fields.List(ma.fields.Nested(GatewaySchema))
+
+
+def _gateway_urls(site_key: str, provider: str, token: str) -> tuple[str, str]:
+    bare = url_for(f"channels_api.sms_{provider}", site_key=site_key, _external=True)
+    scheme, _, rest = bare.partition("://")
+    return f"{bare}/{token}", f"{scheme}://{sms_gateways.BASIC_USER}:{token}@{rest}"
+
+
+@blp.route("/sites/<site_key>/sms/gateways", methods=["POST"])
+@blp.doc(security=SECURITY)
+@blp.arguments(GatewayRegistrationSchema)
+@blp.response(201, GatewayRegisteredSchema)
+@require_site_key
+def post_sms_gateway(data: dict, site_key: str):
+    """Register (or re-register with a new token) an SMS gateway; returns its inbound URL."""
+    reg = sms_gateways.register_gateway(site_key, data["provider"],
+                                        signing_secret=data.get("signing_secret"),
+                                        signature_method=data.get("signature_method"))
+    inbound, basic = _gateway_urls(site_key, reg.provider, reg.token)
+    return {"provider": reg.provider, "signed": reg.signed,
+            "signature_method": reg.signature_method, "created_at": reg.created_at,
+            "token": reg.token, "inbound_url": inbound, "basic_auth_url": basic}
+
+
+@blp.route("/sites/<site_key>/sms/gateways", methods=["GET"])
+@blp.doc(security=SECURITY)
+@blp.response(200, GatewayListSchema)
+@require_site_key
+def get_sms_gateways(site_key: str):
+    """The SMS gateways of the site (without their tokens)."""
+    return {"gateways": [{"provider": g.provider, "signed": g.signing_secret is not None,
+                          "signature_method": g.signature_method,
+                          "created_at": iso(g.created_at)}
+                         for g in sms_gateways.list_gateways(site_key)]}
+
+
+@blp.route("/sites/<site_key>/sms/gateways/<provider>", methods=["DELETE"])
+@blp.doc(security=SECURITY)
+@blp.response(204)
+@require_site_key
+def delete_sms_gateway(site_key: str, provider: str):
+    """Remove an SMS gateway: its inbound URL stops working at once."""
+    sms_gateways.remove_gateway(site_key, provider)
+
+
+def _gateway_params() -> list[tuple[str, str]]:
+    """Every parameter the gateway sent: the query of a GET, else the form or JSON body."""
+    if request.method == "GET":
+        return list(request.args.items(multi=True))
+    if request.mimetype == "application/json":
+        try:
+            payload = json.loads(request.get_data(cache=True) or b"null")
+        except ValueError:
+            raise BadRequest("The request body is not valid JSON.")
+        if not isinstance(payload, dict) or not all(
+                isinstance(v, (str, int, float, bool)) or v is None for v in payload.values()):
+            raise BadRequest("The request body must be a JSON object of plain values.")
+        return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in payload.items()
+                if v is not None]
+    return list(request.form.items(multi=True))
+
+
+def _called_url() -> str:
+    """The URL the gateway called, as it signed it: this server's public URL."""
+    url = url_for(request.endpoint, _external=True, **(request.view_args or {}))
+    query = request.query_string.decode("latin-1")
+    return f"{url}?{query}" if query else url
+
+
+XML_REPLY = '<?xml version="1.0" encoding="UTF-8"?>\n<Response/>\n'
+
+
+def _gateway_reply(provider: str, result) -> Response:
+    """The answer each gateway expects: TwiML, Plivo XML, or 204 for Vonage."""
+    if provider == "vonage":
+        response = Response(status=204)
+    else:
+        mimetype = "text/xml" if provider == "twilio" else "application/xml"
+        response = Response(XML_REPLY, status=200, mimetype=mimetype)
+    response.headers["X-Consent-Result"] = result.result
+    return response
+
+
+def _gateway_doc(provider: str, methods: tuple[str, ...], method: str = "POST"):
+    """The OpenAPI description of a gateway's webhook: its form, its answer, its auth."""
+    schema = sms_gateways.FIELDS[provider][0]
+    content = {"application/x-www-form-urlencoded": {"schema": schema}}
+    if provider == "vonage":
+        content["application/json"] = {"schema": schema}
+    signature = {"twilio": "X-Twilio-Signature (HMAC-SHA1 of the URL and the sorted POST "
+                           "parameters, keyed with the auth token)",
+                 "vonage": "the `sig` parameter (md5hash or HMAC with the signature secret "
+                           "over the sorted parameters)",
+                 "plivo": "X-Plivo-Signature-V3 and X-Plivo-Signature-V3-Nonce (HMAC-SHA256 "
+                          "of the URL, parameters and nonce, keyed with the auth token)"}
+    answer = ({"204": {"description": "Received (Vonage wants 200 or 204)"}}
+              if provider == "vonage" else
+              {"200": {"description": "Received; an empty reply "
+                                      f"({'TwiML' if provider == 'twilio' else 'Plivo XML'})",
+                       "content": {("text/xml" if provider == "twilio" else
+                                    "application/xml"): {
+                           "schema": {"type": "string"},
+                           "example": '<?xml version="1.0" encoding="UTF-8"?>\n<Response/>\n'}},
+                       "headers": {"X-Consent-Result": {
+                           "description": "opted_out | opted_in | ignored",
+                           "schema": {"type": "string"}}}}})
+    doc = {
+        "description": (
+            f"Point {provider.title()}'s inbound-message webhook here "
+            f"({' or '.join(methods)}). The inbound token of the gateway's registration "
+            "(`POST /sms/gateways`) goes as the last path segment, or as the password of "
+            "HTTP Basic credentials (user `sms`) on the URL without it. When the gateway's "
+            f"signing secret is registered, {signature[provider]} must match (403 "
+            "otherwise). The whole text must be an opt-out or opt-in word (docs/channels.md)."
+            + (" A GET carries the same fields in its query." if "GET" in methods else "")),
+        "responses": {**answer, "401": "UNAUTHORIZED", "403": "FORBIDDEN",
+                      "422": "UNPROCESSABLE_ENTITY"},
+        "security": [{"smsGatewayBasic": []}, {}],
+    }
+    if method == "POST":
+        doc["requestBody"] = {"required": True, "content": content}
+    else:
+        fields = schema._declared_fields
+        doc["parameters"] = [
+            {"in": "query", "name": name, "required": field.required,
+             "schema": {"type": "string"}}
+            for name, field in fields.items()] + [
+            {"in": "query", "name": extra, "required": False, "schema": {"type": "string"},
+             "description": "Vonage's signature fields (signed webhooks)"}
+            for extra in (("sig", "timestamp", "nonce") if provider == "vonage" else ())]
+    return blp.doc(**doc)
+
+
+def _receive(provider: str, site_key: str, token: str | None):
+    auth = request.authorization
+    basic = auth if auth is not None and auth.type == "basic" else None
+    result = sms_gateways.receive(site_key, provider, url=_called_url(),
+                                  method=request.method, params=_gateway_params(),
+                                  headers=request.headers, ctx=request_context(),
+                                  token=token, basic_password=basic and basic.password,
+                                  basic_user=basic and basic.username)
+    return _gateway_reply(provider, result)
+
+
+@blp.route("/sites/<site_key>/sms/twilio", methods=["POST"], endpoint="sms_twilio")
+@blp.route("/sites/<site_key>/sms/twilio/<token>", methods=["POST"],
+           endpoint="sms_twilio_token")
+@_gateway_doc("twilio", ("POST",))
+def post_sms_twilio(site_key: str, token: str | None = None):
+    """Twilio's "a message comes in" webhook: STOP and the other keywords."""
+    return _receive("twilio", site_key, token)
+
+
+@blp.route("/sites/<site_key>/sms/vonage", endpoint="sms_vonage")
+@blp.route("/sites/<site_key>/sms/vonage/<token>", endpoint="sms_vonage_token")
+class SmsVonage(MethodView):
+    """Vonage's inbound SMS webhook (GET, POST form or POST JSON)."""
+
+    @_gateway_doc("vonage", ("GET", "POST"), "GET")
+    def get(self, site_key: str, token: str | None = None):
+        """Vonage's inbound SMS webhook, GET (Vonage's default)."""
+        return _receive("vonage", site_key, token)
+
+    @_gateway_doc("vonage", ("GET", "POST"), "POST")
+    def post(self, site_key: str, token: str | None = None):
+        """Vonage's inbound SMS webhook, POST form or POST-JSON."""
+        return _receive("vonage", site_key, token)
+
+
+@blp.route("/sites/<site_key>/sms/plivo", endpoint="sms_plivo")
+@blp.route("/sites/<site_key>/sms/plivo/<token>", endpoint="sms_plivo_token")
+class SmsPlivo(MethodView):
+    """Plivo's message URL: incoming messages."""
+
+    @_gateway_doc("plivo", ("POST", "GET"), "GET")
+    def get(self, site_key: str, token: str | None = None):
+        """Plivo's message URL with the GET method."""
+        return _receive("plivo", site_key, token)
+
+    @_gateway_doc("plivo", ("POST", "GET"), "POST")
+    def post(self, site_key: str, token: str | None = None):
+        """Plivo's message URL, POST form (Plivo's default)."""
+        return _receive("plivo", site_key, token)
 
 
 @blp.route("/sites/<site_key>/login-links", methods=["POST"])

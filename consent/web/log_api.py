@@ -8,12 +8,14 @@ from flask import current_app, make_response, request
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from ..apidoc import problems
 from ..errors import Conflict, Forbidden, Invalid, Unauthorized
 from ..ledger.keys import previous_public_keys, public_key_text
 from ..ledger.serving import (checkpoint_note, consistency_document,
                                   inclusion_document, site_keys_text)
 from ..ledger.receipts import ReceiptPending, build_receipt, token_allows
 from ..sites import site_for_api_key, site_snapshot
+from ..subjects import READ_TOKEN_RE
 from .auth import bearer_token
 from .common import apply_site_cors
 
@@ -82,6 +84,10 @@ class ReceiptQuery(ma.Schema):
 
     token = ma.fields.String(validate=validate.Length(1, 400), metadata={
         "description": "The visitor's capability for this receipt (instead of the API key)"})
+    r = ma.fields.String(validate=validate.Regexp(READ_TOKEN_RE), metadata={
+        "description": "The visitor's read token (`r` in the consent cookie, `read_token` "
+                       "in the decision's answer), instead of the API key: only for that "
+                       "visitor's own events (another's event is 404, as an unknown one)"})
 
 
 class ReceiptSchema(ma.Schema):
@@ -140,11 +146,19 @@ def get_log_keys(site_key: str):
 @blp.arguments(ReceiptQuery, location="query", as_kwargs=True)
 @blp.response(200, ReceiptSchema)
 @blp.doc(security=[{"siteApiKey": []}, {}])
-def get_receipt(site_key: str, event_id: str, token: str | None = None):
+@problems(409)
+def get_receipt(site_key: str, event_id: str, token: str | None = None, r: str | None = None):
     """Proof of one decision: the event, its log index, an inclusion proof and the signed
-    checkpoint. Needs the site's API key, or the visitor's capability for this receipt."""
+    checkpoint, as a file to keep (`consent-proof-<site>-<event>.json`).
+
+    Needs the site's API key (another site's: 403), the visitor's capability for this
+    receipt (`token`), or the visitor's read token (`r`, the widget's "Download proof of
+    my choice"); none of them: 401. With `r`, an event of another visitor is 404, as an
+    unknown one. 409 while the event cannot be in the log yet.
+    """
     site = site_snapshot(site_key)
     key = bearer_token()
+    reader = None
     if key is not None:
         owner = site_for_api_key(key)
         if owner is None:
@@ -152,12 +166,19 @@ def get_receipt(site_key: str, event_id: str, token: str | None = None):
         if owner != site.id:
             raise Forbidden("this API key belongs to another site")
     elif not token_allows(token, site.key, event_id):
-        raise Unauthorized("send the site's API key, or the visitor's receipt token")
+        if r is None:
+            raise Unauthorized("send the site's API key, the visitor's receipt token or "
+                               "their read token (r)")
+        reader = r
     try:
-        return build_receipt(site.key, event_id)
+        receipt = build_receipt(site.key, event_id, visitor_token=reader)
     except ReceiptPending:
         raise Conflict(f"event {event_id} is not in the log yet (pending); try again "
                        "shortly", status=409)
+    # A link (the widget's) downloads it as a file; API clients read the JSON as before.
+    name = f"consent-proof-{site.key}-{receipt['event']['event_id']}.json"
+    return receipt, 200, {"Content-Disposition": f'attachment; filename="{name}"',
+                          "Cache-Control": "private, no-store"}
 
 
 @bp.get("/.well-known/consent-signing-keys")

@@ -8,11 +8,12 @@ import marshmallow as ma
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from ..apidoc import problems
 from ..database import iso
 from ..outbox import (STATES, attempts_of, get_endpoint, get_message, list_endpoints,
                       list_messages, message_counts, register_endpoint, retry_dead,
-                      set_endpoint_active)
-from ..validation import StrictSchema
+                      set_endpoint_active, set_legacy_headers)
+from ..validation import StrictBoolean, StrictSchema
 from .auth import require_site_key
 
 blp = Blueprint("webhooks_api", __name__, url_prefix="/api/v1/sites/<site_key>/webhooks",
@@ -35,8 +36,18 @@ class EndpointInSchema(StrictSchema):
     channels = ma.fields.List(
         ma.fields.String(validate=validate.Length(1, 64)), validate=validate.Length(max=50),
         metadata={"description": "Channel keys or patterns (fnmatch), or ['*']"})
-    secret = ma.fields.String(validate=validate.Length(24, 128),
-                              metadata={"description": "Signing secret; generated if absent"})
+    secret = ma.fields.String(validate=validate.Length(24, 128), metadata={
+        "description": "Signing secret; generated if absent. A Standard Webhooks secret "
+                       "(whsec_ + base64 of 24-64 bytes) is kept; other text becomes "
+                       "whsec_ + base64 of its bytes (the answer shows that form)"})
+
+
+class EndpointPatchSchema(StrictSchema):
+    """What an operator may change on an endpoint."""
+
+    legacy_headers = StrictBoolean(required=True, metadata={
+        "description": "false: stop sending the pre-Standard-Webhooks headers "
+                       "(X-Consent-Timestamp, X-Consent-Signature, Idempotency-Key)"})
 
 
 class EndpointSchema(ma.Schema):
@@ -48,6 +59,9 @@ class EndpointSchema(ma.Schema):
     categories = ma.fields.List(ma.fields.String())
     channels = ma.fields.List(ma.fields.String())
     active = ma.fields.Boolean()
+    legacy_headers = ma.fields.Boolean(metadata={
+        "description": "Also sends the pre-Standard-Webhooks headers (endpoints registered "
+                       "before them, until turned off)"})
     created_at = ma.fields.Function(lambda e: iso(e.created_at))
     disabled_at = ma.fields.Function(lambda e: iso(e.disabled_at))
     secret_hint = ma.fields.Function(lambda e: e.secret_hint)
@@ -151,6 +165,16 @@ def get_one_endpoint(site_key: str, endpoint_id: int):
     return get_endpoint(site_key, endpoint_id)
 
 
+@blp.route("/endpoints/<int:endpoint_id>", methods=["PATCH"])
+@blp.doc(security=SECURITY)
+@blp.arguments(EndpointPatchSchema)
+@blp.response(200, EndpointSchema)
+@require_site_key
+def patch_endpoint(data: dict, site_key: str, endpoint_id: int):
+    """Turn the pre-Standard-Webhooks headers of an endpoint off (or on again)."""
+    return set_legacy_headers(site_key, endpoint_id, data["legacy_headers"])
+
+
 @blp.route("/endpoints/<int:endpoint_id>/disable", methods=["POST"])
 @blp.doc(security=SECURITY)
 @blp.response(200, EndpointSchema)
@@ -173,6 +197,7 @@ def enable_endpoint(site_key: str, endpoint_id: int):
 @blp.doc(security=SECURITY)
 @blp.response(200, RetrySchema)
 @require_site_key
+@problems(409)
 def retry_endpoint_dead(site_key: str, endpoint_id: int):
     """Requeue every dead letter of an endpoint."""
     get_endpoint(site_key, endpoint_id)
@@ -207,6 +232,7 @@ def get_delivery(site_key: str, message_id: int):
 @blp.doc(security=SECURITY)
 @blp.response(200, RetrySchema)
 @require_site_key
+@problems(409)
 def retry_delivery(site_key: str, message_id: int):
     """Requeue one dead letter (409 when it is not dead)."""
     return {"requeued": retry_dead(site_key, message_id=message_id, actor="site API key")}

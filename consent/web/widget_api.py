@@ -14,7 +14,8 @@ from ..errors import DomainError
 from ..refusals import OriginRefused, note_refusal
 from ..sites import NotFound, site_snapshot
 from ..subjects import READ_TOKEN_RE
-from ..widget_config import config_document, server_cookie_header
+from ..apidoc import PROBLEM, ProblemSchema, problems
+from ..widget_config import WidgetConfigSchema, config_document, server_cookie_header
 from .common import apply_site_cors, json_response, load_json, request_context
 
 blp = Blueprint("widget_api", __name__, url_prefix="/api/v1",
@@ -57,7 +58,8 @@ def _cors(response):
 
 @blp.route("/sites/<site_key>/config", methods=["GET"])
 @blp.arguments(ConfigQuery(), location="query", as_kwargs=True)
-@blp.response(200)
+@blp.response(200, WidgetConfigSchema)
+@blp.alt_response(304, description="Unchanged since the copy the browser holds (ETag)")
 def get_config(site_key: str, locale: str | None = None, details: bool = False):
     """Site configuration and strings for the widget (cacheable)."""
     payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"),
@@ -81,6 +83,19 @@ _DECISION_SCHEMA = DecisionSchema()
                       "content": {"application/json": {"schema": DecisionSchema}}})
 @blp.response(201, DecisionResultSchema)
 @blp.alt_response(200, schema=DecisionResultSchema, description="Replay of a recorded decision")
+@blp.alt_response(403, schema=ProblemSchema, content_type=PROBLEM, description=(
+    "Refused, nothing recorded; the problem's `type` says why: "
+    "`tag:consent-manager,2026:visitor-key` (the visitor id came without the key of the "
+    "browser that holds it: the widget starts a new visitor) or "
+    "`tag:consent-manager,2026:origin` (the page's Origin is not one of the site's "
+    "allowed origins). Readable by the page (CORS) even from a refused origin."),
+    example={"type": "tag:consent-manager,2026:visitor-key", "title": "Visitor key refused",
+             "status": 403, "detail": "This visitor id can only be used with the key kept "
+             "by the browser that holds it (the consent cookie's k); nothing was recorded.",
+             "errors": [{"pointer": "#/key", "detail": "This visitor id can only be used "
+                         "with the key kept by the browser that holds it (the consent "
+                         "cookie's k); nothing was recorded."}]})
+@problems(422)
 def post_decision(site_key: str):
     """Record a visitor's decision as a ledger event; returns their consent.
 

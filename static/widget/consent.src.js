@@ -15,7 +15,7 @@
   const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site, SK = 'consent:sync:' + site, NK = 'consent:notice:' + site;
   const MODES = {functional: ['functionality_storage', 'personalization_storage'],
     analytics: ['analytics_storage'], advertising: ['ad_storage', 'ad_user_data', 'ad_personalization']};
-  const dl = W.dataLayer = W.dataLayer || [];
+  let dl;  // the page's dataLayer (its name may be configured: consentMode below)
   const gtag = function () { dl.push(arguments); };
   const now = () => Math.floor(Date.now() / 1e3);
   const iso = t => t ? new Date(t * 1e3).toISOString() : null;
@@ -48,13 +48,13 @@
     if (!q || q.get('v') != '1' || !q.get('s')) return null;
     for (const [f, v] of [['d', false], ['c', true]]) for (const k of (q.get(f) || '').split('.')) if (k) c[k] = v;
     // a cookie from before device keys gets one now: its first write claims the visitor
-    return {s: q.get('s'), k: q.get('k') || uid(), r: q.get('r'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1'};
+    return {s: q.get('s'), k: q.get('k') || uid(), r: q.get('r'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1', i: q.get('i')};
   }
   function save() {
     const k = Object.keys(state.c), o = cfg.cookie;
     const q = new URLSearchParams({v: 1, s: state.s, k: state.k, c: k.filter(x => state.c[x]).join('.'),
       d: k.filter(x => !state.c[x]).join('.'), t: state.t, e: state.e, src: state.src, g: state.g ? 1 : 0});
-    for (const f of 'rpm') if (state[f]) q.set(f, state[f] === true ? 1 : state[f]);
+    for (const f of 'rpmi') if (state[f]) q.set(f, state[f] === true ? 1 : state[f]);
     D.cookie = o.name + '=' + q + '; Path=/; Max-Age=' + Math.max(0, state.e - now()) +
       (o.domain ? '; Domain=' + o.domain : '') + '; SameSite=' + (o.sameSite || 'Lax') +
       (location.protocol == 'https:' ? '; Secure' : '');
@@ -76,7 +76,7 @@
   function cats() { const o = {}; for (const k of keys()) o[k] = has(k); return o; }
   function get() {
     return valid() ? {categories: cats(), policyVersion: state.p || null, decidedAt: iso(state.t),
-      expiresAt: iso(state.e), source: state.src || null, gpc: state.g, subject: state.s, eventId: state.id || null} : null;
+      expiresAt: iso(state.e), source: state.src || null, gpc: state.g, subject: state.s, eventId: state.i || null} : null;
   }
   function modes(on) { const o = {}; for (const k in MODES) for (const m of MODES[k]) o[m] = on && has(k) ? 'granted' : 'denied'; return o; }
 
@@ -161,7 +161,7 @@
       store(QK, queue);
       if (cfg.cookie.serverSet) state = load() || state;  // the server set the cookie
       if (state && b.subject == state.s) {
-        state.id = j.event_id;
+        state.i = j.event_id;
         state.r = j.read_token;
         save();
       }
@@ -304,7 +304,7 @@
             h('div', {class: 'cw-row'}, h('label', {class: 'cw-ct', for: id}, c.title),
               c.locked && h('span', {class: 'cw-on'}, S('alwaysOn')), sw[c.key]),
             h('p', {class: 'cw-cd', id: id + '-d'}, c.description),
-            svc.length > 0 && h('details', null, h('summary', null, S('services')), h('ul', null, svc.map(s =>
+            svc.length > 0 && cfg.strings.services && h('details', null, h('summary', null, S('services')), h('ul', null, svc.map(s =>
               h('li', null, h('strong', null, s.name), s.provider ? ' (' + s.provider + ')' : '', s.purpose ? ': ' + s.purpose : '',
                 (s.cookies || []).length > 0 && h('span', {class: 'cw-ck'}, S('cookies') + ': ' +
                   s.cookies.map(k => k.name || k.pattern).join(', ')))))));
@@ -314,6 +314,9 @@
           btn('acceptAll', () => done('accept_all')),
           btn('save', () => { const v = {}; for (const k in sw) v[k] = sw[k].checked; done('custom', v); }, 1)),
         h('p', {class: 'cw-more'}, h('a', {href: prefsUrl('') + '&return=' + encodeURIComponent(location.href), go: enter}, S('more'))),
+        // Proof of the recorded choice: its receipt, which the server sends as a file (so a
+        // plain link, even cross-origin). Its string comes with the details: not offline.
+        state && state.i && cfg.strings.proof && h('p', {class: 'cw-more'}, h('a', {href: api + 'receipts/' + state.i + '?r=' + state.r}, S('proof'))),
         h('button', {type: 'button', class: 'cw-x', 'aria-label': S('close')}, '×'));
       dialog.lastChild.addEventListener('click', () => dialog.close());
       const me = dialog;
@@ -347,7 +350,7 @@
       fetch(api + 'me/' + state.s + '?r=' + state.r, {credentials: 'omit', cache: 'no-cache'})
       .then(r => r.ok ? r.json() : r.status == 404 && 0)]).catch(noop);
     if (v) {
-      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc});
+      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId});
       save();
       // a new policy version or category: the new config, kept over the cached script's
       if (v.revision != cfg.revision) await fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); }, noop);
@@ -360,7 +363,11 @@
 
   // ---- start: Consent Mode default first, then the stored choice, then (if needed) the banner
   state = load();
+  // Consent Mode: the all-denied default, then the site's own commands (consent/consent_mode.py).
+  const cm = cfg && cfg.consentMode || {}, dn = cm.dataLayer || 'dataLayer';
+  dl = W[dn] = W[dn] || [];
   gtag('consent', 'default', Object.assign(modes(0), {security_storage: 'granted', wait_for_update: 500}));
+  (cm.push || []).forEach(c => gtag.apply(0, c));
   async function start() {
     if (mark() == 'p') await sync();  // back from the preference center: its choice before any tag
     if (get()) gtag('consent', 'update', modes(1));

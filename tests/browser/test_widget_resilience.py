@@ -60,6 +60,26 @@ def test_a_refused_busy_server_is_asked_again_every_30_seconds(env, page, status
     assert len(answers) == 3 and len(env.events()) == 1  # sent once: no more retries
 
 
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_decision_the_server_can_never_accept_leaves_the_queue(env, page, status):
+    # docs/widget.md: bad input (400/413/422) is dropped, unlike a 403 kept for a later page
+    page.console.expect(f"status of {status}")
+    page.console.expect("consent: choice not recorded")
+    start = datetime.now(timezone.utc)
+    page.clock.install(time=start)
+    page.clock.pause_at(start + timedelta(seconds=1))
+    answers: list = []
+    page.route("**/decisions", failing_then_passing(env, status, 1, answers))
+    page.goto(env.url())
+    page.get_by_role("button", name="Reject all").click()
+    assert wait_answers(answers, 1) == [status]
+    assert page.evaluate("Consent.get().categories.analytics") is False  # applied anyway
+    wait_until(page, "JSON.parse(localStorage.getItem('consent:queue:shop') || '[]').length === 0")
+    page.clock.run_for(120_000)
+    pause(0.3)  # a retry the timers started would reach the route handler meanwhile
+    assert answers == [status] and env.events() == []  # never sent again
+
+
 def test_promises_reject_while_the_server_is_unreachable_and_the_queue_goes_later(env, page):
     page.console.expect("ERR_CONNECTION_REFUSED")
     page.route("**/decisions", lambda route: route.abort("connectionrefused"))

@@ -6,8 +6,10 @@ number out. The API reports what was actually recorded.
 """
 from __future__ import annotations
 
+from consent.database import run_write
 from consent.extensions import db
 from consent.ledger import ConsentEvent
+from consent.sites import get_site, invalidate_site_cache
 
 ORIGIN = "https://shop.example"
 
@@ -23,6 +25,15 @@ def sms(client, site, sender, body, message_id):
     return client.post(f"/api/v1/sites/{site['key']}/sms/inbound",
                        json={"from": sender, "body": body, "message_id": message_id},
                        headers={"Authorization": f"Bearer {site['api_key']}"})
+
+
+def enable_sms_opt_in(site):
+    # START re-subscribes only where the operator enables opt-in by SMS (issue 15).
+    def write():
+        s = get_site(site["key"])
+        s.settings = {**s.settings, "sms_keywords": {"opt_in": True}}
+    run_write(write)
+    invalidate_site_cache()
 
 
 def may_i_send(client, site, phone):
@@ -60,6 +71,7 @@ def test_the_same_visitor_replaying_its_key_gets_its_own_first_event(client, sit
 
 
 def test_stop_with_a_message_id_another_number_used_still_opts_out(client, site):
+    enable_sms_opt_in(site)
     first = sms(client, site, "+15550001111", "START", "SM-shared-1")
     assert first.status_code == 200 and first.get_json()["result"] == "opted_in"
     assert sms(client, site, "+15550002222", "START", "SM-own-2").status_code == 200
@@ -72,6 +84,7 @@ def test_stop_with_a_message_id_another_number_used_still_opts_out(client, site)
 
 
 def test_a_replayed_message_id_reports_what_was_recorded(client, site):
+    enable_sms_opt_in(site)
     first = sms(client, site, "+15550003333", "STOP", "SM-replay-1")
     assert first.get_json()["result"] == "opted_out"
     # Same sender, same gateway message id, different text: nothing new is recorded,

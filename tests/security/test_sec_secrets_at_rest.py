@@ -16,12 +16,12 @@ from consent.database import run_write
 from consent.decisions import RequestContext, record_decision
 from consent.extensions import db
 from consent.linked_accounts import authorize, read_token
-from consent.outbox import DeliveryWorker, register_endpoint, sign
+from consent.outbox import DeliveryWorker, register_endpoint, standard_secret
 from consent.secretbox import SecretUnreadable, unseal
 from tests.security.sec_fixtures import (DATA_KEY, PROD_SECRET, PUBLIC_URL,  # noqa: F401
                                          mode, mode_app, mode_client, mode_site)
 from tests.support.admin import make_admin, session_csrf, sign_in  # noqa: F401
-from tests.test_outbox import Receiver
+from tests.support.outbox import Receiver
 
 TOKEN = "zoom-access-token-0123456789-secret"
 
@@ -57,7 +57,9 @@ def test_webhook_secret_is_encrypted_and_still_signs(mode_app, mode_site, monkey
         receiver.stop()
     # The signature checks out with the clear secret the operator was shown.
     headers, body = receiver.requests[0]
-    assert headers["x-consent-signature"] == sign(secret, headers["x-consent-timestamp"], body)
+    from standardwebhooks.webhooks import Webhook
+
+    assert Webhook(secret).verify(body, headers)["type"] == "consent.changed"
     # A copy of the database under another key (an attacker's) reads nothing.
     with pytest.raises(SecretUnreadable):
         unseal(stored, "webhook-secret", key="an attacker's guess at the key, 40 chars")
@@ -136,7 +138,9 @@ def test_migration_encrypts_rows_written_before(tmp_path):
         secret = _raw("SELECT secret FROM webhook_endpoints")[0][0]
         sealed = _raw("SELECT token_sealed FROM linked_accounts")[0][0]
         assert secret.startswith("enc1:") and "old-clear-secret" not in secret
-        assert unseal(secret, "webhook-secret") == "whsec_old-clear-secret-0123456789"
+        # (clients_0002 then stores it in Standard Webhooks form: the same key bytes)
+        assert unseal(secret, "webhook-secret") == standard_secret(
+            "whsec_old-clear-secret-0123456789")
         assert sealed.startswith("v2.") and sealed != legacy
         from consent.linked_accounts import open_token
 

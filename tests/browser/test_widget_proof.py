@@ -1,0 +1,109 @@
+"""'Download proof of my choice': the preferences dialog links to the receipt of the
+visitor's recorded decision (opened with their read token), the browser saves it as a
+file, and the offline verifier accepts that file and refuses a tampered copy."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import axe_violations, banner, settle, wait_recorded, wait_until
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+PROOF = "Download proof of my choice"
+
+
+def flask(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    """`flask --app app consent ARGS` in a subprocess, as an auditor or visitor runs it."""
+    env = {**os.environ, "CONSENT_DATABASE_URL": database_url, "CONSENT_ENV": "testing"}
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "consent", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_no_proof_is_offered_before_a_recorded_choice(env, page):
+    page.goto(env.url())
+    page.get_by_role("button", name="Customise").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    dialog.wait_for()
+    settle(page)  # the dialog's details have arrived: only the missing choice hides it
+    assert dialog.get_by_role("link", name="All privacy settings (e-mail, SMS, push)"
+                              ).is_visible()
+    assert dialog.get_by_role("link", name=PROOF).count() == 0
+
+
+def test_the_visitor_downloads_proof_of_their_choice_and_it_verifies_offline(
+        env, page, database_url, tmp_path):
+    page.goto(env.url())
+    page.get_by_role("button", name="Accept all").click()
+    [event] = wait_recorded(env, 1)
+    wait_until(page, "window.Consent.get() && window.Consent.get().eventId")
+    assert page.evaluate("window.Consent.get().eventId") == event.event_id
+    assert banner(page).count() == 0
+
+    page.get_by_role("button", name="Cookie settings").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    link = dialog.get_by_role("link", name=PROOF)
+    link.wait_for()
+    assert axe_violations(page, "dialog") == []
+    # keyboard only: Tab reaches the link inside the modal dialog, Enter downloads
+    for _ in range(30):
+        if page.evaluate("document.activeElement.textContent") == PROOF:
+            break
+        page.keyboard.press("Tab")
+    else:
+        raise AssertionError("Tab never reached the proof link")
+    with page.expect_download() as info:
+        page.keyboard.press("Enter")
+    download = info.value
+    assert download.failure() is None
+    assert download.suggested_filename == f"consent-proof-shop-{event.event_id}.json"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert dialog.is_visible()  # the page stayed where it was
+
+    receipt = json.loads(saved.read_text())
+    assert receipt["event"]["event_id"] == event.event_id
+    assert receipt["event"]["action"] == "accept_all"
+    # the key an outsider pins (from the operator, not from the file itself)
+    key = flask(database_url, "signing-key", "--site", "shop")
+    assert key.returncode == 0, key.stderr
+    checked = flask(database_url, "verify-receipt", str(saved), "--public-key",
+                    key.stdout.strip())
+    assert checked.returncode == 0, checked.stderr
+    assert f"event {event.event_id} is entry 0 of the log" in checked.stdout
+
+    # a copy that claims the visitor rejected advertising fails
+    receipt["event"]["categories"]["advertising"] = False
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(receipt))
+    refused = flask(database_url, "verify-receipt", str(tampered), "--public-key",
+                    key.stdout.strip())
+    assert refused.returncode == 1
+    assert "BAD: site shop" in refused.stderr and "edited" in refused.stderr
+
+
+def test_later_page_views_offer_the_proof_of_the_standing_choice(env, page):
+    page.goto(env.url())
+    page.get_by_role("button", name="Reject all").click()
+    [first] = wait_recorded(env, 1)
+    wait_until(page, "window.Consent.get() && window.Consent.get().eventId")
+    # another page view: the recorded decision's id comes from the consent cookie
+    page.goto(env.url())
+    assert page.evaluate("window.Consent.get().eventId") == first.event_id
+    page.get_by_role("button", name="Cookie settings").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    href = dialog.get_by_role("link", name=PROOF).get_attribute("href")
+    assert href.startswith(f"{env.app_url}/api/v1/sites/shop/receipts/{first.event_id}?r=")
+    # a new choice: the proof offered is of the new decision once it is recorded
+    dialog.get_by_role("button", name="Accept all").click()
+    second = wait_recorded(env, 2)[-1]
+    wait_until(page, f"window.Consent.get().eventId == {second.event_id!r}")
+    page.get_by_role("button", name="Cookie settings").click()
+    href = dialog.get_by_role("link", name=PROOF).get_attribute("href")
+    assert f"/receipts/{second.event_id}?r=" in href
