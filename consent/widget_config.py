@@ -48,9 +48,11 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
 
 
-# The "Download proof of my choice" link (a receipt from the server, so never offline), and
-# the labels of the services and cookies lists, whose names come with the details too.
-DIALOG_ONLY_STRINGS = ("proof", "services", "cookies")
+# The "Download proof of my choice" link (a receipt from the server, so never offline), the
+# labels of the services and cookies lists (whose names come with the details too), and the
+# dialog's intro and its link to the preference center (online only): an offline dialog is
+# plainer, and the first visit is smaller.
+DIALOG_ONLY_STRINGS = ("proof", "services", "cookies", "prefsText", "more")
 
 
 def _widget_service(service: dict) -> dict:

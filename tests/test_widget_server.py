@@ -164,7 +164,9 @@ def test_config_carries_what_the_widget_needs(client, site):
     # the dialog's "Download proof of my choice" needs the server: its words come with it
     assert "proof" not in cfg["strings"]
     assert full["strings"] == {**cfg["strings"], "proof": "Download proof of my choice",
-                               "services": "Services and cookies", "cookies": "Cookies"}
+                               "services": "Services and cookies", "cookies": "Cookies",
+                               "prefsText": full["strings"]["prefsText"],
+                               "more": "All privacy settings (e-mail, SMS, push)"}
 
 
 def test_config_strings_per_language_and_site_overrides(client, site):

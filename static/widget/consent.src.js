@@ -293,7 +293,7 @@
       const done = (action, vals) => { choose(action, 'preferences', vals).catch(noop); dialog.close(); };
       dialog = h('dialog', {class: 'cw cw-prefs', 'aria-labelledby': 'cw-pt'},
         h('h2', {class: 'cw-t', id: 'cw-pt'}, S('prefsTitle')),
-        h('p', null, S('prefsText'), ' ', policy()),
+        h('p', null, cfg.strings.prefsText || '', ' ', policy()),
         note(),
         ageQ(),
         h('ul', {class: 'cw-cats'}, cfg.categories.map(c => {
@@ -313,7 +313,8 @@
           btn('rejectAll', () => done('reject_all')),
           btn('acceptAll', () => done('accept_all')),
           btn('save', () => { const v = {}; for (const k in sw) v[k] = sw[k].checked; done('custom', v); }, 1)),
-        h('p', {class: 'cw-more'}, h('a', {href: prefsUrl('') + '&return=' + encodeURIComponent(location.href), go: enter}, S('more'))),
+        // (the preference center is online only: its link and the intro come with the details)
+        cfg.strings.more && h('p', {class: 'cw-more'}, h('a', {href: prefsUrl('') + '&return=' + encodeURIComponent(location.href), go: enter}, S('more'))),
         // Proof of the recorded choice: its receipt, which the server sends as a file (so a
         // plain link, even cross-origin). Its string comes with the details: not offline.
         state && state.i && cfg.strings.proof && h('p', {class: 'cw-more'}, h('a', {href: api + 'receipts/' + state.i + '?r=' + state.r}, S('proof'))),
