@@ -20,6 +20,7 @@ from ..database import run_write
 from ..errors import DomainError, Invalid, Unauthorized
 from ..ledger import ACTIONS
 from ..policies import list_policies
+from ..scanner.service import latest_news
 from ..requests import (KINDS, VIA, access_link, access_report, carry_out, carry_out_erasure,
                         request_receipt,
                         complete_request, consent_receipt, get_request, link_works,
