@@ -104,7 +104,11 @@ def test_the_admin_records_and_carries_out_the_new_kinds(app, site, admin):
     page = admin.get(r.headers["Location"]).get_data(as_text=True)
     assert 'id="carry-out"' in page and 'id="request-receipt"' in page
     rid = r.headers["Location"].rstrip("/").rsplit("/", 1)[1]
-    done = post_form(admin, f"/admin/sites/{site['key']}/requests/{rid}/erase")
+    # carrying it out asks first (the confirmation page), then the button confirms
+    ask = admin.get(f"/admin/sites/{site['key']}/requests/{rid}/erase")
+    assert ask.status_code == 200 and 'name="confirm"' in ask.get_data(as_text=True)
+    done = post_form(admin, f"/admin/sites/{site['key']}/requests/{rid}/erase",
+                     {"confirm": "yes"})
     assert done.status_code == 302
     signed = admin.get(f"/admin/sites/{site['key']}/requests/{rid}/request-receipt.json")
     body = signed.get_json()

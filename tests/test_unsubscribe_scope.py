@@ -54,7 +54,8 @@ def test_all_promotional_scope_stops_every_promotional_channel(client, site):
 
 def test_all_promotional_scope_applies_to_stop_but_start_only_to_sms(client, site):
     setup(client, site)
-    settings(site["key"], unsubscribe_scope="all_promotional")
+    # START re-subscribes only where the site turned opt-in words on
+    settings(site["key"], unsubscribe_scope="all_promotional", sms_keywords={"opt_in": True})
     sms = f"/api/v1/sites/{site['key']}/sms/inbound"
     assert client.post(sms, data={"From": "+15550107777", "Body": "STOP"},
                        headers=bearer(site)).status_code == 200

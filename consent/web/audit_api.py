@@ -281,6 +281,7 @@ def post_erase(site_key: str, request_id: int):
 @token_required("requests:write")
 @blp.doc(security=SECURITY)
 @blp.response(200, RequestSchema)
+@problems(409)
 def post_carry_out(site_key: str, request_id: int):
     """Carry out a request whose answer is an action: erasure, account cancellation
     (both crypto-shredding) or an opt-out of sale/sharing (a withdrawal)."""
