@@ -1152,6 +1152,19 @@ def verify_outbox(site_ids=None) -> list:
         messages: dict[str, list] = {}
         for m in db.session.execute(db.select(OutboxMessage).where(
                 OutboxMessage.site_id == site_id)).scalars():
+            if m.kind == "guardian.requested":
+                why = _guardian_notice_mismatch(m, key)
+                if why and len(out) < 20:
+                    out.append(SiteProblem(key, f"notification {m.idempotency_key}: {why}",
+                                           kind="outbox"))
+                continue
+            if m.kind == "policy.published":
+                # Not about a person: checked against the published version instead.
+                why = _policy_notice_mismatch(m, key)
+                if why and len(out) < 20:
+                    out.append(SiteProblem(key, f"notification {m.idempotency_key}: {why}",
+                                           kind="outbox"))
+                continue
             messages.setdefault(m.event_id, []).append(m)
         if not messages:
             continue
@@ -1182,6 +1195,63 @@ def verify_outbox(site_ids=None) -> list:
                                            f"of event {event_id}, which is not in the "
                                            "ledger", kind="outbox"))
     return out
+
+
+def _guardian_notice_mismatch(message, site_key: str) -> str | None:
+    """Why a guardian.requested notification does not match the event that opened the
+    request (None if it does)."""
+    from .extensions import db
+    from .ledger import ConsentEvent
+
+    payload = message.payload or {}
+    request = payload.get("guardian_request") or {}
+    event = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.site_id == message.site_id,
+        ConsentEvent.event_id == str(request.get("event_id")))).scalar_one_or_none()
+    if event is None:
+        return None if _purged(message.site_id) else \
+            f"it tells of event {request.get('event_id')}, which is not in the ledger"
+    if message.event_id != f"guardian_{request.get('id')}":
+        return "it names another guardian request than its own"
+    meta = event.meta or {}
+    if not meta.get("awaiting_guardian") or request.get("event_id") != event.event_id:
+        return "its event did not ask for a guardian"
+    withheld = sorted(meta.get("withheld") or [])
+    if sorted((request.get("categories") or []) + (request.get("channels") or [])) \
+            != withheld or message.subject != event.subject or payload.get("site") != site_key:
+        return "its request differs from what the event withheld (edited)"
+    return None
+
+
+def _purged(site_id: int) -> bool:
+    from .extensions import db
+    from .ledger import LedgerCheckpoint
+
+    return db.session.execute(db.select(LedgerCheckpoint.id).where(
+        LedgerCheckpoint.site_id == site_id).limit(1)).first() is not None
+
+
+def _policy_notice_mismatch(message, site_key: str) -> str | None:
+    """Why a policy.published notification does not match its version (None if it does)."""
+    from .extensions import db
+    from .outbox import policy_event_id
+    from .policies import PolicyVersion
+
+    payload = message.payload or {}
+    policy = payload.get("policy") or {}
+    version = db.session.execute(db.select(PolicyVersion).where(
+        PolicyVersion.site_id == message.site_id,
+        PolicyVersion.label == str(policy.get("version")))).scalar_one_or_none()
+    if version is None or policy_event_id(version.id) != message.event_id:
+        return "it announces a policy version that was not published"
+    from .database import iso
+
+    expected = {"published_at": iso(version.published_at),
+                "effective_at": iso(version.effective_at), "material": version.material,
+                "sha256": version.sha256, "summary": version.summary}
+    if any(policy.get(k) != v for k, v in expected.items()) or payload.get("site") != site_key:
+        return "its policy block differs from the published version (edited)"
+    return None
 
 
 def _outbox_mismatch(message, row, site_key: str, before, after) -> str | None:

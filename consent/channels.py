@@ -29,9 +29,11 @@ from .context import RequestContext
 from .errors import ExpiredLink, Invalid, InvalidLink  # noqa: F401 (links' errors, re-exported)
 from .extensions import db
 from .ledger import AppendedEvent, ConsentEvent, ConsentState, append_event, on_append, read_state
+from .policies import policy_state
 from .sites import SiteSnapshot, site_snapshot
 from .subjects import (Subject, account_subject, create_subject, find_subject,
                        find_subject_by_user, get_or_create_subject, keyed_ref)
+from .suppression import keep_opt_outs, records_for, suppressed_channels
 
 MEDIA = ("email", "sms", "push")
 KINDS = ("promotional", "service", "transactional")
@@ -235,6 +237,8 @@ class SendAnswer:
     reason: str
     event_id: str | None = None
     decided_at: str | None = None
+    # consent.policies.policy_state of the opt-in (set by may_i_send)
+    policy_state: dict | None = None
 
 
 def _parse_iso(value: str | None) -> datetime | None:
@@ -264,8 +268,38 @@ def deciding_event(site_id: int, pseudonym: str, key: str, value: bool,
     return found
 
 
-def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str) -> SendAnswer:
-    """Whether channel KEY may be used for SUBJECT, and why."""
+def subject_refs(site: SiteSnapshot, subject: Subject | None,
+                 medium: str | None = None) -> list[tuple[str, str]]:
+    """(kind, keyed hash) of every address (of MEDIUM, or all) and the user id of SUBJECT."""
+    if subject is None:
+        return []
+    query = db.select(ChannelAddress.medium, ChannelAddress.address_ref).where(
+        ChannelAddress.site_id == site.id, ChannelAddress.subject_id == subject.id)
+    if medium is not None:
+        query = query.where(ChannelAddress.medium == medium)
+    refs = [(m, r) for m, r in db.session.execute(query)]
+    if subject.user_ref:
+        refs.append(("user", subject.user_ref))
+    return refs
+
+
+def recipient_refs(site: SiteSnapshot, medium: str | None,
+                   recipient: Recipient) -> list[tuple[str, str]]:
+    """The keyed hashes a recipient is named by (an address, or the site's user id)."""
+    if recipient.address and medium is not None:
+        return [(medium, address_ref(site.key, medium, recipient.address))]
+    if recipient.user_id:
+        return [("user", keyed_ref(site.key, "user", recipient.user_id))]
+    return []
+
+
+def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str,
+                     refs: list[tuple[str, str]] = ()) -> SendAnswer:
+    """Whether channel KEY may be used for SUBJECT, and why.
+
+    Without a choice of the subject, an opt-out kept from before an erasure for one of
+    REFS (or of the subject's own addresses and user id) still says no.
+    """
     medium, kind = key.split(".")
     state = read_state(site.id, subject.pseudonym) if subject is not None else None
     channels = (state or {}).get("channels") or {}
@@ -276,6 +310,10 @@ def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str) -> S
         return SendAnswer(value, medium, kind, "opted_in" if value else "opted_out",
                           event.event_id if event else state.get("last_event_id"),
                           iso(event.recorded_at) if event else changed)
+    kept = suppressed_channels(site.id, list(refs) + subject_refs(site, subject, medium))
+    if key in kept:
+        return SendAnswer(False, medium, kind, "suppressed",
+                          decided_at=iso(kept[key]) if kept[key] else None)
     default = channel_defaults(site)[key]
     return SendAnswer(default, medium, kind, "default_allowed" if default else "default_denied")
 
@@ -289,9 +327,16 @@ def may_i_send(site_key: str, medium: str, kind: str, recipient: Recipient) -> S
     if recipient.address:
         normalise_address(medium, recipient.address)  # bad input is refused for every kind
     if kind == TRANSACTIONAL:
-        return SendAnswer(True, medium, kind, "transactional_always_allowed")
+        return SendAnswer(True, medium, kind, "transactional_always_allowed",
+                          policy_state=policy_state(site, None, None))
     key = channel_key(medium, kind)
-    return channel_decision(site, find_recipient(site, medium, recipient), key)
+    answer = channel_decision(site, find_recipient(site, medium, recipient), key,
+                              recipient_refs(site, medium, recipient))
+    # An opt-in given before a material version took effect is flagged (seed policy 002:
+    # "a choice regarding such use or disclosure" applies to messages too).
+    consented = _parse_iso(answer.decided_at) if answer.reason == "opted_in" else None
+    answer.policy_state = policy_state(site, consented, None)
+    return answer
 
 
 # ---------------------------------------------------------------- recording choices
@@ -479,6 +524,18 @@ def read_unsubscribe_token(site_key: str, token: str) -> UnsubscribeTicket:
     return UnsubscribeTicket(site, payload["c"], payload["r"])
 
 
+PROMOTIONAL = tuple(k for k in CHANNELS if k.endswith(".promotional"))
+
+
+def unsubscribe_keys(site: SiteSnapshot, key: str) -> list[str]:
+    """What one unsubscribe from channel KEY stops: that channel, or with
+    `settings.unsubscribe_scope = "all_promotional"` (seed 000: "opt out of receiving
+    promotional communications") every promotional channel of the person."""
+    if site.settings.get("unsubscribe_scope") == "all_promotional" and key in PROMOTIONAL:
+        return list(PROMOTIONAL)
+    return [key]
+
+
 def unsubscribe(site_key: str, token: str, ctx: RequestContext,
                 via: str = "one-click") -> tuple[UnsubscribeTicket, AppendedEvent | None]:
     """Opt the token's recipient out of its channel (no event when already out)."""
@@ -489,10 +546,12 @@ def unsubscribe(site_key: str, token: str, ctx: RequestContext,
     def write():
         subject = subject_for_address(site, medium, ticket.address_ref)
         state = read_state(site.id, subject.pseudonym)
-        if ((state or {}).get("channels") or {}).get(key) is False:
+        current = (state or {}).get("channels") or {}
+        keys = unsubscribe_keys(site, key)
+        if all(current.get(k) is False for k in keys):
             return None
         return append_event(site, subject, action="unsubscribe",
-                            source=SOURCE_BY_MEDIUM[medium], channels={key: False},
+                            source=SOURCE_BY_MEDIUM[medium], channels={k: False for k in keys},
                             policy_version=site.policy_label, details=ctx.details(None),
                             meta={"via": via})
 
@@ -539,6 +598,15 @@ def suppressions(site_key: str, medium: str, kind: str,
             for row in partition:
                 yield Suppression(row.public_id, row.address_ref,
                                   (row.changed or {}).get(f"channel:{key}"))
+        # Opt-outs kept when their person was erased (no subject any more), unless the
+        # address has since made a choice of its own (listed above when it is an opt-out).
+        for record in records_for(site.id, medium, key):
+            owner = subject_for_ref(site.id, medium, record.ref)
+            if owner is not None and key in ((read_state(site.id, owner.pseudonym) or {})
+                                             .get("channels") or {}):
+                continue
+            yield Suppression(None, record.ref,
+                              iso(record.opted_out_at) if record.opted_out_at else None)
 
     return key, rows()
 
@@ -553,3 +621,14 @@ def _forget_addresses(event: AppendedEvent) -> None:
         db.session.execute(sa.delete(ChannelAddress.__table__)
                            .where(ChannelAddress.__table__.c.subject_id == event.subject_id))
 
+
+
+def keep_suppressions(site: SiteSnapshot, subject: Subject) -> list[str]:
+    """Keep the subject's channel opt-outs as suppression records (before it is erased).
+
+    Called inside the erasure's write transaction, while the subject's addresses and user
+    reference still exist; returns the channel keys whose opt-out was kept.
+    """
+    state = read_state(site.id, subject.pseudonym) or {}
+    return keep_opt_outs(site.id, state.get("channels") or {}, state.get("changed") or {},
+                         subject_refs(site, subject))

@@ -5,7 +5,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .database import iso, run_raw_write
+from .database import iso, run_raw_write, utcnow
 from .errors import Invalid
 from .context import RequestContext, strip_query, truncate_ip  # noqa: F401 (re-exported)
 from .i18n import pick_locale
@@ -89,8 +89,13 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
     label = data.get("policy_version")
     if label is None:
         label = site.policy_label
-    elif label != site.policy_label and get_policy(site.id, label) is None:
-        raise Invalid(f"unknown policy version {label!r}", field="policy_version")
+    elif label != site.policy_label:
+        version = get_policy(site.id, label)
+        if version is None:
+            raise Invalid(f"unknown policy version {label!r}", field="policy_version")
+        if version.effective_at > utcnow():
+            # Announced, not yet in force: the choice is made under the version in force.
+            label = site.policy_label
     locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
     details = ctx.details(data.get("page_url"))
 

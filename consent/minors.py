@@ -114,6 +114,9 @@ def parse_age_rule(raw) -> AgeRule | None:
     if not isinstance(channels, list) or any(k not in CHANNELS for k in channels):
         raise Invalid(f"age_rule.channels lists channel keys ({', '.join(CHANNELS)})",
                       field="age_rule.channels")
+    if raw.get("guardian_verification", "link") not in ("link", "self_declared"):
+        raise Invalid("age_rule.guardian_verification is 'link' or 'self_declared'",
+                      field="age_rule.guardian_verification")
     return AgeRule(adult_age=adult, guardian=guardian, ask=ask, categories=tuple(categories),
                    channels=tuple(channels), from_age=from_age, quote=raw.get("quote"))
 
@@ -216,7 +219,8 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
         meta["age"] = "minor" if minor else "adult"
     if not minor:
         return Screened(categories, channels, meta or None)
-    if guardian:
+    verify = (site.settings.get("age_rule") or {}).get("guardian_verification", "link")
+    if guardian and verify != "link":
         meta["guardian"] = True
         return Screened(categories, channels, meta)
     previous = None if created else read_state(site.id, subject.pseudonym)
@@ -246,6 +250,10 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
                 chans = dict(chans or {}, **{key: False})
     if withheld:
         meta["withheld"] = sorted(withheld)
+        if guardian:
+            # The box says a guardian agrees; a guardian's link has to say it
+            # (consent.guardians opens the request from this event).
+            meta["awaiting_guardian"] = True
     return Screened(cats, chans, meta or None, sorted(withheld))
 
 
@@ -325,8 +333,11 @@ def record_guardian_consent(site_key: str, *, categories: dict[str, bool] | None
         parse_channel_key(key, field=f"channels.{key}")
 
     def write():
+        from .guardians import settle_for
+
         person = _recipient_subject(site, subject, user_id)
         _set_minor(person.id, True)
+        settle_for(site.id, person.id)
         event = append_event(site, person, action="guardian", source="api",
                              categories=dict(categories) if categories else None,
                              channels=dict(channels) if channels else None,
@@ -376,10 +387,14 @@ def age_texts(rule: AgeRule, locale: str) -> dict[str, str]:
 
     strings = catalog("minors", locale)
     fill = {"age": str(rule.adult_age), "what": strings.get("what", "")}
+    who = strings.get(f"who.{rule.guardian}", rule.guardian)
     return {"question": strings["question"].format(**fill),
             "guardian": strings[f"guardian.{rule.guardian}"].format(**fill),
             "note": strings[f"note.{rule.guardian}"].format(**fill),
-            "legend": strings.get("legend", "")}
+            "legend": strings.get("legend", ""),
+            # consent.guardians: where the confirmation link goes, and the waiting state
+            "email": strings.get("email", "").replace("{who}", who),
+            "awaiting": strings.get("awaiting", "").replace("{who}", who)}
 
 
 def widget_age_config(site: SiteSnapshot, locale: str) -> dict | None:
@@ -388,8 +403,11 @@ def widget_age_config(site: SiteSnapshot, locale: str) -> dict | None:
     if rule is None:
         return None
     texts = age_texts(rule, locale)
-    return {"ask": rule.ask, "q": texts["question"], "g": texts["guardian"],
-            "categories": [k for k in rule.categories if k in site.category_keys]}
+    out = {"ask": rule.ask, "q": texts["question"], "g": texts["guardian"],
+           "categories": [k for k in rule.categories if k in site.category_keys]}
+    if (site.settings.get("age_rule") or {}).get("guardian_verification") == "self_declared":
+        out["self"] = 1  # only then does the guardian box grant (consent.guardians)
+    return out
 
 
 def age_question(site: SiteSnapshot, subject, *, flagged: bool, locale: str) -> dict | None:

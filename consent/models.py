@@ -25,6 +25,7 @@ OPTIONAL_MODULES = (
     "consent.outbox",       # downstream webhooks
     "consent.profiles",     # ready-made site profiles from the seed policies
     "consent.transparency", # the verifiable log's commands: integrate, witness, receipts
+    "consent.guardians",    # guardian requests: a minor's grants wait for a signed link
     "consent.site_history", # who changed a site's configuration, and what
     "consent.scanner",      # cookie and tracker scans, the Open Cookie Database
 )

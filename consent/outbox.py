@@ -381,6 +381,61 @@ def enqueue_notifications(ev: AppendedEvent) -> None:
         rawsql.insert_rows(OutboxMessage.__table__, rows)
 
 
+POLICY_PUBLISHED = "policy.published"
+
+
+def policy_payload(site_key: str, version) -> dict:
+    """What a policy.published notification says about a version (checked by verify)."""
+    from .policies import policy_links
+
+    return {"version": version.label, "published_at": iso(version.published_at),
+            "effective_at": iso(version.effective_at), "material": version.material,
+            "summary": version.summary, "sha256": version.sha256,
+            **policy_links(site_key, version.label)}
+
+
+def policy_event_id(version_id: int) -> str:
+    """The outbox's event id of a publication (not a ledger event: no person is involved)."""
+    return f"policy_{version_id}"
+
+
+def enqueue_site_notice(site_id: int, kind: str, key_prefix: str, event_id: str,
+                        subject: str, body: dict) -> None:
+    """Queue a notification that is not a change of consent (a policy publication, a
+    guardian request) for every active endpoint, inside the current write."""
+    interests = endpoint_interests(site_id)
+    if not interests:
+        return
+    now = utcnow()
+    rows = []
+    for endpoint in interests:
+        key = f"{key_prefix}_{endpoint.id}"
+        rows.append({"idempotency_key": key, "site_id": site_id,
+                     "endpoint_id": endpoint.id, "event_id": event_id, "subject": subject,
+                     "kind": kind, "payload": {"id": key, "type": kind, **body},
+                     "subject_ref": None, "state": "pending", "attempts": 0,
+                     "created_at": now,
+                     "next_attempt_at": max(now, endpoint.paused_until or now)})
+    rawsql.insert_rows(OutboxMessage.__table__, rows)
+
+
+def enqueue_policy_notice(site_key: str, version) -> None:
+    """Tell every active endpoint of the site that a version was published (same
+    transaction), so the site can e-mail or push its users before it takes effect."""
+    event_id = policy_event_id(version.id)
+    enqueue_site_notice(version.site_id, POLICY_PUBLISHED, f"evt_{event_id}", event_id, "",
+                        {"site": site_key, "policy": policy_payload(site_key, version)})
+
+
+def _register_policy_listener() -> None:
+    from .policies import on_publish
+
+    on_publish(enqueue_policy_notice)
+
+
+_register_policy_listener()
+
+
 # ---------------------------------------------------------------- endpoints (service)
 
 

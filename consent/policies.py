@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .database import UTCDateTime, utcnow
+from .database import UTCDateTime, iso, utcnow
 from .extensions import db
+from .sites import VersionInfo, announced, in_force  # noqa: F401 (part of this API)
 from .sites import Site, invalidate_site_cache
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
@@ -66,18 +68,102 @@ def publish_policy(site_id: int, label: str, *, text: str | None = None, url: st
     db.session.expire(site, ["policy_versions"])  # the snapshot reads the new version
     site.updated_at = now
     invalidate_site_cache(site.key)
+    for listener in _publish_listeners:
+        listener(site.key, version)  # e.g. consent.outbox: the policy.published webhook
     return version
 
 
+_publish_listeners: list = []
+
+
+def on_publish(fn):
+    """Register FN(site_key, version) to run inside the transaction publishing a version."""
+    if fn not in _publish_listeners:
+        _publish_listeners.append(fn)
+    return fn
+
+
+def previous_version(site_id: int, version: PolicyVersion) -> PolicyVersion | None:
+    """The version published just before VERSION (what its diff compares with), or None."""
+    return db.session.execute(
+        db.select(PolicyVersion).where(
+            PolicyVersion.site_id == site_id,
+            sa.or_(PolicyVersion.published_at < version.published_at,
+                   sa.and_(PolicyVersion.published_at == version.published_at,
+                           PolicyVersion.id < version.id)))
+        .order_by(PolicyVersion.published_at.desc(), PolicyVersion.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def policy_links(site_key: str, label: str) -> dict[str, str]:
+    """Absolute URLs of a version's archived page and of its diff with the one before."""
+    from urllib.parse import quote
+
+    from flask import current_app, has_request_context, url_for
+
+    if has_request_context():
+        return {"url": url_for("pages.policy_version", site_key=site_key, label=label,
+                               _external=True),
+                "diff_url": url_for("pages.policy_diff", site_key=site_key, label=label,
+                                    _external=True)}
+    # CLI and background use: the public URL when configured, else a path.
+    base = (current_app.config.get("CONSENT_PUBLIC_URL") or "").rstrip("/")
+    path = f"{base}/sites/{quote(site_key)}/policies/{quote(label)}"
+    return {"url": path, "diff_url": path + "/diff"}
+
+
 def current_policy(site_id: int) -> tuple[PolicyVersion | None, PolicyVersion | None]:
-    """(latest published version, latest material version) of a site."""
+    """(version in force now, latest material version published) of a site.
+
+    A version published with a later effective date is announced, not in force: events
+    recorded before that date carry the version in force then.
+    """
     versions = db.session.execute(
         db.select(PolicyVersion).where(PolicyVersion.site_id == site_id)
         .order_by(PolicyVersion.published_at.desc(), PolicyVersion.id.desc())
     ).scalars().all()
-    latest = versions[0] if versions else None
+    now = utcnow()
+    effective = [v for v in versions if v.effective_at <= now]
+    latest = max(effective, key=lambda v: (v.effective_at, v.published_at, v.id),
+                 default=versions[-1] if versions else None)
     material = next((v for v in versions if v.material), None)
     return latest, material
+
+
+def version_timeline(site_id: int) -> tuple[VersionInfo, ...]:
+    """Every version of a site as VersionInfo, in publication order."""
+    rows = db.session.execute(
+        db.select(PolicyVersion.id, PolicyVersion.label, PolicyVersion.published_at,
+                  PolicyVersion.effective_at, PolicyVersion.material)
+        .where(PolicyVersion.site_id == site_id)
+        .order_by(PolicyVersion.published_at, PolicyVersion.id)).all()
+    return tuple(VersionInfo(*row) for row in rows)
+
+
+def policy_state(site, consented_at: datetime | None, consented_under: str | None) -> dict:
+    """Whether a consent given at CONSENTED_AT predates the material version in force.
+
+    SITE is a SiteSnapshot. Answers on every server API (subjects, users, "may I send?")
+    carry it, so a backend can tell a choice that no longer counts (seed policies 001,
+    002) from a current one, and see a change announced for later.
+    """
+    now = utcnow()
+    versions = site.policy_versions
+    current = in_force(versions, now)
+    material = in_force(versions, now, material=True)
+    upcoming = announced(versions, now)
+    stale = bool(consented_at is not None and material is not None
+                 and consented_at < material.effective_at)
+    return {
+        "consented_under": consented_under,
+        "in_force": current.label if current else None,
+        "material_version": material.label if material else None,
+        "material_effective_at": iso(material.effective_at) if material else None,
+        "predates_material_version": stale,
+        "upcoming": None if upcoming is None else {
+            "version": upcoming.label, "effective_at": iso(upcoming.effective_at),
+            "material": upcoming.material},
+    }
 
 
 def list_policies(site_id: int) -> list[PolicyVersion]:

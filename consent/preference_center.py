@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .channels import CHANNELS, _parse_iso, channel_defaults, parse_channel_key
+from .channels import (CHANNELS, _parse_iso, channel_defaults, parse_channel_key,
+                       subject_refs, suppressed_channels)
 from .context import RequestContext
-from .database import run_write
+from .database import run_write, utcnow
 from .errors import Invalid
 from .extensions import db
 from .identity import linked_to
 from .ledger import AppendedEvent, append_event, read_state
+from .policies import announced, get_policy
 from .sites import ESSENTIAL, Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import Subject, create_subject, find_subject
 
@@ -48,6 +50,10 @@ class PreferenceView:
     last_event_id: str | None
     decided_at: datetime | None
     gpc: bool
+    # A version published for a later date: the advance notice (consent.policies).
+    upcoming: object | None = None
+    # consent.guardians.guardian_state: grants waiting for a guardian's link.
+    awaiting_guardian: dict | None = None
 
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
@@ -74,25 +80,36 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
         title=_localised(c.titles, locale, site.default_locale),
         description=_localised(c.descriptions, locale, site.default_locale)) for c in rows]
     defaults = channel_defaults(site)
+    for key in suppressed_channels(site.id, subject_refs(site, subject)):
+        defaults[key] = False  # an opt-out kept from before an erasure
     channels = [ChoiceRow(key=k, value=bool(chans[k]) if k in chans else defaults[k],
                           chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
                 for k in CHANNELS]
+    notice = announced(site.policy_versions, utcnow())
+    waiting = None
+    if subject is not None and "age_rule" in site.settings:
+        from .guardians import guardian_state
+
+        waiting = guardian_state(site.id, subject.id)
     return PreferenceView(site, subject, categories, channels, site.policy_label,
                           state.get("policy_version"), state.get("last_event_id"),
-                          state.get("decided_at"), gpc or bool(state.get("gpc_at")))
+                          state.get("decided_at"), gpc or bool(state.get("gpc_at")),
+                          get_policy(site.id, notice.label) if notice else None, waiting)
 
 
 def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],
                      channels: list[str], locale: str, ctx: RequestContext, *,
                      age: str | None = None, guardian: bool = False,
-                     also_device: str | None = None) -> tuple[Subject, AppendedEvent]:
+                     also_device: str | None = None,
+                     guardian_email: str | None = None) -> tuple[Subject, AppendedEvent]:
     """Record one `preferences` event with every category and channel as ticked.
 
     SUBJECT_PUBLIC_ID must be proven by the caller (see the module docstring); None (or
     a subject erased meanwhile) records for a new visitor. ALSO_DEVICE, the browser's own
     proven device when a signed-in user confirmed that their choices apply to it too, gets
     the same choice when it is linked to that account. AGE and GUARDIAN answer the age
-    question of sites with an age rule (consent.minors).
+    question of sites with an age rule (consent.minors); GUARDIAN_EMAIL is where a
+    guardian's confirmation link goes (consent.guardians).
     """
     site = site_snapshot(site_key)
     for key in categories:
@@ -108,6 +125,11 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
             cat_map[key] = False
         meta = {"gpc": True}
     chan_map = {k: k in channels for k in CHANNELS}
+    email = None
+    if guardian_email and "age_rule" in site.settings:
+        from .guardians import check_address
+
+        email = check_address(guardian_email)
 
     def record(subject) -> AppendedEvent:
         cats, chans, event_meta = cat_map, chan_map, meta
@@ -118,10 +140,15 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
             screened = screen_choice(site, subject, created=False, age=age, guardian=guardian,
                                      categories=cat_map, channels=chan_map, meta=meta)
             cats, chans, event_meta = screened.categories, screened.channels, screened.meta
-        return append_event(site, subject, action="preferences", source="preferences",
-                            categories=cats, channels=chans,
-                            policy_version=site.policy_label, locale=locale,
-                            details=ctx.details(None), meta=event_meta)
+        event = append_event(site, subject, action="preferences", source="preferences",
+                             categories=cats, channels=chans,
+                             policy_version=site.policy_label, locale=locale,
+                             details=ctx.details(None), meta=event_meta)
+        if (event_meta or {}).get("awaiting_guardian"):
+            from .guardians import attach_address
+
+            attach_address(event.event_id, email)
+        return event
 
     def write():
         subject = find_subject(site.id, subject_public_id) if subject_public_id else None

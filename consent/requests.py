@@ -36,12 +36,35 @@ from .ledger import ConsentEvent, EventDetails, append_event, read_state
 from .sites import ESSENTIAL, NotFound, Site, site_snapshot
 from .subjects import Subject, find_subject, find_subject_by_user
 
-KINDS = ("access", "erasure")
+KINDS = ("access", "erasure", "opt-out", "correction", "cancellation", "opt-out-sale")
+# What each kind asks for, in the words of the policies that name it (receipts, admin).
+KIND_TITLES = {
+    "access": "Access to the personal data held",
+    "erasure": "Deletion of the personal data",
+    "opt-out": "Opt-out of promotional messages",
+    "correction": "Correction of inaccurate personal data (001 VII.1.1, 002)",
+    "cancellation": "Account cancellation (001 VII.1.4): the account is closed and the "
+                    "person's data deleted or anonymised",
+    "opt-out-sale": "Opt-out of the sale or sharing of personal data (US state laws; "
+                    "000 Art. 15)",
+}
+# US state rules answer an opt-out of sale/sharing within 15 business days at the latest
+# (e.g. California's regulations, 11 CCR 7026(f)); a site may set its own.
+DEFAULT_SALE_OPT_OUT_DEADLINE = {"business_days": 15}
+# How a request reached the site; staff record the ones that came by mail or phone.
+VIA = ("web", "email", "phone", "letter", "in_person")
+CONTACT_KINDS = ("email", "sms", "user")
+# A staff member may backdate a request to when it arrived, not date one in the future.
+CLOCK_SKEW = timedelta(minutes=5)
 STATUSES = ("open", "completed", "rejected")
 DEFAULT_DEADLINE = {"days": 30}
 RECEIPT_VERSION = "KI-CR-v1.1.0"
 HOOK_MODULES = ("consent.channels", "consent.identity", "consent.outbox")
 HOOK_NAMES = ("erase_subject_addresses", "erase_subject_data")
+SUPPRESSION_NOTE = ("The person's opt-outs of these channels are kept as suppression "
+                    "records (a keyed hash of each address or user id, the channel and the "
+                    "time of the opt-out; nothing else), so no promotional message is sent "
+                    "to them again unless they opt in anew.")
 
 
 class DataRequest(db.Model):
@@ -53,7 +76,15 @@ class DataRequest(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
-    subject_id: Mapped[int] = mapped_column(sa.ForeignKey("subjects.id"))
+    # None while the person is not (yet) known here: a request from someone never seen
+    # is kept by the keyed hash of how they can be reached, matched later or answered
+    # "no data".
+    subject_id: Mapped[int | None] = mapped_column(sa.ForeignKey("subjects.id"))
+    contact_kind: Mapped[str | None] = mapped_column(sa.String(8))
+    contact_ref: Mapped[str | None] = mapped_column(sa.String(64))
+    received_via: Mapped[str | None] = mapped_column(sa.String(16))
+    # When it was recorded here (received_at is when the site received it).
+    recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     kind: Mapped[str] = mapped_column(sa.String(16))
     status: Mapped[str] = mapped_column(sa.String(16), default="open")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -102,6 +133,17 @@ def validate_deadline_rule(rule) -> dict:
     if holidays:
         out["holidays"] = sorted(holidays)
     return out
+
+
+def kind_deadline(settings: dict | None, kind: str) -> dict:
+    """The deadline of a request KIND on a site: `settings.deadlines[kind]` when set, the
+    US rule for opt-outs of sale/sharing, else the site's `request_deadline`."""
+    own = ((settings or {}).get("deadlines") or {}).get(kind)
+    if own:
+        return validate_deadline_rule(own)
+    if kind == "opt-out-sale":
+        return dict(DEFAULT_SALE_OPT_OUT_DEADLINE)
+    return deadline_rule(settings)
 
 
 def describe_rule(rule: dict) -> str:
@@ -159,21 +201,89 @@ def find_request_subject(site_key: str, *, subject: str | None = None,
     return found
 
 
+def _contact(site, user_id: str | None, address: str | None,
+             channel: str | None) -> tuple[str, str] | None:
+    """(kind, keyed hash) of how a person is named, for matching them later."""
+    from .subjects import keyed_ref
+
+    if user_id:
+        return "user", keyed_ref(site.key, "user", user_id)
+    if address:
+        from .channels import address_ref
+
+        if channel not in ("email", "sms"):
+            raise Invalid("an address needs its channel: email or sms", field="channel")
+        return channel, address_ref(site.key, channel, address)
+    return None
+
+
+def _contact_subject(site, kind: str, ref: str) -> Subject | None:
+    """The live subject a contact reference names now, or None."""
+    if kind == "user":
+        found = db.session.execute(db.select(Subject).where(
+            Subject.site_id == site.id, Subject.user_ref == ref,
+            Subject.erased_at.is_(None)).order_by(Subject.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        return found
+    from .channels import subject_for_ref
+
+    return subject_for_ref(site.id, kind, ref)
+
+
+def check_received_at(received_at: datetime | None) -> datetime:
+    """When a request was received: given by staff (not in the future), or now."""
+    now = utcnow()
+    if received_at is None:
+        return now
+    if received_at.tzinfo is None:
+        raise Invalid("received_at needs a time zone (e.g. 2026-11-30T09:15:00Z)",
+                      field="received_at")
+    if received_at > now + CLOCK_SKEW:
+        raise Invalid("received_at is in the future", field="received_at")
+    if received_at < now - timedelta(days=3 * 365):
+        raise Invalid("received_at is more than three years ago", field="received_at")
+    return received_at
+
+
 def open_request(site_key: str, kind: str, *, subject: str | None = None,
-                 user_id: str | None = None, requested_by: str = "subject",
-                 note: str | None = None, received_at: datetime | None = None) -> DataRequest:
-    """Record a new access or erasure request with its legal deadline."""
+                 user_id: str | None = None, address: str | None = None,
+                 channel: str | None = None, requested_by: str = "subject",
+                 note: str | None = None, received_at: datetime | None = None,
+                 via: str | None = None, channels: list[str] | None = None) -> DataRequest:
+    """Record a request with its legal deadline, counted from RECEIVED_AT (its receipt).
+
+    The person is named by visitor id, the site's user id or an address; someone the
+    product has never seen is accepted (kept by keyed hash, matched later or answered
+    "no data"). An `opt-out` (e.g. an e-mail to privacy@) is applied at once.
+    """
     if kind not in KINDS:
         raise Invalid(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    if via is not None and via not in VIA:
+        raise Invalid(f"via must be one of {', '.join(VIA)}", field="via")
     site = site_snapshot(site_key)
-    rule = deadline_rule(site.settings)
+    at = check_received_at(received_at)
+    if kind == "opt-out":
+        return _staff_opt_out(site, subject=subject, user_id=user_id, address=address,
+                              channel=channel, channels=channels, requested_by=requested_by,
+                              note=note, received_at=at, via=via)
+    rule = kind_deadline(site.settings, kind)
+    if sum(bool(x) for x in (subject, user_id, address)) != 1:
+        raise Invalid("name the person by one of subject (visitor id), user_id or address",
+                      field="subject")
+    contact = _contact(site, user_id, address, channel)
 
     def write() -> DataRequest:
-        target = find_request_subject(site_key, subject=subject, user_id=user_id)
-        at = received_at or utcnow()
-        req = DataRequest(site_id=site.id, subject_id=target.id, kind=kind, status="open",
-                          received_at=at, due_at=due_date(at, rule),
-                          deadline_rule=describe_rule(rule), requested_by=requested_by,
+        target = None
+        if subject:
+            target = find_request_subject(site_key, subject=subject)
+        else:
+            target = _contact_subject(site, *contact)
+        req = DataRequest(site_id=site.id, subject_id=target.id if target else None,
+                          contact_kind=None if target else contact[0],
+                          contact_ref=None if target else contact[1],
+                          kind=kind, status="open", received_at=at,
+                          due_at=due_date(at, rule), deadline_rule=describe_rule(rule),
+                          requested_by=requested_by, received_via=via, recorded_at=utcnow(),
                           note=(note or None) and note[:500])
         db.session.add(req)
         db.session.flush()
@@ -182,13 +292,78 @@ def open_request(site_key: str, kind: str, *, subject: str | None = None,
     return run_write(write)
 
 
+def _staff_opt_out(site, *, subject, user_id, address, channel, channels, requested_by,
+                   note, received_at, via) -> DataRequest:
+    """An opt-out that reached staff by mail or phone: applied now, dated from receipt."""
+    from .channels import CHANNELS, Recipient, ensure_recipient, parse_channel_key
+    from .subjects import get_or_create_subject
+
+    if sum(bool(x) for x in (subject, user_id, address)) != 1:
+        raise Invalid("name the person by one of subject (visitor id), user_id or address",
+                      field="subject")
+    if address and channel not in ("email", "sms", "push"):
+        raise Invalid("an address needs its channel: email, sms or push", field="channel")
+    keys = [parse_channel_key(k, field="channels") for k in (channels or [])]
+    if not keys:
+        keys = [k for k in CHANNELS if k.endswith(".promotional")
+                and (not address or k.startswith(channel + "."))]
+    if address and any(not k.startswith(channel + ".") for k in keys):
+        raise Invalid(f"a {channel} address can only opt out of {channel} channels",
+                      field="channels")
+    raw = site.settings.get("opt_out_deadline") or site.settings.get("request_deadline") \
+        or DEFAULT_DEADLINE
+    rule = validate_deadline_rule(raw)
+
+    def write() -> DataRequest:
+        if subject:
+            person = get_or_create_subject(site.id, subject)
+        else:
+            person = ensure_recipient(site, channel if address else None,
+                                      Recipient(user_id=user_id, address=address))
+        event = append_event(site, person, action="unsubscribe", source="admin",
+                             channels={k: False for k in keys},
+                             policy_version=site.policy_label,
+                             meta={"by": requested_by, "via": via or "email",
+                                   "received_at": iso(received_at)})
+        req = DataRequest(site_id=site.id, subject_id=person.id, kind="opt-out",
+                          status="completed", received_at=received_at,
+                          due_at=due_date(received_at, rule), deadline_rule=describe_rule(rule),
+                          requested_by=requested_by, received_via=via, recorded_at=utcnow(),
+                          completed_at=event.recorded_at, completed_by=requested_by,
+                          note=(note or None) and note[:500],
+                          result={"event_id": event.event_id, "channels": sorted(keys)})
+        db.session.add(req)
+        db.session.flush()
+        return req
+
+    return run_write(write)
+
+
+def match_request(req: DataRequest) -> DataRequest:
+    """Attach an open request from someone unknown to the person, once they are known."""
+    if req.subject_id is not None or req.status != "open" or not req.contact_ref:
+        return req
+    site = db.session.get(Site, req.site_id)
+    found = _contact_subject(site_snapshot(site.key), req.contact_kind, req.contact_ref)
+    if found is None:
+        return req
+
+    def write():
+        row = db.session.get(DataRequest, req.id)
+        if row.subject_id is None:
+            row.subject_id, row.contact_kind, row.contact_ref = found.id, None, None
+        return row
+
+    return run_write(write)
+
+
 def get_request(site_key: str, request_id: int) -> DataRequest:
-    """One request of a site, or NotFound."""
+    """One request of a site (matched to its person if they became known), or NotFound."""
     site = site_snapshot(site_key)
     req = db.session.get(DataRequest, request_id)
     if req is None or req.site_id != site.id:
         raise NotFound("request", str(request_id))
-    return req
+    return match_request(req)
 
 
 def list_requests(site_key: str, *, status: str | None = None) -> list[DataRequest]:
@@ -217,13 +392,19 @@ def complete_request(site_key: str, request_id: int, actor: str, *,
     if status not in ("completed", "rejected"):
         raise Invalid("status must be completed or rejected", field="status")
 
+    get_request(site_key, request_id)  # match a request from someone unknown first
+
     def write() -> DataRequest:
         req = get_request(site_key, request_id)
         if req.status != "open":
             raise Conflict(f"request {request_id} is already {req.status}")
-        if req.kind == "erasure" and status == "completed":
-            raise Conflict("an erasure request is completed by carrying it out")
+        if req.kind in ("erasure", "cancellation", "opt-out-sale") and status == "completed" \
+                and req.subject_id is not None:
+            raise Conflict(f"a {req.kind} request is completed by carrying it out")
         req.status, req.completed_at, req.completed_by = status, utcnow(), actor
+        if status == "completed" and req.subject_id is None:
+            # Never seen here: the answer is that no data is held about them.
+            req.result = {"no_data": True}
         if note:
             req.note = note[:500]
         return req
@@ -278,7 +459,9 @@ def request_from_token(token: str) -> DataRequest:
 def deliver_access(token: str) -> tuple[DataRequest, dict]:
     """The consent history behind a signed link; the first delivery completes the request."""
     req = request_from_token(token)
-    subject = db.session.get(Subject, req.subject_id)
+    subject = request_subject(req)
+    if subject is None:
+        raise Forbidden("no data is held about this person")
     if subject.erased_at is not None:
         raise Forbidden("this person's data has been erased")
     site = db.session.get(Site, req.site_id)
@@ -571,6 +754,12 @@ def _erase_one(site, subject: Subject, actor: str, request_id: int | None) -> di
     meta = {"by": actor}
     if request_id is not None:
         meta["request"] = request_id
+    # Opt-outs outlive the erasure: kept as keyed hashes before the addresses go.
+    from .channels import keep_suppressions
+
+    kept = keep_suppressions(site, subject)
+    if kept:
+        meta["suppressed"] = kept
     event = append_event(site, subject, action="erase", source="admin",
                          policy_version=site.policy_label, meta=meta)
     ev = ConsentEvent.__table__
@@ -584,7 +773,8 @@ def _erase_one(site, subject: Subject, actor: str, request_id: int | None) -> di
     subject.user_ref = None
     subject.secret = None
     subject.erased_at = utcnow()
-    return {"event_id": event.event_id, "details_removed": int(removed or 0)}
+    return {"event_id": event.event_id, "details_removed": int(removed or 0),
+            "suppressed": kept}
 
 
 def erase_subject(site_key: str, subject_id: int, actor: str,
@@ -600,9 +790,13 @@ def erase_subject(site_key: str, subject_id: int, actor: str,
             raise Conflict("this subject has already been erased")
         results = [_erase_one(site, s, actor, request_id) for s in _subjects_of(subject)
                    if s.erased_at is None]
+        kept = sorted({key for r in results for key in r["suppressed"]})
         return {"erased_subjects": len(results),
                 "events": [r["event_id"] for r in results],
-                "details_removed": sum(r["details_removed"] for r in results)}
+                "details_removed": sum(r["details_removed"] for r in results),
+                # What the erasure receipt says about opt-outs (docs/audit.md).
+                "suppressions_kept": kept,
+                "suppression_note": SUPPRESSION_NOTE if kept else None}
 
     return run_write(write)
 
@@ -610,10 +804,14 @@ def erase_subject(site_key: str, subject_id: int, actor: str,
 def carry_out_erasure(site_key: str, request_id: int, actor: str) -> DataRequest:
     """Carry out an open erasure request and close it."""
     req = get_request(site_key, request_id)
-    if req.kind != "erasure":
-        raise Conflict("this is not an erasure request")
+    if req.kind not in ("erasure", "cancellation"):
+        raise Conflict("this is not an erasure or account cancellation request")
     if req.status != "open":
         raise Conflict(f"request {request_id} is already {req.status}")
+    if req.subject_id is None:
+        # Nobody by that name or address is known here: nothing to erase, and the
+        # answer says so.
+        return complete_request(site_key, request_id, actor)
     result = erase_subject(site_key, req.subject_id, actor, request_id=req.id)
 
     def write() -> DataRequest:
@@ -631,14 +829,105 @@ def carry_out_erasure(site_key: str, request_id: int, actor: str) -> DataRequest
     return run_write(write)
 
 
-def request_subject(req: DataRequest) -> Subject:
-    """The subject a request is about (possibly erased)."""
-    return db.session.get(Subject, req.subject_id)
+def request_subject(req: DataRequest) -> Subject | None:
+    """The subject a request is about (possibly erased; None while not known)."""
+    return db.session.get(Subject, req.subject_id) if req.subject_id is not None else None
 
 
-def subject_label(subject_id: int) -> str:
-    """How admin pages show a request's subject (visitor id, or 'erased')."""
+def subject_label(subject_id: int | None) -> str:
+    """How admin pages show a request's subject (visitor id, 'erased' or 'not known')."""
+    if subject_id is None:
+        return "not known here (yet)"
     subject = db.session.get(Subject, subject_id)
     if subject is None:
         return "unknown"
     return subject.public_id or f"erased ({subject.pseudonym[:8]}…)"
+
+
+# ---------------------------------------------------------------- opt-out of sale/sharing
+
+
+def carry_out_sale_opt_out(site_key: str, request_id: int, actor: str) -> DataRequest:
+    """Apply an opt-out of sale/sharing: the site's GPC categories (advertising) turn off
+    for the person in one `withdraw` event, and the request is completed."""
+    from .sites import gpc_categories
+
+    req = get_request(site_key, request_id)
+    if req.kind != "opt-out-sale":
+        raise Conflict("this is not an opt-out of sale or sharing")
+    if req.status != "open":
+        raise Conflict(f"request {request_id} is already {req.status}")
+    if req.subject_id is None:
+        return complete_request(site_key, request_id, actor)
+    site = site_snapshot(site_key)
+
+    def write() -> DataRequest:
+        row = db.session.get(DataRequest, request_id)
+        subject = db.session.get(Subject, row.subject_id)
+        keys = {k: False for k in gpc_categories(site) if k in site.category_keys}
+        event = append_event(site, subject, action="withdraw", source="admin",
+                             categories=keys, policy_version=site.policy_label,
+                             meta={"by": actor, "request": row.id,
+                                   "opt_out": "sale_sharing"})
+        row.status, row.completed_at, row.completed_by = "completed", utcnow(), actor
+        row.result = {"event_id": event.event_id, "categories": sorted(keys)}
+        return row
+
+    return run_write(write)
+
+
+def carry_out(site_key: str, request_id: int, actor: str) -> DataRequest:
+    """Carry out a request whose answer is an action: erasure and account cancellation
+    (crypto-shredding), opt-out of sale/sharing (a withdrawal)."""
+    req = get_request(site_key, request_id)
+    if req.kind == "opt-out-sale":
+        return carry_out_sale_opt_out(site_key, request_id, actor)
+    return carry_out_erasure(site_key, request_id, actor)
+
+
+# ---------------------------------------------------------------- request receipts
+
+REQUEST_RECEIPT = "consent-request-receipt/1"
+
+
+def request_receipt(site_key: str, request_id: int) -> dict:
+    """A signed receipt of a request: what was asked, when it was received, by when it is
+    due, where it stands and what was done. Signed with the server's Ed25519 key over
+    its canonical JSON, so the person (or an auditor) can check it offline."""
+    import json
+
+    from .ledger.keys import public_key_text, sign
+
+    req = get_request(site_key, request_id)
+    site = site_snapshot(site_key)
+    controller = site.settings.get("controller") or {}
+    body = {
+        "receipt": REQUEST_RECEIPT, "site": site.key,
+        "controller": controller.get("name") or site.name,
+        "request": req.id, "kind": req.kind, "what": KIND_TITLES.get(req.kind, req.kind),
+        "received_at": iso(req.received_at), "received_via": req.received_via,
+        "due_at": iso(req.due_at), "deadline_rule": req.deadline_rule,
+        "status": req.status, "overdue": req.overdue(),
+        "completed_at": iso(req.completed_at) if req.completed_at else None,
+        "known": req.subject_id is not None,
+        "result": req.result,
+        "issued_at": iso(utcnow()),
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {**body, "public_key": public_key_text(), "signature": sign(canonical.encode())}
+
+
+def verify_request_receipt(receipt: dict) -> bool:
+    """True when a request receipt is unchanged and signed by the key it names."""
+    import base64
+    import json
+
+    from .ledger.keys import verify_signature
+
+    body = {k: v for k, v in receipt.items() if k not in ("public_key", "signature")}
+    key = str(receipt.get("public_key", ""))
+    if not key.startswith("ed25519:"):
+        return False
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return verify_signature(base64.b64decode(key[8:]), canonical.encode(),
+                            str(receipt.get("signature", "")))

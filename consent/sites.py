@@ -216,6 +216,33 @@ class SiteApiKey(db.Model):
 
 
 @dataclass(frozen=True)
+class VersionInfo:
+    """The few facts of a policy version the hot paths need (kept in the site snapshot)."""
+
+    id: int
+    label: str
+    published_at: datetime
+    effective_at: datetime
+    material: bool
+
+
+def in_force(versions: tuple[VersionInfo, ...], now: datetime,
+             material: bool = False) -> VersionInfo | None:
+    """The (material) version in force at NOW: the latest to have taken effect."""
+    found = [v for v in versions if v.effective_at <= now and (v.material or not material)]
+    if not found:
+        # Nothing has taken effect yet: the first version published stands in.
+        return None if material or not versions else versions[0]
+    return max(found, key=lambda v: (v.effective_at, v.published_at, v.id))
+
+
+def announced(versions: tuple[VersionInfo, ...], now: datetime) -> VersionInfo | None:
+    """The next version published but not yet in force at NOW (advance notice), or None."""
+    found = [v for v in versions if v.effective_at > now]
+    return min(found, key=lambda v: (v.effective_at, v.id)) if found else None
+
+
+@dataclass(frozen=True)
 class SiteSnapshot:
     """Read-only view of a site's configuration used on hot request paths."""
 
@@ -230,9 +257,16 @@ class SiteSnapshot:
     reject_lifetime_days: int
     ledger_streams: int
     settings: dict = field(hash=False, compare=False)
-    policy_label: str | None = None
     policy_material_label: str | None = None
     revision: str = ""
+    # consent.policies.VersionInfo of every version, in publication order.
+    policy_versions: tuple = field(default=(), hash=False, compare=False)
+
+    @property
+    def policy_label(self) -> str | None:
+        """The label of the policy version in force now (not one announced for later)."""
+        version = in_force(self.policy_versions, utcnow())
+        return version.label if version else None
 
     def allows_origin(self, origin: str | None) -> bool:
         """True when ORIGIN may call this site's browser endpoints."""
@@ -273,9 +307,13 @@ def site_snapshot(key: str) -> SiteSnapshot:
     if not isinstance(key, str) or not SITE_KEY_RE.match(key):
         raise NotFound("site", str(key)[:64])
     site = get_site(key)
-    versions = site.policy_versions  # newest first
-    policy = versions[0] if versions else None
-    material = next((v for v in versions if v.material), None)
+    rows = site.policy_versions  # newest first
+    # The version in force now (not one announced for later), and the latest material one.
+    versions = tuple(VersionInfo(v.id, v.label, v.published_at, v.effective_at, v.material)
+                     for v in reversed(rows))
+    current = in_force(versions, utcnow())
+    policy = next((v for v in rows if current and v.id == current.id), None)
+    material = next((v for v in rows if v.material), None)
     keys = tuple(c.key for c in site.categories)
     revision = hashlib.sha256(
         repr((site.updated_at, keys, policy and policy.id, material and material.id,
@@ -288,13 +326,17 @@ def site_snapshot(key: str) -> SiteSnapshot:
         category_keys=keys, accept_lifetime_days=site.accept_lifetime_days,
         reject_lifetime_days=site.reject_lifetime_days, ledger_streams=site.ledger_streams,
         settings=dict(site.settings or {}),
-        policy_label=policy.label if policy else None,
         policy_material_label=material.label if material else None,
-        revision=revision,
+        revision=revision, policy_versions=versions,
     )
     if ttl > 0:
+        expires = now + ttl
+        upcoming = announced(versions, utcnow())
+        if upcoming is not None:
+            # The configuration changes when the announced version takes effect.
+            expires = min(expires, now + (upcoming.effective_at - utcnow()).total_seconds())
         with _cache_lock:
-            _cache[key] = (now + ttl, snap)
+            _cache[key] = (expires, snap)
     return snap
 
 

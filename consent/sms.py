@@ -19,7 +19,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from .channels import address_ref, subject_for_address
+from .channels import address_ref, subject_for_address, unsubscribe_keys
 from .database import run_write
 from .decisions import RequestContext
 from .errors import Invalid
@@ -165,11 +165,14 @@ def sms_inbound(site_key: str, sender: str, body: str, ctx: RequestContext,
     meta = {"keyword": normalise_reply(body)[:20]}
     if gateway:
         meta["gateway"] = gateway
+    # STOP has the scope of any unsubscribe; START answers only for text messages.
+    chosen = {"sms.promotional": True} if allowed else \
+        {k: False for k in unsubscribe_keys(site, "sms.promotional")}
 
     def write():
         subject = subject_for_address(site, "sms", ref)
         return append_event(site, subject, action="resubscribe" if allowed else "unsubscribe",
-                            source="sms", channels={"sms.promotional": allowed},
+                            source="sms", channels=chosen,
                             policy_version=site.policy_label, details=ctx.details(None),
                             meta=meta, idempotency_key=idem)
 

@@ -29,7 +29,7 @@ from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
 from .consent_mode import widget_consent_mode
-from .database import iso
+from .database import iso, utcnow
 from .extensions import db
 from .i18n import catalog, pick_locale
 from .minors import widget_age_config
@@ -98,7 +98,7 @@ def widget_config(site_key: str, requested_locale: str | None,
             PolicyVersion.site_id == site.id,
             PolicyVersion.label == site.policy_material_label)).scalar_one_or_none()
     cookie = site.settings.get("cookie") or {}
-    return {
+    return _notice(site, locale, {
         "site": site.key,
         "revision": site.revision,
         # Seconds the widget may reuse this document (from localStorage) without asking.
@@ -139,7 +139,31 @@ def widget_config(site_key: str, requested_locale: str | None,
             "preferences": url_for("preferences.preferences_page", site=site.key,
                                    _external=True),
         }} if details else {}),
-    }
+    })
+
+
+def _notice(site, locale: str, config: dict) -> dict:
+    """From publication until it takes effect, a version announced for later is told in
+    the widget's own words (seed policy 001: "before such changes take effect"): the
+    sentence `nt` (with its title `ntTitle`) on the banner and the dialog and, once, to a
+    returning visitor; the policy link opens the archived diff. Nothing otherwise, so no
+    byte is spent on it the rest of the time."""
+    from .policies import announced
+
+    strings = config["strings"]
+    template, title, link = (strings.pop(k, "") for k in ("nt", "ntTitle", "ntLink"))
+    upcoming = announced(site.policy_versions, utcnow())
+    if upcoming is None:
+        return config
+    text = template.replace("{version}", upcoming.label).replace(
+        "{date}", upcoming.effective_at.strftime("%Y-%m-%d"))
+    strings.update(nt=text, ntTitle=title, policy=link,
+                   text=f"{strings.get('text', '')} {text}")
+    if "endpoints" in config:  # the dialog's texts come with its details (not first visits)
+        strings["prefsText"] = f"{strings.get('prefsText', '')} {text}"
+    config["policy"]["url"] = url_for("pages.policy_diff", site_key=site.key,
+                                      label=upcoming.label, _external=True)
+    return config
 
 
 _documents: dict[tuple, tuple[float, str, str]] = {}

@@ -38,6 +38,10 @@ class Receiver(BaseHTTPRequestHandler):
 
     def handle_notification(self, note: dict) -> None:
         """Your part: stop processing, delete the person's data, update the CRM..."""
+        if note["type"] == "policy.published":  # tell your users before it takes effect
+            print(note["type"], note["policy"]["version"], note["policy"]["effective_at"],
+                  flush=True)
+            return
         print(note["type"], note["subject"], note["changes"], note["state"], flush=True)
 
     def do_POST(self):

@@ -60,8 +60,10 @@ def test_never_chosen_is_denied_by_privacy_safe_default(client, site):
     for key in CHANNELS:
         medium, kind = key.split(".")
         answer = may_i_send(client, site, medium, kind, subject=subject)
+        state = answer.pop("policy_state")
         assert answer == {"allowed": False, "channel": medium, "kind": kind,
                           "reason": "default_denied", "event_id": None, "decided_at": None}
+        assert state["predates_material_version"] is False
 
 
 def test_site_setting_changes_the_default(client, site):

@@ -13,8 +13,8 @@ from consent.apidoc import EXAMPLES_FILE
 from consent.database import run_write
 from consent.ledger.log import integrate
 from consent.sites import get_site, invalidate_site_cache
-from tests.support.openapi_scenario import (ABSENT, VISITOR, VISITOR_KEY, examples_from,
-                                            scenario)
+from tests.support.openapi_scenario import (ABSENT, DASSET_ORIGIN, VISITOR, VISITOR_KEY,
+                                            examples_from, scenario)
 from tests.support.admin import make_token
 from tests.test_requests import CONTROLLER
 
@@ -71,7 +71,7 @@ def test_every_operation_conforms(app, site, monkeypatch):
     from consent.profiles import load_profile
 
     monkeypatch.setenv("CONSENT_WEBHOOK_ALLOW_HTTP", "1")
-    loaded = load_profile("device_network", site_key="dasset")
+    loaded = load_profile("device_network", site_key="dasset", origins=[DASSET_ORIGIN])
     dasset = {"key": "dasset", "api_key": loaded.api_key}
     admin = make_token(["admin"])
     r = app.test_client().post(f"/api/v1/sites/{site['key']}/decisions",

@@ -234,10 +234,18 @@ def test_a_minor_cannot_grant_alone_through_the_decision_api(app, client):
     assert first.channels == {"sms.promotional": False}
     assert may_i_send(client, site, "sms", "promotional",
                       subject=minor["subject"])["allowed"] is False
+    # Ticking "my guardian agrees" proves nothing: the grants wait for the guardian's link.
     with_guardian = decide(client, site["key"], "accept_all", guardian=True,
                            subject=minor["subject"], origin=ORIGIN)
-    assert with_guardian["consent"]["categories"]["advertising"] is True
-    assert events()[-1].meta == {"guardian": True}
+    assert with_guardian["consent"]["categories"]["advertising"] is False
+    assert events()[-1].meta == {"awaiting_guardian": True,
+                                 "withheld": ["advertising", "analytics", "functional"]}
+    [request] = client.get(f"/api/v1/sites/{site['key']}/guardian-requests?status=awaiting",
+                           headers=bearer(site)).get_json()
+    path = "/" + request["url"].split("://", 1)[1].split("/", 1)[1]
+    assert client.post(path, data={"decision": "agree"}).status_code == 200
+    assert events()[-1].meta == {"age": "minor", "guardian": True, "verified": "link",
+                                 "guardian_request": request["id"]}
     # later choices of the minor alone keep what the guardian granted
     alone = decide(client, site["key"], "custom", subject=minor["subject"], origin=ORIGIN,
                    categories={"functional": False, "advertising": True})
@@ -335,7 +343,9 @@ def test_the_preference_form_withholds_a_minors_grants_unless_a_guardian_agrees(
     page = client.get(f"/preferences?site={site['key']}&age=ask").get_data(as_text=True)
     assert 'id="age-minor"' in page and "I am under 18." in page
     assert "My parent agrees to these choices." in page
-    assert 'id="age-minor"' not in client.get(f"/preferences?site={site['key']}").get_data(
+    # the policy covers everyone under 18: the profile asks on every visit, not only
+    # where the site flags the visitor (age_rule.ask = always)
+    assert 'id="age-minor"' in client.get(f"/preferences?site={site['key']}").get_data(
         as_text=True)
     token = page.split('name="csrf_token" value="')[1].split('"')[0]
     form = {"csrf_token": token, "age_question": "1", "minor": "1",
@@ -350,8 +360,8 @@ def test_the_preference_form_withholds_a_minors_grants_unless_a_guardian_agrees(
     assert 'id="age-minor" name="minor" value="1" checked' in again
     r = client.post(f"/preferences?site={site['key']}", data={**form, "guardian": "1"})
     saved = events("preferences")[-1]
-    assert saved.categories["analytics"] is True and saved.meta == {"age": "minor",
-                                                                    "guardian": True}
+    # the box alone grants nothing: the parent confirms through a link (consent.guardians)
+    assert saved.categories["analytics"] is False and saved.meta["awaiting_guardian"] is True
 
 
 # ---------------------------------------------------------------- linked accounts
@@ -457,7 +467,7 @@ def test_an_opt_out_is_applied_at_once_and_recorded_with_its_deadline(app, clien
 
 
 @pytest.mark.parametrize("name,rule", [("device_network", "30 days"), ("scheduling", "45 days"),
-                                       ("care_platform", "10 business days")])
+                                       ("care_platform", "30 days")])
 def test_requests_carry_the_profiles_deadline(app, client, name, rule):
     site = load(name)
     visitor = decide(client, site["key"], "reject_all", origin=ORIGIN)["subject"]
@@ -523,3 +533,32 @@ def test_the_apis_profiles_use_never_answer_5xx_on_a_profile_site(app, name):
 
         call()
     assert verify_ledger().ok
+
+
+# ---------------------------------------------------------------- the smaller findings (8)
+
+
+def test_texts_and_cookies_follow_each_policys_own_words(app, client):
+    """GPC is told in each policy's words (only 000 speaks of selling or sharing), 004's
+    Yoast waits for consent, 000's others' cookies are named, 004's deadline of ten
+    business days applies to opt-outs only."""
+    gpc = {}
+    for name in sorted(PROFILES):
+        site = load(name)
+        config = client.get(f"/api/v1/sites/{site['key']}/config?locale=en&details=1").get_json()
+        gpc[name] = config["strings"]["gpc"]
+        services = {c["key"]: c.get("services") or [] for c in config["categories"]}
+        if name == "care_platform":
+            assert "Yoast" in [s.get("name") for s in services["analytics"]]
+            assert "Yoast" not in [s.get("name") for s in services["essential"]]
+        if name == "services_platform":
+            cookies = {k.get("name") or k.get("pattern")
+                       for key in ("analytics", "advertising") for s in services[key]
+                       for k in s.get("cookies") or []}
+            assert {"_gid", "li_fat_id", "^_gcl_", "^_ga(_.+)?$"} <= cookies
+    assert "sale and sharing" in gpc["services_platform"]
+    for name in ("care_platform", "scheduling", "communications", "device_network"):
+        assert "sale" not in gpc[name] and "sell" not in gpc[name], name
+    alopal = get_site("alopal").settings
+    assert alopal["request_deadline"] == {"days": 30}
+    assert alopal["opt_out_deadline"] == {"business_days": 10}

@@ -43,6 +43,7 @@ class Profile:
     deletion_exceptions: tuple[str, ...] = ()       # reasons the policy gives to refuse
     sms_keywords: dict | None = None                # consent.sms: the site's own reply words
     notes: tuple[str, ...] = ()                     # operator notes (defaults chosen, ...)
+    unsubscribe_scope: str | None = None            # "all_promotional" (consent.channels)
 
     @property
     def test_module(self) -> str:
@@ -85,6 +86,8 @@ class Profile:
             out["linked_accounts"] = dict(self.linked_accounts)
         if self.deletion_exceptions:
             out["deletion_exceptions"] = list(self.deletion_exceptions)
+        if self.unsubscribe_scope:
+            out["unsubscribe_scope"] = self.unsubscribe_scope
         if self.sms_keywords:
             out["sms_keywords"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
                                    for k, v in self.sms_keywords.items()}

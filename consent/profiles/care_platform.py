@@ -61,8 +61,6 @@ PROFILE = Profile(
               "cookies": [{"name": "session"}]},
              {"name": "Consent record", "provider": "AloPal",
               "purpose": "Remembers the choices you make here", "cookies": [{"name": "consent"}]},
-             {"name": "Yoast", "provider": "Yoast",
-              "purpose": "Search-engine information of the website pages; sets no cookie"},
          ]},
         {"key": "analytics",
          "titles": {"en": "Web analytics and error management"},
@@ -80,6 +78,9 @@ PROFILE = Profile(
              {"name": "Optimize", "provider": "Google",
               "purpose": "Tests variants of pages",
               "cookies": [{"name": "_gaexp"}, {"pattern": "^_opt_"}]},
+             # Listed with the tools used "to collect information", not as technical
+             # operation: it waits for consent with them.
+             {"name": "Yoast", "provider": "Yoast", "purpose": "Website analytics"},
          ]},
         {"key": "advertising",
          "titles": {"en": "Attribution and conversion tracking"},
@@ -101,18 +102,26 @@ PROFILE = Profile(
     # Marketing "with your consent, where required by law": nothing promotional by default.
     channel_defaults={"email.promotional": False, "sms.promotional": False,
                       "push.promotional": False, "push.service": False},
-    request_deadline={"business_days": 10},
-    deadline_source="\u201cit may take up to ten (10) business days for us to process your "
-                    "request\u201d (commercial e-mail opt-out); the same deadline is applied "
-                    "to access and deletion requests, for which the policy names none.",
+    # The ten business days are the policy's for commercial e-mail opt-outs only
+    # (opt_out_deadline below); it names none for access or deletion.
+    request_deadline={"days": 30},
+    deadline_source="The policy names no deadline for access or deletion requests; the "
+                    "product default of 30 days applies. Its \u201cup to ten (10) business "
+                    "days\u201d is for commercial e-mail opt-outs (opt_out_deadline).",
     opt_out_deadline={"business_days": 10},
     gpc_note="The policy does not mention browser privacy signals. The product honours "
              "Global Privacy Control for conversion tracking and targeted ads.",
-    age_rule={"adult_age": 18, "guardian": "parent", "ask": "when_flagged",
+    # "We do not knowingly collect ... under the age of 18 without parental consent": ask
+    # on every first visit; a parent confirms through a signed link (consent.guardians).
+    age_rule={"adult_age": 18, "guardian": "parent", "ask": "always",
+              "guardian_verification": "link",
               "categories": ["analytics", "advertising"],
               "channels": ["email.promotional", "sms.promotional", "push.promotional"],
               "quote": AGE_QUOTE},
     texts={"en": {
+        # "AloPal will never rent or sell your Personal Information": no "sale" here.
+        "gpc": "Your browser sent a Global Privacy Control signal, so attribution and "
+               "conversion tracking is turned off.",
         "text": "AloPal uses cookies for the technical operation of the Platform and your "
                 "log-in. With your consent we also use Google Analytics, Google Tag Manager "
                 "and Optimize, and Google AdWords and LinkedIn conversion tracking. You can "
@@ -172,7 +181,8 @@ PROFILE = Profile(
             does="One-click unsubscribe applies at once (\"may I send?\" refuses the next "
                  "commercial e-mail) and records an opt-out request completed at that moment "
                  "with its 10-business-day deadline; administrative (transactional) messages "
-                 "still go out.",
+                 "still go out. Deleting the account keeps the opt-out (a suppression record), "
+                 "so earlier consent is never revived.",
             test="test_commercial_email_opt_out_applies_at_once_within_10_business_days"),
         Promise(
             id="tracking-services-by-consent",

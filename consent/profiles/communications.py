@@ -78,6 +78,8 @@ PROFILE = Profile(
     gpc_note="The policy does not mention browser privacy signals. The product honours "
              "Global Privacy Control for marketing offers and advertising.",
     texts={"en": {
+        "gpc": "Your browser sent a Global Privacy Control signal, so marketing "
+               "offers and advertising are turned off.",
         "text": "We use essential cookies to provide and protect your services. With your "
                 "consent we also measure performance to improve them and direct marketing "
                 "offers and advertising that might be more relevant to you. You can opt out "
@@ -98,7 +100,8 @@ PROFILE = Profile(
                   "with marketing offers",
             does="Marketing offers by e-mail and SMS may be sent until the person opts out "
                  "(one-click link, STOP, or the preference center); from that event on "
-                 "\"may I send?\" refuses them, and they appear on the suppression list.",
+                 "\"may I send?\" refuses them, and they appear on the suppression list, also "
+                 "after the person's data is erased (a suppression record).",
             test="test_marketing_offers_stop_when_the_person_opts_out"),
         Promise(
             id="choice-before-materially-different-use",

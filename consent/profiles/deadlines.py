@@ -37,6 +37,8 @@ def record_opt_out_deadline(ev: AppendedEvent) -> None:
     """Write the completed opt-out request of a channel opt-out (sites with the setting)."""
     if ev.duplicate or ev.subject_id is None or False not in (ev.channels or {}).values():
         return
+    if (ev.meta or {}).get("received_at"):
+        return  # recorded by staff: consent.requests writes its request, dated from receipt
     row = rawsql.one("SELECT settings FROM sites WHERE id = :id", {"id": ev.site_id})
     settings = rawsql.from_db_json(row[0]) if row else None
     raw_rule = (settings or {}).get("opt_out_deadline") if isinstance(settings, dict) else None

@@ -116,11 +116,16 @@ PROFILE = Profile(
                     "receiving your request and verifying your identity.\u201d (VII.1.4)",
     gpc_note="The policy does not mention browser privacy signals. The product honours "
              "Global Privacy Control for personalised commercial advertising.",
-    age_rule={"adult_age": 18, "from_age": 14, "guardian": "guardian", "ask": "when_flagged",
+    # VI applies to every user: the age question is asked on every first visit, and a
+    # guardian confirms through a signed link (consent.guardians).
+    age_rule={"adult_age": 18, "from_age": 14, "guardian": "guardian", "ask": "always",
+              "guardian_verification": "link",
               "categories": ["functional", "analytics", "advertising"],
               "channels": ["email.promotional", "sms.promotional", "push.promotional"],
               "quote": AGE_QUOTE},
     texts={"en": {
+        "gpc": "Your browser sent a Global Privacy Control signal, so personalised "
+               "commercial advertising is turned off.",
         "text": "DASSET uses cookies for its core functions, which are always on. With your "
                 "consent we also use them for auxiliary functions, to improve our products "
                 "and to show personalised commercial advertising. Refusing does not affect "
@@ -158,7 +163,8 @@ PROFILE = Profile(
             does="Personalised commercial advertising is an optional category refused in "
                  "the banner; a STOP reply to the SMS gateway webhook records an "
                  "`unsubscribe` event (source sms) and \"may I send?\" refuses promotional "
-                 "SMS from then on.",
+                 "SMS from then on, also after the person's data is deleted (a suppression "
+                 "record keeps the opt-out as a keyed hash of the number).",
             test="test_commercial_advertising_can_be_refused_and_sms_unsubscribed_by_reply"),
         Promise(
             id="withdrawal-not-retroactive",
@@ -178,6 +184,19 @@ PROFILE = Profile(
                  "returning visitor's tags stay blocked and the banner pops up again, and "
                  "their next choice is recorded under the new version.",
             test="test_material_policy_change_pops_up_before_it_applies"),
+        Promise(
+            id="advance-notice-of-material-change",
+            section="VIII",
+            quote="we will inform you through client-side push notification, pop-up window "
+                  "or email before such changes take effect, so that you can keep abreast "
+                  "of such changes",
+            does="A material version published with a later effective date is announced "
+                 "from publication on: the banner and the preference center say when it "
+                 "takes effect and link to the archived diff, a returning visitor gets it "
+                 "once as a pop-up, and the site's backend is told by a policy.published "
+                 "webhook (to push or e-mail its users); until that date choices keep the "
+                 "version in force, and server answers name the upcoming one.",
+            test="test_a_material_change_is_announced_before_it_takes_effect"),
         Promise(
             id="old-versions-archived",
             section="VIII",

@@ -142,7 +142,8 @@ PROFILE = Profile(
             does="Promotional e-mail carries a one-click unsubscribe link and the preference "
                  "center has the same switch; either records an `unsubscribe` at once and "
                  "\"may I send?\" refuses promotional e-mail, while service e-mail about "
-                 "the person's use of the Services (transactional) still goes out.",
+                 "the person's use of the Services (transactional) still goes out. Deleting "
+                 "the person's data keeps the opt-out (a suppression record).",
             test="test_promotional_email_can_be_opted_out"),
         Promise(
             id="requests-within-45-days",

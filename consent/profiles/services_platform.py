@@ -78,8 +78,11 @@ PROFILE = Profile(
          "descriptions": {"en": "Others provide analytics services on our behalf, using "
                                 "cookies, web beacons and device identifiers (Article 10)."},
          "services": [
+             # The policy names no tool: the first-party cookies such services commonly
+             # set (Google Analytics), so that withdrawing deletes them.
              {"name": "Analytics services provided by others", "provider": "Analytics partners",
-              "purpose": "Pages viewed, time spent, links clicked"},
+              "purpose": "Pages viewed, time spent, links clicked",
+              "cookies": [{"pattern": "^_ga(_.+)?$"}, {"name": "_gid"}]},
          ]},
         {"key": "advertising",
          "titles": {"en": "Advertising by others"},
@@ -88,7 +91,8 @@ PROFILE = Profile(
                                 "www.aboutads.info/choices."},
          "services": [
              {"name": "Advertising services provided by others", "provider": "Ad partners",
-              "purpose": "Targeted advertising and conversion information"},
+              "purpose": "Targeted advertising and conversion information",
+              "cookies": [{"pattern": "^_gcl_"}, {"name": "li_fat_id"}, {"name": "_fbp"}]},
          ]},
         {"key": "location",
          "titles": {"en": "Precise location"},
@@ -129,6 +133,9 @@ PROFILE = Profile(
     controller={"name": "THE AO PLANET", "email": "planetsupport@altig.com",
                 "jurisdiction": "US"},
     linked_accounts={"zoom": "Zoom", "social_login": "Social media sign-in"},
+    # Article 12 speaks of "promotional communications" as one thing: following the
+    # instructions in any of them opts out of all (e-mail, SMS and push promotions).
+    unsubscribe_scope="all_promotional",
     notes=(
         "Promotional e-mail and SMS are allowed until the person opts out, as Article 12 "
         "describes; set channel_defaults to false where the law requires an opt-in.",
@@ -144,9 +151,11 @@ PROFILE = Profile(
                   "by following the instructions in those messages. ... we may still send you "
                   "transactional or relationship messages",
             does="Every promotional e-mail carries a signed one-click unsubscribe link (RFC "
-                 "8058) and SMS answers STOP; either records an `unsubscribe` event at once. "
-                 "\"May I send?\" then refuses promotional messages and still allows "
-                 "transactional ones.",
+                 "8058) and SMS answers STOP; either records an `unsubscribe` event at once "
+                 "for every promotional channel of the person (e-mail, SMS and push: one "
+                 "opt-out of promotional communications). \"May I send?\" then refuses "
+                 "promotional messages and still allows transactional ones. The opt-out outlives the erasure of the person (a "
+                 "suppression record): \"may I send?\" still refuses by address and user id.",
             test="test_promotional_opt_out_from_the_message_keeps_transactional_messages"),
         Promise(
             id="push-by-consent",

@@ -3,7 +3,7 @@ exports, tokens and users. Every view is guarded by `admin_required(scope)`."""
 from __future__ import annotations
 
 import json
-from datetime import timezone
+from datetime import datetime, timezone
 
 import marshmallow as ma
 from flask import (Blueprint, Response, abort, flash, redirect, render_template, request,
@@ -21,7 +21,8 @@ from ..errors import DomainError, Invalid, Unauthorized
 from ..ledger import ACTIONS
 from ..policies import list_policies
 from ..scanner.service import latest_news
-from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, access_report, carry_out, carry_out_erasure,
+                        request_receipt,
                         complete_request, consent_receipt, get_request, link_works,
                         missing_controller_details,
                         list_requests,
@@ -166,6 +167,11 @@ class RequestForm(FormSchema):
     kind = ma.fields.String(required=True, validate=validate.OneOf(KINDS))
     subject = ma.fields.String(load_default="", validate=validate.Length(max=64))
     user_id = ma.fields.String(load_default="", validate=validate.Length(max=200))
+    address = ma.fields.String(load_default="", validate=validate.Length(max=254))
+    channel = ma.fields.String(load_default="email", validate=validate.OneOf(("email", "sms")))
+    # <input type="datetime-local"> in UTC; empty: now
+    received_at = ma.fields.String(load_default="", validate=validate.Length(max=40))
+    via = ma.fields.String(load_default="email", validate=validate.OneOf(VIA))
     note = ma.fields.String(load_default="", validate=validate.Length(max=500))
 
 
@@ -661,8 +667,15 @@ def requests_page(site_key: str):
 def request_post(site_key: str):
     """Record a request received by mail, phone or in person."""
     data = parse_form(RequestForm())
+    received = None
+    if data["received_at"]:
+        try:
+            received = datetime.fromisoformat(data["received_at"]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise Invalid("received at: a date and time (UTC)", field="received_at")
     req = open_request(site_key, data["kind"], subject=data["subject"] or None,
-                       user_id=data["user_id"] or None,
+                       user_id=data["user_id"] or None, address=data["address"] or None,
+                       channel=data["channel"], received_at=received, via=data["via"],
                        requested_by=current_principal().actor, note=data["note"])
     flash(f"{req.kind.capitalize()} request #{req.id} recorded; due "
           f"{req.due_at.strftime('%Y-%m-%d')}.", "success")
@@ -676,7 +689,8 @@ def request_page(site_key: str, request_id: int):
     site = site_snapshot(site_key)
     req = get_request(site_key, request_id)
     subject = request_subject(req)
-    report = access_report(site_key, subject) if subject.erased_at is None else None
+    report = access_report(site_key, subject) \
+        if subject is not None and subject.erased_at is None else None
     link = access_link(req) if report and link_works(req) else None
     return render_template("admin/request.html", site=site, req=req, report=report,
                            link=link, subject_label=subject_label(req.subject_id), now=_now())
@@ -688,6 +702,8 @@ def request_json(site_key: str, request_id: int, what: str):
     """The subject's history (or consent receipt) as JSON."""
     req = get_request(site_key, request_id)
     subject = request_subject(req)
+    if subject is None:
+        raise Invalid("no data is held about this person (not known here)", field="request")
     if subject.erased_at is not None:
         raise Invalid("this subject has been erased", field="request")
     body = access_report(site_key, subject) if what == "history" else \
@@ -741,12 +757,23 @@ def request_erase(site_key: str, request_id: int):
         parse_form(ConfirmForm())
     except ma.ValidationError:
         return request_erase_page(site_key, request_id)[0], 422
-    req = carry_out_erasure(site_key, request_id, current_principal().actor)
+    req = carry_out(site_key, request_id, current_principal().actor)
     result = req.result or {}
-    flash(f"Erased: {result.get('erased_subjects', 0)} visitor id(s), the personal details "
-          f"of {result.get('details_removed', 0)} event(s) removed; the request is "
-          "completed.", "success")
+    if req.kind == "opt-out-sale":
+        flash("Opted out of sale and sharing; the request is completed.", "success")
+    else:
+        flash(f"Erased: {result.get('erased_subjects', 0)} visitor id(s), the personal "
+              f"details of {result.get('details_removed', 0)} event(s) removed; the request "
+              "is completed.", "success")
     return redirect(url_for("admin.request_page", site_key=site_key, request_id=request_id))
+
+
+@bp.get("/sites/<site_key>/requests/<int:request_id>/request-receipt.json")
+@admin_required("audit:read")
+def request_receipt_json(site_key: str, request_id: int):
+    """The signed receipt of a request (what, received, due, status, result)."""
+    return Response(json.dumps(request_receipt(site_key, request_id), indent=2,
+                               ensure_ascii=False), mimetype="application/json")
 
 
 # ---------------------------------------------------------------- export

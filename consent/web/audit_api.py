@@ -17,7 +17,7 @@ from ..database import iso
 from ..errors import Invalid
 from ..ledger import ACTIONS
 from ..policies import list_policies
-from ..requests import (KINDS, access_link, access_report, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, carry_out, request_receipt, access_report, carry_out_erasure,
                         complete_request, consent_receipt, deliver_access, get_request,
                         list_requests, open_request, request_subject)
 from ..site_admin import publish_site_policy
@@ -81,6 +81,11 @@ class RequestSchema(ma.Schema):
     deadline_rule = ma.fields.String()
     overdue = ma.fields.Function(lambda r: r.overdue())
     completed_at = ma.fields.Function(lambda r: iso(r.completed_at))
+    recorded_at = ma.fields.Function(lambda r: iso(r.recorded_at) if r.recorded_at else None)
+    received_via = ma.fields.String(allow_none=True)
+    known = ma.fields.Function(lambda r: r.subject_id is not None, metadata={
+        "description": "false while the person is not known here (matched later, or "
+                       "answered no data)"})
     note = ma.fields.String(allow_none=True)
     result = ma.fields.Dict(allow_none=True)
 
@@ -90,19 +95,32 @@ class CreatedRequestSchema(RequestSchema):
 
 
 class NewRequestSchema(StrictSchema):
-    """A request received by the site (e.g. from its account page)."""
+    """A request received by the site: from its account page, or by e-mail, phone or
+    letter (recorded by staff with the time it was received)."""
 
     kind = ma.fields.String(required=True, validate=validate.OneOf(KINDS))
     subject = ma.fields.String(validate=validate.Length(1, 64),
                                metadata={"description": "Visitor id"})
     user_id = ma.fields.String(validate=validate.Length(1, 200),
                                metadata={"description": "The site's own user id"})
+    address = ma.fields.String(validate=validate.Length(1, 254), metadata={
+        "description": "E-mail address or phone number the request came from (stored only "
+                       "as a keyed hash); a person never seen here is accepted"})
+    channel = ma.fields.String(validate=validate.OneOf(("email", "sms", "push")),
+                               metadata={"description": "What ADDRESS is"})
+    channels = ma.fields.List(ma.fields.String(validate=validate.Length(1, 40)),
+                              validate=validate.Length(max=4), metadata={
+        "description": "opt-out: the channels (default: every promotional channel)"})
+    received_at = ma.fields.AwareDateTime(default_timezone=None, metadata={
+        "description": "When the site received it (deadlines run from receipt); "
+                       "default now, never in the future"})
+    via = ma.fields.String(validate=validate.OneOf(VIA))
     note = ma.fields.String(validate=validate.Length(max=500))
 
     @ma.validates_schema
     def _one_target(self, data, **kwargs):
-        if bool(data.get("subject")) == bool(data.get("user_id")):
-            raise ma.ValidationError("give either subject or user_id", "subject")
+        if sum(bool(data.get(k)) for k in ("subject", "user_id", "address")) != 1:
+            raise ma.ValidationError("give one of subject, user_id or address", "subject")
 
 
 class CloseRequestSchema(StrictSchema):
@@ -188,10 +206,12 @@ def get_requests(site_key: str, status: str | None = None):
 def post_request(data: dict, site_key: str):
     """Record a request; an access request answers with the signed link for the person."""
     req = open_request(site_key, data["kind"], subject=data.get("subject"),
-                       user_id=data.get("user_id"), requested_by=current_principal().actor,
-                       note=data.get("note"))
+                       user_id=data.get("user_id"), address=data.get("address"),
+                       channel=data.get("channel"), channels=data.get("channels"),
+                       received_at=data.get("received_at"), via=data.get("via"),
+                       requested_by=current_principal().actor, note=data.get("note"))
     # Not stored: the link is signed, so it can be minted again whenever needed.
-    req.access_link = access_link(req) if req.kind == "access" else None
+    req.access_link = access_link(req) if req.kind == "access" and req.subject_id else None
     return req, 201
 
 
@@ -211,6 +231,9 @@ def get_one_request(site_key: str, request_id: int):
 def get_request_history(site_key: str, request_id: int):
     """The full consent history of the request's subject (the access answer)."""
     subject = request_subject(get_request(site_key, request_id))
+    if subject is None:
+        raise Invalid("no data is held about this person (not known here)",
+                      field="request_id")
     if subject.erased_at is not None:
         raise Invalid("this subject has been erased", field="request_id")
     return access_report(site_key, subject)
@@ -224,6 +247,9 @@ def get_request_history(site_key: str, request_id: int):
 def get_request_receipt(site_key: str, request_id: int):
     """The subject's current consent as a Kantara Consent Receipt (v1.1)."""
     subject = request_subject(get_request(site_key, request_id))
+    if subject is None:
+        raise Invalid("no data is held about this person (not known here)",
+                      field="request_id")
     if subject.erased_at is not None:
         raise Invalid("this subject has been erased", field="request_id")
     return consent_receipt(site_key, subject)
@@ -248,7 +274,28 @@ def post_close_request(data: dict, site_key: str, request_id: int):
 @problems(409)
 def post_erase(site_key: str, request_id: int):
     """Carry out an erasure request (crypto-shredding; the ledger still verifies)."""
-    return carry_out_erasure(site_key, request_id, current_principal().actor)
+    return carry_out(site_key, request_id, current_principal().actor)
+
+
+@blp.route("/sites/<site_key>/requests/<int:request_id>/carry-out", methods=["POST"])
+@token_required("requests:write")
+@blp.doc(security=SECURITY)
+@blp.response(200, RequestSchema)
+@problems(409)
+def post_carry_out(site_key: str, request_id: int):
+    """Carry out a request whose answer is an action: erasure, account cancellation
+    (both crypto-shredding) or an opt-out of sale/sharing (a withdrawal)."""
+    return carry_out(site_key, request_id, current_principal().actor)
+
+
+@blp.route("/sites/<site_key>/requests/<int:request_id>/request-receipt", methods=["GET"])
+@token_required("audit:read")
+@blp.doc(security=SECURITY)
+@blp.response(200)
+def get_request_receipt_signed(site_key: str, request_id: int):
+    """The request's signed receipt (consent-request-receipt/1): what was asked, when it
+    was received, its deadline, status and result; verify offline with the public key."""
+    return request_receipt(site_key, request_id)
 
 
 @blp.route("/sites/<site_key>/policies", methods=["GET"])

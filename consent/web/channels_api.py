@@ -30,6 +30,7 @@ from ..subjects import PUBLIC_ID_RE
 from ..validation import StrictBoolean, StrictSchema
 from .auth import require_site_key
 from .common import request_context
+from .server_api import PolicyStateSchema
 
 blp = Blueprint("channels_api", __name__, url_prefix="/api/v1",
                 description="Message channels: may I send?, suppression lists, one-click "
@@ -86,10 +87,13 @@ class SendAnswerSchema(ma.Schema):
     channel = ma.fields.String()
     kind = ma.fields.String()
     reason = ma.fields.String(metadata={"description": (
-        "transactional_always_allowed | opted_in | opted_out | default_allowed | "
-        "default_denied")})
+        "transactional_always_allowed | opted_in | opted_out | suppressed (opted out, "
+        "then erased) | default_allowed | default_denied")})
     event_id = ma.fields.String(allow_none=True)
     decided_at = ma.fields.String(allow_none=True)
+    policy_state = ma.fields.Nested(PolicyStateSchema, metadata={
+        "description": "predates_material_version: the opt-in was given before the "
+                       "material policy version in force took effect"})
 
 
 class SuppressionQuery(ma.Schema):

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template
 
-from ..policies import get_policy, list_policies
+import difflib
+
+from ..policies import get_policy, list_policies, previous_version
 from ..sites import site_snapshot
 
 bp = Blueprint("pages", __name__)
@@ -25,6 +27,23 @@ def policy_version(site_key: str, label: str):
         abort(404, f"site {site_key!r} has no policy version {label!r}")
     return render_template("policy_version.html", site=site, version=version,
                            current=(label == site.policy_label))
+
+
+@bp.get("/sites/<site_key>/policies/<label>/diff")
+def policy_diff(site_key: str, label: str):
+    """What a version changed against the one published before it (archived, public)."""
+    site = site_snapshot(site_key)
+    version = get_policy(site.id, label)
+    if version is None:
+        abort(404, f"site {site_key!r} has no policy version {label!r}")
+    before = previous_version(site.id, version)
+    old = (before.text or before.url or "") if before else ""
+    new = version.text or version.url or ""
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(),
+                                      f"version {before.label}" if before else "(none)",
+                                      f"version {version.label}", lineterm="", n=2))
+    return render_template("policy_diff.html", site=site, version=version, before=before,
+                           lines=lines)
 
 
 @bp.get("/favicon.ico")

@@ -91,6 +91,8 @@ class PreferencesForm(StrictSchema):
     age_question = ma.fields.String(validate=validate.OneOf(("1",)))
     minor = ma.fields.String(validate=validate.OneOf(("1",)))
     guardian = ma.fields.String(validate=validate.OneOf(("1",)))
+    # Where the guardian's confirmation link should go (consent.guardians).
+    guardian_email = ma.fields.String(validate=validate.Length(max=254))
 
 
 def _locale(site: SiteSnapshot, requested: str | None) -> tuple[str, dict, list[str]]:
@@ -181,7 +183,8 @@ def save_preferences_form():
     subject, event = save_preferences(site.key, subject_id, data["category"], data["channel"],
                                       locale, request_context(), age=age,
                                       guardian=bool(data.get("guardian")),
-                                      also_device=device if signed_in else None)
+                                      also_device=device if signed_in else None,
+                                      guardian_email=data.get("guardian_email") or None)
     if not signed_in and subject.public_id != device:
         _remember(site, s=subject.public_id)  # a visitor created here, for this browser
     return redirect(url_for("preferences.preferences_page", site=site.key, lang=locale,

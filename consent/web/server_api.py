@@ -10,6 +10,7 @@ from ..decisions import ConsentViewSchema, state_view
 from ..validation import StrictBoolean, StrictSchema
 from ..errors import Invalid
 from ..ledger import append_event, history, read_state
+from ..policies import policy_state
 from ..sites import ESSENTIAL, NotFound, site_snapshot
 from ..subjects import find_subject, find_subject_by_user
 from .auth import require_site_key
@@ -39,12 +40,39 @@ class EventSchema(ma.Schema):
     prev_hash = ma.fields.String()
 
 
+class UpcomingPolicySchema(ma.Schema):
+    version = ma.fields.String()
+    effective_at = ma.fields.String()
+    material = ma.fields.Boolean()
+
+
+class PolicyStateSchema(ma.Schema):
+    """Whether the consent predates the material policy version in force."""
+
+    consented_under = ma.fields.String(allow_none=True, metadata={
+        "description": "Policy version the consent was given under"})
+    in_force = ma.fields.String(allow_none=True)
+    material_version = ma.fields.String(allow_none=True, metadata={
+        "description": "The latest material version in force"})
+    material_effective_at = ma.fields.String(allow_none=True)
+    predates_material_version = ma.fields.Boolean(metadata={
+        "description": "True: the consent was given before the material version in force "
+                       "took effect, so it no longer covers processing under it"})
+    upcoming = ma.fields.Nested(UpcomingPolicySchema, allow_none=True, metadata={
+        "description": "A version published with a later effective date (advance notice)"})
+
+
 class SubjectConsentSchema(ma.Schema):
     """A subject's current consent for the site's backend."""
 
     subject = ma.fields.String()
     consent = ma.fields.Nested(ConsentViewSchema, allow_none=True)
     channels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Boolean())
+    policy_state = ma.fields.Nested(PolicyStateSchema)
+    guardian = ma.fields.Dict(allow_none=True, metadata={
+        "description": "Sites with an age rule: {status: awaiting, request, categories, "
+                       "channels, since, expires_at} while a minor's grants wait for a "
+                       "guardian to confirm them; null otherwise"})
 
 
 class HistorySchema(ma.Schema):
@@ -71,9 +99,21 @@ def _subject_or_404(site, subject_id: str):
 
 
 def _consent_body(site, subject) -> dict:
-    state = read_state(site.id, subject.pseudonym)
-    return {"subject": subject.public_id, "consent": state_view(site, state),
-            "channels": (state or {}).get("channels", {})}
+    state = read_state(site.id, subject.pseudonym) or {}
+    return {"subject": subject.public_id, "consent": state_view(site, state or None),
+            "channels": state.get("channels", {}),
+            "policy_state": policy_state(site, state.get("decided_at"),
+                                         state.get("policy_version")),
+            "guardian": _guardian(site, subject)}
+
+
+def _guardian(site, subject) -> dict | None:
+    """`{"status": "awaiting", ...}` while a minor's grants wait for a guardian."""
+    if "age_rule" not in site.settings:
+        return None
+    from ..guardians import guardian_state
+
+    return guardian_state(site.id, subject.id)
 
 
 @blp.route("/sites/<site_key>/subjects/<subject_id>", methods=["GET"])

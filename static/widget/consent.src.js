@@ -12,7 +12,7 @@
   // document, so a first visit needs no other request). Unfilled, they stay these strings.
   const STYLE = '@@STYLE@@', CONFIG = '@@CONFIG@@';
   const gpc = N.globalPrivacyControl === true;
-  const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site, SK = 'consent:sync:' + site;
+  const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site, SK = 'consent:sync:' + site, NK = 'consent:notice:' + site;
   const MODES = {functional: ['functionality_storage', 'personalization_storage'],
     analytics: ['analytics_storage'], advertising: ['ad_storage', 'ad_user_data', 'ad_personalization']};
   let dl;  // the page's dataLayer (its name may be configured: consentMode below)
@@ -189,7 +189,8 @@
     if (gpc) for (const k of gpcKeys()) c[k] = false;  // the server applies the same rule
     const m = minor();
     // age rule: a minor's new grants of these keys wait for a guardian (as on the server)
-    if (m && cfg.age && !(age && age.g)) for (const k of cfg.age.categories) c[k] = c[k] && !!(state && state.m && state.c[k]);
+    // (a box the minor ticks is not a guardian's consent: it waits for the guardian's link)
+    if (m && cfg.age && !(age && age.g && cfg.age.self)) for (const k of cfg.age.categories) c[k] = c[k] && !!(state && state.m && state.c[k]);
     const any = Object.keys(c).some(k => k != E && c[k]);
     state = {s: state ? state.s : uid(), k: state ? state.k : uid(), r: state && state.r, c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g), m,
       e: t + 86400 * cfg.lifetimes[any ? 'acceptDays' : 'rejectDays']};
@@ -217,7 +218,7 @@
     save();
     changed(before);
     send({action: 'gpc', source: 'gpc'}).catch(noop);
-    if (!needsChoice()) show(1);  // a standing choice: just say the signal was honoured
+    if (!needsChoice()) show('gpc');  // a standing choice: just say the signal was honoured
   }
 
   // ---- UI (classes only: no inline styles, so it runs under a strict CSP)
@@ -266,8 +267,8 @@
       if (banner || !(notice || force || needsChoice())) return;
       back = D.activeElement;
       banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
-        h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? 'gpcTitle' : 'title')),
-        h('p', {id: 'cw-bd'}, notice ? S('gpc') : S('text'), ' ', policy()),
+        h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
+        h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
         !notice && note(),
         !notice && ageQ(),
         h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
@@ -375,6 +376,8 @@
     await ready;
     honourGpc();
     if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
+    // a version announced for later (its notice: strings nt, ntTitle): told once
+    else if (S('nt') != 'nt' && store(NK) != S('nt')) { store(NK, S('nt')); show('nt'); }
     activate();
     bg();
     // Once per browser session, after the page's own load: one small conditional request.

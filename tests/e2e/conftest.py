@@ -62,6 +62,24 @@ class ProfileEnv(ServedSite):
         return requests.request(method, f"{self.app_url}/api/v1/sites/{self.site_key}{path}",
                                 headers=headers, timeout=30, **kwargs)
 
+    def erase(self, **who) -> dict:
+        """Carry out an erasure request for WHO over HTTP, as the DPO's token would."""
+        from tests.support.admin import make_token
+
+        auth = {"Authorization": f"Bearer {make_token(['requests:write'], self.site_key)}"}
+        base = f"{self.app_url}/api/v1/audit/sites/{self.site_key}/requests"
+        opened = requests.post(base, json={"kind": "erasure", **who}, headers=auth, timeout=30)
+        assert opened.status_code == 201, opened.text
+        done = requests.post(f"{base}/{opened.json()['id']}/erase", headers=auth, timeout=30)
+        assert done.status_code == 200, done.text
+        return done.json()
+
+    def assert_suppressed(self, channel: str, **who) -> None:
+        """After an erasure, "may I send?" still refuses promotions to WHO."""
+        answer = self.may_i_send(channel, "promotional", **who)
+        assert (answer["allowed"], answer["reason"]) == (False, "suppressed"), (channel, who)
+        assert self.may_i_send(channel, "transactional", **who)["allowed"] is True
+
     def may_i_send(self, channel: str, kind: str, **who) -> dict:
         """Ask the running app "may I send?" as the site's backend."""
         return api.may_i_send(self.http, {"key": self.site_key, "api_key": self.api_key},

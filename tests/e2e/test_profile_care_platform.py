@@ -84,6 +84,12 @@ def test_commercial_email_opt_out_applies_at_once_within_10_business_days(env, a
     assert "opt-out" in row and "completed" in row and "(10 business days)" in row
     assert "OVERDUE" not in row
 
+    # The member has their account deleted: the opt-out is kept, the consent given before
+    # it is not revived.
+    assert env.erase(**member)["result"]["suppressions_kept"] == ["email.promotional"]
+    env.assert_suppressed("email", **member)
+    env.assert_suppressed("email", address="member3@example.org")
+
 
 def test_google_and_linkedin_tracking_are_listed_and_wait_for_consent(env, context, page):
     page.goto(env.url())
@@ -148,17 +154,37 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     assert withheld.meta["withheld"] == ["analytics", "email.promotional"]
     assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is False
 
-    # With a parent's consent the same choices are recorded, as the parent's.
+    # Ticking "my parent agrees" is not parental consent: the choices wait for the parent,
+    # who confirms through a link sent to the address the minor gives.
     page.locator("#category-analytics").check()
     page.locator("#channel-email-promotional").check()
     page.get_by_label("My parent agrees to these choices.").check()
+    page.get_by_label("Your parent's e-mail address").fill("parent@example.org")
     page.locator("#save").click()
     page.wait_for_url("**saved=*")
+    waiting = env.events()[-1]
+    assert waiting.meta["awaiting_guardian"] is True and waiting.categories["analytics"] is False
+    assert "Waiting for your parent" in page.locator("#awaiting-guardian").inner_text()
+    assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is False
+    state = env.api("GET", f"/subjects/{subject}").json()
+    assert state["guardian"]["status"] == "awaiting"
+
+    # The site's backend (told by the guardian.requested webhook) fetches the link and
+    # e-mails it; the parent opens it in their own browser and agrees.
+    [request] = env.api("GET", "/guardian-requests", params={"status": "awaiting"}).json()
+    assert request["address"] == "parent@example.org"
+    parent = new_context(browser, locale="en-GB").new_page()
+    parent.goto(env.local(request["url"]))
+    assert "as their parent" in parent.locator("#guardian-intro").inner_text()
+    parent.get_by_role("button", name="I am their parent and I agree").click()
+    parent.locator("#guardian-agreed").wait_for()
     parental = env.events()[-1]
-    assert parental.meta == {"age": "minor", "guardian": True}
-    assert parental.categories["analytics"] is True
-    assert parental.channels["email.promotional"] is True
+    assert (parental.action, parental.source) == ("guardian", "email_link")
+    assert parental.meta["verified"] == "link" and parental.meta["guardian"] is True
+    assert parental.categories == {"analytics": True}
+    assert parental.channels == {"email.promotional": True}
     assert env.may_i_send("email", "promotional", subject=subject)["allowed"] is True
+    assert env.api("GET", f"/subjects/{subject}").json()["guardian"] is None
 
     # A page for a member the site knows to be under 18 (data-minor): nothing to answer,
     # and the member cannot declare otherwise.
@@ -172,7 +198,7 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     known.get_by_role("button", name="Accept all").click()
     settle(known)
     assert ran(known) == []
-    last = env.wait_events(4)[3]
+    last = env.wait_events(5)[4]
     assert last.meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
     member.close()
 
@@ -191,7 +217,9 @@ def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorde
     refused_req, erased_req = (requests.post(api, json={"kind": "erasure", "subject": s},
                                              headers=bearer(token), timeout=30).json()
                                for s in visitors)
-    assert refused_req["deadline_rule"] == "10 business days"
+    # The policy names no deadline for deletion: the product's 30 days, not the ten
+    # business days it gives for commercial e-mail opt-outs.
+    assert refused_req["deadline_rule"] == "30 days"
 
     # Refused: retaining is necessary for an exception the policy lists; the reason is kept.
     exception = PROFILES["care_platform"].deletion_exceptions[6]
@@ -212,9 +240,9 @@ def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorde
     assert env.events("erase")[0].meta["request"] == erased_req["id"]
     assert runner.invoke(args=["consent", "verify"]).exit_code == 0
 
-    # Both were due within 10 business days; one received three weeks ago is overdue.
+    # Both were due within 30 days; one received 31 days ago is overdue.
     late = open_request(env.site_key, "erasure", subject=visitors[0],
-                        received_at=utcnow() - timedelta(days=21))
+                        received_at=utcnow() - timedelta(days=31))
     assert late.overdue()
     dashboard = admin.get(f"/admin/sites/{env.site_key}/").get_data(as_text=True)
     assert 'id="overdue-count">1<' in dashboard

@@ -52,6 +52,14 @@ def test_marketing_offers_stop_when_the_person_opts_out(env, page):
     assert env.may_i_send("sms", "transactional", **customer)["allowed"] is True
     assert [e.action for e in env.events()] == ["preferences", "unsubscribe"]
 
+    # The customer leaves and has their data erased: marketing offers do not come back.
+    receipt = env.erase(**customer)["result"]
+    # (every channel the customer saved off in the preference center is kept off)
+    assert {"email.promotional", "sms.promotional"} <= set(receipt["suppressions_kept"])
+    env.assert_suppressed("email", **customer)
+    env.assert_suppressed("sms", **customer)
+    env.assert_suppressed("sms", address="+15550101010")
+
 
 def test_a_materially_different_use_offers_a_choice_before_it_applies(env, browser, context,
                                                                        page):

@@ -14,6 +14,7 @@ from consent.requests import open_request
 from consent.subjects import Subject
 from tests.support.admin import admin_client, make_token
 from tests.support.api import bearer
+from tests.support.outbox import add_endpoint, drain
 from tests.support.browser import new_context
 from tests.support.widget import banner, consent_cookie, ran, settle, wait_ran
 
@@ -87,6 +88,14 @@ def test_commercial_advertising_can_be_refused_and_sms_unsubscribed_by_reply(env
     assert (answer["allowed"], answer["event_id"]) == (False, stop.event_id)
     assert env.may_i_send("sms", "transactional", address=phone)["allowed"] is True
 
+    # The number is an account holder's, who then has their personal information deleted
+    # (VII.1.2): the unsubscribe survives the deletion.
+    env.api("POST", "/channel-addresses", json={"channel": "sms", "address": phone,
+                                                "user_id": "dasset-7"})
+    assert env.erase(user_id="dasset-7")["result"]["suppressions_kept"] == ["sms.promotional"]
+    env.assert_suppressed("sms", address=phone)
+    env.assert_suppressed("sms", user_id="dasset-7")
+
 
 def test_withdrawal_stops_future_processing_and_keeps_the_earlier_record(env, page):
     subject = accept_all(env, page)
@@ -144,6 +153,60 @@ def test_material_policy_change_pops_up_before_it_applies(env, browser, context,
     later.close()
 
 
+def test_a_material_change_is_announced_before_it_takes_effect(env, browser, context, page,
+                                                                fast, receiver):
+    add_endpoint(env.site_key, receiver.url, categories=["advertising"])
+    subject = accept_all(env, page)
+    token = make_token(["policies:write"], env.site_key)
+    effective = utcnow() + timedelta(days=3)
+    r = requests.post(f"{env.app_url}/api/v1/audit/sites/{env.site_key}/policies", timeout=30,
+                      headers=bearer(token), json={
+                          "label": "2026-02", "material": True, "effective_at": iso(effective),
+                          "text": "DASSET privacy policy, 2026 edition: device diagnostics.",
+                          "summary": "New purpose: device diagnostics"})
+    assert r.status_code == 201, r.text
+
+    # The visitor comes back the next day: told once, as a pop-up, before it applies;
+    # their choice still counts under the version in force.
+    later = new_context(browser, locale="en-GB")
+    later.add_cookies(context.cookies())
+    back = later.new_page()
+    back.clock.set_fixed_time(datetime.now(timezone.utc) + timedelta(days=1))
+    back.goto(env.url())
+    notice = banner(back)
+    notice.wait_for()
+    assert notice.get_by_role("heading").inner_text() == "Privacy policy update"
+    text = notice.inner_text()
+    assert f"(2026-02) takes effect on {effective:%Y-%m-%d}" in text
+    assert wait_ran(back, 3) == OPTIONAL
+    diff = notice.get_by_role("link", name="See what changes").get_attribute("href")
+    assert diff.endswith(f"/sites/{env.site_key}/policies/2026-02/diff")
+    notice.get_by_role("button", name="OK").click()
+    back.reload()
+    assert wait_ran(back, 3) == OPTIONAL and banner(back).count() == 0  # told once
+    back.goto(diff)
+    assert "device diagnostics" in back.locator("#policy-diff").inner_text()
+    later.close()
+
+    # A first visitor reads it in the banner; the preference center says it too.
+    fresh = new_context(browser, locale="en-GB").new_page()
+    fresh.goto(env.url())
+    assert "takes effect on" in banner(fresh).inner_text()
+    fresh.goto(f"{env.app_url}/preferences?site={env.site_key}")
+    assert "(2026-02) takes effect on" in fresh.locator("#policy-notice").inner_text()
+
+    # The site's backend was told, to push or e-mail its users, and its answers name the
+    # announced version while the consent still counts.
+    drain()
+    [told] = [b for b in receiver.bodies() if b["type"] == "policy.published"]
+    assert told["policy"]["version"] == "2026-02" and told["policy"]["material"] is True
+    assert told["policy"]["effective_at"] == iso(effective)
+    state = env.api("GET", f"/subjects/{subject}").json()["policy_state"]
+    assert state["upcoming"]["version"] == "2026-02"
+    assert (state["in_force"], state["predates_material_version"]) == ("2024-02-26", False)
+    assert {e.policy_version for e in env.events()} == {"2024-02-26"}
+
+
 def test_old_policy_versions_stay_archived_and_readable(env, page, runner):
     accept_all(env, page)
     runner.invoke(args=["consent", "publish-policy", env.site_key, "2026-02", "--material",
@@ -178,16 +241,37 @@ def test_minors_need_their_guardians_explicit_consent(env, page):
     assert db.session.execute(db.select(Subject.is_minor).where(
         Subject.public_id == subject)).scalar_one() is True
 
-    # The guardian's explicit consent, given with the minor, is recorded as such.
+    # Ticking "my legal guardian agrees" is not the guardian's explicit consent: nothing
+    # runs, and the grants wait for the guardian's own confirmation.
     page.locator("#open-settings").click()
     recorded = page.locator("dialog").get_by_label("I am under 18.")
     assert recorded.is_checked() and recorded.is_disabled()  # a minor stays one
     page.locator("dialog").get_by_label("My legal guardian agrees to these choices.").check()
     page.get_by_role("button", name="Accept all").last.click()
-    assert wait_ran(page, 3) == OPTIONAL
-    guarded = env.wait_events(2)[1]
-    assert guarded.meta == {"age": "minor", "guardian": True}
-    assert guarded.categories["advertising"] is True
+    waiting = env.wait_events(2)[1]
+    assert waiting.meta["awaiting_guardian"] is True
+    assert waiting.categories["advertising"] is False
+    settle(page)
+    assert ran(page) == []
+    assert env.api("GET", f"/subjects/{subject}").json()["guardian"]["status"] == "awaiting"
+
+    # The site delivers the signed link; the guardian confirms in their own browser.
+    [request] = env.api("GET", "/guardian-requests", params={"status": "awaiting"}).json()
+    guardian = new_context(page.context.browser, locale="en-GB").new_page()
+    guardian.goto(env.local(request["url"]))
+    guardian.get_by_role("button", name="I am their legal guardian and I agree").click()
+    guardian.locator("#guardian-agreed").wait_for()
+    guarded = env.wait_events(3)[2]
+    assert (guarded.action, guarded.source) == ("guardian", "email_link")
+    assert guarded.meta["verified"] == "link"
+    assert guarded.categories == {"functional": True, "analytics": True, "advertising": True}
+    # The minor's next browser session follows what the ledger now says.
+    again = new_context(page.context.browser, locale="en-GB")
+    again.add_cookies(page.context.cookies())
+    later = again.new_page()
+    later.goto(env.url("teens.html"))
+    assert wait_ran(later, 3) == OPTIONAL
+    again.close()
 
     # The preference center asks too, and knows the person is a minor.
     page.goto(f"{env.app_url}/preferences?site={env.site_key}&subject={subject}")
@@ -198,7 +282,7 @@ def test_minors_need_their_guardians_explicit_consent(env, page):
         "subject": subject, "channels": {"sms.promotional": True}})
     assert refused.status_code == 403
     assert "needs the consent of a guardian" in refused.json()["detail"]
-    assert len(env.events()) == 2
+    assert len(env.events()) == 3
 
 
 def test_requests_are_due_within_30_days_and_shown_overdue(env, app, page):

@@ -114,6 +114,10 @@ def test_promotional_email_can_be_opted_out(env, page):
     assert not page.locator("#channel-email-promotional").is_checked()
     assert "Chosen" in page.locator("#when-channel-email-promotional").inner_text()
 
+    # Sam asks for deletion; promotional offers to the address stay stopped.
+    assert env.erase(subject=subject)["result"]["suppressions_kept"] == ["email.promotional"]
+    env.assert_suppressed("email", address="sam@example.org")
+
 
 def test_valid_requests_are_due_within_45_days_and_shown_overdue(env, app, page):
     page.goto(env.url())

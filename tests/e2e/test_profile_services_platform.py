@@ -33,8 +33,12 @@ def test_promotional_opt_out_from_the_message_keeps_transactional_messages(env, 
     page.locator("#unsubscribed").wait_for()
     assert "transactional or relationship messages" in page.locator(".pc-note").inner_text()
     [unsubscribe] = env.events("unsubscribe")
-    assert (unsubscribe.source, unsubscribe.channels) == ("email_link",
-                                                          {"email.promotional": False})
+    # One opt-out of "promotional communications" stops them on every channel (Art. 12).
+    assert (unsubscribe.source, unsubscribe.channels) == ("email_link", {
+        "email.promotional": False, "sms.promotional": False, "push.promotional": False})
+    for medium in ("sms", "push"):
+        answer = env.may_i_send(medium, "promotional", user_id="alex")
+        assert (answer["allowed"], answer["reason"]) == (False, "opted_out"), medium
 
     promo = env.may_i_send("email", "promotional", user_id="alex")
     assert (promo["allowed"], promo["reason"]) == (False, "opted_out")
@@ -49,6 +53,17 @@ def test_promotional_opt_out_from_the_message_keeps_transactional_messages(env, 
     assert r.json()["result"] == "opted_out"
     assert env.may_i_send("sms", "promotional", address="+15551230000")["allowed"] is False
     assert env.may_i_send("sms", "transactional", address="+15551230000")["allowed"] is True
+
+    # The number turns out to be Alex's; later Alex has their data erased. The opt-outs
+    # outlive the erasure: by address and by user id, promotions stay refused.
+    env.api("POST", "/channel-addresses", json={"channel": "sms", "address": "+15551230000",
+                                                "user_id": "alex"})
+    receipt = env.erase(user_id="alex")["result"]
+    assert receipt["suppressions_kept"] == ["email.promotional", "push.promotional",
+                                            "sms.promotional"]
+    for channel, who in (("email", {"user_id": "alex"}), ("email", {"address": "alex@example.org"}),
+                         ("sms", {"address": "+15551230000"}), ("sms", {"user_id": "alex"})):
+        env.assert_suppressed(channel, **who)
     assert verify_ledger().ok
 
 

@@ -23,6 +23,8 @@ VISITOR = "n_5AOhkjqg-BRg6duVgRz"  # a visitor the widget recorded before the sc
 VISITOR_KEY = "k7Qe2c3vYp1xN0aLr8sTuw"  # the device key its widget minted with it
 # A visitor whose widget records its first choice in the scenario (id and key as minted).
 NEWCOMER, NEWCOMER_KEY = "Vq3T0bYx8LmN2cRw5ZsA1", "Hd8sK2mQ9vXc4TzR7bWnLe"
+MINOR, MINOR_KEY = "Gd7uR2pLx9KmWq4ZtB8sY", "Mn3bV8cX2zL5kJ9hG4fD7s"
+DASSET_ORIGIN = "https://www.dasset.example"
 
 
 @dataclass
@@ -287,6 +289,23 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
     yield Call("POST", SITES + "/guardian-consents", 422, dk, headers=other,
                body={"subject": "young-visitor-0001", "categories": {"bogus": True}})
 
+    # A minor says a guardian agrees: the grants wait for the guardian's link, which
+    # the site's backend reads to deliver it (sites whose age rule verifies by link).
+    minor = {"subject": MINOR, "key": MINOR_KEY, "action": "custom", "age": "minor",
+             "guardian": True, "categories": {"analytics": True},
+             "client_event_id": "c9a1f0e2-scenario-minor"}
+    yield Call("POST", SITES + "/decisions", 201, dk, body=minor,
+               headers={"Origin": DASSET_ORIGIN}, record=False)
+    r = yield Call("GET", SITES + "/guardian-requests", 200, dk, {"status": "awaiting"},
+                   headers=other)
+    guardian = {**dk, "request_id": r.json()[0]["id"]}
+    yield Call("GET", SITES + "/guardian-requests", 422, dk, {"status": "lost"},
+               headers=other)
+    yield Call("GET", SITES + "/guardian-requests/{request_id}", 200, guardian,
+               headers=other)
+    yield Call("GET", SITES + "/guardian-requests/{request_id}", 404,
+               {**dk, "request_id": 9999}, headers=other)
+
     # ------------------------------------------------------------ verifiable log
     yield Call("GET", SITES + "/log/checkpoint", 200, shop)
     yield Call("GET", SITES + "/log/checkpoint", 404, nope)
@@ -347,6 +366,18 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
     yield Call("POST", AUDIT + "/requests/{request_id}/erase", 200, erase, headers=token)
     yield Call("POST", AUDIT + "/requests/{request_id}/erase", 409, erase, headers=token)
     yield Call("POST", AUDIT + "/requests/{request_id}/erase", 404,
+               {**shop, "request_id": 9999}, headers=token)
+    # A US opt-out of sale/sharing received by phone: carried out as a withdrawal.
+    r = yield Call("POST", AUDIT + "/requests", 201, shop, headers=token, record=False,
+                   body={"kind": "opt-out-sale", "subject": NEWCOMER, "via": "phone"})
+    sale = {**shop, "request_id": r.json()["id"]}
+    yield Call("POST", AUDIT + "/requests/{request_id}/carry-out", 200, sale, headers=token)
+    yield Call("POST", AUDIT + "/requests/{request_id}/carry-out", 409, sale, headers=token)
+    yield Call("POST", AUDIT + "/requests/{request_id}/carry-out", 404,
+               {**shop, "request_id": 9999}, headers=token)
+    yield Call("GET", AUDIT + "/requests/{request_id}/request-receipt", 200, sale,
+               headers=token)
+    yield Call("GET", AUDIT + "/requests/{request_id}/request-receipt", 404,
                {**shop, "request_id": 9999}, headers=token)
 
 

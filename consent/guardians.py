@@ -1,0 +1,326 @@
+"""Verifiable guardian consent: a minor's grants wait until a guardian confirms them.
+
+Seed policy 001 requires "the explicit consent of your guardian", 004 "parental consent".
+A box the minor ticks proves neither. On sites whose age rule says
+`"guardian_verification": "link"` (the default), ticking "my guardian agrees" in the
+widget or the preference center records the choice with the restricted grants
+*withheld* (as for a minor alone) and opens a **guardian request**:
+
+1. the event's meta says `awaiting_guardian: true`; a ledger listener writes a
+   `guardian_requests` row (what was asked for, the event, an expiry) in the same
+   transaction, and a `guardian.requested` webhook to every active endpoint;
+2. the product cannot send mail itself: the site's backend reads the request
+   (`GET /api/v1/sites/<key>/guardian-requests/<id>`, site API key), which answers the
+   signed confirmation link and the guardian's address if the person gave one (kept
+   encrypted under CONSENT_DATA_KEY until the request is decided), and delivers it;
+3. the guardian opens the link, sees what the minor asked for, and agrees or refuses.
+   Agreeing appends one `guardian` event (source `email_link`, meta `guardian: true,
+   verified: "link"`) turning the asked-for keys on; either answer ends the link.
+
+Until then the person's state says "awaiting guardian" (server API `guardian`, the
+preference center). A site that verified the guardian itself records it with
+`POST /api/v1/sites/<key>/guardian-consents` as before, which also settles open requests.
+Nothing here sends a notification without its event, and the webhook carries no link and
+no address: both are credentials or personal data, and outbox rows are readable by anyone
+holding the database.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app, has_request_context, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.orm import Mapped, mapped_column
+
+from . import rawsql
+from .database import UTCDateTime, iso, run_write, utcnow
+from .errors import Conflict, Forbidden, Invalid
+from .extensions import db
+from .ledger import AppendedEvent, append_event, on_append
+from .sites import NotFound, SiteSnapshot, site_snapshot
+
+STATUSES = ("awaiting", "confirmed", "refused", "expired", "settled")
+DEFAULT_LINK_DAYS = 7
+ADDRESS_PURPOSE = "guardian-address"
+REQUESTED = "guardian.requested"
+
+
+class GuardianRequest(db.Model):
+    """A minor's withheld grants, waiting for a guardian to confirm them."""
+
+    __tablename__ = "guardian_requests"
+    __table_args__ = (sa.Index("ix_guardian_requests_site_subject", "site_id", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
+    subject_id: Mapped[int] = mapped_column(sa.ForeignKey("subjects.id"))
+    # The event that withheld the grants (and announced the request).
+    event_id: Mapped[str] = mapped_column(sa.String(32))
+    categories: Mapped[list] = mapped_column(sa.JSON, default=list)
+    channels: Mapped[list] = mapped_column(sa.JSON, default=list)
+    status: Mapped[str] = mapped_column(sa.String(16), default="awaiting")
+    # The guardian's address as the person typed it, encrypted; deleted once decided.
+    address_sealed: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_event_id: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+def link_days(site: SiteSnapshot) -> int:
+    """How long a guardian link works: age_rule.guardian_link_days or 7."""
+    value = (site.settings.get("age_rule") or {}).get("guardian_link_days")
+    return value if isinstance(value, int) and 0 < value <= 60 else DEFAULT_LINK_DAYS
+
+
+def verifies_by_link(rule_settings: dict | None) -> bool:
+    """Whether a site's age rule wants guardians verified by a link (the default)."""
+    return (rule_settings or {}).get("guardian_verification", "link") == "link"
+
+
+# ---------------------------------------------------------------- opening a request
+
+
+@on_append
+def _open_request(ev: AppendedEvent) -> None:
+    # Runs inside the consent write (raw connection on the widget path): rawsql only.
+    meta = ev.meta or {}
+    if ev.duplicate or not meta.get("awaiting_guardian") or ev.subject_id is None:
+        return
+    withheld = meta.get("withheld") or []
+    from .channels import CHANNELS
+
+    channels = [k for k in withheld if k in CHANNELS]
+    categories = [k for k in withheld if k not in CHANNELS]
+    row = rawsql.one("SELECT settings FROM sites WHERE id = :id", {"id": ev.site_id})
+    settings = rawsql.from_db_json(row[0]) if row else {}
+    days = (settings or {}).get("age_rule", {}).get("guardian_link_days")
+    days = days if isinstance(days, int) and 0 < days <= 60 else DEFAULT_LINK_DAYS
+    now = utcnow()
+    # An earlier open request of the person is replaced by the new one.
+    rawsql.run("UPDATE guardian_requests SET status = 'settled', decided_at = :now, "
+               "address_sealed = NULL WHERE site_id = :site AND subject_id = :subject "
+               "AND status = 'awaiting'",
+               {"now": rawsql.to_db_time(now), "site": ev.site_id, "subject": ev.subject_id})
+    rawsql.insert_rows(GuardianRequest.__table__, [{
+        "site_id": ev.site_id, "subject_id": ev.subject_id, "event_id": ev.event_id,
+        "categories": categories, "channels": channels, "status": "awaiting",
+        "created_at": now, "expires_at": now + timedelta(days=days)}])
+    request_id = rawsql.one("SELECT max(id) FROM guardian_requests WHERE event_id = :e",
+                            {"e": ev.event_id})[0]
+    from .outbox import enqueue_site_notice
+
+    # Its own outbox event id: the withholding event may have a consent.changed notice.
+    enqueue_site_notice(ev.site_id, REQUESTED, f"grd_{request_id}", f"guardian_{request_id}",
+                        ev.subject, {"site": ev.site_key, "guardian_request": {
+                            "id": request_id, "categories": categories,
+                            "channels": channels, "expires_at": iso(now + timedelta(days=days)),
+                            "event_id": ev.event_id}})
+
+
+def attach_address(event_id: str, address: str | None) -> None:
+    """Keep the guardian's address the person gave (encrypted) on the request that the
+    event EVENT_ID opened; inside the same write transaction."""
+    if not address:
+        return
+    from .channels import normalise_address
+    from .secretbox import seal
+
+    value = normalise_address("email", address)
+    rawsql.run("UPDATE guardian_requests SET address_sealed = :sealed WHERE event_id = :e "
+               "AND status = 'awaiting'", {"sealed": seal(value, ADDRESS_PURPOSE),
+                                           "e": event_id})
+
+
+# ---------------------------------------------------------------- links
+
+
+def _serializer(site_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
+                                  salt=f"consent.guardian.v1:{site_key}")
+
+
+def guardian_token(site_key: str, request_id: int) -> str:
+    """The signed token of a request's confirmation link."""
+    return _serializer(site_key).dumps({"g": request_id})
+
+
+def guardian_link(site_key: str, request_id: int) -> str:
+    """The absolute confirmation URL to deliver to the guardian."""
+    token = guardian_token(site_key, request_id)
+    if has_request_context():
+        return url_for("guardian.confirm_page", site_key=site_key, token=token, _external=True)
+    base = (current_app.config.get("CONSENT_PUBLIC_URL") or "").rstrip("/")
+    return f"{base}/guardian/{site_key}/{token}"
+
+
+@dataclass
+class RequestView:
+    """A guardian request as the site's backend and the guardian's page see it."""
+
+    id: int
+    site: SiteSnapshot
+    subject: str | None
+    status: str
+    categories: list[str]
+    channels: list[str]
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    event_id: str
+    decision_event_id: str | None
+    address: str | None = None
+    url: str | None = None
+
+
+def _status(req: GuardianRequest) -> str:
+    if req.status == "awaiting" and req.expires_at <= utcnow():
+        return "expired"
+    return req.status
+
+
+def _view(site: SiteSnapshot, req: GuardianRequest, *, with_secrets: bool) -> RequestView:
+    from .secretbox import unseal
+    from .subjects import Subject
+
+    subject = db.session.get(Subject, req.subject_id)
+    status = _status(req)
+    view = RequestView(req.id, site, subject.public_id if subject else None, status,
+                       list(req.categories or ()), list(req.channels or ()), req.created_at,
+                       req.expires_at, req.decided_at, req.event_id, req.decision_event_id)
+    if with_secrets and status == "awaiting":
+        view.address = unseal(req.address_sealed, ADDRESS_PURPOSE) if req.address_sealed \
+            else None
+        view.url = guardian_link(site.key, req.id)
+    return view
+
+
+def get_request(site_key: str, request_id: int) -> RequestView:
+    """One request with its link and address (while awaiting), for the site's backend."""
+    site = site_snapshot(site_key)
+    req = db.session.get(GuardianRequest, request_id)
+    if req is None or req.site_id != site.id:
+        raise NotFound("guardian request", str(request_id))
+    return _view(site, req, with_secrets=True)
+
+
+def list_requests(site_key: str, status: str | None = None) -> list[RequestView]:
+    """A site's guardian requests, newest first (links and addresses of awaiting ones)."""
+    site = site_snapshot(site_key)
+    rows = db.session.execute(db.select(GuardianRequest).where(
+        GuardianRequest.site_id == site.id).order_by(GuardianRequest.id.desc()).limit(500)
+    ).scalars()
+    views = [_view(site, r, with_secrets=True) for r in rows]
+    return [v for v in views if status is None or v.status == status]
+
+
+def awaiting(site_id: int, subject_id: int) -> GuardianRequest | None:
+    """The person's request still waiting for a guardian, or None."""
+    req = db.session.execute(db.select(GuardianRequest).where(
+        GuardianRequest.site_id == site_id, GuardianRequest.subject_id == subject_id,
+        GuardianRequest.status == "awaiting").order_by(GuardianRequest.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return req if req is not None and req.expires_at > utcnow() else None
+
+
+def guardian_state(site_id: int, subject_id: int) -> dict | None:
+    """`{"status": "awaiting", ...}` while a guardian has not answered (server API)."""
+    req = awaiting(site_id, subject_id)
+    if req is None:
+        return None
+    return {"status": "awaiting", "request": req.id, "categories": list(req.categories),
+            "channels": list(req.channels), "since": iso(req.created_at),
+            "expires_at": iso(req.expires_at)}
+
+
+# ---------------------------------------------------------------- the guardian answers
+
+
+def read_token(site_key: str, token: str) -> RequestView:
+    """The request a guardian's link names (refuses forged, expired and used links)."""
+    site = site_snapshot(site_key)
+    try:
+        data = _serializer(site.key).loads(token, max_age=link_days(site) * 86400)
+    except SignatureExpired:
+        raise Forbidden("this link has expired: ask for a new one")
+    except BadSignature:
+        raise Forbidden("this link is not valid")
+    req = db.session.get(GuardianRequest, int((data or {}).get("g", 0)))
+    if req is None or req.site_id != site.id:
+        raise Forbidden("this link is not valid")
+    view = _view(site, req, with_secrets=False)
+    if view.status != "awaiting":
+        raise Forbidden(f"this request is {view.status}: the link no longer works")
+    return view
+
+
+def answer(site_key: str, token: str, agree: bool, ctx=None) -> tuple[RequestView,
+                                                                        AppendedEvent | None]:
+    """The guardian agrees (one `guardian` event turning the asked-for keys on) or refuses."""
+    view = read_token(site_key, token)
+    site = view.site
+
+    def write():
+        from .subjects import Subject
+
+        req = db.session.get(GuardianRequest, view.id)
+        if req.status != "awaiting":
+            raise Conflict(f"this request is already {req.status}")
+        event = None
+        if agree:
+            subject = db.session.get(Subject, req.subject_id)
+            if subject is None or subject.erased_at is not None:
+                raise Conflict("this person's data has been erased")
+            event = append_event(
+                site, subject, action="guardian", source="email_link",
+                categories={k: True for k in req.categories} or None,
+                channels={k: True for k in req.channels} or None,
+                policy_version=site.policy_label,
+                details=ctx.details(None) if ctx else None,
+                meta={"age": "minor", "guardian": True, "verified": "link",
+                      "guardian_request": req.id})
+            req.decision_event_id = event.event_id
+        req.status = "confirmed" if agree else "refused"
+        req.decided_at = utcnow()
+        req.address_sealed = None  # no longer needed: delivered and answered
+        return event
+
+    event = run_write(write)
+    db.session.expire_all()
+    return get_answered(site, view.id), event
+
+
+def get_answered(site: SiteSnapshot, request_id: int) -> RequestView:
+    """A request after its answer (no link, no address)."""
+    return _view(site, db.session.get(GuardianRequest, request_id), with_secrets=False)
+
+
+def settle_for(site_id: int, subject_id: int) -> None:
+    """The site recorded a guardian's consent itself: open requests are settled (inside a
+    write transaction)."""
+    db.session.execute(sa.update(GuardianRequest).where(
+        GuardianRequest.site_id == site_id, GuardianRequest.subject_id == subject_id,
+        GuardianRequest.status == "awaiting").values(status="settled", decided_at=utcnow(),
+                                                     address_sealed=None))
+
+
+@on_append
+def _forget_requests(event: AppendedEvent) -> None:
+    # Erasure: the guardian's address and the requests go with the person.
+    if event.action == "erase" and event.subject_id is not None and not event.duplicate:
+        rawsql.run("DELETE FROM guardian_requests WHERE subject_id = :id",
+                   {"id": event.subject_id})
+
+
+def check_address(address: str | None) -> str | None:
+    """The guardian's e-mail address as given, checked (None when absent)."""
+    if address in (None, ""):
+        return None
+    from .channels import normalise_address
+
+    try:
+        return normalise_address("email", address)
+    except Invalid:
+        raise Invalid("the guardian's e-mail address is not valid", field="guardian_email")

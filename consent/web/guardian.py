@@ -1,0 +1,130 @@
+"""Guardian consent by a signed link: the guardian's page, and the site's backend API that
+hands out the link (consent.guardians). The product sends no mail: the site delivers it.
+"""
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import Blueprint as FlaskBlueprint
+from flask import make_response, render_template, request
+from flask_smorest import Blueprint
+from marshmallow import validate
+
+from ..csrf import exempt, protect
+from ..database import iso
+from ..guardians import STATUSES, answer, get_request, list_requests, read_token
+from ..i18n import SUPPORTED, catalog, pick_locale
+from ..minors import age_rule
+from ..sites import Category
+from ..extensions import db
+from ..validation import StrictSchema
+from .auth import require_site_key
+from .common import request_context
+
+blp = Blueprint("guardian_api", __name__, url_prefix="/api/v1",
+                description="Guardian requests (sites with an age rule): the confirmation "
+                            "link and address to deliver to a minor's guardian.")
+SECURITY = [{"siteApiKey": []}]
+
+
+class GuardianRequestSchema(ma.Schema):
+    """A minor's withheld grants waiting for a guardian (link and address while awaiting)."""
+
+    id = ma.fields.Integer()
+    subject = ma.fields.String(allow_none=True)
+    status = ma.fields.String(metadata={"description": " | ".join(STATUSES)})
+    categories = ma.fields.List(ma.fields.String())
+    channels = ma.fields.List(ma.fields.String())
+    created_at = ma.fields.Function(lambda v: iso(v.created_at))
+    expires_at = ma.fields.Function(lambda v: iso(v.expires_at))
+    decided_at = ma.fields.Function(lambda v: iso(v.decided_at) if v.decided_at else None)
+    event_id = ma.fields.String()
+    decision_event_id = ma.fields.String(allow_none=True)
+    address = ma.fields.String(allow_none=True, metadata={
+        "description": "The guardian's e-mail address the person gave, if any (deleted "
+                       "once the guardian answers)"})
+    url = ma.fields.String(allow_none=True, metadata={
+        "description": "The signed confirmation link to deliver (while awaiting)"})
+
+
+class RequestQuery(StrictSchema):
+    status = ma.fields.String(validate=validate.OneOf(STATUSES))
+
+
+@blp.route("/sites/<site_key>/guardian-requests", methods=["GET"])
+@blp.doc(security=SECURITY)
+@blp.arguments(RequestQuery, location="query")
+@blp.response(200, GuardianRequestSchema(many=True))
+@require_site_key
+def get_guardian_requests(query: dict, site_key: str):
+    """The site's guardian requests, newest first (`?status=awaiting` for those to send)."""
+    return list_requests(site_key, query.get("status"))
+
+
+@blp.route("/sites/<site_key>/guardian-requests/<int:request_id>", methods=["GET"])
+@blp.doc(security=SECURITY)
+@blp.response(200, GuardianRequestSchema)
+@require_site_key
+def get_guardian_request(site_key: str, request_id: int):
+    """One request: while awaiting, its confirmation link and the guardian's address."""
+    return get_request(site_key, request_id)
+
+
+# ---------------------------------------------------------------- the guardian's page
+
+bp = protect(FlaskBlueprint("guardian", __name__))
+
+
+def _texts(site) -> tuple[str, dict, str, object]:
+    available = [loc for loc in site.locales if loc in SUPPORTED] or ["en"]
+    locale = pick_locale(request.args.get("lang"), available, site.default_locale,
+                         request.headers.get("Accept-Language"))
+    rule = age_rule(site)
+    strings = catalog("minors", locale)
+    return locale, strings, strings[f"who.{rule.guardian if rule else 'guardian'}"], rule
+
+
+def _names(site, view, locale: str) -> list[str]:
+    titles = {c.key: (c.titles or {}).get(locale) or (c.titles or {}).get("en") or c.key
+              for c in db.session.execute(db.select(Category).where(
+                  Category.site_id == site.id)).scalars()}
+    pages = catalog("pages", locale)
+    return [titles.get(k, k) for k in view.categories] + \
+        [pages.get(f"channel.{k}.title", k) for k in view.channels]
+
+
+def _private(response):
+    # The URL is a credential: keep it out of caches, referrers and search engines.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@bp.get("/guardian/<site_key>/<token>")
+def confirm_page(site_key: str, token: str):
+    """What the minor asked for, and the guardian's two answers; nothing changes on GET."""
+    view = read_token(site_key, token)
+    locale, t, who, rule = _texts(view.site)
+    html = render_template("guardian.html", site=view.site, view=view, t=t, who=who,
+                           age=rule.adult_age if rule else "", lang=locale,
+                           names=_names(view.site, view, locale), done=None,
+                           action=request.path)
+    return _private(make_response(html))
+
+
+@exempt
+@bp.post("/guardian/<site_key>/<token>")
+def confirm(site_key: str, token: str):
+    """The guardian's answer: `decision=agree` records their consent, `refuse` does not."""
+    decision = request.form.get("decision")
+    if decision not in ("agree", "refuse"):
+        from ..errors import Invalid
+
+        raise Invalid("decision is agree or refuse", field="decision")
+    view, _event = answer(site_key, token, decision == "agree", request_context())
+    locale, t, who, rule = _texts(view.site)
+    html = render_template("guardian.html", site=view.site, view=view, t=t, who=who,
+                           age=rule.adult_age if rule else "", lang=locale,
+                           names=_names(view.site, view, locale), done=decision,
+                           action=request.path)
+    return _private(make_response(html))

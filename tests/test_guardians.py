@@ -1,0 +1,182 @@
+"""Verifiable guardian consent (issue 20, finding 2): a minor's grants wait for a guardian
+who confirms through a signed link the site delivers; the state says "awaiting guardian"."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from consent.audit import verify_all
+from consent.extensions import db
+from consent.ledger import ConsentEvent
+from consent.profiles import load_profile
+from tests.support.api import PROBLEM, bearer, decide
+from tests.support.outbox import add_endpoint, drain
+
+ORIGIN = "https://www.example.test"
+PARENT = "Pat.Parent@example.org"
+
+
+def load(name: str) -> dict:
+    result = load_profile(name, origins=[ORIGIN])
+    return {"key": result.site_key, "api_key": result.api_key}
+
+
+def events(action=None) -> list[ConsentEvent]:
+    db.session.rollback()
+    query = db.select(ConsentEvent).order_by(ConsentEvent.id)
+    if action:
+        query = query.where(ConsentEvent.action == action)
+    return list(db.session.execute(query).scalars())
+
+
+def minor_asks_parent(client, site, email: str | None = PARENT) -> str:
+    """A minor ticks "my parent agrees" in the preference center; returns their visitor id."""
+    page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"csrf_token": token, "age_question": "1", "minor": "1", "guardian": "1",
+            "category": ["analytics", "advertising"], "channel": ["email.promotional"]}
+    if email is not None:
+        form["guardian_email"] = email
+    r = client.post(f"/preferences?site={site['key']}", data=form)
+    assert r.status_code == 303, r.get_data(as_text=True)
+    return events("preferences")[-1].subject
+
+
+def awaiting(client, site) -> list[dict]:
+    r = client.get(f"/api/v1/sites/{site['key']}/guardian-requests?status=awaiting",
+                   headers=bearer(site))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def local(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+def test_a_parent_confirms_through_the_link_the_site_delivers(app, client, fast, receiver):
+    site = load("care_platform")
+    add_endpoint(site["key"], receiver.url, categories=["analytics"])
+    minor_asks_parent(client, site)
+    saved = events("preferences")[-1]
+    assert saved.categories["analytics"] is False and saved.channels["email.promotional"] is False
+    assert saved.meta["awaiting_guardian"] is True
+
+    # The page and the server API say the grants await the parent.
+    page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
+    assert 'id="awaiting-guardian"' in page and "Waiting for your parent" in page
+    [request] = awaiting(client, site)
+    subject = request["subject"]
+    state = client.get(f"/api/v1/sites/{site['key']}/subjects/{subject}",
+                       headers=bearer(site)).get_json()
+    assert state["guardian"]["status"] == "awaiting"
+    assert sorted(state["guardian"]["categories"]) == ["advertising", "analytics"]
+    assert state["consent"]["categories"]["analytics"] is False
+
+    # The webhook tells the site to deliver a link; it carries neither link nor address.
+    drain()
+    [note] = [b for b in receiver.bodies() if b["type"] == "guardian.requested"]
+    assert note["guardian_request"]["id"] == request["id"] and note["subject"] == subject
+    assert PARENT.lower() not in str(note) and "/guardian/" not in str(note)
+    # The site's backend reads the link and the address the minor gave, and sends it.
+    assert request["address"] == PARENT.lower()
+    assert "/guardian/alopal/" in request["url"]
+
+    # The parent opens the link: what was asked for, then agrees.
+    link = local(request["url"])
+    shown = client.get(link).get_data(as_text=True)
+    assert "under 18" in shown and "as their parent" in shown
+    assert shown.split('id="guardian-asked"')[1].split("</ul>")[0].count("<li>") == 3
+    done = client.post(link, data={"decision": "agree"})
+    assert done.status_code == 200 and 'id="guardian-agreed"' in done.get_data(as_text=True)
+    guardian = events("guardian")[-1]
+    assert (guardian.source, guardian.meta) == ("email_link", {
+        "age": "minor", "guardian": True, "verified": "link", "guardian_request": request["id"]})
+    state = client.get(f"/api/v1/sites/{site['key']}/subjects/{subject}",
+                       headers=bearer(site)).get_json()
+    assert state["consent"]["categories"]["analytics"] is True
+    assert state["channels"]["email.promotional"] is True and state["guardian"] is None
+    # The link works once, and the address is gone once answered.
+    assert client.post(link, data={"decision": "agree"}).status_code == 403
+    assert client.get(link).status_code == 403
+    after = client.get(f"/api/v1/sites/{site['key']}/guardian-requests/{request['id']}",
+                       headers=bearer(site)).get_json()
+    assert (after["status"], after["address"], after["url"]) == ("confirmed", None, None)
+    assert db.session.execute(sa.text(
+        "SELECT count(*) FROM guardian_requests WHERE address_sealed IS NOT NULL")).scalar() == 0
+    assert verify_all().ok
+
+
+def test_a_parent_who_refuses_grants_nothing(app, client):
+    site = load("care_platform")
+    minor_asks_parent(client, site, email=None)
+    [request] = awaiting(client, site)
+    assert request["address"] is None  # the site may know the parent's address itself
+    r = client.post(local(request["url"]), data={"decision": "refuse"})
+    assert r.status_code == 200 and 'id="guardian-refused"' in r.get_data(as_text=True)
+    assert events("guardian") == []
+    assert awaiting(client, site) == []
+    bad = client.post(local(request["url"]), data={"decision": "maybe"})
+    assert bad.status_code in (403, 422)
+
+
+def test_links_cannot_be_forged_reused_elsewhere_or_used_late(app, client, clock):
+    site = load("care_platform")
+    other = load("device_network")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    link = local(request["url"])
+    token = link.rsplit("/", 1)[1]
+    # Altered token, another site's key: refused, nothing recorded.
+    assert client.get(link[:-2] + ("AA" if not link.endswith("AA") else "BB")).status_code == 403
+    assert client.post(f"/guardian/{other['key']}/{token}",
+                       data={"decision": "agree"}).status_code == 403
+    # Without the site's API key nobody reads the link or the address.
+    r = client.get(f"/api/v1/sites/{site['key']}/guardian-requests")
+    assert r.status_code == 401 and r.mimetype == PROBLEM
+    r = client.get(f"/api/v1/sites/{site['key']}/guardian-requests", headers=bearer(other))
+    assert r.status_code in (401, 403)
+    # After 7 days the link has expired and the person no longer awaits anyone.
+    clock.advance(days=8)
+    assert client.post(link, data={"decision": "agree"}).status_code == 403
+    assert events("guardian") == []
+    assert awaiting(client, site) == []
+
+
+def test_the_sites_own_verification_settles_the_request(app, client):
+    site = load("device_network")
+    minor = decide(client, site["key"], "accept_all", age="minor", guardian=True,
+                   origin=ORIGIN)["subject"]
+    [request] = awaiting(client, site)
+    r = client.post(f"/api/v1/sites/{site['key']}/guardian-consents",
+                    json={"subject": minor, "categories": {"analytics": True}},
+                    headers=bearer(site))
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert awaiting(client, site) == []
+    assert client.get(local(request["url"])).status_code == 403
+
+
+def test_erasure_removes_the_request_and_the_parents_address(app, client):
+    from tests.support.admin import make_token
+
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    token = make_token(["requests:write"])
+    rid = client.post(f"/api/v1/audit/sites/{site['key']}/requests",
+                      json={"kind": "erasure", "subject": request["subject"]},
+                      headers=bearer(token)).get_json()["id"]
+    r = client.post(f"/api/v1/audit/sites/{site['key']}/requests/{rid}/erase",
+                    headers=bearer(token))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert db.session.execute(sa.text("SELECT count(*) FROM guardian_requests")).scalar() == 0
+    assert client.get(local(request["url"])).status_code == 403
+
+
+def test_a_bad_guardian_address_is_refused_and_changes_nothing(app, client):
+    site = load("care_platform")
+    page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    r = client.post(f"/preferences?site={site['key']}", data={
+        "csrf_token": token, "age_question": "1", "minor": "1", "guardian": "1",
+        "guardian_email": "not an address", "category": ["analytics"]})
+    assert 400 <= r.status_code < 500
+    assert events() == []
