@@ -9,7 +9,7 @@ from .helpers import banner, ran, settle, wait_ran, wait_recorded, wait_until
 
 pytestmark = pytest.mark.browser
 
-BUDGET = 8000  # bytes, gzip -9, everything from the consent server before the banner shows
+BUDGET = 6000  # bytes, gzip -9, everything from the consent server before the banner shows
 
 
 def test_first_visit_downloads_at_most_the_budget_before_the_banner(env, page):
