@@ -121,9 +121,13 @@ def widget_config(site_key: str, requested_locale: str | None,
         },
         "lifetimes": {"acceptDays": site.accept_lifetime_days,
                       "rejectDays": site.reject_lifetime_days},
-        "cookie": {"name": cookie.get("name", COOKIE_NAME), "domain": cookie.get("domain"),
-                   "sameSite": cookie.get("same_site", "Lax"),
-                   "serverSet": bool(cookie.get("server_set"))},
+        # Defaults (no domain, SameSite=Lax, set by the script) are left out: bytes of
+        # every first visit.
+        "cookie": {"name": cookie.get("name", COOKIE_NAME),
+                   **({"domain": cookie["domain"]} if cookie.get("domain") else {}),
+                   **({"sameSite": cookie["same_site"]}
+                      if cookie.get("same_site", "Lax") != "Lax" else {}),
+                   **({"serverSet": True} if cookie.get("server_set") else {})},
         "gpc": {"categories": list(gpc_categories(site))},
         # Google Consent Mode options (only those the site set, see consent.consent_mode).
         **({"consentMode": mode} if (mode := widget_consent_mode(site)) else {}),
@@ -382,10 +386,12 @@ class _LifetimesSchema(ma.Schema):
 
 
 class _CookieSettingsSchema(ma.Schema):
+    """The consent cookie's settings; each default (no domain, Lax, false) is left out."""
+
     name = ma.fields.String(required=True)
-    domain = ma.fields.String(allow_none=True, required=True)
-    sameSite = ma.fields.String(required=True)
-    serverSet = ma.fields.Boolean(required=True)
+    domain = ma.fields.String(allow_none=True)
+    sameSite = ma.fields.String()
+    serverSet = ma.fields.Boolean()
 
 
 class _GpcSchema(ma.Schema):

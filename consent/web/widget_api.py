@@ -1,7 +1,7 @@
 """Public endpoints the browser widget calls (CORS: the site's own origins only)."""
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, make_response, request
 from flask_smorest import Blueprint
 import marshmallow as ma
 from marshmallow import ValidationError
@@ -17,7 +17,6 @@ from ..subjects import READ_TOKEN_RE
 from ..apidoc import PROBLEM, ProblemSchema, problems
 from ..widget_config import WidgetConfigSchema, config_document, server_cookie_header
 from .common import apply_site_cors, json_response, load_json, request_context
-from .compressed import compressed
 
 blp = Blueprint("widget_api", __name__, url_prefix="/api/v1",
                 description="Public endpoints the widget calls from visitors' browsers.")
@@ -65,8 +64,9 @@ def get_config(site_key: str, locale: str | None = None, details: bool = False):
     """Site configuration and strings for the widget (cacheable)."""
     payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"),
                                     details=details)
-    # compressed like the widget's script (a page without Referer waits for this one)
-    response = compressed(payload, etag, "application/json")
+    response = make_response(payload)
+    response.mimetype = "application/json"
+    response.set_etag(etag)
     response.headers["Cache-Control"] = (
         f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
     if locale is None:

@@ -128,7 +128,7 @@
   }
   // Sending (retried, idempotent by client_event_id) is the second part's: a choice comes
   // after the banner. Without that part (offline) the choice waits in the queue.
-  const flush = () => part().then(x => x.flush(), e => { throw Error('consent: not recorded yet (' + e.message + '); it will be sent later'); });
+  const flush = () => part().then(x => x.flush(), e => { throw Error('consent: not recorded yet (' + e.message + ')'); });
   const bg = () => { if (cfg && queue.length) flush().catch(noop); };
 
   // ---- choices
@@ -242,7 +242,7 @@
     const s = D.createElement('script');
     s.src = base + 'consent-more.js?v=' + PART;
     s.nonce = me.nonce;  // for a policy that allows the consent server by nonce only
-    s.onerror = () => { open = null; s.remove(); n(Error('consent-more.js not loaded')); };
+    s.onerror = () => { open = null; s.remove(); n(Error(s.src)); };
     D.head.append(s);
   }));
   // The site's details in the page's language (descriptions, services and their cookies,
