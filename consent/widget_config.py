@@ -48,20 +48,14 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
 _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
 
 
-# The "Download proof of my choice" link (a receipt from the server, so never offline), the
-# labels of the services and cookies lists (whose names come with the details too), and the
-# dialog's intro and its link to the preference center (online only): an offline dialog is
-# plainer, and the first visit is smaller.
-DIALOG_ONLY_STRINGS = ("proof", "services", "cookies", "prefsText", "more")
+# Strings only the preferences dialog shows: they come with its details (details=1) when
+# it first opens, so a first visit does not download them.
+DIALOG_ONLY_STRINGS = ("prefsTitle", "prefsText", "save", "close", "alwaysOn", "proof",
+                       "services", "cookies", "more")
 
 
 def _widget_service(service: dict) -> dict:
     return {k: service[k] for k in _SERVICE_FIELDS if k in service}
-
-
-def _banner_services(services) -> list[dict]:
-    # Before the dialog opens the widget needs only the cookies to delete on withdrawal.
-    return [{"cookies": s["cookies"]} for s in services or () if s.get("cookies")]
 
 
 def widget_config(site_key: str, requested_locale: str | None,
@@ -69,9 +63,11 @@ def widget_config(site_key: str, requested_locale: str | None,
     """Everything the widget needs for one site in one language.
 
     Without DETAILS, only what the banner needs: every byte of it is downloaded before a
-    first visitor's banner (budget 8,000 B gzip in all), so category descriptions, what
-    each service is, and the endpoints (the widget derives them from its own URL) are
-    left for the dialog, which asks for them when it first opens.
+    first visitor's banner (budget 6,000 B gzip in all, whatever the number of services),
+    so category descriptions, services and their cookies (the widget deletes those of a
+    withdrawn category with the dialog's part), the dialog's texts and the endpoints (the
+    widget derives them from its own URL) are left for the dialog, which asks for them
+    when it first opens.
     """
     site = site_snapshot(site_key)
     locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
@@ -108,11 +104,11 @@ def widget_config(site_key: str, requested_locale: str | None,
         "locales": list(site.locales),
         "strings": strings,
         "categories": [
-            {"key": c.key, "locked": c.locked,
+            {"key": c.key, **({"locked": True} if c.locked else {}),
              "title": _localised(c.titles, locale, site.default_locale),
              **({"description": _localised(c.descriptions, locale, site.default_locale),
                  "services": [_widget_service(s) for s in c.services or ()]} if details
-                else {"services": _banner_services(c.services)})}
+                else {})}
             for c in categories
         ],
         "policy": {
@@ -125,9 +121,13 @@ def widget_config(site_key: str, requested_locale: str | None,
         },
         "lifetimes": {"acceptDays": site.accept_lifetime_days,
                       "rejectDays": site.reject_lifetime_days},
-        "cookie": {"name": cookie.get("name", COOKIE_NAME), "domain": cookie.get("domain"),
-                   "sameSite": cookie.get("same_site", "Lax"),
-                   "serverSet": bool(cookie.get("server_set"))},
+        # Defaults (no domain, SameSite=Lax, set by the script) are left out: bytes of
+        # every first visit.
+        "cookie": {"name": cookie.get("name", COOKIE_NAME),
+                   **({"domain": cookie["domain"]} if cookie.get("domain") else {}),
+                   **({"sameSite": cookie["same_site"]}
+                      if cookie.get("same_site", "Lax") != "Lax" else {}),
+                   **({"serverSet": True} if cookie.get("server_set") else {})},
         "gpc": {"categories": list(gpc_categories(site))},
         # Google Consent Mode options (only those the site set, see consent.consent_mode).
         **({"consentMode": mode} if (mode := widget_consent_mode(site)) else {}),
@@ -364,12 +364,12 @@ class _CategorySchema(ma.Schema):
     """One category as the banner and dialog show it."""
 
     key = ma.fields.String(required=True, metadata={"example": "analytics"})
-    locked = ma.fields.Boolean(required=True, metadata={
-        "description": "Always on (essential): no switch"})
+    locked = ma.fields.Boolean(metadata={
+        "description": "Always on (essential): no switch; only present when true"})
     title = ma.fields.String(required=True)
     description = ma.fields.String(metadata={"description": "details=1 only"})
-    services = ma.fields.List(ma.fields.Nested(_ServiceSchema), required=True, metadata={
-        "description": "Without details=1 only each service's cookies"})
+    services = ma.fields.List(ma.fields.Nested(_ServiceSchema), metadata={
+        "description": "details=1 only"})
 
 
 class _PolicySchema(ma.Schema):
@@ -386,10 +386,12 @@ class _LifetimesSchema(ma.Schema):
 
 
 class _CookieSettingsSchema(ma.Schema):
+    """The consent cookie's settings; each default (no domain, Lax, false) is left out."""
+
     name = ma.fields.String(required=True)
-    domain = ma.fields.String(allow_none=True, required=True)
-    sameSite = ma.fields.String(required=True)
-    serverSet = ma.fields.Boolean(required=True)
+    domain = ma.fields.String(allow_none=True)
+    sameSite = ma.fields.String()
+    serverSet = ma.fields.Boolean()
 
 
 class _GpcSchema(ma.Schema):

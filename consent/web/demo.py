@@ -1,16 +1,18 @@
 """The demo page, the widget's files and the GPC well-known resource."""
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import marshmallow as ma
-from flask import (Blueprint, current_app, jsonify, render_template, request,
-                   send_from_directory)
+from flask import Blueprint, current_app, jsonify, render_template, request
 
 from ..sites import NotFound, SITE_KEY_RE, site_for_origin
 from ..widget_config import site_script
+from .compressed import compressed
 
 bp = Blueprint("demo", __name__)
 
@@ -37,10 +39,22 @@ def index():
     return response
 
 
+_files: dict[str, tuple[float, bytes, str]] = {}
+_MIMETYPES = {".js": "text/javascript", ".css": "text/css"}
+
+
 def _widget_file(name: str):
-    response = send_from_directory(current_app.static_folder, name, max_age=WIDGET_MAX_AGE)
+    path = Path(current_app.static_folder) / name
+    mtime = path.stat().st_mtime
+    hit = _files.get(name)
+    if hit is None or hit[0] != mtime:  # re-read after a build
+        data = path.read_bytes()
+        hit = _files[name] = (mtime, data, hashlib.sha256(data).hexdigest()[:20])
+    response = compressed(hit[1], hit[2], _MIMETYPES[path.suffix])
+    response.cache_control.public = True
+    response.cache_control.max_age = WIDGET_MAX_AGE
     response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
+    return response.make_conditional(request)
 
 
 class ScriptQuery(ma.Schema):
@@ -108,8 +122,7 @@ def widget_script():
         body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"))
     except NotFound:
         return unknown_site_script(key)
-    response = current_app.response_class(body, mimetype="text/javascript")
-    response.set_etag(etag)
+    response = compressed(body, etag, "text/javascript")
     response.headers["Access-Control-Allow-Origin"] = "*"
     # As long as the config document alone: a new policy version reaches visitors as fast.
     response.headers["Cache-Control"] = (
@@ -120,6 +133,17 @@ def widget_script():
     # URL, so every page would miss the cache. Browsers partition their cache per top-level
     # site anyway, and a config reused elsewhere is ignored by the widget (key check).
     return response.make_conditional(request)
+
+
+@bp.get("/consent-more.js")
+def widget_second_part():
+    """The widget's second part (sending, dialog, server check), loaded by consent.js."""
+    response = _widget_file("consent-more.js")
+    if request.args.get("v") and response.status_code == 200:
+        # consent.js asks for ?v=<hash of this file's build>: a new build is a new URL.
+        response.cache_control.max_age = 365 * 86400
+        response.cache_control.immutable = True
+    return response
 
 
 @bp.get("/consent.css")

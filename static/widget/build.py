@@ -1,116 +1,99 @@
-"""Build static/consent.js from static/widget/consent.src.js: `python3 static/widget/build.py`.
+"""Build the widget's two scripts: `python3 static/widget/build.py` (after `make node-deps`).
 
-The banner's part of the stylesheet static/consent.css (everything before its `/*@`
-comment) is embedded too (the source's `'@@STYLE@@'` becomes that CSS as a string,
-without comments), so the banner needs no second request. The whole file is served as
-consent.css: the script adopts it when the preferences dialog first opens, and browsers
-without constructable stylesheets load it with a <link>.
+- static/consent.js from static/widget/consent.src.js: the first layer (consent engine,
+  Consent Mode, GPC, tags, banner). It carries the banner's part of static/consent.css
+  (everything before its `/*@` comment) as a string, so the banner needs no second request.
+- static/consent-more.js from static/widget/more.src.js: the second part, everything that
+  only comes after the banner (sending choices, the check with the server, the preferences
+  dialog, deleting cookies), which consent.js loads with a <script src> the first time it
+  needs it. It carries the dialog's part of the stylesheet the same way.
 
-A deliberately tiny, dependency-free minifier: it drops comments (except the leading
-`/*! ... */` banner) and whitespace that JavaScript does not need, and keeps a newline
-wherever dropping it could change automatic semicolon insertion. It never renames
-anything, so the output reads like the source without comments. tests/test_widget_files.py
-checks that the committed consent.js is exactly this script's output.
+Both are minified by terser (pinned in package.json, installed by `make node-deps`) with
+name mangling. consent.js asks for
+`consent-more.js?v=<hash of the built part>`, so a cached first layer never pairs with
+another release's second part (and the part can be cached for long). tests/test_widget_files.py checks that the committed files are
+exactly this script's output.
 
-Source conventions it relies on: no template literals; a `/` starts a regular expression
-only after a punctuator (or `return`/`typeof`).
+Slots the server fills: `'@@CONFIG@@'` in consent.js (the site's config for
+`/consent.js?site=KEY`). The minifier must not see it as a constant (it would fold
+`typeof CONFIG == 'object'` away), so it is a free global name during minification.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 SOURCE = HERE / "consent.src.js"
+PART_SOURCE = HERE / "more.src.js"
 TARGET = HERE.parent / "consent.js"
+PART_TARGET = HERE.parent / "consent-more.js"
 STYLESHEET = HERE.parent / "consent.css"
+TERSER = ROOT / "node_modules" / "terser" / "bin" / "terser"
+
 STYLE_SLOT = "'@@STYLE@@'"
-
-WORD = re.compile(r"[A-Za-z0-9_$]")
-TOKEN = re.compile(r"""
-    (?P<ws>[ \t\r\n]+)
-  | (?P<comment>//[^\n]*|/\*.*?\*/)
-  | (?P<string>'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")
-  | (?P<word>[A-Za-z0-9_$.]*[A-Za-z0-9_$]|[A-Za-z_$][A-Za-z0-9_$]*)
-  | (?P<punct>=>|\.\.\.|===|!==|\+\+|--|&&|\|\||[=!<>+\-*/%&|^]=?|[{}()\[\];,.?:~])
-""", re.X | re.S)
-REGEX = re.compile(r"/(?:\\.|\[(?:\\.|[^\]\\\n])*\]|[^/\\\n\[])+/[a-z]*")
-# After these tokens, or before these, a newline can never matter.
-OPENERS = {"{", "(", "[", ",", ";", "=>", "&&", "||", "?", ":", "=", "+", "-", "*", "/", "!"}
-CLOSERS = {"}", ")", "]", ",", ";", ".", ":", "?", "&&", "||", "="}
-
-
-def tokens(src: str):
-    """(kind, text, newline_before) for every significant token of SRC."""
-    pos, newline, prev = 0, False, None
-    while pos < len(src):
-        if src[pos] == "`":
-            raise ValueError(f"template literal at offset {pos}: not supported by this build")
-        if src[pos] == "/" and not src.startswith(("//", "/*"), pos) and (
-                prev is None or prev[0] == "punct" and prev[1] not in (")", "]", "}")
-                or prev[1] in ("return", "typeof")):
-            m = REGEX.match(src, pos)
-            if not m:
-                raise ValueError(f"unterminated regular expression at offset {pos}")
-            kind, text = "regex", m.group()
-        else:
-            m = TOKEN.match(src, pos)
-            if not m:
-                raise ValueError(f"cannot tokenise at offset {pos}: {src[pos:pos + 20]!r}")
-            kind, text = m.lastgroup, m.group()
-        pos = m.end()
-        if kind == "ws":
-            newline = newline or "\n" in text
-            continue
-        if kind == "comment":
-            if text.startswith("/*!"):
-                yield "banner", text, False
-            newline = newline or "\n" in text or text.startswith("//")
-            continue
-        yield kind, text, newline
-        prev, newline = (kind, text), False
+CONFIG_SLOT = "'@@CONFIG@@'"
+PART_SLOT = "'@@PART@@'"
+# A global name stands in for the config slot while terser runs (see the module docstring).
+CONFIG_STAND_IN = "__CONSENT_CONFIG_SLOT__"
+DIALOG_MARK = "/*@"
+TERSER_ARGS = ["--ecma", "2020", "--compress", "passes=2", "--mangle", "--comments", "/^!/"]
 
 
 def minify(src: str) -> str:
-    """SRC without comments and without the whitespace it does not need."""
-    out: list[str] = []
-    last = None
-    for kind, text, newline in tokens(src):
-        if kind == "banner":
-            out.append(text + "\n")
-            continue
-        if last is not None:
-            if newline and last not in OPENERS and text not in CLOSERS:
-                out.append("\n")
-            elif WORD.match(last[-1]) and WORD.match(text[0]) or (last[-1] + text[0]) in ("++", "--", "+-", "-+"):
-                out.append(" ")
-        out.append(text)
-        last = text
-    return "".join(out) + "\n"
+    """SRC minified by terser (mangled names, `/*! ... */` comments kept)."""
+    if not TERSER.exists():
+        raise FileNotFoundError(f"{TERSER} is missing: run `make node-deps`")
+    done = subprocess.run(["node", str(TERSER), *TERSER_ARGS], input=src, text=True,
+                          capture_output=True, check=False)
+    if done.returncode:
+        raise ValueError(f"terser failed: {done.stderr.strip()}")
+    return done.stdout.rstrip("\n") + "\n"
 
 
-DIALOG_MARK = "/*@"
-
-
-def stylesheet() -> str:
-    """The banner's part of consent.css as one line without comments, for the script."""
+def stylesheets() -> tuple[str, str]:
+    """The banner's and the dialog's parts of consent.css, each one line without comments."""
     text = STYLESHEET.read_text(encoding="utf-8")
     if text.count(DIALOG_MARK) != 1:
         raise ValueError(f"consent.css must mark where the dialog's rules start with {DIALOG_MARK}")
-    css = re.sub(r"/\*.*?\*/", "", text.split(DIALOG_MARK)[0], flags=re.S)
-    return "".join(line.strip() for line in css.splitlines())
+    banner, dialog = text.split(DIALOG_MARK)
+    return tuple("".join(line.strip() for line in re.sub(r"/\*.*?\*/", "", part, flags=re.S)
+                         .splitlines()) for part in (banner, DIALOG_MARK + dialog))
 
 
-def build() -> str:
-    """The minified widget, as it should be committed in static/consent.js."""
-    out = minify(SOURCE.read_text(encoding="utf-8"))
-    if out.count(STYLE_SLOT) != 1:
-        raise ValueError(f"the source must hold {STYLE_SLOT} exactly once")
-    return out.replace(STYLE_SLOT, json.dumps(stylesheet(), ensure_ascii=False))
+def _fill(src: str, slot: str, value: str) -> str:
+    if src.count(slot) != 1:
+        raise ValueError(f"the source must hold {slot} exactly once")
+    return src.replace(slot, value)
+
+
+def build_part() -> str:
+    """The second part, as committed in static/consent-more.js."""
+    src = _fill(PART_SOURCE.read_text(encoding="utf-8"), STYLE_SLOT,
+                json.dumps(stylesheets()[1], ensure_ascii=False))
+    return minify(src)
+
+
+def build(part: str | None = None) -> str:
+    """The first layer, as committed in static/consent.js."""
+    part = build_part() if part is None else part
+    src = SOURCE.read_text(encoding="utf-8")
+    src = _fill(src, STYLE_SLOT, json.dumps(stylesheets()[0], ensure_ascii=False))
+    src = _fill(src, PART_SLOT, json.dumps(hashlib.sha256(part.encode()).hexdigest()[:12]))
+    out = minify(_fill(src, CONFIG_SLOT, CONFIG_STAND_IN))
+    if out.count(CONFIG_STAND_IN) != 1:
+        raise ValueError("the minified widget must read the config slot exactly once")
+    return out.replace(CONFIG_STAND_IN, CONFIG_SLOT)
 
 
 if __name__ == "__main__":
-    TARGET.write_text(build(), encoding="utf-8")
-    sys.stdout.write(f"wrote {TARGET} ({TARGET.stat().st_size} bytes)\n")
+    part_js = build_part()
+    PART_TARGET.write_text(part_js, encoding="utf-8")
+    TARGET.write_text(build(part_js), encoding="utf-8")
+    for path in (TARGET, PART_TARGET):
+        sys.stdout.write(f"wrote {path} ({path.stat().st_size} bytes)\n")

@@ -7,10 +7,11 @@
   const src = new URL(me.src), base = new URL('.', src).href;
   const site = me.dataset.site || src.searchParams.get('site'), api = base + 'api/v1/sites/' + encodeURIComponent(site) + '/';
   const lang = (D.documentElement.lang || N.language || 'en').toLowerCase();
-  // Both filled in when this file is built or served: STYLE by static/widget/build.py (the
-  // widget's stylesheet), CONFIG by the server for /consent.js?site=KEY (the site's config
-  // document, so a first visit needs no other request). Unfilled, they stay these strings.
-  const STYLE = '@@STYLE@@', CONFIG = '@@CONFIG@@';
+  // Filled in when this file is built or served: STYLE (the banner's stylesheet) and PART
+  // (the second part's version) by static/widget/build.py, CONFIG by the server for
+  // /consent.js?site=KEY (the site's config document, so a first visit needs no other
+  // request). Unfilled, CONFIG stays this string.
+  const STYLE = '@@STYLE@@', CONFIG = '@@CONFIG@@', PART = '@@PART@@';
   const gpc = N.globalPrivacyControl === true;
   const CK = 'consent:cfg:' + site + ':' + lang, QK = 'consent:queue:' + site, SK = 'consent:sync:' + site, NK = 'consent:notice:' + site;
   const MODES = {functional: ['functionality_storage', 'personalization_storage'],
@@ -28,14 +29,15 @@
   const mark = v => { try { return v ? sessionStorage.setItem(SK, v) : sessionStorage.getItem(SK); } catch (e) { return 'c'; } };
   const ready = new Promise(r => D.readyState == 'loading' ? D.addEventListener('DOMContentLoaded', r) : r());
   const hooks = [];
-  let cached = store(CK), cfg = cached && cached.c, queue = store(QK) || [];
+  let cached = store(CK), cfg = cached && cached.c;
+  const queue = store(QK) || [];
   // The inlined config serves if it is this site's and in the language the page would ask
   // for (the server picked it from the script URL's `lang` or the browser's languages),
   // unless a check with the server found a newer one (f) while the cached script is fresh.
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
   if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
     !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
-  let state, banner, dialog, back, cssP, flushing, retry, gotCfg, noCfg, age, more;
+  let state, banner, back, cssP, gotCfg, noCfg, age;
   const cfgP = new Promise((r, n) => { gotCfg = r; noCfg = n; });
   cfgP.catch(noop);
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
@@ -102,29 +104,21 @@
       }
     }).catch(noop);
   }
-  function drop(spec) {
-    const re = spec.pattern && new RegExp(spec.pattern), h = location.hostname.split('.');
-    const doms = spec.domain ? ['', spec.domain] : [''].concat(h.map((x, i) => h.slice(i).join('.')));
-    for (const p of D.cookie.split('; ')) {
-      const n = p.split('=')[0];
-      if (n && (re ? re.test(n) : n == spec.name)) {
-        // a cookie is only removed with its exact domain and path: try each candidate
-        for (const d of doms) D.cookie = n + '=; Max-Age=0; Path=' + (spec.path || '/') + (d && '; Domain=' + d);
-      }
-    }
-  }
-  // After any change: Consent Mode update, events, tags on/off, withdrawn cookies deleted.
+  // After any change: Consent Mode update, events, tags on/off, withdrawn cookies deleted
+  // (by the second part, with the site's details: the first layer lists no cookies).
+  let dropped = Promise.resolve();
+  const reload = () => dropped.then(() => location.reload());
   function changed(before) {
     const after = cats(), off = Object.keys(before).filter(k => before[k] && !after[k]), d = get();
     gtag('consent', 'update', modes(1));
     W.dispatchEvent(new CustomEvent('consent:change', {detail: d}));
     hooks.forEach(f => f(d));
-    for (const c of cfg ? cfg.categories : []) if (off.includes(c.key)) for (const s of c.services || []) (s.cookies || []).forEach(drop);
+    if (off.length) dropped = both().then(([x, c]) => x.drop(off, c), noop);
     activate();
     return off.some(k => ran[k]);  // a script that already ran cannot be stopped
   }
 
-  // ---- recording on the server: a persistent queue, retried, idempotent by client_event_id
+  // ---- recording on the server: a persistent queue (localStorage)
   function send(body) {
     queue.push(Object.assign(body, {subject: state.s, key: state.k, policy_version: state.p || undefined,
       locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined,
@@ -132,55 +126,9 @@
     store(QK, queue);
     return flush();
   }
-  // A plain-text body keeps the request simple (no CORS preflight), so even a refusal
-  // reaches the server, which counts it, and its reason reaches the page.
-  async function post() {
-    let fresh;
-    while (queue.length) {
-      const b = queue[0];
-      const r = await fetch(api + 'decisions', {method: 'POST', body: JSON.stringify(b),
-        credentials: cfg.cookie.serverSet ? 'include' : 'omit'});
-      if (r.status >= 500 || r.status == 429) throw Error(r.status);
-      const j = await r.json().catch(noop) || {};
-      if (!r.ok) {
-        // Refused: never reported as saved, kept for a later page view unless it can never
-        // succeed (bad input). A visitor id whose key is refused is left for a new one, once.
-        if (/key$/.test(j.type) && state && !fresh) {
-          fresh = Object.assign(state, {s: uid(), k: uid(), r: ''});
-          save();
-          for (const x of queue) Object.assign(x, {subject: state.s, key: state.k});
-          continue;
-        }
-        if (r.status == 422 || r.status == 400 || r.status == 413) queue.shift();
-        store(QK, queue);
-        const m = 'consent: choice not recorded: ' + (j.detail || r.status);
-        console.error(m);
-        throw {message: m, refused: 1};
-      }
-      queue = queue.filter(x => x.client_event_id != b.client_event_id);
-      store(QK, queue);
-      if (cfg.cookie.serverSet) state = load() || state;  // the server set the cookie
-      if (state && b.subject == state.s) {
-        state.i = j.event_id;
-        state.r = j.read_token;
-        save();
-      }
-      W.dispatchEvent(new CustomEvent('consent:recorded', {detail: {eventId: j.event_id, duplicate: j.duplicate}}));
-    }
-    return get();
-  }
-  function flush() {
-    if (!flushing) {
-      const done = () => { flushing = null; };
-      flushing = post().then(v => { done(); return v; }, e => {
-        done(); clearTimeout(retry);
-        if (e.refused) throw Error(e.message);
-        retry = setTimeout(bg, 3e4);
-        throw Error('consent: not recorded yet (' + e.message + '); it will be sent later');
-      });
-    }
-    return flushing;
-  }
+  // Sending (retried, idempotent by client_event_id) is the second part's: a choice comes
+  // after the banner. Without that part (offline) the choice waits in the queue.
+  const flush = () => part().then(x => x.flush(), e => { throw Error('consent: not recorded yet (' + e.message + ')'); });
   const bg = () => { if (cfg && queue.length) flush().catch(noop); };
 
   // ---- choices
@@ -196,8 +144,8 @@
       e: t + 86400 * cfg.lifetimes[any ? 'acceptDays' : 'rejectDays']};
     save();
     hide();
-    const reload = changed(before), p = send({action, source: src, categories: action == 'custom' ? c : undefined});
-    if (reload) p.then(() => location.reload(), () => location.reload());
+    const again = changed(before), p = send({action, source: src, categories: action == 'custom' ? c : undefined});
+    if (again) p.then(reload, reload);
     return p;
   }
   function choose(action, src, vals) {
@@ -259,7 +207,7 @@
       h('input', {type: 'checkbox', name: 'cw-' + k, checked: age[k], disabled: k == 'm' && k0, on: e => { age[k] = e.target.checked; }}), ' ', t));
     return [box('m', a.q), box('g', a.g)];
   }
-  function btn(k, f, alt) { const b = h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k}, S(k)); b.addEventListener('click', f); return b; }
+  const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
   const refocus = el => { if (el && el.isConnected && el.focus) el.focus(); };
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
   function show(notice, force) {
@@ -277,90 +225,39 @@
           btn('customise', () => prefs(), 1)]));
       D.body.prepend(banner);
       banner.focus();
-      if (W.performance && performance.mark) performance.mark('consent:banner');
+      performance.mark('consent:banner');
     });
   }
-  // The dialog's own styles and texts (category descriptions, services) come when it first
-  // opens; without them (offline) it still works, plainer.
-  const details = () => more || (more = Promise.all([
-    fetch(base + 'consent.css').then(r => r.text()).then(adopt),
-    fetch(url + '&details=1').then(r => r.json()).then(c => { if (c.site == site) cfg = c; })]).catch(noop));
-  const prefsUrl = p => base + 'preferences' + p + '?site=' + encodeURIComponent(site);
-  function prefs(opener) {
-    return cfgP.then(css).then(details).then(() => {
-      if (dialog && dialog.open) return;  // a closed one may still await its close event
-      const from = opener || D.activeElement, sw = {}, gk = gpcKeys();
-      const done = (action, vals) => { choose(action, 'preferences', vals).catch(noop); dialog.close(); };
-      dialog = h('dialog', {class: 'cw cw-prefs', 'aria-labelledby': 'cw-pt'},
-        h('h2', {class: 'cw-t', id: 'cw-pt'}, S('prefsTitle')),
-        h('p', null, cfg.strings.prefsText || '', ' ', policy()),
-        note(),
-        ageQ(),
-        h('ul', {class: 'cw-cats'}, cfg.categories.map(c => {
-          const id = 'cw-c-' + c.key, svc = c.services || [];
-          sw[c.key] = h('input', {type: 'checkbox', role: 'switch', class: 'cw-sw', id, 'aria-describedby': id + '-d',
-            checked: c.locked || has(c.key), disabled: c.locked || gpc && gk.includes(c.key)});
-          return h('li', {class: 'cw-cat'},
-            h('div', {class: 'cw-row'}, h('label', {class: 'cw-ct', for: id}, c.title),
-              c.locked && h('span', {class: 'cw-on'}, S('alwaysOn')), sw[c.key]),
-            h('p', {class: 'cw-cd', id: id + '-d'}, c.description),
-            svc.length > 0 && cfg.strings.services && h('details', null, h('summary', null, S('services')), h('ul', null, svc.map(s =>
-              h('li', null, h('strong', null, s.name), s.provider ? ' (' + s.provider + ')' : '', s.purpose ? ': ' + s.purpose : '',
-                (s.cookies || []).length > 0 && h('span', {class: 'cw-ck'}, S('cookies') + ': ' +
-                  s.cookies.map(k => k.name || k.pattern).join(', ')))))));
-        })),
-        h('div', {class: 'cw-acts'},
-          btn('rejectAll', () => done('reject_all')),
-          btn('acceptAll', () => done('accept_all')),
-          btn('save', () => { const v = {}; for (const k in sw) v[k] = sw[k].checked; done('custom', v); }, 1)),
-        // (the preference center is online only: its link and the intro come with the details)
-        cfg.strings.more && h('p', {class: 'cw-more'}, h('a', {href: prefsUrl('') + '&return=' + encodeURIComponent(location.href), go: enter}, S('more'))),
-        // Proof of the recorded choice: its receipt, which the server sends as a file (so a
-        // plain link, even cross-origin). Its string comes with the details: not offline.
-        state && state.i && cfg.strings.proof && h('p', {class: 'cw-more'}, h('a', {href: api + 'receipts/' + state.i + '?r=' + state.r}, S('proof'))),
-        h('button', {type: 'button', class: 'cw-x', 'aria-label': S('close')}, '×'));
-      dialog.lastChild.addEventListener('click', () => dialog.close());
-      const me = dialog;
-      me.addEventListener('close', () => { me.remove(); if (dialog == me) { dialog = null; refocus(from.isConnected ? from : back); } });
-      D.body.append(dialog);
-      dialog.showModal();  // native modal: focus moves in, Escape closes, the page is inert
-    });
-  }
+  // ---- the second part (static/widget/more.src.js, built into consent-more.js): what only
+  // comes after the banner (sending choices, the check with the server, the preferences
+  // dialog, deleting a withdrawn category's cookies), loaded the first time it is needed,
+  // so a first visit downloads none of it before the banner. A <script src> from the
+  // consent server: the CSP that allows this file allows it too. X is what it may use.
+  const X = {api, base, site, queue, h, S, has, gpcKeys, choose, policy, note, ageQ, refocus, mark, save, load, get, uid, cats, valid, changed,
+    keep: () => store(QK, queue), cfg: () => cfg, state: () => state, put: v => { state = v; }, back: () => back,
+    renew: () => fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); })};
+  let open, more;
+  const part = () => open || (open = new Promise((r, n) => {
+    W.__consentPart = f => { delete W.__consentPart; r(f(X)); };
+    const s = D.createElement('script');
+    s.src = base + 'consent-more.js?v=' + PART;
+    s.nonce = me.nonce;  // for a policy that allows the consent server by nonce only
+    s.onerror = () => { open = null; s.remove(); n(Error(s.src)); };
+    D.head.append(s);
+  }));
+  // The site's details in the page's language (descriptions, services and their cookies,
+  // the dialog's texts), for the dialog and for deleting cookies; none offline.
+  const details = () => more || (more = fetch(url + '&details=1').then(r => r.json())
+    .then(c => c.site == site ? c : null).catch(() => { more = null; }));
+  const both = () => Promise.all([part(), details()]);
+  const prefs = opener => cfgP.then(css).then(both).then(([x, c]) => x.show(opener, c));
 
-  // ---- the preference center and back: the link posts the visitor id with its device key
-  // (no secret in a URL); the page the visitor comes back to asks the server before any tag
-  function enter(e) {
-    if (!state || e.ctrlKey || e.metaKey) return;  // no visitor yet, or a new tab: the plain link
-    e.preventDefault();
-    mark('p');
-    const f = h('form', {method: 'post', action: prefsUrl('/enter')},
-      [['subject', state.s], ['key', state.k], ['return', location.href], ['lang', cfg.locale]]
-        .map(([name, value]) => h('input', {type: 'hidden', name, value})));
-    D.body.append(f);
-    f.submit();
-  }
-  // What the server holds for this visitor (preference center, the site's backend, an admin,
-  // an erasure, expiry, a new policy version) applies here. True when scripts that already
-  // ran must be stopped by a reload. Server unreachable: the cookie stands.
-  const snap = () => JSON.stringify([cats(), valid()]);
-  async function sync() {
-    mark('c');
-    if (!state || !state.r || queue.length) return;  // a choice still to send is newer
-    const was = snap(), before = cats(), o = cfg.cookie, at = x => Date.parse(x) / 1e3 | 0;
-    const v = await Promise.race([new Promise(r => setTimeout(r, 3e3)),
-      fetch(api + 'me/' + state.s + '?r=' + state.r, {credentials: 'omit', cache: 'no-cache'})
-      .then(r => r.ok ? r.json() : r.status == 404 && 0)]).catch(noop);
-    if (v) {
-      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId});
-      save();
-      // a new policy version or category: the new config, kept over the cached script's
-      if (v.revision != cfg.revision) await fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); }, noop);
-    } else if (v === 0) {  // erased, expired or unknown: as if this browser never chose
-      state = null;
-      D.cookie = o.name + '=; Max-Age=0; Path=/' + (o.domain ? '; Domain=' + o.domain : '');
-    }
-    return was != snap() && changed(before);
-  }
+  // ---- back from the preference center (the dialog's link posts the visitor id and device
+  // key there, no secret in a URL): what the server holds for this visitor (preference
+  // center, the site's backend, an admin, an erasure, expiry, a new policy version)
+  // applies before any tag runs; the second part asks. Resolves true when scripts that
+  // already ran must be stopped by a reload. Server unreachable: the cookie stands.
+  const sync = () => { mark('c'); return state && state.r && !queue.length ? part().then(x => x.sync(), noop) : Promise.resolve(); };
 
   // ---- start: Consent Mode default first, then the stored choice, then (if needed) the banner
   state = load();
@@ -381,7 +278,7 @@
     activate();
     bg();
     // Once per browser session, after the page's own load: one small conditional request.
-    const check = () => sync().then(r => r ? location.reload() : needsChoice() && show());
+    const check = () => sync().then(r => r ? reload() : needsChoice() && show());
     if (mark() != 'c') D.readyState == 'complete' ? check() : W.addEventListener('load', check);
   }
   const url = api + 'config?locale=' + encodeURIComponent(lang);
@@ -403,7 +300,7 @@
   else fetchCfg(!!cfg, 0).then(start, e => cfg ? start() : (noCfg(e), get() && (gtag('consent', 'update', modes(1)), activate())));
   W.addEventListener('online', bg);
   // A page restored from the back/forward cache ran its tags already: check, reload if needed.
-  W.addEventListener('pageshow', e => { if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && location.reload()); });
+  W.addEventListener('pageshow', e => { if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && reload()); });
   D.addEventListener('click', e => {
     const t = e.target.closest && e.target.closest('[data-consent-open]');
     if (t) { e.preventDefault(); prefs(t); }

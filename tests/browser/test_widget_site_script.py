@@ -11,7 +11,7 @@ from .helpers import ALL_TAGS, banner, settle, wait_ran, wait_recorded
 
 pytestmark = pytest.mark.browser
 
-BUDGET = 8000  # bytes, gzip -9, everything from the consent server before the banner shows
+BUDGET = 6000  # bytes, gzip -9, everything from the consent server before the banner shows
 
 
 def test_first_visit_needs_one_request_and_works_under_a_strict_csp(env, page):
