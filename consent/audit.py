@@ -218,24 +218,27 @@ _CSV_PLAIN = {"event_id", "subject", "recorded_at", "action", "source",
               "prev_hash", "hash"}  # all NOT NULL
 
 
-def _csv_cell_sql(name: str, expr: str) -> str:
-    """SQLite expression rendering one column as CSV cell text, quoted exactly when needed."""
+def _csv_cell_sql(name: str, expr: str, dialect: str = "sqlite") -> str:
+    """SQL expression rendering one column as CSV cell text, quoted exactly when needed."""
     if name in ("stream", "seq"):
         return f"CAST({expr} AS TEXT)"
     if name in _CSV_PLAIN:
         return expr
     if name == "details_digest":
-        return f"ifnull({expr}, '')"
+        return f"coalesce({expr}, '')"
     if name in JSON_COLUMNS:  # JSON objects always contain quotes
-        return f"""ifnull('"' || replace({expr}, '"', '""') || '"', '')"""
+        return f"""coalesce('"' || replace({expr}, '"', '""') || '"', '')"""
+    if dialect == "postgresql":
+        # a bound text (the site key) gets its type here, not from each use of it
+        return csvcells.pg_sql_cell(f"CAST({expr} AS TEXT)" if expr.startswith(":") else expr)
     return csvcells.sql_cell(expr)
 
 
-def _sqlite_line_query(sql: str) -> str:
-    """The export query with SQLite rendering each cell as CSV text (in C, like its shell);
-    Python only joins the cells."""
+def _line_query(sql: str, dialect: str = "sqlite") -> str:
+    """The export query with the database rendering each cell as CSV text (in C, like the
+    sqlite3 shell or COPY); Python only joins the cells."""
     exprs = _split_select(sql)
-    cells = ", ".join(_csv_cell_sql(name, expr) for name, expr in zip(COLUMNS, exprs))
+    cells = ", ".join(_csv_cell_sql(name, expr, dialect) for name, expr in zip(COLUMNS, exprs))
     body = sql.split(" FROM consent_events ", 1)[1]
     return f"SELECT {cells} FROM consent_events {body}"
 
@@ -264,6 +267,12 @@ def _sqlite_params(params: dict) -> dict:
                 if isinstance(v, datetime) else v) for k, v in params.items()}
 
 
+def _pg_params(params: dict) -> dict:
+    # The stored form of UTCDateTime on PostgreSQL (naive UTC).
+    return {k: (v.astimezone(timezone.utc).replace(tzinfo=None)
+                if isinstance(v, datetime) else v) for k, v in params.items()}
+
+
 def _iter_batches(filters: ExportFilters, lines: bool = False
                   ) -> Iterator[tuple[str, list, tuple]]:
     """(site key, rows, layout) batches; LINES: rows start with a rendered CSV line."""
@@ -277,7 +286,7 @@ def _iter_batches(filters: ExportFilters, lines: bool = False
             # The driver's own cursor yields plain tuples: several times faster than
             # SQLAlchemy rows, which matters at millions of rows (see bench/).
             cursor = conn.connection.driver_connection.cursor()
-            sql = _sqlite_line_query(query.text) if lines else query.text
+            sql = _line_query(query.text) if lines else query.text
             try:
                 cursor.execute(sql, _sqlite_params(params))
                 while batch := cursor.fetchmany(BATCH):
@@ -285,9 +294,19 @@ def _iter_batches(filters: ExportFilters, lines: bool = False
             finally:
                 cursor.close()
             continue
-        result = conn.execution_options(stream_results=True).execute(query, params)
-        for partition in result.partitions(BATCH):
-            yield site.key, partition, FULL_LAYOUT
+        # PostgreSQL: a server-side cursor of the driver itself (plain tuples, BATCH rows
+        # a round trip, memory flat); the database renders the CSV cells, as above.
+        sql = _line_query(query.text, dialect) if lines else query.text
+        compiled = sa.text(sql).bindparams(*query._bindparams.values()).compile(
+            dialect=conn.dialect)
+        cursor = conn.connection.driver_connection.cursor(name=f"consent_export_{site.id}")
+        try:
+            cursor.itersize = BATCH
+            cursor.execute(compiled.string, _pg_params(params))
+            while batch := cursor.fetchmany(BATCH):
+                yield site.key, batch, LINE_LAYOUT if lines else FULL_LAYOUT
+        finally:
+            cursor.close()
 
 
 def _fold(stats: ExportStats, site_key: str, batch: list, layout: tuple) -> None:
