@@ -72,7 +72,12 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        uses_db = {"database_url", "pg_cluster"} & set(getattr(item, "fixturenames", ()))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "browser" in fixtures:
+            # Anything that drives Chromium is a browser test, marked or not: it runs once,
+            # in the browser suite, not in the in-process suites.
+            item.add_marker(pytest.mark.browser)
+        uses_db = {"database_url", "pg_cluster"} & fixtures
         if uses_db:
             item.add_marker(pytest.mark.db)
         if uses_db and _module_path(item) in BACKEND_MODULES:
