@@ -461,6 +461,11 @@ _SQLITE_LOG_LINES = ("SELECT 'log,' || ? || ',' || l.log_index || ',' || l.strea
                      "l.seq || ',' || lower(hex(n.hash)) FROM log_leaves l JOIN log_nodes n "
                      "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
                      "WHERE l.site_id = ? AND l.log_index < ? ORDER BY l.log_index")
+# The same lines rendered by PostgreSQL.
+_PG_LOG_LINES = ("SELECT 'log,' || %s || ',' || l.log_index || ',' || l.stream || ',' || "
+                 "l.seq || ',' || encode(n.hash, 'hex') FROM log_leaves l JOIN log_nodes n "
+                 "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
+                 "WHERE l.site_id = %s AND l.log_index < %s ORDER BY l.log_index")
 
 
 def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[list[str]]:
@@ -468,10 +473,16 @@ def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[lis
     from .extensions import db
 
     conn = db.session.connection()
-    if conn.dialect.name == "sqlite" and fmt == "csv" and _plain_key(site_key):
-        cursor = conn.connection.driver_connection.cursor()
+    if fmt == "csv" and _plain_key(site_key) and conn.dialect.name in ("sqlite", "postgresql"):
+        sqlite = conn.dialect.name == "sqlite"
+        driver = conn.connection.driver_connection
+        # PostgreSQL: a server-side cursor, BATCH lines a round trip
+        cursor = driver.cursor() if sqlite else driver.cursor(name=f"consent_log_{site_id}")
         try:
-            cursor.execute(_SQLITE_LOG_LINES, (site_key, site_id, size))
+            if not sqlite:
+                cursor.itersize = BATCH
+            cursor.execute(_SQLITE_LOG_LINES if sqlite else _PG_LOG_LINES,
+                           (site_key, site_id, size))
             while batch := cursor.fetchmany(BATCH):
                 yield [row[0] for row in batch]
         finally:
