@@ -179,7 +179,7 @@ def _export_query(dialect: str, site, filters: ExportFilters) -> tuple[sa.TextCl
         where.append(f"action IN ({', '.join(':' + n for n in names)})")
         params.update(zip(names, filters.actions))
     sql = (f"SELECT {cols} FROM consent_events WHERE {' AND '.join(where)} "
-           "ORDER BY stream, seq")
+           "ORDER BY consent_events.stream, consent_events.seq")
     return sa.text(sql).bindparams(*binds), params
 
 

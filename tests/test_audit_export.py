@@ -328,8 +328,10 @@ def test_cells_rendered_by_the_database_match_the_python_writer(app, site, value
         append_event(snap, create_subject(snap.id), action="custom", source="api",
                      categories={"analytics": True}, policy_version=value, locale=value,
                      meta={"note": value}, idempotency_key=value)
-        append_event(snap, create_subject(snap.id), action="reject_all", source="banner",
-                     categories={"analytics": False})
+        again = create_subject(snap.id)
+        for _ in range(11):  # seq 10 and 11 after 9: ordered as numbers, not as text
+            append_event(snap, again, action="reject_all", source="banner",
+                         categories={"analytics": False})
     run_write(write)
     filters = ExportFilters(site_key=site["key"])
     rendered = "".join("\n".join(",".join(r) for r in batch) + "\n"
@@ -343,4 +345,7 @@ def test_cells_rendered_by_the_database_match_the_python_writer(app, site, value
         assert rendered == buf.getvalue().replace(value, f'"{value}"'), rendered
     else:
         assert rendered == buf.getvalue()
-    assert rendered.count("\n") >= 2
+    assert rendered.count("\n") >= 12
+    with_seqs = [[str(r[2]), str(r[3])] for _k, batch, _l in _iter_batches(filters, lines=True)
+                 for r in batch]
+    assert with_seqs == sorted(with_seqs, key=lambda r: (int(r[0]), int(r[1])))
