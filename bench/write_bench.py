@@ -73,6 +73,28 @@ def gunicorn(module: str, port: int, env: dict, worker_class: str, threads: int,
     return proc
 
 
+def wait_until_answering(url: str, workers: int, timeout: float = 180.0) -> None:
+    """Block until WORKERS requests in a row were answered: the master listens long before
+    its workers have imported the app, which on a busy machine takes longer than wrk's
+    warm-up (every request then times out and the round measures 0 req/s)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    answered = 0
+    while answered < workers * 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        try:
+            urllib.request.urlopen(url, timeout=30).read()
+            answered += 1
+        except urllib.error.HTTPError:
+            answered += 1  # any answer means a worker is up
+        except OSError:
+            answered = 0
+            time.sleep(0.2)
+
+
 def run_wrk(url: str, path: str, seconds: int, connections: int) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(f'PATH = "{path}"\n' + LUA)
@@ -154,6 +176,7 @@ def main() -> None:
             procs.append(gunicorn(module, port, env, args.worker_class, args.threads,
                                   args.workers))
             servers[name] = (f"http://127.0.0.1:{port}", path)
+            wait_until_answering(f"http://127.0.0.1:{port}{path}", args.workers)
         runs: dict[str, list[dict]] = {name: [] for name in servers}
         print(f"database: {args.db}; gunicorn -w {args.workers} -k {args.worker_class} "
               f"--threads {args.threads}; wrk -c "
