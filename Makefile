@@ -1,6 +1,6 @@
 # `make run`: set up everything and serve the demo on http://127.0.0.1:5000
-# `make test`: set up everything (Chromium too) and run every test: the database tests on
-#              SQLite and PostgreSQL, the rest and the browser tests once
+# `make test`: set up everything (Chromium too) and run every test: on SQLite, then the
+#              tests of backend-specific behaviour on PostgreSQL, the browser tests once
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -66,10 +66,10 @@ test: install-dev system-deps
 test-sqlite: install-dev
 	CONSENT_TEST_DB=sqlite $(PYTEST) -n $(WORKERS) -m "not browser"
 
-# The tests that use a database (marker `db`, set by their fixtures), on PostgreSQL, and
-# the browser tests that say they depend on the backend (marker `backend`).
+# The tests of behaviour that differs between the backends (marker `backend`: the modules
+# listed in tests/conftest.py and tests marked so; rule in docs/testing.md), on PostgreSQL.
 test-postgresql: install-dev postgres
-	CONSENT_TEST_DB=postgresql $(PYTEST) -n $(WORKERS) -m "(db and not browser) or backend"
+	CONSENT_TEST_DB=postgresql $(PYTEST) -n $(WORKERS) -m backend
 
 # The widget and end-to-end tests in Chromium, once (on SQLite unless CONSENT_TEST_DB says
 # otherwise): they test the widget and the pages, whose server side the runs above cover

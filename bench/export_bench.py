@@ -46,15 +46,12 @@ LOG_SQL = ("SELECT 'log', 'bench', l.log_index, l.stream, l.seq, lower(hex(n.has
            "AND n.idx = l.log_index WHERE l.site_id = 1 ORDER BY l.log_index")
 
 
-def build_database(path: Path, events: int) -> None:
-    """A migrated database with one site and EVENTS hash-chained events."""
+def _migrate_with_site(url: str) -> None:
     from consent import create_app
     from consent.database import run_write
     from consent.extensions import db
-    from consent.ledger import GENESIS, chain_hash, hashed_fields
     from consent.sites import create_site
 
-    url = f"sqlite:///{path}"
     app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
         from flask_migrate import upgrade
@@ -63,19 +60,17 @@ def build_database(path: Path, events: int) -> None:
         run_write(lambda: create_site(SITE, "Benchmark shop"))
         db.engine.dispose()
 
+
+def generate_events(events: int, heads: dict):
+    """EVENTS hash-chained event rows (the same for both backends); HEADS gets each
+    stream's last (seq, hash)."""
+    from consent.ledger import GENESIS, chain_hash, hashed_fields
+
     rng = random.Random(7)
-    heads = {s: (0, GENESIS) for s in range(STREAMS)}
+    heads.update({s: (0, GENESIS) for s in range(STREAMS)})
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
     cats = ("essential", "functional", "analytics", "advertising")
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = OFF")
-    batch = []
     subjects: list[str] = []
-    insert = ("INSERT INTO consent_events (event_id, site_id, stream, seq, subject, "
-              "recorded_at, action, source, categories, channels, policy_version, locale, "
-              "meta, details_digest, idempotency_key, prev_hash, hash) "
-              "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, 'null', '2026-01', 'en', ?, ?, NULL, ?, ?)")
     for i in range(events):
         if not subjects or rng.random() < 0.35:
             subjects.append(uuid.UUID(int=rng.getrandbits(128)).hex)
@@ -105,10 +100,26 @@ def build_database(path: Path, events: int) -> None:
             channels=None, policy_version="2026-01", locale="en", meta=meta,
             details_digest=digest, idempotency_key=None)
         digest_hash = chain_hash(prev, fields)
-        batch.append((event_id, stream, seq, subject, at.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                      action, "banner",
-                      json.dumps(categories), json.dumps(meta), digest, prev, digest_hash))
+        yield (event_id, stream, seq, subject, at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+               action, "banner", json.dumps(categories), json.dumps(meta), digest, prev,
+               digest_hash)
         heads[stream] = (seq, digest_hash)
+
+
+def build_database(path: Path, events: int) -> None:
+    """A migrated SQLite database with one site and EVENTS hash-chained events."""
+    _migrate_with_site(f"sqlite:///{path}")
+    heads: dict = {}
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = OFF")
+    insert = ("INSERT INTO consent_events (event_id, site_id, stream, seq, subject, "
+              "recorded_at, action, source, categories, channels, policy_version, locale, "
+              "meta, details_digest, idempotency_key, prev_hash, hash) "
+              "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, 'null', '2026-01', 'en', ?, ?, NULL, ?, ?)")
+    batch = []
+    for row in generate_events(events, heads):
+        batch.append(row)
         if len(batch) >= 50_000:
             conn.executemany(insert, batch)
             batch.clear()
@@ -121,6 +132,35 @@ def build_database(path: Path, events: int) -> None:
     conn.close()
 
 
+def build_pg_database(cluster, name: str, events: int) -> str:
+    """A migrated PostgreSQL database NAME with one site and EVENTS events (COPY)."""
+    import psycopg
+
+    cluster.sql(f"CREATE DATABASE {name}")
+    url = cluster.url(name)
+    _migrate_with_site(url)
+    heads: dict = {}
+    with psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=postgres "
+                         f"dbname={name}") as conn:
+        with conn.cursor() as cur, cur.copy(
+                "COPY consent_events (event_id, site_id, stream, seq, subject, recorded_at, "
+                "action, source, categories, channels, policy_version, locale, meta, "
+                "details_digest, idempotency_key, prev_hash, hash) FROM STDIN") as copy:
+            for (event_id, stream, seq, subject, at, action, source, categories, meta,
+                 digest, prev, digest_hash) in generate_events(events, heads):
+                copy.write_row((event_id, 1, stream, seq, subject, at, action, source,
+                                categories, "null", "2026-01", "en", meta, digest, None,
+                                prev, digest_hash))
+        conn.execute("INSERT INTO ledger_heads (site_id, stream, seq, hash) "
+                     "SELECT 1, s, q, h FROM unnest(%s::int[], %s::int[], %s::text[]) "
+                     "AS t(s, q, h)", ([s for s in heads], [q for q, _ in heads.values()],
+                                       [h for _, h in heads.values()]))
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE consent_events")
+    return url
+
+
 INTEGRATE_CHILD = """
 import sys
 from consent import create_app
@@ -130,6 +170,43 @@ app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": sys.argv[1],
 with app.app_context():
     integrate("bench")
 """
+
+
+PG_SQL = ("SELECT event_id, 'bench', stream, seq, subject, "
+          "to_char(recorded_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), action, source, "
+          "NULLIF(CAST(categories AS TEXT), 'null'), NULLIF(CAST(channels AS TEXT), 'null'), "
+          "policy_version, locale, NULLIF(CAST(meta AS TEXT), 'null'), details_digest, "
+          "idempotency_key, prev_hash, hash FROM consent_events WHERE site_id = 1 "
+          "ORDER BY stream, seq")
+
+
+def measure_pg(cluster, url: str, name: str, out_dir: Path, runs: int, log: bool) -> dict:
+    """Best-of-RUNS times of the export and of `psql \\copy (...) to csv` of the same
+    event rows, and the export's peak RSS."""
+    from tests.support.pg import _find
+
+    export_file = out_dir / "export.csv"
+    ours, ours_wall, rss, cli = [], [], [], []
+    psql = [_find("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(cluster.port), "-U",
+            "postgres", "-d", name, "-c"]
+    for _ in range(runs):
+        wall, _rss, _ = run_child(psql + [f"\\copy ({PG_SQL}) to '{out_dir / 'psql.csv'}' "
+                                          "with (format csv)"])
+        cli.append(wall)
+        wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, url,
+                                      str(export_file), "csv", "log" if log else "no-log"])
+        ours.append(float(out.strip().splitlines()[-2]))
+        ours_wall.append(wall)
+        rss.append(int(out.strip().splitlines()[-1]))
+    return {"export_s": min(ours), "export_process_s": min(ours_wall),
+            "sqlite3_s": min(cli), "sqlite3_with_log_s": None, "no_log_s": None,
+            "peak_rss_kib": max(rss), "export_bytes": export_file.stat().st_size,
+            "no_log_bytes": None, "sqlite3_bytes": (out_dir / "psql.csv").stat().st_size}
+
+
+def integrate_url(url: str) -> None:
+    """Integrate the events at URL into the log, in a child process."""
+    run_child([sys.executable, "-c", INTEGRATE_CHILD, url])
 
 
 def integrate_database(path: Path) -> None:
@@ -219,6 +296,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: a throwaway cluster; compared with psql \\copy")
     parser.add_argument("--verify", action="store_true",
                         help="Also time verify-export on the large export.")
     parser.add_argument("--no-log", dest="log", action="store_false",
@@ -227,6 +306,8 @@ def main() -> int:
                         "directory and reuse them on the next run (building and integrating "
                         "a million events takes minutes).")
     args = parser.parse_args()
+    if args.db == "postgresql":
+        return main_pg(args)
     if shutil.which("sqlite3") is None:
         print("sqlite3 command-line shell not found (apt-get install sqlite3)")
         return 2
@@ -278,6 +359,54 @@ def main() -> int:
               f"budget: flat): {'PASS' if growth <= 1.15 else 'FAIL'}")
         return 0
     finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main_pg(args) -> int:
+    """The PostgreSQL run: export vs psql \\copy of the same rows, same cluster, same run."""
+    from tests.support.pg import PgCluster
+
+    work = Path(tempfile.mkdtemp(prefix="consent-export-bench-"))
+    cluster = PgCluster().start()
+    try:
+        results = {}
+        for n in (args.small, args.events):
+            name = f"ledger_{n}"
+            # each database has its own log, so its own signer state
+            os.environ["CONSENT_LOG_STATE_DIR"] = str(work / f"log-state-{n}")
+            t = time.perf_counter()
+            url = build_pg_database(cluster, name, n)
+            print(f"built {n:,} hash-chained events in {time.perf_counter() - t:.1f} s",
+                  flush=True)
+            t = time.perf_counter()
+            integrate_url(url)
+            print(f"integrated them into the log in {time.perf_counter() - t:.1f} s "
+                  f"(load {load()})", flush=True)
+            results[n] = r = measure_pg(cluster, url, name, work, args.runs, args.log)
+            print(f"{n:>9,} events: export {r['export_s']:.2f} s "
+                  f"(process {r['export_process_s']:.2f} s), psql \\copy csv "
+                  f"{r['sqlite3_s']:.2f} s, ratio {r['export_s'] / r['sqlite3_s']:.2f}x, "
+                  f"peak RSS {r['peak_rss_kib'] / 1024:.1f} MiB, "
+                  f"{r['export_bytes'] / 1e6:.0f} MB vs {r['sqlite3_bytes'] / 1e6:.0f} MB "
+                  f"(load {load()})", flush=True)
+            if n == args.events and args.verify:
+                wall, _peak, out = run_child([sys.executable, "-c", VERIFY_CHILD,
+                                              str(work / "export.csv")])
+                lines = out.strip().splitlines()
+                print(f"verify-export: {lines[0]} in {wall:.1f} s, peak RSS "
+                      f"{int(lines[-1]) / 1024:.1f} MiB (load {load()})", flush=True)
+            cluster.sql(f"DROP DATABASE {name}")
+        big, small = results[args.events], results[args.small]
+        ratio = big["export_s"] / big["sqlite3_s"]
+        growth = big["peak_rss_kib"] / small["peak_rss_kib"]
+        print(f"RESULT export/psql = {ratio:.2f}x (budget <= 2x): "
+              f"{'PASS' if ratio <= 2 else 'FAIL'}")
+        print(f"RESULT peak RSS {small['peak_rss_kib'] / 1024:.1f} MiB at {args.small:,} vs "
+              f"{big['peak_rss_kib'] / 1024:.1f} MiB at {args.events:,} ({growth:.2f}x; "
+              f"budget: flat): {'PASS' if growth <= 1.15 else 'FAIL'}")
+        return 0
+    finally:
+        cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

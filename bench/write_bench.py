@@ -1,10 +1,13 @@
 """Consent-write throughput vs a bare Flask JSON endpoint, both under gunicorn (2 workers).
 
     .venv/bin/python bench/write_bench.py [--seconds 10] [--connections 8]
-        [--db sqlite|postgresql] [--rounds 1]
+        [--db sqlite|postgresql] [--rounds 1] [--workers 2] [--worker-class sync]
+        [--threads 1] [--only consent_write]
 
 Runs wrk (Debian package) on loopback against each server in turn, in the same run, and
-prints requests/s, p50/p99 latency and the ratio consent/bare (budget: >= 0.6). Both
+prints requests/s, p50/p99 latency and the ratio consent/bare (budget: >= 0.45 on SQLite,
+>= 0.30 on PostgreSQL). Every write is a new visitor (random visitor id and device key)
+with a random client_event_id. Both
 servers get the same gunicorn settings, the same wrk script (the same request bodies)
 and a 2 s warm-up. With --rounds N the two are measured alternately N times and the
 median of each is reported: on a shared machine a single pair can be skewed by what
@@ -28,16 +31,26 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.pg import PgCluster, free_port, wait_for_port  # noqa: E402
 
+# Every request is a new visitor (a random visitor id with its device key, as a browser
+# that generated both sends them) with a random client_event_id.
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local n = 0
-local tag = tostring(math.random(100000, 999999))
+math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local function token(len)
+  local t = {}
+  for i = 1, len do
+    local c = math.random(1, 64)
+    t[i] = chars:sub(c, c)
+  end
+  return table.concat(t)
+end
 request = function()
-  n = n + 1
-  local body = '{"action":"custom","categories":{"analytics":true,"advertising":false},' ..
+  local body = '{"subject":"' .. token(22) .. '","key":"' .. token(32) .. '",' ..
+    '"action":"custom","categories":{"analytics":true,"advertising":false},' ..
     '"page_url":"https://shop.example/products/42","locale":"en",' ..
-    '"client_event_id":"bench-' .. tag .. '-' .. n .. '"}'
+    '"client_event_id":"' .. token(22) .. '"}'
   return wrk.format(nil, PATH, nil, body)
 end
 """
@@ -50,13 +63,36 @@ def ensure_wrk() -> str:
     return found
 
 
-def gunicorn(module: str, port: int, env: dict, worker_class: str, threads: int):
-    cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2",
+def gunicorn(module: str, port: int, env: dict, worker_class: str, threads: int,
+             workers: int = 2):
+    cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers),
            "-k", worker_class, "--threads", str(threads), "--log-level", "warning", module]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     wait_for_port(port, 30)
     time.sleep(0.5)
     return proc
+
+
+def wait_until_answering(url: str, workers: int, timeout: float = 180.0) -> None:
+    """Block until WORKERS requests in a row were answered: the master listens long before
+    its workers have imported the app, which on a busy machine takes longer than wrk's
+    warm-up (every request then times out and the round measures 0 req/s)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    answered = 0
+    while answered < workers * 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        try:
+            urllib.request.urlopen(url, timeout=30).read()
+            answered += 1
+        except urllib.error.HTTPError:
+            answered += 1  # any answer means a worker is up
+        except OSError:
+            answered = 0
+            time.sleep(0.2)
 
 
 def run_wrk(url: str, path: str, seconds: int, connections: int) -> dict:
@@ -75,8 +111,11 @@ def run_wrk(url: str, path: str, seconds: int, connections: int) -> dict:
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       out)
     return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0}
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sum(int(g) for g in socket.groups()) if socket else 0}
 
 
 def prepare_database(url: str) -> None:
@@ -101,6 +140,9 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--only", choices=("bare_flask", "consent_write"),
+                        help="measure one server only (e.g. worker scaling of the write)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both servers alternately this many times")
     args = parser.parse_args()
@@ -128,11 +170,16 @@ def main() -> None:
         for name, module, path in (("bare_flask", "bench.bare_app:app", "/echo"),
                                    ("consent_write", "app:app",
                                     "/api/v1/sites/bench/decisions")):
+            if args.only and name != args.only:
+                continue
             port = free_port()
-            procs.append(gunicorn(module, port, env, args.worker_class, args.threads))
+            procs.append(gunicorn(module, port, env, args.worker_class, args.threads,
+                                  args.workers))
             servers[name] = (f"http://127.0.0.1:{port}", path)
+            wait_until_answering(f"http://127.0.0.1:{port}{path}", args.workers)
         runs: dict[str, list[dict]] = {name: [] for name in servers}
-        print(f"database: {args.db}; gunicorn -w 2 -k {args.worker_class}; wrk -c "
+        print(f"database: {args.db}; gunicorn -w {args.workers} -k {args.worker_class} "
+              f"--threads {args.threads}; wrk -c "
               f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
               f"before the bench {idle_load}")
         for name, (url_, path) in servers.items():
@@ -145,14 +192,19 @@ def main() -> None:
                 runs[name].append(r)
                 print(f"  round {round_} {name:14s} {r['rps']:9.1f} req/s   p50 "
                       f"{r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   non-2xx "
-                      f"{r['non_2xx']}   load {r['load_before']} -> {r['load_after']}")
+                      f"{r['non_2xx']}   socket errors {r['socket_errors']}   load {r['load_before']} -> "
+                      f"{r['load_after']}")
         results = {name: median_run(rs) for name, rs in runs.items()}
-        ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
         for name, r in results.items():
             print(f"{name:14s} {r['rps']:9.1f} req/s   p50 {r['p50_ms']:7.2f} ms   "
                   f"p99 {r['p99_ms']:7.2f} ms   non-2xx {r['non_2xx']}")
-        print(f"ratio consent_write / bare_flask = {ratio:.2f} (budget >= 0.60)")
-        print(json.dumps({"db": args.db, "ratio": round(ratio, 3), **results}))
+        ratio = None
+        if len(results) == 2:
+            ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
+            budget = 0.45 if args.db == "sqlite" else 0.30
+            print(f"ratio consent_write / bare_flask = {ratio:.2f} (budget >= {budget:.2f})")
+        print(json.dumps({"db": args.db, "workers": args.workers,
+                          "ratio": ratio and round(ratio, 3), **results}))
     finally:
         for proc in procs:
             proc.terminate()

@@ -14,9 +14,31 @@ from .extensions import api, db, migrate
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class ConsentFlask(Flask):
+    """Flask, with `ensure_sync` deciding once per function instead of once per call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync: dict = {}
+
+    def ensure_sync(self, func):
+        # Flask asks inspect.iscoroutinefunction for every hook and the view on every
+        # request (16 times a consent write); the answer never changes for a function.
+        try:
+            return self._sync[func]
+        except KeyError:
+            if len(self._sync) >= 512:
+                # per-request callables (after_this_request closures) must not pile up
+                self._sync.clear()
+            sync = self._sync[func] = super().ensure_sync(func)
+            return sync
+        except TypeError:  # an unhashable callable
+            return super().ensure_sync(func)
+
+
 def create_app(config: str | dict | None = None) -> Flask:
     """Build the application. CONFIG: an environment name, or a dict of overrides."""
-    app = Flask(__name__, static_folder=str(ROOT / "static"),
+    app = ConsentFlask(__name__, static_folder=str(ROOT / "static"),
                 template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
     overrides = config if isinstance(config, dict) else {}
     env_name = config if isinstance(config, str) else overrides.get("ENV_NAME")

@@ -179,7 +179,7 @@ def _export_query(dialect: str, site, filters: ExportFilters) -> tuple[sa.TextCl
         where.append(f"action IN ({', '.join(':' + n for n in names)})")
         params.update(zip(names, filters.actions))
     sql = (f"SELECT {cols} FROM consent_events WHERE {' AND '.join(where)} "
-           "ORDER BY stream, seq")
+           "ORDER BY consent_events.stream, consent_events.seq")
     return sa.text(sql).bindparams(*binds), params
 
 
@@ -218,24 +218,27 @@ _CSV_PLAIN = {"event_id", "subject", "recorded_at", "action", "source",
               "prev_hash", "hash"}  # all NOT NULL
 
 
-def _csv_cell_sql(name: str, expr: str) -> str:
-    """SQLite expression rendering one column as CSV cell text, quoted exactly when needed."""
+def _csv_cell_sql(name: str, expr: str, dialect: str = "sqlite") -> str:
+    """SQL expression rendering one column as CSV cell text, quoted exactly when needed."""
     if name in ("stream", "seq"):
         return f"CAST({expr} AS TEXT)"
     if name in _CSV_PLAIN:
         return expr
     if name == "details_digest":
-        return f"ifnull({expr}, '')"
+        return f"coalesce({expr}, '')"
     if name in JSON_COLUMNS:  # JSON objects always contain quotes
-        return f"""ifnull('"' || replace({expr}, '"', '""') || '"', '')"""
+        return f"""coalesce('"' || replace({expr}, '"', '""') || '"', '')"""
+    if dialect == "postgresql":
+        # a bound text (the site key) gets its type here, not from each use of it
+        return csvcells.pg_sql_cell(f"CAST({expr} AS TEXT)" if expr.startswith(":") else expr)
     return csvcells.sql_cell(expr)
 
 
-def _sqlite_line_query(sql: str) -> str:
-    """The export query with SQLite rendering each cell as CSV text (in C, like its shell);
-    Python only joins the cells."""
+def _line_query(sql: str, dialect: str = "sqlite") -> str:
+    """The export query with the database rendering each cell as CSV text (in C, like the
+    sqlite3 shell or COPY); Python only joins the cells."""
     exprs = _split_select(sql)
-    cells = ", ".join(_csv_cell_sql(name, expr) for name, expr in zip(COLUMNS, exprs))
+    cells = ", ".join(_csv_cell_sql(name, expr, dialect) for name, expr in zip(COLUMNS, exprs))
     body = sql.split(" FROM consent_events ", 1)[1]
     return f"SELECT {cells} FROM consent_events {body}"
 
@@ -264,6 +267,12 @@ def _sqlite_params(params: dict) -> dict:
                 if isinstance(v, datetime) else v) for k, v in params.items()}
 
 
+def _pg_params(params: dict) -> dict:
+    # The stored form of UTCDateTime on PostgreSQL (naive UTC).
+    return {k: (v.astimezone(timezone.utc).replace(tzinfo=None)
+                if isinstance(v, datetime) else v) for k, v in params.items()}
+
+
 def _iter_batches(filters: ExportFilters, lines: bool = False
                   ) -> Iterator[tuple[str, list, tuple]]:
     """(site key, rows, layout) batches; LINES: rows start with a rendered CSV line."""
@@ -277,7 +286,7 @@ def _iter_batches(filters: ExportFilters, lines: bool = False
             # The driver's own cursor yields plain tuples: several times faster than
             # SQLAlchemy rows, which matters at millions of rows (see bench/).
             cursor = conn.connection.driver_connection.cursor()
-            sql = _sqlite_line_query(query.text) if lines else query.text
+            sql = _line_query(query.text) if lines else query.text
             try:
                 cursor.execute(sql, _sqlite_params(params))
                 while batch := cursor.fetchmany(BATCH):
@@ -285,9 +294,19 @@ def _iter_batches(filters: ExportFilters, lines: bool = False
             finally:
                 cursor.close()
             continue
-        result = conn.execution_options(stream_results=True).execute(query, params)
-        for partition in result.partitions(BATCH):
-            yield site.key, partition, FULL_LAYOUT
+        # PostgreSQL: a server-side cursor of the driver itself (plain tuples, BATCH rows
+        # a round trip, memory flat); the database renders the CSV cells, as above.
+        sql = _line_query(query.text, dialect) if lines else query.text
+        compiled = sa.text(sql).bindparams(*query._bindparams.values()).compile(
+            dialect=conn.dialect)
+        cursor = conn.connection.driver_connection.cursor(name=f"consent_export_{site.id}")
+        try:
+            cursor.itersize = BATCH
+            cursor.execute(compiled.string, _pg_params(params))
+            while batch := cursor.fetchmany(BATCH):
+                yield site.key, batch, LINE_LAYOUT if lines else FULL_LAYOUT
+        finally:
+            cursor.close()
 
 
 def _fold(stats: ExportStats, site_key: str, batch: list, layout: tuple) -> None:
@@ -442,6 +461,11 @@ _SQLITE_LOG_LINES = ("SELECT 'log,' || ? || ',' || l.log_index || ',' || l.strea
                      "l.seq || ',' || lower(hex(n.hash)) FROM log_leaves l JOIN log_nodes n "
                      "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
                      "WHERE l.site_id = ? AND l.log_index < ? ORDER BY l.log_index")
+# The same lines rendered by PostgreSQL.
+_PG_LOG_LINES = ("SELECT 'log,' || %s || ',' || l.log_index || ',' || l.stream || ',' || "
+                 "l.seq || ',' || encode(n.hash, 'hex') FROM log_leaves l JOIN log_nodes n "
+                 "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
+                 "WHERE l.site_id = %s AND l.log_index < %s ORDER BY l.log_index")
 
 
 def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[list[str]]:
@@ -449,10 +473,16 @@ def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[lis
     from .extensions import db
 
     conn = db.session.connection()
-    if conn.dialect.name == "sqlite" and fmt == "csv" and _plain_key(site_key):
-        cursor = conn.connection.driver_connection.cursor()
+    if fmt == "csv" and _plain_key(site_key) and conn.dialect.name in ("sqlite", "postgresql"):
+        sqlite = conn.dialect.name == "sqlite"
+        driver = conn.connection.driver_connection
+        # PostgreSQL: a server-side cursor, BATCH lines a round trip
+        cursor = driver.cursor() if sqlite else driver.cursor(name=f"consent_log_{site_id}")
         try:
-            cursor.execute(_SQLITE_LOG_LINES, (site_key, site_id, size))
+            if not sqlite:
+                cursor.itersize = BATCH
+            cursor.execute(_SQLITE_LOG_LINES if sqlite else _PG_LOG_LINES,
+                           (site_key, site_id, size))
             while batch := cursor.fetchmany(BATCH):
                 yield [row[0] for row in batch]
         finally:

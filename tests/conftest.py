@@ -2,8 +2,10 @@
 
 The schema comes from the Alembic migrations, built once per run (per xdist worker) into
 a template that each test copies, so every test starts from an empty, migrated database.
-Tests that use a database are marked `db`, found by their fixtures: `make test` runs those
-on both backends and the rest, and the browser tests, once (see the Makefile).
+Tests that use a database are marked `db`, found by their fixtures. Tests of behaviour that
+differs between the backends are marked `backend` (the modules in BACKEND_MODULES, or
+`@pytest.mark.backend` on a test): `make test` runs those on both backends and everything
+else once, on SQLite (see the Makefile and docs/testing.md for the rule).
 """
 from __future__ import annotations
 
@@ -25,6 +27,39 @@ pytest_plugins = ["tests.support.browser", "tests.support.clock", "tests.support
 
 _counter = itertools.count()
 
+# Test modules whose subject behaves differently on PostgreSQL than on SQLite, so they run
+# on both (docs/testing.md, "Which tests run on PostgreSQL"): the ledger and its hot
+# append, durability and concurrency, the Merkle log, the outbox and its workers (row
+# locks, SKIP LOCKED), retention purges, migrations and the schema, the audit export, SQL
+# written per dialect (rawsql, upserts), and each JSON API surface once.
+BACKEND_MODULES = frozenset({
+    # the ledger, the write path, durability and concurrency
+    "tests/test_ledger.py", "tests/test_write_path.py", "tests/test_durability.py",
+    "tests/test_decisions_api.py", "tests/security/test_idempotency_scope.py",
+    # the Merkle log over the ledger (log tables, signer state, leases)
+    "tests/test_tlog_log.py", "tests/test_tlog_integrator.py", "tests/test_tlog_signer_state.py",
+    "tests/test_tlog_export.py", "tests/test_tlog_retention.py", "tests/test_tlog_attack.py",
+    "tests/test_tlog_visitor_receipts.py", "tests/test_tlog_keys.py",
+    # the outbox and its workers, the scan queue (row locks, SKIP LOCKED)
+    "tests/test_outbox.py", "tests/test_outbox_workers.py", "tests/scanner/test_scan_schedule.py",
+    # retention purges, migrations and the schema (init-db, models vs migrations)
+    "tests/test_retention.py", "tests/test_cli.py", "tests/test_config.py",
+    # the audit export (a query per dialect, streaming) and its deliveries
+    "tests/test_audit_export.py", "tests/test_audit_deliveries.py",
+    "tests/security/test_sec_csv_cells.py",
+    # per-dialect upserts (channels, refusals, identity links)
+    "tests/test_channels_api.py", "tests/test_refusals.py", "tests/test_preferences_login.py",
+    # the JSON API surfaces, once each
+    "tests/test_server_api.py", "tests/test_openapi_conformance.py",
+})
+
+
+def _module_path(item) -> str:
+    return os.path.relpath(str(item.path), _ROOT).replace(os.sep, "/")
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def pytest_report_header(config):
     return f"consent test database backend: {BACKEND}"
@@ -37,8 +72,16 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if {"database_url", "pg_cluster"} & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "browser" in fixtures:
+            # Anything that drives Chromium is a browser test, marked or not: it runs once,
+            # in the browser suite, not in the in-process suites.
+            item.add_marker(pytest.mark.browser)
+        uses_db = {"database_url", "pg_cluster"} & fixtures
+        if uses_db:
             item.add_marker(pytest.mark.db)
+        if uses_db and _module_path(item) in BACKEND_MODULES:
+            item.add_marker(pytest.mark.backend)
     if config.getoption("--reverse-order"):
         items.reverse()
 

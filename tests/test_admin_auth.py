@@ -18,6 +18,22 @@ def test_password_is_stored_hashed(app):
     assert user.password_hash.startswith(("scrypt:", "pbkdf2:"))
 
 
+def test_outside_tests_passwords_get_the_full_scrypt_cost(database_url):
+    # The test settings use a cheap hash for speed; every other setting keeps full cost,
+    # and a hash made at full cost still signs in under any setting.
+    from consent import create_app
+
+    app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": database_url,
+                      "SECRET_KEY": "development-test-secret"})
+    with app.app_context():
+        make_admin("full@example.com")
+        stored = db.session.execute(db.select(AdminUser.password_hash)).scalar_one()
+        assert stored.startswith("scrypt:32768:8:1$")
+        assert sign_in(app.test_client(), "full@example.com").status_code == 302
+        db.session.remove()
+        db.engine.dispose()
+
+
 def test_sign_in_then_dashboard_then_sign_out(app, site):
     client = app.test_client()
     make_admin("a@example.com", ("audit:read",))

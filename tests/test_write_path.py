@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from consent import create_app
 from consent.database import run_write
 from consent.extensions import db
@@ -140,3 +142,21 @@ def test_writes_go_on_after_the_pool_is_replaced(client, site):
     from consent.ledger import verify_ledger
 
     assert verify_ledger().ok
+
+
+def test_the_app_still_runs_async_views_and_keeps_its_sync_cache_bounded(app):
+    """ensure_sync answers per function once (hot path), alike for plain and async."""
+    async def coro():
+        return "async ran"
+
+    def plain():
+        return "plain"
+
+    assert app.ensure_sync(plain) is plain and app.ensure_sync(plain) is plain
+    # Async views need Flask's async extra (asgiref), as without the cache: the same refusal.
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="async"):
+            app.ensure_sync(coro)
+    for _ in range(2000):
+        app.ensure_sync(lambda: None)  # fresh callables, as after_this_request makes
+    assert len(app._sync) <= 512
