@@ -104,7 +104,8 @@ def test_the_admin_records_and_carries_out_the_new_kinds(app, site, admin):
     page = admin.get(r.headers["Location"]).get_data(as_text=True)
     assert 'id="carry-out"' in page and 'id="request-receipt"' in page
     rid = r.headers["Location"].rstrip("/").rsplit("/", 1)[1]
-    done = post_form(admin, f"/admin/sites/{site['key']}/requests/{rid}/erase")
+    done = post_form(admin, f"/admin/sites/{site['key']}/requests/{rid}/erase",
+                     {"confirm": "yes"})
     assert done.status_code == 302
     signed = admin.get(f"/admin/sites/{site['key']}/requests/{rid}/request-receipt.json")
     body = signed.get_json()

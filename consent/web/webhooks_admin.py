@@ -13,6 +13,7 @@ from ..outbox import (STATES, attempts_of, get_message, list_endpoints, list_mes
                       set_endpoint_active)
 from ..sites import site_snapshot
 from ..validation import Lines, StrictSchema
+from .admin_forms import errors_on
 
 bp = protect(Blueprint("webhooks_admin", __name__, url_prefix="/admin"))
 
@@ -52,7 +53,7 @@ class LogQuery(ma.Schema):
 
 @bp.get("/sites/<site_key>/webhooks")
 @admin_required("audit:read")
-def webhooks(site_key: str):
+def webhooks(site_key: str, *, values=None, errors=None, status=200):
     """Endpoints with health and counts, and the latest notifications."""
     site = site_snapshot(site_key)
     query = LogQuery().load({k: v for k, v in request.args.items() if v})
@@ -64,7 +65,8 @@ def webhooks(site_key: str):
         names={e.id: e.name for e in endpoints}, counts=message_counts(site.id),
         counts_of=lambda e: message_counts(site.id, e.id), states=STATES,
         state=query.get("state"), next_before=log[-1].id if len(log) == PAGE else None,
-        guard_on=refuses_internal())
+        guard_on=refuses_internal(), values=values or {}, errors=errors or {},
+        category_options=[(k, k) for k in site.category_keys]), status
 
 
 @bp.get("/sites/<site_key>/webhooks/deliveries/<int:message_id>")
@@ -79,6 +81,7 @@ def delivery(site_key: str, message_id: int):
 
 @bp.post("/sites/<site_key>/webhooks")
 @admin_required("sites:write")
+@errors_on(webhooks, lists=("categories",))
 def add_endpoint(site_key: str):
     """Register an endpoint and show its signing secret once."""
     form = request.form.to_dict()
