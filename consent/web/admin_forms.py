@@ -19,8 +19,9 @@ SECRET_FIELDS = frozenset({"csrf_token", "password", "current", "confirm"})
 
 def typed_values(lists: tuple[str, ...] = ()) -> dict:
     """What the operator typed into the posted form (LISTS: repeated fields, as lists)."""
-    values = {k: v for k, v in request.form.to_dict().items() if k not in SECRET_FIELDS}
-    values.update({name: request.form.getlist(name) for name in lists})
+    sent = request.form if request.method == "POST" else request.args
+    values = {k: v for k, v in sent.to_dict().items() if k not in SECRET_FIELDS}
+    values.update({name: sent.getlist(name) for name in lists})
     return values
 
 
