@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import marshmallow as ma
 from flask import current_app, request, url_for
@@ -44,8 +44,9 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
     return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
 
 
-# What the widget shows of a service in the dialog, and what it needs to delete its cookies.
-_SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
+# What the widget shows of a service in the dialog, and what it deletes on withdrawal.
+_SERVICE_FIELDS = ("name", "provider", "purpose", "cookies", "storage")
+_DELETED = ("cookies", "storage")
 
 
 # The "Download proof of my choice" link (a receipt from the server, so never offline), the
@@ -56,12 +57,46 @@ DIALOG_ONLY_STRINGS = ("proof", "services", "cookies", "prefsText", "more")
 
 
 def _widget_service(service: dict) -> dict:
-    return {k: service[k] for k in _SERVICE_FIELDS if k in service}
+    out = {k: service[k] for k in _SERVICE_FIELDS if k in service}
+    if service.get("storage"):
+        out["storage"] = _storage_rules(service["storage"])
+    else:
+        out.pop("storage", None)
+    return out
 
 
-def _banner_services(services) -> list[dict]:
-    # Before the dialog opens the widget needs only the cookies to delete on withdrawal.
-    return [{"cookies": s["cookies"]} for s in services or () if s.get("cookies")]
+def _deletable(cookie: dict, hosts: tuple[str, ...] | None) -> bool:
+    # A page deletes only cookies of its own domain: another site's (an ad network's) are
+    # left out of the first visit's bytes. HOSTS None: any origin may embed the widget.
+    domain = (cookie.get("domain") or "").lstrip(".").lower()
+    return not domain or hosts is None or any(h == domain or h.endswith("." + domain)
+                                              for h in hosts)
+
+
+def _banner_services(services, hosts: tuple[str, ...] | None) -> list[dict]:
+    # Before the dialog opens the widget needs only the cookies and storage keys to delete
+    # on withdrawal (a cookie's path only when not the widget's default, /).
+    out = []
+    for s in services or ():
+        service = _widget_service(s)
+        cookies = [{k: v for k, v in c.items() if k in ("name", "pattern", "domain")
+                    or (k == "path" and v != "/")} for c in s.get("cookies") or ()
+                   if _deletable(c, hosts)]
+        kept = {**({"cookies": cookies} if cookies else {}),
+                **({"storage": service["storage"]} if "storage" in service else {})}
+        if kept:
+            out.append(kept)
+    return out
+
+
+def _storage_rules(entries) -> dict[str, str]:
+    """A service's storage keys as the widget deletes them: one regular expression per
+    area (localStorage, sessionStorage), never matching the widget's own consent: keys."""
+    by_area: dict[str, list[str]] = {}
+    for e in entries or ():
+        source = f"(?:{e['pattern']})" if e.get("pattern") else f"^{re.escape(e['name'])}$"
+        by_area.setdefault(f"{e.get('area') or 'local'}Storage", []).append(source)
+    return {area: "^(?!consent:)(?:" + "|".join(parts) + ")" for area, parts in by_area.items()}
 
 
 def widget_config(site_key: str, requested_locale: str | None,
@@ -98,6 +133,8 @@ def widget_config(site_key: str, requested_locale: str | None,
             PolicyVersion.site_id == site.id,
             PolicyVersion.label == site.policy_material_label)).scalar_one_or_none()
     cookie = site.settings.get("cookie") or {}
+    hosts = None if "*" in site.allowed_origins else tuple(
+        urlsplit(o).hostname or "" for o in site.allowed_origins)
     return _notice(site, locale, {
         "site": site.key,
         "revision": site.revision,
@@ -112,7 +149,8 @@ def widget_config(site_key: str, requested_locale: str | None,
              "title": _localised(c.titles, locale, site.default_locale),
              **({"description": _localised(c.descriptions, locale, site.default_locale),
                  "services": [_widget_service(s) for s in c.services or ()]} if details
-                else {"services": _banner_services(c.services)})}
+                # (an always-on category is never withdrawn: nothing of it to delete)
+                else {"services": [] if c.locked else _banner_services(c.services, hosts)})}
             for c in categories
         ],
         "policy": {
@@ -351,6 +389,15 @@ class _CookieRuleSchema(ma.Schema):
     domain = ma.fields.String()
 
 
+class _StorageRulesSchema(ma.Schema):
+    """The localStorage and sessionStorage keys the widget deletes when the service's
+    category is withdrawn: a regular expression per area (it never matches the widget's
+    own consent: keys)."""
+
+    localStorage = ma.fields.String()
+    sessionStorage = ma.fields.String()
+
+
 class _ServiceSchema(ma.Schema):
     """A service a category covers (name, provider, purpose only with details=1)."""
 
@@ -358,6 +405,7 @@ class _ServiceSchema(ma.Schema):
     provider = ma.fields.String()
     purpose = ma.fields.String()
     cookies = ma.fields.List(ma.fields.Nested(_CookieRuleSchema))
+    storage = ma.fields.Nested(_StorageRulesSchema)
 
 
 class _CategorySchema(ma.Schema):

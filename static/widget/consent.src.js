@@ -113,13 +113,18 @@
       }
     }
   }
-  // After any change: Consent Mode update, events, tags on/off, withdrawn cookies deleted.
+  // After any change: Consent Mode update, events, tags on/off, withdrawn cookies and storage keys deleted.
   function changed(before) {
     const after = cats(), off = Object.keys(before).filter(k => before[k] && !after[k]), d = get();
     gtag('consent', 'update', modes(1));
     W.dispatchEvent(new CustomEvent('consent:change', {detail: d}));
     hooks.forEach(f => f(d));
-    for (const c of cfg ? cfg.categories : []) if (off.includes(c.key)) for (const s of c.services || []) (s.cookies || []).forEach(drop);
+    for (const c of cfg ? cfg.categories : []) if (off.includes(c.key)) for (const s of c.services || []) try {
+      (s.cookies || []).forEach(drop);
+      // its storage keys: {localStorage|sessionStorage: a RegExp source the server builds
+      // so that it never matches the widget's own consent: keys}
+      for (const k in s.storage) for (const n in W[k]) RegExp(s.storage[k]).test(n) && W[k].removeItem(n);
+    } catch (e) {}  // (storage may be unavailable: privacy modes, sandboxed frames)
     activate();
     return off.some(k => ran[k]);  // a script that already ran cannot be stopped
   }
