@@ -159,3 +159,40 @@ def test_sign_in_without_a_password_keeps_the_address(app, admin):
     page = r.get_data(as_text=True)
     assert "Give your e-mail address and password." in page
     assert 'value="root@example.com"' in page
+
+
+def test_saves_and_switches_flash_what_changed(app, site, admin):
+    from consent.outbox import register_endpoint
+
+    page = f"/admin/sites/{site['key']}/settings/consent-mode"
+    url = f"/admin/sites/{site['key']}/consent-mode"
+    r = post_form(admin, url, {"data_layer": "dataLayer", "url_passthrough": "1"}, page=page)
+    assert "Saved Google Consent Mode: url_passthrough." in \
+        admin.get(r.headers["Location"]).get_data(as_text=True)
+    r = post_form(admin, url, {"data_layer": "dataLayer", "url_passthrough": "1"}, page=page)
+    assert "Nothing changed." in admin.get(r.headers["Location"]).get_data(as_text=True)
+    endpoint, _ = register_endpoint(site["key"], url="https://crm.example/hook",
+                                    name="CRM", categories=["*"])
+    hooks = f"/admin/sites/{site['key']}/webhooks"
+    r = post_form(admin, f"{hooks}/{endpoint.id}/disable", page=hooks)
+    shown = admin.get(r.headers["Location"]).get_data(as_text=True)
+    assert "Endpoint CRM disabled: its unsent notifications are dead letters" in shown
+    r = post_form(admin, f"{hooks}/{endpoint.id}/enable", page=hooks)
+    assert "Endpoint CRM enabled" in admin.get(r.headers["Location"]).get_data(as_text=True)
+
+
+def test_every_editing_form_warns_before_leaving_unsaved_changes(app, site, admin):
+    """Each form that takes typed input carries data-warn-unsaved (static/admin.js)."""
+    key = site["key"]
+    pages = ["/admin/sites", f"/admin/sites/{key}/policies", f"/admin/sites/{key}/requests",
+             f"/admin/sites/{key}/webhooks", f"/admin/sites/{key}/scans", "/admin/profiles",
+             "/admin/users", "/admin/tokens", "/admin/account/password",
+             f"/admin/sites/{key}/settings/consent-mode", f"/admin/sites/{key}/settings/api-keys",
+             f"/admin/sites/{key}/settings/categories/analytics"]
+    for path in pages:
+        body = admin.get(path).get_data(as_text=True)
+        for form in re.findall(r"<form\b[^>]*>.*?</form>", body, re.S):
+            head = form[:form.index(">") + 1]
+            typed = re.search(r'<(textarea|select)\b|<input (?![^>]*type="(hidden|submit)")', form)
+            if 'method="post"' in head and typed:
+                assert "data-warn-unsaved" in head, f"{path}: {head}"

@@ -535,6 +535,9 @@ def controller_from_form(data: dict) -> dict:
     return {**fields, "address": address}
 
 
+CONSENT_MODE_LABELS = {"data_layer": "dataLayer name", "regions": "region defaults"}
+
+
 def _consent_mode_page(site_key: str, *, values=None, errors=None, status=200):
     return _settings_page(site_key, "consent-mode", values=values, errors=errors,
                           status=status)
@@ -547,8 +550,12 @@ def consent_mode_post(site_key: str):
     """Save the site's Google Consent Mode options."""
     data = parse_form(ConsentModeForm())
     data["regions"] = parse_region_lines(data["regions"])
+    before = describe_consent_mode(get_site(site_key))
     set_consent_mode(site_key, {**data, "data_layer": data["data_layer"] or "dataLayer"})
-    flash("Saved: Google Consent Mode.", "success")
+    after = describe_consent_mode(get_site(site_key))
+    changed = [CONSENT_MODE_LABELS.get(k, k) for k in after if after[k] != before.get(k)]
+    flash(f"Saved Google Consent Mode: {', '.join(changed)}." if changed
+          else "Nothing changed.", "success" if changed else "info")
     return redirect(url_for("admin.settings_section", site_key=site_key,
                             section="consent-mode"))
 

@@ -3,7 +3,7 @@ dead-letter retries. Reading needs `audit:read`; changing needs `sites:write`.""
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from marshmallow import validate
 
 from ..admin_auth import admin_required
@@ -103,7 +103,10 @@ def add_endpoint(site_key: str):
 def switch_endpoint(site_key: str, endpoint_id: int, action: str):
     """Disable or enable an endpoint."""
     CsrfOnly().load(request.form.to_dict())
-    set_endpoint_active(site_key, endpoint_id, action == "enable")
+    endpoint = set_endpoint_active(site_key, endpoint_id, action == "enable")
+    flash(f"Endpoint {endpoint.name} enabled: new notifications go to it." if endpoint.active
+          else f"Endpoint {endpoint.name} disabled: its unsent notifications are dead letters "
+          "(Enable, then Retry, sends them).", "success")
     return redirect(url_for("webhooks_admin.webhooks", site_key=site_key))
 
 
@@ -112,7 +115,8 @@ def switch_endpoint(site_key: str, endpoint_id: int, action: str):
 def retry_endpoint(site_key: str, endpoint_id: int):
     """Requeue every dead letter of an endpoint."""
     CsrfOnly().load(request.form.to_dict())
-    retry_dead(site_key, endpoint_id=endpoint_id, actor=_actor())
+    count = retry_dead(site_key, endpoint_id=endpoint_id, actor=_actor())
+    flash(f"{count} dead letter(s) queued again.", "success")
     return redirect(url_for("webhooks_admin.webhooks", site_key=site_key))
 
 
@@ -121,7 +125,10 @@ def retry_endpoint(site_key: str, endpoint_id: int):
 def retry_delivery(site_key: str, message_id: int):
     """Requeue one dead letter."""
     CsrfOnly().load(request.form.to_dict())
-    retry_dead(site_key, message_id=message_id, actor=_actor())
+    count = retry_dead(site_key, message_id=message_id, actor=_actor())
+    flash(f"Notification #{message_id} queued again." if count
+          else f"Notification #{message_id} was not a dead letter: nothing queued.",
+          "success" if count else "info")
     return redirect(url_for("webhooks_admin.delivery", site_key=site_key,
                             message_id=message_id))
 
