@@ -79,8 +79,10 @@ def checkpoint_signature(site_key: str, cp: LedgerCheckpoint) -> str:
         created_at=iso(cp.created_at)))
 
 
-def purge_events(site_key: str, before: datetime, *, dry_run: bool = False) -> PurgeResult:
-    """Remove the site's events older than BEFORE, leaving signed checkpoints."""
+def purge_events(site_key: str, before: datetime, *, dry_run: bool = False,
+                 actor: str | None = None) -> PurgeResult:
+    """Remove the site's events older than BEFORE, leaving signed checkpoints (ACTOR: who,
+    for the site's change history)."""
     if before > utcnow():
         raise Invalid("the cut-off lies in the future", field="before")
 
@@ -136,6 +138,13 @@ def purge_events(site_key: str, before: datetime, *, dry_run: bool = False) -> P
                                        "events_removed": removed})
         # The permit must not outlive this transaction, or later deletes would pass.
         db.session.delete(permit)
+        if actor:
+            from .site_history import record_change
+
+            record_change(site.id, actor, "purge",
+                          f"events recorded before {iso(before)} purged: "
+                          f"{result.events_removed} events, {len(result.checkpoints)} "
+                          "signed checkpoints", {"checkpoints": result.checkpoints})
         db.session.flush()
         return result
 

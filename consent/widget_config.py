@@ -44,8 +44,8 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
     return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
 
 
-# What the widget shows of a service in the dialog, and what it needs to delete its cookies.
-_SERVICE_FIELDS = ("name", "provider", "purpose", "cookies")
+# What the widget shows of a service in the dialog, and what it deletes on withdrawal.
+_SERVICE_FIELDS = ("name", "provider", "purpose", "cookies", "storage")
 
 
 # Strings only the preferences dialog shows: they come with its details (details=1) when
@@ -55,7 +55,22 @@ DIALOG_ONLY_STRINGS = ("prefsTitle", "prefsText", "save", "close", "alwaysOn", "
 
 
 def _widget_service(service: dict) -> dict:
-    return {k: service[k] for k in _SERVICE_FIELDS if k in service}
+    out = {k: service[k] for k in _SERVICE_FIELDS if k in service}
+    if service.get("storage"):
+        out["storage"] = _storage_rules(service["storage"])
+    else:
+        out.pop("storage", None)
+    return out
+
+
+def _storage_rules(entries) -> dict[str, str]:
+    """A service's storage keys as the widget deletes them: one regular expression per
+    area (localStorage, sessionStorage), never matching the widget's own consent: keys."""
+    by_area: dict[str, list[str]] = {}
+    for e in entries or ():
+        source = f"(?:{e['pattern']})" if e.get("pattern") else f"^{re.escape(e['name'])}$"
+        by_area.setdefault(f"{e.get('area') or 'local'}Storage", []).append(source)
+    return {area: "^(?!consent:)(?:" + "|".join(parts) + ")" for area, parts in by_area.items()}
 
 
 def widget_config(site_key: str, requested_locale: str | None,
@@ -351,6 +366,15 @@ class _CookieRuleSchema(ma.Schema):
     domain = ma.fields.String()
 
 
+class _StorageRulesSchema(ma.Schema):
+    """The localStorage and sessionStorage keys the widget deletes when the service's
+    category is withdrawn: a regular expression per area (it never matches the widget's
+    own consent: keys)."""
+
+    localStorage = ma.fields.String()
+    sessionStorage = ma.fields.String()
+
+
 class _ServiceSchema(ma.Schema):
     """A service a category covers (name, provider, purpose only with details=1)."""
 
@@ -358,6 +382,7 @@ class _ServiceSchema(ma.Schema):
     provider = ma.fields.String()
     purpose = ma.fields.String()
     cookies = ma.fields.List(ma.fields.Nested(_CookieRuleSchema))
+    storage = ma.fields.Nested(_StorageRulesSchema)
 
 
 class _CategorySchema(ma.Schema):

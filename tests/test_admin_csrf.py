@@ -41,7 +41,10 @@ def sample_url(rule, site_key: str) -> str:
     return rule.build(values, append_unknown=False)[1]
 
 
-def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin):
+def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin, clock):
+    clock.advance(days=-2)  # an old event, so the purge's confirmation page has its form
+    record_choice(site["key"], "accept_all")
+    clock.advance(days=2)
     seed_one_of_each(app, site)
     pages = [sample_url(rule, site["key"]) for rule in app.url_map.iter_rules()
              if rule.rule.startswith(ADMIN_PATH_PREFIXES) and "GET" in rule.methods
@@ -49,6 +52,8 @@ def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin):
     pages.append(f"/admin/sites/{site['key']}/requests/2")
     pages.append(f"/admin/sites/{site['key']}/settings/categories")
     pages.append(f"/admin/sites/{site['key']}/settings/consent-mode")
+    pages.append(f"/admin/sites/{site['key']}/purge/confirm?before="
+                 f"{clock.now().date().isoformat()}")
     adapter = app.url_map.bind("localhost")
     tokens, posted_to = set(), {}
     for url in pages:

@@ -169,6 +169,17 @@ class GuardProxy:
                 error = exc
         raise error or OSError(f"{host} has no address")
 
+    def _dial_or_answer(self, client: socket.socket, host: str,
+                        port: int) -> socket.socket | None:
+        """A connection to HOST:PORT, or None once the browser was told why not."""
+        try:
+            return self._dial(host, port)
+        except PermissionError as exc:
+            self._refuse(client, host, port, str(exc))
+        except OSError as exc:
+            self._unreachable(client, host, port, exc)
+        return None
+
     def _handle(self, client: socket.socket) -> None:
         client.settimeout(IDLE_SECONDS)
         try:
@@ -189,13 +200,8 @@ class GuardProxy:
             except ValueError:
                 client.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
                 return
-            try:
-                upstream = self._dial(host, port)
-            except PermissionError as exc:
-                self._refuse(client, host, port, str(exc))
-                return
-            except OSError as exc:
-                self._unreachable(client, host, port, exc)
+            upstream = self._dial_or_answer(client, host, port)
+            if upstream is None:
                 return
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if rest:
@@ -207,13 +213,8 @@ class GuardProxy:
             client.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
             return
         host, port = parts.hostname.lower(), parts.port or 80
-        try:
-            upstream = self._dial(host, port)
-        except PermissionError as exc:
-            self._refuse(client, host, port, str(exc))
-            return
-        except OSError as exc:
-            self._unreachable(client, host, port, exc)
+        upstream = self._dial_or_answer(client, host, port)
+        if upstream is None:
             return
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {path} {version}"]

@@ -151,23 +151,27 @@ def _busy(site_id: int) -> Scan | None:
         .order_by(Scan.id).limit(1)).scalar_one_or_none()
 
 
+def _new_scan(site_key: str, urls: list[str], pages: int | None, same_origin: bool,
+              actor: str, **state) -> Scan:
+    """A scan of the site added to the session (inside a write); one per site at a time."""
+    site = get_site(site_key)
+    checked = check_urls(site, urls)
+    busy = _busy(site.id)
+    if busy is not None:
+        raise Conflict(f"scan #{busy.id} of this site is {busy.status}; wait for it "
+                       "to finish", field="urls")
+    scan = Scan(site_id=site.id, urls=checked, max_pages=check_pages(pages),
+                same_origin=same_origin, requested_by=actor, **state)
+    db.session.add(scan)
+    db.session.flush()
+    return scan
+
+
 def queue_scan(site_key: str, urls: list[str], *, pages: int | None = None,
                same_origin: bool = False, actor: str) -> Scan:
     """Queue a scan of the site for a worker; one scan per site at a time."""
-    def write() -> Scan:
-        site = get_site(site_key)
-        checked = check_urls(site, urls)
-        busy = _busy(site.id)
-        if busy is not None:
-            raise Conflict(f"scan #{busy.id} of this site is {busy.status}; wait for it "
-                           "to finish", field="urls")
-        scan = Scan(site_id=site.id, urls=checked, max_pages=check_pages(pages),
-                    same_origin=same_origin, requested_by=actor, status="queued")
-        db.session.add(scan)
-        db.session.flush()
-        return scan
-
-    return run_write(write)
+    return run_write(lambda: _new_scan(site_key, urls, pages, same_origin, actor,
+                                       status="queued"))
 
 
 def _lease_seconds() -> float:
@@ -180,19 +184,10 @@ def start_scan_here(site_key: str, urls: list[str], *, pages: int | None, same_o
     token = f"{worker}/{uuid.uuid4().hex[:12]}"
 
     def write() -> int:
-        site = get_site(site_key)
-        checked = check_urls(site, urls)
-        busy = _busy(site.id)
-        if busy is not None:
-            raise Conflict(f"scan #{busy.id} of this site is {busy.status}; wait for it "
-                           "to finish", field="urls")
         now = utcnow()
-        scan = Scan(site_id=site.id, urls=checked, max_pages=check_pages(pages),
-                    same_origin=same_origin, requested_by=actor, status="running",
-                    started_at=now, attempts=1, lease_owner=token,
-                    lease_until=now + timedelta(seconds=_lease_seconds()))
-        db.session.add(scan)
-        db.session.flush()
+        scan = _new_scan(site_key, urls, pages, same_origin, actor, status="running",
+                         started_at=now, attempts=1, lease_owner=token,
+                         lease_until=now + timedelta(seconds=_lease_seconds()))
         return scan.id
 
     return run_write(write), token

@@ -36,7 +36,8 @@ from ..consent_mode import parse_region_lines, set_consent_mode
 from ..site_history import list_changes
 from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
-from .admin_forms import GENERAL, errors_of, parse_service_rows, service_rows
+from .admin_forms import (GENERAL, errors_of, errors_on, parse_service_rows, service_rows,
+                          typed_values)
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 bp.before_app_request(auth.guard_unmarked_admin_views)
@@ -179,6 +180,12 @@ class CloseForm(FormSchema):
     note = ma.fields.String(load_default="", validate=validate.Length(max=500))
 
 
+class RejectForm(FormSchema):
+    # A rejection is answered with its reason: the person is told why.
+    note = ma.fields.String(required=True, validate=validate.Length(
+        1, 500, error="give the reason (1-500 characters)"))
+
+
 class TokenForm(FormSchema):
     name = ma.fields.String(required=True, validate=validate.Length(1, 100))
     site = ma.fields.String(load_default="")
@@ -278,11 +285,16 @@ def sign_in():
 @public_admin
 def sign_in_post():
     """Check e-mail and password and start a session."""
-    data = parse_form(SignInForm())
+    try:
+        data = parse_form(SignInForm())
+    except ma.ValidationError:
+        return render_template("admin/sign_in.html", next=request.form.get("next", ""),
+                               email=request.form.get("email", ""),
+                               error="Give your e-mail address and password."), 422
     try:
         user = auth.authenticate(data["email"], data["password"])
     except Unauthorized as exc:
-        return render_template("admin/sign_in.html", next=data["next"],
+        return render_template("admin/sign_in.html", next=data["next"], email=data["email"],
                                error=exc.detail), 401
     auth.sign_in(user)
     return redirect(_safe_next(data["next"]))
@@ -298,13 +310,15 @@ def sign_out():
 
 @bp.get("/account/password")
 @admin_required(None)
-def password_page():
+def password_page(*, values=None, errors=None, status=200):
     """The form to change one's own password."""
-    return render_template("admin/password.html", done=request.args.get("done") == "1")
+    return render_template("admin/password.html", done=request.args.get("done") == "1",
+                           errors=errors or {}), status
 
 
 @bp.post("/account/password")
 @admin_required(None)
+@errors_on(password_page)
 def password_post():
     """Change one's own password; every other session of the account ends."""
     data = parse_form(PasswordForm())
@@ -464,8 +478,13 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
         context["rows"] = rows if rows is not None else service_rows(category.services)
     elif section == "consent-mode":
         context["consent_mode"] = describe_consent_mode(site)
+        if values is not None:  # a refused save: what was typed
+            context["consent_mode"] = {
+                **values, "ads_data_redaction": bool(values.get("ads_data_redaction")),
+                "url_passthrough": bool(values.get("url_passthrough"))}
     elif section == "api-keys":
         context["api_keys"] = list_api_keys(site_key)
+        context["values"] = values if values is not None else {"name": "backend"}
     elif section == "history":
         context["changes"] = list_changes(site.id)
     return render_template("admin/settings.html", **context), status
@@ -516,14 +535,27 @@ def controller_from_form(data: dict) -> dict:
     return {**fields, "address": address}
 
 
+CONSENT_MODE_LABELS = {"data_layer": "dataLayer name", "regions": "region defaults"}
+
+
+def _consent_mode_page(site_key: str, *, values=None, errors=None, status=200):
+    return _settings_page(site_key, "consent-mode", values=values, errors=errors,
+                          status=status)
+
+
 @bp.post("/sites/<site_key>/consent-mode")
 @admin_required("sites:write")
+@errors_on(_consent_mode_page)
 def consent_mode_post(site_key: str):
     """Save the site's Google Consent Mode options."""
     data = parse_form(ConsentModeForm())
     data["regions"] = parse_region_lines(data["regions"])
+    before = describe_consent_mode(get_site(site_key))
     set_consent_mode(site_key, {**data, "data_layer": data["data_layer"] or "dataLayer"})
-    flash("Saved: Google Consent Mode.", "success")
+    after = describe_consent_mode(get_site(site_key))
+    changed = [CONSENT_MODE_LABELS.get(k, k) for k in after if after[k] != before.get(k)]
+    flash(f"Saved Google Consent Mode: {', '.join(changed)}." if changed
+          else "Nothing changed.", "success" if changed else "info")
     return redirect(url_for("admin.settings_section", site_key=site_key,
                             section="consent-mode"))
 
@@ -592,8 +624,13 @@ def category_post(site_key: str, key: str):
     return redirect(url_for("admin.category_page", site_key=site_key, key=key))
 
 
+def _api_keys_page(site_key: str, *, values=None, errors=None, status=200):
+    return _settings_page(site_key, "api-keys", values=values, errors=errors, status=status)
+
+
 @bp.post("/sites/<site_key>/api-keys")
 @admin_required("sites:write")
+@errors_on(_api_keys_page)
 def api_key_post(site_key: str):
     """Issue a site API key and show it once."""
     data = parse_form(ApiKeyForm())
@@ -655,15 +692,17 @@ def api_key_revoke(site_key: str, key_id: int):
 
 @bp.get("/sites/<site_key>/requests")
 @admin_required("audit:read")
-def requests_page(site_key: str):
+def requests_page(site_key: str, *, values=None, errors=None, status=200):
     """Access and erasure requests with their deadlines."""
     site = site_snapshot(site_key)
     return render_template("admin/requests.html", site=site, requests=list_requests(site_key),
-                           subject_label=subject_label, now=_now())
+                           subject_label=subject_label, now=_now(), values=values or {},
+                           errors=errors or {}), status
 
 
 @bp.post("/sites/<site_key>/requests")
 @admin_required("requests:write")
+@errors_on(requests_page)
 def request_post(site_key: str):
     """Record a request received by mail, phone or in person."""
     data = parse_form(RequestForm())
@@ -684,7 +723,7 @@ def request_post(site_key: str):
 
 @bp.get("/sites/<site_key>/requests/<int:request_id>")
 @admin_required("audit:read")
-def request_page(site_key: str, request_id: int):
+def request_page(site_key: str, request_id: int, *, values=None, errors=None, status=200):
     """One request: its deadline, the signed link (access) or the erase button."""
     site = site_snapshot(site_key)
     req = get_request(site_key, request_id)
@@ -693,7 +732,9 @@ def request_page(site_key: str, request_id: int):
         if subject is not None and subject.erased_at is None else None
     link = access_link(req) if report and link_works(req) else None
     return render_template("admin/request.html", site=site, req=req, report=report,
-                           link=link, subject_label=subject_label(req.subject_id), now=_now())
+                           link=link, subject_label=subject_label(req.subject_id), now=_now(),
+                           values=values or {}, errors=errors or {},
+                           closing=request.endpoint if errors else None), status
 
 
 @bp.get("/sites/<site_key>/requests/<int:request_id>/<any(history,receipt):what>.json")
@@ -714,6 +755,7 @@ def request_json(site_key: str, request_id: int, what: str):
 
 @bp.post("/sites/<site_key>/requests/<int:request_id>/complete")
 @admin_required("requests:write")
+@errors_on(request_page)
 def request_complete(site_key: str, request_id: int):
     """Mark an access request answered."""
     data = parse_form(CloseForm())
@@ -724,9 +766,10 @@ def request_complete(site_key: str, request_id: int):
 
 @bp.post("/sites/<site_key>/requests/<int:request_id>/reject")
 @admin_required("requests:write")
+@errors_on(request_page)
 def request_reject(site_key: str, request_id: int):
     """Reject a request (e.g. identity not verified), with a note."""
-    data = parse_form(CloseForm())
+    data = parse_form(RejectForm())
     complete_request(site_key, request_id, current_principal().actor, status="rejected",
                      note=data["note"])
     flash(f"Request #{request_id} rejected.", "success")
@@ -814,20 +857,27 @@ def signing_key_pem():
 
 @bp.get("/tokens")
 @admin_required("admin")
-def tokens():
+def tokens(*, values=None, errors=None, status=200):
     """API tokens for automation."""
     return render_template("admin/tokens.html", tokens=auth.list_tokens(), scopes=auth.SCOPES,
-                           sites=list_sites())
+                           sites=list_sites(), values=values or {}, errors=errors or {},
+                           site_options=[("", "all sites")] + [(s.key, s.key)
+                                                               for s in list_sites()]
+                           ), status
 
 
 @bp.post("/tokens")
 @admin_required("admin")
+@errors_on(tokens, lists=("scopes",))
 def token_post():
     """Issue a token and show it once."""
     data = parse_form_with_scopes(TokenForm())
     from datetime import timedelta
 
     from ..database import utcnow
+
+    if data["site"] and data["site"] not in {s.key for s in list_sites()}:
+        raise Invalid(f"no site {data['site'][:64]!r}", field="site")
 
     def write():
         site_id = get_site(data["site"]).id if data["site"] else None
@@ -876,13 +926,15 @@ def token_revoke(token_id: int):
 
 @bp.get("/users")
 @admin_required("admin")
-def users():
+def users(*, values=None, errors=None, status=200):
     """Admin users."""
-    return render_template("admin/users.html", users=auth.list_admins(), scopes=auth.SCOPES)
+    return render_template("admin/users.html", users=auth.list_admins(), scopes=auth.SCOPES,
+                           values=values or {}, errors=errors or {}), status
 
 
 @bp.post("/users")
 @admin_required("admin")
+@errors_on(users, lists=("scopes",))
 def user_post():
     """Create an admin user."""
     data = parse_form_with_scopes(UserForm())
@@ -899,7 +951,8 @@ def user_toggle(user_id: int, what: str):
     """Disable or re-enable an admin user."""
     parse_form(FormSchema())
     if what == "disable" and user_id == current_principal().id:
-        raise Invalid("you cannot disable your own account", field="user")
+        return users(errors={GENERAL: ["You cannot disable your own account."]},
+                     status=422)
     auth.set_admin_disabled(user_id, what == "disable")
     flash(f"Admin account #{user_id} {what}d"
           + (": its sessions and sign-ins are refused." if what == "disable" else "."),

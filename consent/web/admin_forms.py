@@ -2,14 +2,57 @@
 inside the normal page (not an error page), with what was typed still in the form."""
 from __future__ import annotations
 
+import functools
 import re
+from typing import Callable
 
 import marshmallow as ma
+from flask import request
 
 from ..errors import DomainError
 from ..sites import NotFound
 
 GENERAL = "_form"
+# Fields never sent back to the browser with an error (what was typed stays secret).
+SECRET_FIELDS = frozenset({"csrf_token", "password", "current", "confirm"})
+
+
+def typed_values(lists: tuple[str, ...] = ()) -> dict:
+    """What the operator typed into the posted form (LISTS: repeated fields, as lists)."""
+    sent = request.form if request.method == "POST" else request.args
+    values = {k: v for k, v in sent.to_dict().items() if k not in SECRET_FIELDS}
+    values.update({name: sent.getlist(name) for name in lists})
+    return values
+
+
+def status_of(exc: Exception) -> int:
+    """The HTTP status a refused form answers with."""
+    return exc.status if isinstance(exc, DomainError) else 422
+
+
+def by_form_field(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Errors of nested parts (`regions.0.granted.0`) shown by the form field holding them."""
+    out: dict[str, list[str]] = {}
+    for name, messages in errors.items():
+        out.setdefault(name.split(".")[0], []).extend(messages)
+    return out
+
+
+def errors_on(page: Callable, lists: tuple[str, ...] = ()):
+    """Decorate a POST view: bad input re-renders PAGE (called with the view's URL
+    arguments and values=, errors=, status=) with each error next to its field and the
+    input kept, instead of an error page. Nothing the view did is kept (services roll
+    back their own transaction on error)."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(**kwargs):
+            try:
+                return view(**kwargs)
+            except (ma.ValidationError, DomainError) as exc:
+                return page(**kwargs, values=typed_values(lists),
+                            errors=by_form_field(errors_of(exc)), status=status_of(exc))
+        return wrapper
+    return decorate
 
 
 def errors_of(exc: Exception) -> dict[str, list[str]]:

@@ -7,11 +7,13 @@ from marshmallow import validate
 
 from ..admin_auth import admin_required
 from ..csrf import protect
+from ..errors import Invalid
 from ..minors import describe, parse_age_rule
 from ..profiles import get_profile, list_profiles, load_profile, profile_of_site
 from ..requests import describe_rule
 from ..sites import site_snapshot
 from .admin import FormSchema, Lines, parse_form
+from .admin_forms import errors_on
 
 bp = protect(Blueprint("profiles_admin", __name__, url_prefix="/admin"))
 
@@ -47,16 +49,23 @@ def _facts(profile) -> dict:
 
 @bp.get("/profiles")
 @admin_required("audit:read")
-def profiles():
+def profiles(*, values=None, errors=None, status=200):
     """Every ready-made profile, and the form to load one as a new site."""
-    return render_template("admin/profiles.html", profiles=list_profiles(), site=None)
+    found = list_profiles()
+    return render_template("admin/profiles.html", profiles=found, site=None,
+                           profile_options=[(p.name, f"{p.name} — {p.site_name}")
+                                            for p in found],
+                           values=values or {}, errors=errors or {}), status
 
 
 @bp.post("/profiles")
 @admin_required("sites:write")
+@errors_on(profiles)
 def load_profile_post():
     """Create a site from a profile; shows its API key once."""
     data = parse_form(LoadProfileForm())
+    if data["profile"] not in {p.name for p in list_profiles()}:
+        raise Invalid("choose one of the profiles listed", field="profile")
     result = load_profile(get_profile(data["profile"]).name,
                           site_key=data["site_key"] or None,
                           origins=data["allowed_origins"], site_name=data["site_name"] or None)

@@ -3,7 +3,7 @@ dead-letter retries. Reading needs `audit:read`; changing needs `sites:write`.""
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from marshmallow import validate
 
 from ..admin_auth import admin_required
@@ -13,6 +13,7 @@ from ..outbox import (STATES, attempts_of, get_message, list_endpoints, list_mes
                       set_endpoint_active)
 from ..sites import site_snapshot
 from ..validation import Lines, StrictSchema
+from .admin_forms import errors_on
 
 bp = protect(Blueprint("webhooks_admin", __name__, url_prefix="/admin"))
 
@@ -52,7 +53,7 @@ class LogQuery(ma.Schema):
 
 @bp.get("/sites/<site_key>/webhooks")
 @admin_required("audit:read")
-def webhooks(site_key: str):
+def webhooks(site_key: str, *, values=None, errors=None, status=200):
     """Endpoints with health and counts, and the latest notifications."""
     site = site_snapshot(site_key)
     query = LogQuery().load({k: v for k, v in request.args.items() if v})
@@ -64,7 +65,8 @@ def webhooks(site_key: str):
         names={e.id: e.name for e in endpoints}, counts=message_counts(site.id),
         counts_of=lambda e: message_counts(site.id, e.id), states=STATES,
         state=query.get("state"), next_before=log[-1].id if len(log) == PAGE else None,
-        guard_on=refuses_internal())
+        guard_on=refuses_internal(), values=values or {}, errors=errors or {},
+        category_options=[(k, k) for k in site.category_keys]), status
 
 
 @bp.get("/sites/<site_key>/webhooks/deliveries/<int:message_id>")
@@ -79,6 +81,7 @@ def delivery(site_key: str, message_id: int):
 
 @bp.post("/sites/<site_key>/webhooks")
 @admin_required("sites:write")
+@errors_on(webhooks, lists=("categories",))
 def add_endpoint(site_key: str):
     """Register an endpoint and show its signing secret once."""
     form = request.form.to_dict()
@@ -100,7 +103,10 @@ def add_endpoint(site_key: str):
 def switch_endpoint(site_key: str, endpoint_id: int, action: str):
     """Disable or enable an endpoint."""
     CsrfOnly().load(request.form.to_dict())
-    set_endpoint_active(site_key, endpoint_id, action == "enable")
+    endpoint = set_endpoint_active(site_key, endpoint_id, action == "enable")
+    flash(f"Endpoint {endpoint.name} enabled: new notifications go to it." if endpoint.active
+          else f"Endpoint {endpoint.name} disabled: its unsent notifications are dead letters "
+          "(Enable, then Retry, sends them).", "success")
     return redirect(url_for("webhooks_admin.webhooks", site_key=site_key))
 
 
@@ -109,7 +115,8 @@ def switch_endpoint(site_key: str, endpoint_id: int, action: str):
 def retry_endpoint(site_key: str, endpoint_id: int):
     """Requeue every dead letter of an endpoint."""
     CsrfOnly().load(request.form.to_dict())
-    retry_dead(site_key, endpoint_id=endpoint_id, actor=_actor())
+    count = retry_dead(site_key, endpoint_id=endpoint_id, actor=_actor())
+    flash(f"{count} dead letter(s) queued again.", "success")
     return redirect(url_for("webhooks_admin.webhooks", site_key=site_key))
 
 
@@ -118,7 +125,10 @@ def retry_endpoint(site_key: str, endpoint_id: int):
 def retry_delivery(site_key: str, message_id: int):
     """Requeue one dead letter."""
     CsrfOnly().load(request.form.to_dict())
-    retry_dead(site_key, message_id=message_id, actor=_actor())
+    count = retry_dead(site_key, message_id=message_id, actor=_actor())
+    flash(f"Notification #{message_id} queued again." if count
+          else f"Notification #{message_id} was not a dead letter: nothing queued.",
+          "success" if count else "info")
     return redirect(url_for("webhooks_admin.delivery", site_key=site_key,
                             message_id=message_id))
 

@@ -104,8 +104,8 @@
       }
     }).catch(noop);
   }
-  // After any change: Consent Mode update, events, tags on/off, withdrawn cookies deleted
-  // (by the second part, with the site's details: the first layer lists no cookies).
+  // After any change: Consent Mode update, events, tags on/off, withdrawn cookies and storage
+  // keys deleted (by the second part, with the site's details: the first layer lists no cookies).
   let dropped = Promise.resolve();
   const reload = () => dropped.then(() => location.reload());
   function changed(before) {

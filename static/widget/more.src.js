@@ -122,7 +122,12 @@ window.__consentPart(X => {
   }
 
   return {flush, sync,
-    drop: (off, C) => { for (const c of C ? C.categories : []) if (off.includes(c.key)) for (const s of c.services || []) (s.cookies || []).forEach(drop); },
+    // A withdrawn category's cookies and storage keys ({localStorage|sessionStorage: a RegExp
+    // source the server builds so that it never matches the widget's own consent: keys}).
+    drop: (off, C) => { for (const c of C ? C.categories : []) if (off.includes(c.key)) for (const s of c.services || []) try {
+      (s.cookies || []).forEach(drop);
+      for (const k in s.storage) for (const n of Object.keys(W[k])) RegExp(s.storage[k]).test(n) && W[k].removeItem(n);
+    } catch (e) {} },  // (storage may be unavailable: privacy modes, sandboxed frames)
     show: (opener, C) => {
     if (dialog && dialog.open) return;  // a closed one may still await its close event
     const cfg = C || X.cfg(), state = X.state(), S = k => cfg.strings[k] || X.S(k);

@@ -140,8 +140,44 @@ def test_erasure_asks_first_and_shows_a_readable_result(admin_page):
     assert "1 visitor id(s) erased" in result and "{" not in result
 
 
+def test_purge_asks_first_and_shows_a_readable_result(admin_page, clock):
+    page = admin_page
+    clock.advance(days=-3)  # two choices recorded three days ago (in this process)
+    record_choice("shop"), record_choice("shop")
+    clock.advance(days=3)
+    today = clock.now().date().isoformat()
+    page.goto(f"{page.base}/admin/sites/shop/settings/consent")
+    page.get_by_role("link", name="Purge old events…").click()
+    page.get_by_label("Remove events recorded before").fill(today)
+    page.get_by_role("button", name="Review the purge…").click()
+    heading = page.get_by_role("heading", level=1)
+    assert heading.inner_text() == f"Remove 2 event(s) recorded before {today}?"
+    assert axe_violations(page) == []
+    page.get_by_role("link", name="Cancel").click()
+    assert page.get_by_label("Remove events recorded before").is_visible()
+    assert _events(today) == 2  # nothing went
+    page.go_back()
+    page.get_by_role("button", name="Purge 2 event(s)").click()
+    page.locator("#flashes").wait_for()
+    assert page.locator("#flashes").inner_text().startswith(
+        f"Purged: 2 event(s) recorded before {today}")
+    assert _events(today) == 0
+    assert axe_violations(page) == []
+
+
+def _events(before: str) -> int:
+    """Events of the shop recorded before the day BEFORE."""
+    from consent.extensions import db
+    from consent.ledger import ConsentEvent
+
+    db.session.rollback()
+    when = db.session.execute(db.select(ConsentEvent.recorded_at)).scalars()
+    return sum(1 for at in when if at.date().isoformat() < before)
+
+
 @pytest.mark.parametrize("path", ["settings", "settings/categories/analytics", "settings/history",
-                                  "scans", "scans/1", "export", "requests/1/erase"])
+                                  "scans", "scans/1", "export", "requests/1/erase",
+                                  "purge", "webhooks", "requests"])
 def test_admin_pages_fit_a_phone(admin_page, path):
     page = admin_page
     seed_finished_scan("shop")
