@@ -34,6 +34,7 @@ from .extensions import db
 from .i18n import catalog, pick_locale
 from .minors import widget_age_config
 from .policies import PolicyVersion
+from .regions import widget_region
 from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
@@ -65,7 +66,8 @@ def _banner_services(services) -> list[dict]:
 
 
 def widget_config(site_key: str, requested_locale: str | None,
-                  accept_language: str | None = None, *, details: bool = True) -> dict:
+                  accept_language: str | None = None, *, details: bool = True,
+                  region: str | None = None) -> dict:
     """Everything the widget needs for one site in one language.
 
     Without DETAILS, only what the banner needs: every byte of it is downloaded before a
@@ -133,6 +135,9 @@ def widget_config(site_key: str, requested_locale: str | None,
         **({"consentMode": mode} if (mode := widget_consent_mode(site)) else {}),
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
+        # Opt-out and notice-only regions only (consent.regions): the mode, what is on
+        # until an opt-out, the "Your Privacy Choices" texts, the GPP / US Privacy strings.
+        **({"region": rv} if (rv := widget_region(site, region, locale)) else {}),
         **({"endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
                                  _external=True),
@@ -172,7 +177,7 @@ _documents_lock = threading.Lock()
 
 def config_document(site_key: str, requested_locale: str | None,
                     accept_language: str | None = None, *,
-                    details: bool = False) -> tuple[str, str]:
+                    details: bool = False, region: str | None = None) -> tuple[str, str]:
     """The config as compact JSON and its ETag, cached per site revision and language.
 
     First visits wait for this document (without DETAILS) before the banner shows, so it
@@ -182,12 +187,14 @@ def config_document(site_key: str, requested_locale: str | None,
     site = site_snapshot(site_key)
     ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
     locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
-    key = (site.key, site.revision, locale, request.host_url, details)
+    # The region matters only to sites with rules by region (consent.regions).
+    region = region if "regions" in site.settings else None
+    key = (site.key, site.revision, locale, request.host_url, details, region)
     now = time.monotonic()
     hit = _documents.get(key) if ttl > 0 else None
     if hit and hit[0] > now:
         return hit[1], hit[2]
-    payload = json.dumps(widget_config(site_key, locale, details=details),
+    payload = json.dumps(widget_config(site_key, locale, details=details, region=region),
                          separators=(",", ":"), ensure_ascii=False)
     etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
     if ttl > 0:
@@ -213,13 +220,15 @@ def _widget_source() -> str:
 
 
 def site_script(site_key: str, requested_locale: str | None,
-                accept_language: str | None = None) -> tuple[str, str]:
+                accept_language: str | None = None,
+                region: str | None = None) -> tuple[str, str]:
     """The widget with SITE_KEY's config inlined (`/consent.js?site=KEY`), and its ETag.
 
     A first visit then downloads one file and shows the banner at DOMContentLoaded, with
     no config round trip. Served from memory like config_document.
     """
-    payload, config_etag = config_document(site_key, requested_locale, accept_language)
+    payload, config_etag = config_document(site_key, requested_locale, accept_language,
+                                           region=region)
     source = _widget_source()
     # JSON is a JavaScript expression; escape the two line separators older engines reject.
     literal = payload.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

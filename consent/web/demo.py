@@ -9,8 +9,9 @@ import marshmallow as ma
 from flask import (Blueprint, current_app, jsonify, render_template, request,
                    send_from_directory)
 
-from ..sites import NotFound, SITE_KEY_RE, site_for_origin
+from ..sites import NotFound, SITE_KEY_RE, site_for_origin, site_snapshot
 from ..widget_config import site_script
+from .common import request_region, vary_by_region
 
 bp = Blueprint("demo", __name__)
 
@@ -105,7 +106,8 @@ def widget_script():
         if key is None:
             return _widget_file("consent.js")  # the same for every site: cached for longer
     try:
-        body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"))
+        body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"),
+                                 request_region().code)
     except NotFound:
         return unknown_site_script(key)
     response = current_app.response_class(body, mimetype="text/javascript")
@@ -116,6 +118,7 @@ def widget_script():
         f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
     if "lang" not in args:
         response.vary.add("Accept-Language")
+    vary_by_region(response, site_snapshot(key).settings)
     # No `Vary: Referer` for a key found from the Referer: same-origin pages send their full
     # URL, so every page would miss the cache. Browsers partition their cache per top-level
     # site anyway, and a config reused elsewhere is ignored by the widget (key check).
