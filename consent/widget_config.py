@@ -34,7 +34,7 @@ from .extensions import db
 from .i18n import catalog, pick_locale
 from .minors import widget_age_config
 from .policies import PolicyVersion
-from .regions import widget_region
+from .regions import applies, widget_region
 from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
@@ -206,17 +206,20 @@ def config_document(site_key: str, requested_locale: str | None,
 
 
 CONFIG_SLOT = "'@@CONFIG@@'"
-_script: tuple[float, str] | None = None
+_scripts: dict[str, tuple[float, str]] = {}
+# The widget built with the code opt-out and notice-only regions need (consent.regions):
+# sent only to visitors whose config has a `region`, so others download none of it.
+OPTOUT_BUILD = "consent-optout.js"
 
 
-def _widget_source() -> str:
-    """static/consent.js as built (re-read when the file changes, e.g. after a build)."""
-    global _script
-    path = Path(current_app.static_folder) / "consent.js"
+def _widget_source(name: str = "consent.js") -> str:
+    """static/consent.js (or another build) as built (re-read when the file changes)."""
+    path = Path(current_app.static_folder) / name
     mtime = path.stat().st_mtime
-    if _script is None or _script[0] != mtime:
-        _script = (mtime, path.read_text(encoding="utf-8"))
-    return _script[1]
+    hit = _scripts.get(name)
+    if hit is None or hit[0] != mtime:
+        hit = _scripts[name] = (mtime, path.read_text(encoding="utf-8"))
+    return hit[1]
 
 
 def site_script(site_key: str, requested_locale: str | None,
@@ -229,7 +232,8 @@ def site_script(site_key: str, requested_locale: str | None,
     """
     payload, config_etag = config_document(site_key, requested_locale, accept_language,
                                            region=region)
-    source = _widget_source()
+    regional = applies(site_snapshot(site_key).settings, region) != "opt-in"
+    source = _widget_source(OPTOUT_BUILD if regional else "consent.js")
     # JSON is a JavaScript expression; escape the two line separators older engines reject.
     literal = payload.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     body = source.replace(CONFIG_SLOT, literal, 1)

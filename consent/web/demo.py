@@ -125,6 +125,13 @@ def widget_script():
     return response.make_conditional(request)
 
 
+@bp.get("/consent-region.js")
+def widget_region_part():
+    """The widget's part for opt-out and notice-only regions (consent.regions), loaded by
+    the widget only there: "Your Privacy Choices", __gpp and __uspapi."""
+    return _widget_file("consent-region.js")
+
+
 @bp.get("/consent.css")
 def widget_style():
     """The widget's stylesheet, loaded by the script with a <link> (strict-CSP safe)."""

@@ -1,5 +1,11 @@
 """Build static/consent.js from static/widget/consent.src.js: `python3 static/widget/build.py`.
 
+For visitors of opt-out and notice-only regions (docs/regions.md) it also builds
+static/consent-optout.js, the same widget with the code between `/*+region*/` and
+`/*-region*/` marks kept (the plain build drops it: other visitors download none of it),
+and static/consent-region.js from static/widget/region.src.js (the "Your Privacy Choices"
+UI and the GPP / US Privacy APIs, loaded only there), minified the same way.
+
 The banner's part of the stylesheet static/consent.css (everything before its `/*@`
 comment) is embedded too (the source's `'@@STYLE@@'` becomes that CSS as a string,
 without comments), so the banner needs no second request. The whole file is served as
@@ -27,6 +33,11 @@ SOURCE = HERE / "consent.src.js"
 TARGET = HERE.parent / "consent.js"
 STYLESHEET = HERE.parent / "consent.css"
 STYLE_SLOT = "'@@STYLE@@'"
+REGION_SOURCE = HERE / "region.src.js"
+REGION_TARGET = HERE.parent / "consent-region.js"
+OPTOUT_TARGET = HERE.parent / "consent-optout.js"
+# Code only opt-out and notice-only regions need, in the widget's source (docs/regions.md).
+REGION_ONLY = re.compile(r"/\*\+region\*/.*?/\*-region\*/", re.S)
 
 WORD = re.compile(r"[A-Za-z0-9_$]")
 TOKEN = re.compile(r"""
@@ -103,14 +114,25 @@ def stylesheet() -> str:
     return "".join(line.strip() for line in css.splitlines())
 
 
-def build() -> str:
-    """The minified widget, as it should be committed in static/consent.js."""
-    out = minify(SOURCE.read_text(encoding="utf-8"))
+def build(*, regions: bool = False) -> str:
+    """The minified widget, as it should be committed in static/consent.js (with REGIONS:
+    static/consent-optout.js, which keeps the code between `/*+region*/` and
+    `/*-region*/` that the plain build drops)."""
+    source = SOURCE.read_text(encoding="utf-8")
+    out = minify(source if regions else REGION_ONLY.sub("", source))
     if out.count(STYLE_SLOT) != 1:
         raise ValueError(f"the source must hold {STYLE_SLOT} exactly once")
     return out.replace(STYLE_SLOT, json.dumps(stylesheet(), ensure_ascii=False))
 
 
+def build_region() -> str:
+    """The region part, as it should be committed in static/consent-region.js."""
+    return minify(REGION_SOURCE.read_text(encoding="utf-8"))
+
+
 if __name__ == "__main__":
     TARGET.write_text(build(), encoding="utf-8")
-    sys.stdout.write(f"wrote {TARGET} ({TARGET.stat().st_size} bytes)\n")
+    OPTOUT_TARGET.write_text(build(regions=True), encoding="utf-8")
+    REGION_TARGET.write_text(build_region(), encoding="utf-8")
+    for target in (TARGET, OPTOUT_TARGET, REGION_TARGET):
+        sys.stdout.write(f"wrote {target} ({target.stat().st_size} bytes)\n")
