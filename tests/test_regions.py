@@ -305,3 +305,11 @@ def test_opt_out_is_refused_with_unknown_extra_fields(client, us_site):
     assert r.status_code == 422
     assert r.headers["Content-Type"].startswith("application/problem+json")
     assert any(e["pointer"] == "#/region" for e in r.get_json()["errors"])
+
+
+def test_the_app_refuses_to_start_with_a_bad_region_header_setting(database_url):
+    from consent import create_app
+
+    with pytest.raises(ValueError, match="CONSENT_REGION_HEADERS"):
+        create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
+                    "CONSENT_REGION_HEADERS": "cloudflare, Not A Header"})

@@ -72,3 +72,54 @@ def test_the_script_for_a_region_is_the_build_it_needs(app, client, site):
     assert b"consent-region.js" in us.get_data() and b'"mode":"opt-out"' in us.get_data()
     assert b"consent-region.js" not in eu.get_data() and b'"region"' not in eu.get_data()
     assert us.headers["ETag"] != eu.headers["ETag"]
+
+
+BUDGET = 8000  # bytes gzip -9 before the banner (tests/test_widget_server.py)
+# Opt-out visitors get no banner; before any tag runs they need the opt-out build with its
+# config (the GPP strings and fields in three states, the link's texts) and the region
+# part (__gpp must answer before an ad tag asks). Their own limits, measured (docs/regions.md):
+OPTOUT_SCRIPT_BUDGET = 9000
+REGION_PART_BUDGET = 3000
+
+
+@pytest.mark.parametrize("profile", ["scheduling", "care_platform"])
+def test_first_visit_bytes_per_region(app, client, profile, capsys):
+    """What a first visit downloads before any tag runs, per region, for the profiles with
+    US rules: opt-in visitors exactly what they did without rules (within the banner's
+    budget); opt-out visitors the opt-out build with its config, and the region part."""
+    import gzip
+
+    from consent.profiles import load_profile
+
+    app.config["CONSENT_REGION_HEADERS"] = "cloudflare"
+    key = load_profile(profile).site_key
+    gz = lambda r: len(gzip.compress(r.get_data(), 9))  # noqa: E731
+    sizes = {}
+    for name, headers in {"EU (DE)": {"CF-IPCountry": "DE"},
+                          "US-CA": {"CF-IPCountry": "US", "CF-Region-Code": "CA"},
+                          "unknown": {}}.items():
+        script = client.get(f"/consent.js?site={key}&lang=en", headers=headers)
+        parts = [gz(script)]
+        if b"consent-region.js" in script.get_data():
+            parts.append(gz(client.get("/consent-region.js")))
+        sizes[name] = parts
+    with capsys.disabled():
+        print(f"\n{profile}: first visit, gzip -9 bytes per region: {sizes}")
+    assert sizes["EU (DE)"] == sizes["unknown"]  # the default rule here is opt-in
+    assert len(sizes["US-CA"]) == 2 and len(sizes["EU (DE)"]) == 1
+    assert sizes["EU (DE)"][0] <= BUDGET
+    script, part = sizes["US-CA"]
+    assert script <= OPTOUT_SCRIPT_BUDGET and part <= REGION_PART_BUDGET, sizes["US-CA"]
+
+
+def test_rules_by_region_cost_opt_in_visitors_nothing(app, client, site):
+    from consent.regions import set_region_rules
+
+    app.config["CONSENT_REGION_HEADERS"] = "cloudflare"
+    before = client.get(f"/consent.js?site={site['key']}&lang=en",
+                        headers={"CF-IPCountry": "FR"}).get_data()
+    set_region_rules(site["key"], {"rules": {"US": "opt-out", "EEA": "opt-in"}})
+    after = client.get(f"/consent.js?site={site['key']}&lang=en",
+                       headers={"CF-IPCountry": "FR"}).get_data()
+    # Only the site's revision (a timestamp) differs.
+    assert abs(len(after) - len(before)) <= 2 and b"region" not in after
