@@ -313,3 +313,29 @@ def test_the_app_refuses_to_start_with_a_bad_region_header_setting(database_url)
     with pytest.raises(ValueError, match="CONSENT_REGION_HEADERS"):
         create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
                     "CONSENT_REGION_HEADERS": "cloudflare, Not A Header"})
+
+
+def test_admin_sets_the_rules_on_the_settings_page(client, site, admin):
+    from tests.support.admin import post_form
+
+    page = f"/admin/sites/{site['key']}/settings/regions"
+    url = f"/admin/sites/{site['key']}/regions"
+    r = post_form(admin, url, {"rules": "eea, GB CH: opt-in\n\nUS: opt-out\n",
+                               "default": "notice-only", "sensitive": "functional",
+                               "gpp_usca": "on"}, page=page)
+    assert r.status_code == 302
+    stored = {"rules": {"EEA": "opt-in", "GB": "opt-in", "CH": "opt-in", "US": "opt-out"},
+              "default": "notice-only", "sensitive": ["functional"], "gpp_states": ["usca"]}
+    db.session.rollback()
+    assert get_site(site["key"]).settings["regions"] == stored
+    html = admin.get(page).get_data(as_text=True)
+    assert "EEA GB CH: opt-in" in html and "US: opt-out" in html and 'value="functional"' in html
+    for bad in ({"rules": "US opt-out"}, {"rules": "US: maybe"}, {"rules": "Atlantis: opt-in"},
+                {"default": "ask"}, {"sensitive": "nosuch"}):
+        r = post_form(admin, url, bad, page=page)
+        assert r.status_code == 422, bad
+        db.session.rollback()
+        assert get_site(site["key"]).settings["regions"] == stored
+    assert post_form(admin, url, {"rules": "", "default": "opt-in"}, page=page).status_code == 302
+    db.session.rollback()
+    assert "regions" not in get_site(site["key"]).settings
