@@ -33,6 +33,7 @@ from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, 
 from ..consent_mode import describe as describe_consent_mode
 from ..consent_mode import parse_region_lines, set_consent_mode
 from ..regions import describe as describe_region_rules
+from ..scanner.service import latest_news  # (lost in the merge of main into policies)
 from ..regions import parse_rule_lines, set_region_rules
 from ..site_history import list_changes
 from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
