@@ -49,6 +49,7 @@ def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin):
     pages.append(f"/admin/sites/{site['key']}/requests/2")
     pages.append(f"/admin/sites/{site['key']}/settings/categories")
     pages.append(f"/admin/sites/{site['key']}/settings/consent-mode")
+    pages.append(f"/admin/sites/{site['key']}/settings/regions")
     adapter = app.url_map.bind("localhost")
     tokens, posted_to = set(), {}
     for url in pages:
