@@ -203,8 +203,12 @@ def parse_rule_lines(text: str) -> dict[str, str]:
         if not sep or not keys.split():
             raise Invalid(f"line {number}: write 'REGION [REGION...]: opt-in|opt-out|"
                           "notice-only', e.g. 'US: opt-out'", field="rules")
+        rule = rule.strip().lower()
+        if rule not in JURISDICTIONS:  # said here with its line: the schema cannot
+            raise Invalid(f"line {number}: {rule or 'nothing'!r} after the colon is not "
+                          "opt-in, opt-out or notice-only", field="rules")
         for key in keys.replace(",", " ").split():
-            rules[key.upper()] = rule.strip().lower()
+            rules[key.upper()] = rule
     return rules
 
 

@@ -4,6 +4,8 @@ records. GPP strings are decoded with IAB Tech Lab's own @iabgpp/cmpapi."""
 from __future__ import annotations
 
 import json
+import re
+from html import escape as html_escape, unescape as html_unescape
 
 import pytest
 from marshmallow import ValidationError
@@ -330,10 +332,23 @@ def test_admin_sets_the_rules_on_the_settings_page(client, site, admin):
     assert get_site(site["key"]).settings["regions"] == stored
     html = admin.get(page).get_data(as_text=True)
     assert "EEA GB CH: opt-in" in html and "US: opt-out" in html and 'value="functional"' in html
-    for bad in ({"rules": "US opt-out"}, {"rules": "US: maybe"}, {"rules": "Atlantis: opt-in"},
-                {"default": "ask"}, {"sensitive": "nosuch"}):
+    for bad, field, said in (({"rules": "US opt-out"}, "rules", "line 1"),
+                             ({"rules": "DE: opt-in\nUS: maybe"}, "rules", "line 2"),
+                             ({"rules": "Atlantis: opt-in"}, "rules", "ATLANTIS"),
+                             ({"default": "ask"}, "default", "must be one of"),
+                             ({"sensitive": "nosuch"}, "sensitive", "nosuch")):
         r = post_form(admin, url, bad, page=page)
         assert r.status_code == 422, bad
+        # the page again, the error next to its field, what was typed kept
+        html = r.get_data(as_text=True)
+        error = re.search(rf'<p class="field-error" id="err-{field}">([^<]*)</p>', html)
+        assert error and said in html_unescape(error.group(1)), (bad, error)
+        assert f'aria-describedby="err-{field}"' in html
+        if field == "rules":
+            assert f'name="rules" aria-invalid="true" aria-describedby="err-rules">' \
+                   f'{html_escape(bad["rules"], quote=False)}</textarea>' in html, bad
+        elif field == "sensitive":
+            assert 'value="nosuch"' in html
         db.session.rollback()
         assert get_site(site["key"]).settings["regions"] == stored
     assert post_form(admin, url, {"rules": "", "default": "opt-in"}, page=page).status_code == 302

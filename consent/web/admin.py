@@ -494,6 +494,11 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
                 "url_passthrough": bool(values.get("url_passthrough"))}
     elif section == "regions":
         context["regions"] = describe_region_rules(site.settings or {})
+        if values is not None:  # a refused save: what was typed
+            context["regions"] = {
+                "rules": values.get("rules", ""), "default": values.get("default", ""),
+                "sensitive": values.get("sensitive", ""),
+                "gpp_states": ["usca"] if values.get("gpp_usca") else []}
     elif section == "api-keys":
         context["api_keys"] = list_api_keys(site_key)
         context["values"] = values if values is not None else {"name": "backend"}
@@ -572,8 +577,13 @@ def consent_mode_post(site_key: str):
                             section="consent-mode"))
 
 
+def _regions_page(site_key: str, *, values=None, errors=None, status=200):
+    return _settings_page(site_key, "regions", values=values, errors=errors, status=status)
+
+
 @bp.post("/sites/<site_key>/regions")
 @admin_required("sites:write")
+@errors_on(_regions_page)
 def region_rules_post(site_key: str):
     """Save the site's rules by region (docs/regions.md)."""
     data = parse_form(RegionRulesForm())
