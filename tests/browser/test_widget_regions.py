@@ -9,8 +9,8 @@ import pytest
 from tests.support.browser import new_context
 from tests.support.gpp import iab_decode
 
-from .helpers import (ALL_TAGS, ANALYTICS_TAGS, ADS_TAGS, GPC_ON, banner, ran, settle,
-                      wait_ran, wait_recorded, wait_until)
+from .helpers import (ALL_TAGS, ANALYTICS_TAGS, ADS_TAGS, GPC_ON, banner, cookie_names, ran,
+                      settle, wait_ran, wait_recorded, wait_until)
 
 pytestmark = pytest.mark.browser
 
@@ -77,6 +77,10 @@ def test_california_visitor_runs_ads_until_your_privacy_choices(browser, us_env)
     assert ping["applicableSections"] == [7, 8] and ping["sectionList"] == [6, 7, 8]
     assert sections["usnat"]["SaleOptOut"] == 2 and sections["usnat"]["SaleOptOutNotice"] == 1
     assert page.evaluate(USP) == [{"version": 1, "uspString": "1YNN"}, True]
+    assert "_ads" in cookie_names(ctx)  # the ad tag ran and set its cookie
+    # The region part came as its build's versioned URL, by the page's nonce (strict CSP).
+    assert page.evaluate("[...document.scripts].some(s => /consent-region\\.js\\?v=[0-9a-f]{12}$/"
+                         ".test(s.src))")
 
     link = page.locator("a[data-cw=choices]").first
     assert link.inner_text().strip() == "Your Privacy Choices"
@@ -89,6 +93,8 @@ def test_california_visitor_runs_ads_until_your_privacy_choices(browser, us_env)
     assert (event.action, event.source, event.categories) == (
         "opt_out", "preferences", {"advertising": False})
     assert event.meta["region"] == "US-CA" and event.meta["rule"] == "opt-out"
+    # The second part deleted the ad service's cookie before the reload (site details).
+    assert "_ads" not in cookie_names(ctx)
     # After the reload the ads do not run again; analytics still do.
     wait_ran(page, 3)
     settle(page)
