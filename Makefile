@@ -50,7 +50,7 @@ postgres:
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; }
 
 node-deps: package.json
-	@[ -d node_modules/axe-core ] && [ -d node_modules/@transmute/rfc9162 ] && [ -d node_modules/terser ] || npm install --no-audit --no-fund --silent
+	@[ -d node_modules/axe-core ] && [ -d node_modules/@transmute/rfc9162 ] && [ -d node_modules/terser ] && [ -d node_modules/@iabgpp/cmpapi ] || npm install --no-audit --no-fund --silent
 
 system-deps: chromium postgres node-deps
 

@@ -67,6 +67,12 @@ class Config:
     # wait for each other on PostgreSQL.
     CONSENT_LEDGER_STREAMS = _env_int("CONSENT_LEDGER_STREAMS", 8)
     CONSENT_TRUST_PROXY = os.environ.get("CONSENT_TRUST_PROXY", "") == "1"
+    # Region rules (consent.regions, docs/regions.md): headers the CDN or proxy in front
+    # sets with the visitor's country (and subdivision), trusted only when named here:
+    # presets cloudflare, cloudfront, vercel, fastly, or Country-Header[:Region-Header].
+    CONSENT_REGION_HEADERS = os.environ.get("CONSENT_REGION_HEADERS", "")
+    # Without a trusted header, the country from the offline IP database (0: off).
+    CONSENT_REGION_IP = os.environ.get("CONSENT_REGION_IP", "1") != "0"
     # The signing key of checkpoints, exports and retention checkpoints: its own secret,
     # never derived from SECRET_KEY (consent.ledger.keys). Old public keys stay published.
     CONSENT_SIGNING_KEY = os.environ.get("CONSENT_SIGNING_KEY", "")

@@ -45,6 +45,10 @@ def create_app(config: str | dict | None = None) -> Flask:
     app.config.from_object(config_module.config_for(env_name))
     app.config.update(overrides)
     _check_secrets(app)
+    # A mistyped trusted region header would silently send every visitor the default rule.
+    from .regions import parse_header_setting
+
+    parse_header_setting(app.config.get("CONSENT_REGION_HEADERS", ""))
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///") and ":memory:" not in uri:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

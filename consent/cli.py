@@ -207,6 +207,39 @@ def consent_mode_command(site_key, data_layer, ads_data_redaction, url_passthrou
                + (json.dumps(stored, sort_keys=True) if stored else "defaults"))
 
 
+@consent_cli.command("region-rules")
+@click.argument("site_key")
+@click.option("--rule", "rules", multiple=True, metavar="'REGIONS: RULE'",
+              help="e.g. 'EEA GB CH: opt-in' or 'US: opt-out' (repeatable; most specific "
+                   "key wins: US-CA, then US-PRIVACY-STATES, then US, then EU/EEA).")
+@click.option("--default", "default", default="opt-in", show_default=True,
+              type=click.Choice(["opt-in", "opt-out", "notice-only"]),
+              help="The rule for regions without one and for unknown regions.")
+@click.option("--sensitive", multiple=True, metavar="CATEGORY",
+              help="A category that stays opt-in in opt-out regions (repeatable).")
+@click.option("--gpp-state", "gpp_states", multiple=True, type=click.Choice(["usca"]),
+              help="A GPP state section sent besides usnat to visitors of that state.")
+def region_rules_command(site_key, rules, default, sensitive, gpp_states):
+    """Set a site's rules by region (all of them: options not given are reset)."""
+    from marshmallow import ValidationError
+
+    from .errors import DomainError, pointer_errors
+    from .regions import parse_rule_lines, set_region_rules
+    from .sites import NotFound
+
+    try:
+        stored = set_region_rules(site_key, {
+            "rules": parse_rule_lines("\n".join(rules)), "default": default,
+            "sensitive": list(sensitive), "gpp_states": list(gpp_states)})
+    except ValidationError as exc:
+        first = pointer_errors(exc.messages)[0]
+        raise click.ClickException(f"{first['pointer'].lstrip('#/')}: {first['detail']}")
+    except (DomainError, NotFound) as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"site {site_key!r}: region rules "
+               + (json.dumps(stored, sort_keys=True) if stored else "none (opt-in everywhere)"))
+
+
 @consent_cli.command("create-api-key")
 @click.argument("site_key")
 @click.option("--name", default="default")

@@ -23,6 +23,10 @@ class RequestContext:
     ip: str | None = None
     user_agent: str | None = None
     gpc_header: bool = False
+    # The visitor's region (consent.regions: `US-CA`, `DE`; None when unknown) and how it
+    # was found (header, ip, none). Filled in only where rules by region apply.
+    region: str | None = None
+    region_source: str = "none"
 
     def details(self, page_url: str | None) -> Details:
         """The personal details of an event made in this request."""

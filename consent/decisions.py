@@ -12,10 +12,13 @@ from .i18n import pick_locale
 from .ledger import AppendedEvent, append_event, read_state
 from .minors import is_minor, screen_choice
 from .policies import get_policy
+from .regions import event_region
 from .sites import ESSENTIAL, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import find_subject, read_token, read_token_matches, subject_for_write
 
-DECISION_ACTIONS = ("accept_all", "reject_all", "custom", "gpc")
+# `opt_out`: "Your Privacy Choices" in an opt-out region (consent.regions): the
+# categories GPC turns off, off, and nothing else decided (like a GPC signal).
+DECISION_ACTIONS = ("accept_all", "reject_all", "custom", "gpc", "opt_out")
 
 
 def resolve_categories(site: SiteSnapshot, action: str, given: dict | None) -> dict[str, bool]:
@@ -32,7 +35,7 @@ def resolve_categories(site: SiteSnapshot, action: str, given: dict | None) -> d
         return {k: True for k in site.category_keys}
     if action == "reject_all":
         return {k: k == ESSENTIAL for k in site.category_keys}
-    if action == "gpc":
+    if action in ("gpc", "opt_out"):
         return {k: False for k in gpc_categories(site)}
     # custom: anything not ticked is refused (no pre-ticked boxes)
     return {k: (k == ESSENTIAL) or bool(given.get(k, False)) for k in site.category_keys}
@@ -40,8 +43,9 @@ def resolve_categories(site: SiteSnapshot, action: str, given: dict | None) -> d
 
 def state_view(site: SiteSnapshot, state: dict | None) -> dict | None:
     """The widget's view of a state: `Consent.get()`'s shape plus expiry."""
-    if state is None or state.get("decided_at") is None and state.get("gpc_at") is None:
-        return None
+    if state is None or state.get("decided_at") is None and state.get("gpc_at") is None \
+            and False not in (state.get("categories") or {}).values():
+        return None  # (an opt-out of sale/sharing decides nothing else, yet it is a choice)
     cats = {k: bool(state["categories"].get(k, k == ESSENTIAL)) for k in site.category_keys}
     decided_at: datetime | None = state.get("decided_at")
     expires_at = None
@@ -72,6 +76,8 @@ class DecisionResult:
     # A device key the server minted for a caller that sent neither id nor key.
     minted_key: str | None = None
     minor: bool = False
+    # US opt-out visitors (consent.regions): {gpp, sid, usp} as recorded with the event.
+    signals: dict | None = None
 
 
 def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionResult:
@@ -86,6 +92,10 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
         for key in gpc_categories(site):
             categories[key] = False
         meta = {"gpc": True}
+    if "regions" in site.settings:
+        # The region in force and, for US opt-out visitors, the GPP / US Privacy strings
+        # the choice gives: recorded (and hashed) with the event (consent.regions).
+        meta = {**(meta or {}), **event_region(site, ctx.region, categories, gpc)}
     label = data.get("policy_version")
     if label is None:
         label = site.policy_label
@@ -115,8 +125,10 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
                              locale=locale, details=details, meta=event_meta,
                              idempotency_key=data.get("client_event_id"),
                              new_subject=created)
+        signals = {"gpp": event_meta["gpp"], "sid": event_meta["gpp_sid"],
+                   "usp": event_meta["usp"]} if event_meta and "gpp" in event_meta else None
         return DecisionResult(event, subject.public_id, state_view(site, event.state),
-                              read_token(subject.pseudonym), minted, minor)
+                              read_token(subject.pseudonym), minted, minor, signals)
 
     return run_raw_write(write)
 
@@ -206,6 +218,14 @@ class ConsentViewSchema(ma.Schema):
                                                          "(GET .../me only)"})
 
 
+class UsSignalsSchema(ma.Schema):
+    """IAB GPP and US Privacy strings (consent.gpp)."""
+
+    gpp = ma.fields.String(metadata={"description": "The GPP string"})
+    sid = ma.fields.List(ma.fields.Integer(), metadata={"description": "Its section ids"})
+    usp = ma.fields.String(metadata={"description": "The US Privacy (uspv1) string"})
+
+
 class DecisionResultSchema(ma.Schema):
     """What the server answers after recording a decision."""
 
@@ -219,3 +239,6 @@ class DecisionResultSchema(ma.Schema):
     recorded_at = ma.fields.String()
     duplicate = ma.fields.Boolean()
     consent = ma.fields.Nested(ConsentViewSchema, allow_none=True)
+    gpp = ma.fields.Nested(UsSignalsSchema, metadata={
+        "description": "Visitors in a US opt-out region only: the IAB GPP and US Privacy "
+                       "strings the choice gives (recorded with the event)"})

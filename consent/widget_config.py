@@ -34,6 +34,7 @@ from .extensions import db
 from .i18n import catalog, pick_locale
 from .minors import widget_age_config
 from .policies import PolicyVersion
+from .regions import applies, widget_region
 from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
@@ -74,7 +75,8 @@ def _storage_rules(entries) -> dict[str, str]:
 
 
 def widget_config(site_key: str, requested_locale: str | None,
-                  accept_language: str | None = None, *, details: bool = True) -> dict:
+                  accept_language: str | None = None, *, details: bool = True,
+                  region: str | None = None) -> dict:
     """Everything the widget needs for one site in one language.
 
     Without DETAILS, only what the banner needs: every byte of it is downloaded before a
@@ -148,6 +150,9 @@ def widget_config(site_key: str, requested_locale: str | None,
         **({"consentMode": mode} if (mode := widget_consent_mode(site)) else {}),
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
+        # Opt-out and notice-only regions only (consent.regions): the mode, what is on
+        # until an opt-out, the "Your Privacy Choices" texts, the GPP / US Privacy strings.
+        **({"region": rv} if (rv := widget_region(site, region, locale)) else {}),
         **({"endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
                                  _external=True),
@@ -187,7 +192,7 @@ _documents_lock = threading.Lock()
 
 def config_document(site_key: str, requested_locale: str | None,
                     accept_language: str | None = None, *,
-                    details: bool = False) -> tuple[str, str]:
+                    details: bool = False, region: str | None = None) -> tuple[str, str]:
     """The config as compact JSON and its ETag, cached per site revision and language.
 
     First visits wait for this document (without DETAILS) before the banner shows, so it
@@ -197,12 +202,14 @@ def config_document(site_key: str, requested_locale: str | None,
     site = site_snapshot(site_key)
     ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
     locale = pick_locale(requested_locale, site.locales, site.default_locale, accept_language)
-    key = (site.key, site.revision, locale, request.host_url, details)
+    # The region matters only to sites with rules by region (consent.regions).
+    region = region if "regions" in site.settings else None
+    key = (site.key, site.revision, locale, request.host_url, details, region)
     now = time.monotonic()
     hit = _documents.get(key) if ttl > 0 else None
     if hit and hit[0] > now:
         return hit[1], hit[2]
-    payload = json.dumps(widget_config(site_key, locale, details=details),
+    payload = json.dumps(widget_config(site_key, locale, details=details, region=region),
                          separators=(",", ":"), ensure_ascii=False)
     etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
     if ttl > 0:
@@ -214,28 +221,34 @@ def config_document(site_key: str, requested_locale: str | None,
 
 
 CONFIG_SLOT = "'@@CONFIG@@'"
-_script: tuple[float, str] | None = None
+_scripts: dict[str, tuple[float, str]] = {}
+# The widget built with the code opt-out and notice-only regions need (consent.regions):
+# sent only to visitors whose config has a `region`, so others download none of it.
+OPTOUT_BUILD = "consent-optout.js"
 
 
-def _widget_source() -> str:
-    """static/consent.js as built (re-read when the file changes, e.g. after a build)."""
-    global _script
-    path = Path(current_app.static_folder) / "consent.js"
+def _widget_source(name: str = "consent.js") -> str:
+    """static/consent.js (or another build) as built (re-read when the file changes)."""
+    path = Path(current_app.static_folder) / name
     mtime = path.stat().st_mtime
-    if _script is None or _script[0] != mtime:
-        _script = (mtime, path.read_text(encoding="utf-8"))
-    return _script[1]
+    hit = _scripts.get(name)
+    if hit is None or hit[0] != mtime:
+        hit = _scripts[name] = (mtime, path.read_text(encoding="utf-8"))
+    return hit[1]
 
 
 def site_script(site_key: str, requested_locale: str | None,
-                accept_language: str | None = None) -> tuple[str, str]:
+                accept_language: str | None = None,
+                region: str | None = None) -> tuple[str, str]:
     """The widget with SITE_KEY's config inlined (`/consent.js?site=KEY`), and its ETag.
 
     A first visit then downloads one file and shows the banner at DOMContentLoaded, with
     no config round trip. Served from memory like config_document.
     """
-    payload, config_etag = config_document(site_key, requested_locale, accept_language)
-    source = _widget_source()
+    payload, config_etag = config_document(site_key, requested_locale, accept_language,
+                                           region=region)
+    regional = applies(site_snapshot(site_key).settings, region) != "opt-in"
+    source = _widget_source(OPTOUT_BUILD if regional else "consent.js")
     # JSON is a JavaScript expression; escape the two line separators older engines reject.
     literal = payload.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     body = source.replace(CONFIG_SLOT, literal, 1)

@@ -54,6 +54,7 @@ def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin, cloc
     pages.append(f"/admin/sites/{site['key']}/settings/consent-mode")
     pages.append(f"/admin/sites/{site['key']}/purge/confirm?before="
                  f"{clock.now().date().isoformat()}")
+    pages.append(f"/admin/sites/{site['key']}/settings/regions")
     adapter = app.url_map.bind("localhost")
     tokens, posted_to = set(), {}
     for url in pages:

@@ -32,7 +32,7 @@ HASH_VERSION = 1
 ACTIONS = (
     "accept_all", "reject_all", "custom", "withdraw", "grant", "gpc", "expire",
     "unsubscribe", "resubscribe", "preferences", "link", "guardian", "admin", "erase",
-    "carry_forward",
+    "carry_forward", "opt_out",
 )
 SOURCES = ("banner", "preferences", "api", "email_link", "sms", "push", "gpc", "admin", "system")
 
@@ -247,7 +247,8 @@ def apply_event(state: dict | None, ev: dict) -> dict | None:
                 changed[f"category:{key}"] = at_iso
             cats[key] = value
         new["categories"] = cats
-        if ev["action"] not in ("gpc", "expire"):
+        # GPC and an opt-out of sale/sharing decide nothing else (consent.regions)
+        if ev["action"] not in ("gpc", "expire", "opt_out"):
             new["decided_at"] = at
     if ev.get("channels"):
         chans = dict(new["channels"])

@@ -16,6 +16,13 @@ class Promise:
     test: str      # name of the test function in the profile's end-to-end module
 
 
+# US practice (seed policies 003 and 004): interest-based advertising the visitor may opt
+# out of, under the US state laws' opt-out rules; the EU/EEA, UK and Switzerland keep the
+# opt-in banner, as does every region without a rule (consent.regions).
+US_OPT_OUT = {"rules": {"EEA": "opt-in", "GB": "opt-in", "CH": "opt-in", "US": "opt-out"},
+              "default": "opt-in", "sensitive": [], "gpp_states": ["usca"]}
+
+
 @dataclass(frozen=True)
 class Profile:
     """A ready-made site configuration carrying out one seed privacy policy."""
@@ -44,6 +51,7 @@ class Profile:
     sms_keywords: dict | None = None                # consent.sms: the site's own reply words
     notes: tuple[str, ...] = ()                     # operator notes (defaults chosen, ...)
     unsubscribe_scope: str | None = None            # "all_promotional" (consent.channels)
+    region_rules: dict | None = None                # consent.regions: rules by region
 
     @property
     def test_module(self) -> str:
@@ -88,6 +96,10 @@ class Profile:
             out["deletion_exceptions"] = list(self.deletion_exceptions)
         if self.unsubscribe_scope:
             out["unsubscribe_scope"] = self.unsubscribe_scope
+        if self.region_rules:
+            out["regions"] = {k: (dict(v) if isinstance(v, dict) else list(v)
+                                  if isinstance(v, (list, tuple)) else v)
+                              for k, v in self.region_rules.items()}
         if self.sms_keywords:
             out["sms_keywords"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
                                    for k, v in self.sms_keywords.items()}

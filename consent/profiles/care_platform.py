@@ -1,5 +1,5 @@
 """Seed policy 004: a care platform (AloPal, undated policy)."""
-from .base import Profile, Promise
+from .base import Profile, Promise, US_OPT_OUT
 
 POLICY_TEXT = """AloPal -- Privacy Policy (undated)
 Summary of the consent practices, in the policy's own words where quoted.
@@ -212,4 +212,5 @@ PROFILE = Profile(
                  "due within 10 business days and shown overdue past it.",
             test="test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorded"),
     ),
+    region_rules=US_OPT_OUT,
 )

@@ -1,7 +1,7 @@
 """Seed policy 003: a scheduling service (Allset, policy effective October 21, 2022)."""
 from datetime import date
 
-from .base import Profile, Promise
+from .base import Profile, Promise, US_OPT_OUT
 
 POLICY_TEXT = """Allset -- Privacy Policy (Effective date: October 21, 2022)
 Summary of the consent practices, in the policy's own words where quoted.
@@ -162,4 +162,5 @@ PROFILE = Profile(
                  "(turned off, recorded with source gpc, and the banner says so).",
             test="test_gpc_is_honoured_for_advertising_though_do_not_track_is_not"),
     ),
+    region_rules=US_OPT_OUT,
 )

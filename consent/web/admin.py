@@ -33,6 +33,8 @@ from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, 
                           update_site_section)
 from ..consent_mode import describe as describe_consent_mode
 from ..consent_mode import parse_region_lines, set_consent_mode
+from ..regions import describe as describe_region_rules
+from ..regions import parse_rule_lines, set_region_rules
 from ..site_history import list_changes
 from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
@@ -143,6 +145,13 @@ class ConsentModeForm(FormSchema):
     ads_data_redaction = FormBool()
     url_passthrough = FormBool()
     regions = ma.fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class RegionRulesForm(FormSchema):
+    rules = ma.fields.String(load_default="", validate=validate.Length(max=8000))
+    default = ma.fields.String(load_default="opt-in", validate=validate.Length(max=20))
+    sensitive = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+    gpp_usca = FormBool()
 
 
 class ApiKeyForm(FormSchema):
@@ -430,6 +439,7 @@ def publish_policy_post(site_key: str):
 
 SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests"),
                      ("controller", "Data controller"), ("consent-mode", "Google Consent Mode"),
+                     ("regions", "Rules by region"),
                      ("categories", "Categories"),
                      ("api-keys", "API keys"), ("history", "Change history"))
 SECTION_FORMS = {"general": lambda: GeneralForm(), "consent": lambda: ConsentForm(),
@@ -482,6 +492,13 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
             context["consent_mode"] = {
                 **values, "ads_data_redaction": bool(values.get("ads_data_redaction")),
                 "url_passthrough": bool(values.get("url_passthrough"))}
+    elif section == "regions":
+        context["regions"] = describe_region_rules(site.settings or {})
+        if values is not None:  # a refused save: what was typed
+            context["regions"] = {
+                "rules": values.get("rules", ""), "default": values.get("default", ""),
+                "sensitive": values.get("sensitive", ""),
+                "gpp_states": ["usca"] if values.get("gpp_usca") else []}
     elif section == "api-keys":
         context["api_keys"] = list_api_keys(site_key)
         context["values"] = values if values is not None else {"name": "backend"}
@@ -498,7 +515,7 @@ def settings(site_key: str):
 
 
 @bp.get("/sites/<site_key>/settings/<any(general,consent,controller,\"consent-mode\","
-        "categories,\"api-keys\",history):section>")
+        "regions,categories,\"api-keys\",history):section>")
 @admin_required("audit:read")
 def settings_section(site_key: str, section: str):
     """One section of the settings, on a page of its own."""
@@ -558,6 +575,24 @@ def consent_mode_post(site_key: str):
           else "Nothing changed.", "success" if changed else "info")
     return redirect(url_for("admin.settings_section", site_key=site_key,
                             section="consent-mode"))
+
+
+def _regions_page(site_key: str, *, values=None, errors=None, status=200):
+    return _settings_page(site_key, "regions", values=values, errors=errors, status=status)
+
+
+@bp.post("/sites/<site_key>/regions")
+@admin_required("sites:write")
+@errors_on(_regions_page)
+def region_rules_post(site_key: str):
+    """Save the site's rules by region (docs/regions.md)."""
+    data = parse_form(RegionRulesForm())
+    set_region_rules(site_key, {
+        "rules": parse_rule_lines(data["rules"]), "default": data["default"],
+        "sensitive": data["sensitive"].replace(",", " ").split(),
+        "gpp_states": ["usca"] if data["gpp_usca"] else []})
+    flash("Saved: rules by region.", "success")
+    return redirect(url_for("admin.settings_section", site_key=site_key, section="regions"))
 
 
 @bp.post("/sites/<site_key>/categories")

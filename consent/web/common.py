@@ -1,6 +1,7 @@
 """Helpers shared by the web surfaces: caller context and CORS for site origins."""
 from __future__ import annotations
 
+import functools
 import json
 
 import marshmallow as ma
@@ -8,6 +9,7 @@ from flask import current_app, request
 from werkzeug.exceptions import BadRequest
 
 from ..decisions import RequestContext
+from ..regions import Region, detect_region, parse_header_setting
 from ..sites import NotFound, site_snapshot
 
 
@@ -42,6 +44,37 @@ def client_ip() -> str | None:
     CONSENT_TRUST_PROXY=1 for one) ProxyFix has already taken it from X-Forwarded-For,
     counting from the right: the left-most entry is whatever the client sent."""
     return request.remote_addr
+
+
+@functools.lru_cache(maxsize=4)
+def _trusted_region_headers(setting: str) -> list[tuple[str, str | None]]:
+    return parse_header_setting(setting)
+
+
+def region_headers() -> list[tuple[str, str | None]]:
+    """The (country, subdivision) headers the operator trusts (CONSENT_REGION_HEADERS)."""
+    return _trusted_region_headers(current_app.config.get("CONSENT_REGION_HEADERS", ""))
+
+
+def request_region() -> Region:
+    """The caller's region: a trusted CDN header, else the offline IP database."""
+    return detect_region(request.headers, client_ip(), trusted_headers=region_headers(),
+                         use_ip=current_app.config.get("CONSENT_REGION_IP", True))
+
+
+def vary_by_region(response, site_settings: dict) -> None:
+    """Keep shared caches from serving one region's answer in another: `Vary` on the
+    trusted headers, or `private` when the region comes from the caller's address."""
+    if not site_settings.get("regions"):
+        return  # the same answer everywhere
+    headers = region_headers()
+    for country, sub in headers:
+        response.vary.add(country)
+        if sub:
+            response.vary.add(sub)
+    if not headers:  # the region came from the caller's address: no shared cache may keep it
+        response.headers["Cache-Control"] = response.headers.get(
+            "Cache-Control", "").replace("public", "private") or "private"
 
 
 def request_context() -> RequestContext:

@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 import marshmallow as ma
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from ..sites import NotFound, SITE_KEY_RE, site_for_origin
+from ..sites import NotFound, SITE_KEY_RE, site_for_origin, site_snapshot
 from ..widget_config import site_script
 from .compressed import compressed
+from .common import request_region, vary_by_region
 
 bp = Blueprint("demo", __name__)
 
@@ -119,7 +120,8 @@ def widget_script():
         if key is None:
             return _widget_file("consent.js")  # the same for every site: cached for longer
     try:
-        body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"))
+        body, etag = site_script(key, args.get("lang"), request.headers.get("Accept-Language"),
+                                 request_region().code)
     except NotFound:
         return unknown_site_script(key)
     response = compressed(body, etag, "text/javascript")
@@ -129,21 +131,33 @@ def widget_script():
         f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
     if "lang" not in args:
         response.vary.add("Accept-Language")
+    vary_by_region(response, site_snapshot(key).settings)
     # No `Vary: Referer` for a key found from the Referer: same-origin pages send their full
     # URL, so every page would miss the cache. Browsers partition their cache per top-level
     # site anyway, and a config reused elsewhere is ignored by the widget (key check).
     return response.make_conditional(request)
 
 
-@bp.get("/consent-more.js")
-def widget_second_part():
-    """The widget's second part (sending, dialog, server check), loaded by consent.js."""
-    response = _widget_file("consent-more.js")
+def _versioned_file(name: str):
+    response = _widget_file(name)
     if request.args.get("v") and response.status_code == 200:
         # consent.js asks for ?v=<hash of this file's build>: a new build is a new URL.
         response.cache_control.max_age = 365 * 86400
         response.cache_control.immutable = True
     return response
+
+
+@bp.get("/consent-more.js")
+def widget_second_part():
+    """The widget's second part (sending, dialog, server check), loaded by consent.js."""
+    return _versioned_file("consent-more.js")
+
+
+@bp.get("/consent-region.js")
+def widget_region_part():
+    """The widget's part for opt-out and notice-only regions (consent.regions), loaded by
+    the opt-out build only there: "Your Privacy Choices", __gpp and __uspapi."""
+    return _versioned_file("consent-region.js")
 
 
 @bp.get("/consent.css")

@@ -16,7 +16,8 @@ from ..sites import NotFound, site_snapshot
 from ..subjects import READ_TOKEN_RE
 from ..apidoc import PROBLEM, ProblemSchema, problems
 from ..widget_config import WidgetConfigSchema, config_document, server_cookie_header
-from .common import apply_site_cors, json_response, load_json, request_context
+from .common import (apply_site_cors, json_response, load_json, request_context,
+                     request_region, vary_by_region)
 
 blp = Blueprint("widget_api", __name__, url_prefix="/api/v1",
                 description="Public endpoints the widget calls from visitors' browsers.")
@@ -63,7 +64,7 @@ def _cors(response):
 def get_config(site_key: str, locale: str | None = None, details: bool = False):
     """Site configuration and strings for the widget (cacheable)."""
     payload, etag = config_document(site_key, locale, request.headers.get("Accept-Language"),
-                                    details=details)
+                                    details=details, region=request_region().code)
     response = make_response(payload)
     response.mimetype = "application/json"
     response.set_etag(etag)
@@ -71,6 +72,7 @@ def get_config(site_key: str, locale: str | None = None, details: bool = False):
         f"public, max-age={current_app.config['CONSENT_CONFIG_MAX_AGE']}")
     if locale is None:
         response.vary.add("Accept-Language")
+    vary_by_region(response, site_snapshot(site_key).settings)
     return response.make_conditional(request)
 
 
@@ -117,13 +119,18 @@ def _record(site_key: str):
     if site is not None and not site.allows_origin(origin):
         raise OriginRefused(origin[:200], site_key)
     data = load_json(_DECISION_SCHEMA)
-    result = record_decision(site_key, data, request_context())
+    ctx = request_context()
+    region = request_region()
+    ctx.region, ctx.region_source = region.code, region.source
+    result = record_decision(site_key, data, ctx)
     body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
             "read_token": result.read_token,
             "recorded_at": iso(result.event.recorded_at), "duplicate": result.event.duplicate,
             "consent": result.view}
     if result.minted_key:
         body["key"] = result.minted_key
+    if result.signals:
+        body["gpp"] = result.signals  # US opt-out visitors: the strings now in force
     status = 200 if result.event.duplicate else 201
     # Same-site deployment: the server itself sets the consent cookie (see docs/widget.md).
     cookie = site and server_cookie_header(

@@ -1,4 +1,4 @@
-"""Build the widget's two scripts: `python3 static/widget/build.py` (after `make node-deps`).
+"""Build the widget's scripts: `python3 static/widget/build.py` (after `make node-deps`).
 
 - static/consent.js from static/widget/consent.src.js: the first layer (consent engine,
   Consent Mode, GPC, tags, banner). It carries the banner's part of static/consent.css
@@ -14,7 +14,17 @@ name mangling. consent.js asks for
 another release's second part (and the part can be cached for long). tests/test_widget_files.py checks that the committed files are
 exactly this script's output.
 
-Slots the server fills: `'@@CONFIG@@'` in consent.js (the site's config for
+For visitors of opt-out and notice-only regions (docs/regions.md) it also builds:
+
+- static/consent-optout.js: the first layer with the code between `/*+region*/` and
+  `/*-region*/` marks in consent.src.js kept (the plain build drops it: opt-in visitors
+  download none of it). The server sends it instead of consent.js to visitors whose
+  config has a `region` (consent/widget_config.py). It uses the same consent-more.js.
+- static/consent-region.js from static/widget/region.src.js: the "Your Privacy Choices"
+  link and view, the notice at collection, the IAB GPP and US Privacy APIs. The opt-out
+  build loads it before any tag runs, as `consent-region.js?v=<hash of its build>`.
+
+Slots the server fills: `'@@CONFIG@@'` in consent.js and consent-optout.js (the site's config for
 `/consent.js?site=KEY`). The minifier must not see it as a constant (it would fold
 `typeof CONFIG == 'object'` away), so it is a free global name during minification.
 """
@@ -33,12 +43,18 @@ SOURCE = HERE / "consent.src.js"
 PART_SOURCE = HERE / "more.src.js"
 TARGET = HERE.parent / "consent.js"
 PART_TARGET = HERE.parent / "consent-more.js"
+REGION_SOURCE = HERE / "region.src.js"
+REGION_TARGET = HERE.parent / "consent-region.js"
+OPTOUT_TARGET = HERE.parent / "consent-optout.js"
 STYLESHEET = HERE.parent / "consent.css"
 TERSER = ROOT / "node_modules" / "terser" / "bin" / "terser"
 
 STYLE_SLOT = "'@@STYLE@@'"
 CONFIG_SLOT = "'@@CONFIG@@'"
 PART_SLOT = "'@@PART@@'"
+REGION_SLOT = "'@@REGION@@'"
+# Code only opt-out and notice-only regions need, in the first layer's source.
+REGION_ONLY = re.compile(r"/\*\+region\*/.*?/\*-region\*/", re.S)
 # A global name stands in for the config slot while terser runs (see the module docstring).
 CONFIG_STAND_IN = "__CONSENT_CONFIG_SLOT__"
 DIALOG_MARK = "/*@"
@@ -79,12 +95,30 @@ def build_part() -> str:
     return minify(src)
 
 
-def build(part: str | None = None) -> str:
-    """The first layer, as committed in static/consent.js."""
+def build_region() -> str:
+    """The region part, as committed in static/consent-region.js."""
+    return minify(REGION_SOURCE.read_text(encoding="utf-8"))
+
+
+def _version(built: str) -> str:
+    return json.dumps(hashlib.sha256(built.encode()).hexdigest()[:12])
+
+
+def build(part: str | None = None, *, regions: bool = False,
+          region_part: str | None = None) -> str:
+    """The first layer, as committed in static/consent.js (with REGIONS: the opt-out build,
+    static/consent-optout.js, which keeps the code between the region marks)."""
     part = build_part() if part is None else part
     src = SOURCE.read_text(encoding="utf-8")
+    if regions:
+        region_part = build_region() if region_part is None else region_part
+        src = _fill(src, REGION_SLOT, _version(region_part))
+    else:
+        src = REGION_ONLY.sub("", src)
+        if REGION_SLOT in src:
+            raise ValueError(f"{REGION_SLOT} must sit between the region marks")
     src = _fill(src, STYLE_SLOT, json.dumps(stylesheets()[0], ensure_ascii=False))
-    src = _fill(src, PART_SLOT, json.dumps(hashlib.sha256(part.encode()).hexdigest()[:12]))
+    src = _fill(src, PART_SLOT, _version(part))
     out = minify(_fill(src, CONFIG_SLOT, CONFIG_STAND_IN))
     if out.count(CONFIG_STAND_IN) != 1:
         raise ValueError("the minified widget must read the config slot exactly once")
@@ -92,8 +126,11 @@ def build(part: str | None = None) -> str:
 
 
 if __name__ == "__main__":
-    part_js = build_part()
+    part_js, region_js = build_part(), build_region()
     PART_TARGET.write_text(part_js, encoding="utf-8")
     TARGET.write_text(build(part_js), encoding="utf-8")
-    for path in (TARGET, PART_TARGET):
+    REGION_TARGET.write_text(region_js, encoding="utf-8")
+    OPTOUT_TARGET.write_text(build(part_js, regions=True, region_part=region_js),
+                             encoding="utf-8")
+    for path in (TARGET, PART_TARGET, OPTOUT_TARGET, REGION_TARGET):
         sys.stdout.write(f"wrote {path} ({path.stat().st_size} bytes)\n")

@@ -72,9 +72,18 @@
     const m = cfg && cfg.policy.reconsentAfter && Date.parse(cfg.policy.reconsentAfter) / 1e3;
     return state.e > now() && !(m && state.t < m && m <= Date.now() / 1e3);  // not a second late
   }
-  const has = k => k == E || !(gpc && gpcKeys().includes(k)) && valid() && state.t > 0 && state.c[k] === true;
+  // Rules by region (consent/regions.py, docs/regions.md). Code between the region marks is
+  // only in consent-optout.js, the build the server sends to opt-out and notice-only regions
+  // (static/widget/build.py): there cfg.region lists what is on until the visitor opts out
+  // (not for a known minor: sale needs an opt-in); its UI and __gpp / __uspapi come from
+  // consent-region.js. Other visitors download none of it.
+  /*+region*/
+  const R = () => cfg && cfg.region;
+  const dflt = k => !!R() && !(state && state.c[k] === false) && R().on.includes(k) && !(known() && gpcKeys().includes(k));
+  /*-region*/
+  const has = k => k == E || !(gpc && gpcKeys().includes(k)) && (/*+region*/!(valid() && state.t > 0) ? dflt(k) : /*-region*/valid() && state.t > 0 && state.c[k] === true);
   const allows = el => el.dataset.category.trim().split(/\s+/).every(has);
-  const needsChoice = () => !valid() || !state.t || keys().some(k => !(k in state.c));
+  const needsChoice = () => /*+region*/!R() && /*-region*/(!valid() || !state.t || keys().some(k => !(k in state.c)));
   function cats() { const o = {}; for (const k of keys()) o[k] = has(k); return o; }
   function get() {
     return valid() ? {categories: cats(), policyVersion: state.p || null, decidedAt: iso(state.t),
@@ -166,8 +175,22 @@
     save();
     changed(before);
     send({action: 'gpc', source: 'gpc'}).catch(noop);
-    if (!needsChoice()) show('gpc');  // a standing choice: just say the signal was honoured
+    if (!needsChoice() /*+region*/&& !R()/*-region*/) show('gpc');  // a standing choice: just say the signal was honoured
   }
+  /*+region*/
+  // "Your Privacy Choices" (consent-region.js): opting out of sale/sharing is one step,
+  // recorded, and honoured like GPC (the same categories off, nothing else decided).
+  function optOut() {
+    const before = cats();
+    state = state || {s: uid(), k: uid(), c: {}, t: 0, e: now() + 86400 * cfg.lifetimes.rejectDays};
+    for (const x of gpcKeys()) state.c[x] = false;
+    state.src = 'preferences';
+    save();
+    const again = changed(before), p = send({action: 'opt_out', source: 'preferences'});
+    if (again) p.then(reload, reload);  // (after the withdrawn cookies are deleted)
+    return p;
+  }
+  /*-region*/
 
   // ---- UI (classes only: no inline styles, so it runs under a strict CSP)
   // The stylesheet travels in this script and is adopted through the CSSOM: no request
@@ -268,7 +291,12 @@
   (cm.push || []).forEach(c => gtag.apply(0, c));
   async function start() {
     if (mark() == 'p') await sync();  // back from the preference center: its choice before any tag
-    if (get()) gtag('consent', 'update', modes(1));
+    /*+region*/
+    // An opt-out or notice-only region: its part (UI, __gpp, __uspapi) is there before any tag.
+    // Its build's version in the URL (static/widget/build.py), like the second part's.
+    if (R()) await new Promise(r => D.head.append(Object.assign(D.createElement('script'), {src: base + 'consent-region.js?v=' + '@@REGION@@', nonce: me.nonce, onload: r, onerror: r})));
+    /*-region*/
+    if (get() /*+region*/|| R()/*-region*/) gtag('consent', 'update', modes(1));
     gotCfg();
     await ready;
     honourGpc();
@@ -314,6 +342,11 @@
     set: vals => choose('custom', 'api', vals || {}),
     show: () => show(0, 1),
     showPreferences: () => prefs(),
+    /*+region*/
+    optOut: () => cfgP.then(optOut),
+    // For consent-region.js: the region's config and where this visitor stands.
+    region: () => R() && Object.assign({out: gpcKeys().some(k => !has(k)), gpc, minor: known(), policy: cfg.policy.url, cookie: cfg.cookie}, R()),
+    /*-region*/
     onChange: f => { const h = d => f(d); hooks.push(h); return () => { const i = hooks.indexOf(h); if (i >= 0) hooks.splice(i, 1); }; },
   };
 })();

@@ -26,11 +26,12 @@ __all__ = ["CHROMIUM_ARGS", "NONCE", "PAGES", "SITE_KEY", "Console", "SiteHandle
 @pytest.fixture
 def make_env(app, database_url, tmp_path):
     """Build a WidgetEnv; ORIGINS default to the static site's own URL. HTTPS: the site's
-    pages over https (a context needs `ignore_https_errors=True` to open them)."""
+    pages over https (a context needs `ignore_https_errors=True` to open them). APP_ENV:
+    more environment for the app (e.g. CONSENT_REGION_HEADERS)."""
     made: list[WidgetEnv] = []
 
     def make(*, origins=None, settings=None, categories=None, policy=True,
-             https=False) -> WidgetEnv:
+             https=False, app_env: dict | None = None) -> WidgetEnv:
         from consent.demo_data import DEMO_SERVICES
         from consent.policies import publish_policy
 
@@ -50,7 +51,7 @@ def make_env(app, database_url, tmp_path):
         log.touch()
         try:
             server = AppServer(database_url, workers=1, threads=4, extra_env={
-                "GUNICORN_CMD_ARGS": f"--access-logfile {log}"})
+                "GUNICORN_CMD_ARGS": f"--access-logfile {log}", **(app_env or {})})
         except BaseException:
             static.stop()
             raise

@@ -34,12 +34,19 @@ def no_referer_page(env) -> str:
 
 def test_without_a_referer_the_config_is_fetched_within_the_budget(env, page):
     # a page that sends no Referer gets the shared script, which then asks for the config
-    bodies = {}
-    page.on("response", lambda r: r.url.startswith(env.app_url) and bodies.setdefault(
-        r.url.split("?")[0].removeprefix(env.app_url), r.body()))
-    page.goto(no_referer_page(env))
-    banner(page).wait_for()
-    assert sorted(bodies) == ["/api/v1/sites/shop/config", "/consent.js"]
+    # (expect_response, not a response listener: the banner can be visible before the
+    # listener of the config's response has run)
+    asked = []
+    page.on("request", lambda r: r.url.startswith(env.app_url) and asked.append(
+        r.url.split("?")[0].removeprefix(env.app_url)))
+    path = lambda r: r.url.split("?")[0].removeprefix(env.app_url)  # noqa: E731
+    with page.expect_response(lambda r: path(r) == "/consent.js") as script, \
+            page.expect_response(lambda r: path(r) == "/api/v1/sites/shop/config") as config:
+        page.goto(no_referer_page(env))
+        banner(page).wait_for()
+    bodies = {"/consent.js": script.value.body(),
+              "/api/v1/sites/shop/config": config.value.body()}
+    assert sorted(set(asked)) == ["/api/v1/sites/shop/config", "/consent.js"]
     sizes = {url: len(gzip.compress(body, 9)) for url, body in bodies.items()}
     assert sum(sizes.values()) <= FALLBACK_BUDGET, sizes
     page.get_by_role("button", name="Reject all").click()

@@ -136,7 +136,8 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     page.get_by_role("button", name="Accept all").click()
     [alone] = env.wait_events(1)
     assert alone.categories == {"essential": True, "analytics": False, "advertising": False}
-    assert alone.meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
+    assert alone.meta == {"age": "minor", "withheld": ["advertising", "analytics"],
+                          "region": None, "rule": "opt-in"}
     settle(page)
     assert ran(page) == []
     subject = page.evaluate("Consent.get().subject")
@@ -199,7 +200,8 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     settle(known)
     assert ran(known) == []
     last = env.wait_events(5)[4]
-    assert last.meta == {"age": "minor", "withheld": ["advertising", "analytics"]}
+    assert last.meta == {"age": "minor", "withheld": ["advertising", "analytics"],
+                         "region": None, "rule": "opt-in"}
     member.close()
 
 

@@ -1,0 +1,234 @@
+"""Rules by region in Chromium (issue 18): the region header is set per browser context,
+as the CDN in front of the consent server would. An EU visitor gets the opt-in banner; a
+California visitor no blocking banner, advertising until "Your Privacy Choices", the IAB
+GPP and US Privacy APIs (strings decoded with IAB Tech Lab's @iabgpp/cmpapi)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.browser import new_context
+from tests.support.gpp import iab_decode
+
+from .helpers import (ALL_TAGS, ANALYTICS_TAGS, ADS_TAGS, GPC_ON, banner, cookie_names, ran,
+                      settle, wait_ran, wait_recorded, wait_until)
+
+pytestmark = pytest.mark.browser
+
+US_RULES = {"rules": {"EEA": "opt-in", "GB": "opt-in", "CH": "opt-in",
+                      "US-PRIVACY-STATES": "opt-out", "US": "notice-only"},
+            "default": "opt-in", "gpp_states": ["usca"]}
+CALIFORNIA = {"CF-IPCountry": "US", "CF-Region-Code": "CA"}
+GERMANY = {"CF-IPCountry": "DE"}
+
+PING = "new Promise(r => __gpp('ping', (d, ok) => r([d, ok])))"
+SECTION = "name => new Promise(r => __gpp('getSection', (d, ok) => r([d, ok]), name))"
+USP = "new Promise(r => __uspapi('getUSPData', 1, (d, ok) => r([d, ok])))"
+
+
+@pytest.fixture
+def us_env(make_env):
+    return make_env(settings={"regions": US_RULES},
+                    app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
+
+
+def visitor(browser, env, headers):
+    """A browser context whose requests to the consent server carry HEADERS, as a CDN in
+    front of it adds them (not the page: page-set headers would change CORS)."""
+    ctx = new_context(browser, locale="en-US")
+    ctx.route(env.app_url + "/**", lambda route: route.continue_(
+        headers={**route.request.headers, **headers}))
+    return ctx
+
+
+def gpp_of(page) -> tuple[dict, dict]:
+    """__gpp('ping') and IAB's decoding of the string it returns."""
+    ping, ok = page.evaluate(PING)
+    assert ok is True and ping["cmpStatus"] == "loaded" and ping["signalStatus"] == "ready"
+    [decoded] = iab_decode([ping["gppString"]])
+    assert "error" not in decoded, decoded
+    return ping, decoded["sections"]
+
+
+def test_eu_visitor_gets_the_opt_in_banner_and_nothing_runs(browser, us_env):
+    ctx = visitor(browser, us_env, GERMANY)
+    urls: list[str] = []
+    ctx.on("request", lambda r: urls.append(r.url))
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    banner(page).wait_for()
+    settle(page)
+    assert ran(page) == []
+    assert page.evaluate("typeof __gpp") == "undefined"  # the region part never loaded
+    assert urls and not any("consent-region.js" in u for u in urls)
+    assert page.locator("[data-cw=choices]").count() == 0
+    ctx.close()
+
+
+def test_california_visitor_runs_ads_until_your_privacy_choices(browser, us_env):
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    assert wait_ran(page, 5) == ALL_TAGS  # no decision needed: opt-out rules
+    assert banner(page).count() == 0 and page.locator("dialog[open]").count() == 0
+    notice = page.locator(".cw-rn")  # notice at collection, not blocking
+    assert notice.get_attribute("role") == "region"
+    # The GPP string before any choice: notices given, not opted out.
+    ping, sections = gpp_of(page)
+    assert ping["applicableSections"] == [7, 8] and ping["sectionList"] == [6, 7, 8]
+    assert sections["usnat"]["SaleOptOut"] == 2 and sections["usnat"]["SaleOptOutNotice"] == 1
+    assert page.evaluate(USP) == [{"version": 1, "uspString": "1YNN"}, True]
+    assert "_ads" in cookie_names(ctx)  # the ad tag ran and set its cookie
+    # The region part came as its build's versioned URL, by the page's nonce (strict CSP).
+    assert page.evaluate("[...document.scripts].some(s => /consent-region\\.js\\?v=[0-9a-f]{12}$/"
+                         ".test(s.src))")
+
+    link = page.locator("a[data-cw=choices]").first
+    assert link.inner_text().strip() == "Your Privacy Choices"
+    assert link.locator("svg").count() == 1  # the opt-out icon
+    link.click()
+    with page.expect_navigation():  # ads already ran: only a reload stops them
+        page.get_by_role("button", name="Opt out of sale, sharing and targeted advertising"
+                         ).click()
+    [event] = wait_recorded(us_env, 1)
+    assert (event.action, event.source, event.categories) == (
+        "opt_out", "preferences", {"advertising": False})
+    assert event.meta["region"] == "US-CA" and event.meta["rule"] == "opt-out"
+    # The second part deleted the ad service's cookie before the reload (site details).
+    assert "_ads" not in cookie_names(ctx)
+    # After the reload the ads do not run again; analytics still do.
+    wait_ran(page, 3)
+    settle(page)
+    assert ran(page) == ANALYTICS_TAGS
+    ping, sections = gpp_of(page)
+    usnat = sections["usnat"]
+    assert (usnat["SaleOptOut"], usnat["SharingOptOut"], usnat["TargetedAdvertisingOptOut"],
+            usnat["Gpc"]) == (1, 1, 1, False)
+    assert sections["usca"]["SaleOptOut"] == 1
+    assert ping["gppString"] == event.meta["gpp"]  # what the page says is what was recorded
+    assert page.evaluate(SECTION, "usnat") == [usnat, True]
+    assert page.evaluate("new Promise(r => __gpp('getField', (d, ok) => r([d, ok]), "
+                         "'usnat.SaleOptOut'))") == [1, True]
+    assert page.evaluate("new Promise(r => __gpp('hasSection', (d, ok) => r([d, ok]), "
+                         "'usnat'))") == [True, True]
+    assert page.evaluate("new Promise(r => __gpp('hasSection', (d, ok) => r([d, ok]), "
+                         "'tcfeuv2'))") == [False, True]
+    assert page.evaluate(USP) == [{"version": 1, "uspString": "1YYN"}, True]
+    # The site's backend reads the same strings from first-party cookies.
+    jar = {c["name"]: c["value"] for c in ctx.cookies()}
+    assert jar["gpp"] == event.meta["gpp"] and jar["usprivacy"] == "1YYN"
+    assert jar["gpp_sid"] == "6,7,8"
+    assert banner(page).count() == 0
+    assert len(us_env.events()) == 1
+    ctx.close()
+
+
+def test_california_visitor_with_gpc_is_opted_out_without_a_click(browser, us_env):
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    ctx.add_init_script(GPC_ON)
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    assert wait_ran(page, 3) == ANALYTICS_TAGS
+    [event] = wait_recorded(us_env, 1)
+    assert event.action == "gpc" and event.categories == {"advertising": False}
+    assert event.meta["gpc"] is True and event.meta["region"] == "US-CA"
+    settle(page)
+    assert not set(ADS_TAGS) & set(ran(page))
+    assert banner(page).count() == 0
+    _, sections = gpp_of(page)
+    assert sections["usnat"]["Gpc"] is True and sections["usnat"]["SaleOptOut"] == 1
+    assert sections["uspv1"]["OptOutSale"] == "Y"
+    # The opt-out view says the signal was honoured; nothing left to opt out of.
+    page.locator("a[data-cw=choices]").first.click()
+    page.locator("dialog .cw-gpc").wait_for()
+    assert page.locator("dialog [data-cw=optOut]").count() == 0
+    ctx.close()
+
+
+def test_gpp_listeners_hear_the_opt_out_and_can_be_removed(browser, us_env):
+    # A page without ad tags: opting out then needs no reload, so the page keeps listening.
+    index = (us_env.root / "index.html").read_text()
+    (us_env.root / "no-ads.html").write_text("\n".join(
+        line for line in index.splitlines() if 'data-category="advertising"' not in line))
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(us_env.url("no-ads.html"))
+    wait_ran(page, 3)
+    ids = page.evaluate("""() => { window.heard = {a: [], b: []}; const ids = [];
+      for (const k of ['a', 'b']) __gpp('addEventListener', (e, ok) => {
+        if (e.eventName == 'listenerRegistered') ids.push(e.listenerId);
+        else heard[k].push([e.eventName, e.data, e.pingData.gppString]); });
+      return ids; }""")
+    assert len(set(ids)) == 2
+    assert page.evaluate(f"new Promise(r => __gpp('removeEventListener', (d, ok) => r([d, ok]), "
+                         f"{ids[1]}))") == [True, True]
+    page.evaluate("Consent.optOut()")
+    wait_until(page, "window.heard && window.heard.a.some(e => e[0] == 'signalStatus')")
+    heard = page.evaluate("window.heard")
+    assert heard["b"] == []
+    names = [e[0] for e in heard["a"]]
+    assert "sectionChange" in names and names[-1] == "signalStatus"
+    [decoded] = iab_decode([heard["a"][-1][2]])
+    assert decoded["sections"]["usnat"]["SaleOptOut"] == 1
+    wait_recorded(us_env, 1, "opt_out")
+    ctx.close()
+
+
+def test_framed_vendors_find_the_api_through_the_locator_frames(browser, us_env):
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    wait_ran(page, 5)
+    frame = page.frame_locator("iframe[title='Store map']")
+    frame.locator("body").wait_for()
+    child = next(f for f in page.frames if f != page.main_frame and f.url.endswith("frame.html"))
+    answer = child.evaluate("""() => new Promise(done => {
+      let w = window, found = null;
+      while (!found) { try { if (w.frames['__gppLocator']) found = w; } catch (e) {}
+        if (w === window.top) break; w = w.parent; }
+      const u = window.top.frames['__uspapiLocator'] ? 1 : 0, got = {};
+      addEventListener('message', e => {
+        const d = typeof e.data == 'string' ? JSON.parse(e.data) : e.data;
+        if (d.__gppReturn) got.gpp = d.__gppReturn;
+        if (d.__uspapiReturn) got.usp = d.__uspapiReturn;
+        if (got.gpp && got.usp) done([!!found, u, got]);
+      });
+      found.postMessage({__gppCall: {command: 'ping', callId: 'c1', version: '1.1'}}, '*');
+      found.postMessage(JSON.stringify({__uspapiCall: {command: 'getUSPData', version: 1,
+                                                       callId: 'c2'}}), '*');
+    })""")
+    located, usp_frame, got = answer
+    assert located and usp_frame == 1
+    assert got["gpp"]["callId"] == "c1" and got["gpp"]["success"] is True
+    assert got["gpp"]["returnValue"]["gppString"].startswith("DBA")
+    assert got["usp"] == {"returnValue": {"version": 1, "uspString": "1YNN"}, "success": True,
+                          "callId": "c2"}
+    ctx.close()
+
+
+def test_notice_only_region_runs_everything_without_a_banner_or_gpp(browser, us_env):
+    ctx = visitor(browser, us_env, {"CF-IPCountry": "US", "CF-Region-Code": "WY"})
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    assert wait_ran(page, 5) == ALL_TAGS
+    page.locator(".cw-rn").wait_for()
+    assert banner(page).count() == 0 and page.locator("a[data-cw=choices]").count() == 0
+    ping, _ = page.evaluate(PING)
+    assert ping["applicableSections"] == [-1]
+    assert page.evaluate(USP)[0]["uspString"] == "1---"
+    ctx.close()
+
+
+def test_a_known_minor_in_california_gets_no_advertising_without_opt_in(browser, make_env):
+    env = make_env(settings={"regions": US_RULES},
+                   app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
+    page_html = env.root / "index.html"
+    page_html.write_text(page_html.read_text().replace(' data-site=', ' data-minor data-site='))
+    ctx = visitor(browser, env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(env.url())
+    assert wait_ran(page, 3) == ANALYTICS_TAGS
+    settle(page)
+    assert not set(ADS_TAGS) & set(ran(page))
+    _, sections = gpp_of(page)
+    assert sections["usnat"]["SaleOptOut"] == 1 and sections["uspv1"]["OptOutSale"] == "Y"
+    ctx.close()
