@@ -5,7 +5,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -50,7 +49,6 @@ def test_first_layer_asks_for_the_second_part_of_its_own_build(built):
     assert "function choose(" not in first and "const STYLE" not in first
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
 @pytest.mark.parametrize("path", [BUILT, PART])
 def test_built_widget_parses(path):
     subprocess.run(["node", "--check", str(path)], check=True, capture_output=True)
