@@ -24,7 +24,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .database import UTCDateTime, iso, run_write, utcnow
+from .database import UTCDateTime, iso, parse_iso, run_write, utcnow
 from .context import RequestContext
 from .errors import ExpiredLink, Invalid, InvalidLink  # noqa: F401 (links' errors, re-exported)
 from .extensions import db
@@ -241,14 +241,6 @@ class SendAnswer:
     policy_state: dict | None = None
 
 
-def _parse_iso(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
 
 def deciding_event(site_id: int, pseudonym: str, key: str, value: bool,
                    changed_at: str | None) -> ConsentEvent | None:
@@ -256,7 +248,7 @@ def deciding_event(site_id: int, pseudonym: str, key: str, value: bool,
     query = (db.select(ConsentEvent)
              .where(ConsentEvent.site_id == site_id, ConsentEvent.subject == pseudonym)
              .order_by(ConsentEvent.seq))
-    since = _parse_iso(changed_at)
+    since = parse_iso(changed_at)
     if since is not None:
         query = query.where(ConsentEvent.recorded_at >= since)
     found = None
@@ -334,7 +326,7 @@ def may_i_send(site_key: str, medium: str, kind: str, recipient: Recipient) -> S
                               recipient_refs(site, medium, recipient))
     # An opt-in given before a material version took effect is flagged (seed policy 002:
     # "a choice regarding such use or disclosure" applies to messages too).
-    consented = _parse_iso(answer.decided_at) if answer.reason == "opted_in" else None
+    consented = parse_iso(answer.decided_at) if answer.reason == "opted_in" else None
     answer.policy_state = policy_state(site, consented, None)
     return answer
 

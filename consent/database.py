@@ -63,6 +63,16 @@ def iso(dt: datetime | None) -> str | None:
     return dt.isoformat(timespec="microseconds")[:26] + "Z"
 
 
+def parse_iso(value: str | None) -> datetime | None:
+    """The datetime of a text `iso` wrote; None for None or any other text."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
 def install_engine_hooks(engine: Engine, app) -> None:
     """Tune SQLite (WAL, busy timeout, real BEGIN IMMEDIATE for writers)."""
     if engine.dialect.name != "sqlite":

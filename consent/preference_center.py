@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .channels import (CHANNELS, _parse_iso, channel_defaults, parse_channel_key,
+from .channels import (CHANNELS, channel_defaults, parse_channel_key,
                        subject_refs, suppressed_channels)
 from .context import RequestContext
-from .database import run_write, utcnow
+from .database import parse_iso, run_write, utcnow
 from .errors import Invalid
 from .extensions import db
 from .identity import linked_to
@@ -75,7 +75,7 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
     gpc_off = set(gpc_categories(site)) if gpc else set()
     categories = [ChoiceRow(
         key=c.key, value=(c.key == ESSENTIAL) or (bool(cats.get(c.key)) and c.key not in gpc_off),
-        chosen=c.key in cats, changed_at=_parse_iso(changed.get(f"category:{c.key}")),
+        chosen=c.key in cats, changed_at=parse_iso(changed.get(f"category:{c.key}")),
         locked=c.locked or c.key == ESSENTIAL, gpc=c.key in gpc_off,
         title=_localised(c.titles, locale, site.default_locale),
         description=_localised(c.descriptions, locale, site.default_locale)) for c in rows]
@@ -83,7 +83,7 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
     for key in suppressed_channels(site.id, subject_refs(site, subject)):
         defaults[key] = False  # an opt-out kept from before an erasure
     channels = [ChoiceRow(key=k, value=bool(chans[k]) if k in chans else defaults[k],
-                          chosen=k in chans, changed_at=_parse_iso(changed.get(f"channel:{k}")))
+                          chosen=k in chans, changed_at=parse_iso(changed.get(f"channel:{k}")))
                 for k in CHANNELS]
     notice = announced(site.policy_versions, utcnow())
     waiting = None

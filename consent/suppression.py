@@ -15,12 +15,12 @@ any newer choice wins over an older one.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .database import UTCDateTime, utcnow
+from .database import UTCDateTime, parse_iso, utcnow
 from .extensions import db
 
 # What a record's ref is the keyed hash of: an address of one medium, or a user id.
@@ -43,14 +43,6 @@ class SuppressionRecord(db.Model):
     kept_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
 
 def keep_opt_outs(site_id: int, channels: dict, changed: dict,
                   refs: list[tuple[str, str]]) -> list[str]:
@@ -72,7 +64,7 @@ def keep_opt_outs(site_id: int, channels: dict, changed: dict,
                     table.c.site_id == site_id, table.c.ref_kind == kind,
                     table.c.ref == ref, table.c.channel == key))
             continue
-        since = _parse((changed or {}).get(f"channel:{key}"))
+        since = parse_iso((changed or {}).get(f"channel:{key}"))
         for kind, ref in mine:
             existing = db.session.execute(db.select(SuppressionRecord).where(
                 SuppressionRecord.site_id == site_id, SuppressionRecord.ref_kind == kind,
