@@ -333,7 +333,9 @@ def test_other_paths_refuse_a_minors_unguarded_grant_and_record_nothing(app, cli
                                  "categories": {"analytics": True}}, headers=headers)
     assert guardian.status_code == 201, guardian.get_data(as_text=True)
     event = events("guardian")[-1]
-    assert event.meta == {"age": "minor", "guardian": True} and event.source == "api"
+    # (AloPal has rules by region: a backend call cannot tell where the person is.)
+    assert event.meta == {"age": "minor", "guardian": True, "region": None}
+    assert event.source == "api"
     assert guardian.get_json()["channels"]["email.promotional"] is True
     assert guardian.get_json()["consent"]["categories"]["analytics"] is True
     assert may_i_send(client, site, "email", "promotional", user_id="teen-1")["allowed"]

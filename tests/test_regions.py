@@ -354,3 +354,45 @@ def test_admin_sets_the_rules_on_the_settings_page(client, site, admin):
     assert post_form(admin, url, {"rules": "", "default": "opt-in"}, page=page).status_code == 302
     db.session.rollback()
     assert "regions" not in get_site(site["key"]).settings
+
+
+# ------------------------------------------------- every event records the region
+
+def test_preference_center_events_record_the_visitors_region(client, us_site):
+    """The preference center is the person's own browser: its events carry their region
+    and the rule there, like the widget's, covered by the event hash."""
+    from tests.test_preferences import page, save
+
+    html = page(client, f"site={us_site['key']}", **CA)
+    r = save(client, html, categories=["analytics"], query=f"site={us_site['key']}", **CA)
+    assert r.status_code == 303
+    ev = last_event()
+    assert ev.source == "preferences"
+    assert (ev.meta["region"], ev.meta["rule"]) == ("US-CA", "opt-out")
+    html = page(client, f"site={us_site['key']}", **DE)
+    save(client, html, categories=[], query=f"site={us_site['key']}", **DE)
+    assert (last_event().meta["region"], last_event().meta["rule"]) == ("DE", "opt-in")
+    assert verify_ledger().ok
+
+
+def test_backend_events_record_that_the_region_is_unknown(client, us_site):
+    """A call from the site's backend says nothing about where the person is: the event
+    records `region: None` (not the backend's own region, even with a CDN header)."""
+    from tests.support.api import bearer
+
+    subject = decide(client, us_site, {"action": "accept_all"}, CA)["subject"]
+    r = client.post(f"/api/v1/sites/{us_site['key']}/subjects/{subject}/events",
+                    json={"action": "withdraw", "categories": {"analytics": False}},
+                    headers={**bearer(us_site), **CA})
+    assert r.status_code == 201, r.get_json()
+    ev = last_event()
+    assert ev.source == "api" and ev.meta == {"region": None}
+    assert verify_ledger().ok
+
+
+def test_sites_without_rules_record_no_region(client, site):
+    from tests.test_preferences import page, save
+
+    save(client, page(client, f"site={site['key']}", **CA), categories=["analytics"],
+         query=f"site={site['key']}", **CA)
+    assert last_event().meta is None

@@ -15,6 +15,6 @@ from .chain import (ACTIONS, GENESIS, HASH_VERSION, SOURCES, STATE_COLUMNS,  # n
                     details_digest, drop_append_only_ddl, event_fields,
                     find_by_idempotency_key, hashed_fields, history, normalise_state,
                     on_append, read_state, rebuild_states, state_from_snapshot,
-                    state_snapshot, stream_for, verify_ledger)
+                    set_region_hook, state_snapshot, stream_for, verify_ledger)
 from .log import (LogCheckpoint, LogLeaf, LogNode, LogStream, integrate,  # noqa: F401,E402
                   integrate_site)

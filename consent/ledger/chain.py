@@ -458,6 +458,18 @@ def _replayed(site, subject, key: str) -> AppendedEvent:
         previous_state=state, state=state, hash=row["hash"], duplicate=True)
 
 
+# Set by the web tier (consent.web.common.region_of_event): what an event on a site with
+# rules by region records about where the person was ("the region in force is recorded
+# on every event"), so that the ledger needs no request and no region rules of its own.
+_region_of: Callable[[Any, str], dict] | None = None
+
+
+def set_region_hook(fn: Callable[[Any, str], dict] | None) -> None:
+    """Install the function that gives an event's `region` (and `rule`) for SITE, SOURCE."""
+    global _region_of
+    _region_of = fn
+
+
 def append_event(site, subject, *, action: str, source: str,
                  categories: dict[str, bool] | None = None,
                  channels: dict[str, bool] | None = None,
@@ -476,6 +488,9 @@ def append_event(site, subject, *, action: str, source: str,
         raise ValueError(f"unknown action {action!r}")
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
+    if _region_of is not None and (site.settings or {}).get("regions") and not (
+            meta and "region" in meta):
+        meta = {**(meta or {}), **_region_of(site, source)}
     stream = stream_for(subject.pseudonym, site.ledger_streams)
     prev_seq, prev_hash = _lock_head(site.id, stream)
     recorded_at = utcnow()

@@ -17,3 +17,7 @@ def register_blueprints(app, api) -> None:
             api.register_blueprint(module.blp)
         if hasattr(module, "bp"):
             app.register_blueprint(module.bp)
+    # Events recorded in a person's own request carry their region (consent.regions).
+    from ..ledger import set_region_hook
+    from .common import region_of_event
+    set_region_hook(region_of_event)

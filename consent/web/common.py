@@ -5,11 +5,11 @@ import functools
 import json
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import current_app, has_request_context, request
 from werkzeug.exceptions import BadRequest
 
 from ..decisions import RequestContext
-from ..regions import Region, detect_region, parse_header_setting
+from ..regions import Region, applies, detect_region, parse_header_setting
 from ..sites import NotFound, site_snapshot
 
 
@@ -60,6 +60,24 @@ def request_region() -> Region:
     """The caller's region: a trusted CDN header, else the offline IP database."""
     return detect_region(request.headers, client_ip(), trusted_headers=region_headers(),
                          use_ip=current_app.config.get("CONSENT_REGION_IP", True))
+
+
+# The surfaces a person reaches with their own browser: there the request's region is
+# theirs. Anything else (the site's backend, staff, an SMS gateway, a mail provider's
+# one-click unsubscribe, a job) says nothing about where the person is.
+_VISITOR_BLUEPRINTS = frozenset({"widget_api", "preferences", "guardian", "my_data"})
+_VISITOR_SOURCES = frozenset({"banner", "preferences", "gpc", "email_link"})
+
+
+def region_of_event(site, source: str) -> dict:
+    """What an event on a site with rules by region records about where the person was:
+    the region and the rule in force there, or `region: None` when the event did not
+    come from the person's own browser (consent.ledger.set_region_hook)."""
+    if (source in _VISITOR_SOURCES and has_request_context()
+            and request.blueprint in _VISITOR_BLUEPRINTS):
+        code = request_region().code
+        return {"region": code, "rule": applies(site.settings, code)}
+    return {"region": None}
 
 
 def vary_by_region(response, site_settings: dict) -> None:
