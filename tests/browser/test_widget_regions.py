@@ -43,7 +43,9 @@ def visitor(browser, env, headers):
 
 
 def gpp_of(page) -> tuple[dict, dict]:
-    """__gpp('ping') and IAB's decoding of the string it returns."""
+    """__gpp('ping') and IAB's decoding of the string it returns, once the region part
+    answers (until then the first layer's stub says it is loading)."""
+    wait_until(page, "window.__gpp && window.__gpp.region")
     ping, ok = page.evaluate(PING)
     assert ok is True and ping["cmpStatus"] == "loaded" and ping["signalStatus"] == "ready"
     [decoded] = iab_decode([ping["gppString"]])
@@ -155,6 +157,9 @@ def test_gpp_listeners_hear_the_opt_out_and_can_be_removed(browser, us_env):
     page = ctx.new_page()
     page.goto(us_env.url("no-ads.html"))
     wait_ran(page, 3)
+    # (registered at once by the region part's __gpp; calls to the first layer's stub wait
+    # for it: test_calls_before_the_region_part_are_answered_once_it_is_here)
+    wait_until(page, "window.__gpp && window.__gpp.region")
     ids = page.evaluate("""() => { window.heard = {a: [], b: []}; const ids = [];
       for (const k of ['a', 'b']) __gpp('addEventListener', (e, ok) => {
         if (e.eventName == 'listenerRegistered') ids.push(e.listenerId);
@@ -390,3 +395,24 @@ def test_calls_before_the_region_part_are_answered_once_it_is_here(browser, us_e
     wait_recorded(us_env, 1, "opt_out")
     assert page.evaluate("window.violations") == []
     page.context.close()
+
+
+def test_a_later_page_view_takes_the_strings_from_this_browser(browser, us_env):
+    """The GPP strings and the view's texts are kept per site revision, region and
+    language: with the HTTP cache emptied, a later page view still asks for no config."""
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    gpp_of(page)
+    settle(page)
+    assert any("/config?" in line and "details=1" in line for line in us_env.server_requests())
+    seen = len(us_env.server_requests())
+    ctx.new_cdp_session(page).send("Network.clearBrowserCache")
+    page.reload()
+    ping, sections = gpp_of(page)
+    assert sections["usnat"]["SaleOptOut"] == 2 and ping["gppString"].startswith("DBA")
+    settle(page)
+    later = us_env.server_requests()[seen:]
+    assert any("consent-region.js" in line for line in later)  # the cache was emptied
+    assert not any("/config" in line for line in later), later
+    ctx.close()
