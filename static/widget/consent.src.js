@@ -310,6 +310,19 @@
     keep: () => store(QK, queue), cfg: () => cfg, state: () => state, put: v => { state = v; }, back: () => back,
     renew: () => fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); })/*+region*/, details: () => details(), store, listen: f => { msg.forEach(f); msg = f; }/*-region*/};
   let open, more;
+  /*+optin*/
+  const part = () => open || (open = new Promise((r, n) => {
+    W.__consentPart = f => { delete W.__consentPart; r(f(X)); };
+    const s = D.createElement('script');
+    s.src = base + 'consent-more.js?v=' + PART;
+    s.nonce = me.nonce;  // for a policy that allows the consent server by nonce only
+    s.onerror = () => { open = null; s.remove(); n(Error(s.src)); };
+    D.head.append(s);
+  }));
+  /*-optin*/
+  /*+region*/
+  // The same for both parts here (the plain build, which loads one, keeps it inline: its
+  // budget has no byte to spare for sites with every Consent Mode option).
   // A part's script calls window[CB] with a function of X; it resolves with what that returns.
   const fetchPart = (file, cb) => new Promise((r, n) => {
     W[cb] = f => { delete W[cb]; r(f(X)); };
@@ -320,6 +333,7 @@
     D.head.append(s);
   });
   const part = () => open || (open = fetchPart('consent-more.js?v=' + PART, '__consentPart').catch(e => { open = null; throw e; }));
+  /*-region*/
   // The site's details in the page's language (descriptions, services and their cookies,
   // the dialog's texts), for the dialog and for deleting cookies; none offline.
   const details = () => more || (more = fetch(url + '&details=1').then(r => r.json())
