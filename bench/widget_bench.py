@@ -35,7 +35,12 @@ categories and services) and a static "customer site" on another loopback port, 
    is open (its part and the site's details are fetched then; budget 100 ms, median).
 
 `--sizes` measures only the bytes before the banner, for `?site=KEY` and `data-site`, for
-every seed profile (consent/profiles) and for a site with 60 services.
+every seed profile (consent/profiles) and for a site with 60 services; and, for the sites
+with opt-out rules for California (docs/regions.md: the seed profiles with US rules, the
+60-service site), the bytes a California visitor (`CF-IPCountry: US`, `CF-Region-Code:
+CA`, as a CDN sets them) downloads before the notice at collection and the "Your Privacy
+Choices" link are visible: every other request to the consent server is held back until
+they are, so only what they need is counted.
 """
 from __future__ import annotations
 
@@ -126,23 +131,42 @@ def make_database(path: Path) -> str:
         return url, app, write
 
 
-def first_visit_bytes(browser, server_url: str, page_url: str) -> dict:
+CALIFORNIA = {"CF-IPCountry": "US", "CF-Region-Code": "CA"}
+
+
+def first_visit_bytes(browser, server_url: str, page_url: str, region: dict | None = None) -> dict:
     """{url: (raw, gzip -9, brotli 11, on the wire, Content-Encoding)} of every response
-    from the consent server before the banner is visible, on a cold first visit."""
+    from the consent server before the banner is visible, on a cold first visit. With
+    REGION (headers a CDN would add), before the notice at collection and the "Your Privacy
+    Choices" link are visible: requests but the script's are held until then."""
     import brotli
 
     ctx = browser.new_context()
+    held = []
+    if region is not None:
+        def route(r):
+            if r.request.url.split("?")[0] == server_url + "/consent.js":
+                r.continue_(headers={**r.request.headers, **region})
+            else:
+                held.append(r)
+        ctx.route(server_url + "/**", route)
     page = ctx.new_page()
     responses = []
     page.on("response", lambda r: r.url.startswith(server_url) and responses.append(r))
-    page.goto(page_url)
-    page.locator(".cw-banner").wait_for()
+    page.goto(page_url, wait_until="commit")
+    if region is None:
+        page.locator(".cw-banner").wait_for()
+    else:
+        page.locator(".cw-rn").wait_for()
+        page.locator("a[data-cw=choices]").first.wait_for()
     sizes = {}
     for r in responses:
         body = r.body()
         sizes[r.url.removeprefix(server_url)] = (
             len(body), len(gzip.compress(body, 9)), len(brotli.compress(body, quality=11)),
             r.request.sizes()["responseBodySize"], r.headers.get("content-encoding", "-"))
+    for r in held:
+        r.abort()
     ctx.close()
     return sizes
 
@@ -182,17 +206,25 @@ def sizes_main(args) -> int:
         services = sixty_services()
 
         def write():
+            # (rules by region change nothing for opt-in visitors: measured both ways)
             site = create_site("sixty", "Sixty services",
                                allowed_origins=[statics["60 services"].url],
                                categories=[{"key": k, "services": services[i::3]} for i, k in
-                                           enumerate(("functional", "analytics", "advertising"))])
+                                           enumerate(("functional", "analytics", "advertising"))],
+                               settings={"regions": {
+                                   "rules": {"EEA": "opt-in", "US-PRIVACY-STATES": "opt-out",
+                                             "US": "notice-only"},
+                                   "default": "opt-in", "gpp_states": ["usca"]}})
             publish_policy(site.id, "2026-01", text="Policy", material=True)
         run_write(write)
         keys["60 services"] = "sixty"
+        from consent.regions import jurisdiction
+        california = {n for n, p in PROFILES.items() if p.region_rules
+                      and jurisdiction(p.region_rules, "US-CA") == "opt-out"} | {"60 services"}
     server = AppServer(url, workers=2, extra_env={
         "CONSENT_ENV": "development", "SECRET_KEY": secrets.token_urlsafe(48),
         "CONSENT_DATA_KEY": secrets.token_urlsafe(48),
-        "CONSENT_LOG_STATE_DIR": str(work / "log-state")})
+        "CONSENT_LOG_STATE_DIR": str(work / "log-state"), "CONSENT_REGION_HEADERS": "cloudflare"})
     rows = []
     try:
         with sync_playwright() as pw:
@@ -205,6 +237,10 @@ def sizes_main(args) -> int:
                                                 .format(app=server.url).replace("shop", key)))
                     sizes = first_visit_bytes(browser, server.url, f"{static.url}/{page.name}")
                     rows.append((name, embed, sizes))
+                    if name in california:  # the same page, for a California visitor
+                        sizes = first_visit_bytes(browser, server.url,
+                                                  f"{static.url}/{page.name}", CALIFORNIA)
+                        rows.append((name, embed + " US-CA", sizes))
             version = browser.version
             browser.close()
     finally:
@@ -213,15 +249,16 @@ def sizes_main(args) -> int:
             static.stop()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Chromium {version}, page language {args.lang!r}, {os.cpu_count()} CPUs, load average"
-          f" {load}; bytes from the consent server before the banner, summed over responses")
-    print(f"{'site':<20} {'embed':<10} {'responses':>9} {'raw':>7} {'gzip -9':>8} {'brotli':>7}"
+          f" {load}; bytes from the consent server before the banner (US-CA: before the"
+          " notice), summed over responses")
+    print(f"{'site':<20} {'embed':<16} {'responses':>9} {'raw':>7} {'gzip -9':>8} {'brotli':>7}"
           f" {'wire':>6}  encoding")
     ok = True
     for name, embed, sizes in rows:
         raw, gz, br, wire = (sum(v[i] for v in sizes.values()) for i in range(4))
         codings = ",".join(sorted({v[4] for v in sizes.values()}))
         ok = ok and gz <= BUDGET_BYTES
-        print(f"{name:<20} {embed:<10} {len(sizes):>9} {raw:>7} {gz:>8} {br:>7} {wire:>6}  {codings}"
+        print(f"{name:<20} {embed:<16} {len(sizes):>9} {raw:>7} {gz:>8} {br:>7} {wire:>6}  {codings}"
               f"{'' if gz <= BUDGET_BYTES else '  OVER'}")
     print(f"budget {BUDGET_BYTES} B gzip -9: {'OK' if ok else 'OVER'}")
     print(json.dumps({f"{n}/{e}": {u: v[:4] for u, v in s.items()} for n, e, s in rows}),
@@ -270,7 +307,7 @@ def main() -> int:
         "SECRET_KEY": secrets.token_urlsafe(48), "CONSENT_SITE_CACHE_SECONDS": "5",
         "CONSENT_DATA_KEY": secrets.token_urlsafe(48),
         "CONSENT_RATELIMIT_EXEMPT": "127.0.0.1",
-        "CONSENT_LOG_STATE_DIR": str(work / "log-state")})
+        "CONSENT_LOG_STATE_DIR": str(work / "log-state"), "CONSENT_REGION_HEADERS": "cloudflare"})
     item = ('<li class="product"><a href="/p/{n}"><img alt="" width="120" height="90">'
             '<h3>Product {n}</h3></a><p>A useful thing, in three colours.</p>'
             '<p class="price">{n}.99 EUR</p><button type="button">Add to basket</button></li>\n')

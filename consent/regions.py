@@ -292,15 +292,27 @@ def event_region(site: SiteSnapshot, code: str | None, categories: dict[str, boo
     return out
 
 
-def widget_region(site: SiteSnapshot, code: str | None, locale: str) -> dict | None:
+# What the first layer shows before the rest of the region's widget arrives: the notice at
+# collection and the "Your Privacy Choices" link (static/widget/consent.src.js).
+FIRST_LAYER_STRINGS = ("link", "notice")
+
+
+def widget_region(site: SiteSnapshot, code: str | None, locale: str, *,
+                  details: bool = True) -> dict | None:
     """The widget config's `region` for a visitor from CODE, or None under opt-in rules
-    (today's banner: nothing added, not a byte more for those visitors)."""
+    (today's banner: nothing added, not a byte more for those visitors).
+
+    Without DETAILS (the config a first visit downloads before the notice), only what the
+    notice and the link need; the GPP / US Privacy strings and the opt-out view's texts
+    come with the details, which the region part asks for once the notice is shown."""
     rule = applies(site.settings, code)
     if rule == "opt-in":
         return None
+    strings = catalog("region", locale)
     out: dict = {"code": code, "mode": rule, "on": default_on(site),
-                 "strings": catalog("region", locale)}
-    signals = us_signals(site, code)
+                 "strings": strings if details else
+                 {k: strings[k] for k in FIRST_LAYER_STRINGS}}
+    signals = us_signals(site, code) if details else None
     if signals is not None:
         out["gpp"] = signals
     return out

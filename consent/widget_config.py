@@ -53,6 +53,11 @@ _SERVICE_FIELDS = ("name", "provider", "purpose", "cookies", "storage")
 # it first opens, so a first visit does not download them.
 DIALOG_ONLY_STRINGS = ("prefsTitle", "prefsText", "save", "close", "alwaysOn", "proof",
                        "services", "cookies", "more")
+# The banner's own strings: opt-out and notice-only visitors see no banner first (the notice
+# at collection instead), so their first layer goes without them; the widget takes them
+# from the details if it ever shows the banner there (consent-optout.js).
+BANNER_ONLY_STRINGS = ("title", "text", "acceptAll", "rejectAll", "customise", "gpcTitle",
+                       "gpc")
 
 
 def _widget_service(service: dict) -> dict:
@@ -111,7 +116,8 @@ def widget_config(site_key: str, requested_locale: str | None,
             PolicyVersion.site_id == site.id,
             PolicyVersion.label == site.policy_material_label)).scalar_one_or_none()
     cookie = site.settings.get("cookie") or {}
-    return _notice(site, locale, {
+    regional = widget_region(site, region, locale, details=details)
+    config = _notice(site, locale, {
         "site": site.key,
         "revision": site.revision,
         # Seconds the widget may reuse this document (from localStorage) without asking.
@@ -151,8 +157,9 @@ def widget_config(site_key: str, requested_locale: str | None,
         # The age question (sites with an age rule only, see consent.minors).
         **({"age": age} if (age := widget_age_config(site, locale)) else {}),
         # Opt-out and notice-only regions only (consent.regions): the mode, what is on
-        # until an opt-out, the "Your Privacy Choices" texts, the GPP / US Privacy strings.
-        **({"region": rv} if (rv := widget_region(site, region, locale)) else {}),
+        # until an opt-out, the notice's and the link's texts; with the details, the
+        # opt-out view's texts and the GPP / US Privacy strings.
+        **({"region": regional} if regional else {}),
         **({"endpoints": {
             "decisions": url_for("widget_api.post_decision", site_key=site.key,
                                  _external=True),
@@ -160,6 +167,10 @@ def widget_config(site_key: str, requested_locale: str | None,
                                    _external=True),
         }} if details else {}),
     })
+    if regional and not details:
+        for k in BANNER_ONLY_STRINGS:
+            config["strings"].pop(k, None)
+    return config
 
 
 def _notice(site, locale: str, config: dict) -> dict:

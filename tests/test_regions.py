@@ -33,9 +33,9 @@ def us_site(app, site):
     return site
 
 
-def config(client, key, headers=None, **environ):
-    r = client.get(f"/api/v1/sites/{key}/config?locale=en", headers=headers or {},
-                   environ_base=environ)
+def config(client, key, headers=None, details=0, **environ):
+    r = client.get(f"/api/v1/sites/{key}/config?locale=en" + ("&details=1" if details else ""),
+                   headers=headers or {}, environ_base=environ)
     assert r.status_code == 200
     return r
 
@@ -209,6 +209,9 @@ def test_california_config_carries_opt_out_mode_and_gpp(client, us_site):
     assert region["code"] == "US-CA" and region["mode"] == "opt-out"
     assert region["on"] == ["functional", "analytics", "advertising"]
     assert region["strings"]["link"] == "Your Privacy Choices"
+    # The strings come with the details (the region part asks for them after the notice).
+    assert "gpp" not in region
+    region = config(client, us_site["key"], CA, details=1).get_json()["region"]
     assert set(region["gpp"]) == {"n", "o", "g"}
     decoded = iab_decode([region["gpp"][k]["gpp"] for k in ("n", "o", "g")])
     assert [d["sections"]["usnat"]["SaleOptOut"] for d in decoded] == [2, 1, 1]
@@ -227,17 +230,17 @@ def test_california_config_carries_opt_out_mode_and_gpp(client, us_site):
 
 def test_state_sections_only_where_enabled(client, us_site):
     set_region_rules(us_site["key"], {**US_RULES, "gpp_states": ["usca"]})
-    ca = config(client, us_site["key"], CA).get_json()["region"]["gpp"]["o"]
-    co = config(client, us_site["key"], {"CF-IPCountry": "US", "CF-Region-Code": "CO"}
-                ).get_json()["region"]["gpp"]["o"]
+    ca = config(client, us_site["key"], CA, details=1).get_json()["region"]["gpp"]["o"]
+    co = config(client, us_site["key"], {"CF-IPCountry": "US", "CF-Region-Code": "CO"},
+                details=1).get_json()["region"]["gpp"]["o"]
     assert ca["sid"] == [6, 7, 8] and co["sid"] == [6, 7]
     assert iab_decode([ca["gpp"]])[0]["sections"]["usca"]["SaleOptOut"] == 1
 
 
 def test_notice_only_and_sensitive_categories(client, us_site):
     set_region_rules(us_site["key"], {**US_RULES, "sensitive": ["analytics"]})
-    wy = config(client, us_site["key"], {"CF-IPCountry": "US", "CF-Region-Code": "WY"}
-                ).get_json()["region"]
+    wy = config(client, us_site["key"], {"CF-IPCountry": "US", "CF-Region-Code": "WY"},
+                details=1).get_json()["region"]
     assert wy["mode"] == "notice-only" and "gpp" not in wy
     assert wy["on"] == ["functional", "advertising"]  # analytics stays opt-in
 

@@ -14,15 +14,21 @@ name mangling. consent.js asks for
 another release's second part (and the part can be cached for long). tests/test_widget_files.py checks that the committed files are
 exactly this script's output.
 
-For visitors of opt-out and notice-only regions (docs/regions.md) it also builds:
+For visitors of opt-out and notice-only regions (docs/regions.md) it also builds, from the
+same sources:
 
 - static/consent-optout.js: the first layer with the code between `/*+region*/` and
   `/*-region*/` marks in consent.src.js kept (the plain build drops it: opt-in visitors
-  download none of it). The server sends it instead of consent.js to visitors whose
-  config has a `region` (consent/widget_config.py). It uses the same consent-more.js.
-- static/consent-region.js from static/widget/region.src.js: the "Your Privacy Choices"
-  link and view, the notice at collection, the IAB GPP and US Privacy APIs. The opt-out
-  build loads it before any tag runs, as `consent-region.js?v=<hash of its build>`.
+  download none of it) and the code between `/*+optin*/` and `/*-optin*/` dropped (only
+  the plain build keeps it). It carries the stylesheet's region part (after its
+  `/*+region` comment: the notice at collection and the "Your Privacy Choices" link)
+  instead of the banner's, which these visitors do not see first. The server sends it
+  instead of consent.js to visitors whose config has a `region`
+  (consent/widget_config.py). It uses the same consent-more.js.
+- static/consent-region.js from static/widget/region.src.js: the opt-out view, the IAB GPP
+  and US Privacy APIs answering what the first layer's stubs queued, and the banner's
+  part of the stylesheet. The opt-out build loads it once the notice is shown, as
+  `consent-region.js?v=<hash of its build>`.
 
 Slots the server fills: `'@@CONFIG@@'` in consent.js and consent-optout.js (the site's config for
 `/consent.js?site=KEY`). The minifier must not see it as a constant (it would fold
@@ -55,9 +61,12 @@ PART_SLOT = "'@@PART@@'"
 REGION_SLOT = "'@@REGION@@'"
 # Code only opt-out and notice-only regions need, in the first layer's source.
 REGION_ONLY = re.compile(r"/\*\+region\*/.*?/\*-region\*/", re.S)
+# Code only the plain (opt-in) build needs.
+OPTIN_ONLY = re.compile(r"/\*\+optin\*/.*?/\*-optin\*/", re.S)
 # A global name stands in for the config slot while terser runs (see the module docstring).
 CONFIG_STAND_IN = "__CONSENT_CONFIG_SLOT__"
 DIALOG_MARK = "/*@"
+REGION_MARK = "/*+region"
 TERSER_ARGS = ["--ecma", "2020", "--compress", "passes=2", "--mangle", "--comments", "/^!/"]
 
 
@@ -72,14 +81,18 @@ def minify(src: str) -> str:
     return done.stdout.rstrip("\n") + "\n"
 
 
-def stylesheets() -> tuple[str, str]:
-    """The banner's and the dialog's parts of consent.css, each one line without comments."""
+def stylesheets() -> tuple[str, str, str]:
+    """The banner's, the dialog's and the regions' parts of consent.css, each one line
+    without comments."""
     text = STYLESHEET.read_text(encoding="utf-8")
-    if text.count(DIALOG_MARK) != 1:
-        raise ValueError(f"consent.css must mark where the dialog's rules start with {DIALOG_MARK}")
-    banner, dialog = text.split(DIALOG_MARK)
+    for mark, what in ((DIALOG_MARK, "the dialog's"), (REGION_MARK, "the regions'")):
+        if text.count(mark) != 1:
+            raise ValueError(f"consent.css must mark where {what} rules start with {mark}")
+    banner, rest = text.split(DIALOG_MARK)
+    dialog, region = rest.split(REGION_MARK)
     return tuple("".join(line.strip() for line in re.sub(r"/\*.*?\*/", "", part, flags=re.S)
-                         .splitlines()) for part in (banner, DIALOG_MARK + dialog))
+                         .splitlines()) for part in (banner, DIALOG_MARK + dialog,
+                                                     REGION_MARK + region))
 
 
 def _fill(src: str, slot: str, value: str) -> str:
@@ -96,8 +109,10 @@ def build_part() -> str:
 
 
 def build_region() -> str:
-    """The region part, as committed in static/consent-region.js."""
-    return minify(REGION_SOURCE.read_text(encoding="utf-8"))
+    """The region part, as committed in static/consent-region.js (with the banner's
+    stylesheet: the opt-out build carries only the regions' part)."""
+    return minify(_fill(REGION_SOURCE.read_text(encoding="utf-8"), STYLE_SLOT,
+                        json.dumps(stylesheets()[0], ensure_ascii=False)))
 
 
 def _version(built: str) -> str:
@@ -110,14 +125,15 @@ def build(part: str | None = None, *, regions: bool = False,
     static/consent-optout.js, which keeps the code between the region marks)."""
     part = build_part() if part is None else part
     src = SOURCE.read_text(encoding="utf-8")
+    banner, _, region = stylesheets()
     if regions:
         region_part = build_region() if region_part is None else region_part
-        src = _fill(src, REGION_SLOT, _version(region_part))
+        src = _fill(OPTIN_ONLY.sub("", src), REGION_SLOT, _version(region_part))
     else:
         src = REGION_ONLY.sub("", src)
         if REGION_SLOT in src:
             raise ValueError(f"{REGION_SLOT} must sit between the region marks")
-    src = _fill(src, STYLE_SLOT, json.dumps(stylesheets()[0], ensure_ascii=False))
+    src = _fill(src, STYLE_SLOT, json.dumps(region if regions else banner, ensure_ascii=False))
     src = _fill(src, PART_SLOT, _version(part))
     out = minify(_fill(src, CONFIG_SLOT, CONFIG_STAND_IN))
     if out.count(CONFIG_STAND_IN) != 1:

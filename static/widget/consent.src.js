@@ -164,14 +164,20 @@
       return decide(action, c, src);
     });
   }
+  // The categories GPC turns off, off (nothing else decided), by SRC; what was granted before.
+  function gpcOff(src) {
+    const before = cats();
+    state = state || {s: uid(), k: uid(), c: {}, t: 0, e: now() + 86400 * cfg.lifetimes.rejectDays};
+    for (const x of gpcKeys()) state.c[x] = false;
+    state.src = src;
+    return before;
+  }
   // GPC: opt out of sale/sharing without asking, recorded once (again only if re-granted).
   function honourGpc() {
     const k = gpcKeys();
     if (!gpc || state && state.g && k.every(x => state.c[x] === false)) return;
-    const before = cats();
-    state = state || {s: uid(), k: uid(), c: {}, t: 0, e: now() + 86400 * cfg.lifetimes.rejectDays};
-    for (const x of k) state.c[x] = false;
-    Object.assign(state, {g: true, src: 'gpc'});
+    const before = gpcOff('gpc');
+    state.g = true;
     save();
     changed(before);
     send({action: 'gpc', source: 'gpc'}).catch(noop);
@@ -181,14 +187,50 @@
   // "Your Privacy Choices" (consent-region.js): opting out of sale/sharing is one step,
   // recorded, and honoured like GPC (the same categories off, nothing else decided).
   function optOut() {
-    const before = cats();
-    state = state || {s: uid(), k: uid(), c: {}, t: 0, e: now() + 86400 * cfg.lifetimes.rejectDays};
-    for (const x of gpcKeys()) state.c[x] = false;
-    state.src = 'preferences';
+    const before = gpcOff('preferences');
     save();
     const again = changed(before), p = send({action: 'opt_out', source: 'preferences'});
     if (again) p.then(reload, reload);  // (after the withdrawn cookies are deleted)
     return p;
+  }
+  // The region part (static/widget/region.src.js, consent-region.js?v=<its build's hash>):
+  // the opt-out view, the banner's stylesheet, __gpp and __uspapi with the server's strings.
+  // Loaded once the notice is shown, so none of it comes before the notice.
+  let rp;
+  const region = () => rp || (rp = fetchPart('consent-region.js?v=' + '@@REGION@@', '__consentRegion').catch(e => { rp = null; throw e; }));
+  // The dialog here needs the banner's stylesheet, which comes with the region part, and
+  // the strings this build's config leaves to the details (the GPC note's).
+  const look = () => Promise.all([region(), details()]).then(([, c]) => { if (c) cfg.strings = Object.assign({}, c.strings, cfg.strings); }, noop);
+  // IAB GPP and US Privacy stubs, in place before any tag runs: calls wait in their queue
+  // (the IAB stubs' `queue`) until the region part answers them; `ping` meanwhile says the
+  // CMP is loading. Framed vendors' calls (postMessage) wait the same way.
+  let msg = [];
+  function stubs() {
+    for (const n of ['__gpp', '__uspapi']) if (!W[n]) (W[n] = (...a) => n == '__gpp' && a[0] == 'ping' ? a[1] && a[1]({gppVersion: '1.1', cmpStatus: 'loading',
+      cmpDisplayStatus: 'hidden', signalStatus: 'not ready', supportedAPIs: ['6:uspv1', '7:usnat', '8:usca'], cmpId: 0, sectionList: [],
+      applicableSections: [-1], gppString: '', parsedSections: {}}, true) : W[n].queue.push(a)).queue = [];
+    W.addEventListener('message', e => msg.call ? msg(e) : msg.length < 50 && msg.push(e));
+  }
+  // The notice at collection, once and not blocking; the "Your Privacy Choices" link (opt-out
+  // only: official wording and icon) in each [data-consent-choices] element, else fixed at
+  // the bottom left; the locator frames vendors in iframes look for. Then the region part.
+  function notice() {
+    const r = R(), T = r.strings, out = r.mode == 'opt-out', RK = 'consent:rn:' + site;
+    // (the opt-out icon's place is kept: the region part draws it, consent-region.js)
+    const link = c => h('a', {href: '#', class: 'cw-yc' + c, 'data-cw': 'choices', role: 'button', on: e => { e.preventDefault(); region().then(x => x.open()); }}, h('i'), T.link);
+    for (const n of ['__gppLocator', '__uspapiLocator']) W.frames[n] || D.body.append(h('iframe', {name: n, title: n, hidden: 1, 'aria-hidden': 'true'}));
+    if (out) {
+      const at = D.querySelectorAll('[data-consent-choices]');
+      at.length ? at.forEach(x => x.append(link(''))) : D.body.append(link(' cw-yc-fixed'));
+    }
+    if (!store(RK)) say(T.notice, T.link, out && link(''), () => store(RK, 1));
+    region().catch(noop);
+  }
+  // A notice that blocks nothing: TEXT, the policy link, EXTRA, OK (which calls DONE).
+  function say(text, label, extra, done) {
+    const box = h('div', {class: 'cw-rn', role: 'region', 'aria-label': label}, h('p', null, text, ' ', policy()),
+      h('div', null, extra, h('button', {type: 'button', 'data-cw': 'ok', on: () => { box.remove(); done(); }}, S('ok'))));
+    D.body.append(box);
   }
   /*-region*/
 
@@ -230,9 +272,10 @@
       h('input', {type: 'checkbox', name: 'cw-' + k, checked: age[k], disabled: k == 'm' && k0, on: e => { age[k] = e.target.checked; }}), ' ', t));
     return [box('m', a.q), box('g', a.g)];
   }
-  const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
   const refocus = el => { if (el && el.isConnected && el.focus) el.focus(); };
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
+  /*+optin*/
+  const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
   function show(notice, force) {
     return cfgP.then(css).then(() => {
       if (banner || !(notice || force || needsChoice())) return;
@@ -251,6 +294,13 @@
       performance.mark('consent:banner');
     });
   }
+  /*-optin*/
+  /*+region*/
+  // No banner where the rules are opt-out or notice-only: an announcement (nt) is told like
+  // the notice at collection, and Consent.show() (or a missing choice, should this build
+  // meet a config without a region) opens the preferences dialog, which has every choice.
+  const show = (notice, force) => notice ? cfgP.then(css).then(() => say(S(notice), S(notice + 'Title'), 0, noop)) : (force || needsChoice()) && prefs();
+  /*-region*/
   // ---- the second part (static/widget/more.src.js, built into consent-more.js): what only
   // comes after the banner (sending choices, the check with the server, the preferences
   // dialog, deleting a withdrawn category's cookies), loaded the first time it is needed,
@@ -258,8 +308,9 @@
   // consent server: the CSP that allows this file allows it too. X is what it may use.
   const X = {api, base, site, queue, h, S, has, gpcKeys, choose, policy, note, ageQ, refocus, mark, save, load, get, uid, cats, valid, changed,
     keep: () => store(QK, queue), cfg: () => cfg, state: () => state, put: v => { state = v; }, back: () => back,
-    renew: () => fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); })};
+    renew: () => fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); })/*+region*/, details: () => details(), store, listen: f => { msg.forEach(f); msg = f; }/*-region*/};
   let open, more;
+  /*+optin*/
   const part = () => open || (open = new Promise((r, n) => {
     W.__consentPart = f => { delete W.__consentPart; r(f(X)); };
     const s = D.createElement('script');
@@ -268,12 +319,27 @@
     s.onerror = () => { open = null; s.remove(); n(Error(s.src)); };
     D.head.append(s);
   }));
+  /*-optin*/
+  /*+region*/
+  // The same for both parts here (the plain build, which loads one, keeps it inline: its
+  // budget has no byte to spare for sites with every Consent Mode option).
+  // A part's script calls window[CB] with a function of X; it resolves with what that returns.
+  const fetchPart = (file, cb) => new Promise((r, n) => {
+    W[cb] = f => { delete W[cb]; r(f(X)); };
+    const s = D.createElement('script');
+    s.src = base + file;
+    s.nonce = me.nonce;  // for a policy that allows the consent server by nonce only
+    s.onerror = () => { s.remove(); n(Error(s.src)); };
+    D.head.append(s);
+  });
+  const part = () => open || (open = fetchPart('consent-more.js?v=' + PART, '__consentPart').catch(e => { open = null; throw e; }));
+  /*-region*/
   // The site's details in the page's language (descriptions, services and their cookies,
   // the dialog's texts), for the dialog and for deleting cookies; none offline.
   const details = () => more || (more = fetch(url + '&details=1').then(r => r.json())
     .then(c => c.site == site ? c : null).catch(() => { more = null; }));
   const both = () => Promise.all([part(), details()]);
-  const prefs = opener => cfgP.then(css).then(both).then(([x, c]) => x.show(opener, c));
+  const prefs = opener => cfgP.then(css)/*+region*/.then(look)/*-region*/.then(both).then(([x, c]) => x.show(opener, c));
 
   // ---- back from the preference center (the dialog's link posts the visitor id and device
   // key there, no secret in a URL): what the server holds for this visitor (preference
@@ -289,13 +355,11 @@
   dl = W[dn] = W[dn] || [];
   gtag('consent', 'default', Object.assign(modes(0), {security_storage: 'granted', wait_for_update: 500}));
   (cm.push || []).forEach(c => gtag.apply(0, c));
+  /*+region*/
+  if (R()) stubs();
+  /*-region*/
   async function start() {
     if (mark() == 'p') await sync();  // back from the preference center: its choice before any tag
-    /*+region*/
-    // An opt-out or notice-only region: its part (UI, __gpp, __uspapi) is there before any tag.
-    // Its build's version in the URL (static/widget/build.py), like the second part's.
-    if (R()) await new Promise(r => D.head.append(Object.assign(D.createElement('script'), {src: base + 'consent-region.js?v=' + '@@REGION@@', nonce: me.nonce, onload: r, onerror: r})));
-    /*-region*/
     if (get() /*+region*/|| R()/*-region*/) gtag('consent', 'update', modes(1));
     gotCfg();
     await ready;
@@ -303,6 +367,9 @@
     if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
     // a version announced for later (its notice: strings nt, ntTitle): told once
     else if (S('nt') != 'nt' && store(NK) != S('nt')) { store(NK, S('nt')); show('nt'); }
+    /*+region*/
+    if (R()) notice();  // before the tags: the notice is "at collection"
+    /*-region*/
     activate();
     bg();
     // Once per browser session, after the page's own load: one small conditional request.

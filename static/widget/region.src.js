@@ -1,20 +1,40 @@
-/*! Consent widget, region part: "Your Privacy Choices", IAB GPP and US Privacy APIs; docs/regions.md */
-// Loaded by consent.js only for visitors whose region has opt-out or notice-only rules
-// (consent/regions.py). The server encodes the GPP and US Privacy strings (consent/gpp.py):
-// this part only answers __gpp / __uspapi with the one that fits where the visitor stands,
-// keeps them in cookies for the site's backend, and shows the link and the opt-out view.
-(() => {
+/*! Consent widget, region part: the opt-out view, IAB GPP and US Privacy APIs; docs/regions.md */
+// Loaded by consent-optout.js (the first layer for visitors whose region has opt-out or
+// notice-only rules, consent/regions.py) once its notice at collection and "Your Privacy
+// Choices" link are shown, so a first visit downloads none of this before them. The first
+// layer's stubs queued the __gpp / __uspapi calls made meanwhile (and framed vendors'
+// postMessage calls); this part answers them and every later call. The server encodes the
+// GPP and US Privacy strings (consent/gpp.py): they and this part's texts come with the
+// site's details (the config with details=1, which the dialog uses too), kept in
+// localStorage per site revision, region and language so that later page views ask for
+// nothing. This part picks the string that fits where the visitor stands and keeps it in
+// cookies for the site's backend. It also carries the banner's stylesheet, which the
+// opt-out build lacks (its banner and dialog wait for this part).
+window.__consentRegion(X => {
   'use strict';
-  const W = window, D = document, C = W.Consent, SITE = C && C.region && C.region();
-  if (!SITE || W.__gpp && W.__gpp.region) return;
-  const S = k => SITE.strings[k] || k;
-  const NS = 'http://www.w3.org/2000/svg', RK = 'consent:rn:' + location.host;
+  const W = window, D = document, C = W.Consent, {h, policy} = X, noop = () => {};
+  const STYLE = '@@STYLE@@';
+  // The banner's styles through the CSSOM; browsers without constructable stylesheets
+  // already have all of consent.css by a <link>.
+  try {
+    const s = new CSSStyleSheet();
+    s.replaceSync(STYLE);
+    D.adoptedStyleSheets = [...D.adoptedStyleSheets, s];
+  } catch (e) {}
+  const now = () => C.region && C.region();
+  const first = now();
+  if (!first || W.__gpp && W.__gpp.region) return {open: noop};
+  const opt = first.mode == 'opt-out', cfg = X.cfg();
   const listeners = {};
-  let next = 1, view;
+  let next = 1, view, data = null, got, fail;
+  // What the details bring: {strings, gpp}; null until they are here (opt-out regions only:
+  // notice-only regions have no GPP section and no opt-out view).
+  const here = new Promise((r, n) => { got = r; fail = n; });
+  here.catch(noop);
+  const S = k => data && data.strings[k] || first.strings[k] || k;
 
   // ---- where the visitor stands: n (not opted out), o (opted out, or a known minor), g (GPC)
-  const now = () => C.region();
-  const cur = () => { const r = now(); return r.gpp && r.gpp[r.gpc ? 'g' : r.out || r.minor ? 'o' : 'n']; };
+  const cur = () => { const r = now(); return data && data.gpp && data.gpp[r.gpc ? 'g' : r.out || r.minor ? 'o' : 'n']; };
   function ping() {
     const g = cur();
     return {gppVersion: '1.1', cmpStatus: 'loaded', cmpDisplayStatus: view && view.open ? 'visible' : 'hidden',
@@ -25,7 +45,7 @@
 
   // ---- the IAB GPP CMP API (version 1.1): __gpp(command, callback, parameter, version)
   function gpp(cmd, cb, p) {
-    const f = typeof cb == 'function' ? cb : () => {}, g = cur(), secs = g ? g.sections : {};
+    const f = typeof cb == 'function' ? cb : noop, g = cur(), secs = g ? g.sections : {};
     if (cmd == 'ping') return f(ping(), true);
     if (cmd == 'addEventListener') {
       const id = next++;
@@ -44,35 +64,22 @@
   gpp.region = 1;
   // US Privacy (uspv1), for vendors that have not moved to GPP: "1---" where it does not apply.
   function usp(cmd, version, cb) {
-    const f = typeof cb == 'function' ? cb : () => {}, g = cur();
+    const f = typeof cb == 'function' ? cb : noop, g = cur();
     if (cmd == 'getUSPData') return f({version: 1, uspString: g ? g.usp : '1---'}, true);
     return f(null, false);
   }
-  // Calls a page's own stub queued before this part loaded (IAB stubs keep them in .queue).
-  const queued = W.__gpp && W.__gpp.queue || [];
-  W.__gpp = gpp;
-  W.__uspapi = usp;
-  for (const a of queued) gpp.apply(0, a);
 
-  // ---- frames: vendors in iframes find the API through the locator frames, by postMessage
-  function locator(name) {
-    if (W.frames[name]) return;
-    const f = D.createElement('iframe');
-    f.name = name;
-    f.title = name;
-    f.hidden = true;
-    f.setAttribute('aria-hidden', 'true');
-    D.body.append(f);
-  }
-  W.addEventListener('message', e => {
+  // ---- framed vendors find the API through the locator frames (the first layer made
+  // them) and call it by postMessage; the first layer kept what came before this part
+  function message(e) {
     let m = e.data;
     try { if (typeof m == 'string' && m.indexOf('Call') > 0) m = JSON.parse(m); } catch (x) { return; }
     if (!m || typeof m != 'object' || !e.source) return;
     const str = typeof e.data == 'string', reply = o => e.source.postMessage(str ? JSON.stringify(o) : o, '*');
     const g = m.__gppCall, u = m.__uspapiCall;
-    if (g) gpp(g.command, (v, ok) => reply({__gppReturn: {returnValue: v, success: ok, callId: g.callId}}), g.parameter, g.version);
-    if (u) usp(u.command, u.version, (v, ok) => reply({__uspapiReturn: {returnValue: v, success: ok, callId: u.callId}}));
-  });
+    if (g) W.__gpp(g.command, (v, ok) => reply({__gppReturn: {returnValue: v, success: ok, callId: g.callId}}), g.parameter, g.version);
+    if (u) W.__uspapi(u.command, u.version, (v, ok) => reply({__uspapiReturn: {returnValue: v, success: ok, callId: u.callId}}));
+  }
 
   // ---- for the site's backend: the strings in first-party cookies (gpp, gpp_sid, usprivacy)
   function cookies() {
@@ -84,68 +91,6 @@
     D.cookie = 'usprivacy=' + (g ? g.usp : '') + tail;
   }
 
-  // ---- UI: the link (official wording and opt-out icon), the opt-out view, the notice
-  const css = '.cw-yc{display:inline-flex;align-items:center;gap:.4em;color:inherit;font:inherit}' +
-    '.cw-yc svg{width:30px;height:14px;flex:none}' +
-    '.cw-yc-fixed{position:fixed;left:1rem;bottom:1rem;z-index:2147483000;background:#fff;color:#0b3d91;padding:.4em .7em;border-radius:.5em;box-shadow:0 1px 6px #0004;font:14px/1.3 system-ui,sans-serif}' +
-    '.cw-rn{position:fixed;left:1rem;right:1rem;bottom:3.5rem;z-index:2147483000;max-width:40rem;background:#fff;color:#111;padding:.8em 1em;border-radius:.5em;box-shadow:0 2px 12px #0005;font:14px/1.4 system-ui,sans-serif}' +
-    '.cw-ov{max-width:32rem;font:15px/1.45 system-ui,sans-serif}.cw-ov .cw-done{font-weight:600}';
-  try { const s = new CSSStyleSheet(); s.replaceSync(css); D.adoptedStyleSheets = [...D.adoptedStyleSheets, s]; } catch (e) {}
-  function el(tag, attrs, ...kids) {
-    const e = D.createElement(tag);
-    for (const k in attrs || {}) {
-      const v = attrs[k];
-      if (typeof v == 'function') e.addEventListener('click', v);
-      else if (v != null && v !== false) e.setAttribute(k, v === true ? '' : v);
-    }
-    e.append(...kids.filter(x => x != null && x !== false));
-    return e;
-  }
-  function svg(tag, attrs, ...kids) {
-    const e = D.createElementNS(NS, tag);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    e.append(...kids);
-    return e;
-  }
-  // The opt-out icon: a pill, a check on its white side and a cross on its blue side.
-  const icon = () => svg('svg', {viewBox: '0 0 30 14', 'aria-hidden': 'true', focusable: 'false'},
-    svg('rect', {x: '.5', y: '.5', width: '29', height: '13', rx: '6.5', fill: '#06f', stroke: '#06f'}),
-    svg('path', {d: 'M7 1.5h9.5L12.6 12.5H7a5.5 5.5 0 0 1 0-11z', fill: '#fff'}),
-    svg('path', {d: 'M4.2 7.2l2.4 2.3 4.6-4.8', fill: 'none', stroke: '#06f', 'stroke-width': '1.6', 'stroke-linecap': 'round'}),
-    svg('path', {d: 'M18.6 4.4l5 5.2m0-5.2l-5 5.2', fill: 'none', stroke: '#fff', 'stroke-width': '1.6', 'stroke-linecap': 'round'}));
-  const link = cls => el('a', {href: '#', class: 'cw-yc' + (cls || ''), 'data-cw': 'choices', role: 'button', click: e => { e.preventDefault(); open(); }}, icon(), S('link'));
-  const policy = () => now().policy && el('a', {href: now().policy}, S('policy'));
-
-  function open() {
-    if (view && view.open) return;
-    const r = now(), out = r.out || r.gpc;
-    view = el('dialog', {class: 'cw cw-ov', 'aria-labelledby': 'cw-ovt'},
-      el('h2', {class: 'cw-t', id: 'cw-ovt'}, S('title')),
-      el('p', null, S('text'), ' ', policy()),
-      r.gpc ? el('p', {class: 'cw-done cw-gpc'}, S('gpc')) : out ? el('p', {class: 'cw-done'}, S('done')) : null,
-      el('div', {class: 'cw-acts'},
-        !out && el('button', {type: 'button', class: 'cw-b', 'data-cw': 'optOut', click: () => { C.optOut().catch(() => {}); view.close(); }}, S('optOut')),
-        el('button', {type: 'button', class: 'cw-b cw-alt', 'data-cw': 'more', click: () => { view.close(); C.showPreferences(); }}, S('more')),
-        el('button', {type: 'button', class: 'cw-b cw-alt', 'data-cw': 'close', click: () => view.close()}, S('close'))));
-    view.addEventListener('close', () => view.remove());
-    D.body.append(view);
-    view.showModal();
-  }
-
-  // The notice at collection, once, without blocking anything; the link stays.
-  function notice() {
-    let seen;
-    try { seen = localStorage.getItem(RK); } catch (e) { seen = 1; }
-    if (seen) return;
-    const box = el('div', {class: 'cw cw-rn', role: 'region', 'aria-label': S('title')},
-      el('p', null, S('notice'), ' ', policy()),
-      el('div', {class: 'cw-acts'}, SITE.mode == 'opt-out' && link(), el('button', {type: 'button', class: 'cw-b', 'data-cw': 'ok', click: () => {
-        try { localStorage.setItem(RK, '1'); } catch (e) {}
-        box.remove();
-      }}, S('ok'))));
-    D.body.append(box);
-  }
-
   function changed() {
     cookies();
     const g = cur(), p = ping();
@@ -154,19 +99,69 @@
       listeners[id]({eventName: 'signalStatus', listenerId: +id, data: 'ready', pingData: p}, true);
     }
   }
-  C.onChange(changed);
 
-  function ui() {
-    locator('__gppLocator');
-    locator('__uspapiLocator');
+  // Take over from the stubs (or a page's own IAB stub): answer what they queued, in order.
+  function start() {
+    const q = [W.__gpp && W.__gpp.queue || [], W.__uspapi && W.__uspapi.queue || []];
+    W.__gpp = gpp;
+    W.__uspapi = usp;
+    q[0].forEach(a => gpp(...a));
+    q[1].forEach(a => usp(...a));
+    X.listen(message);
     cookies();
-    // The site's own place for the link (its footer), else a small fixed link.
-    const spots = D.querySelectorAll('[data-consent-choices]');
-    if (SITE.mode == 'opt-out') {
-      if (spots.length) spots.forEach(s => s.append(link()));
-      else D.body.append(link(' cw-yc-fixed'));
-    }
-    notice();
+    C.onChange(changed);
   }
-  D.readyState == 'loading' ? D.addEventListener('DOMContentLoaded', ui) : ui();
-})();
+
+  // ---- the strings: from this browser's copy for this site revision, region and
+  // language, else with the site's details (one request, cached like the config)
+  const RK = 'consent:rg:' + cfg.site, id = [cfg.revision, first.code, cfg.locale].join();
+  function load() {
+    const kept = X.store(RK);
+    if (kept && kept.id == id) return got(data = kept.r);
+    X.details().then(c => {
+      if (!c || !c.region || !c.region.gpp) throw Error('no region details');
+      got(data = c.region);
+      X.store(RK, {id, r: {strings: data.strings, gpp: data.gpp}});
+    }).catch(e => {
+      fail(e);
+      // offline: the calls stay queued until the network is back
+      W.addEventListener('online', load, {once: true});
+    });
+  }
+  // Notice-only regions: no GPP section applies, nothing to fetch.
+  if (opt) { load(); here.then(start, noop); } else start();
+
+  // ---- the opt-out icon in each "Your Privacy Choices" link, in the place the first layer
+  // kept for it: a pill, a check on its white side and a cross on its blue side
+  const svg = (t, a, ...k) => {
+    const e = D.createElementNS('http://www.w3.org/2000/svg', t);
+    for (const n in a) e.setAttribute(n, a[n]);
+    e.append(...k);
+    return e;
+  };
+  if (opt) for (const i of D.querySelectorAll('[data-cw=choices] i')) i.replaceChildren(
+    svg('svg', {viewBox: '0 0 30 14', width: '30', height: '14', 'aria-hidden': 'true', focusable: 'false', fill: 'none', 'stroke-width': '1.6', 'stroke-linecap': 'round'},
+      svg('rect', {x: '.5', y: '.5', width: '29', height: '13', rx: '6.5', fill: '#06f', stroke: '#06f'}),
+      svg('path', {d: 'M7 1.5h9.5L12.6 12.5H7a5.5 5.5 0 0 1 0-11z', fill: '#fff'}),
+      svg('path', {d: 'M4.2 7.2l2.4 2.3 4.6-4.8', stroke: '#06f'}),
+      svg('path', {d: 'M18.6 4.4l5 5.2m0-5.2l-5 5.2', stroke: '#fff'})));
+
+  // ---- the opt-out view, from the link (the first layer shows the link and the notice)
+  function open() {
+    if (view && view.open) return;
+    const r = now(), out = r.out || r.gpc;
+    view = h('dialog', {class: 'cw cw-ov', 'aria-labelledby': 'cw-ovt'},
+      h('h2', {class: 'cw-t', id: 'cw-ovt'}, S('title')),
+      h('p', null, S('text'), ' ', policy()),
+      r.gpc ? h('p', {class: 'cw-done cw-gpc'}, S('gpc')) : out ? h('p', {class: 'cw-done'}, S('done')) : null,
+      h('div', {class: 'cw-acts'},
+        !out && h('button', {type: 'button', class: 'cw-b', 'data-cw': 'optOut', on: () => { C.optOut().catch(noop); view.close(); }}, S('optOut')),
+        h('button', {type: 'button', class: 'cw-b cw-alt', 'data-cw': 'more', on: () => { view.close(); C.showPreferences(); }}, S('more')),
+        h('button', {type: 'button', class: 'cw-b cw-alt', 'data-cw': 'close', on: () => view.close()}, S('close'))));
+    view.addEventListener('close', () => view.remove());
+    D.body.append(view);
+    view.showModal();
+  }
+  // (its texts come with the details: offline, the view opens with the words it has)
+  return {open: () => here.then(open, open)};
+});

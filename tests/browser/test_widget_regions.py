@@ -4,9 +4,11 @@ California visitor no blocking banner, advertising until "Your Privacy Choices",
 GPP and US Privacy APIs (strings decoded with IAB Tech Lab's @iabgpp/cmpapi)."""
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
-from tests.support.browser import new_context
+from tests.support.browser import new_context, strict_csp
 from tests.support.gpp import iab_decode
 
 from .helpers import (ALL_TAGS, ANALYTICS_TAGS, ADS_TAGS, GPC_ON, banner, cookie_names, ran,
@@ -41,7 +43,9 @@ def visitor(browser, env, headers):
 
 
 def gpp_of(page) -> tuple[dict, dict]:
-    """__gpp('ping') and IAB's decoding of the string it returns."""
+    """__gpp('ping') and IAB's decoding of the string it returns, once the region part
+    answers (until then the first layer's stub says it is loading)."""
+    wait_until(page, "window.__gpp && window.__gpp.region")
     ping, ok = page.evaluate(PING)
     assert ok is True and ping["cmpStatus"] == "loaded" and ping["signalStatus"] == "ready"
     [decoded] = iab_decode([ping["gppString"]])
@@ -153,6 +157,9 @@ def test_gpp_listeners_hear_the_opt_out_and_can_be_removed(browser, us_env):
     page = ctx.new_page()
     page.goto(us_env.url("no-ads.html"))
     wait_ran(page, 3)
+    # (registered at once by the region part's __gpp; calls to the first layer's stub wait
+    # for it: test_calls_before_the_region_part_are_answered_once_it_is_here)
+    wait_until(page, "window.__gpp && window.__gpp.region")
     ids = page.evaluate("""() => { window.heard = {a: [], b: []}; const ids = [];
       for (const k of ['a', 'b']) __gpp('addEventListener', (e, ok) => {
         if (e.eventName == 'listenerRegistered') ids.push(e.listenerId);
@@ -231,4 +238,181 @@ def test_a_known_minor_in_california_gets_no_advertising_without_opt_in(browser,
     assert not set(ADS_TAGS) & set(ran(page))
     _, sections = gpp_of(page)
     assert sections["usnat"]["SaleOptOut"] == 1 and sections["uspv1"]["OptOutSale"] == "Y"
+    ctx.close()
+
+
+# ---------------------------------------------------------------- bytes before the notice
+
+BUDGET = 6000  # bytes gzip -9 before the notice (or banner), every first visit
+
+
+def us_profiles() -> list[str]:
+    """The seed profiles whose rules are opt-out for a California visitor."""
+    from consent.profiles import PROFILES
+    from consent.regions import jurisdiction
+
+    return sorted(n for n, p in PROFILES.items()
+                  if p.region_rules and jurisdiction(p.region_rules, "US-CA") == "opt-out")
+
+
+def sixty_services() -> list[dict]:
+    """60 services with two cookies each, over three categories (as bench/widget_bench.py)."""
+    services = [{"name": f"Tool {n}", "provider": f"Vendor {n} Ltd", "purpose":
+                 f"Measures how page {n} is used, for the vendor's monthly reports",
+                 "cookies": [{"name": f"_tool{n}_id"}, {"pattern": f"^_t{n}_"}]}
+                for n in range(60)]
+    return [{"key": "essential", "locked": True}] + [
+        {"key": k, "services": services[i::3]}
+        for i, k in enumerate(("functional", "analytics", "advertising"))]
+
+
+def path_of(env, url: str) -> str:
+    return url.split("?")[0].removeprefix(env.app_url)
+
+
+def held_visit(browser, env, page_name: str, headers: dict):
+    """A first visit whose requests to the consent server, but the script's, are held
+    (not answered) until `release()`: what the notice needs must come with the script.
+    Returns (page, the script's response, the paths of the held requests, release)."""
+    ctx = new_context(browser, locale="en-US")
+    held: list = []
+    holding = [True]
+
+    def route(r):
+        if holding[0] and path_of(env, r.request.url) != "/consent.js":
+            held.append(r)
+        else:
+            r.continue_(headers={**r.request.headers, **headers})
+    ctx.route(env.app_url + "/**", route)
+    page = ctx.new_page()
+    with page.expect_response(lambda r: path_of(env, r.url) == "/consent.js") as script:
+        # (the page's load event waits for the held script: do not wait for it)
+        page.goto(env.url(page_name), wait_until="commit")
+    page.locator(".cw-rn").wait_for()
+    page.locator("a[data-cw=choices]").first.wait_for()
+
+    def release():
+        holding[0] = False
+        for r in held:
+            r.continue_(headers={**r.request.headers, **headers})
+    return page, script.value, held, release
+
+
+def strict_page(env, name: str, key: str | None = None, *, ads: bool = True) -> str:
+    """A page embedding `/consent.js?site=KEY` under the strict CSP (KEY: default shop),
+    without its advertising tags unless ADS (opting out then needs no reload)."""
+    html = env.render_text(site_query="&lang=en")
+    if key:
+        html = html.replace("consent.js?site=shop", f"consent.js?site={key}")
+    if not ads:
+        html = "\n".join(line for line in html.splitlines()
+                         if 'data-category="advertising"' not in line)
+    (env.root / name).write_text(html)
+    env.serve_with_headers(name, {"Content-Security-Policy": strict_csp(env.app_url)})
+    return name
+
+
+@pytest.mark.parametrize("site", [*us_profiles(), "60 services"])
+def test_california_first_visit_is_within_the_budget_before_the_notice(browser, make_env,
+                                                                         site, capsys):
+    """What a California visitor downloads before the notice and the "Your Privacy
+    Choices" link are visible: the opt-out build with its config, nothing else (the
+    region part and the details are held until the notice is there), <= 6,000 B gzip."""
+    from consent.profiles import load_profile
+
+    assert us_profiles(), "no seed profile with US opt-out rules"
+    if site == "60 services":
+        env = make_env(settings={"regions": US_RULES}, categories=sixty_services(),
+                       app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
+        key = None
+    else:
+        env = make_env(app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
+        key = load_profile(site, origins=[env.site.url]).site_key
+    page, script, held, release = held_visit(browser, env, strict_page(env, "p.html", key),
+                                             CALIFORNIA)
+    body = script.body()
+    assert b"consent-region.js" in body  # the opt-out build
+    size = len(gzip.compress(body, 9))
+    with capsys.disabled():
+        print(f"\n{site}: US-CA before the notice: /consent.js {size} B gzip -9 "
+              f"({script.request.sizes()['responseBodySize']} B on the wire, "
+              f"{script.headers.get('content-encoding')})")
+    assert size <= BUDGET
+    # The notice is up while everything else is still held; only the region part was asked
+    # for (after the notice), nothing that could have come before it.
+    assert [path_of(env, r.request.url) for r in held] == ["/consent-region.js"]
+    assert page.locator(".cw-rn").is_visible() and banner(page).count() == 0
+    # Meanwhile tags run (opt-out rules) and __gpp is the stub.
+    wait_ran(page, 5)
+    ping, ok = page.evaluate(PING)
+    assert ok is True and ping["cmpStatus"] == "loading" and ping["signalStatus"] == "not ready"
+    release()
+    wait_until(page, "window.__gpp.region")  # the region part's __gpp took the stub's place
+    ping, sections = gpp_of(page)
+    assert sections["usnat"]["SaleOptOut"] == 2
+    assert page.locator("a[data-cw=choices] svg").count() >= 1  # the icon, in its place
+    page.context.close()
+
+
+def test_calls_before_the_region_part_are_answered_once_it_is_here(browser, us_env):
+    """A vendor asking __gpp / __uspapi (and a framed one, by postMessage) before the region
+    part arrived gets the right answers once it has: the stubs queued the calls."""
+    page, _, held, release = held_visit(browser, us_env,
+                                        strict_page(us_env, "q.html", ads=False), CALIFORNIA)
+    page.evaluate("""() => { window.got = {events: []};
+      __gpp('addEventListener', (e, ok) => window.got.events.push([e.eventName, e.data,
+                                                                   e.pingData.gppString, ok]));
+      __gpp('getSection', (d, ok) => { window.got.section = [d, ok]; }, 'usnat');
+      __gpp('getField', (d, ok) => { window.got.field = [d, ok]; }, 'usca.SaleOptOut');
+      __gpp('hasSection', (d, ok) => { window.got.has = [d, ok]; }, 'usnat');
+      __uspapi('getUSPData', 1, (d, ok) => { window.got.usp = [d, ok]; });
+      addEventListener('message', e => { if (e.data && e.data.__gppReturn)
+        window.got.framed = e.data.__gppReturn; });
+      frames['__gppLocator'].parent.postMessage(
+        {__gppCall: {command: 'getField', parameter: 'usnat.SaleOptOut', callId: 'f1',
+                     version: '1.1'}}, '*'); }""")
+    # Nothing answered yet, not even the listener's registration: all queued.
+    assert page.evaluate("window.got") == {"events": []}
+    assert [path_of(us_env, r.request.url) for r in held] == ["/consent-region.js"]
+    release()
+    wait_until(page, "window.got.usp && window.got.framed && window.got.events.length > 0")
+    got = page.evaluate("window.got")
+    usnat = got["section"][0]
+    assert got["section"][1] is True and usnat["SaleOptOut"] == 2
+    assert usnat["SaleOptOutNotice"] == 1 and usnat["Gpc"] is False
+    assert got["field"] == [2, True] and got["has"] == [True, True]
+    assert got["usp"] == [{"version": 1, "uspString": "1YNN"}, True]
+    assert got["framed"] == {"returnValue": 2, "success": True, "callId": "f1"}
+    name, _, string, ok = got["events"][0]
+    assert name == "listenerRegistered" and ok is True
+    [decoded] = iab_decode([string])
+    assert decoded["sections"]["usnat"] == usnat  # IAB's decoding of the string it got
+    # The listener registered from the queue hears the opt-out.
+    page.evaluate("Consent.optOut()")
+    wait_until(page, "window.got.events.some(e => e[0] == 'signalStatus')")
+    last = page.evaluate("window.got.events.filter(e => e[0] == 'signalStatus').pop()")
+    assert iab_decode([last[2]])[0]["sections"]["usnat"]["SaleOptOut"] == 1
+    wait_recorded(us_env, 1, "opt_out")
+    assert page.evaluate("window.violations") == []
+    page.context.close()
+
+
+def test_a_later_page_view_takes_the_strings_from_this_browser(browser, us_env):
+    """The GPP strings and the view's texts are kept per site revision, region and
+    language: with the HTTP cache emptied, a later page view still asks for no config."""
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    gpp_of(page)
+    settle(page)
+    assert any("/config?" in line and "details=1" in line for line in us_env.server_requests())
+    seen = len(us_env.server_requests())
+    ctx.new_cdp_session(page).send("Network.clearBrowserCache")
+    page.reload()
+    ping, sections = gpp_of(page)
+    assert sections["usnat"]["SaleOptOut"] == 2 and ping["gppString"].startswith("DBA")
+    settle(page)
+    later = us_env.server_requests()[seen:]
+    assert any("consent-region.js" in line for line in later)  # the cache was emptied
+    assert not any("/config" in line for line in later), later
     ctx.close()
