@@ -154,8 +154,9 @@ class Forked:
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            ready, _, _ = select.select([self._pidfd], [], [], timeout)
-            if not ready:
+            watch = select.poll()  # not select(): a test may hold over 1024 descriptors
+            watch.register(self._pidfd, select.POLLIN)
+            if not watch.poll(None if timeout is None else timeout * 1000):
                 raise subprocess.TimeoutExpired(f"gunicorn pid {self.pid}", timeout)
             os.close(self._pidfd)
             self.returncode = -1  # the launcher reaped it; its status is not ours to read
