@@ -37,11 +37,15 @@ def test_forked_servers_build_the_app_from_their_own_environment(site, database_
     else:
         shutil.copy(template_db, tmp_path / "other.sqlite3")
         other_url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
-    # with over 1024 descriptors open, as a test of many concurrent clients has (a watch
-    # through select() failed there)
+    # started with over 1024 descriptors open, as in a test of many concurrent clients:
+    # the servers' exit is then watched through descriptors above 1024 (select() failed)
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
-    ours = AppServer(database_url, workers=1)
-    other = AppServer(other_url, workers=1, extra_env={"CONSENT_MAX_URL_BYTES": "300"})
+    try:
+        ours = AppServer(database_url, workers=1)
+        other = AppServer(other_url, workers=1, extra_env={"CONSENT_MAX_URL_BYTES": "300"})
+    finally:
+        for fd in held:
+            os.close(fd)
     try:
         for server in (ours, other):  # both forked by this process's launcher
             with open(f"/proc/{server.proc.pid}/stat") as stat:
@@ -55,7 +59,5 @@ def test_forked_servers_build_the_app_from_their_own_environment(site, database_
     finally:
         ours.stop()
         other.stop()
-        for fd in held:
-            os.close(fd)
         if BACKEND == "postgresql":
             pg_cluster.sql(f"DROP DATABASE other_{os.getpid()} WITH (FORCE)")
