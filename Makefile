@@ -1,6 +1,6 @@
 # `make run`: set up everything and serve the demo on http://127.0.0.1:5000
-# `make test`: set up everything (Chromium too) and run every test: on SQLite, then the
-#              tests of backend-specific behaviour on PostgreSQL, the browser tests once
+# `make test`: set up everything (Chromium too) and run every test: on SQLite, the tests
+#              of backend-specific behaviour on PostgreSQL (alongside), the browser tests once
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -54,12 +54,16 @@ node-deps: package.json
 
 system-deps: chromium postgres node-deps
 
-# Every suite runs even if one fails; the exit status says whether all passed.
+# Every suite runs even if one fails; the exit status says whether all passed. The
+# PostgreSQL suite runs alongside the other two (it mostly waits on the database and on
+# its servers; its output is printed when it is done), SQLite then the browser suite.
 test: install-dev system-deps
-	@status=0; \
+	@status=0; pglog=$$(mktemp); \
+	$(MAKE) --no-print-directory test-postgresql >$$pglog 2>&1 & pg=$$!; \
 	$(MAKE) --no-print-directory test-sqlite || status=1; \
-	$(MAKE) --no-print-directory test-postgresql || status=1; \
 	$(MAKE) --no-print-directory test-browser || status=1; \
+	wait $$pg || status=1; \
+	echo "=== make test-postgresql (ran alongside) ==="; cat $$pglog; rm -f $$pglog; \
 	exit $$status
 
 # Every test but the browser ones, on SQLite (the database-independent ones run only here).

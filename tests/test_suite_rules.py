@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from tests.conftest import _ROOT, BACKEND_MODULES
+from tests.support.db import BACKEND
 
 
 def test_every_backend_module_exists():
@@ -16,3 +17,47 @@ def test_backend_tests_are_selected_by_their_module(request):
     # The marker comes from the module list: this module is not in it, so unmarked.
     assert request.node.get_closest_marker("backend") is None
     assert "tests/test_ledger.py" in BACKEND_MODULES
+
+
+def test_forked_servers_build_the_app_from_their_own_environment(site, database_url,
+                                                                template_db, pg_cluster,
+                                                                tmp_path):
+    # The launcher imported `config` once; each server it forks must still read its own
+    # environment (database, settings), as a fresh `python -m gunicorn` would.
+    import shutil
+
+    import requests
+
+    from tests.support.launcher import launcher
+    from tests.support.servers import AppServer
+
+    if BACKEND == "postgresql":
+        pg_cluster.sql(f"CREATE DATABASE other_{os.getpid()} TEMPLATE {template_db}")
+        other_url = pg_cluster.url(f"other_{os.getpid()}")
+    else:
+        shutil.copy(template_db, tmp_path / "other.sqlite3")
+        other_url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
+    # started with over 1024 descriptors open, as in a test of many concurrent clients:
+    # the servers' exit is then watched through descriptors above 1024 (select() failed)
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        ours = AppServer(database_url, workers=1)
+        other = AppServer(other_url, workers=1, extra_env={"CONSENT_MAX_URL_BYTES": "300"})
+    finally:
+        for fd in held:
+            os.close(fd)
+    try:
+        for server in (ours, other):  # both forked by this process's launcher
+            with open(f"/proc/{server.proc.pid}/stat") as stat:
+                assert int(stat.read().rsplit(")", 1)[1].split()[1]) == launcher().proc.pid
+        path = f"/api/v1/sites/{site['key']}/config"
+        assert requests.get(ours.url + path, timeout=30).status_code == 200
+        assert requests.get(other.url + path, timeout=30).status_code == 404
+        long = path + "?x=" + "a" * 400
+        assert requests.get(ours.url + long, timeout=30).status_code == 200
+        assert requests.get(other.url + long, timeout=30).status_code == 414
+    finally:
+        ours.stop()
+        other.stop()
+        if BACKEND == "postgresql":
+            pg_cluster.sql(f"DROP DATABASE other_{os.getpid()} WITH (FORCE)")

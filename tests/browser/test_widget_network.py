@@ -110,8 +110,13 @@ def test_lost_response_is_retried_without_a_duplicate_event(env, page):
     replies = []
     page.on("response", lambda r: r.url.endswith("/decisions") and r.request.method == "POST"
             and replies.append((r.status, r.json()["duplicate"])))
-    page.goto(env.url())  # the next page view sends the queue again, same client_event_id
-    settle(page)
+    # The next page view sends the queue again, same client_event_id: through the second
+    # part of the widget, loaded first, so "the page went quiet" can come before the POST
+    # starts (the fresh-clone run under load saw none): wait for the answer itself.
+    with page.expect_response(lambda r: r.url.endswith("/decisions")
+                              and r.request.method == "POST"):
+        page.goto(env.url())
+    settle(page)  # and nothing more was sent after it
     assert replies == [(200, True)]  # answered as a replay of the recorded event
     events = env.events()
     assert len(events) == 1 and events[0].idempotency_key == seen[0]

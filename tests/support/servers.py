@@ -9,13 +9,15 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from .launcher import Forked, launcher
 from .pg import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class AppServer:
-    """The consent app in a gunicorn subprocess on a free loopback port."""
+    """The consent app under gunicorn on a free loopback port, in its own process group
+    (forked by tests/support/launcher.py; CONSENT_TEST_LAUNCHER=0: a plain subprocess)."""
 
     def __init__(self, database_url: str, *, workers: int = 2, extra_env: dict | None = None,
                  worker_class: str = "gthread", threads: int = 4):
@@ -25,10 +27,15 @@ class AppServer:
         env.update({"CONSENT_DATABASE_URL": database_url, "CONSENT_ENV": "testing",
                     "CONSENT_SITE_CACHE_SECONDS": "0", "PYTHONUNBUFFERED": "1"})
         env.update(extra_env or {})
-        cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}",
-               "-w", str(workers), "-k", worker_class, "--threads", str(threads),
-               "--graceful-timeout", "2", "--log-level", "warning", "app:app"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        args = ["-b", f"127.0.0.1:{self.port}", "-w", str(workers), "-k", worker_class,
+                "--threads", str(threads), "--graceful-timeout", "2", "--log-level", "warning",
+                "app:app"]
+        if os.environ.get("CONSENT_TEST_LAUNCHER", "1") == "1":
+            # forked from a process that imported the app's modules once (launcher.py)
+            self.proc = Forked(launcher().spawn(["gunicorn", *args], env, ROOT))
+        else:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *args], cwd=ROOT,
+                                         env=env, start_new_session=True)
         try:
             wait_for_port(self.port, 30)
         except TimeoutError:
