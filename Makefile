@@ -58,6 +58,9 @@ system-deps: chromium postgres node-deps
 # PostgreSQL suite runs alongside the other two (it mostly waits on the database and on
 # its servers; its output is printed when it is done), SQLite then the browser suite.
 test: install-dev system-deps
+	@# Bytecode once for every interpreter the tests start (servers, CLI runs), also where
+	@# PYTHONDONTWRITEBYTECODE keeps each of them from writing its own.
+	@$(VENV)/bin/python -m compileall -q -j 0 consent tests app.py >/dev/null
 	@status=0; pglog=$$(mktemp); \
 	$(MAKE) --no-print-directory test-postgresql >$$pglog 2>&1 & pg=$$!; \
 	$(MAKE) --no-print-directory test-sqlite || status=1; \
