@@ -17,6 +17,7 @@ peak RSS is its own; `--verify` also times `python -m consent.audit` on the larg
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -62,12 +63,16 @@ def _migrate_with_site(url: str) -> None:
 
 
 def generate_events(events: int, heads: dict):
-    """EVENTS hash-chained event rows (the same for both backends); HEADS gets each
-    stream's last (seq, hash)."""
-    from consent.ledger import GENESIS, chain_hash, hashed_fields
+    """EVENTS hash-chained event rows (the same for both backends), each with the log
+    nodes integrating it completes (what the integrator would write: its leaf and every
+    perfect subtree it closes); HEADS gets each stream's last (seq, hash), and
+    heads["log"] the compact range (for the root the checkpoint signs)."""
+    from consent.ledger import GENESIS, canonical
+    from consent.ledger.merkle import CompactRange, leaf_hash
 
     rng = random.Random(7)
     heads.update({s: (0, GENESIS) for s in range(STREAMS)})
+    compact = heads["log"] = CompactRange()
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
     cats = ("essential", "functional", "analytics", "advertising")
     subjects: list[str] = []
@@ -94,20 +99,41 @@ def generate_events(events: int, heads: dict):
         digest = "%064x" % rng.getrandbits(256) if rng.random() < 0.8 else None
         event_id = uuid.UUID(int=rng.getrandbits(128)).hex
         iso = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        fields = hashed_fields(
-            event_id=event_id, site_key=SITE, stream=stream, seq=seq, subject=subject,
-            recorded_at=iso, action=action, source="banner", categories=categories,
-            channels=None, policy_version="2026-01", locale="en", meta=meta,
-            details_digest=digest, idempotency_key=None)
-        digest_hash = chain_hash(prev, fields)
+        # The ledger's own hashed fields and chain hash (consent.ledger.hashed_fields and
+        # chain_hash, inlined: the entry bytes are also the log leaf)
+        entry = (prev + "\n" + canonical({
+            "v": 1, "event_id": event_id, "site": SITE, "stream": stream, "seq": seq,
+            "subject": subject, "recorded_at": iso, "action": action, "source": "banner",
+            "categories": categories, "channels": None, "policy_version": "2026-01",
+            "locale": "en", "meta": meta, "details_digest": digest,
+            "idempotency_key": None})).encode()
+        digest_hash = hashlib.sha256(entry).hexdigest()
+        nodes = compact.append(leaf_hash(entry))
         yield (event_id, stream, seq, subject, at.strftime("%Y-%m-%d %H:%M:%S.%f"),
                action, "banner", json.dumps(categories), json.dumps(meta), digest, prev,
-               digest_hash)
+               digest_hash), nodes
         heads[stream] = (seq, digest_hash)
 
 
+def _check_generator() -> None:
+    """The generator's hashes are the ledger's (refuse to benchmark a wrong chain)."""
+    from consent.ledger import chain_hash, hashed_fields
+
+    heads: dict = {}
+    for (event_id, stream, seq, subject, at, action, source, categories, meta, digest,
+         prev, value), _nodes in generate_events(20, heads):
+        fields = hashed_fields(
+            event_id=event_id, site_key=SITE, stream=stream, seq=seq, subject=subject,
+            recorded_at=at.replace(" ", "T") + "Z", action=action, source=source,
+            categories=json.loads(categories), channels=None, policy_version="2026-01",
+            locale="en", meta=json.loads(meta), details_digest=digest,
+            idempotency_key=None)
+        assert chain_hash(prev, fields) == value, "the bench's chain differs from the ledger's"
+
+
 def build_database(path: Path, events: int) -> None:
-    """A migrated SQLite database with one site and EVENTS hash-chained events."""
+    """A migrated SQLite database with one site, EVENTS hash-chained events and their log
+    (leaves, nodes, stream marks; the checkpoint is signed by integrate_database)."""
     _migrate_with_site(f"sqlite:///{path}")
     heads: dict = {}
     conn = sqlite3.connect(path)
@@ -117,47 +143,72 @@ def build_database(path: Path, events: int) -> None:
               "recorded_at, action, source, categories, channels, policy_version, locale, "
               "meta, details_digest, idempotency_key, prev_hash, hash) "
               "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, 'null', '2026-01', 'en', ?, ?, NULL, ?, ?)")
-    batch = []
-    for row in generate_events(events, heads):
-        batch.append(row)
-        if len(batch) >= 50_000:
-            conn.executemany(insert, batch)
-            batch.clear()
-    if batch:
+    leaf_sql = "INSERT INTO log_leaves (site_id, log_index, stream, seq) VALUES (1, ?, ?, ?)"
+    node_sql = "INSERT INTO log_nodes (site_id, level, idx, hash) VALUES (1, ?, ?, ?)"
+    batch, leaves, nodes = [], [], []
+
+    def flush():
         conn.executemany(insert, batch)
+        conn.executemany(leaf_sql, leaves)
+        conn.executemany(node_sql, nodes)
+        batch.clear(), leaves.clear(), nodes.clear()
+
+    for row, made in generate_events(events, heads):
+        leaves.append((made[0][1], row[1], row[2]))
+        batch.append(row)
+        nodes.extend(made)
+        if len(batch) >= 50_000:
+            flush()
+    flush()
+    heads.pop("log")
     conn.executemany("INSERT INTO ledger_heads (site_id, stream, seq, hash) VALUES (1, ?, ?, ?)",
                      [(s, q, h) for s, (q, h) in heads.items()])
+    conn.executemany("INSERT INTO log_streams (site_id, stream, seq, hash) VALUES (1, ?, ?, ?)",
+                     [(s, q, h) for s, (q, h) in heads.items() if q])
     conn.commit()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
 
 def build_pg_database(cluster, name: str, events: int) -> str:
-    """A migrated PostgreSQL database NAME with one site and EVENTS events (COPY)."""
+    """A migrated PostgreSQL database NAME with one site, EVENTS events and their log,
+    loaded with COPY (one connection a table, so the rows stream through once)."""
     import psycopg
 
     cluster.sql(f"CREATE DATABASE {name}")
     url = cluster.url(name)
     _migrate_with_site(url)
     heads: dict = {}
-    with psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=postgres "
-                         f"dbname={name}") as conn:
+    dsn = f"host=127.0.0.1 port={cluster.port} user=postgres dbname={name}"
+    with psycopg.connect(dsn) as conn, psycopg.connect(dsn) as leaf_conn, \
+            psycopg.connect(dsn) as node_conn:
         with conn.cursor() as cur, cur.copy(
                 "COPY consent_events (event_id, site_id, stream, seq, subject, recorded_at, "
                 "action, source, categories, channels, policy_version, locale, meta, "
-                "details_digest, idempotency_key, prev_hash, hash) FROM STDIN") as copy:
+                "details_digest, idempotency_key, prev_hash, hash) FROM STDIN") as copy, \
+                leaf_conn.cursor().copy("COPY log_leaves (site_id, log_index, stream, seq) "
+                                        "FROM STDIN") as leaf_copy, \
+                node_conn.cursor().copy("COPY log_nodes (site_id, level, idx, hash) "
+                                        "FROM STDIN") as node_copy:
             for (event_id, stream, seq, subject, at, action, source, categories, meta,
-                 digest, prev, digest_hash) in generate_events(events, heads):
+                 digest, prev, digest_hash), made in generate_events(events, heads):
                 copy.write_row((event_id, 1, stream, seq, subject, at, action, source,
                                 categories, "null", "2026-01", "en", meta, digest, None,
                                 prev, digest_hash))
-        conn.execute("INSERT INTO ledger_heads (site_id, stream, seq, hash) "
-                     "SELECT 1, s, q, h FROM unnest(%s::int[], %s::int[], %s::text[]) "
-                     "AS t(s, q, h)", ([s for s in heads], [q for q, _ in heads.values()],
-                                       [h for _, h in heads.values()]))
-        conn.commit()
+                leaf_copy.write_row((1, made[0][1], stream, seq))
+                for level, idx, value in made:
+                    node_copy.write_row((1, level, idx, value))
+        heads.pop("log")
+        for table, rows in (("ledger_heads", list(heads.items())),
+                            ("log_streams", [(s, v) for s, v in heads.items() if v[0]])):
+            conn.execute(f"INSERT INTO {table} (site_id, stream, seq, hash) "
+                         "SELECT 1, s, q, h FROM unnest(%s::int[], %s::int[], %s::text[]) "
+                         "AS t(s, q, h)", ([s for s, _ in rows], [q for _, (q, _) in rows],
+                                           [h for _, (_, h) in rows]))
+        for c in (conn, leaf_conn, node_conn):
+            c.commit()
         conn.autocommit = True
-        conn.execute("VACUUM ANALYZE consent_events")
+        conn.execute("VACUUM ANALYZE")
     return url
 
 
@@ -292,6 +343,7 @@ def load() -> str:
 
 
 def main() -> int:
+    _check_generator()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
