@@ -560,30 +560,39 @@ _SQLITE_LOG_LINES = ("SELECT 'log,' || ? || ',' || l.log_index || ',' || l.strea
                      "l.seq || ',' || lower(hex(n.hash)) FROM log_leaves l JOIN log_nodes n "
                      "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
                      "WHERE l.site_id = ? AND l.log_index < ? ORDER BY l.log_index")
-# The same lines rendered by PostgreSQL.
-_PG_LOG_LINES = ("SELECT 'log,' || %s || ',' || l.log_index || ',' || l.stream || ',' || "
-                 "l.seq || ',' || encode(n.hash, 'hex') FROM log_leaves l JOIN log_nodes n "
-                 "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
-                 "WHERE l.site_id = %s AND l.log_index < %s ORDER BY l.log_index")
+# The same lines printed by PostgreSQL's COPY (CSV: the key is plain, see _plain_key).
+_PG_LOG_COPY = ("COPY (SELECT 'log', CAST(%s AS TEXT), l.log_index, l.stream, l.seq, "
+                "encode(n.hash, 'hex') FROM log_leaves l JOIN log_nodes n "
+                "ON n.site_id = l.site_id AND n.level = 0 AND n.idx = l.log_index "
+                "WHERE l.site_id = %s AND l.log_index < %s ORDER BY l.log_index) "
+                "TO STDOUT WITH (FORMAT csv)")
 
 
-def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[list[str]]:
-    """Batches of the lines of one site's log section (streamed: memory stays flat)."""
+def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[bytes]:
+    """Blocks of the lines of one site's log section, UTF-8, each line ending in a newline
+    (streamed: memory stays flat)."""
     from .extensions import db
 
     conn = db.session.connection()
-    if fmt == "csv" and _plain_key(site_key) and conn.dialect.name in ("sqlite", "postgresql"):
-        sqlite = conn.dialect.name == "sqlite"
+    if fmt == "csv" and _plain_key(site_key) and conn.dialect.name == "postgresql":
         driver = conn.connection.driver_connection
-        # PostgreSQL: a server-side cursor, BATCH lines a round trip
-        cursor = driver.cursor() if sqlite else driver.cursor(name=f"consent_log_{site_id}")
+        with driver.cursor() as cursor, cursor.copy(_PG_LOG_COPY,
+                                                    (site_key, site_id, size)) as copy:
+            rows: list = []
+            for data in copy:
+                rows.append(data)
+                if len(rows) == BATCH:
+                    yield b"".join(rows)
+                    rows = []
+            if rows:
+                yield b"".join(rows)
+        return
+    if fmt == "csv" and _plain_key(site_key) and conn.dialect.name == "sqlite":
+        cursor = conn.connection.driver_connection.cursor()
         try:
-            if not sqlite:
-                cursor.itersize = BATCH
-            cursor.execute(_SQLITE_LOG_LINES if sqlite else _PG_LOG_LINES,
-                           (site_key, site_id, size))
+            cursor.execute(_SQLITE_LOG_LINES, (site_key, site_id, size))
             while batch := cursor.fetchmany(BATCH):
-                yield [row[0] for row in batch]
+                yield ("\n".join([row[0] for row in batch]) + "\n").encode()
         finally:
             cursor.close()
         return
@@ -597,7 +606,7 @@ def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[lis
                 lines.append(",".join(str(c) for c in row))
             else:
                 lines.append(_dumps(dict(zip(LOG_COLUMNS, row))))
-        yield lines
+        yield ("\n".join(lines) + "\n").encode()
 
 
 def _plain_key(site_key: str) -> bool:
@@ -611,9 +620,9 @@ def _log_section(cuts: dict, fmt: str, stats: ExportStats) -> Iterator[str]:
     header = fmt == "csv"
     for site_key, (site_id, size, note) in cuts.items():
         digest = hashlib.sha256()
-        for lines in _log_lines(site_key, site_id, size, fmt):
-            text = "\n".join(lines) + "\n"
-            digest.update(text.encode())
+        for block in _log_lines(site_key, site_id, size, fmt):
+            digest.update(block)
+            text = block.decode()
             if header:
                 text = LOG_HEADER + "\n" + text
                 header = False
