@@ -479,10 +479,15 @@ def test_fold_of_copied_lines_takes_no_field_from_the_wrong_cell():
         # an event id that split on commas gives stream 7, seq 9 and an earlier time
         f'"x,y,7,9,s,2020-01-01T00:00:00.000000Z",shop,2,3,{"b" * 32},'
         f"2026-02-01T00:00:00.000000Z,custom,api,,,,,,,,{h[2]},{h[3]}\n",
-        # a hash cell quoted (with a comma): the last 64 bytes are not the hash
+        # a hash cell quoted, with a comma where the hash's own comma would be: the last
+        # 129 bytes look like two cells but are one
         f"{'c' * 32},shop,2,4,{'b' * 32},2026-02-02T00:00:00.000000Z,custom,api,,,,,,,,"
-        f'{h[3]},"{h[4][:-2]},{h[4]}"\n']
-    for rows in (good, good + tricky, tricky):
+        f'{h[3]},"{h[4][:63]},{h[4][1:]}"\n',
+        # a hash of 130 hex digits: the last 129 bytes are all in that one cell
+        f"{'d' * 32},shop,2,5,{'b' * 32},2026-02-03T00:00:00.000000Z,custom,api,,,,,,,,"
+        f"{h[5]},{h[5] * 2}ab\n"]
+    # each odd line alone in its block (one such line sends its whole block to the reader)
+    for rows in (good, *(good + [line] for line in tricky), tricky):
         stats, reference = ExportStats(), ExportStats()
         _fold_copied(stats, "shop", [r.encode() for r in rows])
         parsed = list(_csv.reader(io.StringIO("".join(rows))))
@@ -491,4 +496,6 @@ def test_fold_of_copied_lines_takes_no_field_from_the_wrong_cell():
                 stats.last_at, stats.streams, stats.digest.hexdigest()) == \
             (reference.rows, reference.first_hash, reference.last_hash, reference.first_at,
              reference.last_at, reference.streams, reference.digest.hexdigest())
-    assert stats.streams["shop/2"]["first_seq"] == 3 and "shop/7" not in stats.streams
+        assert "shop/7" not in stats.streams
+    assert stats.streams["shop/2"] == {"first_seq": 3, "first_prev_hash": h[2], "last_seq": 5,
+                                       "last_hash": h[5] * 2 + "ab", "rows": 3}
