@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from itertools import islice
@@ -340,36 +339,60 @@ def _iter_batches(filters: ExportFilters, lines: bool = False
 def _copy_events(filters: ExportFilters, stats: ExportStats,
                  progress: Callable[[int], None] | None = None) -> Iterator[str]:
     """PostgreSQL: the CSV event lines as `COPY ... TO STDOUT` prints them, read through
-    psycopg's copy() (one message a row) and passed on in blocks of BATCH rows, each folded
-    into STATS on the way."""
+    psycopg's copy() and passed on in blocks of BATCH rows, each folded into STATS."""
     from .extensions import db
 
     for site in _sites(filters):
         sql, params = _copy_query(site, filters)
         driver = db.session.connection().connection.driver_connection
         with driver.cursor() as cursor, cursor.copy(sql, params) as copy:
-            rows: list[bytes] = []
-            for data in copy:
-                rows.append(bytes(data))
-                if len(rows) == BATCH:
-                    _fold_copied(stats, site.key, rows)
-                    yield b"".join(rows).decode()
-                    if progress:
-                        progress(len(rows))
-                    rows = []
-            if rows:
-                _fold_copied(stats, site.key, rows)
-                yield b"".join(rows).decode()
+            for rows in _copied_blocks(copy, driver.pgconn):
+                blob = b"".join(rows)
+                _fold_copied(stats, site.key, rows, blob)
+                yield blob.decode()
                 if progress:
                     progress(len(rows))
 
 
-_DIGITS = re.compile(rb"[0-9]+(?:,[0-9]+)*")
-_HEX = re.compile(rb"[0-9a-f]*")
+def _copied_blocks(copy, pgconn) -> Iterator[list]:
+    """The rows of a running `COPY ... TO STDOUT` (one message each), BATCH at a time.
+
+    Rows libpq already holds are taken from it directly (non-blocking PQgetCopyData): going
+    through copy.read() for each costs a generator round trip a row, which was most of the
+    export's time. When libpq has nothing buffered, copy.read() waits for the socket."""
+    from psycopg import errors, pq
+
+    rows: list = []
+    while True:
+        nbytes, data = pgconn.get_copy_data(1)
+        if nbytes == 0:  # nothing buffered: let psycopg wait for more (or the end)
+            data = copy.read()
+            nbytes = len(data) or -1
+            if nbytes < 0:
+                break
+        elif nbytes < 0:
+            # CopyDone read here: collect the final result as copy.read() would have
+            result, error = pgconn.get_result(), None
+            while result is not None:
+                if result.status != pq.ExecStatus.COMMAND_OK:
+                    error = error or errors.error_from_result(result,
+                                                              encoding=pgconn._encoding)
+                result = pgconn.get_result()
+            if error:
+                raise error
+            break
+        rows.append(data)
+        if len(rows) == BATCH:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
 
 
-def _fold_copied(stats: ExportStats, site_key: str, rows: list[bytes]) -> None:
-    """Fold a block of COPY's CSV lines into STATS.
+def _fold_copied(stats: ExportStats, site_key: str, rows: list, blob: bytes | None = None
+                 ) -> None:
+    """Fold a block of COPY's CSV rows (each ending in a newline; BLOB: them joined) into
+    STATS.
 
     The fields the fold needs (stream, seq, recorded_at, prev_hash, hash) are taken by
     position (a split of the first six cells, the last 129 bytes), checked block-wise in C
@@ -377,22 +400,27 @@ def _fold_copied(stats: ExportStats, site_key: str, rows: list[bytes]) -> None:
     then they are exactly the cells a CSV reader would give. A block that does not pass
     (a quoted or odd cell there: only a database edited by hand) is read with the CSV
     reader instead."""
-    parts = [r.split(b",", 6) for r in rows]
+    blob = b"".join(rows) if blob is None else blob
     n = len(rows)
+    if blob.count(b"\n") == n:  # no line break inside a cell: a line is a row
+        lines = blob.split(b"\n")[:n]
+    else:
+        lines = [bytes(r)[:-1] for r in rows]
+    parts = [line.split(b",", 6) for line in lines]
     fast = min(map(len, parts)) == 7
     if fast:
         streams, seqs = [p[2] for p in parts], [p[3] for p in parts]
         ats = [p[5] for p in parts]
-        prevs, hashes = [r[-130:-66] for r in rows], [r[-65:-1] for r in rows]
+        prevs, hashes = [x[-129:-65] for x in lines], [x[-64:] for x in lines]
         links = b"".join(hashes) + b"".join(prevs)
+        # (bytes.translate deletes in C: an order of magnitude faster than a regex here)
         fast = (b'"' not in b"".join([b"".join(p[:6]) for p in parts])
-                and _DIGITS.fullmatch(b",".join(streams)) is not None
-                and _DIGITS.fullmatch(b",".join(seqs)) is not None
-                and len(links) == 128 * n and _HEX.fullmatch(links) is not None
-                and b"".join([r[-131:-130] + r[-66:-65] + r[-1:] for r in rows])
-                == b",,\n" * n)
+                and min(map(len, streams)) > 0 and min(map(len, seqs)) > 0
+                and not b"".join(streams + seqs).translate(None, b"0123456789")
+                and len(links) == 128 * n and not links.translate(None, b"0123456789abcdef")
+                and b"".join([x[-130:-64:65] for x in lines]) == b",," * n)
     if not fast:
-        cells = list(csv.reader([r.decode() for r in rows]))
+        cells = list(csv.reader([x.decode() for x in lines]))
         streams, seqs, ats, prevs, hashes = ([c[i] for c in cells] for i in (2, 3, 5, 15, 16))
     _fold_columns(stats, site_key, streams, seqs, ats, prevs, hashes)
 
@@ -578,13 +606,7 @@ def _log_lines(site_key: str, site_id: int, size: int, fmt: str) -> Iterator[byt
         driver = conn.connection.driver_connection
         with driver.cursor() as cursor, cursor.copy(_PG_LOG_COPY,
                                                     (site_key, site_id, size)) as copy:
-            rows: list = []
-            for data in copy:
-                rows.append(data)
-                if len(rows) == BATCH:
-                    yield b"".join(rows)
-                    rows = []
-            if rows:
+            for rows in _copied_blocks(copy, driver.pgconn):
                 yield b"".join(rows)
         return
     if fmt == "csv" and _plain_key(site_key) and conn.dialect.name == "sqlite":
