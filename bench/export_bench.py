@@ -17,6 +17,7 @@ peak RSS is its own; `--verify` also times `python -m consent.audit` on the larg
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -62,12 +63,16 @@ def _migrate_with_site(url: str) -> None:
 
 
 def generate_events(events: int, heads: dict):
-    """EVENTS hash-chained event rows (the same for both backends); HEADS gets each
-    stream's last (seq, hash)."""
-    from consent.ledger import GENESIS, chain_hash, hashed_fields
+    """EVENTS hash-chained event rows (the same for both backends), each with the log
+    nodes integrating it completes (what the integrator would write: its leaf and every
+    perfect subtree it closes); HEADS gets each stream's last (seq, hash), and
+    heads["log"] the compact range (for the root the checkpoint signs)."""
+    from consent.ledger import GENESIS, canonical
+    from consent.ledger.merkle import CompactRange, leaf_hash
 
     rng = random.Random(7)
     heads.update({s: (0, GENESIS) for s in range(STREAMS)})
+    compact = heads["log"] = CompactRange()
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
     cats = ("essential", "functional", "analytics", "advertising")
     subjects: list[str] = []
@@ -94,20 +99,41 @@ def generate_events(events: int, heads: dict):
         digest = "%064x" % rng.getrandbits(256) if rng.random() < 0.8 else None
         event_id = uuid.UUID(int=rng.getrandbits(128)).hex
         iso = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        fields = hashed_fields(
-            event_id=event_id, site_key=SITE, stream=stream, seq=seq, subject=subject,
-            recorded_at=iso, action=action, source="banner", categories=categories,
-            channels=None, policy_version="2026-01", locale="en", meta=meta,
-            details_digest=digest, idempotency_key=None)
-        digest_hash = chain_hash(prev, fields)
+        # The ledger's own hashed fields and chain hash (consent.ledger.hashed_fields and
+        # chain_hash, inlined: the entry bytes are also the log leaf)
+        entry = (prev + "\n" + canonical({
+            "v": 1, "event_id": event_id, "site": SITE, "stream": stream, "seq": seq,
+            "subject": subject, "recorded_at": iso, "action": action, "source": "banner",
+            "categories": categories, "channels": None, "policy_version": "2026-01",
+            "locale": "en", "meta": meta, "details_digest": digest,
+            "idempotency_key": None})).encode()
+        digest_hash = hashlib.sha256(entry).hexdigest()
+        nodes = compact.append(leaf_hash(entry))
         yield (event_id, stream, seq, subject, at.strftime("%Y-%m-%d %H:%M:%S.%f"),
                action, "banner", json.dumps(categories), json.dumps(meta), digest, prev,
-               digest_hash)
+               digest_hash), nodes
         heads[stream] = (seq, digest_hash)
 
 
+def _check_generator() -> None:
+    """The generator's hashes are the ledger's (refuse to benchmark a wrong chain)."""
+    from consent.ledger import chain_hash, hashed_fields
+
+    heads: dict = {}
+    for (event_id, stream, seq, subject, at, action, source, categories, meta, digest,
+         prev, value), _nodes in generate_events(20, heads):
+        fields = hashed_fields(
+            event_id=event_id, site_key=SITE, stream=stream, seq=seq, subject=subject,
+            recorded_at=at.replace(" ", "T") + "Z", action=action, source=source,
+            categories=json.loads(categories), channels=None, policy_version="2026-01",
+            locale="en", meta=json.loads(meta), details_digest=digest,
+            idempotency_key=None)
+        assert chain_hash(prev, fields) == value, "the bench's chain differs from the ledger's"
+
+
 def build_database(path: Path, events: int) -> None:
-    """A migrated SQLite database with one site and EVENTS hash-chained events."""
+    """A migrated SQLite database with one site, EVENTS hash-chained events and their log
+    (leaves, nodes, stream marks; the checkpoint is signed by integrate_database)."""
     _migrate_with_site(f"sqlite:///{path}")
     heads: dict = {}
     conn = sqlite3.connect(path)
@@ -117,47 +143,86 @@ def build_database(path: Path, events: int) -> None:
               "recorded_at, action, source, categories, channels, policy_version, locale, "
               "meta, details_digest, idempotency_key, prev_hash, hash) "
               "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, 'null', '2026-01', 'en', ?, ?, NULL, ?, ?)")
-    batch = []
-    for row in generate_events(events, heads):
-        batch.append(row)
-        if len(batch) >= 50_000:
-            conn.executemany(insert, batch)
-            batch.clear()
-    if batch:
+    leaf_sql = "INSERT INTO log_leaves (site_id, log_index, stream, seq) VALUES (1, ?, ?, ?)"
+    node_sql = "INSERT INTO log_nodes (site_id, level, idx, hash) VALUES (1, ?, ?, ?)"
+    batch, leaves, nodes = [], [], []
+
+    def flush():
         conn.executemany(insert, batch)
+        conn.executemany(leaf_sql, leaves)
+        conn.executemany(node_sql, nodes)
+        batch.clear(), leaves.clear(), nodes.clear()
+
+    for row, made in generate_events(events, heads):
+        leaves.append((made[0][1], row[1], row[2]))
+        batch.append(row)
+        nodes.extend(made)
+        if len(batch) >= 50_000:
+            flush()
+    flush()
+    heads.pop("log")
     conn.executemany("INSERT INTO ledger_heads (site_id, stream, seq, hash) VALUES (1, ?, ?, ?)",
                      [(s, q, h) for s, (q, h) in heads.items()])
+    conn.executemany("INSERT INTO log_streams (site_id, stream, seq, hash) VALUES (1, ?, ?, ?)",
+                     [(s, q, h) for s, (q, h) in heads.items() if q])
     conn.commit()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
 
+NULL = "\\N"  # NULL in COPY's text format
+
+
 def build_pg_database(cluster, name: str, events: int) -> str:
-    """A migrated PostgreSQL database NAME with one site and EVENTS events (COPY)."""
+    """A migrated PostgreSQL database NAME with one site, EVENTS events and their log,
+    loaded with COPY (one connection a table, so the rows stream through once)."""
     import psycopg
 
     cluster.sql(f"CREATE DATABASE {name}")
     url = cluster.url(name)
     _migrate_with_site(url)
     heads: dict = {}
-    with psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=postgres "
-                         f"dbname={name}") as conn:
+    dsn = f"host=127.0.0.1 port={cluster.port} user=postgres dbname={name}"
+    with psycopg.connect(dsn) as conn, psycopg.connect(dsn) as leaf_conn, \
+            psycopg.connect(dsn) as node_conn:
         with conn.cursor() as cur, cur.copy(
                 "COPY consent_events (event_id, site_id, stream, seq, subject, recorded_at, "
                 "action, source, categories, channels, policy_version, locale, meta, "
-                "details_digest, idempotency_key, prev_hash, hash) FROM STDIN") as copy:
+                "details_digest, idempotency_key, prev_hash, hash) FROM STDIN") as copy, \
+                leaf_conn.cursor().copy("COPY log_leaves (site_id, log_index, stream, seq) "
+                                        "FROM STDIN") as leaf_copy, \
+                node_conn.cursor().copy("COPY log_nodes (site_id, level, idx, hash) "
+                                        "FROM STDIN") as node_copy:
+            # COPY's text format written in blocks (write_row per row costs more than
+            # generating the row); no generated value holds a tab, newline or backslash
+            lines, leaf_lines, node_lines = [], [], []
             for (event_id, stream, seq, subject, at, action, source, categories, meta,
-                 digest, prev, digest_hash) in generate_events(events, heads):
-                copy.write_row((event_id, 1, stream, seq, subject, at, action, source,
-                                categories, "null", "2026-01", "en", meta, digest, None,
-                                prev, digest_hash))
-        conn.execute("INSERT INTO ledger_heads (site_id, stream, seq, hash) "
-                     "SELECT 1, s, q, h FROM unnest(%s::int[], %s::int[], %s::text[]) "
-                     "AS t(s, q, h)", ([s for s in heads], [q for q, _ in heads.values()],
-                                       [h for _, h in heads.values()]))
-        conn.commit()
+                 digest, prev, digest_hash), made in generate_events(events, heads):
+                lines.append(f"{event_id}\t1\t{stream}\t{seq}\t{subject}\t{at}\t{action}\t"
+                             f"{source}\t{categories}\tnull\t2026-01\ten\t{meta}\t"
+                             f"{digest or NULL}\t\\N\t{prev}\t{digest_hash}\n")
+                leaf_lines.append(f"1\t{made[0][1]}\t{stream}\t{seq}\n")
+                node_lines += [f"1\t{level}\t{idx}\t\\\\x{value.hex()}\n"
+                               for level, idx, value in made]
+                if len(lines) == 20_000:
+                    copy.write("".join(lines))
+                    leaf_copy.write("".join(leaf_lines))
+                    node_copy.write("".join(node_lines))
+                    lines, leaf_lines, node_lines = [], [], []
+            copy.write("".join(lines))
+            leaf_copy.write("".join(leaf_lines))
+            node_copy.write("".join(node_lines))
+        heads.pop("log")
+        for table, rows in (("ledger_heads", list(heads.items())),
+                            ("log_streams", [(s, v) for s, v in heads.items() if v[0]])):
+            conn.execute(f"INSERT INTO {table} (site_id, stream, seq, hash) "
+                         "SELECT 1, s, q, h FROM unnest(%s::int[], %s::int[], %s::text[]) "
+                         "AS t(s, q, h)", ([s for s, _ in rows], [q for _, (q, _) in rows],
+                                           [h for _, (_, h) in rows]))
+        for c in (conn, leaf_conn, node_conn):
+            c.commit()
         conn.autocommit = True
-        conn.execute("VACUUM ANALYZE consent_events")
+        conn.execute("VACUUM ANALYZE")
     return url
 
 
@@ -172,41 +237,15 @@ with app.app_context():
 """
 
 
+PG_LOG_SQL = ("SELECT 'log', 'bench', l.log_index, l.stream, l.seq, encode(n.hash, 'hex') "
+              "FROM log_leaves l JOIN log_nodes n ON n.site_id = l.site_id AND n.level = 0 "
+              "AND n.idx = l.log_index WHERE l.site_id = 1 ORDER BY l.log_index")
 PG_SQL = ("SELECT event_id, 'bench', stream, seq, subject, "
           "to_char(recorded_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), action, source, "
           "NULLIF(CAST(categories AS TEXT), 'null'), NULLIF(CAST(channels AS TEXT), 'null'), "
           "policy_version, locale, NULLIF(CAST(meta AS TEXT), 'null'), details_digest, "
           "idempotency_key, prev_hash, hash FROM consent_events WHERE site_id = 1 "
           "ORDER BY stream, seq")
-
-
-def measure_pg(cluster, url: str, name: str, out_dir: Path, runs: int, log: bool) -> dict:
-    """Best-of-RUNS times of the export and of `psql \\copy (...) to csv` of the same
-    event rows, and the export's peak RSS."""
-    from tests.support.pg import _find
-
-    export_file = out_dir / "export.csv"
-    ours, ours_wall, rss, cli = [], [], [], []
-    psql = [_find("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(cluster.port), "-U",
-            "postgres", "-d", name, "-c"]
-    for _ in range(runs):
-        wall, _rss, _ = run_child(psql + [f"\\copy ({PG_SQL}) to '{out_dir / 'psql.csv'}' "
-                                          "with (format csv)"])
-        cli.append(wall)
-        wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, url,
-                                      str(export_file), "csv", "log" if log else "no-log"])
-        ours.append(float(out.strip().splitlines()[-2]))
-        ours_wall.append(wall)
-        rss.append(int(out.strip().splitlines()[-1]))
-    return {"export_s": min(ours), "export_process_s": min(ours_wall),
-            "sqlite3_s": min(cli), "sqlite3_with_log_s": None, "no_log_s": None,
-            "peak_rss_kib": max(rss), "export_bytes": export_file.stat().st_size,
-            "no_log_bytes": None, "sqlite3_bytes": (out_dir / "psql.csv").stat().st_size}
-
-
-def integrate_url(url: str) -> None:
-    """Integrate the events at URL into the log, in a child process."""
-    run_child([sys.executable, "-c", INTEGRATE_CHILD, url])
 
 
 def integrate_database(path: Path) -> None:
@@ -254,37 +293,122 @@ def run_child(cmd: list[str], stdout=None) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss, out
 
 
-def measure(db_path: Path, out_dir: Path, runs: int, fmt: str = "csv",
-            log: bool = True) -> dict:
-    """Best-of-RUNS times of the export and of sqlite3 -csv (event rows; event and log
-    rows), and the export's peak RSS."""
-    export_file = out_dir / f"export.{fmt}"
-    ours, ours_wall, rss, cli, cli_log, no_log = [], [], [], [], [], []
-    for _ in range(runs):
-        with open(out_dir / "sqlite.csv", "w") as fh:
-            wall, _rss, _ = run_child(["sqlite3", "-csv", str(db_path), SQL], stdout=fh)
-        cli.append(wall)
+class Backend:
+    """Where the ledgers live and what the export is compared with."""
+
+    name = "sqlite"
+    reference = "sqlite3 -csv"
+
+    def __init__(self, work: Path, keep: Path | None):
+        self.work, self.keep = work, keep
+
+    def build(self, n: int) -> str:
+        """A database of N events integrated into the log; its URL."""
+        db_path = (self.keep or self.work) / f"ledger-{n}.sqlite3"
+        if self.keep and db_path.exists():
+            print(f"reusing {db_path}", flush=True)
+            return f"sqlite:///{db_path}"
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        build_database(db_path, n)
+        print(f"built {n:,} hash-chained events and their log in "
+              f"{time.perf_counter() - t:.1f} s (load {load()})", flush=True)
+        t = time.perf_counter()
+        integrate_database(db_path)
+        print(f"signed the log's checkpoint in {time.perf_counter() - t:.1f} s", flush=True)
+        return f"sqlite:///{db_path}"
+
+    def references(self, url: str, log: bool) -> dict[str, list[str]]:
+        """The reference commands: the event rows (the budget) and, with LOG, the event
+        and log rows (the same content as the export)."""
+        path = url.removeprefix("sqlite:///")
+        out = {"events": ["sqlite3", "-csv", path, SQL]}
         if log:
-            with open(out_dir / "sqlite-log.csv", "w") as fh:
-                wall, _rss, _ = run_child(["sqlite3", "-csv", str(db_path),
-                                           SQL + "; " + LOG_SQL], stdout=fh)
-            cli_log.append(wall)
-            # The same export without its log section, for what the section costs.
-            _wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD,
-                                           f"sqlite:///{db_path}", str(out_dir / "no-log.csv"),
-                                           fmt, "no-log"])
-            no_log.append(float(out.strip().splitlines()[-2]))
-        wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, f"sqlite:///{db_path}",
-                                      str(export_file), fmt, "log" if log else "no-log"])
-        ours.append(float(out.strip().splitlines()[-2]))
-        ours_wall.append(wall)
+            out["events+log"] = ["sqlite3", "-csv", path, SQL + "; " + LOG_SQL]
+        return out
+
+    def drop(self, url: str) -> None:
+        if not self.keep:
+            Path(url.removeprefix("sqlite:///")).unlink()
+
+    def stop(self) -> None:
+        pass
+
+
+class Postgres(Backend):
+    """A throwaway cluster; the export is compared with `psql \\copy (...) to csv`."""
+
+    name = "postgresql"
+    reference = "psql \\copy csv"
+
+    def __init__(self, work: Path, keep: Path | None):
+        from tests.support.pg import PgCluster
+
+        super().__init__(work, None)
+        self.cluster = PgCluster().start()
+
+    def build(self, n: int) -> str:
+        # each database has its own log, so its own signer state
+        os.environ["CONSENT_LOG_STATE_DIR"] = str(self.work / f"log-state-{n}")
+        t = time.perf_counter()
+        url = build_pg_database(self.cluster, f"ledger_{n}", n)
+        print(f"built {n:,} hash-chained events and their log in "
+              f"{time.perf_counter() - t:.1f} s (load {load()})", flush=True)
+        t = time.perf_counter()
+        run_child([sys.executable, "-c", INTEGRATE_CHILD, url])
+        print(f"signed the log's checkpoint in {time.perf_counter() - t:.1f} s", flush=True)
+        return url
+
+    def references(self, url: str, log: bool) -> dict[str, list[str]]:
+        from tests.support.pg import _find
+
+        name = url.rsplit("/", 1)[1]
+        psql = [_find("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(self.cluster.port),
+                "-U", "postgres", "-d", name, "-c"]
+        target = self.work / "reference-events.csv"
+        out = {"events": psql + [f"\\copy ({PG_SQL}) to '{target}' with (format csv)"]}
+        if log:
+            out["events+log"] = psql + [
+                f"\\copy ({PG_SQL}) to '{target}' with (format csv)",
+                "-c", f"\\copy ({PG_LOG_SQL}) to '{self.work / 'reference-log.csv'}' "
+                "with (format csv)"]
+        return out
+
+    def drop(self, url: str) -> None:
+        self.cluster.sql(f"DROP DATABASE {url.rsplit('/', 1)[1]}")
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
+def measure(backend: Backend, url: str, runs: int, log: bool) -> dict:
+    """Best-of-RUNS times of the export (in its own process) and of each reference command
+    (one after the other, in the same run), the export's peak RSS and sizes."""
+    out_dir = backend.work
+    export_file = out_dir / "export.csv"
+    times: dict[str, list[float]] = {"export": [], "no-log": []}
+    rss = []
+    for _ in range(runs):
+        for label, cmd in backend.references(url, log).items():
+            if backend.name == "sqlite":
+                with open(out_dir / f"reference-{label}.csv", "w") as fh:
+                    wall, _rss, _ = run_child(cmd, stdout=fh)
+            else:
+                wall, _rss, _ = run_child(cmd)
+            times.setdefault(label, []).append(wall)
+        if log:
+            # the same export without its log section, for what the section costs
+            _wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, url,
+                                           str(out_dir / "no-log.csv"), "csv", "no-log"])
+            times["no-log"].append(float(out.strip().splitlines()[-2]))
+        _wall, _peak, out = run_child([sys.executable, "-c", EXPORT_CHILD, url,
+                                       str(export_file), "csv", "log" if log else "no-log"])
+        times["export"].append(float(out.strip().splitlines()[-2]))
         rss.append(int(out.strip().splitlines()[-1]))
-    return {"export_s": min(ours), "export_process_s": min(ours_wall),
-            "sqlite3_s": min(cli), "sqlite3_with_log_s": min(cli_log) if cli_log else None,
-            "no_log_s": min(no_log) if no_log else None,
-            "peak_rss_kib": max(rss), "export_bytes": export_file.stat().st_size,
-            "no_log_bytes": (out_dir / "no-log.csv").stat().st_size if no_log else None,
-            "sqlite3_bytes": (out_dir / "sqlite.csv").stat().st_size}
+    best = {label: min(values) for label, values in times.items() if values}
+    return {"best": best, "peak_rss_kib": max(rss),
+            "export_bytes": export_file.stat().st_size,
+            "reference_bytes": (out_dir / "reference-events.csv").stat().st_size}
 
 
 def load() -> str:
@@ -302,44 +426,30 @@ def main() -> int:
                         help="Also time verify-export on the large export.")
     parser.add_argument("--no-log", dest="log", action="store_false",
                         help="Export without the log section (--no-log).")
-    parser.add_argument("--keep", type=Path, help="Keep the generated databases in this "
-                        "directory and reuse them on the next run (building and integrating "
-                        "a million events takes minutes).")
+    parser.add_argument("--keep", type=Path, help="SQLite: keep the generated databases in "
+                        "this directory and reuse them on the next run.")
     args = parser.parse_args()
-    if args.db == "postgresql":
-        return main_pg(args)
-    if shutil.which("sqlite3") is None:
+    _check_generator()
+    if args.db == "sqlite" and shutil.which("sqlite3") is None:
         print("sqlite3 command-line shell not found (apt-get install sqlite3)")
         return 2
     work = Path(tempfile.mkdtemp(prefix="consent-export-bench-"))
+    backend = (Postgres if args.db == "postgresql" else Backend)(work, args.keep)
     try:
         results = {}
         for n in (args.small, args.events):
-            db_path = (args.keep or work) / f"ledger-{n}.sqlite3"
-            if args.keep and db_path.exists():
-                print(f"reusing {db_path}", flush=True)
-            else:
-                db_path.parent.mkdir(parents=True, exist_ok=True)
-                t = time.perf_counter()
-                build_database(db_path, n)
-                print(f"built {n:,} hash-chained events in {time.perf_counter() - t:.1f} s",
-                      flush=True)
-                t = time.perf_counter()
-                integrate_database(db_path)
-                print(f"integrated them into the log in {time.perf_counter() - t:.1f} s "
-                      f"(load {load()})", flush=True)
-            results[n] = measure(db_path, work, args.runs, log=args.log)
-            r = results[n]
-            with_log = (f", sqlite3 -csv events+log {r['sqlite3_with_log_s']:.2f} s "
-                        f"(ratio {r['export_s'] / r['sqlite3_with_log_s']:.2f}x), "
-                        f"export --no-log {r['no_log_s']:.2f} s "
-                        f"({r['no_log_bytes'] / 1e6:.0f} MB)"
-                        if r["sqlite3_with_log_s"] else "")
-            print(f"{n:>9,} events: export {r['export_s']:.2f} s "
-                  f"(process {r['export_process_s']:.2f} s), sqlite3 -csv {r['sqlite3_s']:.2f} s, "
-                  f"ratio {r['export_s'] / r['sqlite3_s']:.2f}x{with_log}, "
+            url = backend.build(n)
+            results[n] = r = measure(backend, url, args.runs, args.log)
+            best = r["best"]
+            also = "".join(f", {backend.reference} {label} {best[label]:.2f} s (ratio "
+                           f"{best['export'] / best[label]:.2f}x)"
+                           for label in best if label not in ("export", "events", "no-log"))
+            if "no-log" in best:
+                also += f", export --no-log {best['no-log']:.2f} s"
+            print(f"{n:>9,} events: export {best['export']:.2f} s, {backend.reference} "
+                  f"{best['events']:.2f} s, ratio {best['export'] / best['events']:.2f}x{also}, "
                   f"peak RSS {r['peak_rss_kib'] / 1024:.1f} MiB, "
-                  f"{r['export_bytes'] / 1e6:.0f} MB vs {r['sqlite3_bytes'] / 1e6:.0f} MB "
+                  f"{r['export_bytes'] / 1e6:.0f} MB vs {r['reference_bytes'] / 1e6:.0f} MB "
                   f"(load {load()})", flush=True)
             if n == args.events and args.verify:
                 wall, _peak, out = run_child([sys.executable, "-c", VERIFY_CHILD,
@@ -347,66 +457,18 @@ def main() -> int:
                 lines = out.strip().splitlines()
                 print(f"verify-export: {lines[0]} in {wall:.1f} s, peak RSS "
                       f"{int(lines[-1]) / 1024:.1f} MiB (load {load()})", flush=True)
-            if not args.keep:
-                db_path.unlink()
+            backend.drop(url)
         big, small = results[args.events], results[args.small]
-        ratio = big["export_s"] / big["sqlite3_s"]
+        ratio = big["best"]["export"] / big["best"]["events"]
         growth = big["peak_rss_kib"] / small["peak_rss_kib"]
-        print(f"RESULT export/sqlite3 = {ratio:.2f}x (budget <= 2x): "
-              f"{'PASS' if ratio <= 2 else 'FAIL'}")
+        print(f"RESULT export/{backend.reference} = {ratio:.2f}x at {args.events:,} events "
+              f"(budget <= 2x): {'PASS' if ratio <= 2 else 'FAIL'}")
         print(f"RESULT peak RSS {small['peak_rss_kib'] / 1024:.1f} MiB at {args.small:,} vs "
               f"{big['peak_rss_kib'] / 1024:.1f} MiB at {args.events:,} ({growth:.2f}x; "
               f"budget: flat): {'PASS' if growth <= 1.15 else 'FAIL'}")
         return 0
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def main_pg(args) -> int:
-    """The PostgreSQL run: export vs psql \\copy of the same rows, same cluster, same run."""
-    from tests.support.pg import PgCluster
-
-    work = Path(tempfile.mkdtemp(prefix="consent-export-bench-"))
-    cluster = PgCluster().start()
-    try:
-        results = {}
-        for n in (args.small, args.events):
-            name = f"ledger_{n}"
-            # each database has its own log, so its own signer state
-            os.environ["CONSENT_LOG_STATE_DIR"] = str(work / f"log-state-{n}")
-            t = time.perf_counter()
-            url = build_pg_database(cluster, name, n)
-            print(f"built {n:,} hash-chained events in {time.perf_counter() - t:.1f} s",
-                  flush=True)
-            t = time.perf_counter()
-            integrate_url(url)
-            print(f"integrated them into the log in {time.perf_counter() - t:.1f} s "
-                  f"(load {load()})", flush=True)
-            results[n] = r = measure_pg(cluster, url, name, work, args.runs, args.log)
-            print(f"{n:>9,} events: export {r['export_s']:.2f} s "
-                  f"(process {r['export_process_s']:.2f} s), psql \\copy csv "
-                  f"{r['sqlite3_s']:.2f} s, ratio {r['export_s'] / r['sqlite3_s']:.2f}x, "
-                  f"peak RSS {r['peak_rss_kib'] / 1024:.1f} MiB, "
-                  f"{r['export_bytes'] / 1e6:.0f} MB vs {r['sqlite3_bytes'] / 1e6:.0f} MB "
-                  f"(load {load()})", flush=True)
-            if n == args.events and args.verify:
-                wall, _peak, out = run_child([sys.executable, "-c", VERIFY_CHILD,
-                                              str(work / "export.csv")])
-                lines = out.strip().splitlines()
-                print(f"verify-export: {lines[0]} in {wall:.1f} s, peak RSS "
-                      f"{int(lines[-1]) / 1024:.1f} MiB (load {load()})", flush=True)
-            cluster.sql(f"DROP DATABASE {name}")
-        big, small = results[args.events], results[args.small]
-        ratio = big["export_s"] / big["sqlite3_s"]
-        growth = big["peak_rss_kib"] / small["peak_rss_kib"]
-        print(f"RESULT export/psql = {ratio:.2f}x (budget <= 2x): "
-              f"{'PASS' if ratio <= 2 else 'FAIL'}")
-        print(f"RESULT peak RSS {small['peak_rss_kib'] / 1024:.1f} MiB at {args.small:,} vs "
-              f"{big['peak_rss_kib'] / 1024:.1f} MiB at {args.events:,} ({growth:.2f}x; "
-              f"budget: flat): {'PASS' if growth <= 1.15 else 'FAIL'}")
-        return 0
-    finally:
-        cluster.stop()
+        backend.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -311,9 +311,9 @@ def test_values_with_commas_quotes_and_newlines_round_trip(tmp_path, site):
 
 @pytest.mark.parametrize("value", ["=1+1", "'=x", "''@y", 'v,"1"', "a\rb", "-x,y", "\t@z",
                                    "it's", "plain", "'", "x\ny"])
-def test_cells_rendered_by_the_database_match_the_python_writer(app, site, value):
-    """The export lets the database render CSV cells (SQLite and PostgreSQL, each in its own
-    SQL): every line is what the Python CSV writer makes of the same values."""
+def test_cells_rendered_by_the_database_match_the_python_writer(tmp_path, app, site, value):
+    """The export lets the database render CSV cells (SQLite in its SQL, PostgreSQL with
+    COPY): every event line is what the Python CSV writer makes of the same values."""
     import io
 
     from consent import csvcells
@@ -333,11 +333,11 @@ def test_cells_rendered_by_the_database_match_the_python_writer(app, site, value
             append_event(snap, again, action="reject_all", source="banner",
                          categories={"analytics": False})
     run_write(write)
-    filters = ExportFilters(site_key=site["key"])
-    rendered = "".join("\n".join(",".join(r) for r in batch) + "\n"
-                       for _key, batch, _layout in _iter_batches(filters, lines=True))
+    # bytes, not read_text: a lone CR in a cell must stay a CR
+    text = export(tmp_path, site_key=site["key"], deliveries=False).read_bytes().decode()
+    rendered = text.split("\n", 1)[1].split(LOG_HEADER + "\n", 1)[0]
     buf = io.StringIO()
-    for _key, batch, _layout in _iter_batches(filters, lines=False):
+    for _key, batch in _iter_batches(ExportFilters(site_key=site["key"])):
         csvcells.writer(buf).writerows(batch)
     if "\r" in value and "\n" not in value:
         # Python's writer (LF line ends) leaves a lone CR unquoted; the database quotes it
@@ -346,6 +346,156 @@ def test_cells_rendered_by_the_database_match_the_python_writer(app, site, value
     else:
         assert rendered == buf.getvalue()
     assert rendered.count("\n") >= 12
-    with_seqs = [[str(r[2]), str(r[3])] for _k, batch, _l in _iter_batches(filters, lines=True)
-                 for r in batch]
-    assert with_seqs == sorted(with_seqs, key=lambda r: (int(r[0]), int(r[1])))
+    report = verify_export_file(str(tmp_path / "export.csv"))
+    assert report.ok and report.rows == 12, report.problems
+    seqs = [(int(s), int(q)) for s, q in ((r["stream"], r["seq"]) for r in
+                                          __import__("csv").DictReader(io.StringIO(
+                                              ",".join(COLUMNS) + "\n" + rendered)))]
+    assert seqs == sorted(seqs)
+
+
+# ---------------------------------------------------------------- one format, two backends
+
+GOLDEN = ROOT / "tests" / "data" / "export_golden.csv"
+# Free text a client or an admin could send: quotes, commas, line breaks, a lone CR,
+# formula starts (marked with an apostrophe), apostrophes already there, non-ASCII.
+HOSTILE = ('v,"1"', "en\nx", "=cmd|' /C calc'!A0", "'=x", "a\rb", "-x,y", "\t@z", "it's",
+           "café ✓", "'", "''@y", "+1")
+
+
+def write_golden_ledger(site_key: str) -> int:
+    """Insert 30 events with fixed ids, times and hostile cells (a valid chain in three
+    streams, seq past 9) as raw rows, the same on every backend; returns the count."""
+    from datetime import datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+
+    from consent.database import iso, run_write
+    from consent.ledger import GENESIS, LedgerHead, chain_hash, hashed_fields
+    from consent.ledger.log import integrate
+
+    site_id = db.session.execute(db.select(Site.id).where(Site.key == site_key)).scalar_one()
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    heads: dict[int, tuple[int, str]] = {}
+    rows = []
+    for i in range(30):
+        stream = (i * 7) % 3
+        seq, prev = heads.get(stream, (0, GENESIS))
+        seq += 1
+        value = HOSTILE[i % len(HOSTILE)]
+        # not in time order across streams; one time with no microseconds
+        at = start + timedelta(seconds=(i * 37) % 30, microseconds=0 if i == 4 else i * 1013)
+        categories = ({} if i % 5 == 0 else
+                      {"analytics": i % 2 == 0, "essential": True} if i % 3 else
+                      {"advertising": False, "note": value})
+        event = dict(
+            event_id=f"{i + 1:032x}", stream=stream, seq=seq, subject=f"{i % 4 + 10:032x}",
+            action=("custom", "accept_all", "gpc")[i % 3], source=("api", "banner")[i % 2],
+            categories=categories, channels={"email": i % 2 == 1} if i % 4 == 1 else None,
+            policy_version=value if i % 2 else "2026-01", locale=value[:16] if i % 3 else "en",
+            meta={"note": value, "n": i} if i % 2 == 0 else None,
+            details_digest=f"{i:064x}" if i % 3 == 0 else None,
+            idempotency_key=f"{value}#{i}" if i % 4 != 3 else None)
+        fields = hashed_fields(site_key=site_key, recorded_at=iso(at), **event)
+        event.update(site_id=site_id, recorded_at=at, prev_hash=prev,
+                     hash=chain_hash(prev, fields))
+        heads[stream] = (seq, event["hash"])
+        rows.append(event)
+
+    def write():
+        db.session.execute(sa.insert(ConsentEvent), rows)
+        db.session.execute(sa.insert(LedgerHead), [
+            {"site_id": site_id, "stream": s, "seq": q, "hash": h}
+            for s, (q, h) in heads.items()])
+    run_write(write)
+    integrate(site_key)
+    return len(rows)
+
+
+def split_export(data: bytes) -> tuple[bytes, dict]:
+    """(everything before the manifest line, the manifest)."""
+    body, _, last = data.rstrip(b"\n").rpartition(b"\n")
+    assert last.startswith(b"#manifest,")
+    return body + b"\n", json.loads(next(__import__("csv").reader([last.decode()]))[1])
+
+
+def test_export_is_the_same_bytes_on_both_backends(tmp_path, site):
+    """The same events export to the same bytes whichever database holds them (SQLite
+    renders the cells in SQL, PostgreSQL prints them with COPY): event rows, log section
+    and the manifest's summary equal a file made once (tests/data/export_golden.csv), and
+    that file verifies."""
+    count = write_golden_ledger(site["key"])
+    path = export(tmp_path, site_key=site["key"], deliveries=False)
+    report = verify_export_file(str(path), public_key_text())
+    assert report.ok and report.rows == count and report.logs == {site["key"]: count}, \
+        report.problems
+    body, signed = split_export(path.read_bytes())
+    golden_body, golden_signed = split_export(GOLDEN.read_bytes())
+    assert body == golden_body
+    summary = ("row_count", "first_hash", "last_hash", "rows_sha256", "time_range",
+               "streams", "contiguous", "filters")
+    assert {k: signed["manifest"][k] for k in summary} == \
+        {k: golden_signed["manifest"][k] for k in summary}
+    assert signed["manifest"]["log"]["sites"][site["key"]]["rows_sha256"] == \
+        golden_signed["manifest"]["log"]["sites"][site["key"]]["rows_sha256"]
+    # the hostile cells are in it, quoted and marked
+    assert b'"v,""1""#0"' in body and b"\"en\nx\"" in body and b"'=cmd|" in body
+    assert b"\"a\rb" in body and b"''=x" in body and b"'''@y" in body and b',"{}",' in body
+
+
+def test_a_changed_byte_in_a_quoted_or_marked_cell_is_caught(tmp_path, site):
+    """Every byte of a row with quoted, multi-line and marked cells, changed in turn, makes
+    the export fail verification (on the rows COPY printed, on PostgreSQL)."""
+    write_golden_ledger(site["key"])
+    path = export(tmp_path, site_key=site["key"], deliveries=False)
+    original = path.read_bytes()
+    # event 2: policy, locale and key quoted over two lines; event 4: a marked policy
+    for number, last_cell in ((2, b'x#1",'), (4, b"''=x,")):
+        start = original.index(f"\n{number:032x},".encode()) + 1
+        end = original.index(b"\n", original.index(last_cell, start))
+        for offset in range(start, end):
+            data = bytearray(original)
+            data[offset] = ord("x") if data[offset] != ord("x") else ord("y")
+            path.write_bytes(bytes(data))
+            assert not verify_export_file(str(path)).ok, \
+                f"edit at byte {offset - start} of event {number} passed"
+    path.write_bytes(original)
+    assert verify_export_file(str(path)).ok
+
+
+def test_fold_of_copied_lines_takes_no_field_from_the_wrong_cell():
+    """The COPY fold reads stream, seq, time and hashes by position; lines where a quoted
+    cell would shift those positions (an id with commas, digits and a time in it; a quoted
+    hash) are read with the CSV reader instead, so the manifest matches the rows."""
+    import csv as _csv
+    import io
+
+    from consent.audit import ExportStats, _fold, _fold_copied
+
+    h = [f"{i:064x}" for i in range(6)]
+    good = [f"{'a' * 32},shop,1,{i},{'b' * 32},2026-01-0{i}T00:00:00.000000Z,custom,api,"
+            f'"{{""a"":1}}",,v1,en,,,,{h[i - 1]},{h[i]}\n' for i in (1, 2)]
+    tricky = [
+        # an event id that split on commas gives stream 7, seq 9 and an earlier time
+        f'"x,y,7,9,s,2020-01-01T00:00:00.000000Z",shop,2,3,{"b" * 32},'
+        f"2026-02-01T00:00:00.000000Z,custom,api,,,,,,,,{h[2]},{h[3]}\n",
+        # a hash cell quoted, with a comma where the hash's own comma would be: the last
+        # 129 bytes look like two cells but are one
+        f"{'c' * 32},shop,2,4,{'b' * 32},2026-02-02T00:00:00.000000Z,custom,api,,,,,,,,"
+        f'{h[3]},"{h[4][:63]},{h[4][1:]}"\n',
+        # a hash of 130 hex digits: the last 129 bytes are all in that one cell
+        f"{'d' * 32},shop,2,5,{'b' * 32},2026-02-03T00:00:00.000000Z,custom,api,,,,,,,,"
+        f"{h[5]},{h[5] * 2}ab\n"]
+    # each odd line alone in its block (one such line sends its whole block to the reader)
+    for rows in (good, *(good + [line] for line in tricky), tricky):
+        stats, reference = ExportStats(), ExportStats()
+        _fold_copied(stats, "shop", [r.encode() for r in rows])
+        parsed = list(_csv.reader(io.StringIO("".join(rows))))
+        _fold(reference, "shop", parsed)
+        assert (stats.rows, stats.first_hash, stats.last_hash, stats.first_at,
+                stats.last_at, stats.streams, stats.digest.hexdigest()) == \
+            (reference.rows, reference.first_hash, reference.last_hash, reference.first_at,
+             reference.last_at, reference.streams, reference.digest.hexdigest())
+        assert "shop/7" not in stats.streams
+    assert stats.streams["shop/2"] == {"first_seq": 3, "first_prev_hash": h[2], "last_seq": 5,
+                                       "last_hash": h[5] * 2 + "ab", "rows": 3}
