@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -47,7 +48,7 @@ from .. import rawsql
 from ..database import UTCDateTime, iso, run_write, utcnow
 from ..extensions import db
 from . import merkle, signer_state
-from .chain import BigId, canonical, chain_hash, hashed_fields
+from .chain import BigId, canonical, hashed_fields
 from .keys import previous_public_keys, public_key_raw, signing_key
 from .notes import Checkpoint, NoteError, Verifier, open_checkpoint, sign_note
 
@@ -292,13 +293,14 @@ def _new_events(site_id: int, site_key: str, batch: int, refused: list[str],
             continue
         done_seq, done_hash = marks.get(stream, (0, None))
         expect_seq, expect_hash = expect.get(stream, (done_seq + 1, done_hash))
-        fields = _event_fields(row, site_key)
+        # The leaf is exactly what the chain hash covers: encoded once for both.
+        entry = leaf_bytes(row["prev_hash"], _event_fields(row, site_key))
         why = None
         if int(row["seq"]) != expect_seq:
             why = f"seq {expect_seq} is missing"
         elif expect_hash is not None and row["prev_hash"] != expect_hash:
             why = "its prev_hash does not link to the event before it"
-        elif chain_hash(row["prev_hash"], fields) != row["hash"]:
+        elif hashlib.sha256(entry).hexdigest() != row["hash"]:
             why = "its contents do not match its hash"
         if why:
             # Never put an event into the log that the chain does not vouch for: the
@@ -307,7 +309,7 @@ def _new_events(site_id: int, site_key: str, batch: int, refused: list[str],
                            f"(seq {row['seq']}): {why}")
             bad_streams.add(stream)
             continue
-        row["leaf"] = event_leaf_hash(row["prev_hash"], fields)
+        row["leaf"] = merkle.leaf_hash(entry)
         expect[stream] = (int(row["seq"]) + 1, row["hash"])
     return [row for row in chosen if "leaf" in row]
 
