@@ -59,6 +59,7 @@ class RateLimits:
         self.limiter = limiter
         self.enabled = bool(app.config.get("CONSENT_RATELIMIT_ENABLED", True))
         self.exempt = []
+        self._exempt_seen: dict[str, bool] = {}  # address -> exempt (parsed once)
         for text in app.config.get("CONSENT_RATELIMIT_EXEMPT") or []:
             try:
                 self.exempt.append(ipaddress.ip_network(text, strict=False))
@@ -113,13 +114,21 @@ class RateLimits:
     def _skip(self, endpoint: str | None, address: str) -> bool:
         if not self.enabled or endpoint in EXEMPT_ENDPOINTS:
             return True
-        if self.exempt:
+        return bool(self.exempt) and self._exempt_address(address)
+
+    def _exempt_address(self, address: str) -> bool:
+        known = self._exempt_seen.get(address)
+        if known is None:
             try:
                 addr = ipaddress.ip_address(address)
             except ValueError:
-                return False
-            return any(addr in net for net in self.exempt)
-        return False
+                known = False
+            else:
+                known = any(addr in net for net in self.exempt)
+            if len(self._exempt_seen) >= 4096:
+                self._exempt_seen.clear()  # (bounded: addresses are the callers')
+            self._exempt_seen[address] = known
+        return known
 
     def before(self) -> None:
         """Count this request in its bucket; 429 when a limit is reached."""
