@@ -22,6 +22,7 @@ the bucket itself and makes one storage call per limit.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -240,10 +241,17 @@ def init_app(app: Flask) -> RateLimits:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     limiter = Limiter(lambda: request.remote_addr or "unknown", app=app)
     # Its own per-request resolution is replaced by RateLimits: unhook it (it would cost
-    # ~100 us a request even with nothing to limit).
-    for registry in (app.before_request_funcs, app.after_request_funcs):
+    # ~100 us a request even with nothing to limit), with its after-request hook (a
+    # partial: response headers and deductions of decorated limits, of which there are
+    # none) and its teardown (resets the context only that resolution fills).
+    def limiters(f) -> bool:
+        return getattr(f, "__self__", None) is limiter or (
+            isinstance(f, functools.partial) and f.args[:1] == (limiter,))
+
+    for registry in (app.before_request_funcs, app.after_request_funcs,
+                     app.teardown_request_funcs):
         hooks = registry.get(None, [])
-        hooks[:] = [f for f in hooks if getattr(f, "__self__", None) is not limiter]
+        hooks[:] = [f for f in hooks if not limiters(f)]
     limits = RateLimits(app, limiter)
     # Right after the request checks of consent.hardening, before any view or CSRF check.
     funcs = app.before_request_funcs.setdefault(None, [])

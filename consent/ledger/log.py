@@ -553,10 +553,12 @@ def start_integrator(app) -> None:
     kernel frees it if that process dies); on PostgreSQL every process may try, and the
     per-site advisory lock makes them take turns.
     """
+    key = (app.config["SQLALCHEMY_DATABASE_URI"], os.getpid())
+    if key in _started:
+        return  # (every request asks: answered without the lock once it runs)
     interval = float(app.config.get("CONSENT_LOG_INTEGRATE_SECONDS") or 0)
     if interval <= 0:
         return
-    key = (app.config["SQLALCHEMY_DATABASE_URI"], os.getpid())
     with _started_lock:
         if key in _started:
             return
