@@ -149,7 +149,7 @@ def key_matches(stored_hash: str | None, key: str | None) -> bool:
 
 def read_token(pseudonym: str) -> str:
     """The token that lets a device read its own consent (`r` in the cookie)."""
-    mac = hmac.new(hmac_key(), b"read:" + pseudonym.encode("ascii"), hashlib.sha256).digest()
+    mac = hmac.digest(hmac_key(), b"read:" + pseudonym.encode("ascii"), "sha256")
     return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
 
 
