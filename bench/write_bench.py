@@ -186,7 +186,7 @@ def main() -> None:
             servers[name] = (f"http://127.0.0.1:{port}", path)
             wait_until_answering(f"http://127.0.0.1:{port}{path}", workers)
         runs: dict[str, list[dict]] = {name: [] for name in servers}
-        print(f"database: {args.db}; gunicorn -w {args.workers} -k {args.worker_class} "
+        print(f"database: {args.db}; gunicorn -w {args.scale or args.workers} -k {args.worker_class} "
               f"--threads {args.threads}; wrk -c "
               f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
               f"before the bench {idle_load}")
