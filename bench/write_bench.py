@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/write_bench.py [--seconds 10] [--connections 8]
         [--db sqlite|postgresql] [--rounds 1] [--workers 2] [--worker-class sync]
-        [--threads 1] [--only consent_write]
+        [--threads 1] [--only consent_write] [--scale 2,4]
 
 Runs wrk (Debian package) on loopback against each server in turn, in the same run, and
 prints requests/s, p50/p99 latency and the ratio consent/bare (budget: >= 0.45 on SQLite,
@@ -143,6 +143,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--only", choices=("bare_flask", "consent_write"),
                         help="measure one server only (e.g. worker scaling of the write)")
+    parser.add_argument("--scale", metavar="N,M",
+                        help="worker scaling of the write in one run: gunicorn -w N and -w M "
+                             "against the same database, measured alternately; reports "
+                             "M's requests/s over N's")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both servers alternately this many times")
     args = parser.parse_args()
@@ -167,18 +171,22 @@ def main() -> None:
                    PYTHONPATH=str(ROOT), CONSENT_RATELIMIT_EXEMPT="127.0.0.1",
                    CONSENT_LOG_STATE_DIR=str(tmp / "log-state"))
         servers = {}
-        for name, module, path in (("bare_flask", "bench.bare_app:app", "/echo"),
-                                   ("consent_write", "app:app",
-                                    "/api/v1/sites/bench/decisions")):
+        write_path = "/api/v1/sites/bench/decisions"
+        plan = [("bare_flask", "bench.bare_app:app", "/echo", args.workers),
+                ("consent_write", "app:app", write_path, args.workers)]
+        if args.scale:
+            counts = [int(n) for n in args.scale.split(",")]
+            plan = [(f"consent_write_w{n}", "app:app", write_path, n) for n in counts]
+        for name, module, path, workers in plan:
             if args.only and name != args.only:
                 continue
             port = free_port()
             procs.append(gunicorn(module, port, env, args.worker_class, args.threads,
-                                  args.workers))
+                                  workers))
             servers[name] = (f"http://127.0.0.1:{port}", path)
-            wait_until_answering(f"http://127.0.0.1:{port}{path}", args.workers)
+            wait_until_answering(f"http://127.0.0.1:{port}{path}", workers)
         runs: dict[str, list[dict]] = {name: [] for name in servers}
-        print(f"database: {args.db}; gunicorn -w {args.workers} -k {args.worker_class} "
+        print(f"database: {args.db}; gunicorn -w {args.scale or args.workers} -k {args.worker_class} "
               f"--threads {args.threads}; wrk -c "
               f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
               f"before the bench {idle_load}")
@@ -199,7 +207,11 @@ def main() -> None:
             print(f"{name:14s} {r['rps']:9.1f} req/s   p50 {r['p50_ms']:7.2f} ms   "
                   f"p99 {r['p99_ms']:7.2f} ms   non-2xx {r['non_2xx']}")
         ratio = None
-        if len(results) == 2:
+        if args.scale:
+            (low, r_low), (high, r_high) = results.items()
+            ratio = r_high["rps"] / r_low["rps"]
+            print(f"scaling {high} / {low} = {ratio:.2f} (same database, same run)")
+        elif len(results) == 2:
             ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
             budget = 0.45 if args.db == "sqlite" else 0.30
             print(f"ratio consent_write / bare_flask = {ratio:.2f} (budget >= {budget:.2f})")

@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -34,9 +35,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BODY = ('{"action":"custom","categories":{"analytics":true,"advertising":false},'
+# As bench/write_bench.py sends it: every request a new visitor (a random visitor id with
+# its device key) and a random client_event_id.
+BODY = ('{"subject":"%s","key":"%s","action":"custom",'
+        '"categories":{"analytics":true,"advertising":false},'
         '"page_url":"https://shop.example/products/42","locale":"en",'
         '"client_event_id":"bench-%s-%d"}')
+
+
+def visitor() -> tuple[str, str]:
+    """A new visitor id and device key, as the widget mints them."""
+    return secrets.token_urlsafe(16)[:22], secrets.token_urlsafe(24)[:32]
 
 
 def environ(path: str, body: bytes) -> dict:
@@ -144,13 +153,14 @@ def main() -> None:
     path = "/api/v1/sites/bench/decisions"
 
     def body(tag: str) -> bytes:
-        return (BODY % (tag, next(seq))).encode()
+        return (BODY % (*visitor(), tag, next(seq))).encode()
 
     payload = json.loads(body("v"))
     ctx = RequestContext(ip="10.1.2.3", user_agent="wrk")
 
     def direct(tag: str):
         data = dict(_DECISION_SCHEMA.load(payload))
+        data["subject"], data["key"] = visitor()
         data["client_event_id"] = f"bench-{tag}-{next(seq)}"
         return record_decision("bench", data, ctx)
 

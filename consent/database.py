@@ -6,6 +6,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
@@ -273,16 +274,23 @@ _queues: dict[str, _SQLiteWriterQueue] = {}
 
 def _writer_queue() -> _SQLiteWriterQueue | None:
     engine = db.engine
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return None
-    path = os.path.abspath(engine.url.database)
-    queue = _queues.get(path)
-    if queue is None or os.getpid() != _queue_pid.get(path):
+    pid = os.getpid()
+    known = _queue_by_engine.get(engine)
+    if known is not None and known[0] == pid:
+        return known[1]  # (the hot path: no path arithmetic per write)
+    queue = None
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        path = os.path.abspath(engine.url.database)
         config = current_app.config
         _ensure_checkpointer(path, float(config["CONSENT_SQLITE_CHECKPOINT_SECONDS"]),
                              int(config["CONSENT_SQLITE_WAL_RESTART_BYTES"]))
         queue = _writer_queue_for(path)
+    _queue_by_engine[engine] = (pid, queue)
     return queue
+
+
+# {engine: (pid, its writer queue or None)}; weak, so a disposed app's engine goes.
+_queue_by_engine: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _writer_queue_for(path: str) -> _SQLiteWriterQueue:

@@ -21,7 +21,7 @@ import re
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import BadRequest, RequestHeaderFieldsTooLarge, RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -112,8 +112,6 @@ def _configure_proxies(app: Flask) -> None:
 def check_request() -> None:
     """Refuse oversized request lines and headers, malformed Origin/Referer and JSON
     bodies nested too deep or carrying lone surrogates; drop a pathological cookie."""
-    from flask import current_app
-
     # (Runs on every request, the consent write included: one pass over the headers, the
     # Origin/Referer check memoised, the body looked at only when it could be JSON.)
     config = current_app.config

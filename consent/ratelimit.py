@@ -22,6 +22,7 @@ the bucket itself and makes one storage call per limit.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -59,6 +60,7 @@ class RateLimits:
         self.limiter = limiter
         self.enabled = bool(app.config.get("CONSENT_RATELIMIT_ENABLED", True))
         self.exempt = []
+        self._exempt_seen: dict[str, bool] = {}  # address -> exempt (parsed once)
         for text in app.config.get("CONSENT_RATELIMIT_EXEMPT") or []:
             try:
                 self.exempt.append(ipaddress.ip_network(text, strict=False))
@@ -113,13 +115,21 @@ class RateLimits:
     def _skip(self, endpoint: str | None, address: str) -> bool:
         if not self.enabled or endpoint in EXEMPT_ENDPOINTS:
             return True
-        if self.exempt:
+        return bool(self.exempt) and self._exempt_address(address)
+
+    def _exempt_address(self, address: str) -> bool:
+        known = self._exempt_seen.get(address)
+        if known is None:
             try:
                 addr = ipaddress.ip_address(address)
             except ValueError:
-                return False
-            return any(addr in net for net in self.exempt)
-        return False
+                known = False
+            else:
+                known = any(addr in net for net in self.exempt)
+            if len(self._exempt_seen) >= 4096:
+                self._exempt_seen.clear()  # (bounded: addresses are the callers')
+            self._exempt_seen[address] = known
+        return known
 
     def before(self) -> None:
         """Count this request in its bucket; 429 when a limit is reached."""
@@ -231,10 +241,17 @@ def init_app(app: Flask) -> RateLimits:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     limiter = Limiter(lambda: request.remote_addr or "unknown", app=app)
     # Its own per-request resolution is replaced by RateLimits: unhook it (it would cost
-    # ~100 us a request even with nothing to limit).
-    for registry in (app.before_request_funcs, app.after_request_funcs):
+    # ~100 us a request even with nothing to limit), with its after-request hook (a
+    # partial: response headers and deductions of decorated limits, of which there are
+    # none) and its teardown (resets the context only that resolution fills).
+    def limiters(f) -> bool:
+        return getattr(f, "__self__", None) is limiter or (
+            isinstance(f, functools.partial) and f.args[:1] == (limiter,))
+
+    for registry in (app.before_request_funcs, app.after_request_funcs,
+                     app.teardown_request_funcs):
         hooks = registry.get(None, [])
-        hooks[:] = [f for f in hooks if getattr(f, "__self__", None) is not limiter]
+        hooks[:] = [f for f in hooks if not limiters(f)]
     limits = RateLimits(app, limiter)
     # Right after the request checks of consent.hardening, before any view or CSRF check.
     funcs = app.before_request_funcs.setdefault(None, [])

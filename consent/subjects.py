@@ -24,6 +24,7 @@ ledger: nothing here appends events.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -98,11 +99,16 @@ class VisitorKeyRefused(Forbidden):
 
 def hmac_key() -> bytes:
     """The server key for keyed pseudonyms (derived from SECRET_KEY unless set)."""
-    configured = current_app.config.get("CONSENT_HMAC_KEY")
+    config = current_app.config
+    return _derived_hmac_key(config.get("CONSENT_HMAC_KEY") or None, config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=8)
+def _derived_hmac_key(configured: str | None, secret: str) -> bytes:
+    # Every new visitor's device key hash asks for it: derived once per setting.
     if configured:
         return configured.encode()
-    return hmac.new(current_app.config["SECRET_KEY"].encode(), b"consent-hmac-v1",
-                    hashlib.sha256).digest()
+    return hmac.new(secret.encode(), b"consent-hmac-v1", hashlib.sha256).digest()
 
 
 def keyed_ref(site_key: str, kind: str, value: str) -> str:
@@ -143,7 +149,7 @@ def key_matches(stored_hash: str | None, key: str | None) -> bool:
 
 def read_token(pseudonym: str) -> str:
     """The token that lets a device read its own consent (`r` in the cookie)."""
-    mac = hmac.new(hmac_key(), b"read:" + pseudonym.encode("ascii"), hashlib.sha256).digest()
+    mac = hmac.digest(hmac_key(), b"read:" + pseudonym.encode("ascii"), "sha256")
     return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
 
 
@@ -245,6 +251,9 @@ _SELECT_REF = ("SELECT id, public_id, pseudonym, secret, key_hash FROM subjects 
 _INSERT_REF = ("INSERT INTO subjects (site_id, public_id, pseudonym, secret, key_hash, "
                "is_minor, created_at) VALUES (:site_id, :public_id, :pseudonym, :secret, "
                ":key_hash, :is_minor, :created_at) RETURNING id")
+# A row comes back only when the subject was created.
+_INSERT_REF_ONCE = _INSERT_REF.replace(
+    " RETURNING id", " ON CONFLICT (site_id, public_id) DO NOTHING RETURNING id")
 _CLAIM = ("UPDATE subjects SET key_hash = :key_hash WHERE id = :id AND key_hash IS NULL "
           "RETURNING id")
 
@@ -271,28 +280,40 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None) -> K
     if public_id:
         if not key:
             raise VisitorKeyRefused()
+        # A visitor's first decision is the common case: create first (one statement for
+        # a new visitor instead of a look-up and an insert); the unique (site, id) index
+        # says whether it exists, without a race between the two.
+        params = _new_subject(site_id, public_id, key)
+        created = rawsql.one(_INSERT_REF_ONCE, params)
+        if created is not None:
+            return KeyedSubject(SubjectRef(created[0], public_id, params["pseudonym"],
+                                           params["secret"]), True, None)
         row = rawsql.one(_SELECT_REF, {"site_id": site_id, "public_id": public_id})
-        if row is not None:
-            ref, stored = SubjectRef(*row[:4]), row[4]
-            if stored is None and rawsql.one(_CLAIM, {"id": ref.id,
-                                                      "key_hash": device_key_hash(key)}):
-                return KeyedSubject(ref, False, None)
-            if stored is None:  # another writer claimed it a moment ago
-                stored = rawsql.one("SELECT key_hash FROM subjects WHERE id = :id",
-                                    {"id": ref.id})[0]
-            if not key_matches(stored, key):
-                raise VisitorKeyRefused()
+        ref, stored = SubjectRef(*row[:4]), row[4]
+        if stored is None and rawsql.one(_CLAIM, {"id": ref.id,
+                                                  "key_hash": device_key_hash(key)}):
             return KeyedSubject(ref, False, None)
-    else:
-        public_id = new_public_id()
-        if not key:
-            key = minted = new_device_key()
-    params = {"site_id": site_id, "public_id": public_id, "pseudonym": secrets.token_hex(16),
-              "secret": secrets.token_hex(32), "key_hash": device_key_hash(key),
-              "is_minor": False, "created_at": rawsql.to_db_time(utcnow())}
+        if stored is None:  # another writer claimed it a moment ago
+            stored = rawsql.one("SELECT key_hash FROM subjects WHERE id = :id",
+                                {"id": ref.id})[0]
+        if not key_matches(stored, key):
+            raise VisitorKeyRefused()
+        return KeyedSubject(ref, False, None)
+    public_id = new_public_id()
+    if not key:
+        key = minted = new_device_key()
+    params = _new_subject(site_id, public_id, key)
     new_id = rawsql.one(_INSERT_REF, params)[0]
     return KeyedSubject(SubjectRef(new_id, public_id, params["pseudonym"], params["secret"]),
                         True, minted)
+
+
+def _new_subject(site_id: int, public_id: str, key: str) -> dict:
+    from . import rawsql
+
+    return {"site_id": site_id, "public_id": public_id, "pseudonym": secrets.token_hex(16),
+            "secret": secrets.token_hex(32), "key_hash": device_key_hash(key),
+            "is_minor": False, "created_at": rawsql.to_db_time(utcnow())}
 
 
 # ---------------------------------------------------------------- a site's known users

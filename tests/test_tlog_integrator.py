@@ -4,12 +4,14 @@ its stream) and is never logged."""
 from __future__ import annotations
 
 import json
+import zlib
 
 import sqlalchemy as sa
 
 from consent.extensions import db
 from consent.ledger import ConsentEvent
-from consent.ledger.log import integrate, tree_size
+from consent.database import run_write
+from consent.ledger.log import integrate, integrate_site, prepare_batch, tree_size
 from consent.sites import site_snapshot
 from tests.support.admin import record_choice as decide
 from tests.test_tlog_attack import as_insider
@@ -69,3 +71,83 @@ def test_an_event_edited_before_it_was_logged_stops_its_stream_only(app, runner,
         "SELECT COUNT(*) FROM consent_events WHERE stream = :s AND seq >= :q"),
         {"s": target.stream, "q": target.seq}).scalar()
     assert len(entries) == total - behind  # every other stream went on
+
+
+def test_a_batch_prepared_before_more_events_integrates_what_it_saw(app, runner, site):
+    """The integrator hashes outside the write transaction: events recorded meanwhile
+    wait for the next batch, and the log stays an exact, verifiable prefix."""
+    shop = site_snapshot("shop")
+    for _ in range(5):
+        decide(site["key"], "accept_all")
+    prepared = prepare_batch(shop.id, shop.key)
+    db.session.commit()
+    for _ in range(3):
+        decide(site["key"], "reject_all")
+    first = run_write(integrate_site, shop.id, shop.key, prepared=prepared)
+    assert (first.added, first.size) == (5, 5)
+    assert tree_size(shop.id) == 5
+    rest = integrate()
+    assert sum(p.added for p in rest) == 3
+    assert len(logged()) == 8 == tree_size(shop.id)
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 0, verify.output
+
+
+def test_a_stale_prepared_batch_is_computed_again_not_written_twice(app, runner, site):
+    """A batch prepared before another integrator ran is not taken: no entry is logged
+    twice and none is skipped."""
+    shop = site_snapshot("shop")
+    for _ in range(4):
+        decide(site["key"], "accept_all")
+    stale = prepare_batch(shop.id, shop.key)
+    db.session.commit()
+    assert len(stale.leaves) == 4
+    assert sum(p.added for p in integrate()) == 4  # another integrator got there first
+    for _ in range(2):
+        decide(site["key"], "reject_all")
+    again = run_write(integrate_site, shop.id, shop.key, prepared=stale)
+    assert (again.added, again.size) == (2, 6)
+    entries = logged()
+    assert len(entries) == len(set(entries)) == 6
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 0, verify.output
+
+
+def test_preparing_a_batch_needs_no_write_lock(app, site, database_url):
+    """SQLite: another connection holds the write lock while the batch is prepared (as
+    consent writes do all the time); the preparation reads past it."""
+    if not database_url.startswith("sqlite"):
+        return _prepare_beside_a_pg_writer(site)
+    import sqlite3
+
+    shop = site_snapshot("shop")
+    for _ in range(3):
+        decide(site["key"], "accept_all")
+    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None,
+                             timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        prepared = prepare_batch(shop.id, shop.key)
+        db.session.commit()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert len(prepared.leaves) == 3
+
+
+def _prepare_beside_a_pg_writer(site):
+    # PostgreSQL: another integrator holding the site's lock, and a writer holding every
+    # stream head, do not hold the preparation up (it would wait for neither anyway).
+    shop = site_snapshot("shop")
+    for _ in range(3):
+        decide(site["key"], "accept_all")
+    with db.engine.connect() as other:
+        other.exec_driver_sql("SELECT pg_advisory_xact_lock(:ns, :site_id)".replace(
+            ":ns", str(zlib.crc32(b"consent-log-integrator") & 0x7FFFFFFF)).replace(
+            ":site_id", str(shop.id)))
+        other.exec_driver_sql("SELECT * FROM ledger_heads FOR UPDATE")
+        db.session.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+        prepared = prepare_batch(shop.id, shop.key)
+        db.session.commit()
+        other.rollback()
+    assert len(prepared.leaves) == 3

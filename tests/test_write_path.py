@@ -160,3 +160,47 @@ def test_the_app_still_runs_async_views_and_keeps_its_sync_cache_bounded(app):
     for _ in range(2000):
         app.ensure_sync(lambda: None)  # fresh callables, as after_this_request makes
     assert len(app._sync) <= 512
+
+
+def test_a_new_visitor_costs_one_subject_statement_and_a_returning_one_still_proves_its_key(
+        tmp_path):
+    """The statements SQLite runs for a decision (its trace, on the hot connection): a
+    new visitor's id and key are created by one INSERT, no look-up first; a returning
+    visitor is looked up after the conflicting insert and still needs its own key."""
+    from consent.database import _hot_connection
+
+    url = f"sqlite:///{tmp_path / 'trace.sqlite3'}"
+    migrate(url)
+    invalidate_site_cache()
+    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": url})
+    visitor, key = "V" * 22, "K" * 32
+    with app.app_context():
+        run_write(lambda: create_site("tracesite", "Trace site").key)
+        client = app.test_client()
+        seen: list[str] = []
+        conn = _hot_connection(db.engine).dbapi_connection
+        conn.set_trace_callback(seen.append)
+        try:
+            first = _post(client, "tracesite", {"action": "accept_all", "subject": visitor,
+                                                "key": key})
+            on_subjects = [s for s in seen if " subjects" in s]
+            seen.clear()
+            again = _post(client, "tracesite", {"action": "reject_all", "subject": visitor,
+                                                "key": key})
+            returning = [s for s in seen if " subjects" in s]
+            stolen = _post(client, "tracesite", {"action": "accept_all", "subject": visitor,
+                                                 "key": "X" * 32})
+        finally:
+            conn.set_trace_callback(None)
+        assert first.status_code == 201 and first.get_json()["subject"] == visitor
+        assert len(on_subjects) == 1 and on_subjects[0].startswith("INSERT INTO subjects")
+        assert again.status_code == 201 and again.get_json()["subject"] == visitor
+        assert [s.split()[0] for s in returning] == ["INSERT", "SELECT"]
+        assert stolen.status_code == 403
+        count = db.session.execute(db.text(
+            "SELECT COUNT(*) FROM subjects WHERE public_id = :p"), {"p": visitor}).scalar()
+        events = db.session.execute(db.text("SELECT COUNT(*) FROM consent_events")).scalar()
+        assert (count, events) == (1, 2)
+        db.session.remove()
+        db.engine.dispose()
+    invalidate_site_cache()

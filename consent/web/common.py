@@ -39,11 +39,11 @@ def json_response(body, status: int = 200, headers: dict | None = None):
     return response
 
 
-def client_ip() -> str | None:
+def client_ip(req=None) -> str | None:
     """The caller's address. Behind trusted proxies (CONSENT_PROXY_FOR hops, or
     CONSENT_TRUST_PROXY=1 for one) ProxyFix has already taken it from X-Forwarded-For,
     counting from the right: the left-most entry is whatever the client sent."""
-    return request.remote_addr
+    return (req or request).remote_addr
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,10 +56,15 @@ def region_headers() -> list[tuple[str, str | None]]:
     return _trusted_region_headers(current_app.config.get("CONSENT_REGION_HEADERS", ""))
 
 
-def request_region() -> Region:
-    """The caller's region: a trusted CDN header, else the offline IP database."""
-    return detect_region(request.headers, client_ip(), trusted_headers=region_headers(),
-                         use_ip=current_app.config.get("CONSENT_REGION_IP", True))
+def request_region(req=None) -> Region:
+    """The caller's region: a trusted CDN header, else the offline IP database (REQ: the
+    current request, when the caller holds it already)."""
+    req = req or request._get_current_object()
+    config = current_app.config
+    return detect_region(req.headers, req.remote_addr,
+                         trusted_headers=_trusted_region_headers(
+                             config.get("CONSENT_REGION_HEADERS", "")),
+                         use_ip=config.get("CONSENT_REGION_IP", True))
 
 
 # The surfaces a person reaches with their own browser: there the request's region is
@@ -95,15 +100,19 @@ def vary_by_region(response, site_settings: dict) -> None:
             "Cache-Control", "").replace("public", "private") or "private"
 
 
-def request_context() -> RequestContext:
-    """Caller context for the ledger: IP, user agent, GPC header."""
-    return RequestContext(ip=client_ip(), user_agent=request.headers.get("User-Agent"),
-                          gpc_header=request.headers.get("Sec-GPC", "").strip() == "1")
+def request_context(req=None) -> RequestContext:
+    """Caller context for the ledger: IP, user agent, GPC header (REQ: as above)."""
+    req = req or request._get_current_object()
+    headers = req.headers
+    return RequestContext(ip=req.remote_addr, user_agent=headers.get("User-Agent"),
+                          gpc_header=headers.get("Sec-GPC", "").strip() == "1")
 
 
-def apply_site_cors(response, site_key: str | None, *, methods: str = "GET, POST, OPTIONS"):
+def apply_site_cors(response, site_key: str | None, *, methods: str = "GET, POST, OPTIONS",
+                    req=None):
     """Allow the site's configured origins (and only them) to read the response."""
-    origin = request.headers.get("Origin")
+    req = req or request._get_current_object()
+    origin = req.headers.get("Origin")
     if "Vary" in response.headers:
         response.vary.add("Origin")
     else:
@@ -117,7 +126,7 @@ def apply_site_cors(response, site_key: str | None, *, methods: str = "GET, POST
     if site.allows_origin(origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
-        if request.method == "OPTIONS":
+        if req.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = methods
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"

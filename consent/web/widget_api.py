@@ -44,11 +44,13 @@ class MeQuery(ma.Schema):
 
 @blp.after_request
 def _cors(response):
-    site_key = (request.view_args or {}).get("site_key")
-    response = apply_site_cors(response, site_key)
-    origin = request.headers.get("Origin")
-    if request.endpoint in ("widget_api.post_decision", "widget_api.get_config") \
-            and response.status_code >= 400 and origin \
+    req = request._get_current_object()  # (one proxy look-up, not five: the hot path)
+    site_key = (req.view_args or {}).get("site_key")
+    response = apply_site_cors(response, site_key, req=req)
+    if response.status_code < 400:
+        return response
+    origin = req.headers.get("Origin")
+    if req.endpoint in ("widget_api.post_decision", "widget_api.get_config") and origin \
             and "Access-Control-Allow-Origin" not in response.headers:
         # A refusal (or an unknown site key) carries no one's data: let the page read why,
         # so the widget can say so instead of a bare CORS error.
@@ -112,15 +114,16 @@ def post_decision(site_key: str):
 
 
 def _record(site_key: str):
-    origin = request.headers.get("Origin")
+    req = request._get_current_object()
+    origin = req.headers.get("Origin")
     # Browsers send Origin on every POST; server callers without it prove the visitor
     # with its key all the same.
     site = site_snapshot(site_key) if origin else None
     if site is not None and not site.allows_origin(origin):
         raise OriginRefused(origin[:200], site_key)
     data = load_json(_DECISION_SCHEMA)
-    ctx = request_context()
-    region = request_region()
+    ctx = request_context(req)
+    region = request_region(req)
     ctx.region, ctx.region_source = region.code, region.source
     result = record_decision(site_key, data, ctx)
     body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
@@ -134,7 +137,7 @@ def _record(site_key: str):
     status = 200 if result.event.duplicate else 201
     # Same-site deployment: the server itself sets the consent cookie (see docs/widget.md).
     cookie = site and server_cookie_header(
-        site, result.subject_public_id, result.view, request.is_secure,
+        site, result.subject_public_id, result.view, req.is_secure,
         key=data.get("key") or result.minted_key, read_token=result.read_token,
         minor=result.minor)
     return json_response(body, status, {"Set-Cookie": cookie} if cookie else None)
