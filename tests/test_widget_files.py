@@ -38,6 +38,8 @@ def test_committed_scripts_are_the_build_of_the_sources(built):
         "static/consent-more.js is stale: run `python3 static/widget/build.py`")
     assert BUILT.read_text(encoding="utf-8") == first, (
         "static/consent.js is stale: run `python3 static/widget/build.py`")
+    assert (ROOT / "static" / "consent.css").read_text(encoding="utf-8") == (
+        load_build().build_css()), "static/consent.css is stale: run `python3 static/widget/build.py`"
 
 
 def test_first_layer_asks_for_the_second_part_of_its_own_build(built):
@@ -74,3 +76,12 @@ def test_widget_strings_exist_in_every_language():
         assert set(strings) == keys, loc
         assert all(v.strip() for v in strings.values()), loc
     assert catalogs["de"]["acceptAll"] != catalogs["en"]["acceptAll"]
+
+
+def test_without_constructable_stylesheets_the_first_visit_is_within_the_budget():
+    """A browser without constructable stylesheets fetches consent.css beside consent.js
+    before the banner: both together stay within the 6,000 B gzip budget."""
+    import gzip
+
+    both = BUILT.read_bytes() + (ROOT / "static" / "consent.css").read_bytes()
+    assert len(gzip.compress(both, 9)) <= 6000

@@ -75,11 +75,13 @@ def test_the_script_carries_its_stylesheet(client):
     more = client.get("/consent-more.js").get_data(as_text=True)
     css = client.get("/consent.css").get_data(as_text=True)
     # the banner's rules in the first layer, the dialog's in the second part (browsers
-    # without constructable sheets load all of the stylesheet)
-    head, tail = css.split("/*@")
-    tail = tail.split("/*+region")[0]  # the regions' rules: consent-optout.js carries them
-    banner, dialog = ("".join(re.sub(r"/\*.*?\*/", "", part, flags=re.S).split("\n"))
-                      for part in (head, "/*@" + tail))
+    # without constructable sheets load all of the stylesheet: the three parts, built
+    # from static/widget/consent.src.css without comments; the regions' rules are
+    # consent-optout.js's)
+    from tests.test_widget_files import load_build
+
+    banner, dialog, region = load_build().stylesheets()
+    assert css == banner + dialog + region + "\n" and "/*" not in css
     assert dialog.startswith(".cw-prefs{")
     assert json.dumps(banner) in js and json.dumps(dialog) not in js
     assert ".cw-banner{" in banner and ".cw-prefs" not in js

@@ -1,8 +1,11 @@
 """Build the widget's scripts: `python3 static/widget/build.py` (after `make node-deps`).
 
 - static/consent.js from static/widget/consent.src.js: the first layer (consent engine,
-  Consent Mode, GPC, tags, banner). It carries the banner's part of static/consent.css
-  (everything before its `/*@` comment) as a string, so the banner needs no second request.
+  Consent Mode, GPC, tags, banner). It carries the banner's part of the stylesheet
+  (static/widget/consent.src.css, everything before its `/*@` comment) as a string, so the
+  banner needs no second request.
+- static/consent.css: the whole stylesheet without comments, for browsers without
+  constructable stylesheets (the first layer links it for them).
 - static/consent-more.js from static/widget/more.src.js: the second part, everything that
   only comes after the banner (sending choices, the check with the server, the preferences
   dialog, deleting cookies), which consent.js loads with a <script src> the first time it
@@ -52,7 +55,8 @@ PART_TARGET = HERE.parent / "consent-more.js"
 REGION_SOURCE = HERE / "region.src.js"
 REGION_TARGET = HERE.parent / "consent-region.js"
 OPTOUT_TARGET = HERE.parent / "consent-optout.js"
-STYLESHEET = HERE.parent / "consent.css"
+STYLESHEET = HERE / "consent.src.css"
+CSS_TARGET = HERE.parent / "consent.css"
 TERSER = ROOT / "node_modules" / "terser" / "bin" / "terser"
 
 STYLE_SLOT = "'@@STYLE@@'"
@@ -93,6 +97,12 @@ def stylesheets() -> tuple[str, str, str]:
     return tuple("".join(line.strip() for line in re.sub(r"/\*.*?\*/", "", part, flags=re.S)
                          .splitlines()) for part in (banner, DIALOG_MARK + dialog,
                                                      REGION_MARK + region))
+
+
+def build_css() -> str:
+    """static/consent.css, for browsers without constructable stylesheets: the three parts
+    of consent.src.css without comments or indentation (what the scripts carry)."""
+    return "".join(stylesheets()) + "\n"
 
 
 def _fill(src: str, slot: str, value: str) -> str:
@@ -148,5 +158,6 @@ if __name__ == "__main__":
     REGION_TARGET.write_text(region_js, encoding="utf-8")
     OPTOUT_TARGET.write_text(build(part_js, regions=True, region_part=region_js),
                              encoding="utf-8")
-    for path in (TARGET, PART_TARGET, OPTOUT_TARGET, REGION_TARGET):
+    CSS_TARGET.write_text(build_css(), encoding="utf-8")
+    for path in (TARGET, PART_TARGET, OPTOUT_TARGET, REGION_TARGET, CSS_TARGET):
         sys.stdout.write(f"wrote {path} ({path.stat().st_size} bytes)\n")

@@ -36,6 +36,25 @@ def test_works_under_a_strict_csp_header_without_errors_or_violations(env, page)
     assert page.evaluate("window.sneaked") is None
 
 
+def test_without_constructable_stylesheets_consent_css_styles_banner_and_dialog(env, page):
+    """Browsers without constructable stylesheets get the built static/consent.css by a
+    <link> under the same strict policy: banner and dialog styled, no violation."""
+    env.render("csp.html")
+    env.serve_with_headers("csp.html", {"Content-Security-Policy": strict_csp(env.app_url)})
+    page.add_init_script("delete window.CSSStyleSheet")
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith("/consent.css")) as css:
+        page.goto(env.url("csp.html"))
+    assert css.value.status == 200
+    banner(page).wait_for()
+    assert banner(page).evaluate("e => getComputedStyle(e).position") == "fixed"
+    page.get_by_role("button", name="Customise").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    dialog.wait_for()
+    # the dialog's own rules (.cw-prefs: padding 1.5rem), not the browser's default 1em
+    assert dialog.evaluate("e => getComputedStyle(e).paddingTop") == "24px"
+    assert page.console.errors == [] and page.evaluate("window.violations") == []
+
+
 @pytest.mark.parametrize("lang, accept, title", [
     ("de", "Alle akzeptieren", "Statistik"),
     ("fr-FR", "Tout accepter", "Mesure d'audience"),
