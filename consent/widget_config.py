@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -29,7 +29,7 @@ from flask import current_app, request, url_for
 from werkzeug.http import dump_cookie
 
 from .consent_mode import widget_consent_mode
-from .database import iso, utcnow
+from .database import utcnow
 from .extensions import db
 from .i18n import catalog, pick_locale
 from .minors import widget_age_config
@@ -39,6 +39,18 @@ from .sites import Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
 EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _to_next_second(dt) -> str:
+    """The instant rounded up to a whole second, ISO-8601 with a Z: the widget compares it
+    with choice times in whole seconds, and rounding up (never down) re-asks a visitor who
+    chose in the same second rather than keeping a choice that predates the change. Seven
+    bytes shorter than iso() in every first-visit script, and without the microseconds'
+    noise in its gzip size."""
+    dt = dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    if dt.microsecond:
+        dt = dt.replace(microsecond=0) + timedelta(seconds=1)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _localised(texts: dict, locale: str, fallback: str) -> str:
@@ -140,7 +152,7 @@ def widget_config(site_key: str, requested_locale: str | None,
                                           label=policy.label, _external=True))
             if policy else None,
             "materialVersion": material.label if material else None,
-            "reconsentAfter": iso(material.effective_at) if material else None,
+            "reconsentAfter": _to_next_second(material.effective_at) if material else None,
         },
         "lifetimes": {"acceptDays": site.accept_lifetime_days,
                       "rejectDays": site.reject_lifetime_days},
@@ -426,7 +438,8 @@ class _PolicySchema(ma.Schema):
     url = ma.fields.String(allow_none=True, required=True)
     materialVersion = ma.fields.String(allow_none=True, required=True)
     reconsentAfter = ma.fields.String(allow_none=True, required=True, metadata={
-        "description": "Choices made before this instant no longer count"})
+        "description": "Choices made before this instant no longer count (the material "
+                       "version's effective time, rounded up to the second)"})
 
 
 class _LifetimesSchema(ma.Schema):

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 from consent.extensions import db
 from consent.ledger import ConsentEvent
+from consent.policies import PolicyVersion
 from consent.sites import Category, Site, SiteApiKey
 from tests.support.admin import admin_client, post_form, record_choice
 
@@ -89,7 +91,14 @@ def test_material_policy_version_changes_the_widget_config(app, site):
     assert r.status_code == 302
     after = policy_config(app, site["key"])
     assert after["materialVersion"] == "2026-03"
-    assert after["reconsentAfter"] > before["reconsentAfter"]
+    # the new material version's effective time, rounded up to the second (the widget
+    # compares whole seconds); both versions may fall in the same second here
+    effective = db.session.execute(db.select(PolicyVersion.effective_at).where(
+        PolicyVersion.label == "2026-03")).scalar_one()
+    assert after["reconsentAfter"] >= before["reconsentAfter"]
+    assert datetime.fromisoformat(after["reconsentAfter"]) - effective \
+        < timedelta(seconds=1)
+    assert datetime.fromisoformat(after["reconsentAfter"]) >= effective
     assert after["url"] == "https://shop.example/privacy-v3"
     # The widget API serves the new configuration (the site cache was invalidated).
     body = app.test_client().get(f"/api/v1/sites/{site['key']}/config").get_json()
