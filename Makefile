@@ -13,7 +13,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest-xdist workers (each builds its own template database, on PostgreSQL in its own
 # throwaway cluster; in the browser suite each runs its own Chromium)
 WORKERS ?= 2
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+# pytest keeps the test modules (and its plugins' packages) it rewrote for assertions as
+# bytecode in __pycache__, also where PYTHONDONTWRITEBYTECODE is set: otherwise each of the
+# nine pytest processes of `make test` rewrites ~300 modules again (~10 s of CPU each).
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: run test test-sqlite test-postgresql test-browser install install-dev db system-deps \
         chromium postgres node-deps bench clean

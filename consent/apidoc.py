@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http
 import json
+import threading
 from pathlib import Path
 
 import marshmallow as ma
@@ -162,11 +163,60 @@ class ConsentApi(Api):
 
     def __init__(self, *args, **kwargs):
         self.doc_plugin = _DocPlugin()
+        # Documenting the views is most of what building an app costs (~0.1 s of CPU for
+        # ~60 operations), and only the spec's readers need it (openapi.json, the CLI):
+        # it is queued here and done on the first read of `spec`, in the same order.
+        self._pending_docs: list = []
+        self._doc_lock = threading.RLock()
+        self._documenting_thread: int | None = None
+        self._building = False
         spec_kwargs = dict(kwargs.pop("spec_kwargs", None) or {})
         spec_kwargs.setdefault("extra_plugins", [self.doc_plugin])
         super().__init__(*args, spec_kwargs=spec_kwargs, **kwargs)
 
+    def init_app(self, app, *, spec_kwargs=None):
+        """Initialise for APP (the spec's defaults are queued, like the views)."""
+        self._building = True
+        try:
+            super().init_app(app, spec_kwargs=spec_kwargs)
+        finally:
+            self._building = False
+
+    @property
+    def spec(self):
+        """The app's APISpec, with every registered blueprint's views documented."""
+        if (self._pending_docs and not self._building
+                and self._documenting_thread != threading.get_ident()):
+            with self._doc_lock:
+                if self._pending_docs:
+                    self._document_pending()
+        return self._spec
+
+    @spec.setter
+    def spec(self, value) -> None:
+        # flask-smorest builds a new spec in each init_app: what was queued was another app's
+        self._spec = value
+        self._pending_docs = []
+
+    def _document_pending(self) -> None:
+        self._documenting_thread = threading.get_ident()
+        try:
+            for step in self._pending_docs:
+                step()
+            self._pending_docs = []
+        finally:
+            self._documenting_thread = None
+
     def _register_responses(self):
+        self._pending_docs.append(self._register_problem_responses)
+
+    def _register_etag_headers(self):
+        self._pending_docs.append(super()._register_etag_headers)
+
+    def _register_pagination_header(self):
+        self._pending_docs.append(super()._register_pagination_header)
+
+    def _register_problem_responses(self) -> None:
         for status in http.HTTPStatus:
             response = {"description": status.phrase}
             if status >= 400:
@@ -183,8 +233,24 @@ class ConsentApi(Api):
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
     def register_blueprint(self, blp, *, parameters=None, **options):
-        """Register BLP with its readable tag."""
-        super().register_blueprint(blp, parameters=parameters, **options)
+        """Register BLP on the app now; document its views with their readable tag later."""
+        name = options.get("name", blp.name)
+        app = self._app
+        app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        # a blueprint's own registration hooks may add components (a security scheme):
+        # they get the spec as it is, without documenting what is queued (so does init_app)
+        self._building = True
+        try:
+            app.register_blueprint(blp, **options)
+        finally:
+            self._building = False
+        self._pending_docs.append(
+            lambda: self._document_blueprint(blp, app, name, parameters))
+
+    def _document_blueprint(self, blp, app, name, parameters) -> None:
+        spec = self._spec
+        blp.register_views_in_doc(self, app, spec, name=name, parameters=parameters)
+        spec.tag({"name": name, "description": blp.description})
         for tag in self.spec._tags:  # (apispec keeps the tag list privately)
             if tag.get("name") in TAGS:
                 tag["name"], tag["description"] = TAGS[tag["name"]]

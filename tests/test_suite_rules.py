@@ -61,3 +61,17 @@ def test_forked_servers_build_the_app_from_their_own_environment(site, database_
         other.stop()
         if BACKEND == "postgresql":
             pg_cluster.sql(f"DROP DATABASE other_{os.getpid()} WITH (FORCE)")
+
+
+def test_make_lets_pytest_keep_its_rewritten_test_modules():
+    # With PYTHONDONTWRITEBYTECODE set (as on CI), pytest would rewrite every test module
+    # and its plugins' packages again in each of the nine processes of `make test`.
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "test-sqlite",
+                          "test-postgresql", "test-browser"], cwd=_ROOT, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert dry.returncode == 0, dry.stderr
+    runs = [line for line in dry.stdout.splitlines() if " -m pytest " in line]
+    assert len(runs) == 3, dry.stdout
+    assert all("PYTHONDONTWRITEBYTECODE= " in line for line in runs), runs
