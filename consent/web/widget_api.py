@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..database import iso
 from ..decisions import (ConsentViewSchema, DecisionResultSchema, DecisionSchema,
+                         LeanDecisionLoader,
                          read_my_consent, record_decision)
 from ..errors import DomainError
 from ..refusals import OriginRefused, note_refusal
@@ -80,7 +81,7 @@ def get_config(site_key: str, locale: str | None = None, details: bool = False):
     return response.make_conditional(request)
 
 
-_DECISION_SCHEMA = DecisionSchema()
+_DECISION_SCHEMA = LeanDecisionLoader()
 
 
 @blp.route("/sites/<site_key>/decisions", methods=["POST"])
