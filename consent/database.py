@@ -54,14 +54,27 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc)
 
 
+# The last datetime `iso` formatted and its text. A consent write formats its one
+# recorded_at several times (hash, projection, view, answer); datetimes are immutable and
+# the tuple holds the object, so `is` on it can only match that same value.
+_last_iso: tuple = (None, None)
+
+
 def iso(dt: datetime | None) -> str | None:
     """ISO-8601 with microseconds and a Z, the one form used in hashes and JSON."""
+    global _last_iso
     if dt is None:
         return None
+    last = _last_iso
+    if last[0] is dt:
+        return last[1]
+    given = dt
     if dt.tzinfo is not timezone.utc:
         dt = dt.astimezone(timezone.utc)
     # isoformat is twice as fast as strftime and gives the same text (from year 1000 on)
-    return dt.isoformat(timespec="microseconds")[:26] + "Z"
+    text = dt.isoformat(timespec="microseconds")[:26] + "Z"
+    _last_iso = (given, text)
+    return text
 
 
 def parse_iso(value: str | None) -> datetime | None:

@@ -248,3 +248,23 @@ def test_lean_decision_loader_validates_as_the_full_schema(body):
     assert outcome(lean) == expected  # and again from its cache
     if isinstance(body, dict) and set(body) <= lean.fields:
         assert lean._by_keys, "a body of known fields is loaded on the lean schema"
+
+
+def test_time_texts_remembered_per_object_stay_exact():
+    """`iso` and `to_db_time` remember the last datetime they formatted (a write formats
+    its recorded_at several times): every other value, an equal instant in another
+    zone included, still gets its own text."""
+    from datetime import datetime, timedelta, timezone
+
+    from consent.database import iso
+    from consent.rawsql import to_db_time
+
+    base = datetime(2026, 12, 2, 1, 2, 3, 456789, tzinfo=timezone.utc)
+    plus_two = timezone(timedelta(hours=2))
+    cases = [base, base, base + timedelta(microseconds=1), base,
+             base.astimezone(plus_two), base.replace(microsecond=0), base.replace(year=1999)]
+    for value in cases * 2:
+        utc = value.astimezone(timezone.utc)
+        assert iso(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert to_db_time(value) == utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert iso(None) is None and to_db_time(None) is None
