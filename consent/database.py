@@ -54,14 +54,27 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc)
 
 
+# The last datetime `iso` formatted and its text. A consent write formats its one
+# recorded_at several times (hash, projection, view, answer); datetimes are immutable and
+# the tuple holds the object, so `is` on it can only match that same value.
+_last_iso: tuple = (None, None)
+
+
 def iso(dt: datetime | None) -> str | None:
     """ISO-8601 with microseconds and a Z, the one form used in hashes and JSON."""
+    global _last_iso
     if dt is None:
         return None
+    last = _last_iso
+    if last[0] is dt:
+        return last[1]
+    given = dt
     if dt.tzinfo is not timezone.utc:
         dt = dt.astimezone(timezone.utc)
     # isoformat is twice as fast as strftime and gives the same text (from year 1000 on)
-    return dt.isoformat(timespec="microseconds")[:26] + "Z"
+    text = dt.isoformat(timespec="microseconds")[:26] + "Z"
+    _last_iso = (given, text)
+    return text
 
 
 def parse_iso(value: str | None) -> datetime | None:
@@ -239,16 +252,33 @@ class _SQLiteWriterQueue:
 
     @contextmanager
     def hold(self):
-        with self.thread_lock:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def acquire(self) -> None:
+        """Wait for this thread's turn, then for this process's (hold() as two calls)."""
+        self.thread_lock.acquire()
+        try:
             if self.fd is None:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.thread_lock.release()
+            raise
+
+    def release(self) -> None:
+        """Finish a wanted checkpoint (see _checkpoint_loop), then let the next writer in."""
+        try:
+            if self.db_path in _finish_wanted:
+                self._finish_checkpoint()
+        finally:
             try:
-                yield
-            finally:
-                if self.db_path in _finish_wanted:
-                    self._finish_checkpoint()
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                self.thread_lock.release()
 
     def _finish_checkpoint(self) -> None:
         """Copy the rest of the WAL while no write is in progress (see _checkpoint_loop)."""
@@ -272,8 +302,8 @@ class _SQLiteWriterQueue:
 _queues: dict[str, _SQLiteWriterQueue] = {}
 
 
-def _writer_queue() -> _SQLiteWriterQueue | None:
-    engine = db.engine
+def _writer_queue(engine=None) -> _SQLiteWriterQueue | None:
+    engine = engine if engine is not None else db.engine
     pid = os.getpid()
     known = _queue_by_engine.get(engine)
     if known is not None and known[0] == pid:
@@ -386,6 +416,49 @@ def _drop_hot_connection(conn) -> None:
         pass
 
 
+def _raw_setup():
+    """(engine, its writer queue or None, this thread's hot connection); ends this
+    request's ORM read snapshot first, so reads after the write see it."""
+    if db.session.registry.has():  # (asking db.session() would create a session)
+        session = db.session()
+        if session.in_transaction():
+            session.commit()
+    engine = db.engine
+    return engine, _writer_queue(engine), _hot_connection(engine)
+
+
+def _raw_once(engine, queue, conn, fn, args, kwargs):
+    """FN(*ARGS, **KWARGS) in one write transaction on CONN (the hot path: plain calls,
+    no generator-based context managers; raw_transaction is the same as a `with`)."""
+    dialect = engine.dialect
+    dbapi_conn = conn.dbapi_connection
+    try:
+        if queue is not None:
+            queue.acquire()
+        try:
+            try:
+                if dialect.name == "sqlite":
+                    dbapi_conn.execute("BEGIN IMMEDIATE")
+                current_raw.set((dbapi_conn, dialect))
+                result = fn(*args, **kwargs)
+                dbapi_conn.commit()
+                return result
+            except BaseException:
+                try:
+                    dbapi_conn.rollback()
+                except Exception:  # noqa: BLE001 - the connection may be gone
+                    _drop_hot_connection(conn)
+                raise
+            finally:
+                current_raw.set(None)
+        finally:
+            if queue is not None:
+                queue.release()
+    except dialect.loaded_dbapi.Error as exc:
+        # commit/BEGIN failures come straight from the driver
+        raise sa.exc.DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error) from exc
+
+
 @contextmanager
 def raw_transaction() -> Iterator[None]:
     """A write transaction on this thread's DBAPI connection, without the ORM session.
@@ -393,14 +466,7 @@ def raw_transaction() -> Iterator[None]:
     For the hot consent-write path only: everything inside must use consent.rawsql
     (ledger listeners do), which finds the connection through `current_raw`.
     """
-    if db.session.registry.has():  # (asking db.session() would create a session)
-        session = db.session()
-        if session.in_transaction():
-            # End this request's read snapshot, so reads after the write see it.
-            session.commit()
-    engine = db.engine
-    queue = _writer_queue()
-    conn = _hot_connection(engine)
+    engine, queue, conn = _raw_setup()
     dialect = engine.dialect
     dbapi_conn = conn.dbapi_connection
     try:
@@ -430,12 +496,11 @@ def _nullcontext():
 
 
 def run_raw_write(fn, *args, attempts: int = 3, **kwargs):
-    """Like run_write, on raw_transaction (hot path; FN must only use consent.rawsql)."""
+    """Like run_write, on a raw transaction (hot path; FN must only use consent.rawsql)."""
     delay = 0.05
     for attempt in range(1, attempts + 1):
         try:
-            with raw_transaction():
-                return fn(*args, **kwargs)
+            return _raw_once(*_raw_setup(), fn, args, kwargs)
         except IntegrityError:
             if attempt == attempts:
                 raise

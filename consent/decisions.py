@@ -9,12 +9,13 @@ from .database import iso, run_raw_write, utcnow
 from .errors import Invalid
 from .context import RequestContext, strip_query, truncate_ip  # noqa: F401 (re-exported)
 from .i18n import pick_locale
-from .ledger import AppendedEvent, append_event, read_state
+from .ledger import AppendedEvent, append_event, details_digest, read_state
 from .minors import is_minor, screen_choice
 from .policies import get_policy
 from .regions import event_region
 from .sites import ESSENTIAL, SiteSnapshot, gpc_categories, site_snapshot
-from .subjects import find_subject, read_token, read_token_matches, subject_for_write
+from .subjects import (find_subject, prepare_subject, read_token, read_token_matches,
+                       subject_for_write)
 
 # `opt_out`: "Your Privacy Choices" in an opt-out region (consent.regions): the
 # categories GPC turns off, off, and nothing else decided (like a GPC signal).
@@ -108,10 +109,18 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
             label = site.policy_label
     locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
     details = ctx.details(data.get("page_url"))
+    # What needs no database is done before the write lock (SQLite: one writer at a time
+    # across all workers): the new subject's random values and the digest of the details
+    # under its secret; the answer (view, read token) is built after the commit.
+    prepared = prepare_subject(site.id, data.get("subject"), data.get("key"))
+    digest = None
+    if prepared is not None:
+        secret = prepared.params["secret"]
+        digest = (secret, details_digest(secret, details))
 
-    def write() -> DecisionResult:
+    def write():
         subject, created, minted = subject_for_write(site.id, data.get("subject"),
-                                                     data.get("key"))
+                                                     data.get("key"), prepared)
         cats, chans, event_meta, minor = categories, None, meta, False
         if "age_rule" in site.settings:
             # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
@@ -124,13 +133,14 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionR
                              categories=cats, channels=chans, policy_version=label,
                              locale=locale, details=details, meta=event_meta,
                              idempotency_key=data.get("client_event_id"),
-                             new_subject=created)
-        signals = {"gpp": event_meta["gpp"], "sid": event_meta["gpp_sid"],
-                   "usp": event_meta["usp"]} if event_meta and "gpp" in event_meta else None
-        return DecisionResult(event, subject.public_id, state_view(site, event.state),
-                              read_token(subject.pseudonym), minted, minor, signals)
+                             new_subject=created, prepared_digest=digest)
+        return event, subject, minted, minor, event_meta
 
-    return run_raw_write(write)
+    event, subject, minted, minor, event_meta = run_raw_write(write)
+    signals = {"gpp": event_meta["gpp"], "sid": event_meta["gpp_sid"],
+               "usp": event_meta["usp"]} if event_meta and "gpp" in event_meta else None
+    return DecisionResult(event, subject.public_id, state_view(site, event.state),
+                          read_token(subject.pseudonym), minted, minor, signals)
 
 
 @dataclass
@@ -242,3 +252,36 @@ class DecisionResultSchema(ma.Schema):
     gpp = ma.fields.Nested(UsSignalsSchema, metadata={
         "description": "Visitors in a US opt-out region only: the IAB GPP and US Privacy "
                        "strings the choice gives (recorded with the event)"})
+
+
+class LeanDecisionLoader:
+    """DecisionSchema's `load`, on a schema of the body's own fields (plus `action`).
+
+    marshmallow visits every declared field on each load, present or not; a decision
+    carries about half of them. Bodies with only known fields are loaded by a cached
+    DecisionSchema(only=those fields): the same fields, validators, schema check and
+    errors. Anything else (unknown fields, not an object) goes to the full schema, which
+    reports it as before.
+    """
+
+    def __init__(self) -> None:
+        self.full = DecisionSchema()
+        self.fields = frozenset(self.full.fields)
+        self._by_keys: dict[frozenset, DecisionSchema] = {}
+
+    def load(self, payload):
+        """Validate PAYLOAD as a decision; ValidationError as DecisionSchema raises it."""
+        if not isinstance(payload, dict):
+            return self.full.load(payload)
+        keys = frozenset(payload)
+        schema = self._by_keys.get(keys)
+        if schema is None:
+            if not keys <= self.fields:
+                return self.full.load(payload)
+            if len(self._by_keys) >= 256:  # (at most 2**13 key sets; keep a few)
+                self._by_keys.clear()
+            # (in declared order, so that errors come in the same order as the full
+            # schema's)
+            only = tuple(f for f in self.full.fields if f in keys or f == "action")
+            schema = self._by_keys[keys] = DecisionSchema(only=only)
+        return schema.load(payload)

@@ -90,14 +90,26 @@ def dialect() -> str:
     return db.session.get_bind().dialect.name
 
 
+# As consent.database.iso: the last datetime written and its text (a write stores its
+# recorded_at in the event and twice in the projection).
+_last_db_time: tuple = (None, None)
+
+
 def to_db_time(value: datetime | None) -> str | None:
     """An aware datetime as the naive-UTC text both databases and the ORM type agree on."""
+    global _last_db_time
     if value is None:
         return None
+    last = _last_db_time
+    if last[0] is value:
+        return last[1]
+    given = value
     if value.tzinfo is not timezone.utc:
         value = value.astimezone(timezone.utc)
     # the strftime("%Y-%m-%d %H:%M:%S.%f") text, at half the cost
-    return value.isoformat(sep=" ", timespec="microseconds")[:26]
+    text = value.isoformat(sep=" ", timespec="microseconds")[:26]
+    _last_db_time = (given, text)
+    return text
 
 
 def from_db_time(value) -> datetime | None:

@@ -266,24 +266,47 @@ class KeyedSubject(NamedTuple):
     minted_key: str | None
 
 
-def subject_for_write(site_id: int, public_id: str | None, key: str | None) -> KeyedSubject:
+class PreparedSubject(NamedTuple):
+    """The subject row a keyed write would create, prepared before its transaction."""
+
+    params: dict
+    minted_key: str | None
+
+
+def prepare_subject(site_id: int, public_id: str | None,
+                    key: str | None) -> PreparedSubject | None:
+    """The new subject row for (PUBLIC_ID, KEY): random pseudonym and secret, the key's
+    hash; no database access, so the write can do it before taking the write lock.
+    None when the write will be refused (an id without its key)."""
+    if public_id:
+        return PreparedSubject(_new_subject(site_id, public_id, key), None) if key else None
+    minted = None
+    if not key:
+        key = minted = new_device_key()
+    return PreparedSubject(_new_subject(site_id, new_public_id(), key), minted)
+
+
+def subject_for_write(site_id: int, public_id: str | None, key: str | None,
+                      prepared: PreparedSubject | None = None) -> KeyedSubject:
     """The subject a decision is recorded for, proven by its device key (inside a raw
     write transaction; hot path, consent.rawsql only).
 
     No id: a new subject, with KEY or a key minted here (returned once). An id needs its
     key: unknown ids are created with it, unkeyed subjects are claimed with it, and any
     other case raises VisitorKeyRefused, the same whether the id exists or not.
+    PREPARED: prepare_subject's row for the same arguments, made before the transaction.
     """
     from . import rawsql
 
-    minted = None
+    if prepared is None:
+        prepared = prepare_subject(site_id, public_id, key)
     if public_id:
-        if not key:
+        if not key or prepared is None:
             raise VisitorKeyRefused()
         # A visitor's first decision is the common case: create first (one statement for
         # a new visitor instead of a look-up and an insert); the unique (site, id) index
         # says whether it exists, without a race between the two.
-        params = _new_subject(site_id, public_id, key)
+        params = prepared.params
         created = rawsql.one(_INSERT_REF_ONCE, params)
         if created is not None:
             return KeyedSubject(SubjectRef(created[0], public_id, params["pseudonym"],
@@ -299,13 +322,10 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None) -> K
         if not key_matches(stored, key):
             raise VisitorKeyRefused()
         return KeyedSubject(ref, False, None)
-    public_id = new_public_id()
-    if not key:
-        key = minted = new_device_key()
-    params = _new_subject(site_id, public_id, key)
+    params = prepared.params
     new_id = rawsql.one(_INSERT_REF, params)[0]
-    return KeyedSubject(SubjectRef(new_id, public_id, params["pseudonym"], params["secret"]),
-                        True, minted)
+    return KeyedSubject(SubjectRef(new_id, params["public_id"], params["pseudonym"],
+                                   params["secret"]), True, prepared.minted_key)
 
 
 def _new_subject(site_id: int, public_id: str, key: str) -> dict:

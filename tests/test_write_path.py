@@ -204,3 +204,67 @@ def test_a_new_visitor_costs_one_subject_statement_and_a_returning_one_still_pro
         db.session.remove()
         db.engine.dispose()
     invalidate_site_cache()
+
+
+# ---------------------------------------------------------------- the lean validation
+
+_BODIES = [
+    {"action": "custom", "categories": {"analytics": True, "advertising": False},
+     "subject": "abcdefghijABCDEFGHIJ12", "key": "k" * 32, "page_url": "https://a.example/x",
+     "locale": "en", "client_event_id": "abcdefgh12"},
+    {"action": "accept_all"},
+    {"action": "custom"},  # custom without categories: the schema-level check
+    {},  # action missing
+    {"categories": {"analytics": True}},  # action missing, another field present
+    {"action": "nope", "gpc": "yes", "locale": "e", "page_url": "javascript:alert(1)",
+     "client_event_id": "short", "categories": {"": 1}, "subject": "bad id",
+     "key": "", "source": "x", "age": "child", "guardian": 1, "policy_version": ""},
+    {"action": "accept_all", "unknown": 1},  # unknown fields: the full schema's error
+    {"action": "reject_all", "policy_version": "v1", "source": "preferences", "gpc": True,
+     "age": "adult", "guardian": False},
+    ["not", "an", "object"],
+    "text",
+    None,
+]
+
+
+@pytest.mark.parametrize("body", _BODIES, ids=range(len(_BODIES)))
+def test_lean_decision_loader_validates_as_the_full_schema(body):
+    """The decision endpoint loads a body on a schema of its own fields: same result,
+    same errors in the same order as DecisionSchema (every field, present or not)."""
+    import marshmallow as ma
+
+    from consent.decisions import DecisionSchema, LeanDecisionLoader
+
+    def outcome(schema):
+        try:
+            return "ok", schema.load(body)
+        except ma.ValidationError as exc:
+            return "error", list(exc.normalized_messages().items())
+
+    lean = LeanDecisionLoader()
+    expected = outcome(DecisionSchema())
+    assert outcome(lean) == expected
+    assert outcome(lean) == expected  # and again from its cache
+    if isinstance(body, dict) and set(body) <= lean.fields:
+        assert lean._by_keys, "a body of known fields is loaded on the lean schema"
+
+
+def test_time_texts_remembered_per_object_stay_exact():
+    """`iso` and `to_db_time` remember the last datetime they formatted (a write formats
+    its recorded_at several times): every other value, an equal instant in another
+    zone included, still gets its own text."""
+    from datetime import datetime, timedelta, timezone
+
+    from consent.database import iso
+    from consent.rawsql import to_db_time
+
+    base = datetime(2026, 12, 2, 1, 2, 3, 456789, tzinfo=timezone.utc)
+    plus_two = timezone(timedelta(hours=2))
+    cases = [base, base, base + timedelta(microseconds=1), base,
+             base.astimezone(plus_two), base.replace(microsecond=0), base.replace(year=1999)]
+    for value in cases * 2:
+        utc = value.astimezone(timezone.utc)
+        assert iso(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert to_db_time(value) == utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert iso(None) is None and to_db_time(None) is None

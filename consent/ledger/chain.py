@@ -477,13 +477,16 @@ def append_event(site, subject, *, action: str, source: str,
                  policy_version: str | None = None, locale: str | None = None,
                  details: Details | None = None, meta: dict | None = None,
                  idempotency_key: str | None = None,
-                 new_subject: bool = False) -> AppendedEvent:
+                 new_subject: bool = False,
+                 prepared_digest: tuple[str, str | None] | None = None) -> AppendedEvent:
     """Append one event for SUBJECT of SITE and update the projection.
 
     Must run inside a write transaction (see consent.database.write_transaction); the
     event, its details, the projection and every listener's rows commit or fail
     together. SITE is a Site or SiteSnapshot; SUBJECT anything with id, pseudonym and
     secret (a Subject). NEW_SUBJECT skips reading a state that cannot exist yet.
+    PREPARED_DIGEST: (secret, details_digest(secret, DETAILS)) computed before the
+    transaction; used only when it is SUBJECT's secret.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
@@ -497,7 +500,10 @@ def append_event(site, subject, *, action: str, source: str,
     recorded_at = utcnow()
     event_id = uuid.uuid4().hex
     seq = prev_seq + 1
-    digest = details_digest(subject.secret, details)
+    if prepared_digest is not None and prepared_digest[0] == subject.secret:
+        digest = prepared_digest[1]
+    else:
+        digest = details_digest(subject.secret, details)
     fields = hashed_fields(
         event_id=event_id, site_key=site.key, stream=stream, seq=seq,
         subject=subject.pseudonym, recorded_at=iso(recorded_at), action=action,
