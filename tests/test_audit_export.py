@@ -463,39 +463,34 @@ def test_a_changed_byte_in_a_quoted_or_marked_cell_is_caught(tmp_path, site):
     assert verify_export_file(str(path)).ok
 
 
-def test_fold_of_copied_lines_takes_no_field_from_the_wrong_cell():
-    """The COPY fold reads stream, seq, time and hashes by position; lines where a quoted
-    cell would shift those positions (an id with commas, digits and a time in it; a quoted
-    hash) are read with the CSV reader instead, so the manifest matches the rows."""
+def test_hashes_of_copied_rows_are_the_last_cells_a_csv_reader_gives():
+    """The PostgreSQL export takes each row's hash from the end of COPY's line, checked
+    block-wise; rows whose last cell is not a plain 64-digit hash (a quoted hash with a
+    comma where the hash's own comma would be, a longer or shorter one: only a database
+    edited by hand) send their block to the CSV reader, so the digest matches the rows."""
     import csv as _csv
     import io
 
-    from consent.audit import ExportStats, _fold, _fold_copied
+    from consent.audit import _copied_hashes
 
     h = [f"{i:064x}" for i in range(6)]
     good = [f"{'a' * 32},shop,1,{i},{'b' * 32},2026-01-0{i}T00:00:00.000000Z,custom,api,"
             f'"{{""a"":1}}",,v1,en,,,,{h[i - 1]},{h[i]}\n' for i in (1, 2)]
     tricky = [
-        # an event id that split on commas gives stream 7, seq 9 and an earlier time
-        f'"x,y,7,9,s,2020-01-01T00:00:00.000000Z",shop,2,3,{"b" * 32},'
-        f"2026-02-01T00:00:00.000000Z,custom,api,,,,,,,,{h[2]},{h[3]}\n",
-        # a hash cell quoted, with a comma where the hash's own comma would be: the last
-        # 129 bytes look like two cells but are one
+        # the last 65 bytes look like a comma and a hash, but are inside one quoted cell
         f"{'c' * 32},shop,2,4,{'b' * 32},2026-02-02T00:00:00.000000Z,custom,api,,,,,,,,"
         f'{h[3]},"{h[4][:63]},{h[4][1:]}"\n',
-        # a hash of 130 hex digits: the last 129 bytes are all in that one cell
+        # a hash of 130 hex digits: its last 64 are not the cell
         f"{'d' * 32},shop,2,5,{'b' * 32},2026-02-03T00:00:00.000000Z,custom,api,,,,,,,,"
-        f"{h[5]},{h[5] * 2}ab\n"]
-    # each odd line alone in its block (one such line sends its whole block to the reader)
+        f"{h[5]},{h[5] * 2}ab\n",
+        # a short hash: the 66 bytes before the line end start inside the previous cell
+        f"{'e' * 32},shop,2,6,{'b' * 32},2026-02-04T00:00:00.000000Z,custom,api,,,,,,,,"
+        f"{h[5]},{h[5][:40]}\n",
+        # a row shorter than 66 bytes
+        "x,s,1,1,y,,,,,,,,,,,,abc\n"]
     for rows in (good, *(good + [line] for line in tricky), tricky):
-        stats, reference = ExportStats(), ExportStats()
-        _fold_copied(stats, "shop", [r.encode() for r in rows])
-        parsed = list(_csv.reader(io.StringIO("".join(rows))))
-        _fold(reference, "shop", parsed)
-        assert (stats.rows, stats.first_hash, stats.last_hash, stats.first_at,
-                stats.last_at, stats.streams, stats.digest.hexdigest()) == \
-            (reference.rows, reference.first_hash, reference.last_hash, reference.first_at,
-             reference.last_at, reference.streams, reference.digest.hexdigest())
-        assert "shop/7" not in stats.streams
-    assert stats.streams["shop/2"] == {"first_seq": 3, "first_prev_hash": h[2], "last_seq": 5,
-                                       "last_hash": h[5] * 2 + "ab", "rows": 3}
+        joined, first, last = _copied_hashes([r.encode() for r in rows])
+        expected = [cells[16] for cells in _csv.reader(io.StringIO("".join(rows)))]
+        assert (joined, first, last) == ("".join(expected).encode(), expected[0],
+                                         expected[-1])
+    assert _copied_hashes([good[0].encode()])[0] == h[1].encode()
