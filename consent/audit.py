@@ -390,9 +390,9 @@ def _pg_ranges(site, filters: ExportFilters) -> _SiteRanges:
             .bindparams(*binds), params):
         out.streams.append((stream, n, lo, hi, prev, first, last))
         orderly = orderly and bool(ok)
-        # within the years 1000-9999 the rendering keeps the order of the times
-        out.first_at = t0 if out.first_at is None or t0 < out.first_at else out.first_at
-        out.last_at = t1 if out.last_at is None or t1 > out.last_at else out.last_at
+        if orderly:  # within the years 1000-9999 the text keeps the times' order
+            out.first_at = t0 if out.first_at is None or t0 < out.first_at else out.first_at
+            out.last_at = t1 if out.last_at is None or t1 > out.last_at else out.last_at
     if not orderly:
         out.first_at, out.last_at = db.session.execute(
             sa.text(_PG_TEXT_TIMES.format(at=at, where=body)).bindparams(*binds),
