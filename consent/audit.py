@@ -239,7 +239,7 @@ def _line_query(sql: str) -> str:
     return f"SELECT {cells} FROM consent_events {body}"
 
 
-def _copy_cell_sql(name: str, expr: str) -> str:
+def _copy_cell_sql(name: str, expr: str, utf8: bool = False) -> str:
     """PostgreSQL expression for one column of the COPY export: COPY's CSV writer quotes
     (and doubles quotes) exactly as the SQLite lines do; formula marks and the empty cells
     (an empty text would be printed as "") are done here."""
@@ -249,7 +249,8 @@ def _copy_cell_sql(name: str, expr: str) -> str:
     if name in _CSV_PLAIN or name == "details_digest":
         return f"NULLIF({expr}, '')"
     # a bound text (the site key) gets its type here, not from each use of it
-    return csvcells.pg_marked(f"CAST({expr} AS TEXT)" if expr.startswith(":") else expr)
+    return csvcells.pg_marked(f"CAST({expr} AS TEXT)" if expr.startswith(":") else expr,
+                              utf8)
 
 
 def _copy_query(site, filters: ExportFilters) -> tuple[str, dict]:
@@ -259,7 +260,9 @@ def _copy_query(site, filters: ExportFilters) -> tuple[str, dict]:
 
     query, params = _export_query("postgresql", site, filters)
     exprs = _split_select(query.text)
-    cells = ", ".join(_copy_cell_sql(name, expr) for name, expr in zip(COLUMNS, exprs))
+    driver = db.session.connection().connection.driver_connection
+    utf8 = driver.info.parameter_status("server_encoding") in (b"UTF8", b"SQL_ASCII")
+    cells = ", ".join(_copy_cell_sql(name, expr, utf8) for name, expr in zip(COLUMNS, exprs))
     body = query.text.split(" FROM consent_events ", 1)[1]
     sql = (f"COPY (SELECT {cells} FROM consent_events {body}) TO STDOUT WITH "
            f"(FORMAT csv, FORCE_QUOTE ({', '.join(JSON_COLUMNS)}))")

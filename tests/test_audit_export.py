@@ -310,7 +310,7 @@ def test_values_with_commas_quotes_and_newlines_round_trip(tmp_path, site):
 
 
 @pytest.mark.parametrize("value", ["=1+1", "'=x", "''@y", 'v,"1"', "a\rb", "-x,y", "\t@z",
-                                   "it's", "plain", "'", "x\ny"])
+                                   "it's", "plain", "'", "x\ny", "✓=x", "é"])
 def test_cells_rendered_by_the_database_match_the_python_writer(tmp_path, app, site, value):
     """The export lets the database render CSV cells (SQLite in its SQL, PostgreSQL with
     COPY): every event line is what the Python CSV writer makes of the same values."""
