@@ -758,6 +758,64 @@ def _log_section(cuts: dict, fmt: str, stats: ExportStats) -> Iterator[bytes]:
                                 "rows_sha256": digest.hexdigest()}
 
 
+class _LogSpool:
+    """PostgreSQL: the CSV log section read by a thread on a connection of its own, in the
+    export's snapshot, while the event rows stream, into a temporary file (memory stays
+    flat); `blocks` passes it on after the events. The two COPYs then run side by side in
+    the database (the log's is a join as long as the events' query)."""
+
+    def __init__(self, cuts: dict):
+        import tempfile
+        import threading
+
+        from .extensions import db
+
+        self.cuts, self.digests, self.error = cuts, {}, None
+        self.file = tempfile.TemporaryFile()
+        snapshot = db.session.execute(sa.text("SELECT pg_export_snapshot()")).scalar()
+        self.raw = db.engine.raw_connection()
+        self.thread = threading.Thread(target=self._read, args=(snapshot,), daemon=True,
+                                       name="consent-export-log")
+        self.thread.start()
+
+    def _read(self, snapshot: str) -> None:
+        driver = self.raw.driver_connection
+        try:
+            driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            driver.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            for site_key, (site_id, size, _note) in self.cuts.items():
+                digest = hashlib.sha256()
+                with driver.cursor() as cursor, cursor.copy(
+                        _PG_LOG_COPY, (site_key, site_id, size)) as copy:
+                    for rows in _copied_blocks(copy, driver.pgconn):
+                        block = b"".join(rows)
+                        digest.update(block)
+                        self.file.write(block)
+                self.digests[site_key] = digest.hexdigest()
+            driver.rollback()
+        except BaseException as exc:  # raised again in the export (blocks)
+            self.error = exc
+        finally:
+            self.raw.close()
+
+    def blocks(self, stats: ExportStats) -> Iterator[bytes]:
+        """The log section (header first when it has a row), once the thread is done."""
+        try:
+            self.thread.join()
+            if self.error is not None:
+                raise self.error
+            for site_key, (_site_id, size, note) in self.cuts.items():
+                stats.logs[site_key] = {"checkpoint": note, "size": size,
+                                        "rows_sha256": self.digests[site_key]}
+            if self.file.tell():
+                self.file.seek(0)
+                yield (LOG_HEADER + "\n").encode()
+                while block := self.file.read(1 << 20):
+                    yield block
+        finally:
+            self.file.close()
+
+
 def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict:
     """The signed last line of an export."""
     from .database import utcnow
@@ -842,9 +900,12 @@ def _export_chunks(filters: ExportFilters, fmt: str,
     postgres = db.session.get_bind().dialect.name == "postgresql"
     if postgres:
         _begin_snapshot()
+    spool = None
     try:
         ranges = ({site.key: _pg_ranges(site, filters) for site in _sites(filters)}
                   if postgres and fmt == "csv" else None)
+        spool = (_LogSpool(cuts) if ranges is not None and filters.with_log
+                 and all(_plain_key(key) for key in cuts) else None)
         if fmt == "csv":
             yield _csv_chunk([], header=True)
         if ranges is not None:
@@ -864,11 +925,15 @@ def _export_chunks(filters: ExportFilters, fmt: str,
             yield _delivery_chunk(batch, fmt, header=stats.deliveries == 0)
             stats.deliveries += len(batch)
             stats.delivery_digest.update("".join([row["hash"] for row in batch]).encode())
-        if filters.with_log:
+        if spool is not None:
+            yield from spool.blocks(stats)
+        elif filters.with_log:
             yield from _log_section(cuts, fmt, stats)
         stats.cut = {key: note for key, (_, _, note) in cuts.items()}
         signed = build_manifest(filters, stats, fmt)
     finally:
+        if spool is not None:  # (an export stopped early: the thread's next write fails)
+            spool.file.close()
         if postgres:
             db.session.rollback()  # ends the export's snapshot (it only read)
     if fmt == "csv":
