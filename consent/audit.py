@@ -22,7 +22,8 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import accumulate, islice, repeat
+from operator import sub
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
@@ -419,7 +420,8 @@ def _copy_events(filters: ExportFilters, stats: ExportStats, ranges: dict,
         start = 0
         with driver.cursor() as cursor, cursor.copy(sql, params) as copy:
             for rows in _copied_blocks(copy, driver.pgconn):
-                hashes, first, last = _copied_hashes(rows)
+                blob = b"".join(rows)
+                hashes, first, last = _copied_hashes(rows, blob)
                 _check_marks(marks, rows, start, site.key)
                 if stats.rows == 0:
                     stats.first_hash = first
@@ -427,7 +429,7 @@ def _copy_events(filters: ExportFilters, stats: ExportStats, ranges: dict,
                 stats.last_hash = last
                 stats.digest.update(hashes)
                 start += len(rows)
-                yield b"".join(rows)
+                yield blob
                 if progress:
                     progress(len(rows))
         if start != site_ranges.rows or marks:
@@ -478,20 +480,26 @@ def _copied_cells(rows: list) -> list[list[str]]:
     return list(csv.reader([bytes(r)[:-1].decode() for r in rows]))
 
 
-def _copied_hashes(rows: list) -> tuple[bytes, str, str]:
-    """(every row's hash joined, first hash, last hash) of a block of COPY's CSV rows.
+def _copied_hashes(rows: list, blob: bytes | None = None) -> tuple[bytes, str, str]:
+    """(every row's hash joined, first hash, last hash) of a block of COPY's CSV rows
+    (BLOB: the rows joined).
 
     A row ending in a comma, 64 hex digits and its newline has them as its last cell (a
     quoted cell would end in a quote), which is the hash: checked block-wise in C. A block
     where any row ends otherwise (only a database edited by hand: a hash of another
     length or with a comma) is read with the CSV reader instead."""
     n = len(rows)
-    tails = b"".join([r[-66:] for r in rows])
-    joined = tails.translate(None, b",\n")
-    # (the length checks also keep the 66-byte steps aligned with the rows)
-    if len(joined) == 64 * n and tails[::66] == b"," * n and tails[65::66] == b"\n" * n \
-            and not joined.translate(None, b"0123456789abcdef"):
-        return joined, joined[:64].decode(), joined[-64:].decode()
+    blob = b"".join(rows) if blob is None else blob
+    ends = list(accumulate(map(len, rows)))
+    if ends and ends[0] >= 66:
+        # the last 66 bytes of each row, sliced from the joined block in C (slices of
+        # psycopg's row buffers cost more)
+        tails = b"".join(map(blob.__getitem__, map(slice, map(sub, ends, repeat(66)), ends)))
+        joined = tails.translate(None, b",\n")
+        # (the length checks also keep the 66-byte steps aligned with the rows)
+        if len(joined) == 64 * n and tails[::66] == b"," * n and \
+                tails[65::66] == b"\n" * n and not joined.translate(None, b"0123456789abcdef"):
+            return joined, joined[:64].decode(), joined[-64:].decode()
     hashes = [cells[16] for cells in _copied_cells(rows)]
     return "".join(hashes).encode(), hashes[0], hashes[-1]
 

@@ -488,7 +488,7 @@ def test_hashes_of_copied_rows_are_the_last_cells_a_csv_reader_gives():
         f"{h[5]},{h[5][:40]}\n",
         # a row shorter than 66 bytes
         "x,s,1,1,y,,,,,,,,,,,,abc\n"]
-    for rows in (good, *(good + [line] for line in tricky), tricky):
+    for rows in (good, *(good + [line] for line in tricky), tricky, tricky[-1:] + good):
         joined, first, last = _copied_hashes([r.encode() for r in rows])
         expected = [cells[16] for cells in _csv.reader(io.StringIO("".join(rows)))]
         assert (joined, first, last) == ("".join(expected).encode(), expected[0],
