@@ -22,7 +22,8 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import accumulate, islice, repeat
+from operator import sub
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
@@ -239,7 +240,7 @@ def _line_query(sql: str) -> str:
     return f"SELECT {cells} FROM consent_events {body}"
 
 
-def _copy_cell_sql(name: str, expr: str) -> str:
+def _copy_cell_sql(name: str, expr: str, utf8: bool = False) -> str:
     """PostgreSQL expression for one column of the COPY export: COPY's CSV writer quotes
     (and doubles quotes) exactly as the SQLite lines do; formula marks and the empty cells
     (an empty text would be printed as "") are done here."""
@@ -249,7 +250,8 @@ def _copy_cell_sql(name: str, expr: str) -> str:
     if name in _CSV_PLAIN or name == "details_digest":
         return f"NULLIF({expr}, '')"
     # a bound text (the site key) gets its type here, not from each use of it
-    return csvcells.pg_marked(f"CAST({expr} AS TEXT)" if expr.startswith(":") else expr)
+    return csvcells.pg_marked(f"CAST({expr} AS TEXT)" if expr.startswith(":") else expr,
+                              utf8)
 
 
 def _copy_query(site, filters: ExportFilters) -> tuple[str, dict]:
@@ -259,7 +261,9 @@ def _copy_query(site, filters: ExportFilters) -> tuple[str, dict]:
 
     query, params = _export_query("postgresql", site, filters)
     exprs = _split_select(query.text)
-    cells = ", ".join(_copy_cell_sql(name, expr) for name, expr in zip(COLUMNS, exprs))
+    driver = db.session.connection().connection.driver_connection
+    utf8 = driver.info.parameter_status("server_encoding") in (b"UTF8", b"SQL_ASCII")
+    cells = ", ".join(_copy_cell_sql(name, expr, utf8) for name, expr in zip(COLUMNS, exprs))
     body = query.text.split(" FROM consent_events ", 1)[1]
     sql = (f"COPY (SELECT {cells} FROM consent_events {body}) TO STDOUT WITH "
            f"(FORMAT csv, FORCE_QUOTE ({', '.join(JSON_COLUMNS)}))")
@@ -336,22 +340,168 @@ def _iter_batches(filters: ExportFilters, lines: bool = False
             cursor.close()
 
 
-def _copy_events(filters: ExportFilters, stats: ExportStats,
-                 progress: Callable[[int], None] | None = None) -> Iterator[str]:
-    """PostgreSQL: the CSV event lines as `COPY ... TO STDOUT` prints them, read through
-    psycopg's copy() and passed on in blocks of BATCH rows, each folded into STATS."""
+# PostgreSQL: what the manifest says of each stream and of the time range, from one
+# aggregate in the export's snapshot (REPEATABLE READ: the same rows the COPY prints).
+# `first`/`last` are the rows at each stream's lowest and highest seq ((site, stream,
+# seq) is unique); the times are rendered by the COPY's own expression ({at}).
+_PG_RANGES = (
+    "WITH r AS (SELECT stream, count(*) AS n, min(seq) AS lo, max(seq) AS hi, "
+    "min(recorded_at) AS t0, max(recorded_at) AS t1, count(recorded_at) AS timed "
+    "FROM consent_events {where} GROUP BY stream) "
+    "SELECT r.stream, r.n, r.lo, r.hi, f.prev_hash, f.hash, l.hash, {t0}, {t1}, "
+    "r.n = r.timed AND r.t0 >= CAST('1000-01-01' AS TIMESTAMP) "
+    "AND r.t1 < CAST('10000-01-01' AS TIMESTAMP) "
+    "FROM r JOIN consent_events f ON f.site_id = :site_id AND f.stream = r.stream "
+    "AND f.seq = r.lo JOIN consent_events l ON l.site_id = :site_id "
+    "AND l.stream = r.stream AND l.seq = r.hi ORDER BY r.stream")
+# When a stream holds a time outside the years 1000-9999 (or none): the range of the
+# rendered cells themselves, compared as Python compares them (code points).
+_PG_TEXT_TIMES = ("SELECT min(coalesce({at}, '') COLLATE \"C\"), "
+                  "max(coalesce({at}, '') COLLATE \"C\") FROM consent_events {where}")
+
+
+@dataclass
+class _SiteRanges:
+    """One site's rows as the aggregate counts them: per stream (in COPY order) its rows,
+    seqs, first prev_hash and last hash; the rendered time range."""
+
+    streams: list = field(default_factory=list)  # (stream, rows, lo, hi, prev, first, last)
+    first_at: str | None = None
+    last_at: str | None = None
+
+    @property
+    def rows(self) -> int:
+        """How many rows the COPY must print."""
+        return sum(s[1] for s in self.streams)
+
+
+def _pg_ranges(site, filters: ExportFilters) -> _SiteRanges:
+    """The manifest's per-stream and time ranges of one site's export rows, from the
+    database (in the caller's snapshot), not from folding every row in Python."""
+    from .extensions import db
+
+    query, params = _export_query("postgresql", site, filters)
+    body = query.text.split(" FROM consent_events ", 1)[1].rsplit(" ORDER BY ", 1)[0]
+    at = _split_select(query.text)[5]
+    # (the site key bound in the SELECT list is not used here)
+    binds = [b for key, b in query._bindparams.items() if f":{key}" in body]
+    params = {k: v for k, v in params.items() if f":{k}" in body}
+    rendered = [at.replace("recorded_at", f"r.{t}") for t in ("t0", "t1")]
+    out = _SiteRanges()
+    orderly = True
+    for stream, n, lo, hi, prev, first, last, t0, t1, ok in db.session.execute(
+            sa.text(_PG_RANGES.format(where=body, t0=rendered[0], t1=rendered[1]))
+            .bindparams(*binds), params):
+        out.streams.append((stream, n, lo, hi, prev, first, last))
+        orderly = orderly and bool(ok)
+        if orderly:  # within the years 1000-9999 the text keeps the times' order
+            out.first_at = t0 if out.first_at is None or t0 < out.first_at else out.first_at
+            out.last_at = t1 if out.last_at is None or t1 > out.last_at else out.last_at
+    if not orderly:
+        out.first_at, out.last_at = db.session.execute(
+            sa.text(_PG_TEXT_TIMES.format(at=at, where=body)).bindparams(*binds),
+            params).one()
+    return out
+
+
+def _copy_events(filters: ExportFilters, stats: ExportStats, ranges: dict,
+                 progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """PostgreSQL: the CSV event lines as `COPY ... TO STDOUT` prints them, in blocks of
+    BATCH rows, passed on as bytes. Python takes only each row's hash (the digest, first
+    and last hash); per-stream and time ranges come from RANGES (`_pg_ranges`, the same
+    snapshot), checked against the rows at every stream's first and last row."""
     from .extensions import db
 
     for site in _sites(filters):
+        site_ranges = ranges[site.key]
+        marks = _stream_marks(site_ranges)
         sql, params = _copy_query(site, filters)
         driver = db.session.connection().connection.driver_connection
+        start = 0
         with driver.cursor() as cursor, cursor.copy(sql, params) as copy:
             for rows in _copied_blocks(copy, driver.pgconn):
                 blob = b"".join(rows)
-                _fold_copied(stats, site.key, rows, blob)
-                yield blob.decode()
+                hashes, first, last = _copied_hashes(rows, blob)
+                _check_marks(marks, rows, start, site.key)
+                if stats.rows == 0:
+                    stats.first_hash = first
+                stats.rows += len(rows)
+                stats.last_hash = last
+                stats.digest.update(hashes)
+                start += len(rows)
+                yield blob
                 if progress:
                     progress(len(rows))
+        if start != site_ranges.rows or marks:
+            raise RuntimeError(f"site {site.key}: COPY printed {start} rows where the "
+                               f"export's snapshot counts {site_ranges.rows}")
+        for stream, n, lo, hi, prev, _first, last in site_ranges.streams:
+            stats.streams[f"{site.key}/{stream}"] = {
+                "first_seq": lo, "first_prev_hash": prev, "last_seq": hi,
+                "last_hash": last, "rows": n}
+        for at in (site_ranges.first_at, site_ranges.last_at):
+            if at is not None:
+                stats.first_at = at if stats.first_at is None or at < stats.first_at \
+                    else stats.first_at
+                stats.last_at = at if stats.last_at is None or at > stats.last_at \
+                    else stats.last_at
+
+
+def _stream_marks(site_ranges: _SiteRanges) -> list:
+    """(row position, expected cells) at each stream's first and last row: what
+    the COPY's rows must say there for the aggregate to describe them (positions
+    ascending; a stream of one row has both marks on it)."""
+    marks, position = [], 0
+    for stream, n, lo, hi, prev, first, last in site_ranges.streams:
+        marks.append((position, (str(stream), str(lo), prev, first)))
+        marks.append((position + n - 1, (str(stream), str(hi), None, last)))
+        position += n
+    marks.reverse()  # popped from the end
+    return marks
+
+
+def _check_marks(marks: list, rows: list, start: int, site_key: str) -> None:
+    """Compare the rows of a block at the marked positions with the aggregate (RuntimeError
+    when they differ: the export then ends without a manifest rather than with a wrong
+    one)."""
+    end = start + len(rows)
+    while marks and marks[-1][0] < end:
+        position, (stream, seq, prev, hash_) = marks.pop()
+        cells = _copied_cells([rows[position - start]])[0]
+        if (cells[2], cells[3], cells[16]) != (stream, seq, hash_) or \
+                (prev is not None and cells[15] != prev):
+            raise RuntimeError(
+                f"site {site_key}: row {position + 1} of the COPY is stream {cells[2]} seq "
+                f"{cells[3]}, where the export's snapshot has stream {stream} seq {seq}")
+
+
+def _copied_cells(rows: list) -> list[list[str]]:
+    """COPY's CSV rows (each ending in a newline) read back with the CSV reader."""
+    return list(csv.reader([bytes(r)[:-1].decode() for r in rows]))
+
+
+def _copied_hashes(rows: list, blob: bytes | None = None) -> tuple[bytes, str, str]:
+    """(every row's hash joined, first hash, last hash) of a block of COPY's CSV rows
+    (BLOB: the rows joined).
+
+    A row ending in a comma, 64 hex digits and its newline has them as its last cell (a
+    quoted cell would end in a quote), which is the hash: checked block-wise in C. A block
+    where any row ends otherwise (only a database edited by hand: a hash of another
+    length or with a comma) is read with the CSV reader instead."""
+    n = len(rows)
+    blob = b"".join(rows) if blob is None else blob
+    ends = list(accumulate(map(len, rows)))
+    if ends and ends[0] >= 66:
+        # the last 66 bytes of each row, sliced from the joined block in C (slices of
+        # psycopg's row buffers cost more)
+        tails = b"".join(map(blob.__getitem__, map(slice, map(sub, ends, repeat(66)), ends)))
+        joined = tails.translate(None, b",\n")
+        # (the length checks also keep the 66-byte steps aligned with the rows)
+        if len(joined) == 64 * n and tails[::66] == b"," * n and \
+                tails[65::66] == b"\n" * n and not joined.translate(None, b"0123456789abcdef"):
+            return joined, joined[:64].decode(), joined[-64:].decode()
+    hashes = [cells[16] for cells in _copied_cells(rows)]
+    return "".join(hashes).encode(), hashes[0], hashes[-1]
 
 
 def _copied_blocks(copy, pgconn) -> Iterator[list]:
@@ -387,42 +537,6 @@ def _copied_blocks(copy, pgconn) -> Iterator[list]:
             rows = []
     if rows:
         yield rows
-
-
-def _fold_copied(stats: ExportStats, site_key: str, rows: list, blob: bytes | None = None
-                 ) -> None:
-    """Fold a block of COPY's CSV rows (each ending in a newline; BLOB: them joined) into
-    STATS.
-
-    The fields the fold needs (stream, seq, recorded_at, prev_hash, hash) are taken by
-    position (a split of the first six cells, the last 129 bytes), checked block-wise in C
-    (no quote in the first six cells, digits, 64 hex digits and the commas around them):
-    then they are exactly the cells a CSV reader would give. A block that does not pass
-    (a quoted or odd cell there: only a database edited by hand) is read with the CSV
-    reader instead."""
-    blob = b"".join(rows) if blob is None else blob
-    n = len(rows)
-    if blob.count(b"\n") == n:  # no line break inside a cell: a line is a row
-        lines = blob.split(b"\n")[:n]
-    else:
-        lines = [bytes(r)[:-1] for r in rows]
-    parts = [line.split(b",", 6) for line in lines]
-    fast = min(map(len, parts)) == 7
-    if fast:
-        streams, seqs = [p[2] for p in parts], [p[3] for p in parts]
-        ats = [p[5] for p in parts]
-        prevs, hashes = [x[-129:-65] for x in lines], [x[-64:] for x in lines]
-        links = b"".join(hashes) + b"".join(prevs)
-        # (bytes.translate deletes in C: an order of magnitude faster than a regex here)
-        fast = (b'"' not in b"".join([b"".join(p[:6]) for p in parts])
-                and min(map(len, streams)) > 0 and min(map(len, seqs)) > 0
-                and not b"".join(streams + seqs).translate(None, b"0123456789")
-                and len(links) == 128 * n and not links.translate(None, b"0123456789abcdef")
-                and b"".join([x[-130:-64:65] for x in lines]) == b",," * n)
-    if not fast:
-        cells = list(csv.reader([x.decode() for x in lines]))
-        streams, seqs, ats, prevs, hashes = ([c[i] for c in cells] for i in (2, 3, 5, 15, 16))
-    _fold_columns(stats, site_key, streams, seqs, ats, prevs, hashes)
 
 
 def _fold(stats: ExportStats, site_key: str, batch: list) -> None:
@@ -637,20 +751,77 @@ def _plain_key(site_key: str) -> bool:
     return all(c.isalnum() or c in "-_." for c in site_key)
 
 
-def _log_section(cuts: dict, fmt: str, stats: ExportStats) -> Iterator[str]:
-    """The log entries of each site up to its cut, leaf hashes included."""
+def _log_section(cuts: dict, fmt: str, stats: ExportStats) -> Iterator[bytes]:
+    """The log entries of each site up to its cut, leaf hashes included (UTF-8 blocks)."""
     header = fmt == "csv"
     for site_key, (site_id, size, note) in cuts.items():
         digest = hashlib.sha256()
         for block in _log_lines(site_key, site_id, size, fmt):
             digest.update(block)
-            text = block.decode()
             if header:
-                text = LOG_HEADER + "\n" + text
+                block = (LOG_HEADER + "\n").encode() + block
                 header = False
-            yield text
+            yield block
         stats.logs[site_key] = {"checkpoint": note, "size": size,
                                 "rows_sha256": digest.hexdigest()}
+
+
+class _LogSpool:
+    """PostgreSQL: the CSV log section read by a thread on a connection of its own, in the
+    export's snapshot, while the event rows stream, into a temporary file (memory stays
+    flat); `blocks` passes it on after the events. The two COPYs then run side by side in
+    the database (the log's is a join as long as the events' query)."""
+
+    def __init__(self, cuts: dict):
+        import tempfile
+        import threading
+
+        from .extensions import db
+
+        self.cuts, self.digests, self.error = cuts, {}, None
+        self.file = tempfile.TemporaryFile()
+        snapshot = db.session.execute(sa.text("SELECT pg_export_snapshot()")).scalar()
+        self.raw = db.engine.raw_connection()
+        self.thread = threading.Thread(target=self._read, args=(snapshot,), daemon=True,
+                                       name="consent-export-log")
+        self.thread.start()
+
+    def _read(self, snapshot: str) -> None:
+        driver = self.raw.driver_connection
+        try:
+            driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            driver.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            for site_key, (site_id, size, _note) in self.cuts.items():
+                digest = hashlib.sha256()
+                with driver.cursor() as cursor, cursor.copy(
+                        _PG_LOG_COPY, (site_key, site_id, size)) as copy:
+                    for rows in _copied_blocks(copy, driver.pgconn):
+                        block = b"".join(rows)
+                        digest.update(block)
+                        self.file.write(block)
+                self.digests[site_key] = digest.hexdigest()
+            driver.rollback()
+        except BaseException as exc:  # raised again in the export (blocks)
+            self.error = exc
+        finally:
+            self.raw.close()
+
+    def blocks(self, stats: ExportStats) -> Iterator[bytes]:
+        """The log section (header first when it has a row), once the thread is done."""
+        try:
+            self.thread.join()
+            if self.error is not None:
+                raise self.error
+            for site_key, (_site_id, size, note) in self.cuts.items():
+                stats.logs[site_key] = {"checkpoint": note, "size": size,
+                                        "rows_sha256": self.digests[site_key]}
+            if self.file.tell():
+                self.file.seek(0)
+                yield (LOG_HEADER + "\n").encode()
+                while block := self.file.read(1 << 20):
+                    yield block
+        finally:
+            self.file.close()
 
 
 def build_manifest(filters: ExportFilters, stats: ExportStats, fmt: str) -> dict:
@@ -724,39 +895,55 @@ def _delivery_chunk(batch: list[dict], fmt: str, header: bool) -> str:
     return buf.getvalue()
 
 
-def iter_export(filters: ExportFilters, fmt: str = "csv",
-                progress: Callable[[int], None] | None = None) -> Iterator[str]:
-    """The export as text chunks, streamed from the database (memory stays flat)."""
+def _export_chunks(filters: ExportFilters, fmt: str,
+                   progress: Callable[[int], None] | None) -> Iterator[str | bytes]:
+    """The export as chunks of text or of UTF-8 bytes (COPY's blocks are passed on as they
+    arrive), streamed from the database (memory stays flat)."""
     from .extensions import db
 
     if fmt not in ("csv", "jsonl"):
         raise ValueError("format must be csv or jsonl")
     stats = ExportStats()
     cuts = _cut_logs(filters)
-    if fmt == "csv":
-        yield _csv_chunk([], header=True)
-    if fmt == "csv" and db.session.get_bind().dialect.name == "postgresql":
-        yield from _copy_events(filters, stats, progress)
-    else:
-        for site_key, batch in _iter_batches(filters, lines=(fmt == "csv")):
-            _fold(stats, site_key, batch)
-            if fmt == "csv":  # cells rendered by SQLite
-                yield "\n".join([",".join(r) for r in batch]) + "\n"
-            else:
-                yield _jsonl_chunk(batch)
-            if progress:
-                progress(len(batch))
-    # After the events, so the event rows stay one table (in CSV: one header, no gaps);
-    # the CSV section header is written only when there is a delivery row at all.
-    for batch in _iter_deliveries(filters):
-        yield _delivery_chunk(batch, fmt, header=stats.deliveries == 0)
-        stats.deliveries += len(batch)
-        stats.delivery_digest.update("".join([row["hash"] for row in batch]).encode())
-    if filters.with_log:
-        for chunk in _log_section(cuts, fmt, stats):
-            yield chunk
-    stats.cut = {key: note for key, (_, _, note) in cuts.items()}
-    signed = build_manifest(filters, stats, fmt)
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        _begin_snapshot()
+    spool = None
+    try:
+        ranges = ({site.key: _pg_ranges(site, filters) for site in _sites(filters)}
+                  if postgres and fmt == "csv" else None)
+        spool = (_LogSpool(cuts) if ranges is not None and filters.with_log
+                 and all(_plain_key(key) for key in cuts) else None)
+        if fmt == "csv":
+            yield _csv_chunk([], header=True)
+        if ranges is not None:
+            yield from _copy_events(filters, stats, ranges, progress)
+        else:
+            for site_key, batch in _iter_batches(filters, lines=(fmt == "csv")):
+                _fold(stats, site_key, batch)
+                if fmt == "csv":  # cells rendered by SQLite
+                    yield "\n".join([",".join(r) for r in batch]) + "\n"
+                else:
+                    yield _jsonl_chunk(batch)
+                if progress:
+                    progress(len(batch))
+        # After the events, so the event rows stay one table (in CSV: one header, no
+        # gaps); the CSV section header is written only when there is a delivery row.
+        for batch in _iter_deliveries(filters):
+            yield _delivery_chunk(batch, fmt, header=stats.deliveries == 0)
+            stats.deliveries += len(batch)
+            stats.delivery_digest.update("".join([row["hash"] for row in batch]).encode())
+        if spool is not None:
+            yield from spool.blocks(stats)
+        elif filters.with_log:
+            yield from _log_section(cuts, fmt, stats)
+        stats.cut = {key: note for key, (_, _, note) in cuts.items()}
+        signed = build_manifest(filters, stats, fmt)
+    finally:
+        if spool is not None:  # (an export stopped early: the thread's next write fails)
+            spool.file.close()
+        if postgres:
+            db.session.rollback()  # ends the export's snapshot (it only read)
     if fmt == "csv":
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow([MANIFEST_MARK, canonical(signed)])
@@ -765,11 +952,45 @@ def iter_export(filters: ExportFilters, fmt: str = "csv",
         yield canonical(signed) + "\n"
 
 
+def _begin_snapshot() -> None:
+    """PostgreSQL: begin the export's own REPEATABLE READ transaction, so that the ranges
+    aggregate, the COPY of the rows, the delivery log and the log section all read one
+    snapshot (under READ COMMITTED each statement would see the events committed by then;
+    the manifest's ranges would miss rows the COPY printed)."""
+    from .extensions import db
+
+    db.session.commit()  # (the log was integrated in transactions of its own)
+    db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def iter_export(filters: ExportFilters, fmt: str = "csv",
+                progress: Callable[[int], None] | None = None) -> Iterator[str]:
+    """The export as text chunks, streamed from the database (memory stays flat)."""
+    for chunk in _export_chunks(filters, fmt, progress):
+        yield chunk if isinstance(chunk, str) else chunk.decode()
+
+
+def iter_export_bytes(filters: ExportFilters, fmt: str = "csv",
+                      progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """The export as UTF-8 chunks (no decoding of what the database already printed)."""
+    for chunk in _export_chunks(filters, fmt, progress):
+        yield chunk if isinstance(chunk, bytes) else chunk.encode()
+
+
 def write_export(out, filters: ExportFilters, fmt: str = "csv",
                  progress: Callable[[int], None] | None = None) -> None:
-    """Write an export to the text file OUT."""
-    for chunk in iter_export(filters, fmt, progress):
-        out.write(chunk)
+    """Write an export to the text file OUT (as bytes to its buffer when it is UTF-8)."""
+    import codecs
+
+    raw = getattr(out, "buffer", None)
+    if raw is None or codecs.lookup(getattr(out, "encoding", None) or "ascii").name != "utf-8":
+        for chunk in iter_export(filters, fmt, progress):
+            out.write(chunk)
+        return
+    out.flush()  # what was written as text before goes first
+    for chunk in iter_export_bytes(filters, fmt, progress):
+        raw.write(chunk)
+    raw.flush()
 
 
 # ---------------------------------------------------------------- verify (offline)

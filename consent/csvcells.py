@@ -73,12 +73,17 @@ def read_row(text: str) -> list[str]:
     return [unescape_cell(cell) for cell in next(csv.reader([text]))]
 
 
-def pg_marked(expr: str) -> str:
+def pg_marked(expr: str, utf8: bool = False) -> str:
     """PostgreSQL expression of the text EXPR as escape_cell writes it, for COPY's CSV
     writer to quote (the rules of sql_cell; an empty text becomes NULL, which COPY prints
-    as an empty cell, as SafeWriter does, rather than as "")."""
-    # the first character tested first: a regular expression on every cell costs more
-    return (f"""NULLIF(CASE WHEN left({expr}, 1) IN ('-', '=', '+', '@', '\t', '\r', '''') """
+    as an empty cell, as SafeWriter does, rather than as ""). UTF8: the database's
+    encoding is UTF8 or SQL_ASCII, where ascii() reads any first character."""
+    # The first character tested first: a regular expression on every cell costs more.
+    # ascii() gives an integer (nothing allocated), cheaper than left() compared with
+    # texts; in other multibyte encodings it refuses a non-ASCII character.
+    first = (f"ascii({expr}) IN (9, 13, 39, 43, 45, 61, 64)" if utf8 else
+             f"""left({expr}, 1) IN ('-', '=', '+', '@', '\t', '\r', '''')""")
+    return (f"""NULLIF(CASE WHEN {first} """
             f"""AND ltrim({expr}, '''') ~ '^[-=+@\t\r]' THEN '''' || {expr} """
             f"""ELSE {expr} END, '')""")
 

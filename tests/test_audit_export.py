@@ -310,7 +310,7 @@ def test_values_with_commas_quotes_and_newlines_round_trip(tmp_path, site):
 
 
 @pytest.mark.parametrize("value", ["=1+1", "'=x", "''@y", 'v,"1"', "a\rb", "-x,y", "\t@z",
-                                   "it's", "plain", "'", "x\ny"])
+                                   "it's", "plain", "'", "x\ny", "✓=x", "é"])
 def test_cells_rendered_by_the_database_match_the_python_writer(tmp_path, app, site, value):
     """The export lets the database render CSV cells (SQLite in its SQL, PostgreSQL with
     COPY): every event line is what the Python CSV writer makes of the same values."""
@@ -463,39 +463,179 @@ def test_a_changed_byte_in_a_quoted_or_marked_cell_is_caught(tmp_path, site):
     assert verify_export_file(str(path)).ok
 
 
-def test_fold_of_copied_lines_takes_no_field_from_the_wrong_cell():
-    """The COPY fold reads stream, seq, time and hashes by position; lines where a quoted
-    cell would shift those positions (an id with commas, digits and a time in it; a quoted
-    hash) are read with the CSV reader instead, so the manifest matches the rows."""
+def test_hashes_of_copied_rows_are_the_last_cells_a_csv_reader_gives():
+    """The PostgreSQL export takes each row's hash from the end of COPY's line, checked
+    block-wise; rows whose last cell is not a plain 64-digit hash (a quoted hash with a
+    comma where the hash's own comma would be, a longer or shorter one: only a database
+    edited by hand) send their block to the CSV reader, so the digest matches the rows."""
     import csv as _csv
     import io
 
-    from consent.audit import ExportStats, _fold, _fold_copied
+    from consent.audit import _copied_hashes
 
     h = [f"{i:064x}" for i in range(6)]
     good = [f"{'a' * 32},shop,1,{i},{'b' * 32},2026-01-0{i}T00:00:00.000000Z,custom,api,"
             f'"{{""a"":1}}",,v1,en,,,,{h[i - 1]},{h[i]}\n' for i in (1, 2)]
     tricky = [
-        # an event id that split on commas gives stream 7, seq 9 and an earlier time
-        f'"x,y,7,9,s,2020-01-01T00:00:00.000000Z",shop,2,3,{"b" * 32},'
-        f"2026-02-01T00:00:00.000000Z,custom,api,,,,,,,,{h[2]},{h[3]}\n",
-        # a hash cell quoted, with a comma where the hash's own comma would be: the last
-        # 129 bytes look like two cells but are one
+        # the last 65 bytes look like a comma and a hash, but are inside one quoted cell
         f"{'c' * 32},shop,2,4,{'b' * 32},2026-02-02T00:00:00.000000Z,custom,api,,,,,,,,"
         f'{h[3]},"{h[4][:63]},{h[4][1:]}"\n',
-        # a hash of 130 hex digits: the last 129 bytes are all in that one cell
+        # a hash of 130 hex digits: its last 64 are not the cell
         f"{'d' * 32},shop,2,5,{'b' * 32},2026-02-03T00:00:00.000000Z,custom,api,,,,,,,,"
-        f"{h[5]},{h[5] * 2}ab\n"]
-    # each odd line alone in its block (one such line sends its whole block to the reader)
-    for rows in (good, *(good + [line] for line in tricky), tricky):
-        stats, reference = ExportStats(), ExportStats()
-        _fold_copied(stats, "shop", [r.encode() for r in rows])
-        parsed = list(_csv.reader(io.StringIO("".join(rows))))
-        _fold(reference, "shop", parsed)
-        assert (stats.rows, stats.first_hash, stats.last_hash, stats.first_at,
-                stats.last_at, stats.streams, stats.digest.hexdigest()) == \
-            (reference.rows, reference.first_hash, reference.last_hash, reference.first_at,
-             reference.last_at, reference.streams, reference.digest.hexdigest())
-        assert "shop/7" not in stats.streams
-    assert stats.streams["shop/2"] == {"first_seq": 3, "first_prev_hash": h[2], "last_seq": 5,
-                                       "last_hash": h[5] * 2 + "ab", "rows": 3}
+        f"{h[5]},{h[5] * 2}ab\n",
+        # a short hash: the 66 bytes before the line end start inside the previous cell
+        f"{'e' * 32},shop,2,6,{'b' * 32},2026-02-04T00:00:00.000000Z,custom,api,,,,,,,,"
+        f"{h[5]},{h[5][:40]}\n",
+        # a row shorter than 66 bytes
+        "x,s,1,1,y,,,,,,,,,,,,abc\n"]
+    for rows in (good, *(good + [line] for line in tricky), tricky, tricky[-1:] + good):
+        joined, first, last = _copied_hashes([r.encode() for r in rows])
+        expected = [cells[16] for cells in _csv.reader(io.StringIO("".join(rows)))]
+        assert (joined, first, last) == ("".join(expected).encode(), expected[0],
+                                         expected[-1])
+    assert _copied_hashes([good[0].encode()])[0] == h[1].encode()
+
+
+def _insert_events(database_url: str, rows: list[dict]) -> None:
+    """Insert event rows through a connection of its own (committed at once), as another
+    writer, or somebody holding the database, would."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    at = ("CAST(:recorded_at AS TIMESTAMP)" if engine.dialect.name == "postgresql"
+          else ":recorded_at")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO consent_events (event_id, site_id, stream, seq, subject, "
+                "recorded_at, action, source, categories, channels, policy_version, locale, "
+                "meta, details_digest, idempotency_key, prev_hash, hash) VALUES (:event_id, "
+                f":site_id, :stream, :seq, :subject, {at}, :action, :source, NULL, NULL, "
+                ":policy_version, :locale, NULL, NULL, NULL, :prev_hash, :hash)"), rows)
+    finally:
+        engine.dispose()
+
+
+def _file_fold(path: Path, site_key: str):
+    """The manifest's summary as the file's event rows say it (CSV reader, Python fold)."""
+    import csv as _csv
+
+    from consent.audit import ExportStats, _fold
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(_csv.reader(fh))
+    assert rows[0] == list(COLUMNS) and rows[-1][0] == "#manifest"
+    stats = ExportStats()
+    _fold(stats, site_key, rows[1:-1])
+    return {"row_count": stats.rows, "first_hash": stats.first_hash,
+            "last_hash": stats.last_hash, "rows_sha256": stats.digest.hexdigest(),
+            "time_range": {"first_recorded_at": stats.first_at,
+                           "last_recorded_at": stats.last_at},
+            "streams": stats.streams}
+
+
+def test_manifest_ranges_are_what_the_rows_say_even_for_odd_stored_values(
+        tmp_path, site, database_url):
+    """The PostgreSQL export takes per-stream and time ranges from an aggregate, not from
+    the rows; with hand-inserted events the aggregate could get wrong (times outside the
+    years 1000-9999 and infinity, whose rendered text does not sort as the times do; gaps
+    in seq; a stream of one row; an empty prev_hash and a quoted hash with a comma), the
+    manifest still says exactly what a CSV reader folding the file's rows says."""
+    write_golden_ledger(site["key"])
+    pg = database_url.startswith("postgresql")
+    site_id = db.session.execute(db.select(Site.id).where(Site.key == site["key"])
+                                 ).scalar_one()
+    odd = [(5, 1, "12000-01-01 00:00:00"), (5, 2, "2026-03-01 11:00:00"),
+           (6, 3, "0500-06-01 00:00:00 BC" if pg else "0500-06-01 00:00:00"),
+           (6, 7, "infinity" if pg else "9999-12-31 23:59:59"),
+           (7, 1, "2026-03-02 00:00:00")]
+    odd_hash = 'ab,"c' if pg else "ABC"
+    _insert_events(database_url, [
+        {"event_id": f"{0xe0 + i:032x}", "site_id": site_id, "stream": stream, "seq": seq,
+         "subject": "f" * 32, "recorded_at": at if pg else at + ".000000",
+         "action": "custom", "source": "api", "policy_version": "2026-01", "locale": "en",
+         "prev_hash": "" if stream == 7 else f"{i:064x}",
+         # (SQLite writes hash cells unquoted: there a short one without a comma)
+         "hash": odd_hash if stream == 7 else f"{i + 100:064x}"}
+        for i, (stream, seq, at) in enumerate(odd)])
+    path = export(tmp_path, site_key=site["key"], deliveries=False, log=False)
+    signed = json.loads(next(__import__("csv").reader(
+        [path.read_text(encoding="utf-8").rstrip("\n").rpartition("\n")[2]]))[1])
+    manifest = signed["manifest"]
+    expected = _file_fold(path, site["key"])
+    assert {k: manifest[k] for k in expected} == expected
+    assert expected["row_count"] == 35 and expected["streams"][f"{site['key']}/6"] == {
+        "first_seq": 3, "first_prev_hash": f"{2:064x}", "last_seq": 7,
+        "last_hash": f"{103:064x}", "rows": 2}
+    assert expected["streams"][f"{site['key']}/7"]["last_hash"] == odd_hash
+
+
+def test_rows_committed_during_an_export_do_not_split_it(tmp_path, site, database_url):
+    """An event committed by another writer while an export runs (after the PostgreSQL
+    export read its ranges, before its COPY) is in neither or both: the export reads one
+    snapshot, so its manifest describes the rows it wrote and it verifies."""
+    from consent.audit import iter_export
+    from consent.database import iso
+    from consent.ledger import LedgerHead, chain_hash, hashed_fields
+
+    count = write_golden_ledger(site["key"])
+    site_id = db.session.execute(db.select(Site.id).where(Site.key == site["key"])
+                                 ).scalar_one()
+    seq, prev = db.session.execute(db.select(LedgerHead.seq, LedgerHead.hash).where(
+        LedgerHead.site_id == site_id, LedgerHead.stream == 1)).one()
+    from datetime import datetime, timezone
+
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    event = dict(event_id="e" * 32, stream=1, seq=seq + 1, subject="d" * 32,
+                 action="custom", source="api", categories=None, channels=None,
+                 policy_version="2026-01", locale="en", meta=None, details_digest=None,
+                 idempotency_key=None)
+    value = chain_hash(prev, hashed_fields(site_key=site["key"], recorded_at=iso(at),
+                                           **event))
+    chunks = iter_export(ExportFilters(site_key=site["key"], deliveries=False, log=False))
+    text = next(chunks)  # the header: on PostgreSQL the snapshot and ranges are taken
+    _insert_events(database_url, [{
+        **{k: event[k] for k in ("event_id", "stream", "seq", "subject", "action", "source",
+                                 "policy_version", "locale")},
+        "site_id": site_id, "recorded_at": at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "prev_hash": prev, "hash": value}])
+    text += "".join(chunks)
+    path = tmp_path / "export.csv"
+    path.write_text(text, encoding="utf-8")
+    report = verify_export_file(str(path), public_key_text())
+    assert report.ok, report.problems
+    assert report.rows in (count, count + 1)
+    assert report.manifest["streams"][f"{site['key']}/1"]["last_seq"] == \
+        seq + report.rows - count
+
+
+def test_copied_rows_that_disagree_with_the_aggregate_stop_the_export():
+    """Each stream's first and last row as COPY printed them are compared with the
+    aggregate's stream, seq, prev_hash and hash; any difference is an error (the export
+    then ends without a manifest rather than with a wrong one)."""
+    from consent.audit import _check_marks, _SiteRanges, _stream_marks
+
+    h = [f"{i:064x}" for i in range(8)]
+
+    def row(stream, seq, prev, value):
+        return (f"{'a' * 32},shop,{stream},{seq},{'b' * 32},2026-01-01T00:00:00.000000Z,"
+                f"custom,api,,,,,,,,{prev},{value}\n").encode()
+
+    rows = [row(0, 1, h[0], h[1]), row(0, 2, h[1], h[2]), row(3, 5, h[4], h[5])]
+    right = [(0, 2, 1, 2, h[0], h[1], h[2]), (3, 1, 5, 5, h[4], h[5], h[5])]
+    for blocks in ([rows], [rows[:1], rows[1:]], [rows[:2], rows[2:]]):
+        marks, start = _stream_marks(_SiteRanges(streams=right)), 0
+        for block in blocks:
+            _check_marks(marks, block, start, "shop")
+            start += len(block)
+        assert not marks
+    wrong = [
+        [(0, 1, 1, 1, h[0], h[1], h[1]), (3, 2, 2, 5, h[4], h[5], h[5])],  # counts
+        [(0, 2, 1, 2, h[0], h[1], h[3]), (3, 1, 5, 5, h[4], h[5], h[5])],  # last hash
+        [(0, 2, 1, 2, h[7], h[1], h[2]), (3, 1, 5, 5, h[4], h[5], h[5])],  # first prev
+        [(0, 2, 1, 2, h[0], h[1], h[2]), (4, 1, 5, 5, h[4], h[5], h[5])],  # stream
+        [(0, 2, 1, 3, h[0], h[1], h[2]), (3, 1, 5, 5, h[4], h[5], h[5])],  # last seq
+    ]
+    for streams in wrong:
+        with pytest.raises(RuntimeError, match="snapshot"):
+            _check_marks(_stream_marks(_SiteRanges(streams=streams)), rows, 0, "shop")

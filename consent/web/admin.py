@@ -12,7 +12,7 @@ from marshmallow import validate
 
 from .. import admin_auth as auth
 from ..admin_auth import admin_required, current_principal, public_admin
-from ..audit import (ExportFilters, iter_export, key_id, parse_when, public_key_pem,
+from ..audit import (ExportFilters, iter_export_bytes, key_id, parse_when, public_key_pem,
                      public_key_raw, public_key_text)
 from ..csrf import protect
 from ..dashboard import charts, dashboard_data, search_events
@@ -265,8 +265,7 @@ def export_response(filters: ExportFilters, fmt: str) -> Response:
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     stamp = (filters.until or filters.since or None)
     name = f"consent-{filters.site_key}{'-' + stamp.date().isoformat() if stamp else ''}.{fmt}"
-    body = stream_with_context(
-        chunk.encode("utf-8") for chunk in iter_export(filters, fmt))
+    body = stream_with_context(iter_export_bytes(filters, fmt))
     return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="{name}"',
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
