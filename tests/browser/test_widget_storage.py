@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.waits import wait_recorded
+from tests.support.widget import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -41,6 +42,12 @@ def test_withdrawal_deletes_the_categorys_declared_storage_keys(make_env, page):
     page.evaluate("Consent.set({location: false})")
     withdrawal = wait_recorded(env, 2)[1]
     assert withdrawal.categories["location"] is False
+    # The deletion runs once the second part and the category's declarations (the
+    # details) are loaded, independently of the recording: the server may have the event
+    # first. Wait (failing after 15 s) until the declared keys are gone,
+    # then check that exactly those went.
+    wait_until(page, "['finder_last', 'loc_a', 'loc_b'].every(k => localStorage.getItem(k) === null)"
+                     " && ['geo_x', 'geo_y'].every(k => sessionStorage.getItem(k) === null)")
     keys = page.evaluate(KEYS)
     # local: finder_last (name) and ^loc_ (pattern) go; the pattern ^consent spares the
     # widget's own keys; geo_x stays (^geo_ is declared for sessionStorage only)
