@@ -428,8 +428,10 @@ def _raw_setup():
 
 
 def _raw_once(engine, queue, conn, fn, args, kwargs):
-    """FN(*ARGS, **KWARGS) in one write transaction on CONN (the hot path: plain calls,
-    no generator-based context managers; raw_transaction is the same as a `with`)."""
+    """FN(*ARGS, **KWARGS) in one write transaction on CONN, without the ORM session (the
+    hot path: plain calls, no generator-based context managers). Everything FN does must
+    use consent.rawsql (ledger listeners do), which finds the connection through
+    `current_raw`."""
     dialect = engine.dialect
     dbapi_conn = conn.dbapi_connection
     try:
@@ -457,42 +459,6 @@ def _raw_once(engine, queue, conn, fn, args, kwargs):
     except dialect.loaded_dbapi.Error as exc:
         # commit/BEGIN failures come straight from the driver
         raise sa.exc.DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error) from exc
-
-
-@contextmanager
-def raw_transaction() -> Iterator[None]:
-    """A write transaction on this thread's DBAPI connection, without the ORM session.
-
-    For the hot consent-write path only: everything inside must use consent.rawsql
-    (ledger listeners do), which finds the connection through `current_raw`.
-    """
-    engine, queue, conn = _raw_setup()
-    dialect = engine.dialect
-    dbapi_conn = conn.dbapi_connection
-    try:
-        with (queue.hold() if queue is not None else _nullcontext()):
-            try:
-                if dialect.name == "sqlite":
-                    dbapi_conn.execute("BEGIN IMMEDIATE")
-                current_raw.set((dbapi_conn, dialect))
-                yield
-                dbapi_conn.commit()
-            except BaseException:
-                try:
-                    dbapi_conn.rollback()
-                except Exception:  # noqa: BLE001 - the connection may be gone
-                    _drop_hot_connection(conn)
-                raise
-            finally:
-                current_raw.set(None)
-    except dialect.loaded_dbapi.Error as exc:
-        # commit/BEGIN failures come straight from the driver
-        raise sa.exc.DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error) from exc
-
-
-@contextmanager
-def _nullcontext():
-    yield
 
 
 def run_raw_write(fn, *args, attempts: int = 3, **kwargs):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from consent.database import raw_transaction
+from consent.database import run_raw_write
 from consent.extensions import db
 from consent.ledger import append_event, merkle, on_append
 from consent.ledger.chain import _listeners
@@ -169,11 +169,13 @@ def test_an_event_committing_after_a_higher_id_was_integrated_is_not_lost(app, c
     def slow_writer():
         with app.app_context():
             try:
-                with raw_transaction():
+                def write():
                     subject = subject_for_write(shop.id, "slow-writer-000001",
                                                 KEYS["slow-writer-000001"]).ref
                     append_event(shop, subject, action="accept_all", source="api",
                                  categories={"analytics": True}, meta={"hold": True})
+
+                run_raw_write(write, attempts=1)
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 

@@ -175,7 +175,7 @@ def on_append(fn: Callable[[AppendedEvent], None]) -> Callable[[AppendedEvent], 
     """Register FN to run inside the appending transaction (e.g. to write an outbox row).
 
     Listeners must read and write through consent.rawsql: the hot consent write runs on
-    a raw connection (consent.database.raw_transaction), not on db.session.
+    a raw connection (consent.database.run_raw_write), not on db.session.
     """
     if fn not in _listeners:
         _listeners.append(fn)
