@@ -70,7 +70,9 @@
   function valid() {
     if (!state || !state.t) return !!state;
     const m = cfg && cfg.policy.reconsentAfter && Date.parse(cfg.policy.reconsentAfter) / 1e3;
-    return state.e > now() && !(m && state.t < m && m <= Date.now() / 1e3);  // not a second late
+    // m is the version's time rounded up to a whole second (consent/widget_config.py): it
+    // counts from the second it falls in, so a version published now applies at once.
+    return state.e > now() && !(m && state.t < m && m <= now() + 1);
   }
   // Rules by region (consent/regions.py, docs/regions.md). Code between the region marks is
   // only in consent-optout.js, the build the server sends to opt-out and notice-only regions

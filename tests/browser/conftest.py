@@ -9,9 +9,11 @@ names them for the tests here).
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from consent.database import run_write
+from consent.database import run_write, utcnow
 from consent.sites import create_site
 from tests.support.browser import (CHROMIUM_ARGS, NONCE, Console, SiteHandler, Traffic,
                                    new_context, strict_csp)
@@ -44,7 +46,11 @@ def make_env(app, database_url, tmp_path):
             s = create_site(SITE_KEY, "Test shop", allowed_origins=allowed, categories=specs,
                             settings=settings or {})
             if policy:
-                publish_policy(s.id, "2026-01", text="Policy v1", material=True)
+                # in effect a minute before any visit, as a live site's policy is: choice
+                # times are whole seconds, and a choice made in the second a material
+                # version took effect counts as made before it (asked again, by design)
+                publish_policy(s.id, "2026-01", text="Policy v1", material=True,
+                               effective_at=utcnow() - timedelta(minutes=1))
 
         run_write(write)
         log = tmp_path / "access.log"

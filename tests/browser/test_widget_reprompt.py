@@ -51,6 +51,32 @@ def test_material_policy_version_prompts_again_and_old_consent_stops_counting(en
     assert wait_recorded(env, 2)[1].policy_version == "2026-02"
 
 
+def test_a_material_version_counts_within_the_second_it_takes_effect(env, page):
+    """The config carries the version's time rounded up to a whole second; a page loaded
+    in that same second, after the version took effect, already asks again (CI once
+    loaded the next session within that second and the old choice still counted)."""
+    accept_all(env, page)
+    sid = site_id()
+    effective = utcnow().replace(microsecond=0) + timedelta(seconds=1, microseconds=250_000)
+    run_write(lambda: publish_policy(sid, "2026-02", text="Policy v2", material=True,
+                                     effective_at=effective))
+    while utcnow() < effective:  # in effect on the server: the config carries it
+        page.wait_for_timeout(50)
+    invalidate_site_cache()
+    # the page's clock: 0.1 s after the version's time, 0.65 s before the rounded value
+    page.clock.set_fixed_time(effective + timedelta(microseconds=100_000))
+    page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('consent:cfg:'))"
+                  ".forEach(k => localStorage.removeItem(k))")  # fetch the config now
+    page.context.new_cdp_session(page).send("Network.clearBrowserCache")
+    page.goto(env.url())
+    banner(page).wait_for()
+    assert page.evaluate("Consent.get()") is None
+    assert page.evaluate("Date.now()") == int(
+        (effective + timedelta(microseconds=100_000)).timestamp() * 1000)
+    settle(page)
+    assert ran(page) == []
+
+
 def test_minor_policy_version_does_not_prompt(env, page):
     accept_all(env, page)
     sid = site_id()
