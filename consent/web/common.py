@@ -103,17 +103,21 @@ def vary_by_region(response, site_settings: dict) -> None:
 def request_context(req=None) -> RequestContext:
     """Caller context for the ledger: IP, user agent, GPC header (REQ: as above)."""
     req = req or request._get_current_object()
-    headers = req.headers
-    return RequestContext(ip=req.remote_addr, user_agent=headers.get("User-Agent"),
-                          gpc_header=headers.get("Sec-GPC", "").strip() == "1")
+    # (the environ itself: werkzeug's header look-up raises and catches a KeyError for
+    # every header the request lacks, and the consent write asks for several)
+    environ = req.environ
+    return RequestContext(ip=req.remote_addr, user_agent=environ.get("HTTP_USER_AGENT"),
+                          gpc_header=environ.get("HTTP_SEC_GPC", "").strip() == "1")
 
 
 def apply_site_cors(response, site_key: str | None, *, methods: str = "GET, POST, OPTIONS",
                     req=None):
     """Allow the site's configured origins (and only them) to read the response."""
     req = req or request._get_current_object()
-    origin = req.headers.get("Origin")
-    if "Vary" in response.headers:
+    origin = req.environ.get("HTTP_ORIGIN")  # (as request_context: no KeyError)
+    # (getlist, not `"Vary" in headers`: that raises and catches a BadRequestKeyError
+    # whenever the header is absent, as it is on the consent write's answer)
+    if response.headers.getlist("Vary"):
         response.vary.add("Origin")
     else:
         response.headers["Vary"] = "Origin"  # (response.vary parses and rebuilds the header)
