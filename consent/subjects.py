@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import rawsql
 from .database import UTCDateTime, utcnow
 from .errors import Forbidden, Invalid
 from .extensions import db
@@ -296,8 +297,6 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None,
     other case raises VisitorKeyRefused, the same whether the id exists or not.
     PREPARED: prepare_subject's row for the same arguments, made before the transaction.
     """
-    from . import rawsql
-
     if prepared is None:
         prepared = prepare_subject(site_id, public_id, key)
     if public_id:
@@ -329,8 +328,6 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None,
 
 
 def _new_subject(site_id: int, public_id: str, key: str) -> dict:
-    from . import rawsql
-
     return {"site_id": site_id, "public_id": public_id, "pseudonym": secrets.token_hex(16),
             "secret": secrets.token_hex(32), "key_hash": device_key_hash(key),
             "is_minor": False, "created_at": rawsql.to_db_time(utcnow())}
