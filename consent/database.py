@@ -54,26 +54,31 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc)
 
 
-# The last datetime `iso` formatted and its text. A consent write formats its one
-# recorded_at several times (hash, projection, view, answer); datetimes are immutable and
-# the tuple holds the object, so `is` on it can only match that same value.
+# The last two datetimes `iso` formatted and their texts. A consent write formats its
+# one recorded_at several times (hash, projection, view, answer), with the view's
+# expiresAt in between; datetimes are immutable and the tuples hold the objects, so `is`
+# on them can only match those same values.
 _last_iso: tuple = (None, None)
+_prev_iso: tuple = (None, None)
 
 
 def iso(dt: datetime | None) -> str | None:
     """ISO-8601 with microseconds and a Z, the one form used in hashes and JSON."""
-    global _last_iso
+    global _last_iso, _prev_iso
     if dt is None:
         return None
     last = _last_iso
     if last[0] is dt:
         return last[1]
+    prev = _prev_iso
+    if prev[0] is dt:
+        return prev[1]
     given = dt
     if dt.tzinfo is not timezone.utc:
         dt = dt.astimezone(timezone.utc)
     # isoformat is twice as fast as strftime and gives the same text (from year 1000 on)
     text = dt.isoformat(timespec="microseconds")[:26] + "Z"
-    _last_iso = (given, text)
+    _prev_iso, _last_iso = last, (given, text)
     return text
 
 

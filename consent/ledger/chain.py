@@ -347,12 +347,16 @@ _UPSERT_STATE = (
     ", ".join(f"{c} = excluded.{c}" for c in STATE_COLUMNS))
 
 
-def _state_params(site_id: int, pseudonym: str, state: dict) -> dict:
-    """A state as the parameters of _UPSERT_STATE."""
+def _state_params(site_id: int, pseudonym: str, state: dict,
+                  categories_json: str | None = None) -> dict:
+    """A state as the parameters of _UPSERT_STATE (CATEGORIES_JSON: the state's
+    categories already encoded, when the caller has them)."""
     params = {"site_id": site_id, "subject": pseudonym}
     for key in STATE_COLUMNS:
         value = state.get(key)
-        if key in _JSON_STATE:
+        if key == "categories" and categories_json is not None:
+            value = categories_json
+        elif key in _JSON_STATE:
             value = rawsql.to_db_json(value or {})
         elif key in _TIME_STATE:
             value = rawsql.to_db_time(value)
@@ -360,12 +364,13 @@ def _state_params(site_id: int, pseudonym: str, state: dict) -> dict:
     return params
 
 
-def _write_state(site_id: int, pseudonym: str, state: dict | None) -> None:
+def _write_state(site_id: int, pseudonym: str, state: dict | None,
+                 categories_json: str | None = None) -> None:
     if state is None:
         rawsql.run("DELETE FROM consent_states WHERE site_id = :site_id "
                        "AND subject = :subject", {"site_id": site_id, "subject": pseudonym})
         return
-    rawsql.run(_UPSERT_STATE, _state_params(site_id, pseudonym, state))
+    rawsql.run(_UPSERT_STATE, _state_params(site_id, pseudonym, state, categories_json))
 
 
 # ---------------------------------------------------------------- append
@@ -511,10 +516,11 @@ def append_event(site, subject, *, action: str, source: str,
         policy_version=policy_version, locale=locale, meta=meta,
         details_digest=digest, idempotency_key=idempotency_key)
     new_hash = chain_hash(prev_hash, fields)
+    categories_json = rawsql.to_db_json(categories)
     params = {
         "event_id": event_id, "site_id": site.id, "stream": stream, "seq": seq,
         "subject": subject.pseudonym, "recorded_at": rawsql.to_db_time(recorded_at),
-        "action": action, "source": source, "categories": rawsql.to_db_json(categories),
+        "action": action, "source": source, "categories": categories_json,
         "channels": rawsql.to_db_json(channels), "policy_version": policy_version,
         "locale": locale, "meta": rawsql.to_db_json(meta), "details_digest": digest,
         "idempotency_key": idempotency_key, "prev_hash": prev_hash, "hash": new_hash}
@@ -523,13 +529,17 @@ def append_event(site, subject, *, action: str, source: str,
           "recorded_at": recorded_at, "categories": categories, "channels": channels,
           "policy_version": policy_version, "locale": locale, "meta": meta}
     state = apply_event(previous, ev)
+    # A first event's projection holds the event's own categories, copied in the same
+    # order (apply_event): the same JSON text, encoded once.
+    state_categories = categories_json if previous is None and categories \
+        and action not in ("erase", "carry_forward") else None
     head = {"seq": seq, "hash": new_hash, "site_id": site.id, "stream": stream}
     if state is not None and rawsql.dialect() == "postgresql":
         # One statement, one round trip to the server instead of four (same rows).
         params.update(head, with_details=digest is not None,
                       **(details.as_dict() if digest is not None else _NO_DETAILS),
-                      **{f"s_{k}": v for k, v in _state_params(site.id, subject.pseudonym,
-                                                                state).items()})
+                      **{f"s_{k}": v for k, v in _state_params(
+                          site.id, subject.pseudonym, state, state_categories).items()})
         sql = _APPEND_PG_ONCE if idempotency_key else _APPEND_PG
         if rawsql.one(sql, params) is None:
             return _replayed(site, subject, idempotency_key)
@@ -544,7 +554,7 @@ def append_event(site, subject, *, action: str, source: str,
         if digest is not None:
             rawsql.run(_INSERT_DETAILS, {"event_id": event_id, **details.as_dict()})
         rawsql.run(_UPDATE_HEAD, head)
-        _write_state(site.id, subject.pseudonym, state)
+        _write_state(site.id, subject.pseudonym, state, state_categories)
     appended = AppendedEvent(
         event_id=event_id, site_id=site.id, site_key=site.key, subject=subject.pseudonym,
         subject_id=subject.id, action=action, source=source, recorded_at=recorded_at,
