@@ -261,10 +261,95 @@ def test_time_texts_remembered_per_object_stay_exact():
 
     base = datetime(2026, 12, 2, 1, 2, 3, 456789, tzinfo=timezone.utc)
     plus_two = timezone(timedelta(hours=2))
+    later = base + timedelta(days=365)
     cases = [base, base, base + timedelta(microseconds=1), base,
-             base.astimezone(plus_two), base.replace(microsecond=0), base.replace(year=1999)]
+             base.astimezone(plus_two), base.replace(microsecond=0), base.replace(year=1999),
+             # (iso keeps two: a write's recorded_at, its view's expiresAt, recorded_at)
+             base, later, base, later, base + timedelta(days=1), later, base]
     for value in cases * 2:
         utc = value.astimezone(timezone.utc)
         assert iso(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert to_db_time(value) == utc.strftime("%Y-%m-%d %H:%M:%S.%f")
     assert iso(None) is None and to_db_time(None) is None
+
+
+# ---------------------------------------------------------------- writepath3
+
+
+def test_keyed_sha256_is_hmac_sha256_for_every_key_length():
+    """consent.keyedhash gives hmac.digest's bytes: short, block-sized and long keys."""
+    import hmac
+    import secrets
+
+    from consent.keyedhash import KeyedSha256, hmac_sha256
+
+    for size in (0, 1, 31, 32, 63, 64, 65, 100, 200):
+        key = secrets.token_bytes(size)
+        mac = KeyedSha256(key)
+        for msg in (b"", b"read:" + secrets.token_hex(16).encode(), secrets.token_bytes(300)):
+            expected = hmac.digest(key, msg, "sha256")
+            assert hmac_sha256(key, msg) == expected
+            assert mac.digest(msg) == expected
+            assert mac.digest(msg) == expected  # (the cached key blocks are not consumed)
+
+
+def test_a_first_event_stores_its_categories_text_and_the_macs_match_their_definition(
+        client, site):
+    """A new visitor's projection reuses the event's categories JSON: the stored texts are
+    the event's and what the projection rebuilt from the ledger encodes to; a returning
+    visitor's projection is encoded from its own state. The details digest and the read
+    token are the HMACs docs/audit.md and consent.subjects define."""
+    import base64
+    import hashlib
+    import hmac
+
+    from consent import rawsql
+    from consent.ledger import compute_states
+    from consent.ledger.chain import canonical
+    from consent.subjects import hmac_key
+
+    body = {"action": "custom", "categories": {"advertising": True, "analytics": False,
+                                               "functional": True},
+            "page_url": "https://shop.example/p?q=1"}
+    first = client.post(f"/api/v1/sites/{site['key']}/decisions", json=body,
+                        headers={"User-Agent": "UA/1.0"})
+    assert first.status_code == 201, first.get_json()
+    answer = first.get_json()
+    subject_row = db.session.execute(db.text(
+        "SELECT pseudonym, secret FROM subjects WHERE public_id = :p"),
+        {"p": answer["subject"]}).one()
+    pseudonym, secret = subject_row
+
+    def texts():
+        event = db.session.execute(db.text(
+            "SELECT categories FROM consent_events WHERE subject = :s ORDER BY seq DESC"),
+            {"s": pseudonym}).first()[0]
+        state = db.session.execute(db.text(
+            "SELECT categories FROM consent_states WHERE subject = :s"),
+            {"s": pseudonym}).scalar()
+        rebuilt = [v for (site_id, subject), v in compute_states().items()
+                   if subject == pseudonym][0]
+        return event, state, rawsql.to_db_json(rebuilt["categories"])
+
+    event_text, state_text, rebuilt_text = texts()
+    assert state_text == event_text == rebuilt_text
+    assert '"advertising":true' in state_text and '"analytics":false' in state_text
+    # a returning visitor: the projection merges, encoded from the state itself
+    again = client.post(f"/api/v1/sites/{site['key']}/decisions",
+                        json={"action": "reject_all", "subject": answer["subject"],
+                              "key": answer["key"]})
+    assert again.status_code == 201
+    event_text, state_text, rebuilt_text = texts()
+    assert state_text == rebuilt_text and '"advertising":false' in state_text
+
+    mac = hmac.digest(hmac_key(), b"read:" + pseudonym.encode(), "sha256")
+    assert answer["read_token"] == base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode()
+    details = db.session.execute(db.text(
+        "SELECT d.ip_prefix, d.user_agent, d.page_url, e.details_digest FROM event_details d "
+        "JOIN consent_events e ON e.event_id = d.event_id WHERE e.event_id = :e"),
+        {"e": answer["event_id"]}).one()
+    assert details[1] == "UA/1.0"
+    expected = hmac.new(bytes.fromhex(secret), canonical(
+        {"ip_prefix": details[0], "user_agent": details[1], "page_url": details[2]}
+    ).encode(), hashlib.sha256).hexdigest()
+    assert details[3] == expected
