@@ -97,12 +97,13 @@ SETTINGS: dict[str, float] = {
 
 def setting(name: str) -> float:
     """A webhook setting from the app config, else the environment, else the default."""
-    value = current_app.config.get(name)
+    config = current_app._get_current_object().config  # (see consent.hardening)
+    value = config.get(name)
     if value in (None, ""):
         value = os.environ.get(name)
     if value in (None, ""):
         if name == "CONSENT_WEBHOOK_CACHE_SECONDS":
-            return float(current_app.config.get("CONSENT_SITE_CACHE_SECONDS", 5))
+            return float(config.get("CONSENT_SITE_CACHE_SECONDS", 5))
         return SETTINGS[name]
     return float(value)
 

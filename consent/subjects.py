@@ -101,7 +101,7 @@ class VisitorKeyRefused(Forbidden):
 
 def hmac_key() -> bytes:
     """The server key for keyed pseudonyms (derived from SECRET_KEY unless set)."""
-    config = current_app.config
+    config = current_app._get_current_object().config  # (see consent.hardening)
     return _derived_hmac_key(config.get("CONSENT_HMAC_KEY") or None, config["SECRET_KEY"])
 
 

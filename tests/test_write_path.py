@@ -353,3 +353,49 @@ def test_a_first_event_stores_its_categories_text_and_the_macs_match_their_defin
         {"ip_prefix": details[0], "user_agent": details[1], "page_url": details[2]}
     ).encode(), hashlib.sha256).hexdigest()
     assert details[3] == expected
+
+
+def test_the_hooks_made_lean_still_guard_the_write_and_every_admin_url(app, client, site):
+    """What the cuts of writepath3 touched still does its work: the request checks refuse
+    an oversize header and a malformed Origin on the write (nothing recorded); Sec-GPC
+    and the CORS headers are read from the environ as before; a Vary already set is
+    kept; the admin guard refuses an undecorated view under each admin prefix."""
+    from tests.support.admin import admin_client, make_token
+    from tests.support.api import bearer
+
+    @app.get("/api/v1/audit/forgotten")
+    def forgotten_audit():
+        return {"secret": True}
+
+    @app.get("/admin/forgotten-page")
+    def forgotten_page():
+        return "hidden figures"
+
+    url = f"/api/v1/sites/{site['key']}/decisions"
+
+    def events() -> int:
+        return db.session.execute(db.text("SELECT COUNT(*) FROM consent_events")).scalar()
+
+    before = events()
+    big = client.post(url, json={"action": "accept_all"}, headers={"X-Big": "b" * 9000})
+    assert big.status_code == 431 and big.mimetype == "application/problem+json"
+    bad_origin = client.post(url, json={"action": "accept_all"},
+                             headers={"Origin": "http://[::1"})
+    assert bad_origin.status_code == 400
+    assert events() == before
+
+    gpc = client.post(url, json={"action": "accept_all"},
+                      headers={"Sec-GPC": "1", "Origin": site["origin"]})
+    assert gpc.status_code == 201 and gpc.get_json()["consent"]["gpc"] is True
+    assert gpc.headers["Access-Control-Allow-Origin"] == site["origin"]
+    assert gpc.headers["Vary"] == "Origin"
+    config = client.get(f"/api/v1/sites/{site['key']}/config",
+                        headers={"Origin": site["origin"]})
+    vary = {v.strip() for v in config.headers["Vary"].split(",")}
+    assert {"Accept-Language", "Origin"} <= vary
+
+    token = bearer(make_token(["admin"]))
+    assert app.test_client().get("/api/v1/audit/forgotten", headers=token).status_code == 403
+    staff = admin_client(app, ("admin",), "lean-guard@example.com")
+    page = staff.get("/admin/forgotten-page")
+    assert page.status_code == 403 and b"hidden figures" not in page.data
