@@ -51,7 +51,11 @@ def state_view(site: SiteSnapshot, state: dict | None) -> dict | None:
     decided_at: datetime | None = state.get("decided_at")
     expires_at = None
     if decided_at is not None:
-        any_granted = any(v for k, v in cats.items() if k != ESSENTIAL)
+        any_granted = False
+        for key, value in cats.items():  # (a loop: a generator closed early costs more)
+            if value and key != ESSENTIAL:
+                any_granted = True
+                break
         days = site.accept_lifetime_days if any_granted else site.reject_lifetime_days
         expires_at = decided_at + timedelta(days=days)
     return {

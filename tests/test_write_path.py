@@ -399,3 +399,14 @@ def test_the_hooks_made_lean_still_guard_the_write_and_every_admin_url(app, clie
     staff = admin_client(app, ("admin",), "lean-guard@example.com")
     page = staff.get("/admin/forgotten-page")
     assert page.status_code == 403 and b"hidden figures" not in page.data
+
+
+def test_an_unknown_site_is_a_404_after_the_bodys_own_errors(client, site):
+    """The write looks at the site's rules by region after validating the body: an
+    unknown site still answers the body's 422 first, and 404 for a valid body."""
+    bad = client.post("/api/v1/sites/no-such-site/decisions", json={"action": "maybe"})
+    assert bad.status_code == 422
+    assert client.post("/api/v1/sites/no-such-site/decisions",
+                       json={"action": "accept_all"}).status_code == 404
+    assert client.post("/api/v1/sites/no-such-site/decisions", json={"action": "accept_all"},
+                       headers={"Origin": site["origin"]}).status_code == 404

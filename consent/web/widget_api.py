@@ -134,8 +134,12 @@ def _record(site_key: str):
         raise OriginRefused(origin[:200], site_key)
     data = load_json(_DECISION_SCHEMA)
     ctx = request_context(req)
-    region = request_region(req)
-    ctx.region, ctx.region_source = region.code, region.source
+    # The region is recorded only on sites with rules by region (record_decision); the
+    # snapshot is the one it reads first (cached), so an unknown site is still a 404
+    # after the body's own errors.
+    if "regions" in (site or site_snapshot(site_key)).settings:
+        region = request_region(req)
+        ctx.region, ctx.region_source = region.code, region.source
     result = record_decision(site_key, data, ctx)
     body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
             "read_token": result.read_token,
