@@ -428,8 +428,26 @@ def _raw_setup():
         session = db.session()
         if session.in_transaction():
             session.commit()
-    engine = db.engine
+    engine = _app_engine()
     return engine, _writer_queue(engine), _hot_connection(engine)
+
+
+# The last app whose engine the hot path asked for, and that engine: Flask-SQLAlchemy's
+# `db.engine` looks the app up in a weak dictionary (two weak references) on every call,
+# and an app's engine never changes (dispose() keeps the object).
+_engine_of: tuple = (None, None)
+
+
+def _app_engine():
+    """The current app's default engine (db.engine), remembered for the last app."""
+    global _engine_of
+    app = current_app._get_current_object()
+    known = _engine_of
+    if known[0] is app:
+        return known[1]
+    engine = db.engine
+    _engine_of = (app, engine)
+    return engine
 
 
 def _raw_once(engine, queue, conn, fn, args, kwargs):
