@@ -410,3 +410,28 @@ def test_an_unknown_site_is_a_404_after_the_bodys_own_errors(client, site):
                        json={"action": "accept_all"}).status_code == 404
     assert client.post("/api/v1/sites/no-such-site/decisions", json={"action": "accept_all"},
                        headers={"Origin": site["origin"]}).status_code == 404
+
+
+def test_state_params_cover_every_state_column_as_the_orm_stores_them():
+    """_state_params (spelled out for speed) gives every column of STATE_COLUMNS, JSON
+    as compact text and times as naive UTC text, as a loop over the kinds would."""
+    from datetime import datetime, timezone
+
+    from consent import rawsql
+    from consent.ledger.chain import (STATE_COLUMNS, _JSON_STATE, _TIME_STATE,
+                                      _state_params)
+
+    at = datetime(2026, 12, 2, 4, 5, 6, 7, tzinfo=timezone.utc)
+    state = {"categories": {"b": True, "a": False}, "channels": {}, "changed": {"x": "y"},
+             "policy_version": "v1", "locale": "de", "decided_at": at, "gpc_at": None,
+             "last_action": "custom", "last_source": "banner", "last_event_id": "e1",
+             "updated_at": at}
+    params = _state_params(7, "p" * 32, state)
+    assert set(params) == {"site_id", "subject", *STATE_COLUMNS}
+    for key in STATE_COLUMNS:
+        value = state[key]
+        expected = (rawsql.to_db_json(value or {}) if key in _JSON_STATE else
+                    rawsql.to_db_time(value) if key in _TIME_STATE else value)
+        assert params[key] == expected, key
+    assert _state_params(7, "p" * 32, state, '{"b":true,"a":false}')["categories"] \
+        == params["categories"]
