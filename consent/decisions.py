@@ -287,7 +287,10 @@ class LeanDecisionLoader:
             # (in declared order, so that errors come in the same order as the full
             # schema's)
             only = tuple(f for f in self.full.fields if f in keys or f == "action")
-            schema = self._by_keys[keys] = _validators_built_once(DecisionSchema(only=only))
+            # (unknown=EXCLUDE: every key of the body is one of its fields, so there is
+            # nothing to exclude, and marshmallow skips building the set of known names)
+            schema = self._by_keys[keys] = _validators_built_once(
+                DecisionSchema(only=only, unknown=ma.EXCLUDE))
         return schema.load(payload)
 
 
