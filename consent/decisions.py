@@ -85,9 +85,12 @@ class DecisionResult:
     signals: dict | None = None
 
 
-def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionResult:
-    """Validate and append a cookie decision; idempotent on `client_event_id`."""
-    site = site_snapshot(site_key)
+def record_decision(site_key: str, data: dict, ctx: RequestContext,
+                    site: SiteSnapshot | None = None) -> DecisionResult:
+    """Validate and append a cookie decision; idempotent on `client_event_id` (SITE: the
+    snapshot of SITE_KEY the caller holds already)."""
+    if site is None or site.key != site_key:
+        site = site_snapshot(site_key)
     action = data["action"]
     source = data.get("source") or ("gpc" if action == "gpc" else "banner")
     gpc = ctx.gpc_header or bool(data.get("gpc"))

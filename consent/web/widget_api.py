@@ -137,10 +137,11 @@ def _record(site_key: str):
     # The region is recorded only on sites with rules by region (record_decision); the
     # snapshot is the one it reads first (cached), so an unknown site is still a 404
     # after the body's own errors.
-    if "regions" in (site or site_snapshot(site_key)).settings:
+    snapshot = site or site_snapshot(site_key)
+    if "regions" in snapshot.settings:
         region = request_region(req)
         ctx.region, ctx.region_source = region.code, region.source
-    result = record_decision(site_key, data, ctx)
+    result = record_decision(site_key, data, ctx, site=snapshot)
     body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
             "read_token": result.read_token,
             "recorded_at": iso(result.event.recorded_at), "duplicate": result.event.duplicate,
