@@ -321,11 +321,12 @@ def test_a_first_event_stores_its_categories_text_and_the_macs_match_their_defin
     pseudonym, secret = subject_row
 
     def texts():
+        # (CAST ... AS TEXT: the stored text itself; PostgreSQL's driver would parse JSON)
         event = db.session.execute(db.text(
-            "SELECT categories FROM consent_events WHERE subject = :s ORDER BY seq DESC"),
-            {"s": pseudonym}).first()[0]
+            "SELECT CAST(categories AS TEXT) FROM consent_events WHERE subject = :s "
+            "ORDER BY seq DESC"), {"s": pseudonym}).first()[0]
         state = db.session.execute(db.text(
-            "SELECT categories FROM consent_states WHERE subject = :s"),
+            "SELECT CAST(categories AS TEXT) FROM consent_states WHERE subject = :s"),
             {"s": pseudonym}).scalar()
         rebuilt = [v for (site_id, subject), v in compute_states().items()
                    if subject == pseudonym][0]
