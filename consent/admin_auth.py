@@ -443,10 +443,15 @@ def current_principal() -> Principal | None:
 
 def guard_unmarked_admin_views() -> None:
     """Refuse any request to an admin URL whose view carries no auth decorator."""
-    if not request.path.startswith(ADMIN_PATH_PREFIXES) or request.endpoint is None:
+    # Runs on every request of every surface (the consent write included): the request
+    # object read once (each attribute of the proxy raises and catches an AttributeError
+    # before its __getattr__ runs), the app only for admin URLs.
+    req = request._get_current_object()
+    endpoint = req.endpoint
+    if endpoint is None or not req.path.startswith(ADMIN_PATH_PREFIXES):
         return
-    view = current_app.view_functions.get(request.endpoint)
-    if view is None or request.endpoint == "static":
+    view = current_app.view_functions.get(endpoint)
+    if view is None or endpoint == "static":
         return
     if getattr(view, AUTH_ATTR, None) is None and not _smorest_marked(view):
         raise Forbidden("this admin URL is not protected by admin_required or "

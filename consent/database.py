@@ -54,26 +54,31 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc)
 
 
-# The last datetime `iso` formatted and its text. A consent write formats its one
-# recorded_at several times (hash, projection, view, answer); datetimes are immutable and
-# the tuple holds the object, so `is` on it can only match that same value.
+# The last two datetimes `iso` formatted and their texts. A consent write formats its
+# one recorded_at several times (hash, projection, view, answer), with the view's
+# expiresAt in between; datetimes are immutable and the tuples hold the objects, so `is`
+# on them can only match those same values.
 _last_iso: tuple = (None, None)
+_prev_iso: tuple = (None, None)
 
 
 def iso(dt: datetime | None) -> str | None:
     """ISO-8601 with microseconds and a Z, the one form used in hashes and JSON."""
-    global _last_iso
+    global _last_iso, _prev_iso
     if dt is None:
         return None
     last = _last_iso
     if last[0] is dt:
         return last[1]
+    prev = _prev_iso
+    if prev[0] is dt:
+        return prev[1]
     given = dt
     if dt.tzinfo is not timezone.utc:
         dt = dt.astimezone(timezone.utc)
     # isoformat is twice as fast as strftime and gives the same text (from year 1000 on)
     text = dt.isoformat(timespec="microseconds")[:26] + "Z"
-    _last_iso = (given, text)
+    _prev_iso, _last_iso = last, (given, text)
     return text
 
 
@@ -423,8 +428,26 @@ def _raw_setup():
         session = db.session()
         if session.in_transaction():
             session.commit()
-    engine = db.engine
+    engine = _app_engine()
     return engine, _writer_queue(engine), _hot_connection(engine)
+
+
+# The last app whose engine the hot path asked for, and that engine: Flask-SQLAlchemy's
+# `db.engine` looks the app up in a weak dictionary (two weak references) on every call,
+# and an app's engine never changes (dispose() keeps the object).
+_engine_of: tuple = (None, None)
+
+
+def _app_engine():
+    """The current app's default engine (db.engine), remembered for the last app."""
+    global _engine_of
+    app = current_app._get_current_object()
+    known = _engine_of
+    if known[0] is app:
+        return known[1]
+    engine = db.engine
+    _engine_of = (app, engine)
+    return engine
 
 
 def _raw_once(engine, queue, conn, fn, args, kwargs):

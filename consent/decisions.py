@@ -51,7 +51,11 @@ def state_view(site: SiteSnapshot, state: dict | None) -> dict | None:
     decided_at: datetime | None = state.get("decided_at")
     expires_at = None
     if decided_at is not None:
-        any_granted = any(v for k, v in cats.items() if k != ESSENTIAL)
+        any_granted = False
+        for key, value in cats.items():  # (a loop: a generator closed early costs more)
+            if value and key != ESSENTIAL:
+                any_granted = True
+                break
         days = site.accept_lifetime_days if any_granted else site.reject_lifetime_days
         expires_at = decided_at + timedelta(days=days)
     return {
@@ -81,9 +85,12 @@ class DecisionResult:
     signals: dict | None = None
 
 
-def record_decision(site_key: str, data: dict, ctx: RequestContext) -> DecisionResult:
-    """Validate and append a cookie decision; idempotent on `client_event_id`."""
-    site = site_snapshot(site_key)
+def record_decision(site_key: str, data: dict, ctx: RequestContext,
+                    site: SiteSnapshot | None = None) -> DecisionResult:
+    """Validate and append a cookie decision; idempotent on `client_event_id` (SITE: the
+    snapshot of SITE_KEY the caller holds already)."""
+    if site is None or site.key != site_key:
+        site = site_snapshot(site_key)
     action = data["action"]
     source = data.get("source") or ("gpc" if action == "gpc" else "banner")
     gpc = ctx.gpc_header or bool(data.get("gpc"))
@@ -283,5 +290,20 @@ class LeanDecisionLoader:
             # (in declared order, so that errors come in the same order as the full
             # schema's)
             only = tuple(f for f in self.full.fields if f in keys or f == "action")
-            schema = self._by_keys[keys] = DecisionSchema(only=only)
+            # (unknown=EXCLUDE: every key of the body is one of its fields, so there is
+            # nothing to exclude, and marshmallow skips building the set of known names)
+            schema = self._by_keys[keys] = _validators_built_once(
+                DecisionSchema(only=only, unknown=ma.EXCLUDE))
         return schema.load(payload)
+
+
+def _validators_built_once(schema: ma.Schema) -> ma.Schema:
+    """SCHEMA, each of its fields (and a Dict's key and value fields) validating with one
+    `And` of its validators built now: marshmallow's Field._validate builds that same
+    `And(*validators)` on every call (eleven a decision). Same validators, same errors."""
+    for field in schema.load_fields.values():
+        for part in (field, getattr(field, "key_field", None),
+                     getattr(field, "value_field", None)):
+            if part is not None:
+                part._validate = validate.And(*part.validators)
+    return schema

@@ -114,7 +114,9 @@ def check_request() -> None:
     bodies nested too deep or carrying lone surrogates; drop a pathological cookie."""
     # (Runs on every request, the consent write included: one pass over the headers, the
     # Origin/Referer check memoised, the body looked at only when it could be JSON.)
-    config = current_app.config
+    # (`current_app.config` on the proxy raises and catches an AttributeError before its
+    # __getattr__ runs: a dozen a consent write; the object itself is read directly)
+    config = current_app._get_current_object().config
     req = request._get_current_object()
     environ = req.environ
     uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or (

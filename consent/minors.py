@@ -133,7 +133,8 @@ _rule_cache: dict[int, tuple[float, AgeRule | None]] = {}
 
 
 def _rule_for_site_id(site_id: int) -> AgeRule | None:
-    ttl = current_app.config.get("CONSENT_SITE_CACHE_SECONDS", 0)
+    # (the app object itself: see consent.hardening.check_request)
+    ttl = current_app._get_current_object().config.get("CONSENT_SITE_CACHE_SECONDS", 0)
     now = time.monotonic()
     hit = _rule_cache.get(site_id)
     if ttl > 0 and hit and hit[0] > now:

@@ -95,14 +95,24 @@ SETTINGS: dict[str, float] = {
 }
 
 
+# The environment's webhook settings, read once per process and name: every consent write
+# asks for one (the endpoint cache's lifetime), and a look-up of an unset variable raises
+# and catches a KeyError inside os.environ.
+_from_environment: dict[str, str | None] = {}
+
+
 def setting(name: str) -> float:
     """A webhook setting from the app config, else the environment, else the default."""
-    value = current_app.config.get(name)
+    config = current_app._get_current_object().config  # (see consent.hardening)
+    value = config.get(name)
     if value in (None, ""):
-        value = os.environ.get(name)
+        try:
+            value = _from_environment[name]
+        except KeyError:
+            value = _from_environment[name] = os.environ.get(name)
     if value in (None, ""):
         if name == "CONSENT_WEBHOOK_CACHE_SECONDS":
-            return float(current_app.config.get("CONSENT_SITE_CACHE_SECONDS", 5))
+            return float(config.get("CONSENT_SITE_CACHE_SECONDS", 5))
         return SETTINGS[name]
     return float(value)
 

@@ -163,7 +163,8 @@ class RateLimits:
 
     def after(self, response):
         """Count a failed credential (401) against the buckets of failures."""
-        failures = g.pop("ratelimit_failures", None)
+        # (g's own object: `g.pop` on the proxy raises and catches an AttributeError first)
+        failures = g._get_current_object().pop("ratelimit_failures", None)
         if failures and response.status_code == 401:
             if isinstance(failures[0], str):
                 failures = (failures,)

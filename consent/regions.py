@@ -114,13 +114,20 @@ def _from_headers(headers: Mapping[str, str], pairs) -> Region | None:
     return None
 
 
+_country_code = None
+
+
 def _from_ip(ip: str | None) -> Region | None:
+    global _country_code
     if not ip:
         return None
-    from iptocc import country_code  # imported here: only deployments that use it pay
+    if _country_code is None:
+        # imported on first use: only deployments that use it pay (and once: a `from
+        # package import` runs importlib's from-list handling on every call)
+        from iptocc import country_code as _country_code
 
     try:
-        country = country_code(ip.strip())
+        country = _country_code(ip.strip())
     except (ValueError, TypeError):
         return None
     if country and COUNTRY_RE.match(country.upper()) and country.upper() not in _NO_COUNTRY:

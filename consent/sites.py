@@ -298,7 +298,8 @@ def get_site(key: str) -> Site:
 
 def site_snapshot(key: str) -> SiteSnapshot:
     """A cached snapshot of the site's configuration (TTL from settings)."""
-    ttl = current_app.config["CONSENT_SITE_CACHE_SECONDS"]
+    # (the app object itself: see consent.hardening.check_request)
+    ttl = current_app._get_current_object().config["CONSENT_SITE_CACHE_SECONDS"]
     now = time.monotonic()
     if ttl > 0:
         hit = _cache.get(key)

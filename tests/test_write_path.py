@@ -261,10 +261,178 @@ def test_time_texts_remembered_per_object_stay_exact():
 
     base = datetime(2026, 12, 2, 1, 2, 3, 456789, tzinfo=timezone.utc)
     plus_two = timezone(timedelta(hours=2))
+    later = base + timedelta(days=365)
     cases = [base, base, base + timedelta(microseconds=1), base,
-             base.astimezone(plus_two), base.replace(microsecond=0), base.replace(year=1999)]
+             base.astimezone(plus_two), base.replace(microsecond=0), base.replace(year=1999),
+             # (iso keeps two: a write's recorded_at, its view's expiresAt, recorded_at)
+             base, later, base, later, base + timedelta(days=1), later, base]
     for value in cases * 2:
         utc = value.astimezone(timezone.utc)
         assert iso(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert to_db_time(value) == utc.strftime("%Y-%m-%d %H:%M:%S.%f")
     assert iso(None) is None and to_db_time(None) is None
+
+
+# ---------------------------------------------------------------- writepath3
+
+
+def test_keyed_sha256_is_hmac_sha256_for_every_key_length():
+    """consent.keyedhash gives hmac.digest's bytes: short, block-sized and long keys."""
+    import hmac
+    import secrets
+
+    from consent.keyedhash import KeyedSha256, hmac_sha256
+
+    for size in (0, 1, 31, 32, 63, 64, 65, 100, 200):
+        key = secrets.token_bytes(size)
+        mac = KeyedSha256(key)
+        for msg in (b"", b"read:" + secrets.token_hex(16).encode(), secrets.token_bytes(300)):
+            expected = hmac.digest(key, msg, "sha256")
+            assert hmac_sha256(key, msg) == expected
+            assert mac.digest(msg) == expected
+            assert mac.digest(msg) == expected  # (the cached key blocks are not consumed)
+
+
+def test_a_first_event_stores_its_categories_text_and_the_macs_match_their_definition(
+        client, site):
+    """A new visitor's projection reuses the event's categories JSON: the stored texts are
+    the event's and what the projection rebuilt from the ledger encodes to; a returning
+    visitor's projection is encoded from its own state. The details digest and the read
+    token are the HMACs docs/audit.md and consent.subjects define."""
+    import base64
+    import hashlib
+    import hmac
+
+    from consent import rawsql
+    from consent.ledger import compute_states
+    from consent.ledger.chain import canonical
+    from consent.subjects import hmac_key
+
+    body = {"action": "custom", "categories": {"advertising": True, "analytics": False,
+                                               "functional": True},
+            "page_url": "https://shop.example/p?q=1"}
+    first = client.post(f"/api/v1/sites/{site['key']}/decisions", json=body,
+                        headers={"User-Agent": "UA/1.0"})
+    assert first.status_code == 201, first.get_json()
+    answer = first.get_json()
+    subject_row = db.session.execute(db.text(
+        "SELECT pseudonym, secret FROM subjects WHERE public_id = :p"),
+        {"p": answer["subject"]}).one()
+    pseudonym, secret = subject_row
+
+    def texts():
+        # (CAST ... AS TEXT: the stored text itself; PostgreSQL's driver would parse JSON)
+        event = db.session.execute(db.text(
+            "SELECT CAST(categories AS TEXT) FROM consent_events WHERE subject = :s "
+            "ORDER BY seq DESC"), {"s": pseudonym}).first()[0]
+        state = db.session.execute(db.text(
+            "SELECT CAST(categories AS TEXT) FROM consent_states WHERE subject = :s"),
+            {"s": pseudonym}).scalar()
+        rebuilt = [v for (site_id, subject), v in compute_states().items()
+                   if subject == pseudonym][0]
+        return event, state, rawsql.to_db_json(rebuilt["categories"])
+
+    event_text, state_text, rebuilt_text = texts()
+    assert state_text == event_text == rebuilt_text
+    assert '"advertising":true' in state_text and '"analytics":false' in state_text
+    # a returning visitor: the projection merges, encoded from the state itself
+    again = client.post(f"/api/v1/sites/{site['key']}/decisions",
+                        json={"action": "reject_all", "subject": answer["subject"],
+                              "key": answer["key"]})
+    assert again.status_code == 201
+    event_text, state_text, rebuilt_text = texts()
+    assert state_text == rebuilt_text and '"advertising":false' in state_text
+
+    mac = hmac.digest(hmac_key(), b"read:" + pseudonym.encode(), "sha256")
+    assert answer["read_token"] == base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode()
+    details = db.session.execute(db.text(
+        "SELECT d.ip_prefix, d.user_agent, d.page_url, e.details_digest FROM event_details d "
+        "JOIN consent_events e ON e.event_id = d.event_id WHERE e.event_id = :e"),
+        {"e": answer["event_id"]}).one()
+    assert details[1] == "UA/1.0"
+    expected = hmac.new(bytes.fromhex(secret), canonical(
+        {"ip_prefix": details[0], "user_agent": details[1], "page_url": details[2]}
+    ).encode(), hashlib.sha256).hexdigest()
+    assert details[3] == expected
+
+
+def test_the_hooks_made_lean_still_guard_the_write_and_every_admin_url(app, client, site):
+    """What the cuts of writepath3 touched still does its work: the request checks refuse
+    an oversize header and a malformed Origin on the write (nothing recorded); Sec-GPC
+    and the CORS headers are read from the environ as before; a Vary already set is
+    kept; the admin guard refuses an undecorated view under each admin prefix."""
+    from tests.support.admin import admin_client, make_token
+    from tests.support.api import bearer
+
+    @app.get("/api/v1/audit/forgotten")
+    def forgotten_audit():
+        return {"secret": True}
+
+    @app.get("/admin/forgotten-page")
+    def forgotten_page():
+        return "hidden figures"
+
+    url = f"/api/v1/sites/{site['key']}/decisions"
+
+    def events() -> int:
+        return db.session.execute(db.text("SELECT COUNT(*) FROM consent_events")).scalar()
+
+    before = events()
+    big = client.post(url, json={"action": "accept_all"}, headers={"X-Big": "b" * 9000})
+    assert big.status_code == 431 and big.mimetype == "application/problem+json"
+    bad_origin = client.post(url, json={"action": "accept_all"},
+                             headers={"Origin": "http://[::1"})
+    assert bad_origin.status_code == 400
+    assert events() == before
+
+    gpc = client.post(url, json={"action": "accept_all"},
+                      headers={"Sec-GPC": "1", "Origin": site["origin"]})
+    assert gpc.status_code == 201 and gpc.get_json()["consent"]["gpc"] is True
+    assert gpc.headers["Access-Control-Allow-Origin"] == site["origin"]
+    assert gpc.headers["Vary"] == "Origin"
+    config = client.get(f"/api/v1/sites/{site['key']}/config",
+                        headers={"Origin": site["origin"]})
+    vary = {v.strip() for v in config.headers["Vary"].split(",")}
+    assert {"Accept-Language", "Origin"} <= vary
+
+    token = bearer(make_token(["admin"]))
+    assert app.test_client().get("/api/v1/audit/forgotten", headers=token).status_code == 403
+    staff = admin_client(app, ("admin",), "lean-guard@example.com")
+    page = staff.get("/admin/forgotten-page")
+    assert page.status_code == 403 and b"hidden figures" not in page.data
+
+
+def test_an_unknown_site_is_a_404_after_the_bodys_own_errors(client, site):
+    """The write looks at the site's rules by region after validating the body: an
+    unknown site still answers the body's 422 first, and 404 for a valid body."""
+    bad = client.post("/api/v1/sites/no-such-site/decisions", json={"action": "maybe"})
+    assert bad.status_code == 422
+    assert client.post("/api/v1/sites/no-such-site/decisions",
+                       json={"action": "accept_all"}).status_code == 404
+    assert client.post("/api/v1/sites/no-such-site/decisions", json={"action": "accept_all"},
+                       headers={"Origin": site["origin"]}).status_code == 404
+
+
+def test_state_params_cover_every_state_column_as_the_orm_stores_them():
+    """_state_params (spelled out for speed) gives every column of STATE_COLUMNS, JSON
+    as compact text and times as naive UTC text, as a loop over the kinds would."""
+    from datetime import datetime, timezone
+
+    from consent import rawsql
+    from consent.ledger.chain import (STATE_COLUMNS, _JSON_STATE, _TIME_STATE,
+                                      _state_params)
+
+    at = datetime(2026, 12, 2, 4, 5, 6, 7, tzinfo=timezone.utc)
+    state = {"categories": {"b": True, "a": False}, "channels": {}, "changed": {"x": "y"},
+             "policy_version": "v1", "locale": "de", "decided_at": at, "gpc_at": None,
+             "last_action": "custom", "last_source": "banner", "last_event_id": "e1",
+             "updated_at": at}
+    params = _state_params(7, "p" * 32, state)
+    assert set(params) == {"site_id", "subject", *STATE_COLUMNS}
+    for key in STATE_COLUMNS:
+        value = state[key]
+        expected = (rawsql.to_db_json(value or {}) if key in _JSON_STATE else
+                    rawsql.to_db_time(value) if key in _TIME_STATE else value)
+        assert params[key] == expected, key
+    assert _state_params(7, "p" * 32, state, '{"b":true,"a":false}')["categories"] \
+        == params["categories"]

@@ -12,7 +12,6 @@ live in `event_details` and are deleted on erasure without breaking any hash.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .. import rawsql
 from ..database import UTCDateTime, iso, utcnow
 from ..extensions import db
+from ..keyedhash import hmac_sha256
 
 GENESIS = "0" * 64
 HASH_VERSION = 1
@@ -213,9 +213,10 @@ def details_digest(secret: str | None, details: Details | None) -> str | None:
     """HMAC of personal details under the subject's own key (None when no details)."""
     if details is None or secret is None:
         return None
-    # (hmac.digest: the one-shot C path, the same MAC as hmac.new(...).hexdigest())
-    return hmac.digest(bytes.fromhex(secret), canonical(details.as_dict()).encode("utf-8"),
-                       "sha256").hex()
+    # (consent.keyedhash: the same MAC as hmac.new(...).hexdigest(), at a fraction of
+    # OpenSSL's per-call set-up)
+    return hmac_sha256(bytes.fromhex(secret),
+                       canonical(details.as_dict()).encode("utf-8")).hex()
 
 
 def stream_for(pseudonym: str, streams: int) -> int:
@@ -347,25 +348,33 @@ _UPSERT_STATE = (
     ", ".join(f"{c} = excluded.{c}" for c in STATE_COLUMNS))
 
 
-def _state_params(site_id: int, pseudonym: str, state: dict) -> dict:
-    """A state as the parameters of _UPSERT_STATE."""
-    params = {"site_id": site_id, "subject": pseudonym}
-    for key in STATE_COLUMNS:
-        value = state.get(key)
-        if key in _JSON_STATE:
-            value = rawsql.to_db_json(value or {})
-        elif key in _TIME_STATE:
-            value = rawsql.to_db_time(value)
-        params[key] = value
-    return params
+def _state_params(site_id: int, pseudonym: str, state: dict,
+                  categories_json: str | None = None) -> dict:
+    """A state as the parameters of _UPSERT_STATE (CATEGORIES_JSON: the state's
+    categories already encoded, when the caller has them)."""
+    # (spelled out rather than a loop over STATE_COLUMNS with kind checks: every write
+    # runs it; tests/test_write_path.py checks it covers STATE_COLUMNS)
+    get, to_json, to_time = state.get, rawsql.to_db_json, rawsql.to_db_time
+    return {
+        "site_id": site_id, "subject": pseudonym,
+        "categories": categories_json if categories_json is not None
+        else to_json(get("categories") or {}),
+        "channels": to_json(get("channels") or {}),
+        "changed": to_json(get("changed") or {}),
+        "policy_version": get("policy_version"), "locale": get("locale"),
+        "decided_at": to_time(get("decided_at")), "gpc_at": to_time(get("gpc_at")),
+        "last_action": get("last_action"), "last_source": get("last_source"),
+        "last_event_id": get("last_event_id"), "updated_at": to_time(get("updated_at")),
+    }
 
 
-def _write_state(site_id: int, pseudonym: str, state: dict | None) -> None:
+def _write_state(site_id: int, pseudonym: str, state: dict | None,
+                 categories_json: str | None = None) -> None:
     if state is None:
         rawsql.run("DELETE FROM consent_states WHERE site_id = :site_id "
                        "AND subject = :subject", {"site_id": site_id, "subject": pseudonym})
         return
-    rawsql.run(_UPSERT_STATE, _state_params(site_id, pseudonym, state))
+    rawsql.run(_UPSERT_STATE, _state_params(site_id, pseudonym, state, categories_json))
 
 
 # ---------------------------------------------------------------- append
@@ -511,10 +520,11 @@ def append_event(site, subject, *, action: str, source: str,
         policy_version=policy_version, locale=locale, meta=meta,
         details_digest=digest, idempotency_key=idempotency_key)
     new_hash = chain_hash(prev_hash, fields)
+    categories_json = rawsql.to_db_json(categories)
     params = {
         "event_id": event_id, "site_id": site.id, "stream": stream, "seq": seq,
         "subject": subject.pseudonym, "recorded_at": rawsql.to_db_time(recorded_at),
-        "action": action, "source": source, "categories": rawsql.to_db_json(categories),
+        "action": action, "source": source, "categories": categories_json,
         "channels": rawsql.to_db_json(channels), "policy_version": policy_version,
         "locale": locale, "meta": rawsql.to_db_json(meta), "details_digest": digest,
         "idempotency_key": idempotency_key, "prev_hash": prev_hash, "hash": new_hash}
@@ -523,13 +533,17 @@ def append_event(site, subject, *, action: str, source: str,
           "recorded_at": recorded_at, "categories": categories, "channels": channels,
           "policy_version": policy_version, "locale": locale, "meta": meta}
     state = apply_event(previous, ev)
+    # A first event's projection holds the event's own categories, copied in the same
+    # order (apply_event): the same JSON text, encoded once.
+    state_categories = categories_json if previous is None and categories \
+        and action not in ("erase", "carry_forward") else None
     head = {"seq": seq, "hash": new_hash, "site_id": site.id, "stream": stream}
     if state is not None and rawsql.dialect() == "postgresql":
         # One statement, one round trip to the server instead of four (same rows).
         params.update(head, with_details=digest is not None,
                       **(details.as_dict() if digest is not None else _NO_DETAILS),
-                      **{f"s_{k}": v for k, v in _state_params(site.id, subject.pseudonym,
-                                                                state).items()})
+                      **{f"s_{k}": v for k, v in _state_params(
+                          site.id, subject.pseudonym, state, state_categories).items()})
         sql = _APPEND_PG_ONCE if idempotency_key else _APPEND_PG
         if rawsql.one(sql, params) is None:
             return _replayed(site, subject, idempotency_key)
@@ -544,7 +558,7 @@ def append_event(site, subject, *, action: str, source: str,
         if digest is not None:
             rawsql.run(_INSERT_DETAILS, {"event_id": event_id, **details.as_dict()})
         rawsql.run(_UPDATE_HEAD, head)
-        _write_state(site.id, subject.pseudonym, state)
+        _write_state(site.id, subject.pseudonym, state, state_categories)
     appended = AppendedEvent(
         event_id=event_id, site_id=site.id, site_key=site.key, subject=subject.pseudonym,
         subject_id=subject.id, action=action, source=source, recorded_at=recorded_at,

@@ -16,7 +16,9 @@ from ..sites import NotFound, site_snapshot
 def load_json(schema: ma.Schema) -> dict:
     """Parse the request body as JSON (any content type, so offline beacons sent as
     text/plain work too) and validate it with SCHEMA; 400/422 problem on failure."""
-    raw = request.get_data(cache=False)
+    # (the request object itself: an attribute of the proxy raises and catches an
+    # AttributeError before its __getattr__ runs)
+    raw = request._get_current_object().get_data(cache=False)
     # (consent.hardening has refused deep nesting and lone surrogates already.)
     try:
         payload = json.loads(raw) if raw else None
@@ -32,7 +34,7 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))  # (json.dumps would build on
 
 def json_response(body, status: int = 200, headers: dict | None = None):
     """A JSON response built directly (the hot path skips schema dumping)."""
-    response = current_app.response_class(
+    response = current_app._get_current_object().response_class(  # (as load_json)
         _COMPACT.encode(body), status=status, mimetype="application/json")
     if headers:
         response.headers.update(headers)
@@ -60,7 +62,7 @@ def request_region(req=None) -> Region:
     """The caller's region: a trusted CDN header, else the offline IP database (REQ: the
     current request, when the caller holds it already)."""
     req = req or request._get_current_object()
-    config = current_app.config
+    config = current_app._get_current_object().config  # (as load_json)
     return detect_region(req.headers, req.remote_addr,
                          trusted_headers=_trusted_region_headers(
                              config.get("CONSENT_REGION_HEADERS", "")),
@@ -103,17 +105,21 @@ def vary_by_region(response, site_settings: dict) -> None:
 def request_context(req=None) -> RequestContext:
     """Caller context for the ledger: IP, user agent, GPC header (REQ: as above)."""
     req = req or request._get_current_object()
-    headers = req.headers
-    return RequestContext(ip=req.remote_addr, user_agent=headers.get("User-Agent"),
-                          gpc_header=headers.get("Sec-GPC", "").strip() == "1")
+    # (the environ itself: werkzeug's header look-up raises and catches a KeyError for
+    # every header the request lacks, and the consent write asks for several)
+    environ = req.environ
+    return RequestContext(ip=req.remote_addr, user_agent=environ.get("HTTP_USER_AGENT"),
+                          gpc_header=environ.get("HTTP_SEC_GPC", "").strip() == "1")
 
 
 def apply_site_cors(response, site_key: str | None, *, methods: str = "GET, POST, OPTIONS",
                     req=None):
     """Allow the site's configured origins (and only them) to read the response."""
     req = req or request._get_current_object()
-    origin = req.headers.get("Origin")
-    if "Vary" in response.headers:
+    origin = req.environ.get("HTTP_ORIGIN")  # (as request_context: no KeyError)
+    # (getlist, not `"Vary" in headers`: that raises and catches a BadRequestKeyError
+    # whenever the header is absent, as it is on the consent write's answer)
+    if response.headers.getlist("Vary"):
         response.vary.add("Origin")
     else:
         response.headers["Vary"] = "Origin"  # (response.vary parses and rebuilds the header)

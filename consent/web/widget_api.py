@@ -52,7 +52,7 @@ def _cors(response):
     response = apply_site_cors(response, site_key, req=req)
     if response.status_code < 400:
         return response
-    origin = req.headers.get("Origin")
+    origin = req.environ.get("HTTP_ORIGIN")
     if req.endpoint in ("widget_api.post_decision", "widget_api.get_config") and origin \
             and "Access-Control-Allow-Origin" not in response.headers:
         # A refusal (or an unknown site key) carries no one's data: let the page read why,
@@ -126,7 +126,7 @@ def _serve_post_decision_unwrapped(state) -> None:
 
 def _record(site_key: str):
     req = request._get_current_object()
-    origin = req.headers.get("Origin")
+    origin = req.environ.get("HTTP_ORIGIN")  # (not req.headers: see request_context)
     # Browsers send Origin on every POST; server callers without it prove the visitor
     # with its key all the same.
     site = site_snapshot(site_key) if origin else None
@@ -134,9 +134,14 @@ def _record(site_key: str):
         raise OriginRefused(origin[:200], site_key)
     data = load_json(_DECISION_SCHEMA)
     ctx = request_context(req)
-    region = request_region(req)
-    ctx.region, ctx.region_source = region.code, region.source
-    result = record_decision(site_key, data, ctx)
+    # The region is recorded only on sites with rules by region (record_decision); the
+    # snapshot is the one it reads first (cached), so an unknown site is still a 404
+    # after the body's own errors.
+    snapshot = site or site_snapshot(site_key)
+    if "regions" in snapshot.settings:
+        region = request_region(req)
+        ctx.region, ctx.region_source = region.code, region.source
+    result = record_decision(site_key, data, ctx, site=snapshot)
     body = {"event_id": result.event.event_id, "subject": result.subject_public_id,
             "read_token": result.read_token,
             "recorded_at": iso(result.event.recorded_at), "duplicate": result.event.duplicate,
