@@ -24,7 +24,8 @@ def test_outside_tests_passwords_get_the_full_scrypt_cost(database_url):
     from consent import create_app
 
     app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": database_url,
-                      "SECRET_KEY": "development-test-secret"})
+                      "SECRET_KEY": "development-test-secret",
+                      "CONSENT_LOG_INTEGRATE_SECONDS": 0})  # (no thread outliving the test)
     with app.app_context():
         make_admin("full@example.com")
         stored = db.session.execute(db.select(AdminUser.password_hash)).scalar_one()

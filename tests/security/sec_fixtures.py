@@ -45,6 +45,9 @@ def build_app(mode: str, database_url: str, **extra):
     invalidate_endpoint_cache()
     # No per-process caches across tests (each test has a fresh database).
     extra.setdefault("CONSENT_SITE_CACHE_SECONDS", 0)
+    # Tests integrate the log explicitly: a background integrator (every 10 s in these
+    # modes) would outlive this test's database, and the PostgreSQL cluster at the end.
+    extra.setdefault("CONSENT_LOG_INTEGRATE_SECONDS", 0)
     # The log signer's memory belongs to this test's database, not to instance/ (where the
     # apps of every test, all with a site 'shop', would share one).
     extra.setdefault("CONSENT_LOG_STATE_DIR", str(
