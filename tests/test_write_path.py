@@ -276,23 +276,6 @@ def test_time_texts_remembered_per_object_stay_exact():
 # ---------------------------------------------------------------- writepath3
 
 
-def test_keyed_sha256_is_hmac_sha256_for_every_key_length():
-    """consent.keyedhash gives hmac.digest's bytes: short, block-sized and long keys."""
-    import hmac
-    import secrets
-
-    from consent.keyedhash import KeyedSha256, hmac_sha256
-
-    for size in (0, 1, 31, 32, 63, 64, 65, 100, 200):
-        key = secrets.token_bytes(size)
-        mac = KeyedSha256(key)
-        for msg in (b"", b"read:" + secrets.token_hex(16).encode(), secrets.token_bytes(300)):
-            expected = hmac.digest(key, msg, "sha256")
-            assert hmac_sha256(key, msg) == expected
-            assert mac.digest(msg) == expected
-            assert mac.digest(msg) == expected  # (the cached key blocks are not consumed)
-
-
 def test_a_first_event_stores_its_categories_text_and_the_macs_match_their_definition(
         client, site):
     """A new visitor's projection reuses the event's categories JSON: the stored texts are
