@@ -96,10 +96,30 @@ def main() -> None:
                              "--tool=callgrind --instr-atstart=no)")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: a throwaway cluster (tests/support/pg.py); the "
+                             "counts are then this process's only, not the server's")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="write-profile-"))
-    os.environ.update(CONSENT_DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
+    cluster = None
+    url = f"sqlite:///{tmp}/bench.sqlite3"
+    if args.db == "postgresql":
+        from tests.support.pg import PgCluster
+
+        cluster = PgCluster().start()
+        cluster.sql("CREATE DATABASE bench")
+        url = cluster.url("bench")
+    try:
+        run(args, tmp, url)
+    finally:
+        if cluster:
+            cluster.stop()
+
+
+def run(args, tmp: Path, url: str) -> None:
+    """Warm up, then profile or count --requests requests."""
+    os.environ.update(CONSENT_DATABASE_URL=url,
                       CONSENT_LOG_STATE_DIR=f"{tmp}/log-state", CONSENT_ENV="development",
                       CONSENT_RATELIMIT_EXEMPT="127.0.0.1",
                       CONSENT_LOG_INTEGRATE_SECONDS="0",
