@@ -27,6 +27,7 @@ import pstats
 import secrets
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,14 +155,39 @@ def run(args, tmp: Path, url: str) -> None:
         profile.enable()
     if start:
         start()
+    server = server_cpu_reader() if args.db == "postgresql" else None
+    server_before = server() if server else 0.0
+    began, cpu_began = time.perf_counter(), time.process_time()
     for _ in range(args.requests):
         call(app, path)
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    server_cpu = server() - server_before if server else None
     if stop:
         stop()
     if profile:
         profile.disable()
         stats = pstats.Stats(profile)
         stats.sort_stats(args.sort).print_stats(args.top)
+    print(f"{args.requests} requests ({args.target}, {args.db}) in {elapsed:.2f} s: "
+          f"{elapsed / args.requests * 1e3:.3f} ms each, one after the other"
+          + (" (under the profiler)" if profile or start else ""))
+    print(f"CPU a request: this process {cpu / args.requests * 1e3:.3f} ms"
+          + (f", its PostgreSQL backend {server_cpu / args.requests * 1e3:.3f} ms"
+             if server_cpu is not None else ""))
+
+
+def server_cpu_reader():
+    """A function giving the CPU seconds used so far by the PostgreSQL backend of this
+    thread's hot write connection (consent.database), from /proc (same machine)."""
+    from consent import database
+
+    pid = database._hot.held[1].dbapi_connection.info.backend_pid
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return read
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from .database import iso, run_raw_write, utcnow
 from .errors import Invalid
 from .context import RequestContext, strip_query, truncate_ip  # noqa: F401 (re-exported)
 from .i18n import pick_locale
-from .ledger import AppendedEvent, append_event, details_digest, read_state
+from .ledger import (AppendedEvent, append_event, details_digest, read_state,
+                     stream_for)
 from .minors import is_minor, screen_choice
 from .policies import get_policy
 from .regions import event_region
@@ -125,9 +126,14 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
         secret = prepared.params["secret"]
         digest = (secret, details_digest(secret, details))
 
+    # A new visitor's subject row and its ledger stream's head: one statement on
+    # PostgreSQL (the stream follows from the prepared pseudonym).
+    stream = None if prepared is None else stream_for(prepared.params["pseudonym"],
+                                                      site.ledger_streams)
+
     def write():
-        subject, created, minted = subject_for_write(site.id, data.get("subject"),
-                                                     data.get("key"), prepared)
+        subject, created, minted, head = subject_for_write(
+            site.id, data.get("subject"), data.get("key"), prepared, stream)
         cats, chans, event_meta, minor = categories, None, meta, False
         if "age_rule" in site.settings:
             # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
@@ -140,7 +146,8 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
                              categories=cats, channels=chans, policy_version=label,
                              locale=locale, details=details, meta=event_meta,
                              idempotency_key=data.get("client_event_id"),
-                             new_subject=created, prepared_digest=digest)
+                             new_subject=created, prepared_digest=digest,
+                             locked_head=head)
         return event, subject, minted, minor, event_meta
 
     event, subject, minted, minor, event_meta = run_raw_write(write)

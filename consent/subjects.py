@@ -265,6 +265,23 @@ class KeyedSubject(NamedTuple):
     ref: SubjectRef
     created: bool
     minted_key: str | None
+    # (stream, seq, hash) of the ledger head locked with the subject's creation
+    # (PostgreSQL, LOCK_STREAM given), for consent.ledger.chain.append_event.
+    head: tuple[int, int, str] | None = None
+
+
+def _with_head(insert: str) -> str:
+    """PostgreSQL: INSERT (... RETURNING id) that also locks the ledger head of
+    :site_id/:stream, only if the row was inserted (a returning visitor, whose stream may
+    be another, locks nothing here): one round trip instead of two for a new visitor.
+    The head's columns are NULL when the stream has no head yet."""
+    return ("WITH s AS (" + insert + ") SELECT s.id, h.seq, h.hash FROM s LEFT JOIN "
+            "LATERAL (SELECT seq, hash FROM ledger_heads WHERE site_id = :site_id AND "
+            "stream = :stream FOR UPDATE) h ON TRUE")
+
+
+_INSERT_REF_HEAD = _with_head(_INSERT_REF)
+_INSERT_REF_ONCE_HEAD = _with_head(_INSERT_REF_ONCE)
 
 
 class PreparedSubject(NamedTuple):
@@ -287,8 +304,22 @@ def prepare_subject(site_id: int, public_id: str | None,
     return PreparedSubject(_new_subject(site_id, new_public_id(), key), minted)
 
 
+def _created(sql: str, params: dict, lock_stream: int | None):
+    """(id, head) of the subject row SQL inserts, or None when it existed; HEAD is
+    (stream, seq, hash) when LOCK_STREAM's head was locked with it (PostgreSQL)."""
+    if lock_stream is None or rawsql.dialect() != "postgresql":
+        row = rawsql.one(sql, params)
+        return None if row is None else (row[0], None)
+    row = rawsql.one(_INSERT_REF_ONCE_HEAD if sql is _INSERT_REF_ONCE else _INSERT_REF_HEAD,
+                     {**params, "stream": lock_stream})
+    if row is None:
+        return None
+    return row[0], None if row[1] is None else (lock_stream, int(row[1]), row[2])
+
+
 def subject_for_write(site_id: int, public_id: str | None, key: str | None,
-                      prepared: PreparedSubject | None = None) -> KeyedSubject:
+                      prepared: PreparedSubject | None = None,
+                      lock_stream: int | None = None) -> KeyedSubject:
     """The subject a decision is recorded for, proven by its device key (inside a raw
     write transaction; hot path, consent.rawsql only).
 
@@ -296,6 +327,8 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None,
     key: unknown ids are created with it, unkeyed subjects are claimed with it, and any
     other case raises VisitorKeyRefused, the same whether the id exists or not.
     PREPARED: prepare_subject's row for the same arguments, made before the transaction.
+    LOCK_STREAM: the ledger stream of PREPARED's pseudonym; on PostgreSQL a new subject's
+    insert also locks that stream's head (KeyedSubject.head), as append_event would next.
     """
     if prepared is None:
         prepared = prepare_subject(site_id, public_id, key)
@@ -306,10 +339,10 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None,
         # a new visitor instead of a look-up and an insert); the unique (site, id) index
         # says whether it exists, without a race between the two.
         params = prepared.params
-        created = rawsql.one(_INSERT_REF_ONCE, params)
+        created = _created(_INSERT_REF_ONCE, params, lock_stream)
         if created is not None:
             return KeyedSubject(SubjectRef(created[0], public_id, params["pseudonym"],
-                                           params["secret"]), True, None)
+                                           params["secret"]), True, None, created[1])
         row = rawsql.one(_SELECT_REF, {"site_id": site_id, "public_id": public_id})
         ref, stored = SubjectRef(*row[:4]), row[4]
         if stored is None and rawsql.one(_CLAIM, {"id": ref.id,
@@ -322,9 +355,9 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None,
             raise VisitorKeyRefused()
         return KeyedSubject(ref, False, None)
     params = prepared.params
-    new_id = rawsql.one(_INSERT_REF, params)[0]
+    new_id, head = _created(_INSERT_REF, params, lock_stream)
     return KeyedSubject(SubjectRef(new_id, params["public_id"], params["pseudonym"],
-                                   params["secret"]), True, prepared.minted_key)
+                                   params["secret"]), True, prepared.minted_key, head)
 
 
 def _new_subject(site_id: int, public_id: str, key: str) -> dict:

@@ -486,7 +486,8 @@ def append_event(site, subject, *, action: str, source: str,
                  details: Details | None = None, meta: dict | None = None,
                  idempotency_key: str | None = None,
                  new_subject: bool = False,
-                 prepared_digest: tuple[str, str | None] | None = None) -> AppendedEvent:
+                 prepared_digest: tuple[str, str | None] | None = None,
+                 locked_head: tuple[int, int, str] | None = None) -> AppendedEvent:
     """Append one event for SUBJECT of SITE and update the projection.
 
     Must run inside a write transaction (see consent.database.write_transaction); the
@@ -495,6 +496,8 @@ def append_event(site, subject, *, action: str, source: str,
     secret (a Subject). NEW_SUBJECT skips reading a state that cannot exist yet.
     PREPARED_DIGEST: (secret, details_digest(secret, DETAILS)) computed before the
     transaction; used only when it is SUBJECT's secret.
+    LOCKED_HEAD: (stream, seq, hash) of a head this transaction has locked already
+    (consent.subjects.subject_for_write); used only when it is SUBJECT's stream.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
@@ -504,7 +507,10 @@ def append_event(site, subject, *, action: str, source: str,
             meta and "region" in meta):
         meta = {**(meta or {}), **_region_of(site, source)}
     stream = stream_for(subject.pseudonym, site.ledger_streams)
-    prev_seq, prev_hash = _lock_head(site.id, stream)
+    if locked_head is not None and locked_head[0] == stream:
+        prev_seq, prev_hash = locked_head[1], locked_head[2]
+    else:
+        prev_seq, prev_hash = _lock_head(site.id, stream)
     recorded_at = utcnow()
     event_id = uuid.uuid4().hex
     seq = prev_seq + 1
