@@ -466,7 +466,8 @@ def test_new_and_returning_visitors_at_once_keep_every_stream_one_chain(site, da
                 statuses.append(resp.status)
             conn.close()
 
-        threads = [threading.Thread(target=client_, args=(n,)) for n in range(8)]
+        threads = [threading.Thread(target=client_, args=(n,), daemon=True)
+                   for n in range(8)]
         for t in threads:
             t.start()
         for t in threads:
