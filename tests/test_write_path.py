@@ -536,3 +536,49 @@ def test_on_postgresql_a_new_visitor_locks_its_stream_head_in_the_subjects_inser
     from consent.ledger import verify_ledger
 
     assert verify_ledger().ok
+
+
+@pytest.mark.skipif(os.environ.get("CONSENT_TEST_DB") != "postgresql",
+                    reason="the reused cursor is PostgreSQL's (consent.rawsql)")
+def test_on_postgresql_writes_share_one_cursor_and_go_on_after_a_refused_one(
+        app, client, site, monkeypatch):
+    """The hot write path reuses one psycopg cursor per connection: writes, a replay and
+    a refused write (its transaction rolled back mid-way) all run on the same cursor, and
+    every answer is right; a replaced pool's connection gets a cursor of its own."""
+    from consent import rawsql
+    from consent.database import current_raw
+    from consent.ledger import verify_ledger
+
+    assert _post(client, site["key"], {"action": "accept_all"}).status_code == 201
+    used: list = []
+    cursor_and_dialect = rawsql._cursor_and_dialect
+
+    def recording():
+        cursor, dialect = cursor_and_dialect()
+        if current_raw.get() is not None:
+            used.append(cursor)
+        return cursor, dialect
+
+    monkeypatch.setattr(rawsql, "_cursor_and_dialect", recording)
+    visitor, key = "R" * 22, "S" * 32
+    body = {"action": "accept_all", "subject": visitor, "key": key,
+            "client_event_id": "reused-cursor-01"}
+    assert _post(client, site["key"], body).status_code == 201
+    assert _post(client, site["key"], body).status_code == 200  # the replay
+    assert _post(client, site["key"], {**body, "key": "T" * 32,
+                                       "client_event_id": "reused-cursor-02"}
+                 ).status_code == 403  # refused inside the transaction, rolled back
+    for _ in range(3):
+        assert _post(client, site["key"], {"action": "reject_all", "subject": visitor,
+                                           "key": key}).status_code == 201
+    assert len(used) >= 12 and len(set(map(id, used))) == 1
+    assert not used[0].closed
+    first = used[0]
+    used.clear()
+    db.engine.dispose()
+    assert _post(client, site["key"], {"action": "reject_all", "subject": visitor,
+                                       "key": key}).status_code == 201
+    assert used and all(c is used[0] for c in used) and used[0] is not first
+    assert used[0].connection is not first.connection
+    monkeypatch.setattr(rawsql, "_cursor_and_dialect", cursor_and_dialect)
+    assert verify_ledger().ok
