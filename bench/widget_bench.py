@@ -525,6 +525,12 @@ def way_back(browser, page_url: str, runs: int = 5) -> list[dict]:
     return out
 
 
+def print_times(name: str, values: list[float]) -> None:
+    """One line of times (ms): min, median, p90, max."""
+    print(f"   {name:<22} min {min(values):6.1f}   median {statistics.median(values):6.1f}"
+          f"   p90 {percentile(values, 90):6.1f}   max {max(values):6.1f}")
+
+
 def report(embed: str, sizes: dict, returning: int, sessions: list, back: list, dialog: list,
            inserted: list, painted: list, shown: list, control: list,
            baseline: tuple) -> bool:
@@ -542,8 +548,7 @@ def report(embed: str, sizes: dict, returning: int, sessions: list, back: list, 
     print("\n2. Banner after DOMContentLoaded (ms):")
     for name, values in (("inserted", inserted), ("next frame starts", painted),
                          ("on screen", shown), ("page's own (control)", control)):
-        print(f"   {name:<22} min {min(values):6.1f}   median {statistics.median(values):6.1f}"
-              f"   p90 {percentile(values, 90):6.1f}   max {max(values):6.1f}")
+        print_times(name, values)
     same = sum(1 for s, c in zip(shown, control) if s <= c + 0.5)
     print(f"   on screen in the same frame as the page's own DOMContentLoaded content:"
           f" {same} of {len(shown)} visits")
@@ -553,8 +558,7 @@ def report(embed: str, sizes: dict, returning: int, sessions: list, back: list, 
     print("   baseline, the same page without the widget: a banner-like element inserted and"
           " focused at DOMContentLoaded (same run, interleaved):")
     for name, values in (("inserted", baseline[0]), ("next frame starts", baseline[1])):
-        print(f"   {name:<22} min {min(values):6.1f}   median {statistics.median(values):6.1f}"
-              f"   p90 {percentile(values, 90):6.1f}   max {max(values):6.1f}")
+        print_times(name, values)
     base = statistics.median(baseline[1])
     print(f"   next frame starts, widget / baseline: {med / base:.2f} x"
           f" ({med - base:+.1f} ms, medians)")

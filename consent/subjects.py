@@ -304,13 +304,14 @@ def prepare_subject(site_id: int, public_id: str | None,
     return PreparedSubject(_new_subject(site_id, new_public_id(), key), minted)
 
 
-def _created(sql: str, params: dict, lock_stream: int | None):
-    """(id, head) of the subject row SQL inserts, or None when it existed; HEAD is
-    (stream, seq, hash) when LOCK_STREAM's head was locked with it (PostgreSQL)."""
+def _created(once: bool, params: dict, lock_stream: int | None):
+    """(id, head) of the subject row inserted from PARAMS (ONCE: unless its id exists,
+    then None); HEAD is (stream, seq, hash) when LOCK_STREAM's head was locked with it
+    (PostgreSQL)."""
     if lock_stream is None or rawsql.dialect() != "postgresql":
-        row = rawsql.one(sql, params)
+        row = rawsql.one(_INSERT_REF_ONCE if once else _INSERT_REF, params)
         return None if row is None else (row[0], None)
-    row = rawsql.one(_INSERT_REF_ONCE_HEAD if sql is _INSERT_REF_ONCE else _INSERT_REF_HEAD,
+    row = rawsql.one(_INSERT_REF_ONCE_HEAD if once else _INSERT_REF_HEAD,
                      {**params, "stream": lock_stream})
     if row is None:
         return None
@@ -339,7 +340,7 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None,
         # a new visitor instead of a look-up and an insert); the unique (site, id) index
         # says whether it exists, without a race between the two.
         params = prepared.params
-        created = _created(_INSERT_REF_ONCE, params, lock_stream)
+        created = _created(True, params, lock_stream)
         if created is not None:
             return KeyedSubject(SubjectRef(created[0], public_id, params["pseudonym"],
                                            params["secret"]), True, None, created[1])
@@ -355,7 +356,7 @@ def subject_for_write(site_id: int, public_id: str | None, key: str | None,
             raise VisitorKeyRefused()
         return KeyedSubject(ref, False, None)
     params = prepared.params
-    new_id, head = _created(_INSERT_REF, params, lock_stream)
+    new_id, head = _created(False, params, lock_stream)
     return KeyedSubject(SubjectRef(new_id, params["public_id"], params["pseudonym"],
                                    params["secret"]), True, prepared.minted_key, head)
 
