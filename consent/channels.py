@@ -528,9 +528,22 @@ def unsubscribe_keys(site: SiteSnapshot, key: str) -> list[str]:
     return [key]
 
 
+def _asked_of_guardian(site: SiteSnapshot, subject: Subject, keys: list[str]) -> bool:
+    """Whether a minor's guardian request still asks to turn one of KEYS on: an unsubscribe
+    is then recorded although the channel is off, so that the guardian's answer cannot
+    turn it back on (consent.guardians grants only what nothing decided since)."""
+    if "age_rule" not in site.settings:
+        return False
+    from .guardians import awaiting
+
+    req = awaiting(site.id, subject.id)
+    return req is not None and not set(req.channels or ()).isdisjoint(keys)
+
+
 def unsubscribe(site_key: str, token: str, ctx: RequestContext,
                 via: str = "one-click") -> tuple[UnsubscribeTicket, AppendedEvent | None]:
-    """Opt the token's recipient out of its channel (no event when already out)."""
+    """Opt the token's recipient out of its channel (no event when already out, unless a
+    guardian request still asks for it)."""
     ticket = read_unsubscribe_token(site_key, token)
     site, key = ticket.site, ticket.channel
     medium = key.split(".")[0]
@@ -540,7 +553,8 @@ def unsubscribe(site_key: str, token: str, ctx: RequestContext,
         state = read_state(site.id, subject.pseudonym)
         current = (state or {}).get("channels") or {}
         keys = unsubscribe_keys(site, key)
-        if all(current.get(k) is False for k in keys):
+        if all(current.get(k) is False for k in keys) \
+                and not _asked_of_guardian(site, subject, keys):
             return None
         return append_event(site, subject, action="unsubscribe",
                             source=SOURCE_BY_MEDIUM[medium], channels={k: False for k in keys},

@@ -238,8 +238,35 @@ def guardian_state(site_id: int, subject_id: int) -> dict | None:
 # ---------------------------------------------------------------- the guardian answers
 
 
+def _decided_since(req: GuardianRequest) -> set[str]:
+    """The asked-for keys the person's ledger decided again after REQ's event (a choice
+    made since, an unsubscribe, a withdrawal): the guardian's answer comes too late for
+    them, and the later choice stands."""
+    from .ledger import ConsentEvent
+    from .subjects import Subject
+
+    subject = db.session.get(Subject, req.subject_id)
+    if subject is None:
+        return set()
+    ev = ConsentEvent
+    mine = sa.and_(ev.site_id == req.site_id, ev.subject == subject.pseudonym)
+    opened = db.session.execute(sa.select(ev.stream, ev.seq).where(
+        ev.event_id == req.event_id)).first()
+    # (the request's own event purged by retention: whatever was recorded after it opened)
+    later = sa.and_(ev.stream == opened.stream, ev.seq > opened.seq) if opened is not None \
+        else ev.recorded_at > req.created_at
+    asked = set(req.categories or ()) | set(req.channels or ())
+    decided = set()
+    for categories, channels in db.session.execute(sa.select(ev.categories, ev.channels).where(
+            mine, later, ev.action != "carry_forward")):
+        decided |= asked & (set(categories or ()) | set(channels or ()))
+    return decided
+
+
 def read_token(site_key: str, token: str) -> RequestView:
-    """The request a guardian's link names (refuses forged, expired and used links)."""
+    """The request a guardian's link names (refuses forged, expired and used links, and
+    requests whose every key the person has decided again since); the view lists only
+    what is still asked for."""
     site = site_snapshot(site_key)
     try:
         data = _serializer(site.key).loads(token, max_age=link_days(site) * 86400)
@@ -253,6 +280,12 @@ def read_token(site_key: str, token: str) -> RequestView:
     view = _view(site, req, with_secrets=False)
     if view.status != "awaiting":
         raise Forbidden(f"this request is {view.status}: the link no longer works")
+    decided = _decided_since(req)
+    view.categories = [k for k in view.categories if k not in decided]
+    view.channels = [k for k in view.channels if k not in decided]
+    if not view.categories and not view.channels:
+        raise Forbidden("the person has changed these choices since they asked: the link "
+                        "no longer works")
     return view
 
 
@@ -273,10 +306,15 @@ def answer(site_key: str, token: str, agree: bool, ctx=None) -> tuple[RequestVie
             subject = db.session.get(Subject, req.subject_id)
             if subject is None or subject.erased_at is not None:
                 raise Conflict("this person's data has been erased")
+            # Only what is still asked for: a choice the person made since stands.
+            decided = _decided_since(req)
+            categories = {k: True for k in req.categories if k not in decided}
+            channels = {k: True for k in req.channels if k not in decided}
+            if not categories and not channels:
+                raise Conflict("the person has changed these choices since they asked")
             event = append_event(
                 site, subject, action="guardian", source="email_link",
-                categories={k: True for k in req.categories} or None,
-                channels={k: True for k in req.channels} or None,
+                categories=categories or None, channels=channels or None,
                 policy_version=site.policy_label,
                 details=ctx.details(None) if ctx else None,
                 meta={"age": "minor", "guardian": True, "verified": "link",

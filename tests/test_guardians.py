@@ -183,3 +183,52 @@ def test_a_bad_guardian_address_is_refused_and_changes_nothing(app, client):
         "guardian_email": "not an address", "category": ["analytics"]})
     assert 400 <= r.status_code < 500
     assert events() == []
+
+
+def test_a_choice_the_minor_made_since_the_request_stands(app, client):
+    # The minor asked, then changed their mind in the preference center (nothing ticked):
+    # the guardian's link, opened later, cannot turn the withdrawn choices back on.
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    assert client.post(f"/preferences?site={site['key']}",
+                       data={"csrf_token": token}).status_code == 303
+    link = local(request["url"])
+    assert client.get(link).status_code == 403
+    assert client.post(link, data={"decision": "agree"}).status_code == 403
+    assert events("guardian") == []
+    state = client.get(f"/api/v1/sites/{site['key']}/subjects/{request['subject']}",
+                       headers=bearer(site)).get_json()
+    assert state["consent"]["categories"]["advertising"] is False
+    assert state["channels"]["email.promotional"] is False
+
+
+def test_an_unsubscribe_since_the_request_is_not_undone_by_the_guardian(app, client):
+    # The minor asked for promotional e-mail too, then used a message's one-click
+    # unsubscribe: the guardian's agreement covers what is still asked for, not that.
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    minted = client.post(f"/api/v1/sites/{site['key']}/unsubscribe-links",
+                         json={"channel": "email", "address": "kid@example.org",
+                               "subject": request["subject"]}, headers=bearer(site))
+    assert minted.status_code == 200, minted.get_data(as_text=True)
+    assert client.post(local(minted.get_json()["url"]),
+                       data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    link = local(request["url"])
+    shown = client.get(link).get_data(as_text=True)
+    assert shown.split('id="guardian-asked"')[1].split("</ul>")[0].count("<li>") == 2
+    assert client.post(link, data={"decision": "agree"}).status_code == 200
+    guardian = events("guardian")[-1]
+    assert guardian.categories == {"analytics": True, "advertising": True}
+    assert guardian.channels is None
+    state = client.get(f"/api/v1/sites/{site['key']}/subjects/{request['subject']}",
+                       headers=bearer(site)).get_json()
+    assert state["consent"]["categories"]["advertising"] is True
+    assert state["channels"]["email.promotional"] is False
+    r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",
+                    json={"channel": "email", "kind": "promotional",
+                          "address": "kid@example.org"}, headers=bearer(site))
+    assert r.get_json()["allowed"] is False
