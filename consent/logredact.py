@@ -1,5 +1,6 @@
-"""Remove credentials that travel in URLs (access, login and unsubscribe tokens, signed
-`k`/`r` parameters) from log lines: the access log of gunicorn and the app's own logs.
+"""Remove credentials that travel in URLs (access, login, unsubscribe and guardian tokens,
+signed `k`/`r` parameters) from log lines: the access log of gunicorn and the app's own
+logs.
 
 Pure functions, no Flask: gunicorn's logger class imports this before any app exists.
 """
@@ -13,10 +14,10 @@ MARK = "[redacted]"
 SECRET_PARAMS = ("token", "k", "r", "t", "sig", "signature", "key", "code", "secret")
 _PARAM = re.compile(r"(?i)([?&;](?:%s)=)[^&;#\s\"]*" % "|".join(SECRET_PARAMS))
 # Path segments that are credentials: /my-data/<token>, /unsubscribe/<site>/<token>,
-# /sms/<gateway>/<token>,
+# /guardian/<site>/<token>, /sms/<gateway>/<token>,
 # and the same under any prefix.
 _PATHS = (re.compile(r"(/my-data/)[^/?#\s\"]+"),
-          re.compile(r"(/unsubscribe/[^/?#\s\"]+/)[^/?#\s\"]+"),
+          re.compile(r"(/(?:unsubscribe|guardian)/[^/?#\s\"]+/)[^/?#\s\"]+"),
           re.compile(r"(/(?:login|l|u|access)/)[A-Za-z0-9_.~-]{16,}"),
           # SMS gateways' inbound token: /api/v1/sites/<site>/sms/<gateway>/<token>
           re.compile(r"(/sms/(?:twilio|vonage|plivo)/)[^/?#\s\"]+"))

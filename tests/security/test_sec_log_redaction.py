@@ -1,4 +1,4 @@
-"""Finding 13: tokens of access, login and unsubscribe links (and signed k/r parameters)
+"""Finding 13: tokens of access, login, unsubscribe and guardian links (and signed k/r parameters)
 never reach the access log. Runs the app under gunicorn with gunicorn.conf.py, as `make
 run` does, with an access log file, and greps it. Also: gunicorn's own limits sit above
 the app's, so an oversized request line or header is answered as problem+json."""
@@ -17,6 +17,7 @@ import pytest
 
 from consent.channels import mint_unsubscribe_token
 from consent.database import run_write
+from consent.guardians import guardian_token
 from consent.identity import mint_login_token
 from consent.logredact import MARK
 from tests.security.sec_fixtures import build_app
@@ -46,6 +47,7 @@ def served(database_url, tmp_path):
         with app.test_request_context("/"):
             unsubscribe = mint_unsubscribe_token("shop", "email.promotional", "a@example.com")
             login = mint_login_token("shop", "user-1")
+            guardian = guardian_token("shop", 1)
     log = tmp_path / "access.log"
     port = free_port()
     env = dict(os.environ, CONSENT_DATABASE_URL=database_url, CONSENT_ENV="development",
@@ -57,7 +59,7 @@ def served(database_url, tmp_path):
     try:
         wait_for_port(port, 30)
         yield {"url": f"http://127.0.0.1:{port}", "log": log, "unsubscribe": unsubscribe.token,
-               "login": login.token}
+               "login": login.token, "guardian": guardian}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
@@ -66,11 +68,13 @@ def served(database_url, tmp_path):
 def test_tokens_are_redacted_from_the_access_log(served):
     base = served["url"]
     secrets = {"unsubscribe": served["unsubscribe"], "login": served["login"],
+               "guardian": served["guardian"],
                "access": "eyJyIjoxLCJzIjoxfQ.aaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbb",
                "k": "kSECRETkkkkkkkkkkkkk", "r": "rSECRETrrrrrrrrrrrrr"}
     _get(f"{base}/unsubscribe/shop/{secrets['unsubscribe']}")
     _get(f"{base}/preferences/login?site=shop&token={secrets['login']}")
     _get(f"{base}/my-data/{secrets['access']}")
+    _get(f"{base}/guardian/shop/{secrets['guardian']}")
     _get(f"{base}/my-data/{secrets['access']}/history.json")
     _get(f"{base}/preferences?site=shop&k={secrets['k']}&r={secrets['r']}",
          headers={"Referer": f"https://shop.example/x?token={secrets['login']}"})
