@@ -131,13 +131,16 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
 
         email = check_address(guardian_email)
 
-    def record(subject) -> AppendedEvent:
+    def record(subject, account=None) -> AppendedEvent:
         cats, chans, event_meta = cat_map, chan_map, meta
         if "age_rule" in site.settings:
             # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
-            from .minors import screen_choice
+            from .minors import is_minor, screen_choice
 
-            screened = screen_choice(site, subject, created=False, age=age, guardian=guardian,
+            # The browser linked to a minor's ACCOUNT records the same person's choice: it
+            # is screened as a minor's too, or the rule would hold on the account only.
+            said = "minor" if account is not None and is_minor(account.id) else age
+            screened = screen_choice(site, subject, created=False, age=said, guardian=guardian,
                                      categories=cat_map, channels=chan_map, meta=meta)
             cats, chans, event_meta = screened.categories, screened.channels, screened.meta
         event = append_event(site, subject, action="preferences", source="preferences",
@@ -157,7 +160,7 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
         event = record(subject)
         if also_device and also_device != subject.public_id \
                 and linked_to(site.id, also_device, subject.public_id):
-            record(find_subject(site.id, also_device))
+            record(find_subject(site.id, also_device), account=subject)
         return subject, event
 
     return run_write(write)

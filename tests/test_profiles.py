@@ -368,6 +368,41 @@ def test_the_preference_form_withholds_a_minors_grants_unless_a_guardian_agrees(
     assert saved.categories["analytics"] is False and saved.meta["awaiting_guardian"] is True
 
 
+def test_a_minors_save_signed_in_grants_nothing_alone_on_their_linked_browser(app, client):
+    # The site's backend knows user teen-2 is a minor and linked this browser to them.
+    # Signed in, the minor ticks everything: withheld on the account, and withheld on the
+    # linked browser too, whose widget would otherwise turn advertising on.
+    site = load("care_platform")
+    browser = decide(client, site["key"], "reject_all", origin=ORIGIN)
+    assert client.post(f"/api/v1/sites/{site['key']}/age", json={
+        "user_id": "teen-2", "minor": True}, headers=bearer(site)).status_code == 200
+    assert client.post(f"/api/v1/sites/{site['key']}/identity-links", json={
+        "user_id": "teen-2", "subject": browser["subject"]},
+        headers=bearer(site)).get_json()["linked"] is True
+    assert client.post(f"/preferences/enter?site={site['key']}", headers={"Origin": ORIGIN},
+                       data={"subject": browser["subject"], "key": browser["key"]}
+                       ).status_code == 303
+    link = client.post(f"/api/v1/sites/{site['key']}/login-links", json={
+        "user_id": "teen-2"}, headers=bearer(site)).get_json()["url"]
+    assert client.get(urlsplit(link).path + "?" + urlsplit(link).query).status_code == 303
+    page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    r = client.post(f"/preferences?site={site['key']}", data={
+        "csrf_token": token, "category": ["analytics", "advertising"],
+        "channel": ["email.promotional"]})
+    assert r.status_code == 303
+    account, device = events("preferences")[-2:]
+    assert account.meta["withheld"] == device.meta["withheld"] == [
+        "advertising", "analytics", "email.promotional"]
+    mine = client.get(f"/api/v1/sites/{site['key']}/me/{browser['subject']}"
+                      f"?r={browser['read_token']}").get_json()
+    assert mine["categories"] == {"essential": True, "analytics": False, "advertising": False}
+    state = client.get(f"/api/v1/sites/{site['key']}/subjects/{browser['subject']}",
+                       headers=bearer(site)).get_json()
+    assert state["channels"]["email.promotional"] is False
+    assert verify_ledger().ok
+
+
 # ---------------------------------------------------------------- linked accounts
 
 
