@@ -357,6 +357,19 @@ def _action_for(channels: dict[str, bool]) -> str:
     return "preferences"
 
 
+def _asked_of_guardian(site: SiteSnapshot, subject: Subject, keys: list[str]) -> bool:
+    """Whether a minor's guardian request still asks to turn one of KEYS on: an opt-out
+    (unsubscribe, a reported choice) is then recorded although the channel is off, so that
+    the guardian's answer cannot turn it back on (consent.guardians grants only what
+    nothing decided since)."""
+    if "age_rule" not in site.settings:
+        return False
+    from .guardians import awaiting, still_asked
+
+    req = awaiting(site.id, subject.id)
+    return req is not None and not still_asked(req).isdisjoint(keys)
+
+
 def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[str, bool], *,
                           medium: str | None = None, source: str = "api",
                           ctx: RequestContext | None = None) -> ChoiceResult:
@@ -380,7 +393,10 @@ def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[st
         state = read_state(site.id, subject.pseudonym)
         changes = _changes(state, channels)
         event = None
-        if changes:  # a repeated report (retry) records nothing new
+        # A repeated report (retry) records nothing new; an opt-out of a channel a guardian
+        # request still asks for is recorded, as an unsubscribe is.
+        if changes or _asked_of_guardian(site, subject, [k for k, v in channels.items()
+                                                          if v is False]):
             event = append_event(site, subject, action=_action_for(channels), source=source,
                                  channels=dict(channels), policy_version=site.policy_label,
                                  details=ctx.details(None) if ctx else None)
@@ -526,18 +542,6 @@ def unsubscribe_keys(site: SiteSnapshot, key: str) -> list[str]:
     if site.settings.get("unsubscribe_scope") == "all_promotional" and key in PROMOTIONAL:
         return list(PROMOTIONAL)
     return [key]
-
-
-def _asked_of_guardian(site: SiteSnapshot, subject: Subject, keys: list[str]) -> bool:
-    """Whether a minor's guardian request still asks to turn one of KEYS on: an unsubscribe
-    is then recorded although the channel is off, so that the guardian's answer cannot
-    turn it back on (consent.guardians grants only what nothing decided since)."""
-    if "age_rule" not in site.settings:
-        return False
-    from .guardians import awaiting
-
-    req = awaiting(site.id, subject.id)
-    return req is not None and not set(req.channels or ()).isdisjoint(keys)
 
 
 def unsubscribe(site_key: str, token: str, ctx: RequestContext,

@@ -263,6 +263,11 @@ def _decided_since(req: GuardianRequest) -> set[str]:
     return decided
 
 
+def still_asked(req: GuardianRequest) -> set[str]:
+    """The categories and channels REQ asks for that nothing decided since."""
+    return (set(req.categories or ()) | set(req.channels or ())) - _decided_since(req)
+
+
 def read_token(site_key: str, token: str) -> RequestView:
     """The request a guardian's link names (refuses forged, expired and used links, and
     requests whose every key the person has decided again since); the view lists only

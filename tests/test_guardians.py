@@ -232,3 +232,26 @@ def test_an_unsubscribe_since_the_request_is_not_undone_by_the_guardian(app, cli
                     json={"channel": "email", "kind": "promotional",
                           "address": "kid@example.org"}, headers=bearer(site))
     assert r.get_json()["allowed"] is False
+
+
+def test_an_opt_out_the_site_reports_since_the_request_stands(app, client):
+    # The site's backend reports the minor's "no promotional e-mail" (a checkout box)
+    # while the request waits: recorded although the channel is off, and kept.
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    r = client.post(f"/api/v1/sites/{site['key']}/channel-choices",
+                    json={"subject": request["subject"],
+                          "channels": {"email.promotional": False}}, headers=bearer(site))
+    assert r.status_code == 200 and r.get_json()["event_id"] is not None
+    # reported again: nothing new
+    again = client.post(f"/api/v1/sites/{site['key']}/channel-choices",
+                        json={"subject": request["subject"],
+                              "channels": {"email.promotional": False}}, headers=bearer(site))
+    assert again.status_code == 200 and again.get_json()["event_id"] is None
+    assert client.post(local(request["url"]), data={"decision": "agree"}).status_code == 200
+    assert events("guardian")[-1].channels is None
+    state = client.get(f"/api/v1/sites/{site['key']}/subjects/{request['subject']}",
+                       headers=bearer(site)).get_json()
+    assert state["channels"]["email.promotional"] is False
+    assert state["consent"]["categories"]["analytics"] is True
