@@ -89,7 +89,9 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
     First sign-in anywhere: the visitor's subject becomes the user's account (a `link`
     event, its choices unchanged); without a visitor a fresh account is created. Later
     devices get a `link` event that names the account and carries no choice. A device
-    that is another user's account is left alone (shared computer): no event.
+    that is another user's account is left alone (shared computer): no event. A visitor
+    no browser has proven with its key yet (claimable by the first keyed write) never
+    becomes the account: a fresh account is created and the visitor linked to it.
     """
     account = account_by_ref(site.id, ref)
     device = None
@@ -98,7 +100,7 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
         if device.erased_at is not None:
             device = None
     if account is None:
-        if device is not None and device.user_ref is None:
+        if device is not None and device.user_ref is None and device.key_hash is not None:
             device.user_ref = ref
             db.session.flush()
             event = append_event(site, device, action="link", source=source,
@@ -108,7 +110,8 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
         account = create_subject(site.id)
         account.user_ref = ref
         db.session.flush()
-        return LinkResult(account, device, None)
+        if device is None:
+            return LinkResult(account, device, None)
     if device is None or device.id == account.id:
         return LinkResult(account, device, None)
     return LinkResult(account, device, _link_to_account(site, account, device, source, ctx))

@@ -302,6 +302,31 @@ def test_identity_link_api(client, site, other_site):
                        headers=bearer(other_site)).status_code == 403
 
 
+def test_an_id_no_browser_has_proven_never_becomes_the_account(app, client, site):
+    # The backend links a visitor id before any browser wrote with it (its widget's first
+    # choice still queued, or an id from elsewhere). Whoever first writes with an unproven
+    # id claims it (docs/widget.md); had it become the user's account, an outsider who
+    # learnt the id could sign the user up for promotional e-mail.
+    unproven = "not-yet-written-0001"
+    r = client.post(f"/api/v1/sites/{site['key']}/identity-links",
+                    json={"user_id": "u-8", "subject": unproven}, headers=bearer(site))
+    assert r.status_code == 200 and r.get_json()["linked"] is True
+    account = r.get_json()["subject"]
+    assert account != unproven and events("link")[-1].meta["link"] == "device"
+    client.post(f"/api/v1/sites/{site['key']}/channel-addresses", headers=bearer(site),
+                json={"user_id": "u-8", "channel": "email", "address": "u8@example.com"})
+    outsider = app.test_client()
+    assert outsider.post("/preferences/enter?site=shop", headers={"Origin": site["origin"]},
+                         data={"subject": unproven, "key": secrets.token_urlsafe(16)}
+                         ).status_code == 303
+    html = outsider.get("/preferences?site=shop").get_data(as_text=True)
+    save(outsider, html, categories=["advertising"], channels=["email.promotional"])
+    assert ask(client, site, "email", user_id="u-8")["allowed"] is False
+    assert ask(client, site, "email", address="u8@example.com")["allowed"] is False
+    user = client.get(f"/api/v1/sites/{site['key']}/users/u-8", headers=bearer(site))
+    assert user.get_json()["subject"] == account and user.get_json()["consent"] is None
+
+
 def test_login_link_with_the_visitor_id_links_at_mint(client, site):
     visitor = decide(client, site["key"], "accept_all")["subject"]
     link = mint(client, site, user_id="user-2", subject=visitor)
