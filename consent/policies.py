@@ -141,7 +141,8 @@ def version_timeline(site_id: int) -> tuple[VersionInfo, ...]:
 
 
 def policy_state(site, consented_at: datetime | None, consented_under: str | None) -> dict:
-    """Whether a consent given at CONSENTED_AT predates the material version in force.
+    """Whether a consent given at CONSENTED_AT (under the version CONSENTED_UNDER)
+    predates the material version in force.
 
     SITE is a SiteSnapshot. Answers on every server API (subjects, users, "may I send?")
     carry it, so a backend can tell a choice that no longer counts (seed policies 001,
@@ -152,8 +153,13 @@ def policy_state(site, consented_at: datetime | None, consented_under: str | Non
     current = in_force(versions, now)
     material = in_force(versions, now, material=True)
     upcoming = announced(versions, now)
-    stale = bool(consented_at is not None and material is not None
-                 and consented_at < material.effective_at)
+    # Given before the material version took effect, or recorded since under a version
+    # older than it (the widget's queue sends a choice made offline under the old text).
+    under = next((v for v in versions if v.label == consented_under), None) \
+        if consented_under else None
+    stale = material is not None and (
+        (consented_at is not None and consented_at < material.effective_at)
+        or (under is not None and under.effective_at < material.effective_at))
     return {
         "consented_under": consented_under,
         "in_force": current.label if current else None,

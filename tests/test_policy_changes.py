@@ -95,6 +95,24 @@ def test_server_answers_flag_consent_that_predates_the_material_version_in_force
         "predates_material_version"] is False
 
 
+def test_a_choice_recorded_under_the_older_version_after_the_change_is_flagged(
+        client, site, clock):
+    # The widget's queue sends a choice made under 2026-01 once the visitor is back
+    # online, after the material 2027-01 took effect: the ledger records it under 2026-01
+    # (what the person saw), so it does not cover processing under 2027-01 either.
+    publish(client, site)
+    clock.advance(days=11)
+    subject = decide(client, site["key"], origin=site["origin"],
+                     policy_version="2026-01")["subject"]
+    assert last_event().policy_version == "2026-01"
+    state = subject_state(client, site, subject)["policy_state"]
+    assert state["consented_under"] == "2026-01" and state["material_version"] == "2027-01"
+    assert state["predates_material_version"] is True
+    decide(client, site["key"], subject=subject, origin=site["origin"])
+    assert subject_state(client, site, subject)["policy_state"][
+        "predates_material_version"] is False
+
+
 def test_policy_published_webhook_reaches_the_site_and_verifies(app, client, site, fast,
                                                                 receiver):
     add_endpoint(site["key"], receiver.url, categories=["analytics"])
