@@ -178,6 +178,8 @@ class RequestView:
 def _status(req: GuardianRequest) -> str:
     if req.status == "awaiting" and req.expires_at <= utcnow():
         return "expired"
+    if req.status == "awaiting" and not still_asked(req):
+        return "settled"  # the person decided every key again since: nothing left to confirm
     return req.status
 
 
@@ -222,7 +224,7 @@ def awaiting(site_id: int, subject_id: int) -> GuardianRequest | None:
         GuardianRequest.site_id == site_id, GuardianRequest.subject_id == subject_id,
         GuardianRequest.status == "awaiting").order_by(GuardianRequest.id.desc()).limit(1)
     ).scalar_one_or_none()
-    return req if req is not None and req.expires_at > utcnow() else None
+    return req if req is not None and _status(req) == "awaiting" else None
 
 
 def guardian_state(site_id: int, subject_id: int) -> dict | None:
@@ -270,8 +272,8 @@ def still_asked(req: GuardianRequest) -> set[str]:
 
 def read_token(site_key: str, token: str) -> RequestView:
     """The request a guardian's link names (refuses forged, expired and used links, and
-    requests whose every key the person has decided again since); the view lists only
-    what is still asked for."""
+    requests whose every key the person has decided again since, which are settled); the
+    view lists only what is still asked for."""
     site = site_snapshot(site_key)
     try:
         data = _serializer(site.key).loads(token, max_age=link_days(site) * 86400)
@@ -285,12 +287,9 @@ def read_token(site_key: str, token: str) -> RequestView:
     view = _view(site, req, with_secrets=False)
     if view.status != "awaiting":
         raise Forbidden(f"this request is {view.status}: the link no longer works")
-    decided = _decided_since(req)
-    view.categories = [k for k in view.categories if k not in decided]
-    view.channels = [k for k in view.channels if k not in decided]
-    if not view.categories and not view.channels:
-        raise Forbidden("the person has changed these choices since they asked: the link "
-                        "no longer works")
+    asked = still_asked(req)
+    view.categories = [k for k in view.categories if k in asked]
+    view.channels = [k for k in view.channels if k in asked]
     return view
 
 

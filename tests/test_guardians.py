@@ -199,8 +199,11 @@ def test_a_choice_the_minor_made_since_the_request_stands(app, client):
     assert client.get(link).status_code == 403
     assert client.post(link, data={"decision": "agree"}).status_code == 403
     assert events("guardian") == []
+    # Nothing waits any more: the site is not asked to deliver a link that cannot work.
+    assert awaiting(client, site) == []
     state = client.get(f"/api/v1/sites/{site['key']}/subjects/{request['subject']}",
                        headers=bearer(site)).get_json()
+    assert state["guardian"] is None
     assert state["consent"]["categories"]["advertising"] is False
     assert state["channels"]["email.promotional"] is False
 
