@@ -366,12 +366,12 @@
   if (R()) stubs();
   /*-region*/
   function start() {
-    if (fresh == null) fresh = !state;
+    fresh = !state;
     // back from the preference center: its choice before any tag (only a stored choice has one)
     if (!fresh && mark() == 'p') return sync().then(start);
     if (get() /*+region*/|| R()/*-region*/) gtag('consent', 'update', modes(1));
     gotCfg();
-    D.readyState == 'loading' ? D.addEventListener('DOMContentLoaded', begin) : begin();
+    ready.then(begin);  // in the turn of the widget's own DOMContentLoaded listener
   }
   function begin() {
     honourGpc();
@@ -411,11 +411,11 @@
   else fetchCfg(!!cfg, 0).then(start, e => cfg ? start() : (noCfg(e), get() && (gtag('consent', 'update', modes(1)), activate())));
   W.addEventListener('online', bg);
   // A page restored from the back/forward cache ran its tags already: check, reload if needed.
-  // (Listened for from the page's first pagehide: the pageshow of its first load, which on a
-  // page with nothing else to load comes before the banner's first frame, calls nothing.)
-  W.addEventListener('pagehide', () => W.addEventListener('pageshow', e => {
-    if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && reload());
-  }), {once: true});
+  // (Listened for from the page's first pagehide, once: the same listener added again is
+  // ignored. The pageshow of the first load, which on a page with nothing else to load
+  // comes before the banner's first frame, calls nothing.)
+  const restored = e => { if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && reload()); };
+  W.addEventListener('pagehide', () => W.addEventListener('pageshow', restored));
   D.addEventListener('click', e => {
     const t = e.target.closest && e.target.closest('[data-consent-open]');
     if (t) { e.preventDefault(); prefs(t); }
