@@ -37,7 +37,11 @@
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
   if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
     !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
-  let state, banner, back, cssP, gotCfg, noCfg, age;
+  let state, banner, back, cssP, styled, gotCfg, noCfg, age;
+  // Whether this page view began without a stored choice (set by start): then it touches no
+  // sessionStorage before the banner (the preference center's mark needs a stored choice),
+  // and its first choice marks the tab as checked (save).
+  let fresh;
   const cfgP = new Promise((r, n) => { gotCfg = r; noCfg = n; });
   cfgP.catch(noop);
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
@@ -53,6 +57,7 @@
     return {s: q.get('s'), k: q.get('k') || uid(), r: q.get('r'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1', i: q.get('i')};
   }
   function save() {
+    if (fresh) { fresh = 0; mark('c'); }  // a first choice: the server has it, no check this session
     const k = Object.keys(state.c), o = cfg.cookie;
     const q = new URLSearchParams({v: 1, s: state.s, k: state.k, c: k.filter(x => state.c[x]).join('.'),
       d: k.filter(x => !state.c[x]).join('.'), t: state.t, e: state.e, src: state.src, g: state.g ? 1 : 0});
@@ -243,7 +248,8 @@
   const adopt = t => { const s = new CSSStyleSheet(); s.replaceSync(t); D.adoptedStyleSheets = [...D.adoptedStyleSheets, s]; };
   const css = () => cssP || (cssP = new Promise(r => {
     try {
-      return r(adopt(STYLE));
+      adopt(STYLE);
+      return r(styled = 1);
     } catch (e) {}
     const l = h('link', {rel: 'stylesheet', href: base + 'consent.css'});
     l.onload = l.onerror = r;
@@ -278,23 +284,22 @@
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
   /*+optin*/
   const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
-  function show(notice, force) {
-    return cfgP.then(css).then(() => {
-      if (banner || !(notice || force || needsChoice())) return;
-      back = D.activeElement;
-      banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
-        h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
-        h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
-        !notice && note(),
-        !notice && ageQ(),
-        h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
-          btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
-          btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
-          btn('customise', () => prefs(), 1)]));
-      D.body.prepend(banner);
-      banner.focus();
-      performance.mark('consent:banner');
-    });
+  const show = (notice, force) => cfgP.then(css).then(() => paint(notice, force));
+  function paint(notice, force) {
+    if (banner || !(notice || force || needsChoice())) return;
+    back = D.activeElement;
+    banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
+      h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
+      h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
+      !notice && note(),
+      !notice && ageQ(),
+      h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
+        btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
+        btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
+        btn('customise', () => prefs(), 1)]));
+    D.body.prepend(banner);
+    banner.focus();
+    performance.mark('consent:banner');
   }
   /*-optin*/
   /*+region*/
@@ -360,13 +365,19 @@
   /*+region*/
   if (R()) stubs();
   /*-region*/
-  async function start() {
-    if (mark() == 'p') await sync();  // back from the preference center: its choice before any tag
+  function start() {
+    fresh = !state;
+    // back from the preference center: its choice before any tag (only a stored choice has one)
+    if (!fresh && mark() == 'p') return sync().then(start);
     if (get() /*+region*/|| R()/*-region*/) gtag('consent', 'update', modes(1));
     gotCfg();
-    await ready;
+    ready.then(begin);  // in the turn of the widget's own DOMContentLoaded listener
+  }
+  function begin() {
     honourGpc();
-    if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
+    // First: nothing else stands between DOMContentLoaded and the banner. With the config at
+    // hand and the stylesheet adopted (a first visit with ?site=KEY) it is built right here.
+    if (needsChoice()) /*+optin*/styled ? paint() : /*-optin*/show();
     // a version announced for later (its notice: strings nt, ntTitle): told once
     else if (S('nt') != 'nt' && store(NK) != S('nt')) { store(NK, S('nt')); show('nt'); }
     /*+region*/
@@ -374,9 +385,12 @@
     /*-region*/
     activate();
     bg();
-    // Once per browser session, after the page's own load: one small conditional request.
+    // Once per browser session, after the page's own load: one small conditional request
+    // (with a stored choice only: a page view without one has nothing to check, and no
+    // listener of its own when the page's load comes, which on a page with nothing else to
+    // load runs in the same task as DOMContentLoaded, before the banner's first frame).
     const check = () => sync().then(r => r ? reload() : needsChoice() && show());
-    if (mark() != 'c') D.readyState == 'complete' ? check() : W.addEventListener('load', check);
+    if (!fresh && mark() != 'c') D.readyState == 'complete' ? check() : W.addEventListener('load', check);
   }
   const url = api + 'config?locale=' + encodeURIComponent(lang);
   // Without any copy the banner cannot show: retry a failed fetch a few times (0.5, 1, 2 s).
@@ -397,7 +411,11 @@
   else fetchCfg(!!cfg, 0).then(start, e => cfg ? start() : (noCfg(e), get() && (gtag('consent', 'update', modes(1)), activate())));
   W.addEventListener('online', bg);
   // A page restored from the back/forward cache ran its tags already: check, reload if needed.
-  W.addEventListener('pageshow', e => { if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && reload()); });
+  // (Listened for from the page's first pagehide, once: the same listener added again is
+  // ignored. The pageshow of the first load, which on a page with nothing else to load
+  // comes before the banner's first frame, calls nothing.)
+  const restored = e => { if (e.persisted && mark() == 'p' && cfg) sync().then(r => r && reload()); };
+  W.addEventListener('pagehide', () => W.addEventListener('pageshow', restored));
   D.addEventListener('click', e => {
     const t = e.target.closest && e.target.closest('[data-consent-open]');
     if (t) { e.preventDefault(); prefs(t); }

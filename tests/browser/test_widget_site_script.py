@@ -72,3 +72,53 @@ def test_a_page_language_the_site_lacks_keeps_the_inlined_config(env, page):
     page.get_by_role("button", name="Tout accepter").wait_for()
     settle(page)
     assert requested == ["/consent.js?site=shop&lang=fr"]
+
+
+# What consent.js does around the banner on a page view: the listeners it adds and its
+# sessionStorage reads and writes, each noted with whether the banner was in the page then.
+WATCH_WIDGET = """(() => {
+  window.watch = [];
+  const mine = () => /consent\\.js/.test(new Error().stack);
+  const shown = () => !!document.querySelector('.cw-banner');
+  const add = EventTarget.prototype.addEventListener;
+  EventTarget.prototype.addEventListener = function (type, ...rest) {
+    if (mine()) watch.push(['listen ' + type, shown()]);
+    return add.call(this, type, ...rest);
+  };
+  for (const m of ['getItem', 'setItem']) {
+    const real = Storage.prototype[m];
+    Storage.prototype[m] = function (...args) {
+      if (this === sessionStorage && mine()) watch.push(['session ' + m, shown()]);
+      return real.apply(this, args);
+    };
+  }
+})();"""
+
+
+def test_a_first_visit_leaves_the_page_load_to_the_page(env, page):
+    # On a page with nothing else to load, the load event (and the pageshow after it) runs
+    # in the same task as DOMContentLoaded, before the banner's first frame: a first visit
+    # (nothing stored, so nothing to check with the server) listens for neither, and reads
+    # no sessionStorage before the banner. A choice still marks the tab as checked, so the
+    # next page views ask the server nothing (test above).
+    env.render("one.html", site_query="")
+    page.add_init_script(WATCH_WIDGET)
+    page.goto(env.url("one.html"))
+    banner(page).wait_for()
+    settle(page)
+    seen = page.evaluate("window.watch")
+    assert ["listen load", False] not in seen and ["listen load", True] not in seen
+    assert ["listen pageshow", False] not in seen and ["listen pageshow", True] not in seen
+    assert not [what for what, shown in seen if what.startswith("session") and not shown]
+    assert page.evaluate("sessionStorage.getItem('consent:sync:shop')") is None
+    page.get_by_role("button", name="Reject all").click()
+    wait_recorded(env, 1)
+    assert page.evaluate("sessionStorage.getItem('consent:sync:shop')") == "c"
+    # a new tab (its own sessionStorage) with the stored choice: the check after the load
+    other = page.context.new_page()
+    other.add_init_script(WATCH_WIDGET)
+    other.goto(env.url("one.html"))
+    settle(other)
+    assert ["listen load", False] in other.evaluate("window.watch")
+    assert other.evaluate("sessionStorage.getItem('consent:sync:shop')") == "c"
+    other.close()
