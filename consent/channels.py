@@ -16,7 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 from flask import current_app
@@ -357,17 +357,26 @@ def _action_for(channels: dict[str, bool]) -> str:
     return "preferences"
 
 
+# Set by consent.guardians (which imports this module, so this one cannot import it):
+# SITE, SUBJECT, KEYS -> whether a minor's guardian request still asks to turn one of
+# KEYS on.
+_guardian_asks: Callable[[SiteSnapshot, Subject, list[str]], bool] | None = None
+
+
+def set_guardian_hook(fn: Callable[[SiteSnapshot, Subject, list[str]], bool]) -> None:
+    """Install consent.guardians' answer to "does a request still ask for these keys?"."""
+    global _guardian_asks
+    _guardian_asks = fn
+
+
 def _asked_of_guardian(site: SiteSnapshot, subject: Subject, keys: list[str]) -> bool:
     """Whether a minor's guardian request still asks to turn one of KEYS on: an opt-out
     (unsubscribe, a reported choice) is then recorded although the channel is off, so that
     the guardian's answer cannot turn it back on (consent.guardians grants only what
     nothing decided since)."""
-    if "age_rule" not in site.settings:
+    if "age_rule" not in site.settings or _guardian_asks is None:
         return False
-    from .guardians import awaiting, still_asked
-
-    req = awaiting(site.id, subject.id)
-    return req is not None and not still_asked(req).isdisjoint(keys)
+    return _guardian_asks(site, subject, keys)
 
 
 def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[str, bool], *,

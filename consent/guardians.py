@@ -35,6 +35,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import rawsql
+from .channels import set_guardian_hook
 from .database import UTCDateTime, iso, run_write, utcnow
 from .errors import Conflict, Forbidden, Invalid
 from .extensions import db
@@ -268,6 +269,16 @@ def _decided_since(req: GuardianRequest) -> set[str]:
 def still_asked(req: GuardianRequest) -> set[str]:
     """The categories and channels REQ asks for that nothing decided since."""
     return (set(req.categories or ()) | set(req.channels or ())) - _decided_since(req)
+
+
+def _still_asks(site: SiteSnapshot, subject, keys: list[str]) -> bool:
+    """Whether SUBJECT's open request still asks for one of KEYS (consent.channels records
+    an opt-out of such a key although the channel is already off)."""
+    req = awaiting(site.id, subject.id)
+    return req is not None and not still_asked(req).isdisjoint(keys)
+
+
+set_guardian_hook(_still_asks)
 
 
 def read_token(site_key: str, token: str) -> RequestView:
