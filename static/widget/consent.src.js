@@ -37,11 +37,7 @@
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
   if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
     !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
-  let state, banner, back, cssP, styled, gotCfg, noCfg, age;
-  // Whether this page view began without a stored choice (set by start): then it touches no
-  // sessionStorage before the banner (the preference center's mark needs a stored choice),
-  // and its first choice marks the tab as checked (save).
-  let fresh;
+  let state, banner, back, cssP, gotCfg, noCfg, age;
   const cfgP = new Promise((r, n) => { gotCfg = r; noCfg = n; });
   cfgP.catch(noop);
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
@@ -57,7 +53,6 @@
     return {s: q.get('s'), k: q.get('k') || uid(), r: q.get('r'), c, p: q.get('p'), t: +q.get('t') || 0, e: +q.get('e') || 0, src: q.get('src'), g: q.get('g') == '1', m: q.get('m') == '1', i: q.get('i')};
   }
   function save() {
-    if (fresh) { fresh = 0; mark('c'); }  // a first choice: the server has it, no check this session
     const k = Object.keys(state.c), o = cfg.cookie;
     const q = new URLSearchParams({v: 1, s: state.s, k: state.k, c: k.filter(x => state.c[x]).join('.'),
       d: k.filter(x => !state.c[x]).join('.'), t: state.t, e: state.e, src: state.src, g: state.g ? 1 : 0});
@@ -159,6 +154,7 @@
     state = {s: state ? state.s : uid(), k: state ? state.k : uid(), r: state && state.r, c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g), m,
       e: t + 86400 * cfg.lifetimes[any ? 'acceptDays' : 'rejectDays']};
     save();
+    mark('c');  // the newest choice is this tab's own: no check with the server this session
     hide();
     const again = changed(before), p = send({action, source: src, categories: action == 'custom' ? c : undefined});
     if (again) p.then(reload, reload);
@@ -196,6 +192,7 @@
   function optOut() {
     const before = gpcOff('preferences');
     save();
+    mark('c');  // as a choice in the banner (decide)
     const again = changed(before), p = send({action: 'opt_out', source: 'preferences'});
     if (again) p.then(reload, reload);  // (after the withdrawn cookies are deleted)
     return p;
@@ -248,8 +245,7 @@
   const adopt = t => { const s = new CSSStyleSheet(); s.replaceSync(t); D.adoptedStyleSheets = [...D.adoptedStyleSheets, s]; };
   const css = () => cssP || (cssP = new Promise(r => {
     try {
-      adopt(STYLE);
-      return r(styled = 1);
+      return r(adopt(STYLE));
     } catch (e) {}
     const l = h('link', {rel: 'stylesheet', href: base + 'consent.css'});
     l.onload = l.onerror = r;
@@ -284,8 +280,7 @@
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
   /*+optin*/
   const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
-  const show = (notice, force) => cfgP.then(css).then(() => paint(notice, force));
-  function paint(notice, force) {
+  const show = (notice, force) => cfgP.then(css).then(() => {
     if (banner || !(notice || force || needsChoice())) return;
     back = D.activeElement;
     banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
@@ -299,8 +294,7 @@
         btn('customise', () => prefs(), 1)]));
     D.body.prepend(banner);
     banner.focus();
-    performance.mark('consent:banner');
-  }
+  });
   /*-optin*/
   /*+region*/
   // No banner where the rules are opt-out or notice-only: an announcement (nt) is told like
@@ -365,19 +359,15 @@
   /*+region*/
   if (R()) stubs();
   /*-region*/
-  function start() {
-    fresh = !state;
-    // back from the preference center: its choice before any tag (only a stored choice has one)
-    if (!fresh && mark() == 'p') return sync().then(start);
+  async function start() {
+    // back from the preference center: its choice before any tag (only a stored choice has
+    // one; a page view without one reads no sessionStorage before the banner)
+    if (state && mark() == 'p') await sync();
     if (get() /*+region*/|| R()/*-region*/) gtag('consent', 'update', modes(1));
     gotCfg();
-    ready.then(begin);  // in the turn of the widget's own DOMContentLoaded listener
-  }
-  function begin() {
+    await ready;
     honourGpc();
-    // First: nothing else stands between DOMContentLoaded and the banner. With the config at
-    // hand and the stylesheet adopted (a first visit with ?site=KEY) it is built right here.
-    if (needsChoice()) /*+optin*/styled ? paint() : /*-optin*/show();
+    if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
     // a version announced for later (its notice: strings nt, ntTitle): told once
     else if (S('nt') != 'nt' && store(NK) != S('nt')) { store(NK, S('nt')); show('nt'); }
     /*+region*/
@@ -390,7 +380,7 @@
     // listener of its own when the page's load comes, which on a page with nothing else to
     // load runs in the same task as DOMContentLoaded, before the banner's first frame).
     const check = () => sync().then(r => r ? reload() : needsChoice() && show());
-    if (!fresh && mark() != 'c') D.readyState == 'complete' ? check() : W.addEventListener('load', check);
+    if (state && mark() != 'c') D.readyState == 'complete' ? check() : W.addEventListener('load', check);
   }
   const url = api + 'config?locale=' + encodeURIComponent(lang);
   // Without any copy the banner cannot show: retry a failed fetch a few times (0.5, 1, 2 s).
