@@ -1,7 +1,6 @@
 # `make run`: set up everything and serve the demo on http://127.0.0.1:5000
 # `make test`: set up everything (Chromium too) and run every test: on SQLite, the tests
-#              of backend-specific behaviour on PostgreSQL and the browser tests once
-#              (both alongside)
+#              of backend-specific behaviour on PostgreSQL (alongside), the browser tests once
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -65,14 +64,10 @@ test: install-dev system-deps
 	@# Bytecode once for every interpreter the tests start (servers, CLI runs), also where
 	@# PYTHONDONTWRITEBYTECODE keeps each of them from writing its own.
 	@$(VENV)/bin/python -m compileall -q -j 0 consent tests app.py >/dev/null
-	@# The three suites at once: one after another they kept only ~1.2 of the two cores
-	@# busy (servers, Chromium and PostgreSQL wait on each other); together they fill both.
-	@status=0; pglog=$$(mktemp); brlog=$$(mktemp); \
+	@status=0; pglog=$$(mktemp); \
 	$(MAKE) --no-print-directory test-postgresql >$$pglog 2>&1 & pg=$$!; \
-	$(MAKE) --no-print-directory test-browser >$$brlog 2>&1 & br=$$!; \
 	$(MAKE) --no-print-directory test-sqlite || status=1; \
-	wait $$br || status=1; \
-	echo "=== make test-browser (ran alongside) ==="; cat $$brlog; rm -f $$brlog; \
+	$(MAKE) --no-print-directory test-browser || status=1; \
 	wait $$pg || status=1; \
 	echo "=== make test-postgresql (ran alongside) ==="; cat $$pglog; rm -f $$pglog; \
 	exit $$status
