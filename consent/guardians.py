@@ -176,20 +176,25 @@ class RequestView:
     url: str | None = None
 
 
-def _status(req: GuardianRequest) -> str:
-    if req.status == "awaiting" and req.expires_at <= utcnow():
-        return "expired"
-    if req.status == "awaiting" and not still_asked(req):
-        return "settled"  # the person decided every key again since: nothing left to confirm
-    return req.status
+def _standing(req: GuardianRequest) -> tuple[str, set[str]]:
+    """REQ's status now, and while it is awaiting the keys it still asks for (one look at
+    the person's ledger)."""
+    if req.status != "awaiting":
+        return req.status, set()
+    if req.expires_at <= utcnow():
+        return "expired", set()
+    asked = still_asked(req)
+    # (every key decided again since: nothing left to confirm)
+    return ("awaiting" if asked else "settled"), asked
 
 
-def _view(site: SiteSnapshot, req: GuardianRequest, *, with_secrets: bool) -> RequestView:
+def _view(site: SiteSnapshot, req: GuardianRequest, *, with_secrets: bool,
+          standing: tuple[str, set[str]] | None = None) -> RequestView:
     from .secretbox import unseal
     from .subjects import Subject
 
     subject = db.session.get(Subject, req.subject_id)
-    status = _status(req)
+    status = (standing or _standing(req))[0]
     view = RequestView(req.id, site, subject.public_id if subject else None, status,
                        list(req.categories or ()), list(req.channels or ()), req.created_at,
                        req.expires_at, req.decided_at, req.event_id, req.decision_event_id)
@@ -219,13 +224,22 @@ def list_requests(site_key: str, status: str | None = None) -> list[RequestView]
     return [v for v in views if status is None or v.status == status]
 
 
-def awaiting(site_id: int, subject_id: int) -> GuardianRequest | None:
-    """The person's request still waiting for a guardian, or None."""
+def _open(site_id: int, subject_id: int) -> tuple[GuardianRequest | None, set[str]]:
+    """The person's request still waiting for a guardian and what it still asks for, or
+    (None, an empty set)."""
     req = db.session.execute(db.select(GuardianRequest).where(
         GuardianRequest.site_id == site_id, GuardianRequest.subject_id == subject_id,
         GuardianRequest.status == "awaiting").order_by(GuardianRequest.id.desc()).limit(1)
     ).scalar_one_or_none()
-    return req if req is not None and _status(req) == "awaiting" else None
+    if req is None:
+        return None, set()
+    status, asked = _standing(req)
+    return (req, asked) if status == "awaiting" else (None, set())
+
+
+def awaiting(site_id: int, subject_id: int) -> GuardianRequest | None:
+    """The person's request still waiting for a guardian, or None."""
+    return _open(site_id, subject_id)[0]
 
 
 def guardian_state(site_id: int, subject_id: int) -> dict | None:
@@ -274,8 +288,7 @@ def still_asked(req: GuardianRequest) -> set[str]:
 def _still_asks(site: SiteSnapshot, subject, keys: list[str]) -> bool:
     """Whether SUBJECT's open request still asks for one of KEYS (consent.channels records
     an opt-out of such a key although the channel is already off)."""
-    req = awaiting(site.id, subject.id)
-    return req is not None and not still_asked(req).isdisjoint(keys)
+    return not _open(site.id, subject.id)[1].isdisjoint(keys)
 
 
 set_guardian_hook(_still_asks)
@@ -295,10 +308,11 @@ def read_token(site_key: str, token: str) -> RequestView:
     req = db.session.get(GuardianRequest, int((data or {}).get("g", 0)))
     if req is None or req.site_id != site.id:
         raise Forbidden("this link is not valid")
-    view = _view(site, req, with_secrets=False)
+    standing = _standing(req)
+    view = _view(site, req, with_secrets=False, standing=standing)
     if view.status != "awaiting":
         raise Forbidden(f"this request is {view.status}: the link no longer works")
-    asked = still_asked(req)
+    asked = standing[1]
     view.categories = [k for k in view.categories if k in asked]
     view.channels = [k for k in view.channels if k in asked]
     return view

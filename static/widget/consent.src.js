@@ -280,21 +280,23 @@
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
   /*+optin*/
   const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
-  const show = (notice, force) => cfgP.then(css).then(() => {
-    if (banner || !(notice || force || needsChoice())) return;
-    back = D.activeElement;
-    banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
-      h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
-      h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
-      !notice && note(),
-      !notice && ageQ(),
-      h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
-        btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
-        btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
-        btn('customise', () => prefs(), 1)]));
-    D.body.prepend(banner);
-    banner.focus();
-  });
+  function show(notice, force) {
+    return cfgP.then(css).then(() => {
+      if (banner || !(notice || force || needsChoice())) return;
+      back = D.activeElement;
+      banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
+        h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
+        h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
+        !notice && note(),
+        !notice && ageQ(),
+        h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
+          btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
+          btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
+          btn('customise', () => prefs(), 1)]));
+      D.body.prepend(banner);
+      banner.focus();
+    });
+  }
   /*-optin*/
   /*+region*/
   // No banner where the rules are opt-out or notice-only: an announcement (nt) is told like
