@@ -61,6 +61,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_shares, machine_cpu  # noqa: E402
 from tests.support.servers import AppServer, StaticSite  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -357,10 +358,12 @@ def main() -> int:
             urls = {embed: f"{static.url}/{embed}.html" for embed in embeds}
             urls["baseline"] = f"{static.url}/baseline.html"
             times = {embed: ([], [], [], []) for embed in urls}
+            cpu = machine_cpu()
             for _ in range(args.runs):  # interleaved, so background load hits every embed alike
                 for embed in urls:
                     for series, value in zip(times[embed], first_visit(browser, urls[embed])):
                         series.append(value)
+            shares = cpu_shares(cpu, machine_cpu())
             for embed in embeds:
                 results[embed] = (*measure(browser, server, log, urls[embed], api_key),
                                   *times[embed])
@@ -373,6 +376,8 @@ def main() -> int:
     print(f"Chromium {version}, {args.runs} cold first visits per embed, page language "
           f"{args.lang!r}, page {len((site_dir / f'{embeds[0]}.html').read_bytes()) // 1024} KB, "
           f"{os.cpu_count()} CPUs, load average {load} (other work slows every figure below)")
+    print("CPU during the timed visits: " + ", ".join(f"{k} {v:.0f}%" for k, v in shares.items())
+          + " (steal: CPU time the host gave to other machines while this one had work)")
     ok = True
     for embed in embeds:
         ok = report(embed, *results[embed], baseline=times["baseline"]) and ok

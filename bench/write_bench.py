@@ -11,7 +11,10 @@ with a random client_event_id. Both
 servers get the same gunicorn settings, the same wrk script (the same request bodies)
 and a 2 s warm-up. With --rounds N the two are measured alternately N times and the
 median of each is reported: on a shared machine a single pair can be skewed by what
-else runs meanwhile, so the load average is printed with every measurement.
+else runs meanwhile, so the load average is printed with every measurement, with the machine's CPU shares
+during it (from /proc/stat: user, system, idle and steal, the time the hypervisor gave the
+virtual machine's CPUs to something else) and the CPU the server's processes (and, on
+PostgreSQL, the database's) spent per request, which steal does not change.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_shares, machine_cpu, tree_cpu  # noqa: E402
 from tests.support.pg import PgCluster, free_port, wait_for_port  # noqa: E402
 
 # Every request is a new visitor (a random visitor id with its device key, as a browser
@@ -171,6 +175,9 @@ def main() -> None:
                    PYTHONPATH=str(ROOT), CONSENT_RATELIMIT_EXEMPT="127.0.0.1",
                    CONSENT_LOG_STATE_DIR=str(tmp / "log-state"))
         servers = {}
+        # the processes whose CPU a round's requests cost: the server's, and the database's
+        database_pids = ([int((cluster.data / "postmaster.pid").read_text().split()[0])]
+                         if cluster else [])
         write_path = "/api/v1/sites/bench/decisions"
         plan = [("bare_flask", "bench.bare_app:app", "/echo", args.workers),
                 ("consent_write", "app:app", write_path, args.workers)]
@@ -183,25 +190,34 @@ def main() -> None:
             port = free_port()
             procs.append(gunicorn(module, port, env, args.worker_class, args.threads,
                                   workers))
-            servers[name] = (f"http://127.0.0.1:{port}", path)
+            servers[name] = (f"http://127.0.0.1:{port}", path, procs[-1].pid)
             wait_until_answering(f"http://127.0.0.1:{port}{path}", workers)
         runs: dict[str, list[dict]] = {name: [] for name in servers}
         print(f"database: {args.db}; gunicorn -w {args.scale or args.workers} -k {args.worker_class} "
               f"--threads {args.threads}; wrk -c "
               f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
               f"before the bench {idle_load}")
-        for name, (url_, path) in servers.items():
+        for name, (url_, path, _pid) in servers.items():
             run_wrk(url_, path, 2, args.connections)  # warm-up
         for round_ in range(1, args.rounds + 1):
-            for name, (url_, path) in servers.items():
-                load = load_average()
+            for name, (url_, path, pid) in servers.items():
+                load, cpu, used = load_average(), machine_cpu(), tree_cpu([pid, *database_pids])
                 r = run_wrk(url_, path, args.seconds, args.connections)
                 r["load_before"], r["load_after"] = load, load_average()
+                r["cpu"] = {k: round(v, 1) for k, v in cpu_shares(cpu, machine_cpu()).items()}
+                # CPU the server (and the database) spent per answered request: unlike
+                # requests/s, it does not depend on how much CPU the host let us have
+                requests = r["rps"] * args.seconds
+                r["server_cpu_ms"] = round(1000 * (tree_cpu([pid, *database_pids]) - used)
+                                           / max(requests, 1), 3)
                 runs[name].append(r)
+                c = r["cpu"]
                 print(f"  round {round_} {name:14s} {r['rps']:9.1f} req/s   p50 "
                       f"{r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   non-2xx "
                       f"{r['non_2xx']}   socket errors {r['socket_errors']}   load {r['load_before']} -> "
-                      f"{r['load_after']}")
+                      f"{r['load_after']}\n{'':25s}CPU user {c['user']:.0f}% system "
+                      f"{c['system']:.0f}% idle {c['idle']:.0f}% steal {c['steal']:.0f}%   "
+                      f"server CPU {r['server_cpu_ms']:.3f} ms/request")
         results = {name: median_run(rs) for name, rs in runs.items()}
         for name, r in results.items():
             print(f"{name:14s} {r['rps']:9.1f} req/s   p50 {r['p50_ms']:7.2f} ms   "
@@ -215,6 +231,11 @@ def main() -> None:
             ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
             budget = 0.45 if args.db == "sqlite" else 0.30
             print(f"ratio consent_write / bare_flask = {ratio:.2f} (budget >= {budget:.2f})")
+            cost = (median(r["server_cpu_ms"] for r in runs["bare_flask"])
+                    / median(r["server_cpu_ms"] for r in runs["consent_write"]))
+            print(f"server CPU per request, bare_flask / consent_write = {cost:.2f} (medians"
+                  " over the rounds; the ratio the write would reach if both ran CPU-bound"
+                  " on the same unstolen CPUs, wrk's own CPU aside)")
         print(json.dumps({"db": args.db, "workers": args.workers,
                           "ratio": ratio and round(ratio, 3), **results}))
     finally:
@@ -224,6 +245,11 @@ def main() -> None:
         if cluster:
             cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def median(values) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 def median_run(runs: list[dict]) -> dict:
