@@ -20,6 +20,10 @@ class LockTimes:
         self.waits: list[float] = []
         self.holds: list[float] = []
         self.acquired_at = 0.0
+        # this thread's CPU time while holding: wall-clock holds also count the time the
+        # holder was not running (preempted, or its virtual CPU stolen by the host)
+        self.held_cpu = 0.0
+        self.acquired_cpu = 0.0
 
     def summary(self) -> dict:
         def pct(values, p):
@@ -29,6 +33,7 @@ class LockTimes:
             return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
         waited = [w for w in self.waits if w > 50e-6]
         return {"writes": len(self.holds), "held_s": sum(self.holds),
+                "held_cpu_s": self.held_cpu,
                 "held_mean_ms": 1e3 * sum(self.holds) / max(1, len(self.holds)),
                 "held_p50_ms": 1e3 * pct(self.holds, 50),
                 "held_p99_ms": 1e3 * pct(self.holds, 99),
@@ -47,12 +52,13 @@ def install(on_acquired=None, on_release=None) -> LockTimes:
     times = LockTimes()
     cls = database._SQLiteWriterQueue
     acquire, release = cls.acquire, cls.release
-    clock = time.perf_counter
+    clock, cpu = time.perf_counter, time.thread_time
 
     def timed_acquire(self) -> None:
         began = clock()
         acquire(self)
         times.acquired_at = now = clock()
+        times.acquired_cpu = cpu()
         times.waits.append(now - began)
         if on_acquired is not None:
             on_acquired()
@@ -64,6 +70,7 @@ def install(on_acquired=None, on_release=None) -> LockTimes:
             release(self)
         finally:
             times.holds.append(clock() - times.acquired_at)
+            times.held_cpu += cpu() - times.acquired_cpu
 
     cls.acquire, cls.release = timed_acquire, timed_release
     return times
@@ -86,14 +93,18 @@ if os.environ.get("LOCK_STATS_DIR"):
 
     def pre_request(worker, req):  # noqa: D103 - gunicorn hook
         _worker["began"] = time.perf_counter()
+        _worker["began_cpu"] = time.thread_time()
 
     def post_request(worker, req, environ, resp):  # noqa: D103 - gunicorn hook
         _worker["requests"].append(time.perf_counter() - _worker["began"])
+        _worker["request_cpu"] = (_worker.get("request_cpu", 0.0) + time.thread_time()
+                                  - _worker["began_cpu"])
 
     def worker_exit(server, worker):  # noqa: D103 - gunicorn hook
         out = _worker["times"].summary()
         requests = _worker["requests"]
-        out.update(requests=len(requests), request_s=sum(requests))
+        out.update(requests=len(requests), request_s=sum(requests),
+                   request_cpu_s=_worker.get("request_cpu", 0.0))
         path = os.path.join(os.environ["LOCK_STATS_DIR"], f"{os.getpid()}.json")
         with open(path, "w") as fh:
             json.dump(out, fh)

@@ -244,10 +244,13 @@ def print_lock_stats(folder: Path) -> None:
     """Each write worker's writer-queue figures (bench/lock_timing.py), written at exit."""
     for path in sorted(folder.glob("*.json")) if folder.exists() else []:
         s = json.loads(path.read_text())
+        cpu_ms = s["held_cpu_s"] / max(s["writes"], 1) * 1e3
         print(f"worker {path.stem}: {s['writes']} writes, {s['requests']} requests; held "
               f"{s['held_mean_ms']:.3f} ms a write (p50 {s['held_p50_ms']:.3f}, p99 "
               f"{s['held_p99_ms']:.3f}), {s['held_s'] / max(s['request_s'], 1e-9):.1%} of "
-              f"its request time; waited {s['wait_mean_ms']:.3f} ms a write (p50 "
+              f"its request time; CPU while holding {cpu_ms:.3f} ms a write, "
+              f"{s['held_cpu_s'] / max(s['request_cpu_s'], 1e-9):.1%} "
+              f"of its requests' CPU; waited {s['wait_mean_ms']:.3f} ms a write (p50 "
               f"{s['wait_p50_ms']:.3f}, p90 {s['wait_p90_ms']:.3f}, p99 "
               f"{s['wait_p99_ms']:.3f}), over 50 us in "
               f"{s['waits_over_50us'] / max(s['writes'], 1):.0%} of writes, "

@@ -196,7 +196,9 @@ def run(args, tmp: Path, url: str) -> None:
         s = lock_times.summary()
         print(f"writer queue: held {s['writes']} times, {s['held_mean_ms']:.3f} ms each "
               f"(p50 {s['held_p50_ms']:.3f}, p99 {s['held_p99_ms']:.3f}): "
-              f"{s['held_s'] / elapsed:.1%} of the requests' wall-clock time; "
+              f"{s['held_s'] / elapsed:.1%} of the requests' wall-clock time; its CPU "
+              f"time {s['held_cpu_s'] / s['writes'] * 1e3:.3f} ms each, "
+              f"{s['held_cpu_s'] / (user + system):.1%} of the requests' CPU time; "
               f"waited {s['wait_mean_ms']:.3f} ms each (no other writer here)")
 
 
