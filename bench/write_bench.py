@@ -68,9 +68,11 @@ def ensure_wrk() -> str:
 
 
 def gunicorn(module: str, port: int, env: dict, worker_class: str, threads: int,
-             workers: int = 2):
+             workers: int = 2, conf: str | None = None):
     cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers),
            "-k", worker_class, "--threads", str(threads), "--log-level", "warning", module]
+    if conf:
+        cmd[3:3] = ["-c", conf]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     wait_for_port(port, 30)
     time.sleep(0.5)
@@ -153,6 +155,11 @@ def main() -> None:
                              "M's requests/s over N's")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both servers alternately this many times")
+    parser.add_argument("--lock-stats", action="store_true",
+                        help="SQLite: time the writer queue in the write's workers "
+                             "(bench/lock_timing.py: how often and how long a write waits "
+                             "for it, how long it holds it); reported at the end, over the "
+                             "warm-up and all rounds")
     args = parser.parse_args()
     # Before anything of ours runs; during a measurement the load average also counts the
     # bench's own processes (two workers and wrk: about 3 on an otherwise idle machine).
@@ -188,8 +195,13 @@ def main() -> None:
             if args.only and name != args.only:
                 continue
             port = free_port()
-            procs.append(gunicorn(module, port, env, args.worker_class, args.threads,
-                                  workers))
+            conf, server_env = None, env
+            if args.lock_stats and module == "app:app":
+                conf = str(ROOT / "bench" / "lock_timing.py")
+                server_env = dict(env, LOCK_STATS_DIR=str(tmp / "lock-stats"))
+                (tmp / "lock-stats").mkdir(exist_ok=True)
+            procs.append(gunicorn(module, port, server_env, args.worker_class, args.threads,
+                                  workers, conf))
             servers[name] = (f"http://127.0.0.1:{port}", path, procs[-1].pid)
             wait_until_answering(f"http://127.0.0.1:{port}{path}", workers)
         runs: dict[str, list[dict]] = {name: [] for name in servers}
@@ -242,6 +254,8 @@ def main() -> None:
         for proc in procs:
             proc.terminate()
             proc.wait(20)
+        if args.lock_stats:
+            print_lock_stats(tmp / "lock-stats")
         if cluster:
             cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -250,6 +264,23 @@ def main() -> None:
 def median(values) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
+
+
+def print_lock_stats(folder: Path) -> None:
+    """Each write worker's writer-queue figures (bench/lock_timing.py), written at exit."""
+    for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        s = json.loads(path.read_text())
+        cpu_ms = s["held_cpu_s"] / max(s["writes"], 1) * 1e3
+        print(f"worker {path.stem}: {s['writes']} writes, {s['requests']} requests; held "
+              f"{s['held_mean_ms']:.3f} ms a write (p50 {s['held_p50_ms']:.3f}, p99 "
+              f"{s['held_p99_ms']:.3f}), {s['held_s'] / max(s['request_s'], 1e-9):.1%} of "
+              f"its request time; CPU while holding {cpu_ms:.3f} ms a write, "
+              f"{s['held_cpu_s'] / max(s['request_cpu_s'], 1e-9):.1%} "
+              f"of its requests' CPU; waited {s['wait_mean_ms']:.3f} ms a write (p50 "
+              f"{s['wait_p50_ms']:.3f}, p90 {s['wait_p90_ms']:.3f}, p99 "
+              f"{s['wait_p99_ms']:.3f}), over 50 us in "
+              f"{s['waits_over_50us'] / max(s['writes'], 1):.0%} of writes, "
+              f"{s['waited_s'] / max(s['request_s'], 1e-9):.1%} of its request time")
 
 
 def median_run(runs: list[dict]) -> dict:

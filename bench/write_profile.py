@@ -71,11 +71,13 @@ _TOGGLE_C = """
 #include <valgrind/callgrind.h>
 void start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
 void stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
+void toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
 """
 
 
 def callgrind_toggle(tmp: Path):
-    """(start, stop): switch callgrind's instrumentation on and off from Python."""
+    """(start, stop, toggle): switch callgrind's instrumentation on and off, and its
+    collection (toggle), from Python."""
     import ctypes
     import subprocess
 
@@ -83,7 +85,7 @@ def callgrind_toggle(tmp: Path):
     src.write_text(_TOGGLE_C)
     subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     dll = ctypes.CDLL(str(lib))
-    return dll.start, dll.stop
+    return dll.start, dll.stop, dll.toggle
 
 
 def main() -> None:
@@ -95,6 +97,12 @@ def main() -> None:
     parser.add_argument("--callgrind", action="store_true",
                         help="count only the measured requests (run under valgrind "
                              "--tool=callgrind --instr-atstart=no)")
+    parser.add_argument("--lock", action="store_true",
+                        help="SQLite: time the writer queue (the write's critical section, "
+                             "bench/lock_timing.py); with --callgrind, toggle collection at "
+                             "its acquire and release: run valgrind with "
+                             "--collect-atstart=no to count only the instructions under "
+                             "it, with yes only those outside")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
@@ -150,7 +158,11 @@ def run(args, tmp: Path, url: str) -> None:
         status = call(app, path)
         assert status.startswith("201"), status
     profile = cProfile.Profile() if args.cprofile else None
-    start, stop = callgrind_toggle(tmp) if args.callgrind else (None, None)
+    start, stop, toggle = callgrind_toggle(tmp) if args.callgrind else (None, None, None)
+    lock_times = None
+    if args.lock:
+        from bench.lock_timing import install
+        lock_times = install(toggle, toggle)
     # (the clocks are read outside what the profiler or callgrind counts)
     # (the bare endpoint touches no database: no backend to read)
     server = server_cpu_reader() if args.db == "postgresql" and args.target == "write" \
@@ -180,6 +192,14 @@ def run(args, tmp: Path, url: str) -> None:
           f"(user {user / args.requests * 1e3:.3f}, system {system / args.requests * 1e3:.3f})"
           + (f", its PostgreSQL backend {server_cpu / args.requests * 1e3:.3f} ms"
              if server_cpu is not None else ""))
+    if lock_times is not None:
+        s = lock_times.summary()
+        print(f"writer queue: held {s['writes']} times, {s['held_mean_ms']:.3f} ms each "
+              f"(p50 {s['held_p50_ms']:.3f}, p99 {s['held_p99_ms']:.3f}): "
+              f"{s['held_s'] / elapsed:.1%} of the requests' wall-clock time; its CPU "
+              f"time {s['held_cpu_s'] / s['writes'] * 1e3:.3f} ms each, "
+              f"{s['held_cpu_s'] / (user + system):.1%} of the requests' CPU time; "
+              f"waited {s['wait_mean_ms']:.3f} ms each (no other writer here)")
 
 
 def server_cpu_reader():

@@ -582,3 +582,96 @@ def test_on_postgresql_writes_share_one_cursor_and_go_on_after_a_refused_one(
     assert used[0].connection is not first.connection
     monkeypatch.setattr(rawsql, "_cursor_and_dialect", cursor_and_dialect)
     assert verify_ledger().ok
+
+
+def test_a_prepared_events_canonical_json_is_the_one_canonical_writes():
+    """prepare_event encodes an event's hashed fields before the write lock, all but the
+    late ones (the subject's, the time, seq and stream), and append_event splices those
+    in: the text must be canonical()'s to the byte, for any values (unicode, quotes,
+    control characters, None, nested objects whose keys are the late fields' names). A
+    value holding the cutting mark leaves the text uncut (append_event then encodes it
+    all)."""
+    import random
+    from types import SimpleNamespace
+
+    from consent import rawsql
+    from consent.ledger.chain import (_LATE_MARK, canonical, hashed_fields, prepare_event,
+                                      prepared_canonical)
+
+    rnd = random.Random(16)
+
+    def text(n=8):
+        return "".join(rnd.choice("abcXYZ09 é✓\"\\\n\x00\u2028{}:,") for _ in range(n))
+
+    for _ in range(2000):
+        site = SimpleNamespace(key=text(), ledger_streams=8)
+        given = dict(
+            action=text(), source=text(),
+            categories=rnd.choice([None, {}, {text(): rnd.random() < 0.5 for _ in range(4)}]),
+            channels=rnd.choice([None, {text(): True, "email": False}]),
+            policy_version=rnd.choice([None, text()]), locale=rnd.choice([None, "en"]),
+            meta=rnd.choice([None, {text(): text()}, {
+                "recorded_at": "", "seq": 0, "subject": "x", "details_digest": None,
+                "v": [1, {"stream": 2.5}]}]),
+            idempotency_key=rnd.choice([None, text(22)]))
+        prepared = prepare_event(site, **given)
+        late = dict(details_digest=rnd.choice([None, "%064x" % rnd.getrandbits(256)]),
+                    recorded_at="2026-12-02T11:00:00.%06dZ" % rnd.randrange(10**6),
+                    seq=rnd.randrange(1, 10**15), stream=rnd.randrange(8),
+                    subject="%032x" % rnd.getrandbits(128))
+        assert prepared_canonical(prepared.parts, *late.values()) == canonical(
+            hashed_fields(event_id=prepared.event_id, site_key=site.key, **late, **given))
+        assert (prepared.categories_json, prepared.channels_json, prepared.meta_json) == (
+            rawsql.to_db_json(given["categories"]), rawsql.to_db_json(given["channels"]),
+            rawsql.to_db_json(given["meta"]))
+    site = SimpleNamespace(key="s", ledger_streams=8)
+    assert prepare_event(site, action="custom", source="banner",
+                         meta={"note": _LATE_MARK}).parts is None
+
+
+def test_prepared_events_store_and_hash_as_unprepared_ones(client, site):
+    """Writes with their events prepared before the lock (new and returning visitors, an
+    append_event given other values than were prepared, and one whose text was left
+    uncut) store rows whose hashes are the chain's definition; the ledger verifies."""
+    import sqlalchemy as sa
+
+    from consent.database import run_raw_write
+    from consent.ledger import ConsentEvent, append_event, chain_hash, event_fields, \
+        verify_ledger
+    from consent.ledger.chain import _LATE_MARK, prepare_event
+    from consent.sites import site_snapshot
+    from consent.subjects import SubjectRef
+
+    first = _post(client, site["key"], {"action": "custom",
+                                        "categories": {"analytics": True},
+                                        "page_url": "https://shop.example/ü",
+                                        "client_event_id": "prep-0123456789"})
+    assert first.status_code == 201, first.get_json()
+    answer = first.get_json()
+    again = _post(client, site["key"], {"action": "reject_all", "subject": answer["subject"],
+                                        "key": answer["key"]})
+    assert again.status_code == 201
+    snap = site_snapshot(site["key"])
+    ref = SubjectRef(*db.session.execute(db.text(
+        "SELECT id, public_id, pseudonym, secret FROM subjects WHERE public_id = :p"),
+        {"p": answer["subject"]}).one())
+    db.session.commit()
+    prepared = prepare_event(snap, action="custom", source="api",
+                             categories={"analytics": True}, locale="en")
+    # other objects than the prepared ones: encoded here, the prepared id kept
+    other = run_raw_write(lambda: append_event(
+        snap, ref, action="custom", source="api", categories={"analytics": False},
+        locale="en", prepared=prepared))
+    assert other.event_id == prepared.event_id
+    uncut = prepare_event(snap, action="admin", source="api", meta={"note": _LATE_MARK})
+    run_raw_write(lambda: append_event(snap, ref, action="admin", source="api",
+                                       meta=uncut.meta, prepared=uncut))
+    db.session.rollback()
+    rows = db.session.execute(sa.select(ConsentEvent).order_by(ConsentEvent.seq)).scalars()
+    rows = [r for r in rows if r.subject == ref.pseudonym]
+    assert [r.event_id for r in rows][0] == answer["event_id"]
+    assert rows[2].categories == {"analytics": False}
+    assert rows[3].meta == {"note": _LATE_MARK}
+    for row in rows:
+        assert row.hash == chain_hash(row.prev_hash, event_fields(row, site["key"]))
+    assert verify_ledger().ok
