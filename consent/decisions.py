@@ -9,8 +9,8 @@ from .database import iso, run_raw_write, utcnow
 from .errors import Invalid
 from .context import RequestContext, strip_query, truncate_ip  # noqa: F401 (re-exported)
 from .i18n import pick_locale
-from .ledger import (AppendedEvent, append_event, details_digest, prepare_event,
-                     read_state, stream_for)
+from .ledger import (AppendedEvent, append_event, details_digest, read_state,
+                     stream_for)
 from .minors import is_minor, screen_choice
 from .policies import get_policy
 from .regions import event_region
@@ -118,22 +118,13 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
     locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
     details = ctx.details(data.get("page_url"))
     # What needs no database is done before the write lock (SQLite: one writer at a time
-    # across all workers): the new subject's random values, the digest of the details
-    # under its secret, the event's id, JSON texts and all of its canonical JSON that
-    # does not depend on the subject, the time or the stream head; the answer (view,
-    # read token) is built after the commit.
+    # across all workers): the new subject's random values and the digest of the details
+    # under its secret; the answer (view, read token) is built after the commit.
     prepared = prepare_subject(site.id, data.get("subject"), data.get("key"))
     digest = None
     if prepared is not None:
         secret = prepared.params["secret"]
         digest = (secret, details_digest(secret, details))
-    idempotency_key = data.get("client_event_id")
-    # (for the event as recorded without an age rule; screen_choice's changes are new
-    # objects, which append_event then encodes itself)
-    prepared_event = prepare_event(site, action=action, source=source,
-                                   categories=categories, policy_version=label,
-                                   locale=locale, meta=meta,
-                                   idempotency_key=idempotency_key)
 
     # A new visitor's subject row and its ledger stream's head: one statement on
     # PostgreSQL (the stream follows from the prepared pseudonym).
@@ -154,9 +145,9 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
         event = append_event(site, subject, action=action, source=source,
                              categories=cats, channels=chans, policy_version=label,
                              locale=locale, details=details, meta=event_meta,
-                             idempotency_key=idempotency_key,
+                             idempotency_key=data.get("client_event_id"),
                              new_subject=created, prepared_digest=digest,
-                             locked_head=head, prepared=prepared_event)
+                             locked_head=head)
         return event, subject, minted, minor, event_meta
 
     event, subject, minted, minor, event_meta = run_raw_write(write)

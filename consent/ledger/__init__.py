@@ -14,8 +14,7 @@ from .chain import (ACTIONS, GENESIS, HASH_VERSION, SOURCES, STATE_COLUMNS,  # n
                     carry_forward_states, chain_hash, compute_states, current_states,
                     details_digest, drop_append_only_ddl, event_fields,
                     find_by_idempotency_key, hashed_fields, history, normalise_state,
-                    on_append, prepare_event, read_state, rebuild_states,
-                    state_from_snapshot, set_region_hook, state_snapshot, stream_for,
-                    verify_ledger)
+                    on_append, read_state, rebuild_states, state_from_snapshot,
+                    set_region_hook, state_snapshot, stream_for, verify_ledger)
 from .log import (LogCheckpoint, LogLeaf, LogNode, LogStream, integrate,  # noqa: F401,E402
                   integrate_site)

@@ -17,7 +17,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -207,82 +207,6 @@ def hashed_fields(*, event_id: str, site_key: str, stream: int, seq: int, subjec
 def chain_hash(prev_hash: str, fields: dict) -> str:
     """SHA-256 linking an event to its predecessor."""
     return hashlib.sha256((prev_hash + "\n" + canonical(fields)).encode("utf-8")).hexdigest()
-
-
-# The hashed fields whose values are known only inside the write transaction: the time
-# and sequence number (under the stream's lock) and the subject's (a returning visitor's
-# is found there), in canonical()'s order. The rest of an event's canonical JSON can be
-# encoded before the lock.
-_LATE_FIELDS = ("details_digest", "recorded_at", "seq", "stream", "subject")
-_encode_str = _CANONICAL.encode
-# Stands for each late value in the one canonical() call of prepare_event, which then
-# cuts the text at its JSON: random per process, so no value of an event can hold it
-# unknowingly, and a text holding it more often than the late fields is not cut at all.
-_LATE_MARK = f"\x00late {uuid.uuid4().hex}\x00"
-_LATE_MARK_JSON = _encode_str(_LATE_MARK)
-
-
-class PreparedEvent(NamedTuple):
-    """What of an event append_event can take from before its write transaction: the
-    event id, the JSON column texts, and the canonical JSON of every hashed field but
-    _LATE_FIELDS, as the texts around their values (prepare_event)."""
-
-    event_id: str
-    # The objects the texts below were encoded from; used only when append_event gets
-    # these same objects (and they were not changed meanwhile).
-    categories: dict | None
-    channels: dict | None
-    meta: dict | None
-    categories_json: str | None
-    channels_json: str | None
-    meta_json: str | None
-    # (site key, action, source, policy_version, locale, idempotency_key) of the texts
-    fixed: tuple
-    # The canonical JSON is parts[0] + JSON of _LATE_FIELDS[0]'s value + parts[1] + ...
-    # + parts[5]; None when the text could not be cut (append_event encodes it all).
-    parts: list[str] | None
-
-
-def prepare_event(site, *, action: str, source: str,
-                  categories: dict[str, bool] | None = None,
-                  channels: dict[str, bool] | None = None,
-                  policy_version: str | None = None, locale: str | None = None,
-                  meta: dict | None = None,
-                  idempotency_key: str | None = None) -> PreparedEvent:
-    """An event's parts that need no database (append_event's PREPARED): made before the
-    write lock, so that the lock is held for less (on SQLite one writer at a time). The
-    canonical JSON, hash and stored texts are the same as without it."""
-    event_id = uuid.uuid4().hex
-    mark = _LATE_MARK
-    text = canonical(hashed_fields(
-        event_id=event_id, site_key=site.key, stream=mark, seq=mark, subject=mark,
-        recorded_at=mark, action=action, source=source, categories=categories,
-        channels=channels, policy_version=policy_version, locale=locale, meta=meta,
-        details_digest=mark, idempotency_key=idempotency_key))
-    parts = text.split(_LATE_MARK_JSON)
-    to_json = rawsql.to_db_json
-    return PreparedEvent(
-        event_id, categories, channels, meta, to_json(categories), to_json(channels),
-        to_json(meta), (site.key, action, source, policy_version, locale, idempotency_key),
-        parts if len(parts) == len(_LATE_FIELDS) + 1 else None)
-
-
-def prepared_canonical(parts: list[str], details_digest, recorded_at, seq, stream,
-                       subject) -> str:
-    """The canonical JSON of a prepared event (PreparedEvent.parts) with its late values:
-    the same text as canonical(hashed_fields(...)) of all its fields."""
-    late = _late_value
-    return (parts[0] + late(details_digest) + parts[1] + late(recorded_at) + parts[2]
-            + late(seq) + parts[3] + late(stream) + parts[4] + late(subject) + parts[5])
-
-
-def _late_value(value) -> str:
-    """The canonical JSON of a late field's value, as canonical() writes it."""
-    if value is None:
-        return "null"
-    if type(value) is int:
-        return int.__repr__(value)  # (the encoder's text of an int)
-    return _encode_str(value) if type(value) is str else canonical(value)
 
 
 def details_digest(secret: str | None, details: Details | None) -> str | None:
@@ -563,8 +487,7 @@ def append_event(site, subject, *, action: str, source: str,
                  idempotency_key: str | None = None,
                  new_subject: bool = False,
                  prepared_digest: tuple[str, str | None] | None = None,
-                 locked_head: tuple[int, int, str] | None = None,
-                 prepared: PreparedEvent | None = None) -> AppendedEvent:
+                 locked_head: tuple[int, int, str] | None = None) -> AppendedEvent:
     """Append one event for SUBJECT of SITE and update the projection.
 
     Must run inside a write transaction (see consent.database.write_transaction); the
@@ -575,8 +498,6 @@ def append_event(site, subject, *, action: str, source: str,
     transaction; used only when it is SUBJECT's secret.
     LOCKED_HEAD: (stream, seq, hash) of a head this transaction has locked already
     (consent.subjects.subject_for_write); used only when it is SUBJECT's stream.
-    PREPARED: prepare_event's parts of this event, made before the transaction; its
-    texts are used only for the same values (the same objects for the dicts).
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
@@ -590,41 +511,27 @@ def append_event(site, subject, *, action: str, source: str,
         prev_seq, prev_hash = locked_head[1], locked_head[2]
     else:
         prev_seq, prev_hash = _lock_head(site.id, stream)
-    # (taken under the stream's lock: recorded_at follows seq in every stream)
     recorded_at = utcnow()
+    event_id = uuid.uuid4().hex
     seq = prev_seq + 1
     if prepared_digest is not None and prepared_digest[0] == subject.secret:
         digest = prepared_digest[1]
     else:
         digest = details_digest(subject.secret, details)
-    if prepared is not None and prepared.categories is categories \
-            and prepared.channels is channels and prepared.meta is meta \
-            and prepared.parts is not None \
-            and prepared.fixed == (site.key, action, source, policy_version, locale,
-                                   idempotency_key):
-        event_id = prepared.event_id
-        categories_json, channels_json, meta_json = (
-            prepared.categories_json, prepared.channels_json, prepared.meta_json)
-        new_hash = hashlib.sha256((prev_hash + "\n" + prepared_canonical(
-            prepared.parts, digest, iso(recorded_at), seq, stream, subject.pseudonym)
-        ).encode("utf-8")).hexdigest()
-    else:
-        event_id = uuid.uuid4().hex if prepared is None else prepared.event_id
-        fields = hashed_fields(
-            event_id=event_id, site_key=site.key, stream=stream, seq=seq,
-            subject=subject.pseudonym, recorded_at=iso(recorded_at), action=action,
-            source=source, categories=categories, channels=channels,
-            policy_version=policy_version, locale=locale, meta=meta,
-            details_digest=digest, idempotency_key=idempotency_key)
-        new_hash = chain_hash(prev_hash, fields)
-        categories_json = rawsql.to_db_json(categories)
-        channels_json, meta_json = rawsql.to_db_json(channels), rawsql.to_db_json(meta)
+    fields = hashed_fields(
+        event_id=event_id, site_key=site.key, stream=stream, seq=seq,
+        subject=subject.pseudonym, recorded_at=iso(recorded_at), action=action,
+        source=source, categories=categories, channels=channels,
+        policy_version=policy_version, locale=locale, meta=meta,
+        details_digest=digest, idempotency_key=idempotency_key)
+    new_hash = chain_hash(prev_hash, fields)
+    categories_json = rawsql.to_db_json(categories)
     params = {
         "event_id": event_id, "site_id": site.id, "stream": stream, "seq": seq,
         "subject": subject.pseudonym, "recorded_at": rawsql.to_db_time(recorded_at),
         "action": action, "source": source, "categories": categories_json,
-        "channels": channels_json, "policy_version": policy_version,
-        "locale": locale, "meta": meta_json, "details_digest": digest,
+        "channels": rawsql.to_db_json(channels), "policy_version": policy_version,
+        "locale": locale, "meta": rawsql.to_db_json(meta), "details_digest": digest,
         "idempotency_key": idempotency_key, "prev_hash": prev_hash, "hash": new_hash}
     previous = None if new_subject else read_state(site.id, subject.pseudonym)
     ev = {"event_id": event_id, "action": action, "source": source,
