@@ -309,19 +309,57 @@ def record_age(site_key: str, *, minor: bool, subject: str | None = None,
         _set_minor(person.id, minor)
         event, withdrawn = None, {}
         if minor and not was_minor:
-            state = read_state(site.id, person.pseudonym)
-            on_cats, on_chans = _effective_on(site, state, rule)
-            cats = {k: False for k in on_cats}
-            chans = {k: False for k in on_chans}
-            if cats or chans:
-                event = append_event(site, person, action="withdraw", source="api",
-                                     categories=cats or None, channels=chans or None,
-                                     policy_version=site.policy_label,
-                                     meta={"age": "minor", "reason": "age_rule"})
-                withdrawn = {**cats, **chans}
+            event, withdrawn = _withdraw_alone(site, rule, person, "api")
+        # The browsers linked to this account are the same person's: a minor's, whose
+        # grants made alone are withdrawn there too, or an adult's, lifted with it.
+        for device in _linked_devices(person.id):
+            if minor and not device.is_minor:
+                _set_minor(device.id, True)
+                _withdraw_alone(site, rule, device, "api")
+            elif not minor and device.is_minor:
+                _set_minor(device.id, False)
         return AgeResult(person, minor, event, withdrawn)
 
     return run_write(write)
+
+
+def _withdraw_alone(site: SiteSnapshot, rule: AgeRule, person,
+                    source: str) -> tuple[AppendedEvent | None, dict]:
+    """A new minor's restricted keys that are on (defaults included) turned off, in one
+    `withdraw` event on PERSON (inside a write); (None, {}) when nothing is on."""
+    state = read_state(site.id, person.pseudonym)
+    on_cats, on_chans = _effective_on(site, state, rule)
+    cats = {k: False for k in on_cats}
+    chans = {k: False for k in on_chans}
+    if not cats and not chans:
+        return None, {}
+    return append_event(site, person, action="withdraw", source=source,
+                        categories=cats or None, channels=chans or None,
+                        policy_version=site.policy_label,
+                        meta={"age": "minor", "reason": "age_rule"}), {**cats, **chans}
+
+
+def device_linked(site: SiteSnapshot, account, device, source: str) -> None:
+    """DEVICE was just linked to ACCOUNT (consent.identity, inside the write): when the
+    account is a minor's, the browser is the minor's too, flagged, and what was granted
+    there alone is withdrawn."""
+    rule = age_rule(site)
+    if rule is None or not is_minor(account.id) or is_minor(device.id):
+        return
+    _set_minor(device.id, True)
+    _withdraw_alone(site, rule, device, source)
+
+
+def _linked_devices(account_id: int) -> list:
+    """The subjects of the browsers linked to ACCOUNT_ID (consent.identity), not erased."""
+    from .extensions import db
+    from .subjects import Subject
+
+    # (the table, not consent.identity's model: identity calls device_linked here)
+    links = db.metadata.tables["subject_links"]
+    return list(db.session.execute(db.select(Subject).join(
+        links, links.c.subject_id == Subject.id).where(
+        links.c.account_id == account_id, Subject.erased_at.is_(None))).scalars())
 
 
 def record_guardian_consent(site_key: str, *, categories: dict[str, bool] | None = None,
