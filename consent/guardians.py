@@ -15,7 +15,9 @@ widget or the preference center records the choice with the restricted grants
    encrypted under CONSENT_DATA_KEY until the request is decided), and delivers it;
 3. the guardian opens the link, sees what the minor asked for, and agrees or refuses.
    Agreeing appends one `guardian` event (source `email_link`, meta `guardian: true,
-   verified: "link"`) turning the asked-for keys on; either answer ends the link.
+   verified: "link"`) turning the asked-for keys on; either answer ends the link. One
+   answer counts: it claims the request before any event, so two at once (a double
+   click, two tabs) record one and the others are refused like a used link.
 
 Until then the person's state says "awaiting guardian" (server API `guardian`, the
 preference center). A site that verified the guardian itself records it with
