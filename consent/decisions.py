@@ -11,7 +11,7 @@ from .context import RequestContext, strip_query, truncate_ip  # noqa: F401 (re-
 from .i18n import pick_locale
 from .ledger import (AppendedEvent, append_event, details_digest, read_state,
                      stream_for)
-from .minors import is_minor, screen_choice
+from .minors import is_minor, minor_by_account, screen_choice
 from .policies import get_policy
 from .regions import event_region
 from .sites import ESSENTIAL, SiteSnapshot, gpc_categories, site_snapshot
@@ -179,10 +179,16 @@ def read_my_consent(site_key: str, public_id: str, token: str | None) -> MyConse
         return None
     state = read_state(site.id, subject.pseudonym)
     last = (state or {}).get("last_event_id") or ""
-    etag = hashlib.sha256(f"{last}:{site.revision}".encode()).hexdigest()[:20]
+    # (consent.minors: a browser linked to a minor's account is screened as the minor's;
+    # its widget learns it here, and the tag changes when the account becomes a minor)
+    minor = "age_rule" in site.settings and (subject.is_minor or minor_by_account(subject.id))
+    etag = hashlib.sha256(f"{last}:{site.revision}{':m' if minor else ''}".encode()
+                          ).hexdigest()[:20]
     view = state_view(site, state)
     if view is not None:
         view["revision"] = site.revision
+        if minor:
+            view["minor"] = True
     return MyConsent(view, etag)
 
 
@@ -240,6 +246,10 @@ class ConsentViewSchema(ma.Schema):
     eventId = ma.fields.String(allow_none=True)
     revision = ma.fields.String(metadata={"description": "The site configuration's revision "
                                                          "(GET .../me only)"})
+    minor = ma.fields.Boolean(metadata={
+        "description": "Present (true) when the visitor is screened as a minor under the "
+                       "site's age rule: recorded as one, or a browser linked to a minor's "
+                       "account (GET .../me only; the widget holds the rule back there too)"})
 
 
 class UsSignalsSchema(ma.Schema):
@@ -266,6 +276,10 @@ class DecisionResultSchema(ma.Schema):
     gpp = ma.fields.Nested(UsSignalsSchema, metadata={
         "description": "Visitors in a US opt-out region only: the IAB GPP and US Privacy "
                        "strings the choice gives (recorded with the event)"})
+    minor = ma.fields.Boolean(metadata={
+        "description": "Present (true) when the choice was screened as a minor's (sites "
+                       "with an age rule): `consent` is what was recorded, grants the rule "
+                       "holds back withheld"})
 
 
 class LeanDecisionLoader:

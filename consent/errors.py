@@ -108,8 +108,12 @@ def wants_json() -> bool:
     return best in ("application/json", PROBLEM)
 
 
-def problem(status: int, title: str, detail: str | None = None, errors=None, **extra):
-    """Build an RFC 9457 response (JSON) or a friendly page (HTML)."""
+def problem(status: int, title: str, detail: str | None = None, errors=None, *,
+            link: dict | None = None, **extra):
+    """Build an RFC 9457 response (JSON) or a friendly page (HTML). LINK, `{"href",
+    "title"}`, is a way on the person can take (a link on the page, `link` in JSON)."""
+    if link:
+        extra["link"] = link
     if wants_json():
         body = {"type": "about:blank", "title": title, "status": status}
         if detail:
@@ -128,7 +132,7 @@ def problem(status: int, title: str, detail: str | None = None, errors=None, **e
                                detail=detail, errors=errors or [], back=_admin_referrer())
         return html, status
     html = render_template("error.html", status=status, title=title, detail=detail,
-                           errors=errors or [])
+                           errors=errors or [], link=link)
     return html, status
 
 
@@ -151,7 +155,8 @@ def register_error_handlers(app: Flask) -> None:
             if exc.field else None
         # A problem type of its own lets a client tell this refusal from others.
         extra = {"type": exc.type} if getattr(exc, "type", None) else {}
-        response = problem(exc.status, exc.title, exc.detail, errors, **extra)
+        response = problem(exc.status, exc.title, exc.detail, errors,
+                           link=getattr(exc, "link", None), **extra)
         if exc.headers:
             if isinstance(response, tuple):
                 return response[0], response[1], exc.headers

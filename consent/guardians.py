@@ -15,7 +15,9 @@ widget or the preference center records the choice with the restricted grants
    encrypted under CONSENT_DATA_KEY until the request is decided), and delivers it;
 3. the guardian opens the link, sees what the minor asked for, and agrees or refuses.
    Agreeing appends one `guardian` event (source `email_link`, meta `guardian: true,
-   verified: "link"`) turning the asked-for keys on; either answer ends the link.
+   verified: "link"`) turning the asked-for keys on; either answer ends the link. One
+   answer counts: it claims the request before any event, so two at once (a double
+   click, two tabs) record one and the others are refused like a used link.
 
 Until then the person's state says "awaiting guardian" (server API `guardian`, the
 preference center). A site that verified the guardian itself records it with
@@ -327,9 +329,22 @@ def answer(site_key: str, token: str, agree: bool, ctx=None) -> tuple[RequestVie
     def write():
         from .subjects import Subject
 
-        req = db.session.get(GuardianRequest, view.id)
-        if req.status != "awaiting":
-            raise Conflict(f"this request is already {req.status}")
+        # Claim the request first: the conditional UPDATE is the one place two answers
+        # at once (a double click, the link open in two tabs) are told apart. On
+        # PostgreSQL the second waits on the first's row lock and then matches no row;
+        # SQLite runs one writer at a time. Only the winner appends an event.
+        now = utcnow()
+        claimed = db.session.execute(sa.update(GuardianRequest).where(
+            GuardianRequest.id == view.id, GuardianRequest.status == "awaiting",
+            GuardianRequest.expires_at > now).values(
+                status="confirmed" if agree else "refused", decided_at=now,
+                address_sealed=None).execution_options(synchronize_session=False)).rowcount
+        req = db.session.get(GuardianRequest, view.id, populate_existing=True)
+        if claimed != 1:
+            # (answered meanwhile: the same refusal as a link opened after its answer)
+            status = "expired" if req is not None and req.status == "awaiting" \
+                else getattr(req, "status", "gone")
+            raise Forbidden(f"this request is {status}: the link no longer works")
         event = None
         if agree:
             subject = db.session.get(Subject, req.subject_id)
@@ -349,9 +364,7 @@ def answer(site_key: str, token: str, agree: bool, ctx=None) -> tuple[RequestVie
                 meta={"age": "minor", "guardian": True, "verified": "link",
                       "guardian_request": req.id})
             req.decision_event_id = event.event_id
-        req.status = "confirmed" if agree else "refused"
-        req.decided_at = utcnow()
-        req.address_sealed = None  # no longer needed: delivered and answered
+        # (the claim above set the status and dropped the address: delivered and answered)
         return event
 
     event = run_write(write)

@@ -150,6 +150,10 @@ def _link_to_account(site: SiteSnapshot, account: Subject, device: Subject, sour
     db.session.add(SubjectLink(site_id=site.id, subject_id=device.id, account_id=account.id,
                                event_id=event.event_id, linked_at=event.recorded_at))
     db.session.flush()
+    if "age_rule" in site.settings:
+        from .minors import device_linked
+
+        device_linked(site, account, device, source)  # a minor's account: a minor's browser
     return event
 
 

@@ -15,7 +15,9 @@ Whether a subject is a minor is kept on `Subject.is_minor`. It is set from the p
 answer to the age question (the widget and the preference center send `age: "minor"` or
 `"adult"`, and `guardian: true` when a guardian gives the consent) or by the site's
 backend (`POST /api/v1/sites/<key>/age`). Once recorded, only the backend lifts it: the
-person's own "adult" answer does not.
+person's own "adult" answer does not. A browser linked to an account recorded as a minor
+(consent.identity) is the minor's too: its choices are screened as a minor's, which
+flags it, and the other paths refuse its unguarded grants.
 
 The rule kept by every path: for a minor, a restricted category or channel is on only if
 a guardian's consent for it was recorded (event meta `{"guardian": true}`). So:
@@ -165,6 +167,14 @@ def is_minor(subject_id: int) -> bool:
     return bool(row and row[0])
 
 
+def minor_by_account(subject_id: int) -> bool:
+    """Whether SUBJECT_ID is a browser linked to an account recorded as a minor
+    (consent.identity): the same person's device, so the age rule holds there too."""
+    return rawsql.one("SELECT 1 FROM subject_links l JOIN subjects a ON a.id = l.account_id "
+                      "WHERE l.subject_id = :id AND a.is_minor = :yes LIMIT 1",
+                      {"id": subject_id, "yes": True}) is not None
+
+
 def _set_minor(subject_id: int, value: bool) -> None:
     rawsql.run("UPDATE subjects SET is_minor = :value WHERE id = :id",
                {"value": bool(value), "id": subject_id})
@@ -210,6 +220,10 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
     if age is not None and age not in AGES:
         raise Invalid("age is 'minor' or 'adult'", field="age")
     was_minor = False if created else is_minor(subject.id)
+    if not was_minor and not created and age != "minor" and minor_by_account(subject.id):
+        # A browser linked to a minor's account is the minor's, whatever its banner knows
+        # (its widget may not have asked): screened as a minor's, flagged from now on.
+        age = "minor"
     # Once recorded as a minor, only the site's backend lifts it (POST /age): the person's
     # own "adult" answer does not, or the rule would be one click away.
     minor = was_minor or age == "minor"
@@ -295,19 +309,57 @@ def record_age(site_key: str, *, minor: bool, subject: str | None = None,
         _set_minor(person.id, minor)
         event, withdrawn = None, {}
         if minor and not was_minor:
-            state = read_state(site.id, person.pseudonym)
-            on_cats, on_chans = _effective_on(site, state, rule)
-            cats = {k: False for k in on_cats}
-            chans = {k: False for k in on_chans}
-            if cats or chans:
-                event = append_event(site, person, action="withdraw", source="api",
-                                     categories=cats or None, channels=chans or None,
-                                     policy_version=site.policy_label,
-                                     meta={"age": "minor", "reason": "age_rule"})
-                withdrawn = {**cats, **chans}
+            event, withdrawn = _withdraw_alone(site, rule, person, "api")
+        # The browsers linked to this account are the same person's: a minor's, whose
+        # grants made alone are withdrawn there too, or an adult's, lifted with it.
+        for device in _linked_devices(person.id):
+            if minor and not device.is_minor:
+                _set_minor(device.id, True)
+                _withdraw_alone(site, rule, device, "api")
+            elif not minor and device.is_minor:
+                _set_minor(device.id, False)
         return AgeResult(person, minor, event, withdrawn)
 
     return run_write(write)
+
+
+def _withdraw_alone(site: SiteSnapshot, rule: AgeRule, person,
+                    source: str) -> tuple[AppendedEvent | None, dict]:
+    """A new minor's restricted keys that are on (defaults included) turned off, in one
+    `withdraw` event on PERSON (inside a write); (None, {}) when nothing is on."""
+    state = read_state(site.id, person.pseudonym)
+    on_cats, on_chans = _effective_on(site, state, rule)
+    cats = {k: False for k in on_cats}
+    chans = {k: False for k in on_chans}
+    if not cats and not chans:
+        return None, {}
+    return append_event(site, person, action="withdraw", source=source,
+                        categories=cats or None, channels=chans or None,
+                        policy_version=site.policy_label,
+                        meta={"age": "minor", "reason": "age_rule"}), {**cats, **chans}
+
+
+def device_linked(site: SiteSnapshot, account, device, source: str) -> None:
+    """DEVICE was just linked to ACCOUNT (consent.identity, inside the write): when the
+    account is a minor's, the browser is the minor's too, flagged, and what was granted
+    there alone is withdrawn."""
+    rule = age_rule(site)
+    if rule is None or not is_minor(account.id) or is_minor(device.id):
+        return
+    _set_minor(device.id, True)
+    _withdraw_alone(site, rule, device, source)
+
+
+def _linked_devices(account_id: int) -> list:
+    """The subjects of the browsers linked to ACCOUNT_ID (consent.identity), not erased."""
+    from .extensions import db
+    from .subjects import Subject
+
+    # (the table, not consent.identity's model: identity calls device_linked here)
+    links = db.metadata.tables["subject_links"]
+    return list(db.session.execute(db.select(Subject).join(
+        links, links.c.subject_id == Subject.id).where(
+        links.c.account_id == account_id, Subject.erased_at.is_(None))).scalars())
 
 
 def record_guardian_consent(site_key: str, *, categories: dict[str, bool] | None = None,
@@ -373,7 +425,8 @@ def _refuse_unguarded_grants(ev: AppendedEvent) -> None:
         return
     keys = [k for k in cats if rule.restricted(k, channel=False)] + \
         [k for k in chans if rule.restricted(k, channel=True)]
-    if not keys or ev.subject_id is None or not is_minor(ev.subject_id):
+    if not keys or ev.subject_id is None or not (is_minor(ev.subject_id)
+                                                 or minor_by_account(ev.subject_id)):
         return
     raise GuardianRequired(
         f"this person is recorded as a minor: {', '.join(keys)} needs the consent of a "

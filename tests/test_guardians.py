@@ -2,6 +2,10 @@
 who confirms through a signed link the site delivers; the state says "awaiting guardian"."""
 from __future__ import annotations
 
+import threading
+
+import pytest
+import requests
 import sqlalchemy as sa
 
 from consent.audit import verify_all
@@ -10,6 +14,7 @@ from consent.ledger import ConsentEvent
 from consent.profiles import load_profile
 from tests.support.api import PROBLEM, bearer, decide
 from tests.support.outbox import add_endpoint, drain
+from tests.support.servers import AppServer
 
 ORIGIN = "https://www.example.test"
 PARENT = "Pat.Parent@example.org"
@@ -258,3 +263,53 @@ def test_an_opt_out_the_site_reports_since_the_request_stands(app, client):
                        headers=bearer(site)).get_json()
     assert state["channels"]["email.promotional"] is False
     assert state["consent"]["categories"]["analytics"] is True
+
+
+@pytest.mark.backend
+@pytest.mark.slow
+def test_two_answers_at_once_record_one_guardian_event(app, database_url):
+    # Two clicks, or the link open in two tabs, answered at the same moment: real HTTP to
+    # the app under gunicorn (two workers, each request on its own connection), several
+    # rounds so the answers overlap inside the write. One answer per request counts
+    # (one guardian event when it agrees); the others find it answered (403, as a used
+    # link). Odd rounds: one tab agrees, another refuses, a third agrees.
+    site = load("device_network")
+    server = AppServer(database_url, workers=2, threads=4)
+    try:
+        http = server.client()
+        for n in range(6):
+            decide(http, site["key"], "accept_all", age="minor", guardian=True, origin=ORIGIN)
+            [request] = awaiting(http, site)
+            url = server.url + local(request["url"])
+            decisions = ["agree", "refuse", "agree"] if n % 2 else ["agree"] * 3
+            start = threading.Barrier(len(decisions))
+            answers: dict = {}
+
+            def click(i, decision):
+                start.wait()
+                r = requests.post(url, data={"decision": decision}, timeout=60)
+                answers[i] = (decision, r.status_code)
+
+            clicks = [threading.Thread(target=click, args=(i, d))
+                      for i, d in enumerate(decisions)]
+            for t in clicks:
+                t.start()
+            for t in clicks:
+                t.join(90)
+            statuses = [s for _, s in answers.values()]
+            assert sorted(statuses) == [200] + [403] * (len(decisions) - 1), (n, answers)
+            [winner] = [d for d, s in answers.values() if s == 200]
+            recorded = [e for e in events("guardian")
+                        if e.meta.get("guardian_request") == request["id"]]
+            after = http.get(f"/api/v1/sites/{site['key']}/guardian-requests/{request['id']}",
+                             headers=bearer(site)).get_json()
+            if winner == "agree":
+                assert len(recorded) == 1, (n, answers, [e.event_id for e in recorded])
+                assert (after["status"], after["decision_event_id"]) == \
+                    ("confirmed", recorded[0].event_id)
+            else:
+                assert recorded == [] and after["status"] == "refused", (n, answers)
+            assert after["address"] is None and after["url"] is None
+    finally:
+        server.stop()
+    assert verify_all().ok

@@ -276,6 +276,44 @@ def test_the_widgets_link_needs_the_key_and_a_page_of_the_site(client, site):
     assert 'id="back"' not in page(client)
 
 
+def test_a_site_that_allows_any_origin_refuses_the_widgets_link_and_says_why(client, site):
+    # With `*` every page passes the origin test, so none proves it is the site's own: the
+    # way in is refused (login CSRF), as a clear page or problem+json, changing nothing.
+    import sqlalchemy as sa
+
+    from consent.sites import Site
+
+    subject = widget_decision(client, site, "accept_all")
+
+    def allow_any():
+        db.session.execute(sa.update(Site).where(Site.key == "shop").values(
+            allowed_origins=["*"]))
+
+    run_write(allow_any)
+    invalidate_site_cache()
+    for origin in (site["origin"], "https://evil.example", None):
+        r = client.post("/preferences/enter?site=shop",
+                        data={"subject": subject, "key": KEYS[subject]},
+                        headers={"Origin": origin} if origin else {})
+        html = r.get_data(as_text=True)
+        assert r.status_code == 403 and r.mimetype == "text/html", origin
+        assert "lets its consent banner run on any website" in html
+        assert "Nothing was changed" in html
+        assert 'id="problem-link" href="/preferences?site=shop"' in html
+        assert "Nothing has been recorded" in page(client)  # no visitor was entered
+    r = client.post("/preferences/enter?site=shop", data={"subject": subject,
+                                                          "key": KEYS[subject]},
+                    headers={"Origin": site["origin"], "Accept": "application/problem+json"})
+    body = r.get_json()
+    assert r.status_code == 403 and r.mimetype == "application/problem+json"
+    assert body["type"] == "tag:consent-manager,2026:any-origin-entry"
+    assert body["link"] == {"href": "/preferences?site=shop",
+                            "title": "Privacy settings of Example shop"}
+    # (the widget's decisions from any origin are still accepted: only this way in)
+    assert client.post("/api/v1/sites/shop/decisions", json={"action": "reject_all"},
+                       headers={"Origin": "https://elsewhere.example"}).status_code == 201
+
+
 def test_subject_from_the_widget_cookie(client, site):
     subject = widget_decision(client, site, "accept_all")
     client.set_cookie("consent", f"v=1&s={subject}&c=essential.analytics&d=&t=1&e=2",

@@ -403,6 +403,81 @@ def test_a_minors_save_signed_in_grants_nothing_alone_on_their_linked_browser(ap
     assert verify_ledger().ok
 
 
+def test_a_browser_linked_to_a_minors_account_is_screened_as_the_minors(app, client):
+    # The site's backend knows user teen-3 (signed up elsewhere first) and linked this
+    # browser to them, then learns teen-3 is a minor. The banner there never asked the age
+    # (nothing flags the page): its "Accept all" is the minor's own all the same, withheld
+    # as on the account, and the browser is a minor's from then on.
+    site = load("care_platform")
+    age = f"/api/v1/sites/{site['key']}/age"
+    links = f"/api/v1/sites/{site['key']}/identity-links"
+
+    def state(subject):
+        return client.get(f"/api/v1/sites/{site['key']}/subjects/{subject}",
+                          headers=bearer(site)).get_json()["consent"]["categories"]
+
+    assert client.post(age, json={"user_id": "teen-3", "minor": False},
+                       headers=bearer(site)).status_code == 200  # the account, not a minor
+    browser = decide(client, site["key"], "accept_all", origin=ORIGIN)
+    me = f"/api/v1/sites/{site['key']}/me/{browser['subject']}?r={browser['read_token']}"
+    linked = client.post(links, json={"user_id": "teen-3", "subject": browser["subject"]},
+                         headers=bearer(site))
+    assert linked.get_json()["linked"] is True and events()[-1].meta["link"] == "device"
+    assert "minor" not in client.get(me).get_json()
+    tag = client.get(me).headers["ETag"]
+    marked = client.post(age, json={"user_id": "teen-3", "minor": True}, headers=bearer(site))
+    assert marked.status_code == 200
+    # What the browser had granted alone is withdrawn there too, with the account's word.
+    withdrawal = events("withdraw")[-1]
+    assert withdrawal.categories == {"analytics": False, "advertising": False}
+    assert withdrawal.meta == {"age": "minor", "reason": "age_rule", "region": None}
+    assert state(browser["subject"])["advertising"] is False
+    # What the widget reads (once per browser session) says so, under a new tag.
+    mine = client.get(me, headers={"If-None-Match": tag})
+    assert mine.status_code == 200 and mine.get_json()["minor"] is True
+    again = decide(client, site["key"], "accept_all", subject=browser["subject"],
+                   origin=ORIGIN)
+    assert again["minor"] is True
+    assert again["consent"]["categories"] == {"essential": True, "analytics": False,
+                                              "advertising": False}
+    assert events()[-1].meta["withheld"] == ["advertising", "analytics"]
+    # Its other paths refuse an unguarded grant too, and record nothing.
+    before = len(events())
+    push = client.post(f"/api/v1/sites/{site['key']}/channel-choices", json={
+        "subject": browser["subject"], "channels": {"email.promotional": True}},
+        headers=bearer(site))
+    assert push.status_code == 403 and len(events()) == before
+
+    # A browser that accepted everything, linked later to the minor's account: linking
+    # withdraws there what the rule reserves, and its banner then holds it back.
+    late = decide(client, site["key"], "accept_all", origin=ORIGIN)
+    assert client.post(links, json={"user_id": "teen-3", "subject": late["subject"]},
+                       headers=bearer(site)).get_json()["linked"] is True
+    assert [e.action for e in events()[-2:]] == ["link", "withdraw"]
+    assert state(late["subject"])["advertising"] is False
+    assert decide(client, site["key"], "accept_all", subject=late["subject"],
+                  origin=ORIGIN)["consent"]["categories"]["advertising"] is False
+
+    # The site's backend records teen-3 an adult (their 18th birthday): their browsers too.
+    assert client.post(age, json={"user_id": "teen-3", "minor": False},
+                       headers=bearer(site)).status_code == 200
+    grown = decide(client, site["key"], "accept_all", subject=late["subject"], origin=ORIGIN)
+    assert grown["consent"]["categories"]["advertising"] is True and "minor" not in grown
+    assert "minor" not in client.get(me).get_json()
+
+    # Another visitor, not linked, is not touched; nor is the linked browser of an adult.
+    other = decide(client, site["key"], "accept_all", origin=ORIGIN)
+    assert other["consent"]["categories"]["advertising"] is True and "minor" not in other
+    assert client.post(age, json={"user_id": "grown-1", "minor": False},
+                       headers=bearer(site)).status_code == 200
+    adults = decide(client, site["key"], "reject_all", origin=ORIGIN)
+    assert client.post(links, json={"user_id": "grown-1", "subject": adults["subject"]},
+                       headers=bearer(site)).get_json()["linked"] is True
+    grown = decide(client, site["key"], "accept_all", subject=adults["subject"], origin=ORIGIN)
+    assert grown["consent"]["categories"]["advertising"] is True and "minor" not in grown
+    assert verify_ledger().ok
+
+
 # ---------------------------------------------------------------- linked accounts
 
 

@@ -191,6 +191,28 @@ def save_preferences_form():
                             saved=event.event_id[:8]), code=303)
 
 
+class AnyOriginEntry(Forbidden):
+    """The widget's way in (`POST /preferences/enter`) from a site that allows any origin
+    (`*`): whichever page sent it passes that test, so nothing proves it was the site's
+    own, and a page elsewhere could choose whose preferences this browser sees (login
+    CSRF). Refused, saying why, with a link to the plain preference center (the defaults,
+    or the visitor whose consent cookie this server sees)."""
+
+    title = "Open the privacy settings from here"
+    type = "tag:consent-manager,2026:any-origin-entry"
+
+    def __init__(self, site: SiteSnapshot):
+        super().__init__(
+            f"{site.name} lets its consent banner run on any website, so this server "
+            f"cannot tell that you came from {site.name}'s own page, and it does not open "
+            "this browser's choices from a link it cannot check. Nothing was changed. The "
+            "privacy settings page below opens without them; the site's own cookie "
+            "settings change them. (For the site's owner: list the site's own origins "
+            "instead of `*` in its allowed origins.)")
+        self.link = {"href": url_for("preferences.preferences_page", site=site.key),
+                     "title": f"Privacy settings of {site.name}"}
+
+
 def _from_the_site(site: SiteSnapshot) -> bool:
     """Whether this request was sent by a page on one of the site's origins."""
     origin = request.headers.get("Origin")
@@ -211,6 +233,8 @@ def enter():
     data = EnterForm().load(request.form)
     if not _from_the_site(site):
         # Another site must not choose whose preferences this browser sees (login CSRF).
+        if "*" in site.allowed_origins:
+            raise AnyOriginEntry(site)
         raise Forbidden(f"This page can only be opened from {site.name}. Go back to the "
                         "site and open its privacy settings again.")
     visitor = enter_preferences(site.key, data.get("subject"), data.get("key"))

@@ -150,6 +150,8 @@ def _record(site_key: str):
         body["key"] = result.minted_key
     if result.signals:
         body["gpp"] = result.signals  # US opt-out visitors: the strings now in force
+    if result.minor:
+        body["minor"] = True  # screened as a minor's: the widget keeps what was recorded
     status = 200 if result.event.duplicate else 201
     # Same-site deployment: the server itself sets the consent cookie (see docs/widget.md).
     cookie = site and server_cookie_header(

@@ -55,7 +55,16 @@ window.__consentPart(X => {
       if (state && b.subject == state.s) {
         state.i = j.event_id;
         state.r = j.read_token;
+        // Screened as a minor's (a browser linked to a minor's account, say): the age rule
+        // holds here from now on, and what the server recorded stands, not the banner's
+        // (Consent Mode, tags and cookies follow; a tag that already ran stops with the
+        // next page).
+        const before = X.cats(), c = j.consent && j.consent.categories;
+        if (j.minor) state.m = true;
+        const held = j.minor && c && !queue.length && Object.keys(c).some(k => c[k] != !!state.c[k]);
+        if (held) state.c = c;
         save();
+        if (held) X.changed(before);
       }
       W.dispatchEvent(new CustomEvent('consent:recorded', {detail: {eventId: j.event_id, duplicate: j.duplicate}}));
     }
@@ -84,7 +93,7 @@ window.__consentPart(X => {
       fetch(api + 'me/' + state.s + '?r=' + state.r, {credentials: 'omit', cache: 'no-cache'})
       .then(r => r.ok ? r.json() : r.status == 404 && 0)]).catch(noop);
     if (v) {
-      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId});
+      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId, m: !!v.minor});
       save();
       // a new policy version or category: the new config, kept over the cached script's
       if (v.revision != cfg.revision) await X.renew().catch(noop);

@@ -14,7 +14,8 @@ from consent.requests import DataRequest, due_date, open_request
 from tests.support.admin import admin_client, make_token, post_form
 from tests.support.api import bearer
 from tests.support.browser import new_context
-from tests.support.widget import banner, cookie_names, ran, settle, wait_ran
+from tests.support.widget import (banner, consent_commands, consent_cookie, cookie_names, ran,
+                                  settle, wait_ran, wait_until)
 
 pytestmark = pytest.mark.browser
 
@@ -128,6 +129,61 @@ def test_google_and_linkedin_tracking_are_listed_and_wait_for_consent(env, conte
     assert [e.action for e in env.wait_events(3)] == ["custom", "custom", "reject_all"]
 
 
+def linked_browsers_of_a_minor_hold_back_what_the_rule_reserves(env, browser):
+    # The member's account is a minor's (the site's backend knows the birth date) and the
+    # site linked this browser to it at sign-in; the page flags nothing, so the banner
+    # never asks the age. The rule still holds in this browser: the server withholds, and
+    # the widget keeps what was recorded and holds the rule back itself from then on.
+    def visit():
+        context = new_context(browser, locale="en-GB")
+        page = context.new_page()
+        page.goto(env.url())
+        page.get_by_role("button", name="Reject all").click()
+        settle(page)
+        return context, page, page.evaluate("Consent.get().subject")
+
+    def accept_in_settings(page):
+        page.locator("#open-settings").click()
+        page.get_by_role("button", name="Accept all").last.click()
+
+    accepted = len(env.events("accept_all"))
+    assert env.api("POST", "/age", json={"user_id": "teen-7", "minor": False}).ok
+    first, page, device = visit()
+    assert env.api("POST", "/identity-links", json={"user_id": "teen-7",
+                                                     "subject": device}).json()["linked"]
+    assert env.api("POST", "/age", json={"user_id": "teen-7", "minor": True}).ok
+    # In the same browser session (the widget does not know yet): the server withholds,
+    # the widget takes what was recorded, and the cookie remembers a minor.
+    accept_in_settings(page)
+    recorded = env.wait_events(accepted + 1, "accept_all")[-1]
+    assert recorded.categories == {"essential": True, "analytics": False, "advertising": False}
+    assert recorded.meta["withheld"] == ["advertising", "analytics"]
+    wait_until(page, "Consent.get().categories.advertising === false")
+    assert page.evaluate("Consent.get().categories") == {
+        "essential": True, "analytics": False, "advertising": False}
+    assert consent_cookie(first)["m"] == "1"
+    assert consent_commands(page, "update")[-1]["ad_storage"] == "denied"
+    first.close()
+
+    # Another browser linked while nothing flags it: its next browser session reads the
+    # minor flag with its once-a-session check, and the banner grants nothing reserved,
+    # not even for a moment (no tag runs).
+    second, page, other = visit()
+    assert env.api("POST", "/identity-links", json={"user_id": "teen-7",
+                                                     "subject": other}).json()["linked"]
+    assert "m" not in consent_cookie(second)
+    fresh = second.new_page()  # a new tab: a new browser session for the widget
+    fresh.goto(env.url())
+    wait_until(fresh, "document.cookie.includes('m=1')")
+    accept_in_settings(fresh)
+    recorded = env.wait_events(accepted + 2, "accept_all")[-1]
+    assert recorded.categories == {"essential": True, "analytics": False, "advertising": False}
+    settle(fresh)
+    assert ran(fresh) == [] and not TRACKING_COOKIES & cookie_names(second)
+    assert fresh.evaluate("Consent.get().categories.advertising") is False
+    second.close()
+
+
 def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     env.render("young.html", age_check=True)  # the site says the visitor may be under 18
     page.goto(env.url("young.html"))
@@ -203,6 +259,9 @@ def test_under_18_needs_parental_consent_recorded_as_such(env, browser, page):
     assert last.meta == {"age": "minor", "withheld": ["advertising", "analytics"],
                          "region": None, "rule": "opt-in"}
     member.close()
+
+    # A browser the site links to a minor's account is the minor's, with no flag on the page.
+    linked_browsers_of_a_minor_hold_back_what_the_rule_reserves(env, browser)
 
 
 def test_deletion_requests_are_carried_out_or_refused_with_the_exception_recorded(env, app,
