@@ -52,6 +52,9 @@ def checked(response) -> str:
 def test_only_the_lean_build_goes_without_the_age_code():
     assert AGE_CODE not in BUILDS["consent-lean.js"]
     assert AGE_CODE in BUILDS["consent.js"] and AGE_CODE in BUILDS["consent-optout.js"]
+    # all three carry the compile hint on their first line (kept by the minifier)
+    for text in BUILDS.values():
+        assert text.startswith("//# allFunctionsCalledOnLoad\n")
 
 
 def test_the_shared_script_keeps_the_age_code(client, site):

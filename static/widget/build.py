@@ -81,7 +81,11 @@ PLAIN, OPTOUT, LEAN = {"optin", "age"}, {"region", "age"}, {"optin", "noage"}
 CONFIG_STAND_IN = "__CONSENT_CONFIG_SLOT__"
 DIALOG_MARK = "/*@"
 REGION_MARK = "/*+region"
-TERSER_ARGS = ["--ecma", "2020", "--compress", "passes=2", "--mangle", "--comments", "/^!/"]
+# Comments kept: `/*! ... */`, and V8's explicit compile hint (`//# allFunctionsCalledOnLoad`,
+# the first layer's first line: its functions are compiled with the script, not lazily).
+COMPILE_HINT = "//# allFunctionsCalledOnLoad"
+TERSER_ARGS = ["--ecma", "2020", "--compress", "passes=2", "--mangle", "--comments",
+               "/^!|^# allFunctionsCalledOnLoad$/"]
 
 
 def minify(src: str) -> str:
@@ -167,6 +171,8 @@ def build(part: str | None = None, *, regions: bool = False,
     out = minify(_fill(src, CONFIG_SLOT, CONFIG_STAND_IN))
     if out.count(CONFIG_STAND_IN) != 1:
         raise ValueError("the minified widget must read the config slot exactly once")
+    if not out.startswith(COMPILE_HINT + "\n"):
+        raise ValueError(f"the minified first layer must start with {COMPILE_HINT}")
     return out.replace(CONFIG_STAND_IN, CONFIG_SLOT)
 
 

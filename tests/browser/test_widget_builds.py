@@ -11,6 +11,9 @@ from .helpers import banner, settle, wait_recorded
 
 pytestmark = pytest.mark.browser
 
+HINT = "//# allFunctionsCalledOnLoad\n"
+
+
 def script_of(page, env) -> dict:
     """Bodies of the consent server's responses, by path (filled as they arrive)."""
     bodies: dict = {}
@@ -25,7 +28,7 @@ def test_lean_build_shows_the_banner_records_and_opens_the_dialog(env, page):
     page.goto(env.url("one.html"))
     banner(page).wait_for()
     js = bodies["/consent.js?site=shop"].decode()
-    assert "data-age-check" not in js  # the lean build
+    assert js.startswith(HINT) and "data-age-check" not in js  # the lean build
     assert page.locator(".cw-age").count() == 0
     page.get_by_role("button", name="Reject all").click()
     [event] = wait_recorded(env, 1)
@@ -56,7 +59,7 @@ def test_a_site_with_an_age_rule_gets_the_age_question(make_env, page):
     page.goto(env.url("one.html"))
     banner(page).wait_for()
     js = bodies["/consent.js?site=shop"].decode()
-    assert "data-age-check" in js  # the build with the age code
+    assert js.startswith(HINT) and "data-age-check" in js  # the build with the age code
     page.get_by_label("I am under 16.").check()
     page.get_by_role("button", name="Accept all").click()
     [event] = wait_recorded(env, 1)
