@@ -40,7 +40,7 @@
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
   if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
     !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
-  let state, banner, back, cssP, gotCfg, noCfg/*+age*/, age/*-age*/;
+  let state, banner, back, cssP, styled, gotCfg, noCfg/*+age*/, age/*-age*/;
   const cfgP = new Promise((r, n) => { gotCfg = r; noCfg = n; });
   cfgP.catch(noop);
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
@@ -250,7 +250,8 @@
   const adopt = t => { const s = new CSSStyleSheet(); s.replaceSync(t); D.adoptedStyleSheets = [...D.adoptedStyleSheets, s]; };
   const css = () => cssP || (cssP = new Promise(r => {
     try {
-      return r(adopt(STYLE));
+      adopt(STYLE);
+      return r(styled = 1);
     } catch (e) {}
     const l = h('link', {rel: 'stylesheet', href: base + 'consent.css'});
     l.onload = l.onerror = r;
@@ -293,22 +294,23 @@
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
   /*+optin*/
   const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
-  function show(notice, force) {
-    return cfgP.then(css).then(() => {
-      if (banner || !(notice || force || needsChoice())) return;
-      back = D.activeElement;
-      banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
-        h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
-        h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
-        !notice && note(),
-        /*+age*/!notice && ageQ(),/*-age*/
-        h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
-          btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
-          btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
-          btn('customise', () => prefs(), 1)]));
-      D.body.prepend(banner);
-      banner.focus();
-    });
+  const show = (notice, force) => cfgP.then(css).then(() => paint(notice, force));
+  // The banner, built at once: start() calls this directly in DOMContentLoaded's turn when
+  // the config is at hand and the stylesheet adopted (no promise hop before the insertion).
+  function paint(notice, force) {
+    if (banner || !(notice || force || needsChoice())) return;
+    back = D.activeElement;
+    banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
+      h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
+      h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
+      !notice && note(),
+      /*+age*/!notice && ageQ(),/*-age*/
+      h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
+        btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
+        btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
+        btn('customise', () => prefs(), 1)]));
+    D.body.prepend(banner);
+    banner.focus();
   }
   /*-optin*/
   /*+region*/
@@ -382,7 +384,9 @@
     gotCfg();
     await ready;
     honourGpc();
-    if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
+    // First: nothing else stands between DOMContentLoaded and the banner. With the config at
+    // hand and the stylesheet adopted (a first visit with ?site=KEY) it is built right here.
+    if (needsChoice()) /*+optin*/styled ? paint() : /*-optin*/show();
     // a version announced for later (its notice: strings nt, ntTitle): told once
     else if (S('nt') != 'nt' && store(NK) != S('nt')) { store(NK, S('nt')); show('nt'); }
     /*+region*/
