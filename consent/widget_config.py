@@ -248,6 +248,10 @@ _scripts: dict[str, tuple[float, str]] = {}
 # The widget built with the code opt-out and notice-only regions need (consent.regions):
 # sent only to visitors whose config has a `region`, so others download none of it.
 OPTOUT_BUILD = "consent-optout.js"
+# The plain build without the age question and the age rule (static/widget/build.py): for
+# configs without `age` (sites without an age rule). consent.js keeps that code: it is also
+# the shared script, which serves any site.
+LEAN_BUILD = "consent-lean.js"
 
 
 def _widget_source(name: str = "consent.js") -> str:
@@ -271,12 +275,23 @@ def site_script(site_key: str, requested_locale: str | None,
     payload, config_etag = config_document(site_key, requested_locale, accept_language,
                                            region=region)
     regional = applies(site_snapshot(site_key).settings, region) != "opt-in"
-    source = _widget_source(OPTOUT_BUILD if regional else "consent.js")
+    source = _widget_source(build_for(payload, regional))
     # JSON is a JavaScript expression; escape the two line separators older engines reject.
     literal = payload.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     body = source.replace(CONFIG_SLOT, literal, 1)
     etag = hashlib.sha256(f"{config_etag}:{hash_of(source)}".encode()).hexdigest()[:20]
     return body, etag
+
+
+@functools.lru_cache(maxsize=1024)
+def build_for(payload: str, regional: bool) -> str:
+    """The build to inline PAYLOAD (a config document) into: the opt-out build for opt-out
+    and notice-only visitors; else the lean build unless the config has an age rule (the
+    lean build has no age code), read from the document itself, so no config that needs
+    the age code is ever inlined into the build without it."""
+    if regional:
+        return OPTOUT_BUILD
+    return "consent.js" if "age" in json.loads(payload) else LEAN_BUILD
 
 
 @functools.lru_cache(maxsize=4)

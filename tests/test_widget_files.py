@@ -15,6 +15,7 @@ SOURCE = ROOT / "static" / "widget" / "consent.src.js"
 PART_SOURCE = ROOT / "static" / "widget" / "more.src.js"
 BUILT = ROOT / "static" / "consent.js"
 PART = ROOT / "static" / "consent-more.js"
+LEAN = ROOT / "static" / "consent-lean.js"
 
 
 def load_build():
@@ -40,6 +41,23 @@ def test_committed_scripts_are_the_build_of_the_sources(built):
         "static/consent.js is stale: run `python3 static/widget/build.py`")
     assert (ROOT / "static" / "consent.css").read_text(encoding="utf-8") == (
         load_build().build_css()), "static/consent.css is stale: run `python3 static/widget/build.py`"
+    assert LEAN.read_text(encoding="utf-8") == load_build().build(part, age=False), (
+        "static/consent-lean.js is stale: run `python3 static/widget/build.py`")
+
+
+def test_lean_build_is_the_plain_build_without_the_age_code(built):
+    """consent-lean.js (sites without an age rule, tests/test_widget_builds.py) drops the
+    code between the age marks and keeps the rest of the plain build, the second part's
+    version and the config slot included."""
+    part, first = built
+    lean = LEAN.read_text(encoding="utf-8")
+    assert lean.count("'@@CONFIG@@'") == 1
+    assert f"consent-more.js?v={hashlib.sha256(part.encode()).hexdigest()[:12]}" in lean
+    assert "data-age-check" in first and "data-age-check" not in lean
+    assert "cw-age" not in lean and "guardian" not in lean
+    src = SOURCE.read_text(encoding="utf-8")
+    assert src.count("/*+age*/") == src.count("/*-age*/") > 0
+    assert src.count("/*+noage*/") == src.count("/*-noage*/") > 0
 
 
 def test_first_layer_asks_for_the_second_part_of_its_own_build(built):
@@ -51,7 +69,7 @@ def test_first_layer_asks_for_the_second_part_of_its_own_build(built):
     assert "function choose(" not in first and "const STYLE" not in first
 
 
-@pytest.mark.parametrize("path", [BUILT, PART])
+@pytest.mark.parametrize("path", [BUILT, PART, LEAN])
 def test_built_widget_parses(path):
     subprocess.run(["node", "--check", str(path)], check=True, capture_output=True)
 
@@ -85,3 +103,4 @@ def test_without_constructable_stylesheets_the_first_visit_is_within_the_budget(
 
     both = BUILT.read_bytes() + (ROOT / "static" / "consent.css").read_bytes()
     assert len(gzip.compress(both, 9)) <= 6000
+    # (consent-lean.js is only ever sent with a config inlined: the sites' budgets)

@@ -28,6 +28,12 @@ same sources:
   instead of the banner's, which these visitors do not see first. The server sends it
   instead of consent.js to visitors whose config has a `region`
   (consent/widget_config.py). It uses the same consent-more.js.
+- static/consent-lean.js: the plain build without the age question and the age rule's part
+  of a choice (the code between `/*+age*/` and `/*-age*/`, which the other builds keep;
+  it keeps the code between `/*+noage*/` and `/*-noage*/`, which they drop). The server
+  inlines a site's config into it instead of consent.js when the config has no `age` (a
+  site without an age rule, consent/widget_config.py); the shared consent.js, which serves
+  any site, keeps the age code. It uses the same consent-more.js.
 - static/consent-region.js from static/widget/region.src.js: the opt-out view, the IAB GPP
   and US Privacy APIs answering what the first layer's stubs queued, and the banner's
   part of the stylesheet. The opt-out build loads it once the notice is shown, as
@@ -55,6 +61,7 @@ PART_TARGET = HERE.parent / "consent-more.js"
 REGION_SOURCE = HERE / "region.src.js"
 REGION_TARGET = HERE.parent / "consent-region.js"
 OPTOUT_TARGET = HERE.parent / "consent-optout.js"
+LEAN_TARGET = HERE.parent / "consent-lean.js"
 STYLESHEET = HERE / "consent.src.css"
 CSS_TARGET = HERE.parent / "consent.css"
 TERSER = ROOT / "node_modules" / "terser" / "bin" / "terser"
@@ -63,15 +70,22 @@ STYLE_SLOT = "'@@STYLE@@'"
 CONFIG_SLOT = "'@@CONFIG@@'"
 PART_SLOT = "'@@PART@@'"
 REGION_SLOT = "'@@REGION@@'"
-# Code only opt-out and notice-only regions need, in the first layer's source.
-REGION_ONLY = re.compile(r"/\*\+region\*/.*?/\*-region\*/", re.S)
-# Code only the plain (opt-in) build needs.
-OPTIN_ONLY = re.compile(r"/\*\+optin\*/.*?/\*-optin\*/", re.S)
+# Variant marks in the first layer's source: `/*+NAME*/ ... /*-NAME*/` is kept by the
+# builds with NAME and dropped by the others. region: code only opt-out and notice-only
+# regions need; optin: code only the banner's builds (opt-in) need; age: the age question
+# and the age rule (sites with an age rule, and the shared consent.js); noage: what the
+# lean build has instead.
+MARKS = ("region", "optin", "age", "noage")
+PLAIN, OPTOUT, LEAN = {"optin", "age"}, {"region", "age"}, {"optin", "noage"}
 # A global name stands in for the config slot while terser runs (see the module docstring).
 CONFIG_STAND_IN = "__CONSENT_CONFIG_SLOT__"
 DIALOG_MARK = "/*@"
 REGION_MARK = "/*+region"
-TERSER_ARGS = ["--ecma", "2020", "--compress", "passes=2", "--mangle", "--comments", "/^!/"]
+# Comments kept: `/*! ... */`, and V8's explicit compile hint (`//# allFunctionsCalledOnLoad`,
+# the first layer's first line: its functions are compiled with the script, not lazily).
+COMPILE_HINT = "//# allFunctionsCalledOnLoad"
+TERSER_ARGS = ["--ecma", "2020", "--compress", "passes=2", "--mangle", "--comments",
+               "/^!|^# allFunctionsCalledOnLoad$/"]
 
 
 def minify(src: str) -> str:
@@ -129,25 +143,36 @@ def _version(built: str) -> str:
     return json.dumps(hashlib.sha256(built.encode()).hexdigest()[:12])
 
 
+def variant(src: str, keep: set[str]) -> str:
+    """SRC without the code between the marks of the variants not in KEEP."""
+    for name in MARKS:
+        if name not in keep:
+            src = re.sub(rf"/\*\+{name}\*/.*?/\*-{name}\*/", "", src, flags=re.S)
+    return src
+
+
 def build(part: str | None = None, *, regions: bool = False,
-          region_part: str | None = None) -> str:
+          region_part: str | None = None, age: bool = True) -> str:
     """The first layer, as committed in static/consent.js (with REGIONS: the opt-out build,
-    static/consent-optout.js, which keeps the code between the region marks)."""
+    static/consent-optout.js, which keeps the code between the region marks; without AGE:
+    the lean build, static/consent-lean.js, without the age code)."""
     part = build_part() if part is None else part
-    src = SOURCE.read_text(encoding="utf-8")
     banner, _, region = stylesheets()
+    if regions and not age:
+        raise ValueError("the opt-out build keeps the age code")
+    src = variant(SOURCE.read_text(encoding="utf-8"), OPTOUT if regions else PLAIN if age else LEAN)
     if regions:
         region_part = build_region() if region_part is None else region_part
-        src = _fill(OPTIN_ONLY.sub("", src), REGION_SLOT, _version(region_part))
-    else:
-        src = REGION_ONLY.sub("", src)
-        if REGION_SLOT in src:
-            raise ValueError(f"{REGION_SLOT} must sit between the region marks")
+        src = _fill(src, REGION_SLOT, _version(region_part))
+    elif REGION_SLOT in src:
+        raise ValueError(f"{REGION_SLOT} must sit between the region marks")
     src = _fill(src, STYLE_SLOT, json.dumps(region if regions else banner, ensure_ascii=False))
     src = _fill(src, PART_SLOT, _version(part))
     out = minify(_fill(src, CONFIG_SLOT, CONFIG_STAND_IN))
     if out.count(CONFIG_STAND_IN) != 1:
         raise ValueError("the minified widget must read the config slot exactly once")
+    if not out.startswith(COMPILE_HINT + "\n"):
+        raise ValueError(f"the minified first layer must start with {COMPILE_HINT}")
     return out.replace(CONFIG_STAND_IN, CONFIG_SLOT)
 
 
@@ -158,6 +183,7 @@ if __name__ == "__main__":
     REGION_TARGET.write_text(region_js, encoding="utf-8")
     OPTOUT_TARGET.write_text(build(part_js, regions=True, region_part=region_js),
                              encoding="utf-8")
+    LEAN_TARGET.write_text(build(part_js, age=False), encoding="utf-8")
     CSS_TARGET.write_text(build_css(), encoding="utf-8")
-    for path in (TARGET, PART_TARGET, OPTOUT_TARGET, REGION_TARGET, CSS_TARGET):
+    for path in (TARGET, LEAN_TARGET, PART_TARGET, OPTOUT_TARGET, REGION_TARGET, CSS_TARGET):
         sys.stdout.write(f"wrote {path} ({path.stat().st_size} bytes)\n")

@@ -1,4 +1,7 @@
+//# allFunctionsCalledOnLoad
 /*! Consent widget, docs/widget.md */
+// (The first line is V8's explicit compile hint: every function here is compiled with the
+// script, before DOMContentLoaded, not at its first call; the build keeps it.)
 (() => {
   'use strict';
   const W = window, D = document, N = navigator, E = 'essential';
@@ -37,7 +40,7 @@
   const pick = c => { const l = c.locales || [], b = lang.split('-')[0]; return l.includes(lang) ? lang : l.includes(b) ? b : c.locale; };
   if (typeof CONFIG == 'object' && CONFIG.site == site && pick(CONFIG) == CONFIG.locale &&
     !(cached && cached.f && Date.now() - cached.t < cfg.ttl * 1e3)) cached = {t: Date.now(), c: cfg = CONFIG};
-  let state, banner, back, cssP, gotCfg, noCfg, age;
+  let state, banner, back, cssP, styled, gotCfg, noCfg/*+age*/, age/*-age*/;
   const cfgP = new Promise((r, n) => { gotCfg = r; noCfg = n; });
   cfgP.catch(noop);
   const ran = {};  // categories whose scripts have run: withdrawing one needs a reload
@@ -133,7 +136,7 @@
   function send(body) {
     queue.push(Object.assign(body, {subject: state.s, key: state.k, policy_version: state.p || undefined,
       locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined,
-      age: cfg.age && (age || known()) ? (minor() ? 'minor' : 'adult') : undefined, guardian: minor() && age && age.g || undefined}));
+      /*+age*/age: cfg.age && (age || known()) ? (minor() ? 'minor' : 'adult') : undefined, guardian: minor() && age && age.g || undefined/*-age*/}));
     store(QK, queue);
     return flush();
   }
@@ -147,9 +150,11 @@
     const before = cats(), t = now();
     if (gpc) for (const k of gpcKeys()) c[k] = false;  // the server applies the same rule
     const m = minor();
+    /*+age*/
     // age rule: a minor's new grants of these keys wait for a guardian (as on the server)
     // (a box the minor ticks is not a guardian's consent: it waits for the guardian's link)
     if (m && cfg.age && !(age && age.g && cfg.age.self)) for (const k of cfg.age.categories) c[k] = c[k] && !!(state && state.m && state.c[k]);
+    /*-age*/
     const any = Object.keys(c).some(k => k != E && c[k]);
     state = {s: state ? state.s : uid(), k: state ? state.k : uid(), r: state && state.r, c, p: cfg.policy.version, t, src, g: gpc || !!(state && state.g), m,
       e: t + 86400 * cfg.lifetimes[any ? 'acceptDays' : 'rejectDays']};
@@ -245,7 +250,8 @@
   const adopt = t => { const s = new CSSStyleSheet(); s.replaceSync(t); D.adoptedStyleSheets = [...D.adoptedStyleSheets, s]; };
   const css = () => cssP || (cssP = new Promise(r => {
     try {
-      return r(adopt(STYLE));
+      adopt(STYLE);
+      return r(styled = 1);
     } catch (e) {}
     const l = h('link', {rel: 'stylesheet', href: base + 'consent.css'});
     l.onload = l.onerror = r;
@@ -265,6 +271,10 @@
   const policy = () => cfg.policy.url && h('a', {href: cfg.policy.url}, S('policy'));
   const note = () => gpc && h('p', {class: 'cw-gpc'}, S('gpc'));
   const known = () => me.hasAttribute('data-minor') || !!(state && state.m);
+  // The age question and the age rule's part of a choice: only in the builds for sites with an
+  // age rule (and the shared consent.js); consent-lean.js, which the server sends to sites
+  // without one (consent/widget_config.py), has none of it (static/widget/build.py).
+  /*+age*/
   const minor = () => age ? age.m : known();
   // The age question: sites with an age rule, when it asks always or the page flags the visitor
   // (data-age-check). A known minor (data-minor, or answered before) stays one: like the server.
@@ -276,26 +286,31 @@
       h('input', {type: 'checkbox', name: 'cw-' + k, checked: age[k], disabled: k == 'm' && k0, on: e => { age[k] = e.target.checked; }}), ' ', t));
     return [box('m', a.q), box('g', a.g)];
   }
+  /*-age*/
+  /*+noage*/
+  const minor = known, ageQ = noop;
+  /*-noage*/
   const refocus = el => { if (el && el.isConnected && el.focus) el.focus(); };
   function hide() { if (banner) { banner.remove(); banner = null; refocus(back); } }
   /*+optin*/
   const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
-  function show(notice, force) {
-    return cfgP.then(css).then(() => {
-      if (banner || !(notice || force || needsChoice())) return;
-      back = D.activeElement;
-      banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
-        h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
-        h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
-        !notice && note(),
-        !notice && ageQ(),
-        h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
-          btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
-          btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
-          btn('customise', () => prefs(), 1)]));
-      D.body.prepend(banner);
-      banner.focus();
-    });
+  const show = (notice, force) => cfgP.then(css).then(() => paint(notice, force));
+  // The banner, built at once: start() calls this directly in DOMContentLoaded's turn when
+  // the config is at hand and the stylesheet adopted (no promise hop before the insertion).
+  function paint(notice, force) {
+    if (banner || !(notice || force || needsChoice())) return;
+    back = D.activeElement;
+    banner = h('div', {class: 'cw cw-banner', role: 'dialog', 'aria-labelledby': 'cw-bt', 'aria-describedby': 'cw-bd', tabindex: -1},
+      h('h2', {class: 'cw-t', id: 'cw-bt'}, S(notice ? notice + 'Title' : 'title')),
+      h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
+      !notice && note(),
+      /*+age*/!notice && ageQ(),/*-age*/
+      h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
+        btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
+        btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
+        btn('customise', () => prefs(), 1)]));
+    D.body.prepend(banner);
+    banner.focus();
   }
   /*-optin*/
   /*+region*/
@@ -369,7 +384,9 @@
     gotCfg();
     await ready;
     honourGpc();
-    if (needsChoice()) show();  // first: nothing else stands between DOMContentLoaded and it
+    // First: nothing else stands between DOMContentLoaded and the banner. With the config at
+    // hand and the stylesheet adopted (a first visit with ?site=KEY) it is built right here.
+    if (needsChoice()) /*+optin*/styled ? paint() : /*-optin*/show();
     // a version announced for later (its notice: strings nt, ntTitle): told once
     else if (S('nt') != 'nt' && store(NK) != S('nt')) { store(NK, S('nt')); show('nt'); }
     /*+region*/
