@@ -93,7 +93,10 @@ window.__consentPart(X => {
       fetch(api + 'me/' + state.s + '?r=' + state.r, {credentials: 'omit', cache: 'no-cache'})
       .then(r => r.ok ? r.json() : r.status == 404 && 0)]).catch(noop);
     if (v) {
-      Object.assign(state, {c: v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId, m: !!v.minor});
+      // (the server's last event is the one this browser recorded: nothing newer was chosen
+      // there, and its map says off for what was never decided, which an opt-out region's
+      // widget has on: the browser's own categories stand)
+      Object.assign(state, {c: v.eventId && v.eventId == state.i ? state.c : v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId, m: !!v.minor});
       save();
       // a new policy version or category: the new config, kept over the cached script's
       if (v.revision != cfg.revision) await X.renew().catch(noop);

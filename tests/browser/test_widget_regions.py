@@ -416,3 +416,30 @@ def test_a_later_page_view_takes_the_strings_from_this_browser(browser, us_env):
     assert any("consent-region.js" in line for line in later)  # the cache was emptied
     assert not any("/config" in line for line in later), later
     ctx.close()
+
+
+def test_a_california_gpc_visitors_next_session_keeps_what_they_never_declined(browser, us_env):
+    # GPC opts out of sale/sharing only. The next browser session's check with the server
+    # must not turn off what the visitor never decided (the server's view says false for
+    # an undecided category; an opt-out region's widget has it on) nor reload the page.
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    ctx.add_init_script(GPC_ON)
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    assert wait_ran(page, 3) == ANALYTICS_TAGS
+    wait_recorded(us_env, 1)
+    wait_until(page, "document.cookie.includes('&r=')")  # the recording's answer is in
+    settle(page)
+    loads: list[str] = []
+    second = ctx.new_page()  # a new tab: sessionStorage is per tab, so the check runs
+    second.on("load", lambda p: loads.append(p.url))
+    with second.expect_response(lambda r: "/me/" in r.url):
+        second.goto(us_env.url())
+    assert wait_ran(second, 3) == ANALYTICS_TAGS
+    settle(second)
+    assert len(loads) == 1, loads  # no reload
+    categories = second.evaluate("Consent.get().categories")
+    assert categories["analytics"] is True and categories["functional"] is True
+    assert categories["advertising"] is False
+    assert len(us_env.events()) == 1
+    ctx.close()
