@@ -126,12 +126,19 @@ def test_california_visitor_runs_ads_until_your_privacy_choices(browser, us_env)
     ctx.close()
 
 
-def test_california_visitor_with_gpc_is_opted_out_without_a_click(browser, us_env):
-    ctx = visitor(browser, us_env, CALIFORNIA)
+def california_with_gpc(browser, env):
+    """(context, page) of a California visitor whose browser sends GPC, on the site's page
+    once the tags the visitor did not opt out of ran."""
+    ctx = visitor(browser, env, CALIFORNIA)
     ctx.add_init_script(GPC_ON)
     page = ctx.new_page()
-    page.goto(us_env.url())
+    page.goto(env.url())
     assert wait_ran(page, 3) == ANALYTICS_TAGS
+    return ctx, page
+
+
+def test_california_visitor_with_gpc_is_opted_out_without_a_click(browser, us_env):
+    ctx, page = california_with_gpc(browser, us_env)
     [event] = wait_recorded(us_env, 1)
     assert event.action == "gpc" and event.categories == {"advertising": False}
     assert event.meta["gpc"] is True and event.meta["region"] == "US-CA"
@@ -422,11 +429,7 @@ def test_a_california_gpc_visitors_next_session_keeps_what_they_never_declined(b
     # GPC opts out of sale/sharing only. The next browser session's check with the server
     # must not turn off what the visitor never decided (the server's view says false for
     # an undecided category; an opt-out region's widget has it on) nor reload the page.
-    ctx = visitor(browser, us_env, CALIFORNIA)
-    ctx.add_init_script(GPC_ON)
-    page = ctx.new_page()
-    page.goto(us_env.url())
-    assert wait_ran(page, 3) == ANALYTICS_TAGS
+    ctx, page = california_with_gpc(browser, us_env)
     wait_recorded(us_env, 1)
     wait_until(page, "document.cookie.includes('&r=')")  # the recording's answer is in
     settle(page)
