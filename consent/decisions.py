@@ -11,7 +11,7 @@ from .context import RequestContext, strip_query, truncate_ip  # noqa: F401 (re-
 from .i18n import pick_locale
 from .ledger import (AppendedEvent, append_event, details_digest, read_state,
                      stream_for)
-from .minors import is_minor, minor_by_account, screen_choice
+from .minors import record_screened, screen_choice
 from .policies import get_policy
 from .regions import event_region
 from .sites import ESSENTIAL, SiteSnapshot, gpc_categories, site_snapshot
@@ -134,20 +134,22 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
     def write():
         subject, created, minted, head = subject_for_write(
             site.id, data.get("subject"), data.get("key"), prepared, stream)
-        cats, chans, event_meta, minor = categories, None, meta, False
+        cats, chans, event_meta, screened = categories, None, meta, None
         if "age_rule" in site.settings:
             # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
             screened = screen_choice(site, subject, created=created, age=data.get("age"),
                                      guardian=bool(data.get("guardian")),
                                      categories=categories, channels=None, meta=meta)
             cats, chans, event_meta = screened.categories, screened.channels, screened.meta
-            minor = is_minor(subject.id)
         event = append_event(site, subject, action=action, source=source,
                              categories=cats, channels=chans, policy_version=label,
                              locale=locale, details=details, meta=event_meta,
                              idempotency_key=data.get("client_event_id"),
                              new_subject=created, prepared_digest=digest,
                              locked_head=head)
+        if screened is not None and not event.duplicate:
+            record_screened(site, subject, screened, source)
+        minor = screened is not None and screened.minor
         return event, subject, minted, minor, event_meta
 
     event, subject, minted, minor, event_meta = run_raw_write(write)
@@ -179,9 +181,9 @@ def read_my_consent(site_key: str, public_id: str, token: str | None) -> MyConse
         return None
     state = read_state(site.id, subject.pseudonym)
     last = (state or {}).get("last_event_id") or ""
-    # (consent.minors: a browser linked to a minor's account is screened as the minor's;
-    # its widget learns it here, and the tag changes when the account becomes a minor)
-    minor = "age_rule" in site.settings and (subject.is_minor or minor_by_account(subject.id))
+    # (consent.minors: a browser linked to a minor's account is flagged as the minor's;
+    # its widget learns it here, and the tag changes when the flag does)
+    minor = "age_rule" in site.settings and subject.is_minor
     etag = hashlib.sha256(f"{last}:{site.revision}{':m' if minor else ''}".encode()
                           ).hexdigest()[:20]
     view = state_view(site, state)

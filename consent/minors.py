@@ -15,9 +15,11 @@ Whether a subject is a minor is kept on `Subject.is_minor`. It is set from the p
 answer to the age question (the widget and the preference center send `age: "minor"` or
 `"adult"`, and `guardian: true` when a guardian gives the consent) or by the site's
 backend (`POST /api/v1/sites/<key>/age`). Once recorded, only the backend lifts it: the
-person's own "adult" answer does not. A browser linked to an account recorded as a minor
-(consent.identity) is the minor's too: its choices are screened as a minor's, which
-flags it, and the other paths refuse its unguarded grants.
+person's own "adult" answer does not. `set_minor` is the one place the flag changes, on
+every path (an age answer in a choice, the backend, a guardian's consent, linking): a
+browser linked to an account (consent.identity) is the same person's, so it carries the
+account's flag, set or lifted, to every linked browser, and flags a browser linked to a
+minor's account; the browser is then screened and refused as any minor.
 
 The rule kept by every path: for a minor, a restricted category or channel is on only if
 a guardian's consent for it was recorded (event meta `{"guardian": true}`). So:
@@ -46,6 +48,7 @@ from .database import run_write
 from .errors import Forbidden, Invalid
 from .ledger import AppendedEvent, append_event, on_append, read_state
 from .sites import ESSENTIAL, SiteSnapshot, site_snapshot
+from .subjects import SubjectRef
 
 PROMOTIONAL_CHANNELS = ("email.promotional", "sms.promotional", "push.promotional")
 ASK_MODES = ("always", "when_flagged")
@@ -167,17 +170,41 @@ def is_minor(subject_id: int) -> bool:
     return bool(row and row[0])
 
 
-def minor_by_account(subject_id: int) -> bool:
-    """Whether SUBJECT_ID is a browser linked to an account recorded as a minor
-    (consent.identity): the same person's device, so the age rule holds there too."""
-    return rawsql.one("SELECT 1 FROM subject_links l JOIN subjects a ON a.id = l.account_id "
-                      "WHERE l.subject_id = :id AND a.is_minor = :yes LIMIT 1",
-                      {"id": subject_id, "yes": True}) is not None
+_FLAG = ("UPDATE subjects SET is_minor = :minor WHERE id = :id AND is_minor <> :minor "
+         "RETURNING id")
+_LINKED = ("SELECT s.id, s.public_id, s.pseudonym, s.secret FROM subject_links l "
+           "JOIN subjects s ON s.id = l.subject_id WHERE l.account_id = :id "
+           "AND s.erased_at IS NULL AND s.is_minor <> :minor")
 
 
-def _set_minor(subject_id: int, value: bool) -> None:
-    rawsql.run("UPDATE subjects SET is_minor = :value WHERE id = :id",
-               {"value": bool(value), "id": subject_id})
+def _flag(subject_id: int, minor: bool) -> bool:
+    # A conditional UPDATE: whether THIS write changed the flag (of two writers at once,
+    # one does; on PostgreSQL the other waits on the row and then matches nothing).
+    return rawsql.one(_FLAG, {"minor": bool(minor), "id": subject_id}) is not None
+
+
+def set_minor(site: SiteSnapshot, subject, minor: bool, *, source: str,
+              withdraw: bool = True, keep: tuple[str, ...] = ()
+              ) -> tuple[AppendedEvent | None, dict]:
+    """Set or lift SUBJECT's minor flag, and carry it to the browsers linked to it
+    (inside a write; SUBJECT needs id, pseudonym and secret).
+
+    The one place the flag changes. Becoming a minor withdraws, in one `withdraw` event,
+    the restricted keys SUBJECT had on alone (unless WITHDRAW is false: a choice's own
+    event turns them off; KEEP: keys a guardian grants in the same write); returns that
+    event and what it turned off. Each browser linked to SUBJECT (consent.identity) is
+    the same person's: flagged, with what it granted alone withdrawn, or lifted with it.
+    """
+    rule = age_rule(site)
+    event, withdrawn = None, {}
+    if _flag(subject.id, minor) and minor and withdraw:
+        event, withdrawn = _withdraw_alone(site, rule, subject, source, keep)
+    # (also when SUBJECT's own flag did not change: a browser linked meanwhile is caught)
+    for row in rawsql.all_rows(_LINKED, {"id": subject.id, "minor": bool(minor)}):
+        device = SubjectRef(*row)
+        if _flag(device.id, minor) and minor:
+            _withdraw_alone(site, rule, device, source)
+    return event, withdrawn
 
 
 def _effective_on(site: SiteSnapshot, state: dict | None, rule: AgeRule) -> tuple[dict, dict]:
@@ -202,6 +229,18 @@ class Screened:
     channels: dict | None
     meta: dict | None
     withheld: list[str] = field(default_factory=list)
+    minor: bool = False  # the person is a minor after this choice
+    new_minor: bool = False  # ... from this choice on: see record_screened
+
+
+def record_screened(site: SiteSnapshot, subject, screened: Screened, source: str) -> None:
+    """After the screened choice's event is appended (inside the same write): a person
+    who became a minor with it is recorded as one, and so are their linked browsers
+    (set_minor; the choice's own event turned off what they had on)."""
+    # After, not before: the answer comes first in the ledger, then what follows from it
+    # on other subjects; and the widget path holds its stream's head for that event.
+    if screened.new_minor:
+        set_minor(site, subject, True, source=source, withdraw=False)
 
 
 def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None,
@@ -212,7 +251,9 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
     SUBJECT needs `id` and `pseudonym`; runs inside the write transaction. A minor's new
     grants of restricted keys are withheld unless GUARDIAN; when the person becomes a
     minor with this choice, restricted keys they had on (or a default turns on) are
-    switched off in the same event. An "adult" answer does not undo a recorded minor.
+    switched off in the same event, and the caller records them a minor with
+    record_screened once that event is appended. An "adult" answer does not undo a
+    recorded minor. A browser linked to a minor's account is flagged already (set_minor).
     """
     rule = age_rule(site)
     if rule is None:
@@ -220,15 +261,9 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
     if age is not None and age not in AGES:
         raise Invalid("age is 'minor' or 'adult'", field="age")
     was_minor = False if created else is_minor(subject.id)
-    if not was_minor and not created and age != "minor" and minor_by_account(subject.id):
-        # A browser linked to a minor's account is the minor's, whatever its banner knows
-        # (its widget may not have asked): screened as a minor's, flagged from now on.
-        age = "minor"
     # Once recorded as a minor, only the site's backend lifts it (POST /age): the person's
     # own "adult" answer does not, or the rule would be one click away.
     minor = was_minor or age == "minor"
-    if minor and not was_minor:
-        _set_minor(subject.id, True)
     meta = dict(meta or {})
     if age is not None:
         meta["age"] = "minor" if minor else "adult"
@@ -237,7 +272,7 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
     verify = (site.settings.get("age_rule") or {}).get("guardian_verification", "link")
     if guardian and verify != "link":
         meta["guardian"] = True
-        return Screened(categories, channels, meta)
+        return Screened(categories, channels, meta, minor=True, new_minor=not was_minor)
     previous = None if created else read_state(site.id, subject.pseudonym)
     # A minor's restricted key that is on was granted by a guardian (the rule every path
     # keeps) -- unless the person is a minor only from this choice on.
@@ -269,7 +304,8 @@ def screen_choice(site: SiteSnapshot, subject, *, created: bool, age: str | None
             # The box says a guardian agrees; a guardian's link has to say it
             # (consent.guardians opens the request from this event).
             meta["awaiting_guardian"] = True
-    return Screened(cats, chans, meta or None, sorted(withheld))
+    return Screened(cats, chans, meta or None, sorted(withheld), minor=True,
+                    new_minor=not was_minor)
 
 
 # ---------------------------------------------------------------- the site's backend
@@ -295,7 +331,7 @@ def record_age(site_key: str, *, minor: bool, subject: str | None = None,
 
     Becoming a minor withdraws, in one `withdraw` event, the restricted categories and
     channels that are on without a guardian's consent (promotional channels a site sends
-    by default included).
+    by default included); the person's linked browsers follow (set_minor).
     """
     site = site_snapshot(site_key)
     rule = age_rule(site)
@@ -305,32 +341,20 @@ def record_age(site_key: str, *, minor: bool, subject: str | None = None,
 
     def write() -> AgeResult:
         person = _recipient_subject(site, subject, user_id)
-        was_minor = is_minor(person.id)
-        _set_minor(person.id, minor)
-        event, withdrawn = None, {}
-        if minor and not was_minor:
-            event, withdrawn = _withdraw_alone(site, rule, person, "api")
-        # The browsers linked to this account are the same person's: a minor's, whose
-        # grants made alone are withdrawn there too, or an adult's, lifted with it.
-        for device in _linked_devices(person.id):
-            if minor and not device.is_minor:
-                _set_minor(device.id, True)
-                _withdraw_alone(site, rule, device, "api")
-            elif not minor and device.is_minor:
-                _set_minor(device.id, False)
+        event, withdrawn = set_minor(site, person, minor, source="api")
         return AgeResult(person, minor, event, withdrawn)
 
     return run_write(write)
 
 
-def _withdraw_alone(site: SiteSnapshot, rule: AgeRule, person,
-                    source: str) -> tuple[AppendedEvent | None, dict]:
+def _withdraw_alone(site: SiteSnapshot, rule: AgeRule, person, source: str,
+                    keep: tuple[str, ...] = ()) -> tuple[AppendedEvent | None, dict]:
     """A new minor's restricted keys that are on (defaults included) turned off, in one
     `withdraw` event on PERSON (inside a write); (None, {}) when nothing is on."""
     state = read_state(site.id, person.pseudonym)
     on_cats, on_chans = _effective_on(site, state, rule)
-    cats = {k: False for k in on_cats}
-    chans = {k: False for k in on_chans}
+    cats = {k: False for k in on_cats if k not in keep}
+    chans = {k: False for k in on_chans if k not in keep}
     if not cats and not chans:
         return None, {}
     return append_event(site, person, action="withdraw", source=source,
@@ -341,25 +365,17 @@ def _withdraw_alone(site: SiteSnapshot, rule: AgeRule, person,
 
 def device_linked(site: SiteSnapshot, account, device, source: str) -> None:
     """DEVICE was just linked to ACCOUNT (consent.identity, inside the write): when the
-    account is a minor's, the browser is the minor's too, flagged, and what was granted
-    there alone is withdrawn."""
-    rule = age_rule(site)
-    if rule is None or not is_minor(account.id) or is_minor(device.id):
+    account is a minor's, the browser is the minor's too (set_minor)."""
+    if age_rule(site) is None:
         return
-    _set_minor(device.id, True)
-    _withdraw_alone(site, rule, device, source)
-
-
-def _linked_devices(account_id: int) -> list:
-    """The subjects of the browsers linked to ACCOUNT_ID (consent.identity), not erased."""
-    from .extensions import db
-    from .subjects import Subject
-
-    # (the table, not consent.identity's model: identity calls device_linked here)
-    links = db.metadata.tables["subject_links"]
-    return list(db.session.execute(db.select(Subject).join(
-        links, links.c.subject_id == Subject.id).where(
-        links.c.account_id == account_id, Subject.erased_at.is_(None))).scalars())
+    # PostgreSQL: read the account's flag under a share lock. An age answer changing it
+    # at the same moment holds the row (set_minor's UPDATE) until it commits: this link
+    # then reads the new flag; or it waits for this link to commit and then finds the
+    # browser among the account's links. Either way the browser is flagged.
+    lock = " FOR SHARE" if rawsql.dialect() == "postgresql" else ""
+    row = rawsql.one("SELECT is_minor FROM subjects WHERE id = :id" + lock, {"id": account.id})
+    if row and row[0]:
+        set_minor(site, device, True, source=source)
 
 
 def record_guardian_consent(site_key: str, *, categories: dict[str, bool] | None = None,
@@ -389,7 +405,9 @@ def record_guardian_consent(site_key: str, *, categories: dict[str, bool] | None
         from .guardians import settle_for
 
         person = _recipient_subject(site, subject, user_id)
-        _set_minor(person.id, True)
+        # What the person had on alone is withdrawn, but for what the guardian grants now.
+        granted = tuple(k for k, v in {**(categories or {}), **(channels or {})}.items() if v)
+        set_minor(site, person, True, source="api", keep=granted)
         settle_for(site.id, person.id)
         event = append_event(site, person, action="guardian", source="api",
                              categories=dict(categories) if categories else None,
@@ -425,8 +443,8 @@ def _refuse_unguarded_grants(ev: AppendedEvent) -> None:
         return
     keys = [k for k in cats if rule.restricted(k, channel=False)] + \
         [k for k in chans if rule.restricted(k, channel=True)]
-    if not keys or ev.subject_id is None or not (is_minor(ev.subject_id)
-                                                 or minor_by_account(ev.subject_id)):
+    # (a browser linked to a minor's account is flagged itself: set_minor)
+    if not keys or ev.subject_id is None or not is_minor(ev.subject_id):
         return
     raise GuardianRequired(
         f"this person is recorded as a minor: {', '.join(keys)} needs the consent of a "

@@ -131,22 +131,23 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
 
         email = check_address(guardian_email)
 
-    def record(subject, account=None) -> AppendedEvent:
+    def record(subject) -> AppendedEvent:
         cats, chans, event_meta = cat_map, chan_map, meta
         if "age_rule" in site.settings:
             # consent.minors: what a minor grants alone is withheld (seed policies 001, 004)
-            from .minors import is_minor, screen_choice
+            from .minors import record_screened, screen_choice
 
-            # The browser linked to a minor's ACCOUNT records the same person's choice: it
-            # is screened as a minor's too, or the rule would hold on the account only.
-            said = "minor" if account is not None and is_minor(account.id) else age
-            screened = screen_choice(site, subject, created=False, age=said, guardian=guardian,
+            # (the browser linked to a minor's account is flagged itself, and when the
+            # account becomes a minor with this save, record_screened flags it first)
+            screened = screen_choice(site, subject, created=False, age=age, guardian=guardian,
                                      categories=cat_map, channels=chan_map, meta=meta)
             cats, chans, event_meta = screened.categories, screened.channels, screened.meta
         event = append_event(site, subject, action="preferences", source="preferences",
                              categories=cats, channels=chans,
                              policy_version=site.policy_label, locale=locale,
                              details=ctx.details(None), meta=event_meta)
+        if "age_rule" in site.settings:
+            record_screened(site, subject, screened, "preferences")
         if (event_meta or {}).get("awaiting_guardian"):
             from .guardians import attach_address
 
@@ -160,7 +161,7 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
         event = record(subject)
         if also_device and also_device != subject.public_id \
                 and linked_to(site.id, also_device, subject.public_id):
-            record(find_subject(site.id, also_device), account=subject)
+            record(find_subject(site.id, also_device))
         return subject, event
 
     return run_write(write)
