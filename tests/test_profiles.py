@@ -520,6 +520,41 @@ def test_an_account_that_answers_minor_itself_carries_it_to_its_linked_browser(a
     assert verify_ledger().ok
 
 
+def test_the_upgrade_flags_browsers_linked_to_an_account_flagged_before(app, client):
+    # Data from before the flag was carried (policies_0004): the account is a minor by
+    # its own answer, its linked browser is not flagged. The migration flags it, so the
+    # browser is screened as before, where a lookup of the account did it.
+    from flask_migrate import downgrade, upgrade
+
+    site = load("care_platform")
+    links = f"/api/v1/sites/{site['key']}/identity-links"
+    first = decide(client, site["key"], "reject_all", origin=ORIGIN)
+    second = decide(client, site["key"], "reject_all", origin=ORIGIN)
+    for visitor in (first, second):
+        assert client.post(links, json={"user_id": "teen-7", "subject": visitor["subject"]},
+                           headers=bearer(site)).get_json()["linked"] is True
+    decide(client, site["key"], "reject_all", subject=first["subject"], origin=ORIGIN,
+           age="minor")
+    flags = sa.text("SELECT public_id, is_minor FROM subjects WHERE public_id IN (:a, :b)")
+
+    def flagged() -> dict:
+        db.session.remove()
+        return {k: bool(v) for k, v in db.session.execute(
+            flags, {"a": first["subject"], "b": second["subject"]}).all()}
+
+    assert flagged() == {first["subject"]: True, second["subject"]: True}
+    downgrade(revision="policies_0004-1")
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE subjects SET is_minor = :no WHERE public_id = :b"),
+                     {"no": False, "b": second["subject"]})
+    assert flagged()[second["subject"]] is False
+    upgrade(revision="heads")
+    assert flagged() == {first["subject"]: True, second["subject"]: True}
+    again = decide(client, site["key"], "accept_all", subject=second["subject"],
+                   origin=ORIGIN)
+    assert again["minor"] is True and again["consent"]["categories"]["advertising"] is False
+
+
 def test_a_guardians_consent_for_an_account_carries_the_minor_flag_to_its_browsers(app,
                                                                                    client):
     # The site verified a guardian for user teen-6 itself: teen-6 is a minor, so what
