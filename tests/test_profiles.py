@@ -371,6 +371,17 @@ def test_the_preference_form_withholds_a_minors_grants_unless_a_guardian_agrees(
     assert saved.categories["analytics"] is False and saved.meta["awaiting_guardian"] is True
 
 
+def _signed_in(client, site: dict, user_id: str, action: str) -> dict:
+    """A new browser's ACTION (a banner choice), then the site's backend links it to
+    USER_ID's account (identity-links): the decision's answer."""
+    visitor = decide(client, site["key"], action, origin=ORIGIN)
+    r = client.post(f"/api/v1/sites/{site['key']}/identity-links",
+                    json={"user_id": user_id, "subject": visitor["subject"]},
+                    headers=bearer(site))
+    assert r.get_json()["linked"] is True, r.get_data(as_text=True)
+    return visitor
+
+
 def test_a_minors_save_signed_in_grants_nothing_alone_on_their_linked_browser(app, client):
     # The site's backend knows user teen-2 is a minor and linked this browser to them.
     # Signed in, the minor ticks everything: withheld on the account, and withheld on the
@@ -453,9 +464,7 @@ def test_a_browser_linked_to_a_minors_account_is_screened_as_the_minors(app, cli
 
     # A browser that accepted everything, linked later to the minor's account: linking
     # withdraws there what the rule reserves, and its banner then holds it back.
-    late = decide(client, site["key"], "accept_all", origin=ORIGIN)
-    assert client.post(links, json={"user_id": "teen-3", "subject": late["subject"]},
-                       headers=bearer(site)).get_json()["linked"] is True
+    late = _signed_in(client, site, "teen-3", "accept_all")
     assert [e.action for e in events()[-2:]] == ["link", "withdraw"]
     assert state(late["subject"])["advertising"] is False
     assert decide(client, site["key"], "accept_all", subject=late["subject"],
@@ -473,9 +482,7 @@ def test_a_browser_linked_to_a_minors_account_is_screened_as_the_minors(app, cli
     assert other["consent"]["categories"]["advertising"] is True and "minor" not in other
     assert client.post(age, json={"user_id": "grown-1", "minor": False},
                        headers=bearer(site)).status_code == 200
-    adults = decide(client, site["key"], "reject_all", origin=ORIGIN)
-    assert client.post(links, json={"user_id": "grown-1", "subject": adults["subject"]},
-                       headers=bearer(site)).get_json()["linked"] is True
+    adults = _signed_in(client, site, "grown-1", "reject_all")
     grown = decide(client, site["key"], "accept_all", subject=adults["subject"], origin=ORIGIN)
     assert grown["consent"]["categories"]["advertising"] is True and "minor" not in grown
     assert verify_ledger().ok
@@ -487,14 +494,9 @@ def test_an_account_that_answers_minor_itself_carries_it_to_its_linked_browser(a
     # answer the age question "minor" themselves: the second browser is theirs too, so
     # what it granted alone is withdrawn there at once and it is a minor's from then on.
     site = load("care_platform")
-    links = f"/api/v1/sites/{site['key']}/identity-links"
-    first = decide(client, site["key"], "reject_all", origin=ORIGIN)
-    assert client.post(links, json={"user_id": "teen-5", "subject": first["subject"]},
-                       headers=bearer(site)).get_json()["linked"] is True
+    first = _signed_in(client, site, "teen-5", "reject_all")
     assert events()[-1].meta["link"] == "account"
-    second = decide(client, site["key"], "accept_all", origin=ORIGIN)
-    assert client.post(links, json={"user_id": "teen-5", "subject": second["subject"]},
-                       headers=bearer(site)).get_json()["linked"] is True
+    second = _signed_in(client, site, "teen-5", "accept_all")
     me = f"/api/v1/sites/{site['key']}/me/{second['subject']}?r={second['read_token']}"
     tag = client.get(me).headers["ETag"]
 
@@ -527,12 +529,8 @@ def test_the_upgrade_flags_browsers_linked_to_an_account_flagged_before(app, cli
     from flask_migrate import downgrade, upgrade
 
     site = load("care_platform")
-    links = f"/api/v1/sites/{site['key']}/identity-links"
-    first = decide(client, site["key"], "reject_all", origin=ORIGIN)
-    second = decide(client, site["key"], "reject_all", origin=ORIGIN)
-    for visitor in (first, second):
-        assert client.post(links, json={"user_id": "teen-7", "subject": visitor["subject"]},
-                           headers=bearer(site)).get_json()["linked"] is True
+    first = _signed_in(client, site, "teen-7", "reject_all")
+    second = _signed_in(client, site, "teen-7", "reject_all")
     decide(client, site["key"], "reject_all", subject=first["subject"], origin=ORIGIN,
            age="minor")
     flags = sa.text("SELECT public_id, is_minor FROM subjects WHERE public_id IN (:a, :b)")
@@ -561,13 +559,8 @@ def test_a_guardians_consent_for_an_account_carries_the_minor_flag_to_its_browse
     # their linked browser granted alone is withdrawn, and what they had on alone on the
     # account too -- but for what the guardian consents to.
     site = load("care_platform")
-    links = f"/api/v1/sites/{site['key']}/identity-links"
-    account = decide(client, site["key"], "accept_all", origin=ORIGIN)
-    assert client.post(links, json={"user_id": "teen-6", "subject": account["subject"]},
-                       headers=bearer(site)).get_json()["linked"] is True
-    browser = decide(client, site["key"], "accept_all", origin=ORIGIN)
-    assert client.post(links, json={"user_id": "teen-6", "subject": browser["subject"]},
-                       headers=bearer(site)).get_json()["linked"] is True
+    _signed_in(client, site, "teen-6", "accept_all")  # the first browser: the account
+    browser = _signed_in(client, site, "teen-6", "accept_all")
     r = client.post(f"/api/v1/sites/{site['key']}/guardian-consents",
                     json={"user_id": "teen-6", "categories": {"analytics": True}},
                     headers=bearer(site))
@@ -600,9 +593,7 @@ def test_on_postgresql_a_link_made_while_the_account_becomes_a_minor_is_a_minors
     # granted alone. (Unguarded, it read the old flag and the browser stayed an adult's.)
     site = load("care_platform")
     links = f"/api/v1/sites/{site['key']}/identity-links"
-    account = decide(client, site["key"], "reject_all", origin=ORIGIN)
-    assert client.post(links, json={"user_id": "teen-7", "subject": account["subject"]},
-                       headers=bearer(site)).get_json()["linked"] is True
+    account = _signed_in(client, site, "teen-7", "reject_all")
     browser = decide(client, site["key"], "accept_all", origin=ORIGIN)
     account_id = db.session.execute(sa.text("SELECT id FROM subjects WHERE public_id = :p"),
                                     {"p": account["subject"]}).scalar_one()
