@@ -279,6 +279,32 @@ def test_gpc_in_california_sets_the_gpc_field(client, us_site):
     assert last_event().meta["gpc"] is True
 
 
+def test_the_view_says_which_categories_an_event_decided(client, us_site):
+    """GPC and an opt-out of sale/sharing decide only what they turn off; the view's map
+    says false for the rest too, so `decided` tells the widget which keys to adopt (an
+    opt-out region has the others on). The decision's answer, GET .../me and the site
+    backend's reading say the same."""
+    from tests.support.api import bearer
+
+    key = us_site["key"]
+    body = decide(client, us_site, {"action": "gpc", "source": "gpc"}, {**CA, "Sec-GPC": "1"})
+    assert body["consent"]["categories"]["functional"] is False  # the shape stays
+    assert body["consent"]["decided"] == ["advertising"]
+    subject, token = body["subject"], body["read_token"]
+    # The site's backend opts the person out of sale/sharing (one category).
+    r = client.post(f"/api/v1/sites/{key}/subjects/{subject}/events",
+                    json={"action": "withdraw", "categories": {"advertising": False}},
+                    headers=bearer(us_site))
+    assert r.status_code == 201 and r.get_json()["consent"]["decided"] == ["advertising"]
+    me = client.get(f"/api/v1/sites/{key}/me/{subject}?r={token}").get_json()
+    assert me["decided"] == ["advertising"] and me["categories"]["analytics"] is False
+    assert me["eventId"] != body["event_id"] and me["decidedAt"] is not None
+    everything = decide(client, us_site, {"action": "accept_all", "subject": subject,
+                                          "key": body["key"]}, CA)
+    assert everything["consent"]["decided"] == ["essential", "functional", "analytics",
+                                                "advertising"]
+
+
 def test_accepting_in_california_is_not_an_opt_out(client, us_site):
     body = decide(client, us_site, {"action": "accept_all"}, CA)
     assert body["gpp"]["usp"] == "1YNN"
