@@ -404,6 +404,36 @@ def test_preference_center_events_record_the_visitors_region(client, us_site):
     assert verify_ledger().ok
 
 
+def test_the_preference_center_shows_undecided_categories_as_the_region_has_them(client,
+                                                                                  us_site):
+    """A California visitor who sent GPC decided only sale/sharing: functional and analytics
+    are on for them (opt-out rules), so the preference center shows them ticked, and saving
+    it (for a channel, say) does not record them off. In Germany (opt-in) nothing is
+    pre-ticked."""
+    from tests.test_preferences import enter, page, parse, save, widget_decision
+
+    gpc = {**CA, "Sec-GPC": "1"}
+    subject = widget_decision(client, us_site, "gpc", source="gpc")
+    assert last_event().categories == {"advertising": False}
+    enter(client, us_site, subject)
+    html = page(client, f"site={us_site['key']}", **gpc)
+    boxes = parse(html).inputs
+    ticked = {k for k in ("functional", "analytics", "advertising")
+              if "checked" in boxes[f"category-{k}"]}
+    assert ticked == {"functional", "analytics"}
+    save(client, html, categories=sorted(ticked), channels=["email.promotional"],
+         query=f"site={us_site['key']}", **gpc)
+    assert last_event().categories == {"essential": True, "functional": True,
+                                       "analytics": True, "advertising": False}
+    # Without GPC, a new California visitor's defaults: all but essential on, advertising too.
+    fresh = parse(page(client.application.test_client(), f"site={us_site['key']}", **CA))
+    assert all("checked" in fresh.inputs[f"category-{k}"]
+               for k in ("functional", "analytics", "advertising"))
+    german = parse(page(client.application.test_client(), f"site={us_site['key']}", **DE))
+    assert not any("checked" in german.inputs[f"category-{k}"]
+                   for k in ("functional", "analytics", "advertising"))
+
+
 def test_backend_events_record_that_the_region_is_unknown(client, us_site):
     """A call from the site's backend says nothing about where the person is: the event
     records `region: None` (not the backend's own region, even with a CDN header)."""
