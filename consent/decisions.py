@@ -48,7 +48,8 @@ def state_view(site: SiteSnapshot, state: dict | None) -> dict | None:
     if state is None or state.get("decided_at") is None and state.get("gpc_at") is None \
             and False not in (state.get("categories") or {}).values():
         return None  # (an opt-out of sale/sharing decides nothing else, yet it is a choice)
-    cats = {k: bool(state["categories"].get(k, k == ESSENTIAL)) for k in site.category_keys}
+    decided_map = state.get("categories") or {}
+    cats = {k: bool(decided_map.get(k, k == ESSENTIAL)) for k in site.category_keys}
     decided_at: datetime | None = state.get("decided_at")
     expires_at = None
     if decided_at is not None:
@@ -67,6 +68,10 @@ def state_view(site: SiteSnapshot, state: dict | None) -> dict | None:
         "source": state.get("last_source"),
         "gpc": state.get("gpc_at") is not None,
         "eventId": state.get("last_event_id"),
+        # Which of `categories` an event decided: the others are `false` above only because
+        # nobody decided them, which an opt-out region's widget counts as on (GPC and an
+        # opt-out of sale/sharing decide only the categories they turn off).
+        "decided": [k for k in site.category_keys if k in decided_map],
     }
 
 
@@ -184,7 +189,8 @@ def read_my_consent(site_key: str, public_id: str, token: str | None) -> MyConse
     # (consent.minors: a browser linked to a minor's account is flagged as the minor's;
     # its widget learns it here, and the tag changes when the flag does)
     minor = "age_rule" in site.settings and subject.is_minor
-    etag = hashlib.sha256(f"{last}:{site.revision}{':m' if minor else ''}".encode()
+    # (`d`: the view's shape with `decided`; a browser's copy from before it is not reused)
+    etag = hashlib.sha256(f"{last}:{site.revision}{':m' if minor else ''}:d".encode()
                           ).hexdigest()[:20]
     view = state_view(site, state)
     if view is not None:
@@ -246,6 +252,11 @@ class ConsentViewSchema(ma.Schema):
     source = ma.fields.String(allow_none=True)
     gpc = ma.fields.Boolean()
     eventId = ma.fields.String(allow_none=True)
+    decided = ma.fields.List(ma.fields.String(), metadata={
+        "description": "The keys of `categories` some event decided, in the site's order. "
+                       "The others are `false` only because nobody decided them: the "
+                       "region's default applies to them (on in opt-out and notice-only "
+                       "regions, off where consent is opt-in)"})
     revision = ma.fields.String(metadata={"description": "The site configuration's revision "
                                                          "(GET .../me only)"})
     minor = ma.fields.Boolean(metadata={

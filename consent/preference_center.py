@@ -19,6 +19,7 @@ from .extensions import db
 from .identity import linked_to
 from .ledger import AppendedEvent, append_event, read_state
 from .policies import announced, get_policy
+from .regions import applies, default_on
 from .sites import ESSENTIAL, Category, SiteSnapshot, gpc_categories, site_snapshot
 from .subjects import Subject, create_subject, find_subject
 
@@ -62,8 +63,9 @@ def _localised(texts: dict, locale: str, fallback: str) -> str:
 
 
 def preference_view(site_key: str, subject_public_id: str | None, locale: str,
-                    gpc: bool = False) -> PreferenceView:
-    """The current choices of a proven subject (or the defaults) for the preference page."""
+                    gpc: bool = False, region: str | None = None) -> PreferenceView:
+    """The current choices of a proven subject (or the defaults) for the preference page
+    (REGION: the visitor's, for a site with rules by region)."""
     site = site_snapshot(site_key)
     subject = find_subject(site.id, subject_public_id) if subject_public_id else None
     state = read_state(site.id, subject.pseudonym) if subject is not None else None
@@ -73,8 +75,11 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
     rows = db.session.execute(db.select(Category).where(Category.site_id == site.id)
                               .order_by(Category.position)).scalars().all()
     gpc_off = set(gpc_categories(site)) if gpc else set()
+    undecided_on = _undecided_on(site, subject, region)
     categories = [ChoiceRow(
-        key=c.key, value=(c.key == ESSENTIAL) or (bool(cats.get(c.key)) and c.key not in gpc_off),
+        key=c.key, value=(c.key == ESSENTIAL) or (
+            (bool(cats[c.key]) if c.key in cats else c.key in undecided_on)
+            and c.key not in gpc_off),
         chosen=c.key in cats, changed_at=parse_iso(changed.get(f"category:{c.key}")),
         locked=c.locked or c.key == ESSENTIAL, gpc=c.key in gpc_off,
         title=_localised(c.titles, locale, site.default_locale),
@@ -95,6 +100,20 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
                           state.get("policy_version"), state.get("last_event_id"),
                           state.get("decided_at"), gpc or bool(state.get("gpc_at")),
                           get_policy(site.id, notice.label) if notice else None, waiting)
+
+
+def _undecided_on(site: SiteSnapshot, subject: Subject | None, region: str | None) -> set[str]:
+    """The categories on while nobody decided them, as the widget has them: where REGION's
+    rule is opt-out or notice-only (consent.regions) all but the sensitive ones, less the
+    sale/sharing ones for a known minor (sale of a minor's data needs an opt-in); none
+    where consent is opt-in."""
+    if "regions" not in site.settings or applies(site.settings, region) == "opt-in":
+        return set()
+    on = set(default_on(site))
+    # (a browser linked to a minor's account carries the flag itself: minors.set_minor)
+    if subject is not None and "age_rule" in site.settings and subject.is_minor:
+        on -= set(gpc_categories(site))
+    return on
 
 
 def save_preferences(site_key: str, subject_public_id: str | None, categories: list[str],

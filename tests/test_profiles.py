@@ -282,6 +282,25 @@ def test_an_adult_and_a_site_without_age_rule_are_not_affected(app, client, site
     assert events()[-1].meta is None
 
 
+def test_a_choice_without_an_age_answer_is_screened_only_for_a_known_minor(app, client):
+    """The lean build's window (docs/widget.md, Building): a cached script without the age
+    question meets a config with an age rule and sends choices with no `age`. The server
+    neither refuses nor holds back such a choice for a visitor it does not know to be a
+    minor: the grant is recorded (as for an unticked box, which the full build sends as
+    `adult`), and the event's meta has no `age`, so the ledger shows the question went
+    unanswered. A visitor recorded as a minor (or a browser linked to a minor's account,
+    test below) is screened whatever the choice carries."""
+    site = load("device_network")
+    unknown = decide(client, site["key"], "accept_all", origin=ORIGIN)
+    assert unknown["consent"]["categories"]["advertising"] is True
+    assert events()[-1].meta is None
+    minor = decide(client, site["key"], "reject_all", age="minor", origin=ORIGIN)["subject"]
+    again = decide(client, site["key"], "accept_all", subject=minor, origin=ORIGIN)
+    assert again["consent"]["categories"]["advertising"] is False
+    assert again["minor"] is True
+    assert events()[-1].meta == {"withheld": ["advertising", "analytics", "functional"]}
+
+
 def test_marking_a_minor_withdraws_what_they_granted_alone(app, client, site):
     shop = site
     site = load("device_network")

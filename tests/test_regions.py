@@ -279,6 +279,32 @@ def test_gpc_in_california_sets_the_gpc_field(client, us_site):
     assert last_event().meta["gpc"] is True
 
 
+def test_the_view_says_which_categories_an_event_decided(client, us_site):
+    """GPC and an opt-out of sale/sharing decide only what they turn off; the view's map
+    says false for the rest too, so `decided` tells the widget which keys to adopt (an
+    opt-out region has the others on). The decision's answer, GET .../me and the site
+    backend's reading say the same."""
+    from tests.support.api import bearer
+
+    key = us_site["key"]
+    body = decide(client, us_site, {"action": "gpc", "source": "gpc"}, {**CA, "Sec-GPC": "1"})
+    assert body["consent"]["categories"]["functional"] is False  # the shape stays
+    assert body["consent"]["decided"] == ["advertising"]
+    subject, token = body["subject"], body["read_token"]
+    # The site's backend opts the person out of sale/sharing (one category).
+    r = client.post(f"/api/v1/sites/{key}/subjects/{subject}/events",
+                    json={"action": "withdraw", "categories": {"advertising": False}},
+                    headers=bearer(us_site))
+    assert r.status_code == 201 and r.get_json()["consent"]["decided"] == ["advertising"]
+    me = client.get(f"/api/v1/sites/{key}/me/{subject}?r={token}").get_json()
+    assert me["decided"] == ["advertising"] and me["categories"]["analytics"] is False
+    assert me["eventId"] != body["event_id"] and me["decidedAt"] is not None
+    everything = decide(client, us_site, {"action": "accept_all", "subject": subject,
+                                          "key": body["key"]}, CA)
+    assert everything["consent"]["decided"] == ["essential", "functional", "analytics",
+                                                "advertising"]
+
+
 def test_accepting_in_california_is_not_an_opt_out(client, us_site):
     body = decide(client, us_site, {"action": "accept_all"}, CA)
     assert body["gpp"]["usp"] == "1YNN"
@@ -376,6 +402,36 @@ def test_preference_center_events_record_the_visitors_region(client, us_site):
     save(client, html, categories=[], query=f"site={us_site['key']}", **DE)
     assert (last_event().meta["region"], last_event().meta["rule"]) == ("DE", "opt-in")
     assert verify_ledger().ok
+
+
+def test_the_preference_center_shows_undecided_categories_as_the_region_has_them(client,
+                                                                                  us_site):
+    """A California visitor who sent GPC decided only sale/sharing: functional and analytics
+    are on for them (opt-out rules), so the preference center shows them ticked, and saving
+    it (for a channel, say) does not record them off. In Germany (opt-in) nothing is
+    pre-ticked."""
+    from tests.test_preferences import enter, page, parse, save, widget_decision
+
+    gpc = {**CA, "Sec-GPC": "1"}
+    subject = widget_decision(client, us_site, "gpc", source="gpc")
+    assert last_event().categories == {"advertising": False}
+    enter(client, us_site, subject)
+    html = page(client, f"site={us_site['key']}", **gpc)
+    boxes = parse(html).inputs
+    ticked = {k for k in ("functional", "analytics", "advertising")
+              if "checked" in boxes[f"category-{k}"]}
+    assert ticked == {"functional", "analytics"}
+    save(client, html, categories=sorted(ticked), channels=["email.promotional"],
+         query=f"site={us_site['key']}", **gpc)
+    assert last_event().categories == {"essential": True, "functional": True,
+                                       "analytics": True, "advertising": False}
+    # Without GPC, a new California visitor's defaults: all but essential on, advertising too.
+    fresh = parse(page(client.application.test_client(), f"site={us_site['key']}", **CA))
+    assert all("checked" in fresh.inputs[f"category-{k}"]
+               for k in ("functional", "analytics", "advertising"))
+    german = parse(page(client.application.test_client(), f"site={us_site['key']}", **DE))
+    assert not any("checked" in german.inputs[f"category-{k}"]
+                   for k in ("functional", "analytics", "advertising"))
 
 
 def test_backend_events_record_that_the_region_is_unknown(client, us_site):

@@ -35,7 +35,7 @@ from ..policies import list_policies
 from ..preference_center import preference_view, save_preferences
 from ..sites import BadOrigin, SiteSnapshot, normalise_origin, site_snapshot
 from ..validation import StrictSchema
-from .common import request_context
+from .common import request_context, request_region
 
 bp = protect(Blueprint("preferences", __name__))
 
@@ -154,8 +154,9 @@ def preferences_page():
             _remember(site, ret=back)
     locale, strings, available = _locale(site, query.get("lang"))
     subject_id, signed_in, device = _who(site)
-    view = preference_view(site.key, subject_id, locale,
-                           gpc=request_context().gpc_header)
+    view = preference_view(site.key, subject_id, locale, gpc=request_context().gpc_header,
+                           region=request_region().code if "regions" in site.settings
+                           else None)
     device_link = None
     if signed_in and device:
         device_link = "linked" if linked_to(site.id, device, subject_id) else "ask"

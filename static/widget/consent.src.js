@@ -86,7 +86,7 @@
   const R = () => cfg && cfg.region;
   const dflt = k => !!R() && !(state && state.c[k] === false) && R().on.includes(k) && !(known() && gpcKeys().includes(k));
   /*-region*/
-  const has = k => k == E || !(gpc && gpcKeys().includes(k)) && (/*+region*/!(valid() && state.t > 0) ? dflt(k) : /*-region*/valid() && state.t > 0 && state.c[k] === true);
+  const has = k => k == E || !(gpc && gpcKeys().includes(k)) && (/*+region*/!(valid() && state.t > 0 && k in state.c) ? dflt(k) : /*-region*/valid() && state.t > 0 && state.c[k] === true);
   const allows = el => el.dataset.category.trim().split(/\s+/).every(has);
   const needsChoice = () => /*+region*/!R() && /*-region*/(!valid() || !state.t || keys().some(k => !(k in state.c)));
   function cats() { const o = {}; for (const k of keys()) o[k] = has(k); return o; }

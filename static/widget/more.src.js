@@ -59,9 +59,9 @@ window.__consentPart(X => {
         // holds here from now on, and what the server recorded stands, not the banner's
         // (Consent Mode, tags and cookies follow; a tag that already ran stops with the
         // next page).
-        const before = X.cats(), c = j.consent && j.consent.categories;
+        const before = X.cats(), c = j.consent && decided(j.consent);
         if (j.minor) state.m = true;
-        const held = j.minor && c && !queue.length && Object.keys(c).some(k => c[k] != !!state.c[k]);
+        const held = j.minor && c && !queue.length && Object.keys(c).some(k => c[k] != state.c[k]);
         if (held) state.c = c;
         save();
         if (held) X.changed(before);
@@ -83,6 +83,12 @@ window.__consentPart(X => {
     return flushing;
   }
 
+  // The categories some event decided, as the server's view V gives them: its map says
+  // false for the others too, though nobody decided them, and an opt-out region has those
+  // on (consent.decisions.state_view). Left out here, they keep the region's default (off
+  // where consent is opt-in: the banner asks for them).
+  const decided = v => { const c = {}; for (const k of v.decided || Object.keys(v.categories)) c[k] = v.categories[k]; return c; };
+
   // ---- the check with the server (consent.js calls it only with a read token and an
   // empty queue: a choice still to send is newer). True when scripts that already ran
   // must be stopped by a reload.
@@ -94,9 +100,9 @@ window.__consentPart(X => {
       .then(r => r.ok ? r.json() : r.status == 404 && 0)]).catch(noop);
     if (v) {
       // (the server's last event is the one this browser recorded: nothing newer was chosen
-      // there, and its map says off for what was never decided, which an opt-out region's
-      // widget has on: the browser's own categories stand)
-      Object.assign(state, {c: v.eventId && v.eventId == state.i ? state.c : v.categories, p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId, m: !!v.minor});
+      // there, and the browser's own categories stand; anything newer, from the preference
+      // center, the site's backend or an admin, is adopted for what it decided only)
+      Object.assign(state, {c: v.eventId && v.eventId == state.i ? state.c : decided(v), p: v.policyVersion, t: at(v.decidedAt), e: at(v.expiresAt) || state.e, src: v.source, g: v.gpc, i: v.eventId, m: !!v.minor});
       save();
       // a new policy version or category: the new config, kept over the cached script's
       if (v.revision != cfg.revision) await X.renew().catch(noop);

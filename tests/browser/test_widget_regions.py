@@ -446,3 +446,48 @@ def test_a_california_gpc_visitors_next_session_keeps_what_they_never_declined(b
     assert categories["advertising"] is False
     assert len(us_env.events()) == 1
     ctx.close()
+
+
+def test_an_opt_out_made_elsewhere_turns_off_only_what_it_decided(browser, us_env):
+    # A California visitor whose browser sends GPC has the region's defaults but for
+    # sale/sharing (functional and analytics on, never decided). The site's backend then
+    # records an opt-out of sale/sharing for the same person (one category, a newer event
+    # than this browser's). At the next browser session the check adopts what that event
+    # decided and nothing else: the server's map says false for the undecided categories
+    # too, which must not turn them off (nor reload the page: nothing that ran goes off).
+    import requests
+
+    from consent.database import run_write
+    from consent.sites import create_api_key, get_site
+
+    ctx, page = california_with_gpc(browser, us_env)
+    [own] = wait_recorded(us_env, 1)
+    wait_until(page, "document.cookie.includes('&r=')")  # the recording's answer is in
+    settle(page)
+    subject = page.evaluate("Consent.get().subject")
+    token = run_write(lambda: create_api_key(get_site("shop")))
+    r = requests.post(f"{us_env.app_url}/api/v1/sites/shop/subjects/{subject}/events",
+                      json={"action": "withdraw", "categories": {"advertising": False}},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 201, r.text
+    assert r.json()["consent"]["decided"] == ["advertising"]
+    loads: list[str] = []
+    second = ctx.new_page()  # a new tab: sessionStorage is per tab, so the check runs
+    second.on("load", lambda p: loads.append(p.url))
+    with second.expect_response(lambda r: "/me/" in r.url) as checked:
+        second.goto(us_env.url())
+    view = checked.value.json()
+    assert view["eventId"] != own.event_id and view["decided"] == ["advertising"]
+    assert view["categories"]["functional"] is False  # (undecided: false in the map)
+    settle(second)
+    assert len(loads) == 1, loads  # no reload
+    assert wait_ran(second, 3) == ANALYTICS_TAGS
+    wait_until(second, f"Consent.get().eventId == '{view['eventId']}'")  # adopted
+    categories = second.evaluate("Consent.get().categories")
+    assert categories == {"essential": True, "functional": True, "analytics": True,
+                          "advertising": False}
+    assert not set(ADS_TAGS) & set(ran(second))
+    _, sections = gpp_of(second)
+    assert sections["usnat"]["SaleOptOut"] == 1
+    assert len(us_env.events()) == 2
+    ctx.close()
