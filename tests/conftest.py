@@ -22,6 +22,7 @@ from consent.sites import create_api_key, create_site, invalidate_site_cache
 from tests.support.admin import admin_client
 from tests.support.db import BACKEND, migrate
 from tests.support.pg import PgCluster
+from tests.support.servers import SharedAppServer
 
 pytest_plugins = ["tests.support.browser", "tests.support.clock", "tests.support.outbox"]
 
@@ -108,9 +109,7 @@ def template_db(pg_cluster, tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def database_url(template_db, pg_cluster, tmp_path):
-    """A fresh database for one test."""
+def _fresh_database(template_db, pg_cluster, tmp_path):
     if BACKEND == "postgresql":
         name = f"t{os.getpid()}_{next(_counter)}"
         pg_cluster.sql(f"CREATE DATABASE {name} TEMPLATE {template_db}")
@@ -120,6 +119,34 @@ def database_url(template_db, pg_cluster, tmp_path):
         path = tmp_path / "consent.sqlite3"
         shutil.copy(template_db, path)
         yield f"sqlite:///{path}"
+
+
+@pytest.fixture
+def database_url(template_db, pg_cluster, tmp_path):
+    """A fresh database for one test."""
+    yield from _fresh_database(template_db, pg_cluster, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_app_server(template_db, tmp_path_factory):
+    """The test process's gunicorn for browser and end-to-end tests (SQLite runs; None on
+    PostgreSQL): see SharedAppServer in tests/support/servers.py."""
+    if BACKEND != "sqlite":
+        yield None
+        return
+    shared = SharedAppServer(template_db, tmp_path_factory.mktemp("shared-server"))
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def shared_database_url(shared_app_server, template_db, pg_cluster, tmp_path):
+    """A fresh, empty database for one test: on SQLite the shared server's file (emptied
+    for this test), which `shared_app_server.app()` serves; else as `database_url`."""
+    if shared_app_server is None:
+        yield from _fresh_database(template_db, pg_cluster, tmp_path)
+    else:
+        yield shared_app_server.fresh()
 
 
 @pytest.fixture

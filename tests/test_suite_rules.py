@@ -75,3 +75,44 @@ def test_make_lets_pytest_keep_its_rewritten_test_modules():
     runs = [line for line in dry.stdout.splitlines() if " -m pytest " in line]
     assert len(runs) == 3, dry.stdout
     assert all("PYTHONDONTWRITEBYTECODE= " in line for line in runs), runs
+
+
+def test_the_shared_server_gives_each_test_an_empty_database(template_db, tmp_path):
+    # Browser tests on SQLite share one gunicorn per test process (SharedAppServer): each
+    # test empties its file while the server keeps its open connections, which must then
+    # read the empty database, and the signer's memory kept next to the file goes too.
+    import pytest
+    import requests
+
+    from consent import create_app
+    from consent.database import run_write
+    from consent.extensions import db
+    from consent.sites import create_site
+    from tests.support import api
+    from tests.support.db import count_events
+    from tests.support.servers import SharedAppServer
+
+    if BACKEND != "sqlite":
+        pytest.skip("PostgreSQL runs give each test a database and server of its own")
+    shared = SharedAppServer(template_db, tmp_path)
+    try:
+        for round_ in range(2):
+            url = shared.fresh()
+            server = shared.app()
+            assert (url, server.url) == (shared.url, shared.app().url)  # one server
+            config = f"{server.url}/api/v1/sites/shop/config"
+            assert requests.get(config, timeout=30).status_code == 404  # no site yet
+            assert not os.path.exists(f"{shared.path}.log-state")
+            app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": url})
+            with app.app_context():
+                assert count_events() == 0
+                run_write(lambda: create_site("shop", "Shop", allowed_origins=["https://a.example"]))
+                assert requests.get(config, timeout=30).status_code == 200
+                api.decide(server.client(), "shop", "reject_all")
+                assert count_events() == 1
+                db.session.remove()
+                db.engine.dispose()
+            os.makedirs(f"{shared.path}.log-state")  # as the signer keeps it
+        assert shared.server.proc.poll() is None
+    finally:
+        shared.stop()

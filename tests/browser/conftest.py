@@ -3,7 +3,9 @@
 Each test gets a fresh migrated database, a site whose allowed origin is a StaticSite on
 another loopback port (the "customer site" serving tests/browser/pages), the consent app
 under gunicorn on that database (with an access log, to count requests that reach it)
-and a fresh browser context. `browser`, `context` and `page` come from
+and a fresh browser context. On SQLite the gunicorn is the test process's shared one
+(tests/support/servers.py, SharedAppServer), unless the test gives the app settings of
+its own (`app_env`). `browser`, `context` and `page` come from
 tests/support/browser.py; the helpers live in tests/support (tests/browser/helpers.py
 names them for the tests here).
 """
@@ -26,7 +28,14 @@ __all__ = ["CHROMIUM_ARGS", "NONCE", "PAGES", "SITE_KEY", "Console", "SiteHandle
 
 
 @pytest.fixture
-def make_env(app, database_url, tmp_path):
+def database_url(shared_database_url):
+    """This test's fresh database: on SQLite the file of the test process's shared server
+    (tests/conftest.py), emptied for this test."""
+    return shared_database_url
+
+
+@pytest.fixture
+def make_env(app, database_url, tmp_path, shared_app_server):
     """Build a WidgetEnv; ORIGINS default to the static site's own URL. HTTPS: the site's
     pages over https (a context needs `ignore_https_errors=True` to open them). APP_ENV:
     more environment for the app (e.g. CONSENT_REGION_HEADERS)."""
@@ -53,22 +62,29 @@ def make_env(app, database_url, tmp_path):
                                effective_at=utcnow() - timedelta(minutes=1))
 
         run_write(write)
-        log = tmp_path / "access.log"
-        log.touch()
         try:
-            server = AppServer(database_url, workers=1, threads=4, extra_env={
-                "GUNICORN_CMD_ARGS": f"--access-logfile {log}", **(app_env or {})})
+            if app_env is None and shared_app_server is not None:
+                # no settings of its own: the shared server, already on this database
+                server = shared_app_server.app()
+                log = shared_app_server.access_log
+            else:
+                log = tmp_path / "access.log"
+                log.touch()
+                server = AppServer(database_url, workers=1, threads=4, extra_env={
+                    "GUNICORN_CMD_ARGS": f"--access-logfile {log}", **(app_env or {})})
         except BaseException:
             static.stop()
             raise
-        env = WidgetEnv(app=server, site=static, root=root, origins=allowed, access_log=log)
+        env = WidgetEnv(app=server, site=static, root=root, origins=allowed, access_log=log,
+                        access_log_from=log.stat().st_size)
         env.render("index.html")
         made.append(env)
         return env
 
     yield make
     for env in made:
-        env.app.stop()
+        if not env.app.shared:
+            env.app.stop()
         env.site.stop()
 
 

@@ -1,6 +1,7 @@
 """End-to-end fixtures for the site profiles: a fresh database, the profile loaded into it
-with `flask consent load-profile`, the app under gunicorn, the customer's pages on another
-origin, and real Chromium (`browser`, `context`, `page` from tests/support/browser.py).
+with `flask consent load-profile`, the app under gunicorn (on SQLite the test process's
+shared one, tests/support/servers.py), the customer's pages on another origin, and real
+Chromium (`browser`, `context`, `page` from tests/support/browser.py).
 """
 from __future__ import annotations
 
@@ -87,7 +88,14 @@ class ProfileEnv(ServedSite):
 
 
 @pytest.fixture
-def load_env(app, runner, database_url, tmp_path):
+def database_url(shared_database_url):
+    """This test's fresh database: on SQLite the file of the test process's shared server
+    (tests/conftest.py), emptied for this test."""
+    return shared_database_url
+
+
+@pytest.fixture
+def load_env(app, runner, database_url, tmp_path, shared_app_server):
     """Load a profile with the CLI into this test's fresh database and serve it."""
     made: list[ProfileEnv] = []
 
@@ -99,7 +107,8 @@ def load_env(app, runner, database_url, tmp_path):
         assert result.exit_code == 0, result.output
         api_key = result.output.split("API key (shown once): ")[1].split()[0]
         try:
-            server = AppServer(database_url, workers=1, threads=4)
+            server = (shared_app_server.app() if shared_app_server is not None
+                      else AppServer(database_url, workers=1, threads=4))
         except BaseException:
             static.stop()
             raise
@@ -111,5 +120,6 @@ def load_env(app, runner, database_url, tmp_path):
 
     yield make
     for env in made:
-        env.app.stop()
+        if not env.app.shared:
+            env.app.stop()
         env.site.stop()

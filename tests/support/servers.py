@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +26,7 @@ class AppServer:
                  worker_class: str = "gthread", threads: int = 4):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.shared = False  # the test process's SharedAppServer: not stopped by a test
         env = dict(os.environ)
         env.update({"CONSENT_DATABASE_URL": database_url, "CONSENT_ENV": "testing",
                     "CONSENT_SITE_CACHE_SECONDS": "0", "PYTHONUNBUFFERED": "1"})
@@ -59,6 +63,75 @@ class AppServer:
     def client(self) -> "HttpClient":
         """A client of this server with the Flask test client's interface."""
         return HttpClient(self.url)
+
+
+def _open_connections(port: int) -> int:
+    """TCP connections to or from 127.0.0.1:PORT that are still open (either end; not the
+    listening socket, not TIME_WAIT: both ends closed)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if state in ("0A", "06", "07"):  # LISTEN, TIME_WAIT, CLOSE
+                continue
+            if int(local.rsplit(":", 1)[1], 16) == port or int(remote.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+class SharedAppServer:
+    """One gunicorn per test process for the browser and end-to-end tests that need no
+    settings of their own: it serves one SQLite file, which every such test starts from
+    empty (`fresh`: the migrated template copied into it page by page through SQLite's
+    backup API, so the server's open connections read the new content; the signer's
+    state kept next to the file is removed with it). Starting a gunicorn per test cost
+    ~0.3 s of CPU (the server, its worker, each first request); tests keep their own rows,
+    browser context and static site. Tests with settings of their own (`app_env`) start
+    their own server on the same file. PostgreSQL runs keep a database and server each."""
+
+    def __init__(self, template: Path, folder: Path):
+        self.template = Path(template)
+        self.path = Path(folder) / "shared.sqlite3"
+        self.url = f"sqlite:///{self.path}"
+        self.access_log = Path(folder) / "shared-access.log"
+        self.access_log.touch()
+        self.server: AppServer | None = None
+        shutil.copy(self.template, self.path)
+
+    def fresh(self) -> str:
+        """Empty the shared database for the next test (once the server is idle); its URL."""
+        if self.server is not None and self.server.proc.poll() is None:
+            # a request of the last test still in flight must not land in the next one's
+            # database; its browser context is closed by now (at most a few seconds)
+            deadline = time.monotonic() + 10
+            while _open_connections(self.server.port) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        shutil.rmtree(f"{self.path}.log-state", ignore_errors=True)
+        source = sqlite3.connect(self.template)
+        target = sqlite3.connect(self.path, timeout=30)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        return self.url
+
+    def app(self) -> AppServer:
+        """The running server (started on first use, again if it died)."""
+        if self.server is None or self.server.proc.poll() is not None:
+            self.server = AppServer(self.url, workers=1, threads=4, extra_env={
+                "GUNICORN_CMD_ARGS": f"--access-logfile {self.access_log}"})
+            self.server.shared = True
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
 
 class HttpAnswer:

@@ -68,6 +68,7 @@ class WidgetEnv(ServedSite):
     """The widget tests' setup: site 'shop' on tests/browser/pages, with an access log."""
 
     access_log: Path | None = None
+    access_log_from: int = 0  # where this test's requests start in it (a shared server's)
     site_key: str = SITE_KEY
 
     def render(self, name: str, *, lang: str = "en", app_url: str | None = None,
@@ -96,4 +97,7 @@ class WidgetEnv(ServedSite):
 
     def server_requests(self) -> list[str]:
         """Access-log lines of every request that reached the consent app so far."""
-        return [line for line in self.access_log.read_text().splitlines() if line.strip()]
+        with self.access_log.open("rb") as log:
+            log.seek(self.access_log_from)
+            text = log.read().decode()
+        return [line for line in text.splitlines() if line.strip()]
