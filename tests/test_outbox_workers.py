@@ -222,7 +222,10 @@ def test_several_workers_deliver_every_notification_exactly_once(
         app, client, site, database_url, receiver):
     crm, ads = setup_endpoints(site["key"], receiver)
     record_changes(client, site, 15)
-    settings = dict(timeout=0.5, lease_seconds=3, backoff_base=0.05, backoff_max=0.3,
+    # (a lease far longer than an attempt's 0.5 s timeout: on a machine loaded enough to
+    # hold a worker for seconds, a 3-s lease ran out under a live attempt; expired leases
+    # are the next test's subject)
+    settings = dict(timeout=0.5, lease_seconds=10, backoff_base=0.05, backoff_max=0.3,
                     max_attempts=30, concurrency=3)
     workers = [Worker(database_url, **settings) for _ in range(3)]
     try:

@@ -6,10 +6,15 @@ Chromium (`browser`, `context`, `page` from tests/support/browser.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 import requests
+import sqlalchemy as sa
 
+from consent.database import run_write, utcnow
+from consent.extensions import db
+from consent.policies import PolicyVersion
 from consent.profiles import Profile, get_profile
 from tests.support import api
 from tests.support.servers import AppServer
@@ -106,6 +111,19 @@ def load_env(app, runner, database_url, tmp_path, shared_app_server):
         result = runner.invoke(args=["consent", "load-profile", name, "--origin", static.url])
         assert result.exit_code == 0, result.output
         api_key = result.output.split("API key (shown once): ")[1].split()[0]
+        # A version applies from the second after its publication (a choice made within
+        # that second counts as made before it, by design: consent/widget_config.py), and a
+        # running server answers the first visit at once: date the profile's publication a
+        # minute back, as the browser tests' site does, or a visitor who chooses in that
+        # second is asked again on the next page.
+        back = utcnow() - timedelta(minutes=1)
+
+        def backdate() -> None:
+            for version in db.session.execute(sa.select(PolicyVersion)).scalars():
+                version.published_at = back
+                version.effective_at = min(version.effective_at, back)
+
+        run_write(backdate)
         try:
             server = (shared_app_server.app() if shared_app_server is not None
                       else AppServer(database_url, workers=1, threads=4))
