@@ -175,6 +175,11 @@ _FLAG = ("UPDATE subjects SET is_minor = :minor WHERE id = :id AND is_minor <> :
 _LINKED = ("SELECT s.id, s.public_id, s.pseudonym, s.secret FROM subject_links l "
            "JOIN subjects s ON s.id = l.subject_id WHERE l.account_id = :id "
            "AND s.erased_at IS NULL AND s.is_minor <> :minor")
+# Lifting: a browser linked to another account that is a minor's too (a shared computer)
+# stays a minor's: that person still uses it.
+_NO_OTHER_MINOR = (" AND NOT EXISTS (SELECT 1 FROM subject_links o JOIN subjects a "
+                   "ON a.id = o.account_id WHERE o.subject_id = s.id AND o.account_id <> :id "
+                   "AND a.is_minor = :yes)")
 
 
 def _flag(subject_id: int, minor: bool) -> bool:
@@ -193,14 +198,16 @@ def set_minor(site: SiteSnapshot, subject, minor: bool, *, source: str,
     the restricted keys SUBJECT had on alone (unless WITHDRAW is false: a choice's own
     event turns them off; KEEP: keys a guardian grants in the same write); returns that
     event and what it turned off. Each browser linked to SUBJECT (consent.identity) is
-    the same person's: flagged, with what it granted alone withdrawn, or lifted with it.
+    the same person's: flagged, with what it granted alone withdrawn, or lifted with it
+    (unless another account it is linked to is a minor's: a shared computer).
     """
     rule = age_rule(site)
     event, withdrawn = None, {}
     if _flag(subject.id, minor) and minor and withdraw:
         event, withdrawn = _withdraw_alone(site, rule, subject, source, keep)
     # (also when SUBJECT's own flag did not change: a browser linked meanwhile is caught)
-    for row in rawsql.all_rows(_LINKED, {"id": subject.id, "minor": bool(minor)}):
+    for row in rawsql.all_rows(_LINKED if minor else _LINKED + _NO_OTHER_MINOR,
+                               {"id": subject.id, "minor": bool(minor), "yes": True}):
         device = SubjectRef(*row)
         if _flag(device.id, minor) and minor:
             _withdraw_alone(site, rule, device, source)

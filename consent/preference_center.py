@@ -104,15 +104,18 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
 
 def _undecided_on(site: SiteSnapshot, subject: Subject | None, region: str | None) -> set[str]:
     """The categories on while nobody decided them, as the widget has them: where REGION's
-    rule is opt-out or notice-only (consent.regions) all but the sensitive ones, less the
-    sale/sharing ones for a known minor (sale of a minor's data needs an opt-in); none
-    where consent is opt-in."""
+    rule is opt-out or notice-only (consent.regions) all but the sensitive ones, less, for
+    a known minor, the sale/sharing ones (sale of a minor's data needs an opt-in) and what
+    the age rule reserves to a guardian (consent.minors); none where consent is opt-in."""
     if "regions" not in site.settings or applies(site.settings, region) == "opt-in":
         return set()
     on = set(default_on(site))
     # (a browser linked to a minor's account carries the flag itself: minors.set_minor)
     if subject is not None and "age_rule" in site.settings and subject.is_minor:
-        on -= set(gpc_categories(site))
+        from .minors import age_rule
+
+        rule = age_rule(site)
+        on -= set(gpc_categories(site)) | set(rule.categories if rule else ())
     return on
 
 

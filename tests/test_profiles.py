@@ -541,6 +541,41 @@ def test_an_account_that_answers_minor_itself_carries_it_to_its_linked_browser(a
     assert verify_ledger().ok
 
 
+def test_a_shared_browser_stays_a_minors_when_the_other_account_is_an_adults(app, client):
+    # A family computer: the browser is linked to the child's account (a minor: the site's
+    # backend says so) and to the parent's. The backend then records the parent an adult
+    # (their birth date, at sign-up): that lifts nothing on a browser the minor uses too.
+    # The browser's choices stay screened as the minor's, and /me keeps saying so.
+    site = load("care_platform")
+    age = f"/api/v1/sites/{site['key']}/age"
+    links = f"/api/v1/sites/{site['key']}/identity-links"
+    _signed_in(client, site, "teen-8", "reject_all")  # the child's first browser: the account
+    _signed_in(client, site, "parent-8", "reject_all")  # the parent's: theirs
+    assert client.post(age, json={"user_id": "teen-8", "minor": True},
+                       headers=bearer(site)).status_code == 200
+    shared = _signed_in(client, site, "teen-8", "reject_all")
+    assert client.post(links, json={"user_id": "parent-8", "subject": shared["subject"]},
+                       headers=bearer(site)).get_json()["linked"] is True
+    me = f"/api/v1/sites/{site['key']}/me/{shared['subject']}?r={shared['read_token']}"
+    assert client.get(me).get_json()["minor"] is True
+
+    assert client.post(age, json={"user_id": "parent-8", "minor": False},
+                       headers=bearer(site)).status_code == 200
+    assert client.get(me).get_json().get("minor") is True
+    alone = decide(client, site["key"], "accept_all", subject=shared["subject"],
+                   origin=ORIGIN)
+    assert alone["minor"] is True
+    assert alone["consent"]["categories"]["advertising"] is False
+    assert events()[-1].meta["withheld"] == ["advertising", "analytics"]
+    # (lifting the child's own account lifts the shared browser: no minor's account left)
+    assert client.post(age, json={"user_id": "teen-8", "minor": False},
+                       headers=bearer(site)).status_code == 200
+    grown = decide(client, site["key"], "accept_all", subject=shared["subject"],
+                   origin=ORIGIN)
+    assert grown["consent"]["categories"]["advertising"] is True and "minor" not in grown
+    assert verify_ledger().ok
+
+
 def test_the_upgrade_flags_browsers_linked_to_an_account_flagged_before(app, client):
     # Data from before the flag was carried (policies_0004): the account is a minor by
     # its own answer, its linked browser is not flagged. The migration flags it, so the

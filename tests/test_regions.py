@@ -434,6 +434,37 @@ def test_the_preference_center_shows_undecided_categories_as_the_region_has_them
                    for k in ("functional", "analytics", "advertising"))
 
 
+def test_the_preference_center_ticks_no_restricted_category_for_a_known_minor(client,
+                                                                               us_site):
+    """A California visitor the site's backend records as a minor (age rule: analytics
+    and advertising need a guardian). Nobody decided analytics: the opt-out region has it
+    on for an adult, but a minor does not have it without a guardian, so the page does not
+    tick it -- ticked, saving the page as shown records it withheld, a box the ledger
+    says is off."""
+    from tests.support.api import bearer
+    from tests.test_preferences import enter, page, parse, save, widget_decision
+    from tests.test_widget_server import set_settings
+
+    set_settings(us_site["key"], age_rule={"adult_age": 16, "ask": "when_flagged",
+                                           "categories": ["analytics", "advertising"]})
+    subject = widget_decision(client, us_site, "gpc", source="gpc")
+    r = client.post(f"/api/v1/sites/{us_site['key']}/age",
+                    json={"subject": subject, "minor": True}, headers=bearer(us_site))
+    assert r.status_code == 200 and r.get_json()["minor"] is True
+    enter(client, us_site, subject)
+    html = page(client, f"site={us_site['key']}", **CA)
+    boxes = parse(html).inputs
+    ticked = {k for k in ("functional", "analytics", "advertising")
+              if "checked" in boxes[f"category-{k}"]}
+    assert ticked == {"functional"}
+    save(client, html, categories=sorted(ticked), query=f"site={us_site['key']}", **CA)
+    saved = last_event()
+    assert saved.categories == {"essential": True, "functional": True, "analytics": False,
+                                "advertising": False}
+    assert "withheld" not in (saved.meta or {})
+    assert verify_ledger().ok
+
+
 def test_backend_events_record_that_the_region_is_unknown(client, us_site):
     """A call from the site's backend says nothing about where the person is: the event
     records `region: None` (not the backend's own region, even with a CDN header)."""

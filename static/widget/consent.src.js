@@ -80,11 +80,12 @@
   // Rules by region (consent/regions.py, docs/regions.md). Code between the region marks is
   // only in consent-optout.js, the build the server sends to opt-out and notice-only regions
   // (static/widget/build.py): there cfg.region lists what is on until the visitor opts out
-  // (not for a known minor: sale needs an opt-in); its UI and __gpp / __uspapi come from
+  // (not for a known minor: sale needs an opt-in, and what the age rule reserves a guardian's
+  // consent, consent.minors); its UI and __gpp / __uspapi come from
   // consent-region.js. Other visitors download none of it.
   /*+region*/
   const R = () => cfg && cfg.region;
-  const dflt = k => !!R() && !(state && state.c[k] === false) && R().on.includes(k) && !(known() && gpcKeys().includes(k));
+  const dflt = k => !!R() && !(state && state.c[k] === false) && R().on.includes(k) && !(known() && (gpcKeys().includes(k) || cfg.age && cfg.age.categories.includes(k)));
   /*-region*/
   const has = k => k == E || !(gpc && gpcKeys().includes(k)) && (/*+region*/!(valid() && state.t > 0 && k in state.c) ? dflt(k) : /*-region*/valid() && state.t > 0 && state.c[k] === true);
   const allows = el => el.dataset.category.trim().split(/\s+/).every(has);

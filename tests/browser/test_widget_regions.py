@@ -248,6 +248,26 @@ def test_a_known_minor_in_california_gets_no_advertising_without_opt_in(browser,
     ctx.close()
 
 
+def test_a_known_minor_in_california_runs_nothing_the_age_rule_reserves(browser, make_env):
+    # The site's age rule reserves analytics and advertising to a guardian (consent.minors:
+    # a minor has them on only with a guardian's consent on record). The opt-out region has
+    # analytics on until an opt-out, but not for a known minor with no guardian's consent:
+    # nothing was decided, so nothing of it runs (as the preference center shows it).
+    env = make_env(settings={"regions": US_RULES, "age_rule": {
+        "adult_age": 16, "ask": "when_flagged", "categories": ["analytics", "advertising"]}},
+        app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
+    page_html = env.root / "index.html"
+    page_html.write_text(page_html.read_text().replace(' data-site=', ' data-minor data-site='))
+    ctx = visitor(browser, env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(env.url())
+    _, sections = gpp_of(page)
+    assert sections["usnat"]["SaleOptOut"] == 1
+    settle(page)
+    assert ran(page) == []
+    ctx.close()
+
+
 # ---------------------------------------------------------------- bytes before the notice
 
 BUDGET = 6000  # bytes gzip -9 before the notice (or banner), every first visit
