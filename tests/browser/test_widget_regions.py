@@ -232,14 +232,20 @@ def test_notice_only_region_runs_everything_without_a_banner_or_gpp(browser, us_
     ctx.close()
 
 
-def test_a_known_minor_in_california_gets_no_advertising_without_opt_in(browser, make_env):
-    env = make_env(settings={"regions": US_RULES},
-                   app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
+def known_minor_in_california(browser, env):
+    """A California visitor on a page that says the visitor is a minor (`data-minor`)."""
     page_html = env.root / "index.html"
     page_html.write_text(page_html.read_text().replace(' data-site=', ' data-minor data-site='))
     ctx = visitor(browser, env, CALIFORNIA)
     page = ctx.new_page()
     page.goto(env.url())
+    return ctx, page
+
+
+def test_a_known_minor_in_california_gets_no_advertising_without_opt_in(browser, make_env):
+    env = make_env(settings={"regions": US_RULES},
+                   app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
+    ctx, page = known_minor_in_california(browser, env)
     assert wait_ran(page, 3) == ANALYTICS_TAGS
     settle(page)
     assert not set(ADS_TAGS) & set(ran(page))
@@ -256,11 +262,7 @@ def test_a_known_minor_in_california_runs_nothing_the_age_rule_reserves(browser,
     env = make_env(settings={"regions": US_RULES, "age_rule": {
         "adult_age": 16, "ask": "when_flagged", "categories": ["analytics", "advertising"]}},
         app_env={"CONSENT_REGION_HEADERS": "cloudflare"})
-    page_html = env.root / "index.html"
-    page_html.write_text(page_html.read_text().replace(' data-site=', ' data-minor data-site='))
-    ctx = visitor(browser, env, CALIFORNIA)
-    page = ctx.new_page()
-    page.goto(env.url())
+    ctx, page = known_minor_in_california(browser, env)
     _, sections = gpp_of(page)
     assert sections["usnat"]["SaleOptOut"] == 1
     settle(page)
