@@ -576,6 +576,7 @@ def test_a_shared_browser_stays_a_minors_when_the_other_account_is_an_adults(app
     assert verify_ledger().ok
 
 
+@pytest.mark.backend  # a migration: runs on both backends (docs/testing.md)
 def test_the_upgrade_flags_browsers_linked_to_an_account_flagged_before(app, client):
     # Data from before the flag was carried (policies_0004): the account is a minor by
     # its own answer, its linked browser is not flagged. The migration flags it, so the
@@ -635,6 +636,7 @@ def test_a_guardians_consent_for_an_account_carries_the_minor_flag_to_its_browse
     assert verify_ledger().ok
 
 
+@pytest.mark.backend
 @pytest.mark.skipif(os.environ.get("CONSENT_TEST_DB") != "postgresql",
                     reason="SQLite runs one writer at a time")
 def test_on_postgresql_a_link_made_while_the_account_becomes_a_minor_is_a_minors(

@@ -19,6 +19,28 @@ def test_backend_tests_are_selected_by_their_module(request):
     assert "tests/test_ledger.py" in BACKEND_MODULES
 
 
+def test_every_postgresql_only_test_runs_in_the_postgresql_suite():
+    # A test that skips unless the backend is PostgreSQL, outside BACKEND_MODULES and
+    # without `@pytest.mark.backend`, is skipped on SQLite and never selected on
+    # PostgreSQL (`-m backend`): it would never run in `make test`.
+    import ast
+    from pathlib import Path
+
+    unreached = []
+    for path in sorted(Path(_ROOT, "tests").rglob("test_*.py")):
+        module = path.relative_to(_ROOT).as_posix()
+        if module in BACKEND_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test"):
+                continue
+            marks = [ast.unparse(d) for d in node.decorator_list]
+            if any("skipif" in m and "postgresql" in m for m in marks) and \
+                    "pytest.mark.backend" not in marks:
+                unreached.append(f"{module}::{node.name}")
+    assert unreached == [], f"PostgreSQL-only tests no suite runs: {unreached}"
+
+
 def test_forked_servers_build_the_app_from_their_own_environment(site, database_url,
                                                                 template_db, pg_cluster,
                                                                 tmp_path):
