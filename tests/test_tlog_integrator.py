@@ -151,3 +151,37 @@ def _prepare_beside_a_pg_writer(site):
         db.session.commit()
         other.rollback()
     assert len(prepared.leaves) == 3
+
+
+def test_one_process_of_a_database_is_elected_to_integrate(app, database_url):
+    """Web processes elect one integrator per database (before, on PostgreSQL every
+    process prepared every batch, and all but one threw the work away); a lost election
+    (the process died, the server restarted) lets another process take over."""
+    from consent import create_app
+    from consent.ledger.log import ELECTION_NS, _elect
+
+    other = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
+                        "SERVER_NAME": None})
+    first = _elect(app)
+    assert first is not None and first.alive()
+    try:
+        assert _elect(other) is None  # another process: not while the first holds it
+        if database_url.startswith("postgresql"):
+            holders = db.session.execute(sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns "
+                "AND objid = 0 AND objsubid = 2 AND granted"), {"ns": ELECTION_NS}).all()
+            assert len(holders) == 1
+            # the server ends the lock's session (a restart, an operator's kill)
+            db.session.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                               {"pid": holders[0][0]})
+            db.session.commit()
+            assert not first.alive()
+        else:
+            first.close()  # the process exits: the kernel frees its lock file
+        second = _elect(other)
+        assert second is not None and second.alive()
+        second.close()
+    finally:
+        first.close()
+        with other.app_context():
+            db.engine.dispose()

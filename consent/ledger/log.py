@@ -14,8 +14,9 @@ events in order. The integrator re-checks each event's chain hash and link befor
 it an index: an event edited before it was integrated is refused, not logged.
 
 One integrator at a time: PostgreSQL's advisory lock (per site), SQLite's write lock
-(BEGIN IMMEDIATE). Safe to run from every web process (`start_integrator`, elected by a
-file lock on SQLite) and from cron on any machine (`flask consent integrate`).
+(BEGIN IMMEDIATE). Safe to run from every web process (`start_integrator`: one process
+of a database is elected, by a file lock on SQLite and a session advisory lock on
+PostgreSQL) and from cron on any machine (`flask consent integrate`).
 
 Storage: `log_nodes` holds every perfect subtree once, `(level, index)` covering leaves
 `[index * 2**level, (index + 1) * 2**level)`; level 0 are the leaf hashes. A root or a
@@ -549,9 +550,13 @@ _started_lock = threading.Lock()
 def start_integrator(app) -> None:
     """Run the integrator every CONSENT_LOG_INTEGRATE_SECONDS in this process (once).
 
-    On SQLite one process integrates (a file lock elects it, as for WAL checkpoints; the
-    kernel frees it if that process dies); on PostgreSQL every process may try, and the
-    per-site advisory lock makes them take turns.
+    One process of a database integrates: on SQLite a file lock elects it (as for WAL
+    checkpoints; the kernel frees it if that process dies), on PostgreSQL a session
+    advisory lock held on a connection of its own (the server frees it when that
+    connection ends: the process died, or the server restarted). The others ask again
+    every interval. The election only saves work: the per-site lock of `integrate_site`
+    is what keeps two integrators (a web process and `flask consent integrate` from cron,
+    say) correct.
     """
     key = (app.config["SQLALCHEMY_DATABASE_URI"], os.getpid())
     if key in _started:
@@ -567,33 +572,94 @@ def start_integrator(app) -> None:
                      name="log-integrator").start()
 
 
-def _elect(app) -> bool:
-    """Whether this process integrates (SQLite: holds the lock file; PostgreSQL: always)."""
+# The namespace of the PostgreSQL advisory lock that elects the integrating process (the
+# second key is 0; `_lock_site` uses another namespace, with the site's id).
+ELECTION_NS = zlib.crc32(b"consent-log-integrator-election") & 0x7FFFFFFF
+
+
+class _FileElection:
+    """SQLite: this process holds the database's integrator lock file (until it exits)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def alive(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _AdvisoryElection:
+    """PostgreSQL: this process holds the election's session advisory lock on CONN, a
+    connection taken out of the pool for it (autocommit: never idle in a transaction)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def alive(self) -> bool:
+        """Whether the lock's connection is still up; a lost connection lost the lock."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+            return True
+        except Exception:  # noqa: BLE001 - any failure: the lock may be gone
+            self.close()
+            return False
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def _elect(app) -> _FileElection | _AdvisoryElection | None:
+    """This process's turn as the integrator, or None when another process has it."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if not uri.startswith("sqlite:///"):
-        return True
+        return _elect_postgresql(app)
     path = os.path.abspath(uri.removeprefix("sqlite:///")) + ".integrator-lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        return False
-    _held_locks.append(fd)  # kept open: the lock lasts as long as this process
-    return True
+        return None
+    return _FileElection(fd)  # kept open: the lock lasts as long as this process
 
 
-_held_locks: list[int] = []
+def _elect_postgresql(app) -> _AdvisoryElection | None:
+    with app.app_context():
+        proxied = db.engine.raw_connection()
+    proxied.detach()  # ours alone: never handed back to the pool; closing it ends it
+    conn = proxied.dbapi_connection
+    try:
+        conn.rollback()
+        conn.autocommit = True
+        won = conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (ELECTION_NS,)).fetchone()[0]
+    except BaseException:
+        conn.close()
+        raise
+    if not won:
+        conn.close()
+        return None
+    return _AdvisoryElection(conn)
 
 
 def _integrator_loop(app, interval: float) -> None:
-    elected = False
+    elected = None
     while True:
         time.sleep(interval)
         try:
-            if not elected:
+            if elected is not None and not elected.alive():
+                log.warning("the log integrator lost its election (database connection "
+                            "lost); asking again")
+                elected = None
+            if elected is None:
                 elected = _elect(app)
-                if not elected:
+                if elected is None:
                     continue
             with app.app_context():
                 integrate()
