@@ -185,3 +185,38 @@ def test_one_process_of_a_database_is_elected_to_integrate(app, database_url):
         first.close()
         with other.app_context():
             db.engine.dispose()
+
+
+def test_the_integrator_thread_ends_with_its_database(database_url, pg_cluster, site):
+    """A web process's integrator thread stops once its database is gone (dropped, or its
+    file deleted) instead of failing every interval for the life of the process; a later
+    request would start it again."""
+    import os
+    import threading
+    import time
+
+    from consent import create_app
+    from consent.ledger.log import start_integrator
+
+    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
+                      "SERVER_NAME": None, "CONSENT_LOG_INTEGRATE_SECONDS": 0.05})
+    before = set(threading.enumerate())
+    start_integrator(app)
+    started = [t for t in set(threading.enumerate()) - before if t.name == "log-integrator"]
+    assert len(started) == 1
+    thread = started[0]
+    decide(site["key"], "accept_all")
+    deadline = time.monotonic() + 30
+    while not logged() and time.monotonic() < deadline:  # it works while the database is there
+        time.sleep(0.05)
+    assert logged()
+    db.session.remove()
+    db.engine.dispose()
+    with app.app_context():
+        db.engine.dispose()
+    if pg_cluster is not None:
+        pg_cluster.sql(f"DROP DATABASE {sa.engine.make_url(database_url).database} WITH (FORCE)")
+    else:
+        os.remove(database_url.removeprefix("sqlite:///"))
+    thread.join(timeout=30)
+    assert not thread.is_alive()

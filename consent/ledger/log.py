@@ -648,10 +648,29 @@ def _elect_postgresql(app) -> _AdvisoryElection | None:
     return _AdvisoryElection(conn)
 
 
+def _database_gone(app, exc: BaseException | None = None) -> bool:
+    """Whether the app's database no longer exists (a test's temporary one, say): then
+    the integrator's work is gone too."""
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///"):
+        return not os.path.exists(uri.removeprefix("sqlite:///"))
+    # PostgreSQL: SQLSTATE 3D000. A refused connection carries no SQLSTATE in psycopg, only
+    # the server's message (in English unless the server's lc_messages says otherwise;
+    # then the thread keeps trying, as it did before).
+    if exc is None:
+        return False
+    orig = getattr(exc, "orig", exc)
+    name = sa.engine.make_url(uri).database
+    return getattr(orig, "sqlstate", None) == "3D000" \
+        or f'database "{name}" does not exist' in str(orig)
+
+
 def _integrator_loop(app, interval: float) -> None:
     elected = None
     while True:
         time.sleep(interval)
+        if _database_gone(app):
+            break
         try:
             if elected is not None and not elected.alive():
                 log.warning("the log integrator lost its election (database connection "
@@ -664,4 +683,10 @@ def _integrator_loop(app, interval: float) -> None:
             with app.app_context():
                 integrate()
         except Exception as exc:  # noqa: BLE001 - keep integrating after a hiccup
+            if _database_gone(app, exc):
+                break
             log.warning("log integration failed: %s", exc)
+    if elected is not None:
+        elected.close()
+    with _started_lock:
+        _started.discard((app.config["SQLALCHEMY_DATABASE_URI"], os.getpid()))
