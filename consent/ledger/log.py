@@ -653,7 +653,7 @@ def _database_gone(app, exc: BaseException | None = None) -> bool:
     the integrator's work is gone too."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///"):
-        return not os.path.exists(uri.removeprefix("sqlite:///"))
+        return not os.path.exists(uri.removeprefix("sqlite:///").split("?", 1)[0])
     # PostgreSQL: SQLSTATE 3D000. A refused connection carries no SQLSTATE in psycopg, only
     # the server's message (in English unless the server's lc_messages says otherwise;
     # then the thread keeps trying, as it did before).
