@@ -144,6 +144,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--pg-fsync", choices=("on", "off"), default="on",
+                        help="postgresql: on (the default) starts the throwaway cluster with "
+                             "the server's own settings (fsync, full-page writes), as in "
+                             "production; off as the test suite runs it (commits never wait "
+                             "for the disk; the figures before 2026-12-03)")
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
@@ -169,7 +174,7 @@ def main() -> None:
     procs = []
     try:
         if args.db == "postgresql":
-            cluster = PgCluster().start()
+            cluster = PgCluster(durable=args.pg_fsync == "on").start()
             cluster.sql("CREATE DATABASE bench")
             url = cluster.url("bench")
         else:
@@ -205,7 +210,9 @@ def main() -> None:
             servers[name] = (f"http://127.0.0.1:{port}", path, procs[-1].pid)
             wait_until_answering(f"http://127.0.0.1:{port}{path}", workers)
         runs: dict[str, list[dict]] = {name: [] for name in servers}
-        print(f"database: {args.db}; gunicorn -w {args.scale or args.workers} -k {args.worker_class} "
+        print(f"database: {args.db}"
+              + (f" (fsync {args.pg_fsync})" if args.db == "postgresql" else "")
+              + f"; gunicorn -w {args.scale or args.workers} -k {args.worker_class} "
               f"--threads {args.threads}; wrk -c "
               f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
               f"before the bench {idle_load}")

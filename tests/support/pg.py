@@ -34,7 +34,10 @@ def _find(binary: str) -> str:
 class PgCluster:
     """Start with start(), get URLs with url(db), stop() removes everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        # durable: the server's own defaults (fsync and full-page writes on), as a
+        # production server runs; benchmarks use it, the tests do not (below).
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="consent-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -63,8 +66,9 @@ class PgCluster:
         # "immediate"): a commit's WAL is written to the kernel before the commit returns,
         # fsync or not, so it survives them; only an OS crash would lose it.
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c max_connections=200 -c shared_buffers=64MB -c fsync=off "
-                "-c full_page_writes=off")
+                "-c max_connections=200 -c shared_buffers=64MB")
+        if not self.durable:
+            opts += " -c fsync=off -c full_page_writes=off"
         self._run(_find("pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
                   str(self.root / "log"), "-w", "-t", "60", "start")
         self.started = True
