@@ -275,11 +275,16 @@ def _claim(site_id: int, jti: str) -> bool:
     return claimed is not None
 
 
-def use_login_token(site_key: str, token: str) -> LoginResult:
-    """Verify and spend a login link: the browser may manage the account's preferences.
+_USED = ("This sign-in link was already used. Go back to the site and open your privacy "
+         "preferences again.")
 
-    Nothing else changes: the browser's own consent (its device subject) is neither
-    linked nor touched, whoever minted the link (login CSRF, finding 13.1).
+
+def check_login_token(site_key: str, token: str) -> dict:
+    """A login link's payload when it is genuine, unexpired and not used yet; reads only.
+
+    Opening the link shows a page whose button spends it (use_login_token): mail
+    scanners and link previews fetch links before the person does, and a link spent
+    by that fetch would be "already used" when the person clicks it.
     """
     site = site_snapshot(site_key)
     serializer = _login_serializer(site.key)
@@ -297,11 +302,23 @@ def use_login_token(site_key: str, token: str) -> LoginResult:
     if time.time() - signed_at.timestamp() > payload["x"]:
         raise ExpiredLink("This sign-in link has expired. Go back to the site and open "
                           "your privacy preferences again.")
+    if db.session.get(LoginLinkUse, payload["j"]) is not None:
+        raise ExpiredLink(_USED)
+    return payload
+
+
+def use_login_token(site_key: str, token: str) -> LoginResult:
+    """Verify and spend a login link: the browser may manage the account's preferences.
+
+    Nothing else changes: the browser's own consent (its device subject) is neither
+    linked nor touched, whoever minted the link (login CSRF, finding 13.1).
+    """
+    site = site_snapshot(site_key)
+    payload = check_login_token(site_key, token)
 
     def write():
         if not _claim(site.id, payload["j"]):
-            raise ExpiredLink("This sign-in link was already used. Go back to the site and "
-                              "open your privacy preferences again.")
+            raise ExpiredLink(_USED)
         account = account_by_ref(site.id, payload["u"])
         if account is None:
             account = create_subject(site.id)

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tests.support.api import bearer, may_i_send
+from tests.support.login import follow_http
 from tests.support.servers import AppServer
 
 
@@ -107,7 +108,7 @@ def test_preference_page_and_login_across_two_devices(server, site):
     assert r.status_code == 403
 
     link = api(server, site, "/login-links", json={"user_id": "user-9"}).json()
-    r = phone.get(link["url"], timeout=30)
+    r = follow_http(phone, link["url"])
     assert r.status_code == 200 and "You are signed in" in r.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
     r = phone.post(f"{server.url}/preferences?site=shop", timeout=30, allow_redirects=False,
@@ -120,7 +121,7 @@ def test_preference_page_and_login_across_two_devices(server, site):
     # The same link cannot be used again, on any device.
     assert laptop.get(link["url"], timeout=30).status_code == 410
     link = api(server, site, "/login-links", json={"user_id": "user-9"}).json()
-    r = laptop.get(link["url"], timeout=30)
+    r = follow_http(laptop, link["url"])
     assert r.status_code == 200
     assert re.search(r'id="category-analytics"[^>]*checked', r.text)
     assert re.search(r'id="channel-push-service"[^>]*checked', r.text)

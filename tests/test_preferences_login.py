@@ -14,6 +14,7 @@ from consent.ledger import ConsentEvent, verify_ledger
 from consent.subjects import Subject, find_subject
 from tests.support.api import PROBLEM, bearer, decide
 from tests.support.db import count_events
+from tests.support.login import CSRF, follow
 
 
 def mint(client, site, user_id="user-1", **extra) -> dict:
@@ -34,7 +35,7 @@ def csrf_of(html: str) -> str:
 def sign_in(browser, site, **mint_args) -> str:
     """Open a fresh login link in BROWSER; returns the preference page HTML."""
     link = mint(browser, site, **mint_args)
-    r = browser.get(path_of(link["url"]))
+    r = follow(browser, path_of(link["url"]))
     assert r.status_code == 303, r.get_data(as_text=True)
     assert r.headers["Location"].endswith("/preferences?site=shop")
     assert r.headers["Referrer-Policy"] == "no-referrer"
@@ -139,9 +140,42 @@ def test_signed_in_user_saves_and_senders_see_it(client, site):
 def test_a_login_link_works_once(app, site):
     browser = app.test_client()
     link = mint(browser, site)
-    assert browser.get(path_of(link["url"])).status_code == 303
+    assert follow(browser, path_of(link["url"])).status_code == 303
     again = app.test_client().get(path_of(link["url"]))
     assert again.status_code == 410 and "already used" in again.get_data(as_text=True)
+    # Its page was open in another browser before it was spent: pressing Continue there
+    # now is refused too.
+    late = app.test_client()
+    link = mint(late, site)
+    page = late.get(path_of(link["url"]))
+    assert follow(browser, path_of(link["url"])).status_code == 303
+    r = late.post(path_of(link["url"]), data={"csrf_token": CSRF.search(
+        page.get_data(as_text=True)).group(1)})
+    assert r.status_code == 410 and "already used" in r.get_data(as_text=True)
+
+
+def test_a_mail_scanner_opening_the_link_spends_nothing(app, site):
+    """Mail scanners, link previews and prefetching fetch a link before the person does:
+    only the page's button, posted with this browser's CSRF token, spends it."""
+    person = app.test_client()
+    link = mint(person, site)
+    scanner = app.test_client()
+    for _ in range(3):
+        page = scanner.get(path_of(link["url"]))
+        assert page.status_code == 200
+        assert "Open your privacy settings for Example shop?" in page.get_data(as_text=True)
+        assert page.headers["Cache-Control"] == "no-store"
+        assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert scanner.head(path_of(link["url"])).status_code == 200
+    assert "signed in" not in scanner.get("/preferences?site=shop").get_data(as_text=True)
+    # A POST without this browser's CSRF token (a cross-site form, a scanner replaying the
+    # form without the page's cookie) is refused and spends nothing either.
+    assert app.test_client().post(path_of(link["url"]), data={}).status_code == 403
+    r = app.test_client().post(path_of(link["url"]), data={"csrf_token": CSRF.search(
+        page.get_data(as_text=True)).group(1)})
+    assert r.status_code == 403
+    assert follow(person, path_of(link["url"])).status_code == 303
+    assert "You are signed in" in person.get("/preferences?site=shop").get_data(as_text=True)
 
 
 def test_tampered_and_foreign_login_links_are_refused(app, site, other_site):
@@ -162,7 +196,7 @@ def test_tampered_and_foreign_login_links_are_refused(app, site, other_site):
     assert browser.get(f"/preferences/login?site=shop&token={unsub}").status_code == 400
     assert "signed in" not in browser.get("/preferences?site=shop").get_data(as_text=True)
     # The untouched token still works: nothing above spent it.
-    assert browser.get(url).status_code == 303
+    assert follow(browser, url).status_code == 303
 
 
 def _signed_in_the_past(site_key, payload, seconds_ago):
@@ -188,7 +222,7 @@ def test_expired_login_links_are_refused(client, site):
     # The same payload signed just now works: only the age was wrong.
     fresh = _signed_in_the_past(site["key"], {"u": ref, "d": None,
                                               "j": secrets.token_hex(12), "x": 60}, 0)
-    assert client.get(f"/preferences/login?site=shop&token={fresh}").status_code == 303
+    assert follow(client, f"/preferences/login?site=shop&token={fresh}").status_code == 303
 
 
 def test_sign_out(client, site):

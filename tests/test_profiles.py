@@ -32,6 +32,7 @@ from consent.sites import CATEGORY_KEY_RE, Site, get_site
 from tests.support.admin import admin_client, post_form, session_csrf
 from tests.support.api import PROBLEM, bearer, decide, may_i_send
 from tests.support.db import events
+from tests.support.login import follow
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = Path(__file__).resolve().parent / "data" / "seeds"  # the five policies, as published
@@ -417,7 +418,7 @@ def test_a_minors_save_signed_in_grants_nothing_alone_on_their_linked_browser(ap
                        ).status_code == 303
     link = client.post(f"/api/v1/sites/{site['key']}/login-links", json={
         "user_id": "teen-2"}, headers=bearer(site)).get_json()["url"]
-    assert client.get(urlsplit(link).path + "?" + urlsplit(link).query).status_code == 303
+    assert follow(client, urlsplit(link).path + "?" + urlsplit(link).query).status_code == 303
     page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
     token = page.split('name="csrf_token" value="')[1].split('"')[0]
     r = client.post(f"/preferences?site={site['key']}", data={

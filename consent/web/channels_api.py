@@ -586,7 +586,7 @@ def post_login_link(data: dict, site_key: str):
     params = {"site": site_key, "token": minted.token}
     if data.get("locale"):
         params["lang"] = data["locale"]
-    return {"url": _public_url(site_snapshot(site_key), "preferences.login", **params),
+    return {"url": _public_url(site_snapshot(site_key), "preferences.login_page", **params),
             "expires_at": minted.expires_at, "subject": minted.account}
 
 

@@ -28,7 +28,7 @@ from ..channels import CHANNELS
 from ..csrf import exempt, protect
 from ..errors import Forbidden
 from ..i18n import SUPPORTED, catalog, pick_locale
-from ..identity import (confirm_device_link, device_from_cookie, enter_preferences, linked_to,
+from ..identity import (check_login_token, confirm_device_link, device_from_cookie, enter_preferences, linked_to,
                         return_url, use_login_token)
 from ..minors import age_question
 from ..policies import list_policies
@@ -262,9 +262,37 @@ def link_device_post():
     return redirect(url_for("preferences.preferences_page", site=site.key), code=303)
 
 
+def _private(response):
+    # The URL holds a sign-in token: keep it out of caches, referrers and search engines.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
 @bp.get("/preferences/login")
+def login_page():
+    """A login link minted by the site's backend, opened: ask for a click; spends nothing.
+
+    Mail scanners, link previews and browsers' prefetching open links before the person
+    does; a GET that spent the single-use link would leave the person an "already used"
+    page. The button's POST (below) spends it.
+    """
+    query = LoginQuery().load(request.args)
+    site = site_snapshot(query["site"])
+    check_login_token(site.key, query["token"])
+    locale, strings, _ = _locale(site, query.get("lang"))
+    html = render_template("login.html", site=site, t=strings, lang=locale,
+                           action=request.full_path)
+    return _private(make_response(html))
+
+
+@bp.post("/preferences/login")
 def login():
-    """Spend a login link minted by the site's backend, then show the preferences."""
+    """Spend a login link minted by the site's backend, then show the preferences.
+
+    CSRF-checked: only the page above, in this browser, sends it (another site cannot sign
+    a browser in to an account of its choosing)."""
     query = LoginQuery().load(request.args)
     site = site_snapshot(query["site"])
     result = use_login_token(site.key, query["token"])
@@ -272,11 +300,7 @@ def login():
     params = {"site": site.key}
     if query.get("lang"):
         params["lang"] = query["lang"]
-    response = redirect(url_for("preferences.preferences_page", **params), code=303)
-    # The token is spent; do not let it leak through the Referer of the next page.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _private(redirect(url_for("preferences.preferences_page", **params), code=303))
 
 
 @bp.post("/preferences/logout")

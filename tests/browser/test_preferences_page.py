@@ -8,6 +8,7 @@ from consent.channels import CHANNELS
 from tests.support.api import bearer
 from tests.support.browser import new_context
 from tests.support.db import events as recorded
+from tests.support.login import follow_in_browser
 from tests.support.servers import AppServer, StaticSite
 
 pytestmark = pytest.mark.browser
@@ -116,7 +117,7 @@ def test_logged_in_choice_follows_the_user_to_another_device(browser, server, si
     laptop = new_context(browser)
     link = api(server, site, "/login-links", {"user_id": "user-77"})
     page = phone.new_page()
-    page.goto(link["url"])
+    follow_in_browser(page, link["url"])
     assert "signed in" in page.locator("#who").inner_text()
     page.locator("#channel-email-promotional").check()
     page.locator("#category-functional").check()
@@ -124,7 +125,7 @@ def test_logged_in_choice_follows_the_user_to_another_device(browser, server, si
     page.wait_for_url("**saved=*")
 
     other = laptop.new_page()
-    other.goto(api(server, site, "/login-links", {"user_id": "user-77"})["url"])
+    follow_in_browser(other, api(server, site, "/login-links", {"user_id": "user-77"})["url"])
     assert other.locator("#channel-email-promotional").is_checked()
     assert other.locator("#category-functional").is_checked()
     assert not other.locator("#category-analytics").is_checked()

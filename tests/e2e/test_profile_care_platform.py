@@ -14,6 +14,7 @@ from consent.requests import DataRequest, due_date, open_request
 from tests.support.admin import admin_client, make_token, post_form
 from tests.support.api import bearer
 from tests.support.browser import new_context
+from tests.support.login import follow_in_browser
 from tests.support.widget import (banner, consent_commands, consent_cookie, cookie_names, ran,
                                   settle, wait_ran, wait_until)
 
@@ -37,7 +38,7 @@ def test_consent_is_withdrawn_on_the_profile_page_by_clicking_the_box(env, page)
     # The member signs in on the site, whose backend links them and opens their profile page.
     link = env.api("POST", "/login-links", json={"user_id": "member-12", "subject": visitor})
     assert link.status_code == 200, link.text
-    page.goto(env.local(link.json()["url"]))
+    follow_in_browser(page, env.local(link.json()["url"]))
     assert "signed in" in page.locator("#who").inner_text()
     box = page.locator("#category-analytics")
     assert box.is_checked()

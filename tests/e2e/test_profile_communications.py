@@ -10,6 +10,7 @@ import requests
 from tests.support.admin import make_token
 from tests.support.api import bearer
 from tests.support.browser import new_context
+from tests.support.login import follow_in_browser
 from tests.support.widget import banner, ran, settle, wait_ran
 
 pytestmark = pytest.mark.browser
@@ -34,7 +35,7 @@ def test_marketing_offers_stop_when_the_person_opts_out(env, page):
 
     # The customer opens their privacy preferences from their account (login link).
     link = env.api("POST", "/login-links", json=customer).json()
-    page.goto(env.local(link["url"]))
+    follow_in_browser(page, env.local(link["url"]))
     email = page.locator("#channel-email-promotional")
     assert email.is_checked()  # offers are sent until the customer opts out
     email.uncheck()

@@ -14,6 +14,7 @@ from consent.identity import SubjectLink
 from consent.ledger import ConsentEvent
 from consent.sites import get_site
 from consent.subjects import Subject, find_subject
+from tests.support.login import follow
 
 ORIGIN = "https://shop.example"
 
@@ -45,7 +46,7 @@ def test_opening_someone_elses_login_link_links_and_changes_nothing(app, site,
     events_before = db.session.execute(db.select(db.func.count()).select_from(ConsentEvent)
                                        ).scalar()
 
-    r = victim.get("/" + link.split("://", 1)[1].split("/", 1)[1])
+    r = follow(victim, "/" + link.split("://", 1)[1].split("/", 1)[1])
     assert r.status_code == 303
 
     db.session.rollback()
