@@ -85,6 +85,11 @@ class Config:
     # Seconds between runs of the integrator thread in each web process (one process
     # integrates at a time); 0 leaves integration to `flask consent integrate` (cron).
     CONSENT_LOG_INTEGRATE_SECONDS = _env_number("CONSENT_LOG_INTEGRATE_SECONDS", 10.0, float)
+    # How old the oldest event not yet in the log may get before `/healthz` says the log
+    # is behind and `flask consent check-log` exits 1 (integration stopped: no elected
+    # process, cron not running, a stream refused). Above the integration interval, or
+    # the cron period when that is 0.
+    CONSENT_LOG_MAX_LAG_SECONDS = _env_number("CONSENT_LOG_MAX_LAG_SECONDS", 600.0, float)
     # Events given log indexes per transaction (bounds how long an integration holds
     # SQLite's write lock).
     CONSENT_LOG_BATCH = _env_number("CONSENT_LOG_BATCH", 2000, minimum=1)

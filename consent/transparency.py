@@ -205,6 +205,27 @@ def integrate_command(site_key):
     sys.exit(1 if refused else 0)
 
 
+@consent_cli.command("check-log")
+def check_log_command():
+    """Exit 1 when the log is behind: its oldest missing event is older than
+    CONSENT_LOG_MAX_LAG_SECONDS (integration stopped; for cron-based alerting)."""
+    from .web.health import log_health
+
+    health = log_health()
+    for site in health["sites"]:
+        click.echo(f"site {site['site']}: {site['pending_events']} events not yet in the "
+                   f"log, the oldest recorded {site['oldest_pending_seconds']:.0f} s ago")
+    if health["status"] == "ok":
+        click.echo(f"log ok (limit {health['max_lag_seconds']:.0f} s)")
+        sys.exit(0)
+    click.echo(f"LOG BEHIND: the oldest event not in the log was recorded "
+               f"{health['oldest_pending_seconds']:.0f} s ago (limit "
+               f"{health['max_lag_seconds']:.0f} s). Is an integrator running "
+               "(CONSENT_LOG_INTEGRATE_SECONDS, or `flask consent integrate` from cron)? "
+               "Did it refuse a stream (`flask consent integrate` says why)?", err=True)
+    sys.exit(1)
+
+
 @consent_cli.command("log-checkpoint")
 @click.option("--site", "site_key", required=True)
 def log_checkpoint_command(site_key):

@@ -376,9 +376,14 @@ def create_site_post():
 @admin_required("audit:read")
 def dashboard(site_key: str):
     """Charts of the last 30 days, open requests, event search."""
+    from .health import log_health
+
     data = dashboard_data(site_key)
+    log = log_health()
+    behind = next((s for s in log["sites"] if s["site"] == data["site"].key), None) \
+        if log["status"] == "behind" else None
     return render_template("admin/dashboard.html", site=data["site"], data=data,
-                           charts=charts(data),
+                           charts=charts(data), log_behind=behind, log=log,
                            requests=open_request_summary(data["site"].id),
                            scan_news=latest_news(data["site"].id),
                            subject_label=subject_label, now=_now())
