@@ -38,6 +38,10 @@ def test_a_backlog_in_every_stream_is_integrated_in_small_batches(app, runner, s
     app.config["CONSENT_LOG_BATCH"] = 4
     passes = integrate()
     assert [p.added for p in passes] == [4, 4, 4, 4, 2]
+    # one checkpoint for the pass, signed after its last batch, of the whole tree
+    assert [p.checkpoint is not None for p in passes] == [False] * 4 + [True]
+    assert db.session.execute(sa.text("SELECT size FROM log_checkpoints")).scalars().all() \
+        == [18]
     entries = logged()
     assert len(entries) == 18 == tree_size(site_snapshot("shop").id)
     for stream in streams:  # each stream's events in seq order, none missing
