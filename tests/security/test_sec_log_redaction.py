@@ -22,6 +22,7 @@ from consent.identity import mint_login_token
 from consent.logredact import MARK
 from tests.security.sec_fixtures import build_app
 from tests.support.pg import free_port, wait_for_port
+from tests.support.waits import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +86,10 @@ def test_tokens_are_redacted_from_the_access_log(served):
          headers={"Referer": f"https://shop.example/x?token={secrets['login']}"})
     status, _, _ = _get(f"{base}/preferences?site=shop")
     assert status == 200
-    text = served["log"].read_text()
+    # gunicorn writes a request's access-log line after sending its answer: wait for the
+    # last request's line
+    text = poll(lambda: served["log"].read_text(), lambda t: "/preferences?site=shop " in t,
+                timeout=20, message="the last request never reached the access log")
     for name, secret in secrets.items():
         assert secret not in text, name
     assert text.count(MARK) >= 7
