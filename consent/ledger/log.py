@@ -491,30 +491,19 @@ class Backlog:
 
 def log_backlog() -> list[Backlog]:
     """Per site with events not yet integrated: how many, and when the oldest was
-    recorded. Empty when every committed event has its log index. Reads the stream heads
-    and watermarks (a row per stream) and one event per lagging stream."""
+    recorded. Empty when every committed event has its log index. One query: the stream
+    heads against their watermarks (a row per stream), and the first event above each
+    watermark by its (site, stream, seq) key; a stream whose next event is not visible
+    yet (its transaction has not committed) counts only once it is."""
     rows = rawsql.all_rows(
-        "SELECT s.key, h.site_id, h.stream, h.seq, COALESCE(l.seq, 0) FROM ledger_heads h "
-        "JOIN sites s ON s.id = h.site_id LEFT JOIN log_streams l ON "
-        "l.site_id = h.site_id AND l.stream = h.stream WHERE h.seq > COALESCE(l.seq, 0) "
-        "ORDER BY s.key, h.stream")
-    found: dict[str, Backlog] = {}
-    for key, site_id, stream, head_seq, done_seq in rows:
-        oldest = rawsql.one(
-            "SELECT recorded_at FROM consent_events WHERE site_id = :site_id AND "
-            "stream = :stream AND seq = :seq",
-            {"site_id": site_id, "stream": stream, "seq": int(done_seq) + 1})
-        if oldest is None:  # the head moved in a transaction not visible here yet
-            continue
-        at = rawsql.from_db_time(oldest[0])
-        pending = int(head_seq) - int(done_seq)
-        known = found.get(key)
-        if known is None:
-            found[key] = Backlog(key, pending, at)
-        else:
-            known.events += pending
-            known.oldest_recorded_at = min(known.oldest_recorded_at, at)
-    return list(found.values())
+        "SELECT s.key, SUM(h.seq - COALESCE(l.seq, 0)), MIN(e.recorded_at) "
+        "FROM ledger_heads h JOIN sites s ON s.id = h.site_id "
+        "LEFT JOIN log_streams l ON l.site_id = h.site_id AND l.stream = h.stream "
+        "JOIN consent_events e ON e.site_id = h.site_id AND e.stream = h.stream "
+        "AND e.seq = COALESCE(l.seq, 0) + 1 "
+        "WHERE h.seq > COALESCE(l.seq, 0) GROUP BY s.key ORDER BY s.key")
+    return [Backlog(key, int(pending), rawsql.from_db_time(oldest))
+            for key, pending, oldest in rows]
 
 
 def _sites_missing_their_checkpoint() -> list[tuple[int, str]]:

@@ -5,7 +5,8 @@ process cannot record anything). A log that stopped growing (no elected integrat
 not running, a stream refused by the integrator) does not stop decisions from being
 recorded, so it answers 200 with `"status": "log_behind"`: a monitor alerts on that
 text, and `flask consent check-log` exits 1 for cron-based alerting. Per-site figures
-are in that command's output, not here (this endpoint needs no credential).
+and counts are in that command's output and on the dashboard, not here (this endpoint
+needs no credential).
 """
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def healthz():
         response.status_code = 503
         response.headers["Cache-Control"] = "no-store"
         return response
-    log.pop("sites")
+    # (without credentials: no per-site figures, and no event count, which would tell
+    # anyone a site's traffic)
+    log = {k: v for k, v in log.items() if k not in ("sites", "pending_events")}
     body = {"status": "ok" if log["status"] == "ok" else "log_behind", "database": "ok",
             "log": log}
     response = jsonify(body)
