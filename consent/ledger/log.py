@@ -589,7 +589,8 @@ def start_integrator(app) -> None:
     checkpoints; the kernel frees it if that process dies), on PostgreSQL a session
     advisory lock held on a connection of its own (the server frees it when that
     connection ends: the process died, or the server restarted). The others ask again
-    every interval. The election only saves work: the per-site lock of `integrate_site`
+    every interval, and integrate anyway when the log has fallen half of
+    CONSENT_LOG_MAX_LAG_SECONDS behind (`_overdue`). The election only saves work: the per-site lock of `integrate_site`
     is what keeps two integrators (a web process and `flask consent integrate` from cron,
     say) correct.
     """
@@ -700,6 +701,25 @@ def _database_gone(app, exc: BaseException | None = None) -> bool:
         or f'database "{name}" does not exist' in str(orig)
 
 
+def _overdue(app) -> bool:
+    """Whether the log is so far behind (its oldest missing event older than half of
+    CONSENT_LOG_MAX_LAG_SECONDS) that a process that lost the election integrates
+    anyway: the election only saves work, and whoever holds it may not be integrating (a
+    stuck process; on PostgreSQL any database user can take the advisory lock). The
+    per-site lock keeps several integrators correct."""
+    limit = float(app.config.get("CONSENT_LOG_MAX_LAG_SECONDS", 600.0)) / 2
+    with app.app_context():
+        try:
+            oldest = min((b.oldest_recorded_at for b in log_backlog()), default=None)
+        finally:
+            db.session.remove()
+    if oldest is None or (utcnow() - oldest).total_seconds() <= limit:
+        return False
+    log.warning("the log is %.0f s behind and the process elected to integrate it does not; "
+                "integrating from this one", (utcnow() - oldest).total_seconds())
+    return True
+
+
 def _integrator_loop(app, interval: float) -> None:
     elected = None
     while True:
@@ -713,7 +733,7 @@ def _integrator_loop(app, interval: float) -> None:
                 elected = None
             if elected is None:
                 elected = _elect(app)
-                if elected is None:
+                if elected is None and not _overdue(app):
                     continue
             with app.app_context():
                 integrate()
