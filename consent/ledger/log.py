@@ -590,9 +590,9 @@ def start_integrator(app) -> None:
     advisory lock held on a connection of its own (the server frees it when that
     connection ends: the process died, or the server restarted). The others ask again
     every interval, and integrate anyway when the log has fallen half of
-    CONSENT_LOG_MAX_LAG_SECONDS behind (`_overdue`). The election only saves work: the per-site lock of `integrate_site`
-    is what keeps two integrators (a web process and `flask consent integrate` from cron,
-    say) correct.
+    CONSENT_LOG_MAX_LAG_SECONDS behind (`_overdue`). The election only saves work: the
+    per-site lock of `integrate_site` is what keeps two integrators (a web process and
+    `flask consent integrate` from cron, say) correct.
     """
     key = (app.config["SQLALCHEMY_DATABASE_URI"], os.getpid())
     if key in _started:

@@ -28,8 +28,8 @@ from ..channels import CHANNELS
 from ..csrf import exempt, protect
 from ..errors import Forbidden
 from ..i18n import SUPPORTED, catalog, pick_locale
-from ..identity import (check_login_token, confirm_device_link, device_from_cookie, enter_preferences, linked_to,
-                        return_url, use_login_token)
+from ..identity import (check_login_token, confirm_device_link, device_from_cookie,
+                        enter_preferences, linked_to, return_url, use_login_token)
 from ..minors import age_question
 from ..policies import list_policies
 from ..preference_center import preference_view, save_preferences
