@@ -13,6 +13,15 @@ from ..regions import Region, applies, detect_region, parse_header_setting
 from ..sites import NotFound, site_snapshot
 
 
+def token_page(response):
+    """A page whose URL carries a credential (unsubscribe, guardian, login links): keep
+    the URL out of caches, referrers and search engines."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
 def load_json(schema: ma.Schema) -> dict:
     """Parse the request body as JSON (any content type, so offline beacons sent as
     text/plain work too) and validate it with SCHEMA; 400/422 problem on failure."""

@@ -18,7 +18,7 @@ from ..sites import Category
 from ..extensions import db
 from ..validation import StrictSchema
 from .auth import require_site_key
-from .common import request_context
+from .common import request_context, token_page
 
 blp = Blueprint("guardian_api", __name__, url_prefix="/api/v1",
                 description="Guardian requests (sites with an age rule): the confirmation "
@@ -92,14 +92,6 @@ def _names(site, view, locale: str) -> list[str]:
         [pages.get(f"channel.{k}.title", k) for k in view.channels]
 
 
-def _private(response):
-    # The URL is a credential: keep it out of caches, referrers and search engines.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Robots-Tag"] = "noindex"
-    return response
-
-
 @bp.get("/guardian/<site_key>/<token>")
 def confirm_page(site_key: str, token: str):
     """What the minor asked for, and the guardian's two answers; nothing changes on GET."""
@@ -109,7 +101,7 @@ def confirm_page(site_key: str, token: str):
                            age=rule.adult_age if rule else "", lang=locale,
                            names=_names(view.site, view, locale), done=None,
                            action=request.path)
-    return _private(make_response(html))
+    return token_page(make_response(html))
 
 
 @exempt
@@ -127,4 +119,4 @@ def confirm(site_key: str, token: str):
                            age=rule.adult_age if rule else "", lang=locale,
                            names=_names(view.site, view, locale), done=decision,
                            action=request.path)
-    return _private(make_response(html))
+    return token_page(make_response(html))

@@ -35,7 +35,7 @@ from ..policies import list_policies
 from ..preference_center import preference_view, save_preferences
 from ..sites import BadOrigin, SiteSnapshot, normalise_origin, site_snapshot
 from ..validation import StrictSchema
-from .common import request_context, request_region
+from .common import request_context, request_region, token_page
 
 bp = protect(Blueprint("preferences", __name__))
 
@@ -262,14 +262,6 @@ def link_device_post():
     return redirect(url_for("preferences.preferences_page", site=site.key), code=303)
 
 
-def _private(response):
-    # The URL holds a sign-in token: keep it out of caches, referrers and search engines.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Robots-Tag"] = "noindex"
-    return response
-
-
 @bp.get("/preferences/login")
 def login_page():
     """A login link minted by the site's backend, opened: ask for a click; spends nothing.
@@ -284,7 +276,7 @@ def login_page():
     locale, strings, _ = _locale(site, query.get("lang"))
     html = render_template("login.html", site=site, t=strings, lang=locale,
                            action=request.full_path)
-    return _private(make_response(html))
+    return token_page(make_response(html))
 
 
 @bp.post("/preferences/login")
@@ -300,7 +292,7 @@ def login():
     params = {"site": site.key}
     if query.get("lang"):
         params["lang"] = query["lang"]
-    return _private(redirect(url_for("preferences.preferences_page", **params), code=303))
+    return token_page(redirect(url_for("preferences.preferences_page", **params), code=303))
 
 
 @bp.post("/preferences/logout")

@@ -14,7 +14,7 @@ from ..channels import read_unsubscribe_token, unsubscribe
 from ..csrf import exempt, protect
 from ..errors import DomainError
 from ..i18n import SUPPORTED, catalog, pick_locale
-from .common import request_context
+from .common import request_context, token_page
 
 bp = protect(Blueprint("unsubscribe", __name__))
 
@@ -37,14 +37,6 @@ def _strings(site) -> tuple[str, dict]:
     return locale, strings
 
 
-def _private(response):
-    # The URL is a credential: keep it out of caches, referrers and search engines.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Robots-Tag"] = "noindex"
-    return response
-
-
 @bp.get("/unsubscribe/<site_key>/<token>")
 def confirm_page(site_key: str, token: str):
     """Ask the recipient to confirm; nothing changes on GET."""
@@ -53,7 +45,7 @@ def confirm_page(site_key: str, token: str):
     html = render_template("unsubscribe.html", site=ticket.site, channel=ticket.channel,
                            t=strings, lang=locale, done=False, changed=False,
                            action=request.path)
-    return _private(make_response(html))
+    return token_page(make_response(html))
 
 
 @exempt
@@ -69,4 +61,4 @@ def one_click(site_key: str, token: str):
     html = render_template("unsubscribe.html", site=ticket.site, channel=ticket.channel,
                            t=strings, lang=locale, done=True, changed=event is not None,
                            action=request.path)
-    return _private(make_response(html, 200))
+    return token_page(make_response(html, 200))
