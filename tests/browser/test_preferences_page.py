@@ -10,6 +10,7 @@ from tests.support.browser import new_context
 from tests.support.db import events as recorded
 from tests.support.login import follow_in_browser
 from tests.support.servers import AppServer, StaticSite
+from tests.support.widget import axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -109,6 +110,28 @@ def test_same_look_in_every_language(browser, server, site):
     for lang in ("en", "de", "fr", "es"):
         page.goto(f"{server.url}/preferences?site=shop&lang={lang}")
         assert page.evaluate("document.documentElement.scrollWidth - innerWidth") <= 0, lang
+    context.close()
+
+
+def test_the_sign_in_page_of_a_login_link_in_every_language(browser, server, site):
+    """The page a login link opens: in the link's language, accessible, no overflow on a
+    phone, and opening it (and reloading it) spends nothing until Continue is pressed."""
+    context = new_context(browser, viewport={"width": 360, "height": 800})
+    page = context.new_page()
+    words = {"en": "Continue", "de": "Weiter", "fr": "Continuer", "es": "Continuar"}
+    for lang, word in words.items():
+        link = api(server, site, "/login-links", {"user_id": f"user-{lang}", "locale": lang})
+        page.goto(link["url"])
+        page.reload()
+        assert page.locator("html").get_attribute("lang") == lang
+        assert page.locator("#continue").inner_text() == word
+        assert page.evaluate("document.documentElement.scrollWidth - innerWidth") <= 0, lang
+        assert axe_violations(page) == [], lang
+        page.locator("#continue").click()
+        page.wait_for_url("**/preferences?site=*")
+        assert page.locator("html").get_attribute("lang") == lang
+        # signed in: the page offers to sign out (a form to the logout URL)
+        assert page.locator("#who form[action*='/preferences/logout']").count() == 1
     context.close()
 
 
