@@ -35,12 +35,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .context import RequestContext
 from .database import UTCDateTime, iso, run_write, utcnow
-from .errors import ExpiredLink, Invalid, InvalidLink
+from .errors import ExpiredLink, Forbidden, Invalid, InvalidLink
 from .extensions import db
 from .ledger import AppendedEvent, append_event, on_append
 from .sites import SiteSnapshot, normalise_origin, site_snapshot
 from .subjects import (PUBLIC_ID_RE, Subject, account_by_ref, create_subject, find_subject,
-                       get_or_create_subject, key_matches, user_ref, verified_subject)
+                       get_or_create_subject, key_matches, proven_device, user_ref,
+                       verified_subject)
 
 DEFAULT_LOGIN_TTL = 15 * 60
 MAX_LOGIN_TTL = 24 * 3600
@@ -81,8 +82,18 @@ class LinkResult:
     event: AppendedEvent | None
 
 
+class DeviceNotProven(Forbidden):
+    """The site's backend named a visitor id with a device key that is not its key."""
+
+    def __init__(self):
+        super().__init__("The device key (`key`) does not prove this visitor id (`subject`): "
+                         "send both from the same consent cookie (its `s` and `k`). Nothing "
+                         "was linked.")
+
+
 def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
-                source: str, ctx: RequestContext | None = None) -> LinkResult:
+                source: str, ctx: RequestContext | None = None,
+                device_key: str | None = None) -> LinkResult:
     """The site's backend says visitor DEVICE_PUBLIC_ID is the user whose keyed ref is
     REF (inside a write).
 
@@ -96,7 +107,12 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
     account = account_by_ref(site.id, ref)
     device = None
     if device_public_id and PUBLIC_ID_RE.match(device_public_id):
-        device = get_or_create_subject(site.id, device_public_id)
+        if device_key is not None:
+            device = proven_device(site.id, device_public_id, device_key)
+            if device is None:
+                raise DeviceNotProven()
+        else:  # (callers inside this server that proved the device otherwise)
+            device = get_or_create_subject(site.id, device_public_id)
         if device.erased_at is not None:
             device = None
     if account is None:
@@ -118,11 +134,14 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
 
 
 def link_user(site_key: str, user_id: str, device_public_id: str | None,
-              ctx: RequestContext | None = None) -> LinkResult:
-    """The site's backend says visitor DEVICE is its user USER_ID (source `api`)."""
+              ctx: RequestContext | None = None, *,
+              device_key: str | None = None) -> LinkResult:
+    """The site's backend says visitor DEVICE is its user USER_ID (source `api`); with
+    DEVICE_KEY (the API always sends it) the device must be proven by it."""
     site = site_snapshot(site_key)
     ref = user_ref(site.key, user_id)
-    return run_write(lambda: link_device(site, ref, device_public_id, source="api", ctx=ctx))
+    return run_write(lambda: link_device(site, ref, device_public_id, source="api", ctx=ctx,
+                                         device_key=device_key))
 
 
 def _link_row(device_id: int, account_id: int) -> SubjectLink | None:
@@ -220,6 +239,7 @@ class LoginToken:
 
 
 def mint_login_token(site_key: str, user_id: str, *, device_public_id: str | None = None,
+                     device_key: str | None = None,
                      ttl_seconds: int | None = None) -> LoginToken:
     """Sign a single-use link to the preference center for the site's user USER_ID.
 
@@ -236,8 +256,8 @@ def mint_login_token(site_key: str, user_id: str, *, device_public_id: str | Non
     if device_public_id is not None and not PUBLIC_ID_RE.match(device_public_id):
         raise Invalid("not a visitor id", field="subject")
     if device_public_id is not None:
-        account_id = run_write(lambda: link_device(site, ref, device_public_id, source="api")
-                               ).account.public_id
+        account_id = run_write(lambda: link_device(site, ref, device_public_id, source="api",
+                                                   device_key=device_key)).account.public_id
     else:
         existing = account_by_ref(site.id, ref)
         account_id = existing.public_id if existing is not None else None

@@ -221,6 +221,22 @@ def get_or_create_subject(site_id: int, public_id: str | None) -> Subject:
     return create_subject(site_id)
 
 
+def proven_device(site_id: int, public_id: str, key: str) -> Subject | None:
+    """The device subject PUBLIC_ID as the site's backend names it with the device key
+    of the same consent cookie (`s` and `k`), inside a write: an unknown id is created
+    with that key, an unkeyed one is claimed with it. None when KEY is not the device key
+    of an existing keyed subject: the id alone proves nothing (it appears in links, logs
+    and exports, and whoever sends the site's frontend a visitor id chooses it)."""
+    subject = find_subject(site_id, public_id)
+    if subject is None:
+        if not PUBLIC_ID_RE.match(public_id) or not DEVICE_KEY_RE.match(key):
+            return None
+        return create_subject(site_id, public_id, key=key)
+    if subject.erased_at is not None:
+        return subject
+    return verified_subject(site_id, public_id, key)
+
+
 def verified_subject(site_id: int, public_id: str | None, key: str | None) -> Subject | None:
     """The live subject PUBLIC_ID if KEY is its device key (claiming an unkeyed one, in a
     write transaction); None otherwise, whether or not the id exists."""

@@ -13,7 +13,7 @@ from consent.extensions import db
 from consent.ledger import ConsentEvent
 from consent.outbox import OutboxMessage
 from tests.support.admin import make_token
-from tests.support.api import bearer, decide, may_i_send
+from tests.support.api import bearer, decide, device, may_i_send
 from tests.support.outbox import add_endpoint, drain, messages
 
 NEW_TEXT = "Policy text v1\nWe will also share call records with partners."
@@ -65,7 +65,7 @@ def test_server_answers_flag_consent_that_predates_the_material_version_in_force
         client, site, clock):
     subject = decide(client, site["key"], origin=site["origin"])["subject"]
     r = client.post(f"/api/v1/sites/{site['key']}/identity-links",
-                    json={"user_id": "u-77", "subject": subject}, headers=bearer(site))
+                    json={"user_id": "u-77", **device(subject)}, headers=bearer(site))
     account = r.get_json()["subject"]
     r = client.post(f"/api/v1/sites/{site['key']}/channel-choices",
                     json={"user_id": "u-77", "channels": {"email.promotional": True}},

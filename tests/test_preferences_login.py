@@ -12,7 +12,7 @@ from consent.extensions import db
 from consent.identity import SubjectLink, _login_serializer, user_ref
 from consent.ledger import ConsentEvent, verify_ledger
 from consent.subjects import Subject, find_subject
-from tests.support.api import PROBLEM, bearer, decide
+from tests.support.api import PROBLEM, bearer, decide, device
 from tests.support.db import count_events
 from tests.support.login import CSRF, follow
 
@@ -110,6 +110,8 @@ def test_login_link_is_signed_expiring_and_reveals_no_user_id(client, site):
     ({"user_id": "u", "ttl_seconds": 5}, "#/ttl_seconds"),
     ({"user_id": "u", "ttl_seconds": 999999}, "#/ttl_seconds"),
     ({"user_id": "u", "subject": "bad id"}, "#/subject"),
+    ({"user_id": "u", "subject": "a-visitor-id-00000001"}, "#/key"),  # the id alone
+    ({"user_id": "u", "subject": "a-visitor-id-00000001", "key": "short"}, "#/key"),
     ({"user_id": "u", "admin": True}, "#/admin"),
 ])
 def test_minting_bad_input(client, site, body, pointer):
@@ -299,7 +301,7 @@ def test_confirming_in_the_browser_links_it_and_later_choices_apply_to_it(app, s
 def test_identity_link_api(client, site, other_site):
     url = f"/api/v1/sites/{site['key']}/identity-links"
     first = decide(client, site["key"], "reject_all")["subject"]
-    r = client.post(url, json={"user_id": "u-5", "subject": first}, headers=bearer(site))
+    r = client.post(url, json={"user_id": "u-5", **device(first)}, headers=bearer(site))
     assert r.status_code == 200
     body = r.get_json()
     assert body["subject"] == first and body["linked"] is True  # adopted as the account
@@ -311,7 +313,7 @@ def test_identity_link_api(client, site, other_site):
     second_answer = decide(client, site["key"], "accept_all")
     second = second_answer["subject"]
     TOKENS[second] = second_answer["read_token"]
-    body = client.post(url, json={"user_id": "u-5", "subject": second},
+    body = client.post(url, json={"user_id": "u-5", **device(second)},
                        headers=bearer(site)).get_json()
     assert body["subject"] == first and body["linked"] is True
     ev = events("link")[-1]
@@ -324,46 +326,78 @@ def test_identity_link_api(client, site, other_site):
         (subject_row(second).id, subject_row(first).id)]
     # Linking again with nothing new records nothing.
     before = count_events()
-    again = client.post(url, json={"user_id": "u-5", "subject": second}, headers=bearer(site))
+    again = client.post(url, json={"user_id": "u-5", **device(second)}, headers=bearer(site))
     assert again.get_json()["linked"] is False and count_events() == before
     # Another user's account on a shared computer is left alone.
-    other = client.post(url, json={"user_id": "u-6", "subject": first},
+    other = client.post(url, json={"user_id": "u-6", **device(first)},
                         headers=bearer(site)).get_json()
     assert other["subject"] != first and other["linked"] is False
     assert count_events() == before
     # The API key of another site cannot link here.
-    assert client.post(url, json={"user_id": "u-5", "subject": second},
+    assert client.post(url, json={"user_id": "u-5", **device(second)},
                        headers=bearer(other_site)).status_code == 403
 
 
-def test_an_id_no_browser_has_proven_never_becomes_the_account(app, client, site):
+def test_an_id_not_written_yet_is_proven_by_the_key_the_backend_sends(app, client, site):
     # The backend links a visitor id before any browser wrote with it (its widget's first
-    # choice still queued, or an id from elsewhere). Whoever first writes with an unproven
-    # id claims it (docs/widget.md); had it become the user's account, an outsider who
-    # learnt the id could sign the user up for promotional e-mail.
-    unproven = "not-yet-written-0001"
+    # choice still queued), with the device key of the same cookie: the subject is created
+    # with that key, so only that browser can write as it. An outsider who learnt the id
+    # and writes with a key of its own does not get it (and cannot sign the user up for
+    # promotional e-mail through it).
+    unwritten = "not-yet-written-0001"
     r = client.post(f"/api/v1/sites/{site['key']}/identity-links",
-                    json={"user_id": "u-8", "subject": unproven}, headers=bearer(site))
+                    json={"user_id": "u-8", **device(unwritten)}, headers=bearer(site))
     assert r.status_code == 200 and r.get_json()["linked"] is True
-    account = r.get_json()["subject"]
-    assert account != unproven and events("link")[-1].meta["link"] == "device"
+    assert r.get_json()["subject"] == unwritten  # proven by its key: it is the account
+    assert events("link")[-1].meta == {"link": "account"}
     client.post(f"/api/v1/sites/{site['key']}/channel-addresses", headers=bearer(site),
                 json={"user_id": "u-8", "channel": "email", "address": "u8@example.com"})
     outsider = app.test_client()
     assert outsider.post("/preferences/enter?site=shop", headers={"Origin": site["origin"]},
-                         data={"subject": unproven, "key": secrets.token_urlsafe(16)}
+                         data={"subject": unwritten, "key": secrets.token_urlsafe(16)}
                          ).status_code == 303
     html = outsider.get("/preferences?site=shop").get_data(as_text=True)
     save(outsider, html, categories=["advertising"], channels=["email.promotional"])
     assert ask(client, site, "email", user_id="u-8")["allowed"] is False
     assert ask(client, site, "email", address="u8@example.com")["allowed"] is False
-    user = client.get(f"/api/v1/sites/{site['key']}/users/u-8", headers=bearer(site))
-    assert user.get_json()["subject"] == account and user.get_json()["consent"] is None
+    # The browser the key came from writes as it.
+    decide(client, site["key"], "reject_all", subject=unwritten)
+    assert events()[-1].subject == subject_row(unwritten).pseudonym
+
+
+def test_a_visitor_id_alone_links_nothing(app, client, site):
+    """Finding: the visitor id is not a credential (it appears in links, logs and exports,
+    and whoever talks to the site's frontend chooses which id it sends). Had the id alone
+    been enough, a user who put someone else's id in their own cookie could have had that
+    browser linked to their account, and then read its history with an access request or
+    erase it."""
+    victim = decide(client, site["key"], "accept_all", page_url="https://shop.example/x")
+    attacker_key = secrets.token_urlsafe(24)
+    before = count_events()
+    for url in ("identity-links", "login-links"):
+        r = client.post(f"/api/v1/sites/{site['key']}/{url}", headers=bearer(site), json={
+            "user_id": "attacker", "subject": victim["subject"], "key": attacker_key})
+        assert r.status_code == 403 and r.mimetype == PROBLEM, r.get_data(as_text=True)
+        assert "does not prove this visitor id" in r.get_json()["detail"]
+    r = client.post(f"/api/v1/sites/{site['key']}/identity-links", headers=bearer(site),
+                    json={"user_id": "attacker", "subject": victim["subject"]})
+    assert r.status_code == 422 and "#/key" in [e["pointer"] for e in r.get_json()["errors"]]
+    assert count_events() == before
+    assert db.session.execute(db.select(SubjectLink)).first() is None
+    assert subject_row(victim["subject"]).user_ref is None
+    # The attacker's account, whatever it asks for, covers no device of the victim's.
+    from consent.requests import _subjects_of
+    from consent.subjects import find_subject_by_user
+
+    account = find_subject_by_user(subject_row(victim["subject"]).site_id, site["key"],
+                                   "attacker")
+    assert account is None or subject_row(victim["subject"]).id not in {
+        s.id for s in _subjects_of(account)}
 
 
 def test_login_link_with_the_visitor_id_links_at_mint(client, site):
     visitor = decide(client, site["key"], "accept_all")["subject"]
-    link = mint(client, site, user_id="user-2", subject=visitor)
+    link = mint(client, site, user_id="user-2", **device(visitor))
     assert link["subject"] == visitor  # the visitor became the account
     assert find_subject(subject_row(visitor).site_id, visitor).user_ref is not None
     assert [e.action for e in events()] == ["accept_all", "link"]

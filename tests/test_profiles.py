@@ -31,6 +31,7 @@ from consent.site_admin import ServiceSchema
 from consent.sites import CATEGORY_KEY_RE, Site, get_site
 from tests.support.admin import admin_client, post_form, session_csrf
 from tests.support.api import PROBLEM, bearer, decide, may_i_send
+from tests.support.api import device as cookie_of
 from tests.support.db import events
 from tests.support.login import follow
 
@@ -396,7 +397,7 @@ def _signed_in(client, site: dict, user_id: str, action: str) -> dict:
     USER_ID's account (identity-links): the decision's answer."""
     visitor = decide(client, site["key"], action, origin=ORIGIN)
     r = client.post(f"/api/v1/sites/{site['key']}/identity-links",
-                    json={"user_id": user_id, "subject": visitor["subject"]},
+                    json={"user_id": user_id, **cookie_of(visitor["subject"])},
                     headers=bearer(site))
     assert r.get_json()["linked"] is True, r.get_data(as_text=True)
     return visitor
@@ -411,7 +412,7 @@ def test_a_minors_save_signed_in_grants_nothing_alone_on_their_linked_browser(ap
     assert client.post(f"/api/v1/sites/{site['key']}/age", json={
         "user_id": "teen-2", "minor": True}, headers=bearer(site)).status_code == 200
     assert client.post(f"/api/v1/sites/{site['key']}/identity-links", json={
-        "user_id": "teen-2", "subject": browser["subject"]},
+        "user_id": "teen-2", **cookie_of(browser["subject"])},
         headers=bearer(site)).get_json()["linked"] is True
     assert client.post(f"/preferences/enter?site={site['key']}", headers={"Origin": ORIGIN},
                        data={"subject": browser["subject"], "key": browser["key"]}
@@ -454,7 +455,7 @@ def test_a_browser_linked_to_a_minors_account_is_screened_as_the_minors(app, cli
                        headers=bearer(site)).status_code == 200  # the account, not a minor
     browser = decide(client, site["key"], "accept_all", origin=ORIGIN)
     me = f"/api/v1/sites/{site['key']}/me/{browser['subject']}?r={browser['read_token']}"
-    linked = client.post(links, json={"user_id": "teen-3", "subject": browser["subject"]},
+    linked = client.post(links, json={"user_id": "teen-3", **cookie_of(browser["subject"])},
                          headers=bearer(site))
     assert linked.get_json()["linked"] is True and events()[-1].meta["link"] == "device"
     assert "minor" not in client.get(me).get_json()
@@ -555,7 +556,7 @@ def test_a_shared_browser_stays_a_minors_when_the_other_account_is_an_adults(app
     assert client.post(age, json={"user_id": "teen-8", "minor": True},
                        headers=bearer(site)).status_code == 200
     shared = _signed_in(client, site, "teen-8", "reject_all")
-    assert client.post(links, json={"user_id": "parent-8", "subject": shared["subject"]},
+    assert client.post(links, json={"user_id": "parent-8", **cookie_of(shared["subject"])},
                        headers=bearer(site)).get_json()["linked"] is True
     me = f"/api/v1/sites/{site['key']}/me/{shared['subject']}?r={shared['read_token']}"
     assert client.get(me).get_json()["minor"] is True
@@ -660,7 +661,7 @@ def test_on_postgresql_a_link_made_while_the_account_becomes_a_minor_is_a_minors
 
     def link():
         answered["r"] = client.post(links, json={"user_id": "teen-7",
-                                                 "subject": browser["subject"]},
+                                                 **cookie_of(browser["subject"])},
                                     headers=bearer(site))
 
     with other.connect() as writer, other.connect() as watcher:

@@ -13,7 +13,7 @@ from consent.ledger import ConsentEvent, verify_ledger
 from consent.requests import due_date, verify_request_receipt
 from consent.subjects import Subject
 from tests.support.admin import make_token, post_form
-from tests.support.api import bearer, decide
+from tests.support.api import bearer, decide, device
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_a_correction_has_its_deadline_status_and_signed_receipt(client, site, s
 def test_an_account_cancellation_closes_the_account_and_erases_its_data(client, site, staff):
     visitor = decide(client, site["key"], origin=site["origin"])["subject"]
     client.post(f"/api/v1/sites/{site['key']}/identity-links",
-                json={"user_id": "leaving-1", "subject": visitor}, headers=bearer(site))
+                json={"user_id": "leaving-1", **device(visitor)}, headers=bearer(site))
     req = open_req(client, site, staff, kind="cancellation", user_id="leaving-1", via="email")
     # Not completed by a click: it is carried out.
     r = client.post(f"/api/v1/audit/sites/{site['key']}/requests/{req['id']}/close",
@@ -77,7 +77,7 @@ def test_an_opt_out_of_sale_or_sharing_is_due_in_15_business_days_and_applied(
         client, site, staff):
     visitor = decide(client, site["key"], origin=site["origin"])["subject"]
     client.post(f"/api/v1/sites/{site['key']}/identity-links",
-                json={"user_id": "ca-1", "subject": visitor}, headers=bearer(site))
+                json={"user_id": "ca-1", **device(visitor)}, headers=bearer(site))
     received = utcnow() - timedelta(days=1)
     req = open_req(client, site, staff, kind="opt-out-sale", user_id="ca-1", via="email",
                    received_at=received.isoformat())

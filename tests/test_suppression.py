@@ -10,7 +10,7 @@ from consent.ledger import ConsentEvent, verify_ledger
 from consent.sites import get_site, invalidate_site_cache
 from consent.subjects import keyed_ref
 from tests.support.admin import make_token
-from tests.support.api import bearer, decide, may_i_send
+from tests.support.api import bearer, decide, device, may_i_send
 
 EMAIL = "Olive.Optout@example.org"
 PHONE = "+15550104242"
@@ -134,7 +134,7 @@ def test_a_new_account_of_an_erased_user_starts_unsubscribed(app, client, site):
     # new account has no channel choice of its own, so the kept opt-out still decides.
     visitor = decide(client, site["key"], "reject_all", origin=site["origin"])["subject"]
     link = client.post(f"/api/v1/sites/{site['key']}/identity-links",
-                       json={"user_id": USER, "subject": visitor}, headers=bearer(site))
+                       json={"user_id": USER, **device(visitor)}, headers=bearer(site))
     assert link.status_code == 200, link.get_data(as_text=True)
     subject = link.get_json()["subject"]
     assert may_i_send(client, site, "email", subject=subject)["reason"] == "suppressed"

@@ -26,7 +26,7 @@ from ..database import iso, utcnow
 from ..identity import link_user, mint_login_token
 from ..sms import sms_inbound
 from ..sites import site_snapshot
-from ..subjects import PUBLIC_ID_RE
+from ..subjects import DEVICE_KEY_RE, PUBLIC_ID_RE
 from ..validation import StrictBoolean, StrictSchema
 from .auth import require_site_key
 from .common import request_context
@@ -202,14 +202,25 @@ class SmsResultSchema(ma.Schema):
     event_id = ma.fields.String(allow_none=True)
 
 
+KEY_FIELD = dict(validate=validate.Regexp(DEVICE_KEY_RE), metadata={
+    "description": "The device key of the same consent cookie (its `k`): proves `subject`"})
+
+
 class LoginLinkSchema(StrictSchema):
     """Whose preference center the link opens."""
 
     user_id = ma.fields.String(required=True, **USER_FIELD)
     subject = ma.fields.String(**SUBJECT_FIELD)
+    key = ma.fields.String(**KEY_FIELD)
     ttl_seconds = ma.fields.Integer(validate=validate.Range(30, 86400), strict=True,
                                     metadata={"description": "Default 900"})
     locale = ma.fields.String(validate=validate.Length(2, 16))
+
+    @ma.validates_schema
+    def _key_with_subject(self, data, **kwargs):
+        if "subject" in data and "key" not in data:
+            raise ma.ValidationError("the visitor's device key (the consent cookie's `k`) "
+                                     "must come with `subject`", field_name="key")
 
 
 class LoginLinkResultSchema(ma.Schema):
@@ -223,6 +234,7 @@ class IdentityLinkSchema(StrictSchema):
 
     user_id = ma.fields.String(required=True, **USER_FIELD)
     subject = ma.fields.String(required=True, **SUBJECT_FIELD)
+    key = ma.fields.String(required=True, **KEY_FIELD)
 
 
 class IdentityLinkResultSchema(ma.Schema):
@@ -582,6 +594,7 @@ class SmsPlivo(MethodView):
 def post_login_link(data: dict, site_key: str):
     """A signed, expiring, single-use link to the preference center for a known user."""
     minted = mint_login_token(site_key, data["user_id"], device_public_id=data.get("subject"),
+                              device_key=data.get("key"),
                               ttl_seconds=data.get("ttl_seconds"))
     params = {"site": site_key, "token": minted.token}
     if data.get("locale"):
@@ -597,6 +610,7 @@ def post_login_link(data: dict, site_key: str):
 @require_site_key
 def post_identity_link(data: dict, site_key: str):
     """Link a visitor to the site's user; returns the account id to keep in the cookie."""
-    result = link_user(site_key, data["user_id"], data["subject"], request_context())
+    result = link_user(site_key, data["user_id"], data["subject"], request_context(),
+                       device_key=data["key"])
     return {"subject": result.account.public_id, "linked": result.event is not None,
             "event_id": result.event.event_id if result.event else None}

@@ -35,8 +35,10 @@ def test_consent_is_withdrawn_on_the_profile_page_by_clicking_the_box(env, page)
     assert wait_ran(page, 2) == ["analytics", "advertising"]
     env.wait_events(1)
     visitor = page.evaluate("Consent.get().subject")
-    # The member signs in on the site, whose backend links them and opens their profile page.
-    link = env.api("POST", "/login-links", json={"user_id": "member-12", "subject": visitor})
+    # The member signs in on the site, whose backend links them (the visitor id and device
+    # key of the consent cookie it reads) and opens their profile page.
+    link = env.api("POST", "/login-links", json={
+        "user_id": "member-12", "subject": visitor, "key": consent_cookie(page.context)["k"]})
     assert link.status_code == 200, link.text
     follow_in_browser(page, env.local(link.json()["url"]))
     assert "signed in" in page.locator("#who").inner_text()
@@ -150,8 +152,9 @@ def linked_browsers_of_a_minor_hold_back_what_the_rule_reserves(env, browser):
     accepted = len(env.events("accept_all"))
     assert env.api("POST", "/age", json={"user_id": "teen-7", "minor": False}).ok
     first, page, device = visit()
-    assert env.api("POST", "/identity-links", json={"user_id": "teen-7",
-                                                     "subject": device}).json()["linked"]
+    assert env.api("POST", "/identity-links", json={
+        "user_id": "teen-7", "subject": device, "key": consent_cookie(first)["k"]}
+    ).json()["linked"]
     assert env.api("POST", "/age", json={"user_id": "teen-7", "minor": True}).ok
     # In the same browser session (the widget does not know yet): the server withholds,
     # the widget takes what was recorded, and the cookie remembers a minor.
@@ -170,8 +173,9 @@ def linked_browsers_of_a_minor_hold_back_what_the_rule_reserves(env, browser):
     # minor flag with its once-a-session check, and the banner grants nothing reserved,
     # not even for a moment (no tag runs).
     second, page, other = visit()
-    assert env.api("POST", "/identity-links", json={"user_id": "teen-7",
-                                                     "subject": other}).json()["linked"]
+    assert env.api("POST", "/identity-links", json={
+        "user_id": "teen-7", "subject": other, "key": consent_cookie(second)["k"]}
+    ).json()["linked"]
     assert "m" not in consent_cookie(second)
     fresh = second.new_page()  # a new tab: a new browser session for the widget
     fresh.goto(env.url())

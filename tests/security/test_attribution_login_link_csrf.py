@@ -36,10 +36,10 @@ def test_opening_someone_elses_login_link_links_and_changes_nothing(app, site,
     if attacker_has_an_account:
         backend.post("/api/v1/sites/shop/channel-choices", headers=auth(site), json={
             "user_id": "attacker", "channels": {"email.promotional": True}})
+        own = backend.post("/api/v1/sites/shop/decisions",
+                           json={"action": "accept_all"}).get_json()
         backend.post("/api/v1/sites/shop/identity-links", headers=auth(site), json={
-            "user_id": "attacker", "subject": backend.post(
-                "/api/v1/sites/shop/decisions", json={"action": "accept_all"}
-            ).get_json()["subject"]})
+            "user_id": "attacker", "subject": own["subject"], "key": own["key"]})
     link = backend.post("/api/v1/sites/shop/login-links", json={"user_id": "attacker"},
                         headers=auth(site)).get_json()["url"]
     db.session.rollback()

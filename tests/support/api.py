@@ -34,6 +34,12 @@ def decide(client, site_key: str, action: str = "accept_all", *, subject: str | 
 KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
 
 
+def device(subject: str) -> dict:
+    """A visitor as the site's backend names it to the API: the id and the device key of
+    the same consent cookie (`s` and `k`); an id no decision named gets a new key."""
+    return {"subject": subject, "key": KEYS.setdefault(subject, new_device_key())}
+
+
 def may_i_send(client, site: dict, channel: str, kind: str = "promotional", **who) -> dict:
     """Ask "may I send?" with the site's API key; returns the answer (`allowed`, `reason`)."""
     r = client.post(f"/api/v1/sites/{site['key']}/may-i-send",

@@ -134,7 +134,9 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
     yield Call("POST", SITES + "/login-links", 422, shop, headers=key,
                body={"user_id": "42", "ttl_seconds": 5})
     yield Call("POST", SITES + "/identity-links", 200, shop, headers=key,
-               body={"user_id": "42", "subject": visitor})
+               body={"user_id": "42", "subject": visitor, "key": VISITOR_KEY})
+    yield Call("POST", SITES + "/identity-links", 403, shop, headers=key,
+               body={"user_id": "43", "subject": visitor, "key": "not-" + VISITOR_KEY})
     yield Call("POST", SITES + "/identity-links", 422, shop, headers=key,
                body={"user_id": "42"})
 
