@@ -35,13 +35,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .context import RequestContext
 from .database import UTCDateTime, iso, run_write, utcnow
-from .errors import ExpiredLink, Forbidden, Invalid, InvalidLink
+from .errors import ExpiredLink, Invalid, InvalidLink
 from .extensions import db
 from .ledger import AppendedEvent, append_event, on_append
 from .sites import SiteSnapshot, normalise_origin, site_snapshot
 from .subjects import (PUBLIC_ID_RE, Subject, account_by_ref, create_subject, find_subject,
-                       get_or_create_subject, key_matches, proven_device, user_ref,
-                       verified_subject)
+                       get_or_create_subject, key_matches, user_ref, verified_subject)
 
 DEFAULT_LOGIN_TTL = 15 * 60
 MAX_LOGIN_TTL = 24 * 3600
@@ -82,15 +81,6 @@ class LinkResult:
     event: AppendedEvent | None
 
 
-class DeviceNotProven(Forbidden):
-    """The site's backend named a visitor id with a device key that is not its key."""
-
-    def __init__(self):
-        super().__init__("The device key (`key`) does not prove this visitor id (`subject`): "
-                         "send both from the same consent cookie (its `s` and `k`). Nothing "
-                         "was linked.")
-
-
 def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
                 source: str, ctx: RequestContext | None = None,
                 device_key: str | None = None) -> LinkResult:
@@ -107,12 +97,8 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
     account = account_by_ref(site.id, ref)
     device = None
     if device_public_id and PUBLIC_ID_RE.match(device_public_id):
-        if device_key is not None:
-            device = proven_device(site.id, device_public_id, device_key)
-            if device is None:
-                raise DeviceNotProven()
-        else:  # (callers inside this server that proved the device otherwise)
-            device = get_or_create_subject(site.id, device_public_id)
+        # (the API always sends the device key; callers inside this server may not)
+        device = get_or_create_subject(site.id, device_public_id, key=device_key)
         if device.erased_at is not None:
             device = None
     if account is None:

@@ -205,36 +205,40 @@ def create_subject(site_id: int, public_id: str | None = None, *, key: str | Non
     return subject
 
 
-def get_or_create_subject(site_id: int, public_id: str | None) -> Subject:
+class DeviceNotProven(Forbidden):
+    """The site's backend named a visitor id with a device key that is not its key."""
+
+    def __init__(self):
+        super().__init__("The device key (`key`) does not prove this visitor id (`subject`): "
+                         "send both from the same consent cookie (its `s` and `k`). Nothing "
+                         "was linked.")
+
+
+def get_or_create_subject(site_id: int, public_id: str | None,
+                          key: str | None = None) -> Subject:
     """The subject for an id the site's backend names, creating it when new (in a write).
 
     For authenticated callers only (API key): a well-formed unknown id (minted by the
     widget, not written yet) is created claimable, so its browser's first keyed write
-    still proves it.
+    still proves it. With KEY, the device key of the same consent cookie (`s` and `k`),
+    the id must be proven by it, because the id alone proves nothing (it appears in links,
+    logs and exports, and whoever talks to the site's frontend chooses which id it
+    sends): an unknown id is created with that key, an unkeyed one is claimed with it,
+    and a live subject whose key it is not raises DeviceNotProven.
     """
     if public_id:
         subject = find_subject(site_id, public_id)
         if subject is not None:
+            if key is not None and subject.erased_at is None:
+                if subject.key_hash is None:
+                    subject.key_hash = device_key_hash(key)
+                    db.session.flush()
+                elif not key_matches(subject.key_hash, key):
+                    raise DeviceNotProven()
             return subject
         if PUBLIC_ID_RE.match(public_id):
-            return create_subject(site_id, public_id, claimable=True)
+            return create_subject(site_id, public_id, key=key, claimable=True)
     return create_subject(site_id)
-
-
-def proven_device(site_id: int, public_id: str, key: str) -> Subject | None:
-    """The device subject PUBLIC_ID as the site's backend names it with the device key
-    of the same consent cookie (`s` and `k`), inside a write: an unknown id is created
-    with that key, an unkeyed one is claimed with it. None when KEY is not the device key
-    of an existing keyed subject: the id alone proves nothing (it appears in links, logs
-    and exports, and whoever sends the site's frontend a visitor id chooses it)."""
-    subject = find_subject(site_id, public_id)
-    if subject is None:
-        if not PUBLIC_ID_RE.match(public_id) or not DEVICE_KEY_RE.match(key):
-            return None
-        return create_subject(site_id, public_id, key=key)
-    if subject.erased_at is not None:
-        return subject
-    return verified_subject(site_id, public_id, key)
 
 
 def verified_subject(site_id: int, public_id: str | None, key: str | None) -> Subject | None:
