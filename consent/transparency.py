@@ -209,7 +209,7 @@ def integrate_command(site_key):
 def check_log_command():
     """Exit 1 when the log is behind: its oldest missing event is older than
     CONSENT_LOG_MAX_LAG_SECONDS (integration stopped; for cron-based alerting)."""
-    from .web.health import log_health
+    from .ledger.log import log_health
 
     health = log_health()
     for site in health["sites"]:

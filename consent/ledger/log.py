@@ -506,6 +506,24 @@ def log_backlog() -> list[Backlog]:
             for key, pending, oldest in rows]
 
 
+def log_health() -> dict:
+    """How far behind the log is, overall and per site (for /healthz, `flask consent
+    check-log`, the dashboard and `_overdue`): "behind" once its oldest missing event is
+    older than CONSENT_LOG_MAX_LAG_SECONDS."""
+    backlog = log_backlog()
+    limit = float(current_app.config.get("CONSENT_LOG_MAX_LAG_SECONDS", 600.0))
+    now = utcnow()
+    oldest = min((b.oldest_recorded_at for b in backlog), default=None)
+    age = round(max(0.0, (now - oldest).total_seconds()), 3) if oldest else None
+    return {"status": "behind" if age is not None and age > limit else "ok",
+            "pending_events": sum(b.events for b in backlog),
+            "oldest_pending_seconds": age, "max_lag_seconds": limit,
+            "sites": [{"site": b.site_key, "pending_events": b.events,
+                       "oldest_pending_seconds": round(max(0.0, (
+                           now - b.oldest_recorded_at).total_seconds()), 3)}
+                      for b in backlog]}
+
+
 def _sites_missing_their_checkpoint() -> list[tuple[int, str]]:
     """Sites whose checkpoint kept by this signer is no longer in the database (the
     integrator then runs, refuses and says so even when no event arrives)."""
@@ -707,16 +725,16 @@ def _overdue(app) -> bool:
     anyway: the election only saves work, and whoever holds it may not be integrating (a
     stuck process; on PostgreSQL any database user can take the advisory lock). The
     per-site lock keeps several integrators correct."""
-    limit = float(app.config.get("CONSENT_LOG_MAX_LAG_SECONDS", 600.0)) / 2
     with app.app_context():
         try:
-            oldest = min((b.oldest_recorded_at for b in log_backlog()), default=None)
+            health = log_health()
         finally:
             db.session.remove()
-    if oldest is None or (utcnow() - oldest).total_seconds() <= limit:
+    age = health["oldest_pending_seconds"]
+    if age is None or age <= health["max_lag_seconds"] / 2:
         return False
     log.warning("the log is %.0f s behind and the process elected to integrate it does not; "
-                "integrating from this one", (utcnow() - oldest).total_seconds())
+                "integrating from this one", age)
     return True
 
 

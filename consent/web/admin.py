@@ -376,7 +376,7 @@ def create_site_post():
 @admin_required("audit:read")
 def dashboard(site_key: str):
     """Charts of the last 30 days, open requests, event search."""
-    from .health import log_health
+    from ..ledger.log import log_health
 
     data = dashboard_data(site_key)
     log = log_health()
