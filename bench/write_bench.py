@@ -119,9 +119,16 @@ def run_wrk(url: str, path: str, seconds: int, connections: int) -> dict:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
                        out)
-    return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": sum(int(g) for g in socket.groups()) if socket else 0}
+    result = {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"),
+              "non_2xx": int(errors.group(1)) if errors else 0,
+              "socket_errors": sum(int(g) for g in socket.groups()) if socket else 0}
+    if result["non_2xx"]:
+        # A refusal (a 429 from the rate limits, a 4xx from a changed API) is cheaper than
+        # a recorded write: a run with any is not a measurement of the write.
+        raise SystemExit(f"{url}{path}: {result['non_2xx']} of the answers were not 2xx, "
+                         "so these figures would not measure what they claim (is the "
+                         "client's address exempt from the rate limits?)")
+    return result
 
 
 def prepare_database(url: str) -> None:
