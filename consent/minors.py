@@ -175,11 +175,21 @@ _FLAG = ("UPDATE subjects SET is_minor = :minor WHERE id = :id AND is_minor <> :
 _LINKED = ("SELECT s.id, s.public_id, s.pseudonym, s.secret FROM subject_links l "
            "JOIN subjects s ON s.id = l.subject_id WHERE l.account_id = :id "
            "AND s.erased_at IS NULL AND s.is_minor <> :minor")
-# Lifting: a browser linked to another account that is a minor's too (a shared computer)
-# stays a minor's: that person still uses it.
-_NO_OTHER_MINOR = (" AND NOT EXISTS (SELECT 1 FROM subject_links o JOIN subjects a "
-                   "ON a.id = o.account_id WHERE o.subject_id = s.id AND o.account_id <> :id "
-                   "AND a.is_minor = :yes)")
+
+
+def _no_other_minor(device: str) -> str:
+    # Lifting: a browser linked to another account that is a minor's too (a shared
+    # computer) stays a minor's: that person still uses it.
+    return (" AND NOT EXISTS (SELECT 1 FROM subject_links o JOIN subjects a ON a.id = "
+            f"o.account_id WHERE o.subject_id = {device} AND o.account_id <> :id "
+            "AND a.is_minor = :yes)")
+
+
+_TO_LIFT = _LINKED + _no_other_minor("s.id")
+# The lift of one browser decides again, in a statement of its own, once its row is
+# locked: on PostgreSQL it then sees a link to a minor's account committed meanwhile.
+_LIFT = ("UPDATE subjects SET is_minor = :minor WHERE id = :device AND is_minor <> :minor"
+         + _no_other_minor(":device") + " RETURNING id")
 
 
 def _flag(subject_id: int, minor: bool) -> bool:
@@ -206,11 +216,21 @@ def set_minor(site: SiteSnapshot, subject, minor: bool, *, source: str,
     if _flag(subject.id, minor) and minor and withdraw:
         event, withdrawn = _withdraw_alone(site, rule, subject, source, keep)
     # (also when SUBJECT's own flag did not change: a browser linked meanwhile is caught)
-    for row in rawsql.all_rows(_LINKED if minor else _LINKED + _NO_OTHER_MINOR,
-                               {"id": subject.id, "minor": bool(minor), "yes": True}):
-        device = SubjectRef(*row)
-        if _flag(device.id, minor) and minor:
-            _withdraw_alone(site, rule, device, source)
+    params = {"id": subject.id, "minor": bool(minor), "yes": True}
+    if minor:
+        for row in rawsql.all_rows(_LINKED, params):
+            device = SubjectRef(*row)
+            if _flag(device.id, True):
+                _withdraw_alone(site, rule, device, source)
+        return event, withdrawn
+    # Lifting races with a link of the same browser to a minor's account (device_linked),
+    # which finds the browser flagged already and so changes nothing on it. PostgreSQL:
+    # the browsers to lift are locked first (as the link locks its browser); the lift then
+    # decides per browser in a new statement, which sees a link committed while it waited,
+    # and a link waiting for this lock flags the browser again after this commit.
+    lock = " FOR NO KEY UPDATE OF s" if rawsql.dialect() == "postgresql" else ""
+    for row in rawsql.all_rows(_TO_LIFT + lock, params):
+        rawsql.one(_LIFT, {**params, "device": row[0]})
     return event, withdrawn
 
 
@@ -379,9 +399,16 @@ def device_linked(site: SiteSnapshot, account, device, source: str) -> None:
     # at the same moment holds the row (set_minor's UPDATE) until it commits: this link
     # then reads the new flag; or it waits for this link to commit and then finds the
     # browser among the account's links. Either way the browser is flagged.
-    lock = " FOR SHARE" if rawsql.dialect() == "postgresql" else ""
-    row = rawsql.one("SELECT is_minor FROM subjects WHERE id = :id" + lock, {"id": account.id})
+    postgresql = rawsql.dialect() == "postgresql"
+    row = rawsql.one("SELECT is_minor FROM subjects WHERE id = :id"
+                     + (" FOR SHARE" if postgresql else ""), {"id": account.id})
     if row and row[0]:
+        if postgresql:
+            # The browser's row too, even when it is flagged already (set_minor then
+            # changes nothing on it): a lift of another account it is linked to waits for
+            # this link and sees it, or this link waits for the lift and flags it again.
+            rawsql.one("SELECT id FROM subjects WHERE id = :id FOR NO KEY UPDATE",
+                       {"id": device.id})
         set_minor(site, device, True, source=source)
 
 

@@ -689,6 +689,72 @@ def test_on_postgresql_a_link_made_while_the_account_becomes_a_minor_is_a_minors
     assert verify_ledger().ok
 
 
+@pytest.mark.backend
+@pytest.mark.skipif(os.environ.get("CONSENT_TEST_DB") != "postgresql",
+                    reason="SQLite runs one writer at a time")
+@pytest.mark.parametrize("first", ["lift", "link"])
+def test_on_postgresql_lifting_an_account_while_its_browser_is_linked_to_a_minor_lifts_nothing(
+        app, client, database_url, first):
+    # A family computer: the browser is linked to a teen's account, which the backend now
+    # records as an adult, while the same browser is being linked to a younger sibling's
+    # account (a minor's). Whatever the order, the browser ends a minor's. Played in a
+    # fixed order: another writer holds the browser's row; the lift and the link both
+    # wait for it, FIRST before the other. Unguarded, the link saw the browser already
+    # flagged and took no lock, committed, and the lift (which had chosen the browsers to
+    # lift before) then lifted the browser, whose sibling's link it had never seen.
+    site = load("care_platform")
+    age = f"/api/v1/sites/{site['key']}/age"
+    links = f"/api/v1/sites/{site['key']}/identity-links"
+    _signed_in(client, site, "teen-9", "reject_all")  # the teen's account
+    shared = _signed_in(client, site, "teen-9", "reject_all")
+    _signed_in(client, site, "sib-9", "reject_all")  # the sibling's account
+    for user in ("teen-9", "sib-9"):
+        assert client.post(age, json={"user_id": user, "minor": True},
+                           headers=bearer(site)).status_code == 200
+    browser_id = db.session.execute(sa.text("SELECT id FROM subjects WHERE public_id = :p"),
+                                    {"p": shared["subject"]}).scalar_one()
+    db.session.rollback()
+    other = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    answered: dict = {}
+
+    def lift():
+        answered["lift"] = app.test_client().post(
+            age, json={"user_id": "teen-9", "minor": False}, headers=bearer(site))
+
+    def link():
+        answered["link"] = app.test_client().post(
+            links, json={"user_id": "sib-9", **cookie_of(shared["subject"])},
+            headers=bearer(site))
+
+    def waiting(watcher, count: int, *threads) -> None:
+        # until COUNT sessions wait on a lock, or the threads have finished (unguarded)
+        while any(t.is_alive() for t in threads) and watcher.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()")).scalar() < count:
+            watcher.rollback()
+            time.sleep(0.01)
+
+    with other.connect() as holder, other.connect() as watcher:
+        holder.execute(sa.text("SELECT 1 FROM subjects WHERE id = :id FOR NO KEY UPDATE"),
+                       {"id": browser_id})
+        threads = {"lift": threading.Thread(target=lift), "link": threading.Thread(target=link)}
+        for count, name in enumerate([first, *(set(threads) - {first})], 1):
+            threads[name].start()
+            waiting(watcher, count, threads[name])
+        holder.commit()
+        for thread in threads.values():
+            thread.join(60)
+    other.dispose()
+    assert answered["lift"].status_code == 200, answered["lift"].get_data(as_text=True)
+    assert answered["link"].get_json()["linked"] is True
+    me = f"/api/v1/sites/{site['key']}/me/{shared['subject']}?r={shared['read_token']}"
+    assert client.get(me).get_json().get("minor") is True
+    alone = decide(client, site["key"], "accept_all", subject=shared["subject"],
+                   origin=ORIGIN)
+    assert alone["minor"] is True and alone["consent"]["categories"]["advertising"] is False
+    assert verify_ledger().ok
+
+
 # ---------------------------------------------------------------- linked accounts
 
 
@@ -888,3 +954,4 @@ def test_texts_and_cookies_follow_each_policys_own_words(app, client):
     alopal = get_site("alopal").settings
     assert alopal["request_deadline"] == {"days": 30}
     assert alopal["opt_out_deadline"] == {"business_days": 10}
+
