@@ -41,6 +41,7 @@ from .cli import consent_cli
 from .database import UTCDateTime, run_write, utcnow
 from .errors import Forbidden, Invalid, Unauthorized
 from .extensions import db
+from .ratelimit import takes_bearer
 
 SCOPES: dict[str, str] = {
     "audit:read": "Read dashboards, events, requests and policies",
@@ -378,6 +379,8 @@ def _check_site(principal: Principal, kwargs: dict) -> None:
 def _mark(wrapper: Callable, scope: str | None, auth: str) -> Callable:
     setattr(wrapper, SCOPE_ATTR, scope)
     setattr(wrapper, AUTH_ATTR, auth)
+    if auth == "token":
+        takes_bearer(wrapper)
     return wrapper
 
 

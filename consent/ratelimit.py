@@ -4,7 +4,8 @@ Buckets (each configurable as a `limits` string such as "1200 per minute; 100 pe
 second"; see config.py and README):
 - public:    per client address, every request without credentials (widget config and
              decisions, preference, unsubscribe and my-data pages, ...);
-- api key:   per site API key or admin token (by its hash), shared by every endpoint;
+- api key:   per site API key or admin token (by its hash), shared by every endpoint
+             that takes one (BEARER_ATTR); a bearer header elsewhere changes nothing;
 - bad key:   per client address, counting only answers 401 (guessing keys or tokens);
 - admin:     per signed-in admin account on the admin pages;
 - sign-in:   per (account, address) and per address, counting failed sign-ins only.
@@ -39,9 +40,20 @@ log = logging.getLogger(__name__)
 ADMIN_PREFIXES = ("/admin", "/api/v1/audit", "/api/v1/admin")
 SIGN_IN_ENDPOINT = "admin.sign_in_post"
 EXEMPT_ENDPOINTS = ("static", "docs_assets_file")
+# Set on a view that takes `Authorization: Bearer` as its credential (a site API key, an
+# admin token): only there does a bearer header put a request in the API-key bucket.
+# Elsewhere the header proves nothing, and a made-up one must not lift the per-address
+# or the sign-in limits.
+BEARER_ATTR = "takes_bearer"
 SETTINGS = ("CONSENT_RATELIMIT_PUBLIC", "CONSENT_RATELIMIT_API_KEY",
             "CONSENT_RATELIMIT_BAD_KEY", "CONSENT_RATELIMIT_ADMIN",
             "CONSENT_RATELIMIT_SIGN_IN_ACCOUNT", "CONSENT_RATELIMIT_SIGN_IN_ADDRESS")
+
+
+def takes_bearer(view):
+    """Mark VIEW as taking a bearer credential (see BEARER_ATTR)."""
+    setattr(view, BEARER_ATTR, True)
+    return view
 
 
 class RateLimited(TooManyRequests):
@@ -140,6 +152,9 @@ class RateLimits:
         if self._skip(endpoint, address):
             return
         token = _bearer(environ.get("HTTP_AUTHORIZATION"))
+        if token and not getattr(current_app.view_functions.get(endpoint), BEARER_ATTR,
+                                 False):
+            token = None
         try:
             if token:
                 self._test("CONSENT_RATELIMIT_BAD_KEY", address)

@@ -6,6 +6,7 @@ from functools import wraps
 from flask import g, request
 
 from ..errors import Forbidden, Unauthorized
+from ..ratelimit import takes_bearer
 from ..sites import site_for_api_key, site_snapshot
 
 
@@ -33,4 +34,4 @@ def require_site_key(view):
         g.api_site = site
         return view(*args, **kwargs)
 
-    return wrapper
+    return takes_bearer(wrapper)

@@ -15,6 +15,7 @@ from ..ledger.serving import (checkpoint_note, consistency_document,
                                   inclusion_document, site_keys_text)
 from ..ledger.receipts import ReceiptPending, build_receipt, token_allows
 from ..sites import site_for_api_key, site_snapshot
+from ..ratelimit import takes_bearer
 from ..subjects import READ_TOKEN_RE
 from .auth import bearer_token
 from .common import apply_site_cors
@@ -147,6 +148,7 @@ def get_log_keys(site_key: str):
 @blp.response(200, ReceiptSchema)
 @blp.doc(security=[{"siteApiKey": []}, {}])
 @problems(409)
+@takes_bearer  # an API key is one of its credentials
 def get_receipt(site_key: str, event_id: str, token: str | None = None, r: str | None = None):
     """Proof of one decision: the event, its log index, an inclusion proof and the signed
     checkpoint, as a file to keep (`consent-proof-<site>-<event>.json`).

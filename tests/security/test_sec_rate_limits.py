@@ -132,3 +132,33 @@ def test_admin_pages_per_account(limited, mode):
         assert first.get("/admin/users").status_code == 200
     _assert_429(first.get("/admin/users"))
     assert second.get("/admin/users").status_code == 200
+
+
+# A made-up `Authorization: Bearer` header is not a credential where none is taken: it
+# must not move a request out of its own bucket (an outside review found it switched off
+# the sign-in and the per-address limits).
+MADE_UP = {"Authorization": "Bearer made-up-token"}
+
+
+def test_a_made_up_bearer_header_does_not_lift_the_sign_in_limits(limited, mode):
+    email = make_admin("dpo2@example.com")
+    client = client_for(limited, mode)
+
+    def sign_in(password):
+        token = session_csrf(client, "/admin/sign-in")
+        return client.post("/admin/sign-in", headers=MADE_UP, data={
+            "email": email, "password": password, "csrf_token": token})
+
+    assert [sign_in("wrong").status_code for _ in range(3)] == [401, 401, 401]
+    _assert_429(sign_in(PASSWORD))  # the account's limit from this address holds
+
+
+def test_a_made_up_bearer_header_does_not_lift_the_per_address_limit(limited, mode,
+                                                                     mode_site):
+    client = client_for(limited, mode)
+    url = f"/api/v1/sites/{mode_site['key']}/decisions"
+    codes = [client.post(url, json={"action": "reject_all"}, headers=MADE_UP).status_code
+             for _ in range(20)]
+    assert codes == [201] * 20
+    _assert_429(client.post(url, json={"action": "reject_all"}, headers=MADE_UP))
+    _assert_429(client.get(f"/api/v1/sites/{mode_site['key']}/config", headers=MADE_UP))
