@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from flask.globals import request_ctx
+from markupsafe import escape
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, OperationalError, StatementError
 from werkzeug.exceptions import HTTPException, SecurityError
@@ -125,6 +127,10 @@ def problem(status: int, title: str, detail: str | None = None, errors=None, *,
         response.status_code = status
         response.mimetype = PROBLEM
         return response
+    if request_ctx.url_adapter is None:
+        # The request named a host the app refuses (not CONSENT_PUBLIC_URL's, or not a
+        # host name at all): no URL can be built for it, so no page with links either.
+        return _bare_page(status, title, detail), status
     if request.path.startswith("/admin/"):
         # An admin form that has no page of its own to show its errors on: the error in
         # the admin's layout, with the way back to the form.
@@ -134,6 +140,14 @@ def problem(status: int, title: str, detail: str | None = None, errors=None, *,
     html = render_template("error.html", status=status, title=title, detail=detail,
                            errors=errors or [], link=link)
     return html, status
+
+
+def _bare_page(status: int, title: str, detail: str | None) -> str:
+    """The friendly error page without the layout (which links the stylesheet)."""
+    text = f"<p>{escape(detail)}</p>" if detail else ""
+    return (f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{escape(title)}'
+            f"</title><h1>{escape(title)}</h1>{text}<p>Error {status}. Nothing was "
+            "changed.</p></html>")
 
 
 def _admin_referrer() -> str | None:

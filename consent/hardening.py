@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from flask import Flask, current_app, request
 from werkzeug.exceptions import BadRequest, RequestHeaderFieldsTooLarge, RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.urls import uri_to_iri
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,9 @@ def check_request() -> None:
         raise RequestHeaderFieldsTooLarge(
             f"A request header is larger than {limit} bytes, or all of them together "
             f"larger than {4 * limit}.")
+    host = environ.get("HTTP_HOST")
+    if host and not _is_host(host):
+        raise BadInput("The Host header is not a host name.")
     origin, referer = environ.get("HTTP_ORIGIN"), environ.get("HTTP_REFERER")
     if origin and origin != "null" and not _is_url(origin):
         raise BadInput("The Origin header is not a URL.")
@@ -147,6 +151,19 @@ def check_request() -> None:
         problem = json_problem(req.get_data(cache=True), config["CONSENT_MAX_JSON_DEPTH"])
         if problem:
             raise BadInput(problem)
+
+
+@lru_cache(maxsize=256)
+def _is_host(value: str) -> bool:
+    # What Werkzeug does with the Host header when the app builds a URL from it
+    # (request.host_url, in development): its IDNA round trip raises on names such as
+    # "xn--a" or labels longer than 63 characters.
+    try:
+        uri_to_iri(f"http://{value}/")
+        f"http://{value}/".encode("ascii")  # (a Host header is ASCII on the wire)
+    except (UnicodeError, ValueError):
+        return False
+    return True
 
 
 @lru_cache(maxsize=4096)

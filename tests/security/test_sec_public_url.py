@@ -40,6 +40,33 @@ def test_production_refuses_other_hosts(mode_app, mode_client, mode_site, mode):
         assert r.status_code == 200  # development follows the request's host
 
 
+def _get(app, path: str, host: str, accept: str | None = None):
+    """GET PATH with a raw Host header (the test client's cookie jar cannot parse some)."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    environ = EnvironBuilder(path=path, headers={"Accept": accept} if accept else None
+                             ).get_environ()
+    environ["HTTP_HOST"] = host
+    body, status, headers = run_wsgi_app(app, environ, buffered=True)
+    return int(status.split()[0]), headers.get("Content-Type", ""), b"".join(body)
+
+
+@pytest.mark.parametrize("host", [EVIL, "a" * 64, "a..b", "xn--a", "[::1", "a:99999"])
+def test_a_refused_or_malformed_host_gets_a_400_page_not_a_500(mode_app, mode_site, mode,
+                                                                host):
+    # An outside review: the HTML error page of a refused Host (production) built links
+    # without a URL adapter, and odd names broke Werkzeug's IDNA round trip (development):
+    # 500s with a traceback in the log for every such request.
+    if mode == "development" and host == EVIL:
+        return  # development follows the request's host (the test above)
+    for path in ("/healthz", f"/preferences?site={mode_site['key']}", "/no-such-page",
+                 f"/api/v1/sites/{mode_site['key']}/config", f"/consent.js?site={mode_site['key']}"):
+        for accept in (None, "text/html", "application/json"):
+            status, kind, body = _get(mode_app, path, host, accept)
+            assert status == 400, (path, accept, status, body[:300])
+            assert kind.split(";")[0] in ("text/html", "application/problem+json"), kind
+
+
 INTERNAL = "consent.internal.example"
 
 
