@@ -190,6 +190,9 @@ class Recipient:
     subject: str | None = None
     user_id: str | None = None
     address: str | None = None
+    # The device key of the same consent cookie as SUBJECT: required where naming the
+    # visitor maps an address to it (its access and erasure requests would then cover it).
+    key: str | None = None
 
 
 def _check_one(recipient: Recipient) -> None:
@@ -216,7 +219,7 @@ def ensure_recipient(site: SiteSnapshot, medium: str | None, recipient: Recipien
     """The subject a recipient denotes, created when new (inside a write transaction)."""
     _check_one(recipient)
     if recipient.subject:
-        return get_or_create_subject(site.id, recipient.subject)
+        return get_or_create_subject(site.id, recipient.subject, key=recipient.key)
     if recipient.user_id:
         return account_subject(site, recipient.user_id)
     if medium is None:

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from . import rawsql
 from .database import UTCDateTime, utcnow
 from .errors import Forbidden, Invalid
+from .sites import NotFound
 from .extensions import db
 
 PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -214,17 +215,27 @@ class DeviceNotProven(Forbidden):
                          "was linked.")
 
 
+class UnknownVisitor(NotFound):
+    """The site's backend named a visitor id nobody has recorded with, without its key."""
+
+    def __init__(self, public_id: str):
+        super().__init__("subject", public_id[:64])
+        self.args = ("No visitor with this id has recorded anything yet: send its device "
+                     "key with it (`key`, the consent cookie's `k`), or name the person "
+                     "by user_id.",)
+
+
 def get_or_create_subject(site_id: int, public_id: str | None,
                           key: str | None = None) -> Subject:
     """The subject for an id the site's backend names, creating it when new (in a write).
 
-    For authenticated callers only (API key): a well-formed unknown id (minted by the
-    widget, not written yet) is created claimable, so its browser's first keyed write
-    still proves it. With KEY, the device key of the same consent cookie (`s` and `k`),
-    the id must be proven by it, because the id alone proves nothing (it appears in links,
-    logs and exports, and whoever talks to the site's frontend chooses which id it
-    sends): an unknown id is created with that key, an unkeyed one is claimed with it,
-    and a live subject whose key it is not raises DeviceNotProven.
+    For authenticated callers only (API key). With KEY, the device key of the same consent
+    cookie (`s` and `k`), the id must be proven by it, because the id alone proves nothing
+    (it appears in links, logs and exports, and whoever talks to the site's frontend
+    chooses which id it sends): an unknown id is created with that key, an unkeyed one is
+    claimed with it, and a live subject whose key it is not raises DeviceNotProven.
+    Without KEY an unknown id is UnknownVisitor: created without a key, it would belong to
+    whoever first wrote with the id and a key of their own.
     """
     if public_id:
         subject = find_subject(site_id, public_id)
@@ -237,7 +248,9 @@ def get_or_create_subject(site_id: int, public_id: str | None,
                     raise DeviceNotProven()
             return subject
         if PUBLIC_ID_RE.match(public_id):
-            return create_subject(site_id, public_id, key=key, claimable=True)
+            if key is None:
+                raise UnknownVisitor(public_id)
+            return create_subject(site_id, public_id, key=key)
     return create_subject(site_id)
 
 

@@ -399,6 +399,51 @@ def test_a_visitor_id_alone_links_nothing(app, client, site):
     assert [s.public_id for s in _subjects_of(account)] == [own]
 
 
+def test_a_visitor_id_alone_maps_no_address(app, client, site):
+    """Outside review: channel-addresses and unsubscribe-links tied an address to a
+    visitor id given alone. The address's access requests cover the visitor it maps to,
+    so the attacker's address on the victim's id returned the victim's history. They now
+    need the id's device key, as identity-links does."""
+    victim = decide(client, site["key"], "accept_all", page_url="https://shop.example/x")
+    before = count_events()
+    for url in ("channel-addresses", "unsubscribe-links"):
+        body = {"channel": "email", "address": "mallory@evil.example",
+                "subject": victim["subject"]}
+        r = client.post(f"/api/v1/sites/{site['key']}/{url}", headers=bearer(site), json=body)
+        assert r.status_code == 422, r.get_data(as_text=True)
+        assert "#/key" in [e["pointer"] for e in r.get_json()["errors"]]
+        r = client.post(f"/api/v1/sites/{site['key']}/{url}", headers=bearer(site),
+                        json={**body, "key": secrets.token_urlsafe(24)})
+        assert r.status_code == 403 and r.mimetype == PROBLEM, r.get_data(as_text=True)
+    assert count_events() == before
+    from consent.channels import ChannelAddress
+
+    assert db.session.execute(db.select(ChannelAddress)).first() is None
+    # With the key of the victim's own cookie (the victim's own sign-up form) it maps.
+    r = client.post(f"/api/v1/sites/{site['key']}/channel-addresses", headers=bearer(site),
+                    json={"channel": "email", "address": "victim@example.com",
+                          "subject": victim["subject"], "key": victim["key"]})
+    assert r.status_code == 200 and r.get_json()["subject"] == victim["subject"]
+
+
+def test_an_unknown_visitor_id_without_its_key_creates_nobody(app, client, site):
+    """Outside review: a visitor id the backend named before any browser wrote with it
+    was created without a key, and the first outsider to write with the id and a key of
+    their own took it over (its choices, its e-mail opt-in). Named without its key, an
+    unknown id is now 404 and nothing is created."""
+    unknown = "never-recorded-00001"
+    # (POST /age and guardian-consents share the look-up: the OpenAPI scenario's 404)
+    r = client.post(f"/api/v1/sites/{site['key']}/channel-choices", headers=bearer(site),
+                    json={"subject": unknown, "channels": {"email.promotional": True}})
+    assert r.status_code == 404 and r.mimetype == PROBLEM, r.get_data(as_text=True)
+    assert "device key" in r.get_json()["detail"]
+    assert db.session.execute(db.select(Subject).where(Subject.public_id == unknown)
+                              ).first() is None
+    # The id then belongs to the first browser that writes with it and its own key.
+    mine = decide(client, site["key"], "reject_all", subject=unknown)
+    assert mine["subject"] == unknown
+
+
 def test_login_link_with_the_visitor_id_links_at_mint(client, site):
     visitor = decide(client, site["key"], "accept_all")["subject"]
     link = mint(client, site, user_id="user-2", **device(visitor))

@@ -106,12 +106,31 @@ class SuppressionQuery(ma.Schema):
     format = ma.fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
 
 
-class AddressSchema(StrictSchema):
+KEY_FIELD = dict(validate=validate.Regexp(DEVICE_KEY_RE), metadata={
+    "description": "The device key of the same consent cookie (its `k`): proves `subject`"})
+
+
+class ProvenVisitorFields(StrictSchema):
+    """`subject` with the device key of the same consent cookie, for calls that tie
+    something to the visitor that its access and erasure requests then cover (an
+    address, an account): the id alone proves nothing, since whoever talks to the site's
+    frontend chooses which id it passes on."""
+
+    subject = ma.fields.String(**SUBJECT_FIELD)
+    key = ma.fields.String(**KEY_FIELD)
+
+    @ma.validates_schema
+    def _key_with_subject(self, data, **kwargs):
+        if "subject" in data and "key" not in data:
+            raise ma.ValidationError("the visitor's device key (the consent cookie's `k`) "
+                                     "must come with `subject`", field_name="key")
+
+
+class AddressSchema(ProvenVisitorFields):
     """An address of the site's user or of a visitor."""
 
     channel = ma.fields.String(required=True, validate=validate.OneOf(MEDIA))
     address = ma.fields.String(required=True, **ADDRESS_FIELD)
-    subject = ma.fields.String(**SUBJECT_FIELD)
     user_id = ma.fields.String(**USER_FIELD)
 
     @ma.validates_schema
@@ -145,14 +164,13 @@ class ChannelStateSchema(ma.Schema):
     event_id = ma.fields.String(allow_none=True)
 
 
-class UnsubscribeLinkSchema(StrictSchema):
+class UnsubscribeLinkSchema(ProvenVisitorFields):
     """The recipient a List-Unsubscribe URL is for."""
 
     channel = ma.fields.String(required=True, validate=validate.OneOf(MEDIA))
     kind = ma.fields.String(load_default="promotional",
                             validate=validate.OneOf(("promotional", "service")))
     address = ma.fields.String(required=True, **ADDRESS_FIELD)
-    subject = ma.fields.String(**SUBJECT_FIELD)
     user_id = ma.fields.String(**USER_FIELD)
 
     @ma.validates_schema
@@ -202,25 +220,13 @@ class SmsResultSchema(ma.Schema):
     event_id = ma.fields.String(allow_none=True)
 
 
-KEY_FIELD = dict(validate=validate.Regexp(DEVICE_KEY_RE), metadata={
-    "description": "The device key of the same consent cookie (its `k`): proves `subject`"})
-
-
-class LoginLinkSchema(StrictSchema):
+class LoginLinkSchema(ProvenVisitorFields):
     """Whose preference center the link opens."""
 
     user_id = ma.fields.String(required=True, **USER_FIELD)
-    subject = ma.fields.String(**SUBJECT_FIELD)
-    key = ma.fields.String(**KEY_FIELD)
     ttl_seconds = ma.fields.Integer(validate=validate.Range(30, 86400), strict=True,
                                     metadata={"description": "Default 900"})
     locale = ma.fields.String(validate=validate.Length(2, 16))
-
-    @ma.validates_schema
-    def _key_with_subject(self, data, **kwargs):
-        if "subject" in data and "key" not in data:
-            raise ma.ValidationError("the visitor's device key (the consent cookie's `k`) "
-                                     "must come with `subject`", field_name="key")
 
 
 class LoginLinkResultSchema(ma.Schema):
@@ -316,7 +322,8 @@ def get_suppressions(query: dict, site_key: str):
 @require_site_key
 def post_address(data: dict, site_key: str):
     """Map an address to the site's user or a visitor (stored only as an HMAC)."""
-    owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"))
+    owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"),
+                      key=data.get("key"))
     ref, subject, event = register_address(site_key, data["channel"], data["address"], owner)
     return {"address_ref": ref, "subject": subject.public_id,
             "carried_event_id": event.event_id if event else None}
@@ -343,7 +350,8 @@ def post_channel_choice(data: dict, site_key: str):
 @require_site_key
 def post_unsubscribe_link(data: dict, site_key: str):
     """Mint the RFC 8058 one-click unsubscribe URL for one recipient."""
-    owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"))
+    owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"),
+                      key=data.get("key"))
     link = mint_unsubscribe_token(site_key, f"{data['channel']}.{data['kind']}",
                                   data["address"], owner)
     url = _public_url(site_snapshot(site_key), "unsubscribe.one_click", site_key=site_key, token=link.token)

@@ -281,6 +281,13 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
 
     # ------------------------------------------------------------ minors (the DASSET profile)
     dk = {"site_key": dasset["key"]}
+    # The backend names visitors that have recorded something (an unknown id without its
+    # key would be anyone's): this one's first choice, from its browser.
+    yield Call("POST", SITES + "/decisions", 201, dk, headers={"Origin": DASSET_ORIGIN},
+               body={"subject": "young-visitor-0001", "key": "young-visitor-key-00001",
+                     "action": "reject_all"}, record=False)
+    yield Call("POST", SITES + "/age", 404, dk, headers=other,
+               body={"subject": "never-recorded-0001", "minor": True})
     yield Call("POST", SITES + "/age", 200, dk, headers=other,
                body={"subject": "young-visitor-0001", "minor": True})
     yield Call("POST", SITES + "/age", 422, dk, headers=other,
