@@ -325,7 +325,7 @@
   // dialog, deleting a withdrawn category's cookies), loaded the first time it is needed,
   // so a first visit downloads none of it before the banner. A <script src> from the
   // consent server: the CSP that allows this file allows it too. X is what it may use.
-  const X = {api, base, site, queue, h, S, has, gpcKeys, choose, policy, note, ageQ, refocus, mark, save, load, get, uid, cats, valid, changed,
+  const X = {api, base, site, queue, h, S, has, gpcKeys, choose, policy, note, ageQ, refocus, mark, save, load, get, uid, cats, valid, changed, reload,
     keep: () => store(QK, queue), cfg: () => cfg, state: () => state, put: v => { state = v; }, back: () => back,
     renew: () => fetchCfg(1, 3).then(() => { cached.f = 1; store(CK, cached); })/*+region*/, details: () => details(), store, listen: f => { msg.forEach(f); msg = f; }/*-region*/};
   let open, more;

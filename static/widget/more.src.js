@@ -55,16 +55,18 @@ window.__consentPart(X => {
       if (state && b.subject == state.s) {
         state.i = j.event_id;
         state.r = j.read_token;
-        // Screened as a minor's (a browser linked to a minor's account, say): the age rule
-        // holds here from now on, and what the server recorded stands, not the banner's
-        // (Consent Mode, tags and cookies follow; a tag that already ran stops with the
-        // next page).
+        // What the server recorded stands, not what this page assumed: a minor's screening
+        // (a browser linked to a minor's account, say: the age rule holds here from now
+        // on), GPC the page cannot see (a Sec-GPC header without the script property), or,
+        // with an event of the page's own such as GPC's, a change made elsewhere since
+        // (the answer carries the whole state). Consent Mode, tags and cookies follow; a
+        // tag that already ran is stopped by a reload.
         const before = X.cats(), c = j.consent && decided(j.consent);
         if (j.minor) state.m = true;
-        const held = j.minor && c && !queue.length && Object.keys(c).some(k => c[k] != state.c[k]);
+        const held = c && !queue.length && Object.keys(c).some(k => c[k] != state.c[k]);
         if (held) state.c = c;
         save();
-        if (held) X.changed(before);
+        if (held && X.changed(before)) X.reload();
       }
       W.dispatchEvent(new CustomEvent('consent:recorded', {detail: {eventId: j.event_id, duplicate: j.duplicate}}));
     }

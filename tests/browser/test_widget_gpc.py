@@ -68,3 +68,64 @@ def test_gpc_after_accept_all_opts_out_and_a_later_visit_without_it_stays_out(en
     assert ran(without) == ANALYTICS_TAGS and banner(without).count() == 0
     assert without.evaluate("Consent.get().categories.advertising") is False
     assert len(env.events()) == 2
+
+
+def test_gpc_sent_only_as_a_header_is_what_the_page_does_once_recorded(env, browser):
+    # An outside review: Sec-GPC: 1 without navigator.globalPrivacyControl (an extension
+    # or a proxy adds the header). The page cannot see it; the server records advertising
+    # off. The widget then ran the advertising tags on and on while the ledger said off.
+    # Now it takes what the server recorded from the answer and stops the tag it ran.
+    from tests.support.browser import new_context
+
+    from .test_widget_attribution import poll
+
+    context = new_context(browser, extra_http_headers={"Sec-GPC": "1"})
+    page = context.new_page()
+    page.goto(env.url())
+    page.get_by_role("button", name="Accept all").click()
+    [accept] = wait_recorded(env, 1)
+    assert accept.categories["advertising"] is False and accept.meta == {"gpc": True}
+    poll(page, "window.Consent && Consent.get() && Consent.get().categories.advertising === false")
+    poll(page, "document.readyState === 'complete'")
+    settle(page)
+    # (an advertising tag that ran before the answer came is stopped by a reload; one that
+    # had not run yet never runs)
+    assert ran(page) == ANALYTICS_TAGS
+    later = context.new_page()  # and in the next session
+    later.goto(env.url())
+    assert wait_ran(later, 3) == ANALYTICS_TAGS
+    settle(later)
+    assert ran(later) == ANALYTICS_TAGS and len(env.events()) == 1
+    context.close()
+
+
+def test_a_gpc_event_does_not_hide_a_withdrawal_made_elsewhere(env, context, page):
+    # An outside review: the site's backend withdrew analytics; the browser's next session
+    # came with GPC and recorded its `gpc` event first. The check then found the server's
+    # last event to be the browser's own and kept the browser's stale analytics "on". The
+    # event's answer carries the whole state: the widget adopts it.
+    import requests
+
+    from consent.database import run_write
+    from consent.sites import create_api_key, get_site
+
+    from .test_widget_attribution import accept_all, analytics_cookies, poll
+
+    accept_all(env, page)
+    subject = page.evaluate("Consent.get().subject")
+    token = run_write(lambda: create_api_key(get_site("shop")))
+    r = requests.post(f"{env.app_url}/api/v1/sites/shop/subjects/{subject}/events",
+                      json={"action": "withdraw", "categories": {"analytics": False}},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 201
+    later = context.new_page()
+    later.add_init_script(GPC_ON)
+    later.goto(env.url())
+    assert wait_recorded(env, 3)[2].action == "gpc"
+    poll(later, "window.Consent && Consent.get() && Consent.get().categories.analytics === false")
+    poll(later, "document.readyState === 'complete'")
+    settle(later)
+    assert ran(later) == []  # neither analytics (withdrawn) nor advertising (GPC)
+    assert analytics_cookies(context) == set()
+    got = later.evaluate("Consent.get().categories")
+    assert got["analytics"] is False and got["advertising"] is False
