@@ -1,5 +1,6 @@
 """Remove credentials that travel in URLs (access, login, unsubscribe and guardian tokens,
-signed `k`/`r` parameters) from log lines: the access log of gunicorn and the app's own
+signed `k`/`r` parameters), and the personal data of SMS gateways' GET callbacks (the
+sender's number, the text), from log lines: the access log of gunicorn and the app's own
 logs.
 
 Pure functions, no Flask: gunicorn's logger class imports this before any app exists.
@@ -20,7 +21,10 @@ _PATHS = (re.compile(r"(/my-data/)[^/?#\s\"]+"),
           re.compile(r"(/(?:unsubscribe|guardian)/[^/?#\s\"]+/)[^/?#\s\"]+"),
           re.compile(r"(/(?:login|l|u|access)/)[A-Za-z0-9_.~-]{16,}"),
           # SMS gateways' inbound token: /api/v1/sites/<site>/sms/<gateway>/<token>
-          re.compile(r"(/sms/(?:twilio|vonage|plivo)/)[^/?#\s\"]+"))
+          re.compile(r"(/sms/(?:twilio|vonage|plivo)/)[^/?#\s\"]+"),
+          # and the whole query of an inbound message sent as a GET (Vonage's default):
+          # the sender's number and the text are personal data, not for the access log
+          re.compile(r"(/sms/(?:twilio|vonage|plivo)(?:/[^?#\s\"]*)?\?)[^#\s\"]+"))
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 

@@ -117,6 +117,9 @@ def test_access_by_signed_link_gives_history_page_json_and_receipt(app, site, ad
     visitor_client = app.test_client()
     html = visitor_client.get("/" + path)
     assert html.status_code == 200
+    # the URL carries the access token: kept out of caches, referrers and search engines
+    assert (html.headers["Cache-Control"], html.headers["Referrer-Policy"],
+            html.headers["X-Robots-Tag"]) == ("no-store", "no-referrer", "noindex")
     text = html.data.decode()
     assert "accept_all" in text and "custom" in text and "198.51.100.0/24" in text
     body = visitor_client.get(f"/{path}/history.json").get_json()

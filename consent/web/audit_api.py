@@ -22,6 +22,7 @@ from ..requests import (KINDS, VIA, access_link, carry_out, request_receipt, acc
                         list_requests, open_request, request_subject)
 from ..site_admin import publish_site_policy
 from ..sites import site_snapshot
+from .common import token_page
 from ..validation import HttpUrl, StrictBoolean, StrictSchema
 from .admin import export_filters, export_response
 
@@ -328,9 +329,8 @@ bp = FlaskBlueprint("my_data", __name__, url_prefix="/my-data")
 
 @bp.after_request
 def _private(response):
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    # (the URL carries the access token, as the other signed links' pages do)
+    return token_page(response)
 
 
 @bp.get("/<token>")

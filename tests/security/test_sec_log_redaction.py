@@ -82,6 +82,12 @@ def test_tokens_are_redacted_from_the_access_log(served):
     _get(f"{base}/my-data/{secrets['access']}")
     _get(f"{base}/guardian/shop/{secrets['guardian']}")
     _get(f"{base}/my-data/{secrets['access']}/history.json")
+    # an SMS gateway's GET callback (Vonage's default): the sender's number and the text
+    # are personal data (an outside review found them in the log)
+    secrets["msisdn"] = "491511234567"
+    _get(f"{base}/api/v1/sites/shop/sms/vonage/inboundTOKEN0123456789?msisdn="
+         f"{secrets['msisdn']}&text=STOPPLEASE&messageId=m1&type=text")
+    _get(f"{base}/api/v1/sites/shop/sms/vonage?msisdn={secrets['msisdn']}&text=STOPPLEASE")
     _get(f"{base}/preferences?site=shop&k={secrets['k']}&r={secrets['r']}",
          headers={"Referer": f"https://shop.example/x?token={secrets['login']}"})
     status, _, _ = _get(f"{base}/preferences?site=shop")
@@ -92,6 +98,7 @@ def test_tokens_are_redacted_from_the_access_log(served):
                 timeout=20, message="the last request never reached the access log")
     for name, secret in secrets.items():
         assert secret not in text, name
+    assert "STOPPLEASE" not in text
     assert text.count(MARK) >= 7
     assert "/preferences?site=shop " in text  # the rest of the line is still there
 
