@@ -339,6 +339,33 @@ def test_cookie_name_is_a_site_setting(client, site):
     assert "checked" in parse(page(client)).inputs["category-advertising"]
 
 
+def test_after_an_erasure_the_page_starts_afresh_and_keeps_the_new_visitor(client, site):
+    # An outside review: the session still named the erased visitor (entered from the
+    # widget), so the page showed nothing after each save, and every save made another
+    # visitor nobody could reach.
+    from consent.requests import erase_subject
+    from consent.subjects import Subject
+
+    subject = widget_decision(client, site, "accept_all")
+    enter(client, site, subject)
+    row = db.session.execute(db.select(Subject).where(Subject.public_id == subject)
+                             ).scalar_one()
+    erase_subject(site["key"], row.id, "test")
+    db.session.remove()
+    html = page(client)
+    assert "Nothing has been recorded for this browser yet." in html
+    subjects = db.session.execute(db.select(db.func.count()).select_from(Subject)).scalar()
+    save(client, html, categories=["analytics"], channels=["email.promotional"])
+    html = page(client)
+    assert "These are the choices recorded for this browser." in html
+    assert "checked" in parse(html).inputs["category-analytics"]
+    save(client, html, categories=["analytics", "advertising"])
+    html = page(client)
+    assert "checked" in parse(html).inputs["category-advertising"]
+    assert db.session.execute(db.select(db.func.count()).select_from(Subject)
+                              ).scalar() == subjects + 1  # one new visitor, kept
+
+
 def test_new_visitor_saving_creates_a_subject(client, site):
     html = page(client)
     assert "Nothing has been recorded for this browser yet." in html

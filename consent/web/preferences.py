@@ -34,6 +34,7 @@ from ..minors import age_question
 from ..policies import list_policies
 from ..preference_center import preference_view, save_preferences
 from ..sites import BadOrigin, SiteSnapshot, normalise_origin, site_snapshot
+from ..subjects import find_subject
 from ..validation import StrictSchema
 from .common import request_context, request_region, token_page
 
@@ -123,7 +124,13 @@ def _remember(site: SiteSnapshot, **values) -> None:
 def _device(site: SiteSnapshot, entry: dict) -> str | None:
     """This browser's own proven visitor: entered from the widget, or the cookie's."""
     if entry.get("d"):
-        return entry["d"]
+        live = find_subject(site.id, entry["d"])
+        if live is not None and live.erased_at is None:
+            return entry["d"]
+        # Erased since (erasure clears the id): forget it, or the page would show the
+        # erased visitor's nothing, and each save would make a visitor nobody reaches.
+        _remember(site, d=None)
+        entry.pop("d", None)
     cookie_name = (site.settings.get("cookie") or {}).get("name") or "consent"
     return device_from_cookie(site, request.cookies.get(cookie_name))
 
