@@ -242,6 +242,8 @@ class SendAnswer:
     decided_at: str | None = None
     # consent.policies.policy_state of the opt-in (set by may_i_send)
     policy_state: dict | None = None
+    # the policy version the deciding event was given under (for policy_state)
+    under: str | None = None
 
 
 
@@ -304,7 +306,8 @@ def channel_decision(site: SiteSnapshot, subject: Subject | None, key: str,
         event = deciding_event(site.id, subject.pseudonym, key, value, changed)
         return SendAnswer(value, medium, kind, "opted_in" if value else "opted_out",
                           event.event_id if event else state.get("last_event_id"),
-                          iso(event.recorded_at) if event else changed)
+                          iso(event.recorded_at) if event else changed,
+                          under=event.policy_version if event else None)
     kept = suppressed_channels(site.id, list(refs) + subject_refs(site, subject, medium))
     if key in kept:
         return SendAnswer(False, medium, kind, "suppressed",
@@ -329,8 +332,9 @@ def may_i_send(site_key: str, medium: str, kind: str, recipient: Recipient) -> S
                               recipient_refs(site, medium, recipient))
     # An opt-in given before a material version took effect is flagged (seed policy 002:
     # "a choice regarding such use or disclosure" applies to messages too).
-    consented = parse_iso(answer.decided_at) if answer.reason == "opted_in" else None
-    answer.policy_state = policy_state(site, consented, None)
+    opted_in = answer.reason == "opted_in"
+    answer.policy_state = policy_state(site, parse_iso(answer.decided_at) if opted_in else None,
+                                       answer.under if opted_in else None)
     return answer
 
 

@@ -87,6 +87,8 @@ def test_server_answers_flag_consent_that_predates_the_material_version_in_force
         assert state["predates_material_version"] is True, state
         assert (state["in_force"], state["material_version"]) == ("2027-01", "2027-01")
         assert state["upcoming"] is None
+        # (may-i-send named no version the opt-in was given under: an outside review)
+        assert state["consented_under"] == "2026-01", state
     # Sending is not decided for the site: the opt-in stays recorded, flagged as stale.
     assert may_i_send(client, site, "email", user_id="u-77")["allowed"] is True
     # Consent given again under the new version is current.
