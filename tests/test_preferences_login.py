@@ -247,6 +247,9 @@ def test_a_signed_in_users_choices_apply_wherever_they_sign_in(app, site):
     # Opening a login link signs in and nothing else: the device is not linked or changed.
     assert events("link") == [] and subject_row(phone_id).user_ref is None
     assert 'id="device-link"' in html  # the page asks whether to apply to this browser
+    # and says whose this makes it (an outside review: someone else's link, opened and
+    # confirmed here, put this browser under that account's access and erasure requests)
+    assert "whoever the account belongs to can then see and erase" in html
     save(phone, html, categories=["functional"], channels=["sms.promotional"])
     assert me(phone, site, phone_id)["categories"]["analytics"] is True
     assert ask(phone, site, "sms", user_id="user-1")["allowed"] is True
