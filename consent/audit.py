@@ -1392,6 +1392,13 @@ def verify_export_file(path: str, public_key: str | None = None,
                 if text == ",".join(COLUMNS):
                     report.format = "csv"
                     continue
+                if text.endswith("\r") and text[:-1] == ",".join(COLUMNS) or \
+                        text.startswith("{") and text.endswith("\r"):
+                    return bad(1, None, None, "the line endings were changed (CRLF, as a "
+                               "Windows editor or a mail client saves text): the export "
+                               "ends its lines with LF only, and its hashes cover the "
+                               "exact bytes. Verify the file as downloaded, or convert "
+                               "it back (e.g. dos2unix)")
                 if not text.startswith("{"):
                     return bad(1, None, None, "not a consent export: the first line is "
                                "neither the CSV header nor a JSON row")

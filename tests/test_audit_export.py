@@ -99,6 +99,17 @@ def test_editing_one_byte_of_one_row_is_caught_and_named(tmp_path, site, ledger,
     assert verify_export_file(str(path)).ok
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_copy_saved_with_crlf_line_endings_is_named_as_such(tmp_path, site, ledger, fmt):
+    # An outside review: a copy whose line endings an editor changed was reported as "not
+    # a consent export", which sends an auditor looking for the wrong thing.
+    path = export(tmp_path, fmt, site_key=site["key"])
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    report = verify_export_file(str(path))
+    assert not report.ok
+    assert "line endings were changed (CRLF" in str(report.problems[0])
+
+
 def test_cli_verify_export_names_the_bad_row(tmp_path, runner, site, ledger):
     out = tmp_path / "cli.csv"
     r = runner.invoke(args=["consent", "export", "--site", site["key"], "-o", str(out)])
