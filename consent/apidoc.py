@@ -47,6 +47,8 @@ TAGS = {
                             "kept encrypted, deleted on deauthorisation (site API key)."),
     "minors_api": ("Minors and guardians", "Age rules: a person's age, a guardian's "
                    "consent (site API key)."),
+    "guardian_api": ("Guardian requests", "A minor's grants waiting for a guardian's "
+                     "signed link: the links to deliver, and their answers (site API key)."),
 }
 # Statuses any request can meet before or around its view.
 EVERYWHERE = (400, 414, 429, 431, 503)

@@ -5,6 +5,7 @@ import marshmallow as ma
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from ..apidoc import problems
 from ..database import iso
 from ..linked_accounts import VIA, authorize, deauthorize, list_links, read_token
 from ..subjects import PUBLIC_ID_RE
@@ -104,7 +105,8 @@ def get_linked_accounts(query: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/linked-accounts/token", methods=["POST"])
-@blp.doc(security=SECURITY, responses={"410": {"description": "Deauthorised: token deleted"}})
+@blp.doc(security=SECURITY)
+@problems(410)  # deauthorised: the token is deleted
 @blp.arguments(LinkRefSchema)
 @blp.response(200, TokenSchema)
 @require_site_key
