@@ -11,7 +11,8 @@ from consent.database import utcnow
 from consent.requests import open_request
 from tests.support.admin import admin_client
 from tests.support.browser import new_context
-from tests.support.widget import GPC_ON, banner, consent_commands, ran, settle, wait_ran
+from tests.support.widget import (GPC_ON, banner, consent_commands, consent_cookie, ran, settle,
+                                  wait_ran)
 
 pytestmark = pytest.mark.browser
 
@@ -99,8 +100,10 @@ def test_promotional_email_can_be_opted_out(env, page):
     subject = page.evaluate("Consent.get().subject")
     # "we may send you promotional email offers": until the person says otherwise.
     assert env.may_i_send("email", "promotional", subject=subject)["reason"] == "default_allowed"
+    # (the site's backend names the visitor with the key of the same consent cookie)
     link = env.api("POST", "/unsubscribe-links", json={
-        "channel": "email", "address": "sam@example.org", "subject": subject}).json()
+        "channel": "email", "address": "sam@example.org", "subject": subject,
+        "key": consent_cookie(page.context)["k"]}).json()
     # What a mail provider sends for the List-Unsubscribe-Post header (RFC 8058).
     r = requests.post(env.local(link["url"]), data={"List-Unsubscribe": "One-Click"},
                       timeout=30)
