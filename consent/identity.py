@@ -70,6 +70,8 @@ class LoginLinkUse(db.Model):
     jti: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The sign-in it started ended ("Sign out"): every copy of that session cookie too.
+    signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 @dataclass
@@ -266,6 +268,7 @@ class LoginResult:
     site: SiteSnapshot
     account: str
     session_expires: float
+    jti: str  # the link's id: the server's record of this sign-in (signed_in, sign_out)
 
 
 def _claim(site_id: int, jti: str) -> bool:
@@ -333,7 +336,27 @@ def use_login_token(site_key: str, token: str) -> LoginResult:
         return account.public_id
 
     account_id = run_write(write)
-    return LoginResult(site, account_id, time.time() + 60 * session_minutes(site))
+    return LoginResult(site, account_id, time.time() + 60 * session_minutes(site),
+                       payload["j"])
+
+
+def signed_in(site_id: int, jti: str | None) -> bool:
+    """Whether the sign-in started by login link JTI still holds on the server (not signed
+    out; a sign-in from before sign-ins named their link holds no more)."""
+    if not isinstance(jti, str):
+        return False
+    row = db.session.execute(sa.select(LoginLinkUse.signed_out_at).where(
+        LoginLinkUse.jti == jti, LoginLinkUse.site_id == site_id)).first()
+    return row is not None and row[0] is None
+
+
+def sign_out(site_id: int, jti: str | None) -> None:
+    """End the sign-in started by login link JTI, for every copy of its session cookie."""
+    if isinstance(jti, str):
+        run_write(lambda: db.session.execute(
+            sa.update(LoginLinkUse).where(LoginLinkUse.jti == jti,
+                                          LoginLinkUse.site_id == site_id)
+            .values(signed_out_at=utcnow())))
 
 
 # ---------------------------------------------------------------- the preference center's visitors

@@ -227,12 +227,21 @@ def test_expired_login_links_are_refused(client, site):
     assert follow(client, f"/preferences/login?site=shop&token={fresh}").status_code == 303
 
 
-def test_sign_out(client, site):
+def test_sign_out(app, client, site):
     html = sign_in(client, site)
+    # A copy of the session cookie (taken from the browser, or a shared computer's
+    # backup): an outside review found it still signed in after "Sign out".
+    copy = app.test_client()
+    for cookie in client._cookies.values():
+        copy.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    assert "You are signed in" in copy.get("/preferences?site=shop").get_data(as_text=True)
     r = client.post("/preferences/logout?site=shop", data={"csrf_token": csrf_of(html)})
     assert r.status_code == 303
     assert "signed in" not in client.get("/preferences?site=shop").get_data(as_text=True)
+    assert "signed in" not in copy.get("/preferences?site=shop").get_data(as_text=True)
     assert client.post("/preferences/logout?site=shop").status_code == 403
+    # Signing in again (a new link) works, in this browser and on its own.
+    assert "You are signed in" in sign_in(client, site)
 
 
 # ---------------------------------------------------------------- across devices

@@ -29,7 +29,8 @@ from ..csrf import exempt, protect
 from ..errors import Forbidden
 from ..i18n import SUPPORTED, catalog, pick_locale
 from ..identity import (check_login_token, confirm_device_link, device_from_cookie,
-                        enter_preferences, linked_to, return_url, use_login_token)
+                        enter_preferences, linked_to, return_url, sign_out, signed_in,
+                        use_login_token)
 from ..minors import age_question
 from ..policies import list_policies
 from ..preference_center import preference_view, save_preferences
@@ -107,8 +108,10 @@ def _locale(site: SiteSnapshot, requested: str | None) -> tuple[str, dict, list[
 
 def _remembered(site: SiteSnapshot) -> dict:
     entry = (session.get(SESSION_KEY) or {}).get(site.key) or {}
-    if entry.get("a") and entry.get("exp", 0) < time.time():
-        entry = {k: v for k, v in entry.items() if k not in ("a", "exp")}
+    if entry.get("a") and (entry.get("exp", 0) < time.time()
+                           or not signed_in(site.id, entry.get("j"))):
+        # expired, or signed out (the session is a cookie: a copy of it must end too)
+        entry = {k: v for k, v in entry.items() if k not in ("a", "exp", "j")}
     return entry
 
 
@@ -295,7 +298,7 @@ def login():
     query = LoginQuery().load(request.args)
     site = site_snapshot(query["site"])
     result = use_login_token(site.key, query["token"])
-    _remember(result.site, a=result.account, exp=result.session_expires)
+    _remember(result.site, a=result.account, exp=result.session_expires, j=result.jti)
     params = {"site": site.key}
     if query.get("lang"):
         params["lang"] = query["lang"]
@@ -308,6 +311,7 @@ def logout():
     query = PageQuery().load(request.args)
     site = site_snapshot(query["site"])
     everything = dict(session.get(SESSION_KEY) or {})
+    sign_out(site.id, (everything.get(site.key) or {}).get("j"))
     everything.pop(site.key, None)
     session[SESSION_KEY] = everything
     return redirect(url_for("preferences.preferences_page", site=site.key), code=303)
