@@ -157,12 +157,16 @@ def linked_browsers_of_a_minor_hold_back_what_the_rule_reserves(env, browser):
     ).json()["linked"]
     assert env.api("POST", "/age", json={"user_id": "teen-7", "minor": True}).ok
     # In the same browser session (the widget does not know yet): the server withholds,
-    # the widget takes what was recorded, and the cookie remembers a minor.
+    # the widget takes what was recorded, and the cookie remembers a minor. The tags the
+    # page ran on the click before the answer came are stopped by a reload.
     accept_in_settings(page)
     recorded = env.wait_events(accepted + 1, "accept_all")[-1]
     assert recorded.categories == {"essential": True, "analytics": False, "advertising": False}
     assert recorded.meta["withheld"] == ["advertising", "analytics"]
     wait_until(page, "Consent.get().categories.advertising === false")
+    wait_until(page, "document.readyState === 'complete' && window.ran !== undefined")
+    settle(page)
+    assert ran(page) == []
     assert page.evaluate("Consent.get().categories") == {
         "essential": True, "analytics": False, "advertising": False}
     assert consent_cookie(first)["m"] == "1"

@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from .waits import pause, poll
 
@@ -53,9 +54,18 @@ def queue(page, site_key: str = "shop") -> list | None:
 
 
 def wait_until(page, expression: str, timeout: float = 15):
-    """Poll EXPRESSION in the page until truthy (no eval in the page: strict-CSP safe)."""
-    return poll(lambda: page.evaluate(expression), bool, timeout=timeout,
-                message=f"still falsy: {expression}", interval=0.03)
+    """Poll EXPRESSION in the page until truthy (no eval in the page: strict-CSP safe),
+    across the reloads the widget may do (a withdrawn tag that already ran)."""
+    def read():
+        try:
+            return page.evaluate(expression)
+        except PlaywrightError as exc:
+            if "context was destroyed" in str(exc) or "navigat" in str(exc):
+                return None  # the page is reloading: ask the new one
+            raise
+
+    return poll(read, bool, timeout=timeout, message=f"still falsy: {expression}",
+                interval=0.03)
 
 
 def wait_ran(page, count: int) -> list[str]:
