@@ -638,6 +638,15 @@ def test_a_guardians_consent_for_an_account_carries_the_minor_flag_to_its_browse
     assert verify_ledger().ok
 
 
+def _id_and_another_writer(public_id: str, database_url: str):
+    """The subject's row id, and an engine for a writer outside the app (the races below:
+    its own connections, so its locks are another session's)."""
+    row_id = db.session.execute(sa.text("SELECT id FROM subjects WHERE public_id = :p"),
+                                {"p": public_id}).scalar_one()
+    db.session.rollback()
+    return row_id, sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+
+
 @pytest.mark.backend
 @pytest.mark.skipif(os.environ.get("CONSENT_TEST_DB") != "postgresql",
                     reason="SQLite runs one writer at a time")
@@ -653,10 +662,7 @@ def test_on_postgresql_a_link_made_while_the_account_becomes_a_minor_is_a_minors
     links = f"/api/v1/sites/{site['key']}/identity-links"
     account = _signed_in(client, site, "teen-7", "reject_all")
     browser = decide(client, site["key"], "accept_all", origin=ORIGIN)
-    account_id = db.session.execute(sa.text("SELECT id FROM subjects WHERE public_id = :p"),
-                                    {"p": account["subject"]}).scalar_one()
-    db.session.rollback()
-    other = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    account_id, other = _id_and_another_writer(account["subject"], database_url)
     answered: dict = {}
 
     def link():
@@ -711,10 +717,7 @@ def test_on_postgresql_lifting_an_account_while_its_browser_is_linked_to_a_minor
     for user in ("teen-9", "sib-9"):
         assert client.post(age, json={"user_id": user, "minor": True},
                            headers=bearer(site)).status_code == 200
-    browser_id = db.session.execute(sa.text("SELECT id FROM subjects WHERE public_id = :p"),
-                                    {"p": shared["subject"]}).scalar_one()
-    db.session.rollback()
-    other = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    browser_id, other = _id_and_another_writer(shared["subject"], database_url)
     answered: dict = {}
 
     def lift():
