@@ -93,8 +93,9 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
     event, its choices unchanged); without a visitor a fresh account is created. Later
     devices get a `link` event that names the account and carries no choice. A device
     that is another user's account is left alone (shared computer): no event. A visitor
-    no browser has proven with its key yet (claimable by the first keyed write) never
-    becomes the account: a fresh account is created and the visitor linked to it.
+    no browser has proven with its key yet (one stored before keys existed, claimable by
+    the first keyed write) never becomes the account: a fresh account is created and the
+    visitor linked to it.
     """
     account = account_by_ref(site.id, ref)
     device = None

@@ -9,8 +9,8 @@ not a credential: it may appear in links, logs and exports. What proves a subjec
   decision for an existing subject must present it; a new subject is created with the
   key it presents. Subjects the server creates itself (accounts, addresses, visitors of
   the preference page without an identity) get the hash of a key nobody holds. A
-  subject stored before keys existed, or named first by the site's backend (no hash
-  yet), is claimed by the first keyed write.
+  subject stored before keys existed (no hash yet) is claimed by the first keyed write.
+  The site's backend names an unknown visitor only with its key (get_or_create_subject).
 - **the read token** (`r` in the cookie): `HMAC(server key, "read:" + pseudonym)`,
   returned with every recorded decision; it lets the device read its own consent
   (`GET .../me/<id>?r=`) and is neither the id nor the write secret.
@@ -189,15 +189,14 @@ def find_subject_by_user(site_id: int, site_key: str, user_id: str) -> Subject |
     return account_by_ref(site_id, keyed_ref(site_key, "user", user_id))
 
 
-def create_subject(site_id: int, public_id: str | None = None, *, key: str | None = None,
-                   claimable: bool = False) -> Subject:
+def create_subject(site_id: int, public_id: str | None = None, *,
+                   key: str | None = None) -> Subject:
     """Create a subject (inside a write transaction).
 
-    With KEY, that device key proves it; CLAIMABLE leaves it for the first keyed write
-    (an id the site's backend names before its browser wrote); otherwise no device can
-    write as it (accounts, addresses, the preference page's own visitors).
+    With KEY, that device key proves it; otherwise no device can write as it (accounts,
+    addresses, the preference page's own visitors).
     """
-    hashed = device_key_hash(key) if key else None if claimable else _nobodys_key_hash()
+    hashed = device_key_hash(key) if key else _nobodys_key_hash()
     subject = Subject(site_id=site_id, public_id=public_id or new_public_id(),
                       pseudonym=secrets.token_hex(16), secret=secrets.token_hex(32),
                       key_hash=hashed)
