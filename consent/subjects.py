@@ -211,7 +211,7 @@ class DeviceNotProven(Forbidden):
     def __init__(self):
         super().__init__("The device key (`key`) does not prove this visitor id (`subject`): "
                          "send both from the same consent cookie (its `s` and `k`). Nothing "
-                         "was linked.")
+                         "was changed.")
 
 
 class UnknownVisitor(NotFound):

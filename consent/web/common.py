@@ -14,8 +14,8 @@ from ..sites import NotFound, site_snapshot
 
 
 def token_page(response):
-    """A page whose URL carries a credential (unsubscribe, guardian, login links): keep
-    the URL out of caches, referrers and search engines."""
+    """A page whose URL carries a credential (unsubscribe, guardian, login and access
+    links): keep the URL out of caches, referrers and search engines."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"

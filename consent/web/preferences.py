@@ -106,10 +106,19 @@ def _locale(site: SiteSnapshot, requested: str | None) -> tuple[str, dict, list[
     return locale, strings, available
 
 
+def _still_signed_in(site: SiteSnapshot, jti: str | None) -> bool:
+    # (once a request: the page reads the remembered entry several times; kept in the
+    # request's environ, not in g, whose app context may outlive a request)
+    known = request.environ.setdefault("consent.signed_in", {})
+    if jti not in known:
+        known[jti] = signed_in(site.id, jti)
+    return known[jti]
+
+
 def _remembered(site: SiteSnapshot) -> dict:
     entry = (session.get(SESSION_KEY) or {}).get(site.key) or {}
     if entry.get("a") and (entry.get("exp", 0) < time.time()
-                           or not signed_in(site.id, entry.get("j"))):
+                           or not _still_signed_in(site, entry.get("j"))):
         # expired, or signed out (the session is a cookie: a copy of it must end too)
         entry = {k: v for k, v in entry.items() if k not in ("a", "exp", "j")}
     return entry
