@@ -306,7 +306,7 @@
       h('p', {id: 'cw-bd'}, notice ? S(notice) : S('text'), ' ', policy()),
       !notice && note(),
       /*+age*/!notice && ageQ(),/*-age*/
-      h('div', {class: 'cw-acts'}, notice ? btn('ok', hide) : [
+      h('div', {class: 'cw-acts'}, notice ? btn('ok', () => hide(store(NK + notice, S(notice)))) : [
         btn('rejectAll', () => choose('reject_all', 'banner').catch(noop)),
         btn('acceptAll', () => choose('accept_all', 'banner').catch(noop)),
         btn('customise', () => prefs(), 1)]));
@@ -318,7 +318,7 @@
   // No banner where the rules are opt-out or notice-only: an announcement (nt) is told like
   // the notice at collection, and Consent.show() (or a missing choice, should this build
   // meet a config without a region) opens the preferences dialog, which has every choice.
-  const show = (notice, force) => notice ? cfgP.then(css).then(() => say(S(notice), S(notice + 'Title'), 0, noop)) : (force || needsChoice()) && prefs();
+  const show = (notice, force) => notice ? cfgP.then(css).then(() => say(S(notice), S(notice + 'Title'), 0, () => store(NK + notice, S(notice)))) : (force || needsChoice()) && prefs();
   /*-region*/
   // ---- the second part (static/widget/more.src.js, built into consent-more.js): what only
   // comes after the banner (sending choices, the check with the server, the preferences
@@ -388,8 +388,9 @@
     // First: nothing else stands between DOMContentLoaded and the banner. With the config at
     // hand and the stylesheet adopted (a first visit with ?site=KEY) it is built right here.
     if (needsChoice()) /*+optin*/styled ? paint() : /*-optin*/show();
-    // a version announced for later (its notice: strings nt, ntTitle): told once
-    else if (S('nt') != 'nt' && store(NK) != S('nt')) { store(NK, S('nt')); show('nt'); }
+    // a version announced for later (its notice: strings nt, ntTitle): told until its OK
+    // (a reload, e.g. after the session check below, must not hide it unread)
+    else if (S('nt') != 'nt' && store(NK + 'nt') != S('nt')) show('nt');
     /*+region*/
     if (R()) notice();  // before the tags: the notice is "at collection"
     /*-region*/

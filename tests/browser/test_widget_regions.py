@@ -5,9 +5,14 @@ GPP and US Privacy APIs (strings decoded with IAB Tech Lab's @iabgpp/cmpapi)."""
 from __future__ import annotations
 
 import gzip
+from datetime import timedelta
 
 import pytest
 
+from consent.database import run_write, utcnow
+from consent.extensions import db
+from consent.policies import publish_policy
+from consent.sites import Site
 from tests.support.browser import new_context, strict_csp
 from tests.support.gpp import iab_decode
 
@@ -229,6 +234,33 @@ def test_notice_only_region_runs_everything_without_a_banner_or_gpp(browser, us_
     ping, _ = page.evaluate(PING)
     assert ping["applicableSections"] == [-1]
     assert page.evaluate(USP)[0]["uspString"] == "1---"
+    ctx.close()
+
+
+def test_an_announced_policy_version_is_told_in_california_until_its_ok(browser, us_env):
+    """A material version announced for later is told like the notice at collection, on
+    every page view until its OK: a reload before that does not hide it unread."""
+    def announce():
+        sid = db.session.execute(db.select(Site.id).where(Site.key == us_env.site_key)).scalar_one()
+        publish_policy(sid, "2026-02", text="Policy v2", material=True,
+                       effective_at=utcnow() + timedelta(days=3))
+    run_write(announce)
+    ctx = visitor(browser, us_env, CALIFORNIA)
+    page = ctx.new_page()
+    page.goto(us_env.url())
+    told = page.get_by_role("region", name="Privacy policy update")
+    told.wait_for()
+    assert "takes effect on" in told.inner_text()
+    assert wait_ran(page, 5) == ALL_TAGS  # it blocks nothing
+    page.reload()
+    told.wait_for()
+    told.get_by_role("button", name="OK").click()
+    assert told.count() == 0
+    page.reload()
+    assert wait_ran(page, 5) == ALL_TAGS
+    page.locator(".cw-rn").first.wait_for()  # the notice at collection still comes
+    settle(page)
+    assert told.count() == 0
     ctx.close()
 
 
