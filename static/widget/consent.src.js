@@ -170,6 +170,7 @@
     return cfgP.then(() => {
       const c = {}, cur = cats();
       for (const k of keys()) c[k] = k == E || (action == 'custom' ? !!(k in vals ? vals[k] : cur[k]) : action == 'accept_all');
+      for (const k in vals) if (!(k in c)) throw Error('unknown category ' + k);  // nothing recorded
       return decide(action, c, src);
     });
   }

@@ -68,6 +68,15 @@ def test_api_get_choices_events_and_callbacks(env, page):
     page.evaluate("Consent.rejectAll()")
     assert page.evaluate("Consent.get().categories.functional") is False
     assert len(page.evaluate("window.changes")) == 2
+    # A category the site does not have (a typo) is refused by name, and nothing changes
+    # or is recorded: before, the call resolved and recorded a choice that changed nothing.
+    wait_recorded(env, 2)
+    error = page.evaluate("Consent.set({functional: true, analytic: true})"
+                          ".then(() => 'resolved', e => e.message)")
+    assert error == "unknown category analytic"
+    settle(page)
+    assert page.evaluate("Consent.get().categories.functional") is False
+    assert len(page.evaluate("window.changes")) == 2 and len(env.events()) == 2
     assert env.events()[-1].action == "reject_all"
 
 
