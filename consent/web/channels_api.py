@@ -255,10 +255,10 @@ def _recipient(data: dict) -> Recipient:
 
 
 @blp.route("/sites/<site_key>/may-i-send", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(MayISendSchema)
 @blp.response(200, SendAnswerSchema)
-@require_site_key
 def post_may_i_send(data: dict, site_key: str):
     """May a message of this kind go to this recipient over this channel now?"""
     return may_i_send(site_key, data["channel"], data["kind"], _recipient(data))
@@ -295,11 +295,11 @@ def _json_chunks(head: dict, rows: Iterator[Suppression]) -> Iterator[str]:
 
 
 @blp.route("/sites/<site_key>/suppressions", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY, responses={"200": {
     "description": "Streamed list (JSON object or CSV with header subject,address_ref,since)",
     "content": {"application/json": {}, "text/csv": {}}}})
 @blp.arguments(SuppressionQuery, location="query")
-@require_site_key
 def get_suppressions(query: dict, site_key: str):
     """Everyone opted out of a channel, streamed as JSON or CSV."""
     key, rows = suppressions(site_key, query["channel"], query["kind"])
@@ -316,10 +316,10 @@ def get_suppressions(query: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/channel-addresses", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(AddressSchema)
 @blp.response(200, AddressResultSchema)
-@require_site_key
 def post_address(data: dict, site_key: str):
     """Map an address to the site's user or a visitor (stored only as an HMAC)."""
     owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"),
@@ -330,10 +330,10 @@ def post_address(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/channel-choices", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(ChannelChoiceSchema)
 @blp.response(200, ChannelStateSchema)
-@require_site_key
 def post_channel_choice(data: dict, site_key: str):
     """Record opt-ins or opt-outs the site collected itself (one event when anything changes)."""
     result = record_channel_choice(site_key, _recipient(data), data["channels"],
@@ -344,10 +344,10 @@ def post_channel_choice(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/unsubscribe-links", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(UnsubscribeLinkSchema)
 @blp.response(200, UnsubscribeLinkResultSchema)
-@require_site_key
 def post_unsubscribe_link(data: dict, site_key: str):
     """Mint the RFC 8058 one-click unsubscribe URL for one recipient."""
     owner = Recipient(subject=data.get("subject"), user_id=data.get("user_id"),
@@ -362,12 +362,12 @@ def post_unsubscribe_link(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/sms/inbound", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY, requestBody={"required": True, "content": {
     "application/x-www-form-urlencoded": {"schema": SmsInboundSchema},
     "application/json": {"schema": SmsInboundSchema}}})
 @blp.arguments(SmsInboundSchema, location="json_or_form")
 @blp.response(200, SmsResultSchema)
-@require_site_key
 def post_sms_inbound(data: dict, site_key: str):
     """SMS gateway webhook: STOP (and variants) opts out of promotional SMS, START back in."""
     result = sms_inbound(site_key, data["sender"], data["body"], request_context(),
@@ -418,10 +418,10 @@ def _gateway_urls(site_key: str, provider: str, token: str) -> tuple[str, str]:
 
 
 @blp.route("/sites/<site_key>/sms/gateways", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(GatewayRegistrationSchema)
 @blp.response(201, GatewayRegisteredSchema)
-@require_site_key
 def post_sms_gateway(data: dict, site_key: str):
     """Register (or re-register with a new token) an SMS gateway; returns its inbound URL."""
     reg = sms_gateways.register_gateway(site_key, data["provider"],
@@ -434,9 +434,9 @@ def post_sms_gateway(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/sms/gateways", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, GatewayListSchema)
-@require_site_key
 def get_sms_gateways(site_key: str):
     """The SMS gateways of the site (without their tokens)."""
     return {"gateways": [{"provider": g.provider, "signed": g.signing_secret is not None,
@@ -446,9 +446,9 @@ def get_sms_gateways(site_key: str):
 
 
 @blp.route("/sites/<site_key>/sms/gateways/<provider>", methods=["DELETE"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(204)
-@require_site_key
 def delete_sms_gateway(site_key: str, provider: str):
     """Remove an SMS gateway: its inbound URL stops working at once."""
     sms_gateways.remove_gateway(site_key, provider)
@@ -595,10 +595,10 @@ class SmsPlivo(MethodView):
 
 
 @blp.route("/sites/<site_key>/login-links", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(LoginLinkSchema)
 @blp.response(200, LoginLinkResultSchema)
-@require_site_key
 def post_login_link(data: dict, site_key: str):
     """A signed, expiring, single-use link to the preference center for a known user."""
     minted = mint_login_token(site_key, data["user_id"], device_public_id=data.get("subject"),
@@ -612,10 +612,10 @@ def post_login_link(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/identity-links", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(IdentityLinkSchema)
 @blp.response(200, IdentityLinkResultSchema)
-@require_site_key
 def post_identity_link(data: dict, site_key: str):
     """Link a visitor to the site's user; returns the account id to keep in the cookie."""
     result = link_user(site_key, data["user_id"], data["subject"], request_context(),

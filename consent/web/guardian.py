@@ -51,19 +51,19 @@ class RequestQuery(StrictSchema):
 
 
 @blp.route("/sites/<site_key>/guardian-requests", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(RequestQuery, location="query")
 @blp.response(200, GuardianRequestSchema(many=True))
-@require_site_key
 def get_guardian_requests(query: dict, site_key: str):
     """The site's guardian requests, newest first (`?status=awaiting` for those to send)."""
     return list_requests(site_key, query.get("status"))
 
 
 @blp.route("/sites/<site_key>/guardian-requests/<int:request_id>", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, GuardianRequestSchema)
-@require_site_key
 def get_guardian_request(site_key: str, request_id: int):
     """One request: while awaiting, its confirmation link and the guardian's address."""
     return get_request(site_key, request_id)

@@ -82,10 +82,10 @@ def _result(result) -> dict:
 
 
 @blp.route("/sites/<site_key>/linked-accounts", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(AuthorizeSchema)
 @blp.response(201, LinkResultSchema)
-@require_site_key
 def post_linked_account(data: dict, site_key: str):
     """Record an authorisation (a `grant` event naming the integration) and keep the token."""
     return _result(authorize(site_key, data["integration"], data["token"],
@@ -93,10 +93,10 @@ def post_linked_account(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/linked-accounts", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(ListQuery, location="query")
 @blp.response(200, LinkListSchema)
-@require_site_key
 def get_linked_accounts(query: dict, site_key: str):
     """A person's linked accounts, current and past (tokens are never listed)."""
     subject, rows = list_links(site_key, subject=query.get("subject"),
@@ -105,11 +105,11 @@ def get_linked_accounts(query: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/linked-accounts/token", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @problems(410)  # deauthorised: the token is deleted
 @blp.arguments(LinkRefSchema)
 @blp.response(200, TokenSchema)
-@require_site_key
 def post_token(data: dict, site_key: str):
     """The token of an active link (POST, so that it never appears in a URL or log)."""
     return {"token": read_token(site_key, data["integration"], subject=data.get("subject"),
@@ -117,10 +117,10 @@ def post_token(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/linked-accounts/deauthorize", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(DeauthorizeSchema)
 @blp.response(200, LinkResultSchema)
-@require_site_key
 def post_deauthorize(data: dict, site_key: str):
     """Delete the token and record a `withdraw` event naming the integration (idempotent)."""
     return _result(deauthorize(site_key, data["integration"], subject=data.get("subject"),

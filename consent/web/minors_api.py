@@ -49,10 +49,10 @@ class GuardianResultSchema(ma.Schema):
 
 
 @blp.route("/sites/<site_key>/age", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(AgeSchema)
 @blp.response(200, AgeResultSchema)
-@require_site_key
 def post_age(data: dict, site_key: str):
     """Record whether a person is a minor; a new minor's unguarded grants are withdrawn."""
     result = record_age(site_key, minor=data["minor"], subject=data.get("subject"),
@@ -63,10 +63,10 @@ def post_age(data: dict, site_key: str):
 
 
 @blp.route("/sites/<site_key>/guardian-consents", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(GuardianConsentSchema)
 @blp.response(201, GuardianResultSchema)
-@require_site_key
 def post_guardian_consent(data: dict, site_key: str):
     """Record a guardian's consent for a minor (one `guardian` event, meta guardian: true)."""
     person, event = record_guardian_consent(site_key, categories=data.get("categories"),

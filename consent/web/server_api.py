@@ -117,9 +117,9 @@ def _guardian(site, subject) -> dict | None:
 
 
 @blp.route("/sites/<site_key>/subjects/<subject_id>", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, SubjectConsentSchema)
-@require_site_key
 def get_subject(site_key: str, subject_id: str):
     """Current consent of a subject by visitor id."""
     site = site_snapshot(site_key)
@@ -127,9 +127,9 @@ def get_subject(site_key: str, subject_id: str):
 
 
 @blp.route("/sites/<site_key>/users/<user_id>", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, SubjectConsentSchema)
-@require_site_key
 def get_user(site_key: str, user_id: str):
     """Current consent of the site's own (logged-in) user."""
     site = site_snapshot(site_key)
@@ -140,9 +140,9 @@ def get_user(site_key: str, user_id: str):
 
 
 @blp.route("/sites/<site_key>/subjects/<subject_id>/history", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, HistorySchema)
-@require_site_key
 def get_history(site_key: str, subject_id: str):
     """Every event of a subject, oldest first, with hash links."""
     site = site_snapshot(site_key)
@@ -151,10 +151,10 @@ def get_history(site_key: str, subject_id: str):
 
 
 @blp.route("/sites/<site_key>/subjects/<subject_id>/events", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(BackendEventSchema)
 @blp.response(201, SubjectConsentSchema)
-@require_site_key
 def post_event(data: dict, site_key: str, subject_id: str):
     """Record a consent change made through the site's own backend (source `api`)."""
     site = site_snapshot(site_key)

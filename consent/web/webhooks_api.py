@@ -137,10 +137,10 @@ class RetrySchema(ma.Schema):
 
 
 @blp.route("/endpoints", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(EndpointInSchema)
 @blp.response(201, EndpointCreatedSchema)
-@require_site_key
 def create_endpoint(data: dict, site_key: str):
     """Register a downstream endpoint; the answer carries its signing secret once."""
     endpoint, _secret = register_endpoint(site_key, **data)
@@ -148,55 +148,55 @@ def create_endpoint(data: dict, site_key: str):
 
 
 @blp.route("/endpoints", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, EndpointSchema(many=True))
-@require_site_key
 def get_endpoints(site_key: str):
     """Every endpoint of the site, disabled ones too."""
     return list_endpoints(site_key)
 
 
 @blp.route("/endpoints/<int:endpoint_id>", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, EndpointSchema)
-@require_site_key
 def get_one_endpoint(site_key: str, endpoint_id: int):
     """One endpoint with its delivery counts."""
     return get_endpoint(site_key, endpoint_id)
 
 
 @blp.route("/endpoints/<int:endpoint_id>", methods=["PATCH"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(EndpointPatchSchema)
 @blp.response(200, EndpointSchema)
-@require_site_key
 def patch_endpoint(data: dict, site_key: str, endpoint_id: int):
     """Turn the pre-Standard-Webhooks headers of an endpoint off (or on again)."""
     return set_legacy_headers(site_key, endpoint_id, data["legacy_headers"])
 
 
 @blp.route("/endpoints/<int:endpoint_id>/disable", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, EndpointSchema)
-@require_site_key
 def disable_endpoint(site_key: str, endpoint_id: int):
     """Stop notifying an endpoint; its unsent notifications become dead letters."""
     return set_endpoint_active(site_key, endpoint_id, False)
 
 
 @blp.route("/endpoints/<int:endpoint_id>/enable", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, EndpointSchema)
-@require_site_key
 def enable_endpoint(site_key: str, endpoint_id: int):
     """Notify a disabled endpoint again (retry its dead letters separately)."""
     return set_endpoint_active(site_key, endpoint_id, True)
 
 
 @blp.route("/endpoints/<int:endpoint_id>/retry", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, RetrySchema)
-@require_site_key
 @problems(409)
 def retry_endpoint_dead(site_key: str, endpoint_id: int):
     """Requeue every dead letter of an endpoint."""
@@ -205,10 +205,10 @@ def retry_endpoint_dead(site_key: str, endpoint_id: int):
 
 
 @blp.route("/deliveries", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.arguments(MessageQuerySchema, location="query", as_kwargs=True)
 @blp.response(200, MessageListSchema)
-@require_site_key
 def get_deliveries(site_key: str, limit: int, state=None, endpoint=None, event=None,
                    before=None):
     """The delivery log: notifications newest first, filtered by state, endpoint, event."""
@@ -218,9 +218,9 @@ def get_deliveries(site_key: str, limit: int, state=None, endpoint=None, event=N
 
 
 @blp.route("/deliveries/<int:message_id>", methods=["GET"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, MessageDetailSchema)
-@require_site_key
 def get_delivery(site_key: str, message_id: int):
     """One notification with its body and every attempt."""
     message = get_message(site_key, message_id)
@@ -229,9 +229,9 @@ def get_delivery(site_key: str, message_id: int):
 
 
 @blp.route("/deliveries/<int:message_id>/retry", methods=["POST"])
+@require_site_key
 @blp.doc(security=SECURITY)
 @blp.response(200, RetrySchema)
-@require_site_key
 @problems(409)
 def retry_delivery(site_key: str, message_id: int):
     """Requeue one dead letter (409 when it is not dead)."""
