@@ -21,6 +21,7 @@ import io
 import json
 import os
 import sys
+from array import array
 from dataclasses import dataclass, field
 from itertools import accumulate, islice, repeat
 from operator import sub
@@ -31,7 +32,8 @@ import click
 import sqlalchemy as sa
 
 from . import csvcells
-from .ledger import ACTIONS, canonical, chain_hash, hashed_fields
+from .ledger import ACTIONS, GENESIS, canonical, chain_hash, hashed_fields
+from .ledger.chain import CLOCK_SLACK, backdated
 
 # /2 added the delivery rows; files of /1 (no delivery rows) still verify.
 FORMAT = "consent-export/2"
@@ -129,6 +131,15 @@ def _iso(dt: datetime | None) -> str | None:
     from .database import iso
 
     return iso(dt)
+
+
+def _epoch(text: str | None) -> float:
+    """Seconds since the epoch of an ISO time (0 when it has none or cannot be read: the
+    row's hash check names an edited time)."""
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else 0.0
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _resolve_subject(site_id: int, subject: str) -> str:
@@ -1203,6 +1214,14 @@ class _LogCheck:
         self.signed: dict[str, object] = {}
         self.held = None
         self.problem: str | None = None
+        # The last seq each stream's retention checkpoint purged (its log entries stay).
+        self.purged: dict[tuple, int] = {}
+        for cp in manifest.get("checkpoints") or []:
+            at = (cp.get("site"), cp.get("stream"))
+            self.purged[at] = max(self.purged.get(at, 0), int(cp.get("seq") or 0))
+        # With a held checkpoint: the held site's events' times (epoch seconds, packed as
+        # the leaves are), for entries after it that are dated before it allows.
+        self.times: dict[tuple, array] = {}
         self.prepare()
 
     def _verifiers(self, origin: str):
@@ -1256,6 +1275,8 @@ class _LogCheck:
         first, packed = self.leaves.setdefault(key, (row["seq"], bytearray()))
         if row["seq"] - first == len(packed) // 16:  # a gap is reported by the link check
             packed += event_leaf_hash(row["prev_hash"], fields)[:16]
+            if self.held is not None and row["site"] == self.held_site:
+                self.times.setdefault(key, array("d")).append(_epoch(row["recorded_at"]))
 
     def _leaf_of(self, site: str, stream: int, seq: int) -> bytes | None:
         first, packed = self.leaves.get((site, stream), (0, b""))
@@ -1290,12 +1311,36 @@ class _LogCheck:
         if mine is not None and mine != leaf[:16]:
             return (f"site {key}: the exported event at stream {stream} seq {seq} is not log "
                     f"entry {index:,}: the event was rewritten after it was logged")
+        if mine is None and seq > self.purged.get((key, stream), 0):
+            return (f"site {key}: log entry {index:,} (stream {stream} seq {seq}) has no "
+                    "event in the export, and no retention checkpoint purged it: the event "
+                    "was deleted after it was logged")
+        why = self._backdated(key, index, stream, seq)
+        if why:
+            return why
         tree.append(leaf)
         if self.held is not None and key == self.held_site and tree.size == self.held.size \
                 and tree.root() != self.held.root:
             return (f"site {key}: the exported log is not an extension of the held checkpoint "
                     f"{self.held.size:,} ({self.held.time or 'time unknown'}): the log was "
                     "rewritten")
+        return None
+
+    def _backdated(self, key: str, index: int, stream: int, seq: int) -> str | None:
+        """Why the event of a log entry after the held checkpoint is dated before the
+        checkpoint's floor (Checkpoint.floor), if it is."""
+        held = self.held
+        if held is None or key != self.held_site or index < held.size or not held.floor:
+            return None
+        first = self.leaves[(key, stream)][0]
+        times = self.times.get((key, stream))
+        if times is None or not 0 <= seq - first < len(times):
+            return None
+        if times[seq - first] < _epoch(held.floor) - CLOCK_SLACK.total_seconds():
+            return (f"site {key}: the event at stream {stream} seq {seq} (log entry "
+                    f"{index:,}) is dated before {held.floor}, yet the held checkpoint of "
+                    f"{held.size:,} entries does not hold it and left out no older event: "
+                    "it was backdated")
         return None
 
     def finish(self) -> str | None:
@@ -1360,6 +1405,7 @@ def verify_export_file(path: str, public_key: str | None = None,
         log_check = _LogCheck(manifest, report, since_checkpoint, pinned or parse_public_key(
             str(signed["signature"].get("public_key", ""))))
         streams: dict[str, dict] = {}
+        stream_at: dict[str, str] = {}  # the latest time seen in each stream
         first_hash = last_hash = first_at = last_at = None
         number, offset, pending, line = 0, 0, None, 0
         for number, raw in enumerate(fh, start=1):
@@ -1482,10 +1528,15 @@ def verify_export_file(path: str, public_key: str | None = None,
             else:
                 streams[key] = {"first_seq": row["seq"], "first_prev_hash": row["prev_hash"],
                                 "last_seq": row["seq"], "last_hash": row["hash"], "rows": 1}
+            at = row["recorded_at"]
+            if backdated(at, stream_at.get(key)):
+                return bad(line, n, ev, f"recorded at {at}, before a row it follows in its "
+                           f"stream ({stream_at[key]}): it was backdated")
+            if at and at > stream_at.get(key, ""):
+                stream_at[key] = at
             first_hash = first_hash or row["hash"]
             last_hash = row["hash"]
             digest.update(row["hash"].encode())
-            at = row["recorded_at"]
             first_at = at if first_at is None or at < first_at else first_at
             last_at = at if last_at is None or at > last_at else last_at
         if pending is not None:
@@ -1521,11 +1572,24 @@ def verify_export_file(path: str, public_key: str | None = None,
     span = manifest.get("time_range") or {}
     if (span.get("first_recorded_at"), span.get("last_recorded_at")) != (first_at, last_at):
         return bad(number, None, None, "the rows' time range differs from the signed manifest")
+    starts: dict[str, tuple[int, str]] = {}  # each stream's last retention checkpoint
     for cp in manifest.get("checkpoints") or []:
         info = streams.get(f"{cp['site']}/{cp['stream']}")
         if info and info["first_seq"] == cp["seq"] + 1 and info["first_prev_hash"] != cp["hash"]:
             return bad(number, None, None, f"stream {cp['site']}/{cp['stream']} does not "
                        "continue from its signed retention checkpoint")
+        at = f"{cp['site']}/{cp['stream']}"
+        if cp["seq"] >= starts.get(at, (0, ""))[0]:
+            starts[at] = (cp["seq"], cp["hash"])
+    if contiguous and not (manifest.get("filters") or {}).get("since"):
+        # A whole export starts each stream at its first event, or just after the events
+        # a retention checkpoint purged.
+        for at, info in streams.items():
+            seq, value = starts.get(at, (0, GENESIS))
+            if (info["first_seq"], info["first_prev_hash"]) != (seq + 1, value):
+                return bad(number, None, None, f"stream {at} starts at seq "
+                           f"{info['first_seq']}, but no retention checkpoint purged the "
+                           "events before it: they were deleted")
     return report
 
 

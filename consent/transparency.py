@@ -171,6 +171,10 @@ def verify_receipt_command(file, public_key, later):
         raise click.ClickException("the receipt is not a JSON object")
     result = check_receipt(receipt, public_key,
                            _load_json(later, "the checkpoint") if later else None)
+    if result.ok and result.undecided:
+        click.echo(f"CANNOT CHECK: {result.undecided} (the receipt itself is good: "
+                   f"{result.summary()})", err=True)
+        sys.exit(2)
     if result.ok:
         click.echo(f"OK: {result.summary()}")
         sys.exit(0)

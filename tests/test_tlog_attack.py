@@ -189,7 +189,8 @@ def _everyone_notices(client, runner, h, tmp_path):
     check = cli(runner, "verify-receipt", str(h["receipt"]), "--public-key", h["key"],
                 "--checkpoint", str(later))
     assert check.exit_code == 1, check.output
-    assert "site shop" in check.output and "not an extension" in check.output
+    assert "site shop" in check.output and ("not an extension" in check.output
+                                            or "the log was rewound" in check.output)
 
     export = tmp_path / "after.csv"
     assert cli(runner, "export", "--site", "shop", "-o", str(export)).exit_code == 0
@@ -257,3 +258,134 @@ def test_a_deleted_tail_with_a_rewound_head_is_caught(app, client, runner, site,
     as_insider(statements + REBUILD_LOG)
     _the_signer_refuses(app, client, site, runner, h, tmp_path)
     _everyone_notices(client, runner, h, tmp_path)
+
+
+def _stream_of(event_id):
+    target = db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.event_id == event_id)).scalar_one()
+    return db.session.execute(db.select(ConsentEvent).where(
+        ConsentEvent.site_id == target.site_id, ConsentEvent.stream == target.stream)
+        .order_by(ConsentEvent.seq)).scalars().all()
+
+
+def _export_says(runner, h, tmp_path, *args, since=True):
+    export = tmp_path / f"export{len(list(tmp_path.iterdir()))}.csv"
+    made = cli(runner, "export", "--site", "shop", "-o", str(export), *args)
+    assert made.exit_code == 0, made.output
+    extra = ["--since-checkpoint", str(h["held"])] if since else []
+    return cli(runner, "verify-export", str(export), "--public-key", h["key"], *extra)
+
+
+@pytest.mark.parametrize("which", ["first", "last"])
+def test_an_event_deleted_after_it_was_logged_is_named_by_the_export(
+        client, runner, site, shop_with_history, tmp_path, which):
+    """The log keeps the entry of an event an insider deleted (the first of its stream, or
+    its last with the head rewound): the log still extends every checkpoint, so the
+    witness and receipts are content, but an export no longer holds an event for each log
+    entry, and its streams no longer start at seq 1."""
+    h = shop_with_history
+    rows = _stream_of(h["victim"]["event_id"])
+    gone = rows[0] if which == "first" else rows[-1]
+    statements = [("DELETE FROM event_details WHERE event_id = :e", {"e": gone.event_id}),
+                  ("DELETE FROM consent_events WHERE event_id = :e", {"e": gone.event_id})]
+    if which == "last":
+        before = rows[-2] if len(rows) > 1 else None
+        statements.append(("UPDATE ledger_heads SET seq = :s, hash = :h WHERE site_id = "
+                           ":site AND stream = :st",
+                           {"s": before.seq if before else 0,
+                            "h": before.hash if before else "0" * 64,
+                            "site": gone.site_id, "st": gone.stream}))
+    as_insider(statements)
+    assert cli(runner, "witness", h["url"], "--state", str(h["state"])).exit_code == 0
+    for since in (True, False):
+        said = _export_says(runner, h, tmp_path, since=since)
+        assert said.exit_code == 1, said.output
+        assert "has no event in the export" in said.output and "deleted" in said.output
+    if which == "first":
+        # Without its log section the export still shows the stream's start is gone.
+        said = _export_says(runner, h, tmp_path, "--no-log", since=False)
+        assert said.exit_code == 1, said.output
+        assert f"stream shop/{gone.stream} starts at seq 2" in said.output
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 1 and "site shop" in verify.output, verify.output
+
+
+def test_a_backdated_event_appended_to_a_stream_is_caught(client, runner, site, clock,
+                                                          shop_with_history, tmp_path):
+    """An insider running the app with its clock set back appends a withdrawal dated a
+    month ago: the chain links and the log takes it, but it is dated before the event it
+    follows in its stream."""
+    h = shop_with_history
+    clock.advance(days=-30)
+    decide(client, site, "reject_all", "victim-visitor-0001")
+    clock.offset = clock.offset * 0
+    assert cli(runner, "integrate").exit_code == 0
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 1, verify.output
+    assert "it was backdated" in verify.output and "site shop" in verify.output
+    said = _export_says(runner, h, tmp_path, since=False)
+    assert said.exit_code == 1 and "it was backdated" in said.output, said.output
+
+
+def test_an_event_dated_before_a_checkpoint_that_left_it_out_is_caught(
+        client, runner, site, clock, tmp_path, database_url):
+    """A visitor's stream whose last event is a year old: an event appended now but dated
+    after it still passes the stream's order, yet it is dated before a checkpoint that did
+    not hold it and left no event out. `verify` and `verify-export --since-checkpoint`
+    name it; an honest backlog (committed, then logged in batches) does not."""
+    clock.advance(days=-400)
+    old = {decide(client, site, "accept_all", f"old-visitor-{i:06d}")["event_id"]: i
+           for i in range(4)}
+    assert cli(runner, "integrate").exit_code == 0
+    clock.offset = clock.offset * 0
+    new = [decide(client, site, "reject_all", f"new-visitor-{i:06d}") for i in range(3)]
+    from flask import current_app
+    current_app.config["CONSENT_LOG_BATCH"] = 1  # a backlog of whole batches
+    try:
+        assert cli(runner, "integrate").exit_code == 0
+    finally:
+        current_app.config.pop("CONSENT_LOG_BATCH")
+    assert cli(runner, "verify").exit_code == 0
+    key = cli(runner, "signing-key", "--site", "shop").output.strip()
+    held = tmp_path / "held.txt"
+    held.write_text(client.get("/api/v1/sites/shop/log/checkpoint").get_data(as_text=True))
+    assert held.read_text().split("\n")[1] == "7" and "\npending none\n" in held.read_text()
+    h = {"key": key, "held": held}
+    assert _export_says(runner, h, tmp_path).exit_code == 0
+
+    # An old visitor whose stream had nothing since (pseudonyms pick streams).
+    busy = {_stream_of(n["event_id"])[0].stream for n in new}
+    quiet = next(i for event_id, i in old.items() if _stream_of(event_id)[0].stream not in busy)
+    clock.advance(days=-399)
+    decide(client, site, "reject_all", f"old-visitor-{quiet:06d}")
+    clock.offset = clock.offset * 0
+    assert cli(runner, "integrate").exit_code == 0
+    verify = cli(runner, "verify")
+    assert verify.exit_code == 1, verify.output
+    assert "it was backdated" in verify.output and "left out no event" in verify.output
+    said = _export_says(runner, h, tmp_path)
+    assert said.exit_code == 1 and "the held checkpoint" in said.output, said.output
+    assert "it was backdated" in said.output
+    # Without the held checkpoint only the stream's order is checked, and it holds.
+    assert _export_says(runner, h, tmp_path, since=False).exit_code == 0
+
+
+def test_a_bare_later_checkpoint_of_another_size_cannot_condemn_an_honest_log(
+        client, runner, site, shop_with_history, tmp_path):
+    """A receipt holder who gives the newer checkpoint without its consistency proof is
+    told the check cannot be made (exit 2), not that an honest log was rewritten; the
+    receipt's own checkpoint, given bare, still matches."""
+    h = shop_with_history
+    _new_checkpoint_after(client, site, runner)
+    later = tmp_path / "bare.txt"
+    later.write_text(client.get("/api/v1/sites/shop/log/checkpoint").get_data(as_text=True))
+    check = cli(runner, "verify-receipt", str(h["receipt"]), "--public-key", h["key"],
+                "--checkpoint", str(later))
+    assert check.exit_code == 2, check.output
+    assert "CANNOT CHECK" in check.output and "log/consistency?from=" in check.output
+    assert "rewritten" not in check.output
+    same = tmp_path / "same.txt"
+    same.write_text(json.loads(h["receipt"].read_text())["log"]["checkpoint"])
+    check = cli(runner, "verify-receipt", str(h["receipt"]), "--public-key", h["key"],
+                "--checkpoint", str(same))
+    assert check.exit_code == 0 and "still in the log" in check.output, check.output

@@ -16,7 +16,7 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
@@ -28,6 +28,21 @@ from ..extensions import db
 
 GENESIS = "0" * 64
 HASH_VERSION = 1
+# An event's time is taken under its stream's lock, so along a stream it never goes back,
+# but for the skew between the clocks of the app's machines; nor is an event dated before
+# a signed checkpoint that does not hold it. More than this earlier is a backdated event.
+CLOCK_SLACK = timedelta(seconds=120)
+
+
+def backdated(at: str | None, floor: str | None) -> bool:
+    """Whether ISO time AT is more than CLOCK_SLACK before ISO time FLOOR (the fixed-width
+    form `iso` writes compares as text, so the parse runs only when AT sorts first)."""
+    if not at or not floor or at >= floor:
+        return False
+    try:
+        return datetime.fromisoformat(at) < datetime.fromisoformat(floor) - CLOCK_SLACK
+    except ValueError:
+        return False
 
 ACTIONS = (
     "accept_all", "reject_all", "custom", "withdraw", "grant", "gpc", "expire",
@@ -660,7 +675,7 @@ def verify_ledger(site_ids: Iterable[int] | None = None) -> VerifyReport:
              .where(ev.c.site_id.in_(wanted))
              .order_by(ev.c.site_id, ev.c.stream, ev.c.seq))
     current: tuple[int, int] | None = None
-    expect_seq, expect_hash, last_id, broken = 0, GENESIS, None, False
+    expect_seq, expect_hash, last_id, last_at, broken = 0, GENESIS, None, None, False
 
     def close_stream(key):
         if key is None:
@@ -680,7 +695,7 @@ def verify_ledger(site_ids: Iterable[int] | None = None) -> VerifyReport:
             report.streams += 1
             cp = checkpoints.get(key)
             expect_seq, expect_hash = (cp.seq, cp.hash) if cp else (0, GENESIS)
-            last_id, broken = None, False
+            last_id, last_at, broken = None, None, False
         report.events += 1
         if broken:
             continue
@@ -695,6 +710,9 @@ def verify_ledger(site_ids: Iterable[int] | None = None) -> VerifyReport:
             reason = "contents do not match the stored hash: the event was edited"
         elif last_id is not None and row.id < last_id:
             reason = "row order does not match the chain: reordered"
+        elif last_at is not None and row.recorded_at < last_at - CLOCK_SLACK:
+            reason = (f"recorded at {iso(row.recorded_at)}, before the event it follows "
+                      f"({iso(last_at)}): it was backdated")
         elif row.details_event_id is not None:
             if secrets_by_pseudonym is None:
                 secrets_by_pseudonym = dict(db.session.execute(
@@ -711,7 +729,7 @@ def verify_ledger(site_ids: Iterable[int] | None = None) -> VerifyReport:
                                                  row.event_id, reason))
             broken = True
             continue
-        expect_seq, expect_hash, last_id = row.seq, row.hash, row.id
+        expect_seq, expect_hash, last_id, last_at = row.seq, row.hash, row.id, row.recorded_at
     close_stream(current)
     # Streams whose head exists but which have no events left at all.
     seen = {(p.site_key, p.stream) for p in report.problems}

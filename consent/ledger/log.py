@@ -315,10 +315,25 @@ def _new_events(site_id: int, site_key: str, batch: int, refused: list[str],
     return [row for row in chosen if "leaf" in row]
 
 
+# The first event above each stream's watermark is its oldest not in the log.
+_OLDEST_UNLOGGED = (
+    "SELECT MIN(e.recorded_at) FROM ledger_heads h "
+    "LEFT JOIN log_streams l ON l.site_id = h.site_id AND l.stream = h.stream "
+    "JOIN consent_events e ON e.site_id = h.site_id AND e.stream = h.stream "
+    "AND e.seq = COALESCE(l.seq, 0) + 1 "
+    "WHERE h.site_id = :site_id AND h.seq > COALESCE(l.seq, 0)")
+
+
 def sign_checkpoint(site_id: int, site_key: str, size: int, root: bytes) -> str:
     """Sign and store a checkpoint of the site's log; returns the signed note."""
     now = utcnow()
-    body = Checkpoint(log_origin(site_key), size, root, [f"time {iso(now)}"])
+    # The oldest event committed but left out (a backlog, a refused stream): no later
+    # entry may be dated before it, or before the signing time when there is none; an
+    # outsider's check of backdated events rests on this (docs/audit.md).
+    oldest = rawsql.one(_OLDEST_UNLOGGED, {"site_id": site_id})[0]
+    pending = iso(rawsql.from_db_time(oldest)) if oldest is not None else "none"
+    body = Checkpoint(log_origin(site_key), size, root,
+                      [f"time {iso(now)}", f"pending {pending}"])
     note = sign_note(body.text(), body.origin, signing_key())
     rawsql.run("INSERT INTO log_checkpoints (site_id, size, root, created_at, note) VALUES "
                "(:site_id, :size, :root, :created_at, :note)",
@@ -466,7 +481,9 @@ def integrate_site(site_id: int, site_key: str, *, batch: int | None = None,
     if checkpoint:
         last = rawsql.one("SELECT size, root FROM log_checkpoints WHERE site_id = :site_id "
                           "ORDER BY id DESC LIMIT 1", {"site_id": site_id})
-        if leaves or last is None or force_checkpoint:
+        # (also when an earlier batch of this pass added what no checkpoint covers yet:
+        # a backlog of a whole number of batches ends on an empty one)
+        if leaves or last is None or force_checkpoint or int(last[0]) != compact.size:
             result.checkpoint = sign_checkpoint(site_id, site_key, compact.size,
                                                 compact.root())
     return result

@@ -194,6 +194,16 @@ class Checkpoint:
                 return line[5:]
         return None
 
+    @property
+    def floor(self) -> str | None:
+        """No entry after this checkpoint is dated earlier (but for the clock slack): the
+        oldest event left out when it was signed, else its signing time. None for a
+        checkpoint signed before this log wrote its `pending` line."""
+        for line in self.extensions:
+            if line.startswith("pending "):
+                return self.time if line == "pending none" else line[8:]
+        return None
+
 
 def parse_checkpoint(text: str) -> Checkpoint:
     """A Checkpoint from a note's text; NoteError when it is not one."""

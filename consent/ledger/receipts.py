@@ -117,6 +117,9 @@ class ReceiptCheck:
     size: int | None = None
     later_size: int | None = None
     problems: list[str] = field(default_factory=list)
+    # Why the later checkpoint given can neither show the event is still there nor that
+    # it is gone (a bare checkpoint of another size): the holder needs the proof.
+    undecided: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -208,9 +211,9 @@ def check_receipt(receipt: dict, public_key: str | bytes, later: dict | str | No
 
 def _check_later(out: ReceiptCheck, first, later, public_key) -> None:
     try:
+        bare = isinstance(later, str) or "consistency_path" not in later
         if isinstance(later, str):
-            later = {"checkpoint": later, "from": first.size, "to": None,
-                     "consistency_path": []}
+            later = {"checkpoint": later, "from": first.size, "to": None}
         note = later["checkpoint"]
         if not note:
             raise ValueError("the consistency proof carries no signed checkpoint")
@@ -226,6 +229,19 @@ def _check_later(out: ReceiptCheck, first, later, public_key) -> None:
     elif old != first.size:
         out.problems.append(f"the consistency proof starts at {old:,}, the receipt's "
                             f"checkpoint has {first.size:,} entries")
+    elif bare and newer.size < first.size and first.time and newer.time and \
+            newer.time > first.time:
+        out.problems.append(f"checkpoint {newer.size:,}, signed at {newer.time}, is smaller "
+                            f"than the receipt's of {first.size:,}, signed earlier at "
+                            f"{first.time}: the log was rewound")
+    elif bare and newer.size != first.size:
+        # Two signed checkpoints of different sizes say nothing of each other without a
+        # consistency proof: an older, smaller one is as honest as a larger, newer one.
+        out.later_size = None
+        out.undecided = (f"the later checkpoint has {newer.size:,} entries and the "
+                         f"receipt's {first.size:,}, and no consistency proof links them: "
+                         f"give the JSON of GET /api/v1/sites/{out.site}/log/consistency"
+                         f"?from={first.size} instead")
     elif newer.size < first.size:
         out.problems.append(f"checkpoint {newer.size:,} is not an extension of "
                             f"{first.size:,} the receipt holds: it is smaller (the log was "

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from . import merkle, signer_state
-from .chain import (ConsentEvent, LedgerCheckpoint, _iter_rows, compute_states,
+from ..database import iso
+from .chain import (ConsentEvent, LedgerCheckpoint, _iter_rows, backdated, compute_states,
                     current_states, event_fields, normalise_state)
 from .log import (LogCheckpoint, LogLeaf, LogNode, event_leaf_hash, log_origin,
                   site_verifiers)
@@ -62,7 +63,8 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
             out.append(SiteProblem(key, reason))
 
     verifiers = site_verifiers(key)
-    signed: list[tuple[int, bytes, str]] = []
+    # (size, root, when it was signed as said in reports, its signing time)
+    signed: list[tuple[int, bytes, str, str | None]] = []
     notes = set()
     for cp in db.session.execute(db.select(LogCheckpoint).where(
             LogCheckpoint.site_id == site_id).order_by(LogCheckpoint.size, LogCheckpoint.id)
@@ -73,7 +75,7 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
             bad(f"the checkpoint of {cp.size:,} entries signed at {cp.created_at} does not "
                 f"verify ({exc}): it was edited")
             continue
-        signed.append((body.size, body.root, body.time or str(cp.created_at)))
+        signed.append((body.size, body.root, body.time or str(cp.created_at), body.floor))
         notes.add(cp.note)
     # The checkpoint this machine's signer kept outside the database: deleting or
     # rewinding checkpoint rows does not make the log look unsigned.
@@ -88,7 +90,7 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
                 f"signer in {held.path}, is not in the database: checkpoint rows were "
                 "deleted or rewound")
         signed.append((held.size, held.checkpoint.root,
-                       f"{held.when} (kept outside the database)"))
+                       f"{held.when} (kept outside the database)", held.checkpoint.floor))
         signed.sort(key=lambda item: item[0])
     purged_upto = {}
     for cp in db.session.execute(db.select(LedgerCheckpoint).where(
@@ -106,6 +108,8 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
              .where(leaves.c.site_id == site_id).order_by(leaves.c.log_index))
     compact = merkle.CompactRange()
     pending = list(signed)
+    # The date no later entry may precede, from the last checkpoint passed (Checkpoint.floor).
+    floor, floor_when = None, None
     while pending and pending[0][0] == 0:
         # Checkpoints of the empty log (signed before the first event) come first.
         if pending.pop(0)[1] != merkle.EMPTY_ROOT:
@@ -127,13 +131,20 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
             if stored != leaf:
                 bad(f"event {row.event_id} (log entry {row.log_index:,}) does not match the "
                     "leaf the log holds: the event was rewritten after it was logged")
+            elif backdated(iso(row.recorded_at), floor):
+                bad(f"event {row.event_id} (log entry {row.log_index:,}) is dated "
+                    f"{iso(row.recorded_at)}, but the checkpoint signed at {floor_when} does "
+                    f"not hold it and left out no event recorded before {floor}: it was "
+                    "backdated")
         compact.append(leaf)
         while pending and pending[0][0] == compact.size:
-            size, root, when = pending.pop(0)
+            size, root, when, floor_at = pending.pop(0)
+            if floor_at and (floor is None or floor_at > floor):
+                floor, floor_when = floor_at, when
             if compact.root() != root:
                 bad(f"the signed checkpoint of {size:,} entries ({when}) does not match the "
                     "events: an entry before it was rewritten")
-    for size, root, when in pending:
+    for size, root, when, _at in pending:
         bad(f"the log holds {compact.size:,} entries but a checkpoint signed at {when} covers "
             f"{size:,}: the log was rewound (entries deleted)")
     out += _verify_nodes(site_id, key)[: max(0, MAX_PROBLEMS - len(out))]
