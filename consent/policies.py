@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -21,6 +21,16 @@ class PolicyUrlError(ValueError):
     """A policy URL that is not an absolute http(s) URL."""
 
     field = "url"
+
+
+class PolicyDateError(ValueError):
+    """An effective date before the version is published (for a site that had one)."""
+
+    field = "effective_at"
+
+
+# How far in the past an effective date may be and still mean "now" (a client's clock).
+EFFECTIVE_SLACK = timedelta(minutes=1)
 
 
 class PolicyVersion(db.Model):
@@ -58,6 +68,18 @@ def publish_policy(site_id: int, label: str, *, text: str | None = None, url: st
             # Shown as a link on the banner and the archive page: only http(s) may pass.
             raise PolicyUrlError(f"policy URL: {problem}")
     now = utcnow()
+    if effective_at is not None and effective_at < now and db.session.execute(
+            db.select(PolicyVersion.id).where(PolicyVersion.site_id == site_id)
+            .limit(1)).first() is not None:
+        # A change governs from its publication on: dated earlier, it would silently
+        # turn consents already given under the old text into stale ones (and the widget
+        # would never have shown its notice). A site's first version may say since when
+        # its policy applied.
+        if effective_at < now - EFFECTIVE_SLACK:
+            raise PolicyDateError(f"effective_at {iso(effective_at)} is in the past: a new "
+                                  "version takes effect when it is published or later "
+                                  "(leave it empty for now)")
+        effective_at = now
     digest = hashlib.sha256((text or url or "").encode("utf-8")).hexdigest()
     version = PolicyVersion(site_id=site_id, label=label, text=text, url=url,
                             material=material, summary=summary, sha256=digest,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from consent.database import utcnow
 from consent.extensions import db
 from consent.ledger import ConsentEvent
 from consent.policies import PolicyVersion
@@ -312,7 +313,8 @@ def test_new_site_and_policy_forms_keep_the_input_and_show_errors_by_the_field(a
     assert 'id="err-effective_at"' in page and "is not a date" in page
     assert 'value="2026-09"' in page and ">New text</textarea>" in page
     r = post_form(admin, url, {"label": "2026-09", "text": "New text",
-                               "effective_at": "2026-12-01", "material": "on"})
+                               "effective_at": (utcnow() + timedelta(days=10)).date()
+                               .isoformat(), "material": "on"})
     assert "Version 2026-09 published: every visitor" in \
         admin.get(r.headers["Location"]).get_data(as_text=True)
 

@@ -12,7 +12,7 @@ from consent.database import utcnow
 from consent.extensions import db
 from consent.ledger import ConsentEvent
 from consent.outbox import OutboxMessage
-from tests.support.admin import make_token
+from tests.support.admin import make_token, post_form
 from tests.support.api import bearer, decide, device, may_i_send
 from tests.support.outbox import add_endpoint, drain, messages
 
@@ -181,3 +181,36 @@ def test_the_widget_configuration_carries_the_notice_only_until_the_effective_da
     after = client.get("/api/v1/sites/shop/config?locale=en").get_json()
     assert "nt" not in after["strings"] and after["policy"]["version"] == "2027-01"
     assert after["policy"]["reconsentAfter"] == during["policy"]["reconsentAfter"]
+
+
+def test_a_new_version_cannot_take_effect_before_it_is_published(client, site, admin):
+    """A change dated in the past would make consents already given stale without the
+    widget ever telling of it: the API, the admin form and the publishing function refuse
+    it (a client clock a few seconds behind means now); a site's first version may say
+    since when its policy applied (the seed profiles do)."""
+    token = make_token(["policies:write", "audit:read"], site["key"])
+    url = f"/api/v1/audit/sites/{site['key']}/policies"
+    body = {"label": "2026-06", "material": True, "text": NEW_TEXT,
+            "effective_at": (utcnow() - timedelta(days=30)).isoformat()}
+    r = client.post(url, json=body, headers=bearer(token))
+    assert r.status_code == 422, r.get_data(as_text=True)
+    problem = r.get_json()
+    assert "effective_at" in json.dumps(problem["errors"]) and "in the past" in r.get_data(
+        as_text=True)
+    assert [v["label"] for v in client.get(url, headers=bearer(token)).get_json()] \
+        == ["2026-01"]
+    body.update(label="2026-12", effective_at=(utcnow() - timedelta(seconds=20)).isoformat())
+    r = client.post(url, json=body, headers=bearer(token))
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert r.get_json()["effective_at"] >= r.get_json()["published_at"]
+    # The admin form: a day before today is refused, today means now.
+    form = f"/admin/sites/{site['key']}/policies"
+    page = post_form(admin, form, {"label": "2026-12b", "text": NEW_TEXT, "material": "y",
+                                   "effective_at": (utcnow() - timedelta(days=2)).date()
+                                   .isoformat()})
+    assert page.status_code == 422 and "in the past" in page.get_data(as_text=True)
+    page = post_form(admin, form, {"label": "2026-12c", "text": NEW_TEXT, "material": "y",
+                                   "effective_at": utcnow().date().isoformat()})
+    assert page.status_code == 302, page.get_data(as_text=True)
+    labels = [v["label"] for v in client.get(url, headers=bearer(token)).get_json()]
+    assert "2026-12c" in labels and "2026-12b" not in labels

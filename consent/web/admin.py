@@ -427,6 +427,9 @@ def publish_policy_post(site_key: str):
             effective = parse_when(data["effective_at"]) if data["effective_at"] else None
         except ValueError as exc:
             raise Invalid(str(exc), field="effective_at")
+        if effective is not None and effective < _now() and effective.date() == _now().date():
+            effective = None  # the form gives a day: today means from now
+
         publish_site_policy(site_key, label=data["label"], text=data["text"], url=data["url"],
                             material=data["material"], summary=data["summary"],
                             effective_at=effective)
