@@ -1192,6 +1192,18 @@ def _check_signed_manifest(signed, pinned: bytes | None, report: ExportReport) -
     return None
 
 
+def retention_heads(manifest: dict) -> dict[tuple, tuple[int, str]]:
+    """(seq, hash) of each (site, stream)'s last retention checkpoint in an export's
+    manifest: the events up to it were purged, the stream goes on from it."""
+    out: dict[tuple, tuple[int, str]] = {}
+    for cp in manifest.get("checkpoints") or []:
+        at = (cp.get("site"), cp.get("stream"))
+        seq = int(cp.get("seq") or 0)
+        if seq >= out.get(at, (0, ""))[0]:
+            out[at] = (seq, cp.get("hash"))
+    return out
+
+
 class _LogCheck:
     """The log section of an export: each site's entries recompute the signed root the
     export was cut at (and an earlier checkpoint's, with --since-checkpoint), and every
@@ -1215,13 +1227,11 @@ class _LogCheck:
         self.held = None
         self.problem: str | None = None
         # The last seq each stream's retention checkpoint purged (its log entries stay).
-        self.purged: dict[tuple, int] = {}
-        for cp in manifest.get("checkpoints") or []:
-            at = (cp.get("site"), cp.get("stream"))
-            self.purged[at] = max(self.purged.get(at, 0), int(cp.get("seq") or 0))
+        self.purged = {at: seq for at, (seq, _hash) in retention_heads(manifest).items()}
         # With a held checkpoint: the held site's events' times (epoch seconds, packed as
         # the leaves are), for entries after it that are dated before it allows.
         self.times: dict[tuple, array] = {}
+        self.floor = 0.0  # the held checkpoint's floor less the slack, epoch seconds
         self.prepare()
 
     def _verifiers(self, origin: str):
@@ -1249,6 +1259,8 @@ class _LogCheck:
         except (ValueError, NoteError) as exc:
             self.problem = f"the held checkpoint does not verify with the key ({exc})"
             return
+        if self.held.floor:
+            self.floor = _epoch(self.held.floor) - CLOCK_SLACK.total_seconds()
         site = origin.rstrip("/").rsplit("/", 1)[-1]
         self.held_site = next((k for k, b in self.signed.items()
                                if b.origin == self.held.origin), None)
@@ -1336,7 +1348,7 @@ class _LogCheck:
         times = self.times.get((key, stream))
         if times is None or not 0 <= seq - first < len(times):
             return None
-        if times[seq - first] < _epoch(held.floor) - CLOCK_SLACK.total_seconds():
+        if times[seq - first] < self.floor:
             return (f"site {key}: the event at stream {stream} seq {seq} (log entry "
                     f"{index:,}) is dated before {held.floor}, yet the held checkpoint of "
                     f"{held.size:,} entries does not hold it and left out no older event: "
@@ -1572,20 +1584,18 @@ def verify_export_file(path: str, public_key: str | None = None,
     span = manifest.get("time_range") or {}
     if (span.get("first_recorded_at"), span.get("last_recorded_at")) != (first_at, last_at):
         return bad(number, None, None, "the rows' time range differs from the signed manifest")
-    starts: dict[str, tuple[int, str]] = {}  # each stream's last retention checkpoint
     for cp in manifest.get("checkpoints") or []:
         info = streams.get(f"{cp['site']}/{cp['stream']}")
         if info and info["first_seq"] == cp["seq"] + 1 and info["first_prev_hash"] != cp["hash"]:
             return bad(number, None, None, f"stream {cp['site']}/{cp['stream']} does not "
                        "continue from its signed retention checkpoint")
-        at = f"{cp['site']}/{cp['stream']}"
-        if cp["seq"] >= starts.get(at, (0, ""))[0]:
-            starts[at] = (cp["seq"], cp["hash"])
     if contiguous and not (manifest.get("filters") or {}).get("since"):
         # A whole export starts each stream at its first event, or just after the events
         # a retention checkpoint purged.
+        starts = retention_heads(manifest)
         for at, info in streams.items():
-            seq, value = starts.get(at, (0, GENESIS))
+            site, _, stream = at.rpartition("/")
+            seq, value = starts.get((site, int(stream)), (0, GENESIS))
             if (info["first_seq"], info["first_prev_hash"]) != (seq + 1, value):
                 return bad(number, None, None, f"stream {at} starts at seq "
                            f"{info['first_seq']}, but no retention checkpoint purged the "

@@ -63,7 +63,7 @@ def _verify_site_log(site_id: int, key: str) -> list[SiteProblem]:
             out.append(SiteProblem(key, reason))
 
     verifiers = site_verifiers(key)
-    # (size, root, when it was signed as said in reports, its signing time)
+    # (size, root, when it was signed as said in reports, its floor: Checkpoint.floor)
     signed: list[tuple[int, bytes, str, str | None]] = []
     notes = set()
     for cp in db.session.execute(db.select(LogCheckpoint).where(
