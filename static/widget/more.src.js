@@ -63,6 +63,7 @@ window.__consentPart(X => {
         // tag that already ran is stopped by a reload.
         const before = X.cats(), c = j.consent && decided(j.consent);
         if (j.minor) state.m = true;
+        if (j.consent && j.consent.gpc) state.g = true;
         const held = c && !queue.length && Object.keys(c).some(k => c[k] != state.c[k]);
         if (held) state.c = c;
         save();
