@@ -596,7 +596,9 @@ def apply_scan(site_key: str, scan_id: int, choices: dict[int, str], actor: str)
             services = [dict(s) for s in (category.services or [])]
             service = next((s for s in services if s.get("name") == template["name"]), None)
             if service is None:
-                service = dict(template)
+                # (a service lists its cookies, none if it has only storage keys or hosts,
+                # as a service typed on the categories page does)
+                service = {**template, "cookies": []}
                 services.append(service)
                 services_added.append(f"{service['name']} to {key}")
             for member in members:
