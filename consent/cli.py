@@ -224,7 +224,9 @@ def region_rules_command(site_key, rules, default, sensitive, gpp_states):
     from marshmallow import ValidationError
 
     from .errors import DomainError, pointer_errors
-    from .regions import parse_rule_lines, set_region_rules
+    from flask import current_app
+
+    from .regions import parse_rule_lines, set_region_rules, subdivision_warning
     from .sites import NotFound
 
     try:
@@ -238,6 +240,10 @@ def region_rules_command(site_key, rules, default, sensitive, gpp_states):
         raise click.ClickException(str(exc))
     click.echo(f"site {site_key!r}: region rules "
                + (json.dumps(stored, sort_keys=True) if stored else "none (opt-in everywhere)"))
+    warning = subdivision_warning({"regions": stored},
+                                  current_app.config.get("CONSENT_REGION_HEADERS", ""))
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @consent_cli.command("create-api-key")

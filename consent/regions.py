@@ -256,6 +256,27 @@ def describe(settings: dict) -> dict:
             "gpp_states": list(regions.get("gpp_states") or ())}
 
 
+def subdivision_warning(settings: dict, header_setting: str) -> str | None:
+    """Why a site's rules by region cannot all apply on this server, or None: rules (or
+    a GPP state section) for a state or province need its code, which only a trusted
+    CDN header gives; the offline IP database knows countries only."""
+    regions = settings.get("regions") or {}
+    keys = sorted(k for k in (regions.get("rules") or {})
+                  if "-" in k and (k in GROUPS or REGION_RE.match(k)))
+    keys += [STATE_SECTIONS[s] for s in regions.get("gpp_states") or () if s in STATE_SECTIONS]
+    try:
+        pairs = parse_header_setting(header_setting)
+    except ValueError:
+        pairs = []
+    if not keys or any(sub for _, sub in pairs):
+        return None
+    named = ", ".join(dict.fromkeys(keys))
+    return (f"{named} need the visitor's state or province, which only a trusted CDN "
+            "header gives, and CONSENT_REGION_HEADERS names no subdivision header on this "
+            "server (the IP database knows countries only): visitors there get their "
+            "country's rule or the default. Set CONSENT_REGION_HEADERS (docs/regions.md).")
+
+
 # ---------------------------------------------------------------- what a region means
 
 

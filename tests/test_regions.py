@@ -486,3 +486,33 @@ def test_sites_without_rules_record_no_region(client, site):
     save(client, page(client, f"site={site['key']}", **CA), categories=["analytics"],
          query=f"site={site['key']}", **CA)
     assert last_event().meta is None
+
+
+def test_state_rules_without_a_subdivision_header_are_flagged_where_they_are_set(
+        app, runner, site, admin, monkeypatch):
+    # An outside review: rules for US-CA or US-PRIVACY-STATES were saved without a word on
+    # a server that trusts no CDN header. The IP database knows countries only, so those
+    # rules never applied: every Californian got the US rule or the default.
+    from consent.regions import subdivision_warning
+
+    states = {"regions": {"rules": {"US-PRIVACY-STATES": "opt-out", "EEA": "opt-in"}}}
+    assert "US-PRIVACY-STATES" in subdivision_warning(states, "")
+    assert "US-CA" in subdivision_warning({"regions": {"rules": {"US-CA": "opt-out"}}}, "")
+    assert "US-CA" in subdivision_warning({"regions": {"gpp_states": ["usca"]}}, "")
+    assert subdivision_warning(states, "X-Geo-Country")  # a country header only
+    assert subdivision_warning(states, "cloudflare") is None
+    assert subdivision_warning(states, "X-Geo-Country:X-Geo-Region") is None
+    countries = {"regions": {"rules": {"EEA": "opt-in", "US": "opt-out", "GB": "opt-in"}}}
+    assert subdivision_warning(countries, "") is None
+
+    monkeypatch.setitem(app.config, "CONSENT_REGION_HEADERS", "")
+    r = runner.invoke(args=["consent", "region-rules", site["key"], "--rule", "US-CA: opt-out"])
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.stderr and "US-CA" in r.stderr and "warning" not in r.stdout
+    page = f"/admin/sites/{site['key']}/settings/regions"
+    html = admin.get(page).get_data(as_text=True)
+    assert 'id="region-warning"' in html and "CONSENT_REGION_HEADERS" in html
+    monkeypatch.setitem(app.config, "CONSENT_REGION_HEADERS", "cloudfront")
+    assert 'id="region-warning"' not in admin.get(page).get_data(as_text=True)
+    r = runner.invoke(args=["consent", "region-rules", site["key"], "--rule", "US-CA: opt-out"])
+    assert r.exit_code == 0 and not r.stderr

@@ -6,8 +6,8 @@ import json
 from datetime import datetime, timezone
 
 import marshmallow as ma
-from flask import (Blueprint, Response, abort, flash, redirect, render_template, request,
-                   stream_with_context, url_for)
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
+                   request, stream_with_context, url_for)
 from marshmallow import validate
 
 from .. import admin_auth as auth
@@ -34,7 +34,7 @@ from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, 
 from ..consent_mode import describe as describe_consent_mode
 from ..consent_mode import parse_region_lines, set_consent_mode
 from ..regions import describe as describe_region_rules
-from ..regions import parse_rule_lines, set_region_rules
+from ..regions import parse_rule_lines, set_region_rules, subdivision_warning
 from ..site_history import list_changes
 from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
@@ -501,6 +501,8 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
                 "url_passthrough": bool(values.get("url_passthrough"))}
     elif section == "regions":
         context["regions"] = describe_region_rules(site.settings or {})
+        context["region_warning"] = subdivision_warning(
+            site.settings or {}, current_app.config.get("CONSENT_REGION_HEADERS", ""))
         if values is not None:  # a refused save: what was typed
             context["regions"] = {
                 "rules": values.get("rules", ""), "default": values.get("default", ""),
