@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from html import unescape as html_unescape
 
 from consent.database import utcnow
 from consent.extensions import db
@@ -280,6 +281,22 @@ def test_create_site_from_the_admin(app, admin):
     assert app.test_client().get("/api/v1/sites/blog/config").status_code == 200
     assert post_form(admin, "/admin/sites", {"key": "blog", "name": "B"}).status_code == 409
     assert b"blog" in admin.get("/admin/sites").data
+
+
+def test_a_new_site_shows_the_snippet_that_puts_its_widget_on_a_page(app, admin, monkeypatch):
+    # An outside review: after creating a site nothing said how to embed it; the snippet
+    # was in docs/widget.md only. It is on the site's settings page, with this server's
+    # public address, and it is the script that serves that site's widget.
+    monkeypatch.setitem(app.config, "CONSENT_PUBLIC_URL", "https://consent.shop.example")
+    r = post_form(admin, "/admin/sites", {"key": "blog", "name": "Blog",
+                                          "allowed_origins": "https://blog.example"})
+    page = admin.get(r.headers["Location"]).get_data(as_text=True)
+    assert "Site blog created" in page and "the snippet below" in page
+    snippet = re.search(r'<code id="embed-snippet">([^<]*)</code>', page).group(1)
+    assert html_unescape(snippet) == \
+        '<script src="https://consent.shop.example/consent.js?site=blog"></script>'
+    script = app.test_client().get("/consent.js?site=blog")
+    assert script.status_code == 200 and b'"blog"' in script.data
 
 
 def test_read_only_admin_sees_pages_without_write_forms(app, site):

@@ -367,8 +367,9 @@ def create_site_post():
     except (ma.ValidationError, DomainError) as exc:
         return sites(values=request.form.to_dict(), errors=errors_of(exc),
                      status=exc.status if isinstance(exc, DomainError) else 422)
-    flash(f"Site {site.key} created. Next: scan it for cookies (Scan for cookies) or add "
-          "each category's services, and publish a policy.", "success")
+    flash(f"Site {site.key} created. Next: put the widget on its pages (the snippet "
+          "below), scan it for cookies (Scan for cookies) or add each category's services, "
+          "and publish a policy.", "success")
     return redirect(url_for("admin.settings", site_key=site.key))
 
 
@@ -482,6 +483,8 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
                "key_max": CATEGORY_KEY_MAX}
     if section in SECTION_FORMS:
         context["values"] = values if values is not None else _section_values(site)
+        base = (current_app.config.get("CONSENT_PUBLIC_URL") or request.url_root).rstrip("/")
+        context["embed"] = f'<script src="{base}/consent.js?site={site.key}"></script>'
         context["missing_controller"] = missing_controller_details(
             (site.settings or {}).get("controller"))
     elif section == "categories":
