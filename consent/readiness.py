@@ -16,10 +16,12 @@ from .sites import ESSENTIAL, BadOrigin, get_site, normalise_origin
 
 @dataclass
 class Gap:
-    """One thing a site lacks, and how to fix it."""
+    """One thing a site lacks, how to fix it, and the admin page where (PAGE: "general",
+    "policies" or "category:KEY"; the dashboard links it)."""
 
     what: str
     fix: str
+    page: str | None = None
 
 
 def site_gaps(site_key: str) -> list[Gap]:
@@ -30,17 +32,18 @@ def site_gaps(site_key: str) -> list[Gap]:
     if not origins:
         gaps.append(Gap("no allowed origin: every decision from a page is refused",
                         "add the site's origin (scheme://host[:port]) in the admin settings "
-                        "or with `flask consent seed-demo --origin` for the demo"))
+                        "or with `flask consent seed-demo --origin` for the demo", "general"))
     for origin in origins:
         try:
             normalise_origin(origin)
         except BadOrigin as exc:
             gaps.append(Gap(f"allowed origin {origin!r} can never match a page: {exc}",
-                            "replace it in the admin settings"))
+                            "replace it in the admin settings", "general"))
     if not list_policies(site.id):
         gaps.append(Gap("no policy version: the banner links no policy and events name none",
                         f"flask consent publish-policy {site.key} LABEL --url https://... "
-                        "(or --text-file)"))
+                        "(or --text-file), or publish a version on the admin's Policies page",
+                        "policies"))
     for category in site.categories:
         if category.key == ESSENTIAL:
             continue
@@ -50,11 +53,11 @@ def site_gaps(site_key: str) -> list[Gap]:
                             "see what it covers, and withdrawing it deletes no cookie",
                             f"scan the site (flask consent scan {site.key}, or Scans in the "
                             "admin) and Apply what it finds, or add its services and their "
-                            "cookies in the admin settings"))
+                            "cookies in the admin settings", f"category:{category.key}"))
         elif not any(s.get("cookies") for s in services):
             gaps.append(Gap(f"category {category.key!r} names no cookies: withdrawing it "
                             "deletes none", "list each service's cookies in the admin "
-                            "settings"))
+                            "settings", f"category:{category.key}"))
     return gaps
 
 

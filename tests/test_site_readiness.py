@@ -2,6 +2,8 @@
 names no site, what a new site still lacks (create-site, check-site, the dashboard)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from consent.database import run_write
@@ -173,6 +175,14 @@ def test_the_dashboard_says_what_a_site_lacks(app, runner, admin):
     assert 'id="site-gaps"' in page and "This site is not ready" in page
     assert "no allowed origin" in page and "no policy version" in page
     assert "flask consent check-site fresh" in page
+    # each gap links the admin page that fixes it, and those pages answer
+    links = dict((label, url) for url, label in re.findall(
+        r'<a href="(/admin/sites/fresh/[^"]*)">([^<]+)</a></li>', page))
+    assert links["Policies"] == "/admin/sites/fresh/policies"
+    assert links["General settings"] == "/admin/sites/fresh/settings/general"
+    assert links["Category analytics"] == "/admin/sites/fresh/settings/categories/analytics"
+    for url in links.values():
+        assert admin.get(url).status_code == 200, url
 
 
 def test_a_ready_site_shows_no_gaps(app, site, admin):

@@ -387,7 +387,22 @@ def dashboard(site_key: str):
                            charts=charts(data), log_behind=behind, log=log,
                            requests=open_request_summary(data["site"].id),
                            scan_news=latest_news(data["site"].id),
-                           subject_label=subject_label, now=_now())
+                           subject_label=subject_label, now=_now(),
+                           gap_link=lambda gap: _gap_link(site_key, gap))
+
+
+def _gap_link(site_key: str, gap) -> tuple[str, str] | None:
+    """(URL, label) of the admin page where a readiness gap (consent.readiness.Gap) is
+    fixed."""
+    if gap.page == "policies":
+        return url_for("admin.policies", site_key=site_key), "Policies"
+    if gap.page == "general":
+        return (url_for("admin.settings_section", site_key=site_key, section="general"),
+                "General settings")
+    if gap.page and gap.page.startswith("category:"):
+        key = gap.page.partition(":")[2]
+        return url_for("admin.category_page", site_key=site_key, key=key), f"Category {key}"
+    return None
 
 
 def _now():
