@@ -35,6 +35,7 @@ from ..consent_mode import describe as describe_consent_mode
 from ..consent_mode import parse_region_lines, set_consent_mode
 from ..regions import describe as describe_region_rules
 from ..regions import parse_rule_lines, set_region_rules, subdivision_warning
+from ..readiness import embed_snippet
 from ..site_history import list_changes
 from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
@@ -499,7 +500,7 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
     if section in SECTION_FORMS:
         context["values"] = values if values is not None else _section_values(site)
         base = (current_app.config.get("CONSENT_PUBLIC_URL") or request.url_root).rstrip("/")
-        context["embed"] = f'<script src="{base}/consent.js?site={site.key}"></script>'
+        context["embed"] = embed_snippet(site.key, base)
         context["missing_controller"] = missing_controller_details(
             (site.settings or {}).get("controller"))
     elif section == "categories":
