@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from types import SimpleNamespace
 
 import marshmallow as ma
 from marshmallow import validate
@@ -18,10 +19,10 @@ from .extensions import db
 from .policies import PolicyVersion, get_policy, publish_policy
 from .requests import validate_deadline_rule
 from .site_history import record_change
-from .sites import (STANDARD_CATEGORIES, BadOrigin, Category, CategoryLimit,
+from .sites import (ESSENTIAL, STANDARD_CATEGORIES, BadOrigin, Category, CategoryLimit,
                     Site, SiteApiKey, check_category_count, check_category_key,
-                    create_api_key, create_site, get_site, invalidate_site_cache,
-                    normalise_origin)
+                    create_api_key, create_site, get_site, gpc_categories,
+                    invalidate_site_cache, normalise_origin)
 from .validation import StrictSchema
 
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
@@ -67,27 +68,47 @@ SECTIONS = {
     "consent": ("accept_lifetime_days", "reject_lifetime_days", "deadline",
                 "retention_days"),
     "controller": ("controller",),
+    "messages": ("gpc_categories", "channel_defaults", "unsubscribe_scope", "sms_keywords"),
 }
 SECTION_TITLES = {"general": "General", "consent": "Consent lifetimes, requests and retention",
-                  "controller": "Data controller"}
+                  "controller": "Data controller", "messages": "Messages and GPC"}
+UNSUBSCRIBE_SCOPES = ("channel", "all_promotional")
 
 
-def _site_values(site: Site) -> dict:
+def _keywords(value) -> dict:
+    """sms_keywords in one form for comparing: {stop: [...], start: [...], opt_in: bool}."""
+    value = value if isinstance(value, dict) else {}
+    return {"stop": list(value.get("stop") or []), "start": list(value.get("start") or []),
+            "opt_in": value.get("opt_in") is True}
+
+
+def site_values(site: Site) -> dict:
+    from .channels import channel_defaults  # (channels imports sites, not site_admin)
+
     settings = site.settings or {}
+    # (what gpc_categories and channel_defaults read of a snapshot: the settings, the keys)
+    view = SimpleNamespace(settings=settings, category_keys=tuple(c.key for c in site.categories))
     return {"name": site.name, "allowed_origins": list(site.allowed_origins or []),
             "locales": list(site.locales or []), "default_locale": site.default_locale,
             "accept_lifetime_days": site.accept_lifetime_days,
             "reject_lifetime_days": site.reject_lifetime_days,
             "deadline": settings.get("request_deadline") or {"days": 30},
             "retention_days": settings.get("retention_days"),
-            "controller": settings.get("controller") or {}}
+            "controller": settings.get("controller") or {},
+            "gpc_categories": list(gpc_categories(view)),
+            "channel_defaults": channel_defaults(view),
+            "unsubscribe_scope": settings.get("unsubscribe_scope") or "channel",
+            "sms_keywords": _keywords(settings.get("sms_keywords"))}
 
 
 FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales": "languages",
                 "default_locale": "default language", "deadline": "request deadline",
                 "accept_lifetime_days": "days an acceptance stands",
                 "reject_lifetime_days": "days a refusal stands",
-                "retention_days": "event retention", "controller": "data controller"}
+                "retention_days": "event retention", "controller": "data controller",
+                "gpc_categories": "categories GPC turns off",
+                "channel_defaults": "message defaults", "unsubscribe_scope": "unsubscribe scope",
+                "sms_keywords": "SMS reply words"}
 
 
 def update_site_section(site_key: str, section: str, data: dict, actor: str) -> list[str]:
@@ -118,6 +139,24 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
         except Invalid as exc:
             raise Invalid(exc.detail, field="deadline_value") from None
         new["retention_days"] = data.get("retention_days") or None
+    elif section == "messages":
+        from .channels import CHANNELS
+        from .sms import check_keyword_settings
+
+        new["gpc_categories"] = list(dict.fromkeys(data["gpc_categories"]))
+        if not new["gpc_categories"]:
+            raise Invalid("name at least one category (advertising, as a rule): GPC is a "
+                          "request to opt out of sale and sharing", field="gpc_categories")
+        new["channel_defaults"] = {key: bool(data["channel_defaults"].get(key))
+                                   for key in CHANNELS}
+        if data["unsubscribe_scope"] not in UNSUBSCRIBE_SCOPES:
+            raise Invalid("must be channel or all_promotional", field="unsubscribe_scope")
+        new["unsubscribe_scope"] = data["unsubscribe_scope"]
+        try:
+            new["sms_keywords"] = _keywords(check_keyword_settings(data["sms_keywords"]))
+        except Invalid as exc:
+            raise Invalid(exc.detail, field=exc.field.replace("sms_keywords.", "sms_")) \
+                from None
     else:
         from .requests import check_controller  # (requests imports sites, not site_admin)
 
@@ -125,7 +164,11 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
 
     def write() -> list[str]:
         site = get_site(site_key)
-        old = _site_values(site)
+        for key in new.get("gpc_categories", ()):
+            if key == ESSENTIAL or key not in {c.key for c in site.categories}:
+                raise Invalid(f"{key!r} is not one of the site's optional categories",
+                              field="gpc_categories")
+        old = site_values(site)
         changed = [f for f in fields if old[f] != new[f]]
         if not changed:
             return []
@@ -139,6 +182,19 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
                     settings[f] = value
                 else:
                     settings.pop(f, None)
+            elif f == "unsubscribe_scope":
+                if value == "channel":
+                    settings.pop(f, None)
+                else:
+                    settings[f] = value
+            elif f == "sms_keywords":
+                words = {k: v for k, v in value.items() if v}
+                if words:
+                    settings[f] = words
+                else:
+                    settings.pop(f, None)
+            elif f in ("gpc_categories", "channel_defaults"):
+                settings[f] = value
             else:
                 setattr(site, f, value)
         site.settings = settings

@@ -29,7 +29,7 @@ from ..requests import (KINDS, VIA, access_link, access_report, carry_out, carry
                         open_request, open_request_summary, request_subject,
                         subject_label)
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
-                          publish_site_policy, revoke_api_key, update_category,
+                          publish_site_policy, revoke_api_key, site_values, update_category,
                           update_site_section)
 from ..consent_mode import describe as describe_consent_mode
 from ..consent_mode import parse_region_lines, set_consent_mode
@@ -37,7 +37,7 @@ from ..regions import describe as describe_region_rules
 from ..regions import parse_rule_lines, set_region_rules, subdivision_warning
 from ..readiness import embed_snippet
 from ..site_history import list_changes
-from ..sites import CATEGORY_KEY_MAX, MAX_CATEGORIES, get_site, site_snapshot
+from ..sites import CATEGORY_KEY_MAX, ESSENTIAL, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import HttpUrl, Lines, StrictSchema
 from .admin_forms import (GENERAL, errors_of, errors_on, parse_service_rows, service_rows,
                           typed_values)
@@ -75,9 +75,18 @@ class FormSchema(StrictSchema):
     csrf_token = ma.fields.String(load_only=True)
 
 
-def parse_form(schema: ma.Schema) -> dict:
-    """Load request.form with SCHEMA (422 page on bad input)."""
-    data = schema.load(request.form.to_dict())
+def form_values(lists: tuple[str, ...] = ()) -> dict:
+    """request.form as a dict; LISTS: fields of several checkboxes, their values joined by
+    spaces."""
+    form = request.form.to_dict()
+    for name in lists:
+        form[name] = " ".join(request.form.getlist(name))
+    return form
+
+
+def parse_form(schema: ma.Schema, lists: tuple[str, ...] = ()) -> dict:
+    """Load request.form with SCHEMA (422 page on bad input); LISTS as form_values."""
+    data = schema.load(form_values(lists))
     data.pop("csrf_token", None)
     return data
 
@@ -133,6 +142,31 @@ class ControllerForm(FormSchema):
     @ma.pre_load
     def _blanks(self, data, **kwargs):
         return {k: v for k, v in data.items() if not (k == "controller_url" and v == "")}
+
+
+class MessagesForm(FormSchema):
+    # (checked against the site and saved by site_admin.update_site_section)
+    gpc_categories = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+    email_promotional = FormBool()
+    sms_promotional = FormBool()
+    push_promotional = FormBool()
+    push_service = FormBool()
+    unsubscribe_scope = ma.fields.String(load_default="channel",
+                                         validate=validate.Length(max=40))
+    sms_stop = Lines(load_default=list)
+    sms_start = Lines(load_default=list)
+    sms_opt_in = FormBool()
+
+    @ma.post_load
+    def _settings(self, data, **kwargs):
+        return {"gpc_categories": data["gpc_categories"].replace(",", " ").split(),
+                "channel_defaults": {k.replace("_", ".", 1): data[k] for k in (
+                    "email_promotional", "sms_promotional", "push_promotional",
+                    "push_service")},
+                "unsubscribe_scope": data["unsubscribe_scope"],
+                "sms_keywords": {"stop": data["sms_stop"], "start": data["sms_start"],
+                                 "opt_in": data["sms_opt_in"]},
+                **({"csrf_token": data["csrf_token"]} if "csrf_token" in data else {})}
 
 
 class NewCategoryForm(FormSchema):
@@ -462,12 +496,13 @@ def publish_policy_post(site_key: str):
 
 
 SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests"),
-                     ("controller", "Data controller"), ("consent-mode", "Google Consent Mode"),
+                     ("controller", "Data controller"), ("messages", "Messages and GPC"),
+                     ("consent-mode", "Google Consent Mode"),
                      ("regions", "Rules by region"),
                      ("categories", "Categories"),
                      ("api-keys", "API keys"), ("history", "Change history"))
 SECTION_FORMS = {"general": lambda: GeneralForm(), "consent": lambda: ConsentForm(),
-                 "controller": lambda: ControllerForm()}
+                 "controller": lambda: ControllerForm(), "messages": lambda: MessagesForm()}
 
 
 def _section_values(site) -> dict:
@@ -488,7 +523,23 @@ def _section_values(site) -> dict:
                for k in ("name", "contact", "email", "url", "jurisdiction")},
             "controller_phone": (controller.get("phone") or "").replace("tel:", ""),
             **{f"controller_{form}": address.get(key, "")
-               for form, key in ADDRESS_FORM.items()}}
+               for form, key in ADDRESS_FORM.items()},
+            **_messages_values(site)}
+
+
+CHANNEL_LABELS = (("email.promotional", "Offers by e-mail"), ("sms.promotional", "Offers by SMS"),
+                  ("push.promotional", "Offers by push notification"),
+                  ("push.service", "Service news by push notification"))
+
+
+def _messages_values(site) -> dict:
+    stored = site_values(site)
+    words = stored["sms_keywords"]
+    return {"gpc_categories": " ".join(stored["gpc_categories"]),
+            **{k.replace(".", "_"): on for k, on in stored["channel_defaults"].items()},
+            "unsubscribe_scope": stored["unsubscribe_scope"],
+            "sms_stop": "\n".join(words["stop"]), "sms_start": "\n".join(words["start"]),
+            "sms_opt_in": words["opt_in"]}
 
 
 def _settings_page(site_key: str, section: str, *, values=None, errors=None, status=200,
@@ -501,6 +552,10 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
         context["values"] = values if values is not None else _section_values(site)
         base = (current_app.config.get("CONSENT_PUBLIC_URL") or request.url_root).rstrip("/")
         context["embed"] = embed_snippet(site.key, base)
+        context["optional_categories"] = [
+            (c.key, c.titles.get(site.default_locale) or c.key)
+            for c in site.categories if c.key != ESSENTIAL]
+        context["channel_labels"] = CHANNEL_LABELS
         context["missing_controller"] = missing_controller_details(
             (site.settings or {}).get("controller"))
     elif section == "categories":
@@ -542,7 +597,7 @@ def settings(site_key: str):
     return _settings_page(site_key, "general")
 
 
-@bp.get("/sites/<site_key>/settings/<any(general,consent,controller,\"consent-mode\","
+@bp.get("/sites/<site_key>/settings/<any(general,consent,controller,messages,\"consent-mode\","
         "regions,categories,\"api-keys\",history):section>")
 @admin_required("audit:read")
 def settings_section(site_key: str, section: str):
@@ -550,17 +605,18 @@ def settings_section(site_key: str, section: str):
     return _settings_page(site_key, section)
 
 
-@bp.post("/sites/<site_key>/settings/<any(general,consent,controller):section>")
+@bp.post("/sites/<site_key>/settings/<any(general,consent,controller,messages):section>")
 @admin_required("sites:write")
 def settings_post(site_key: str, section: str):
     """Save one section of the settings (only the fields it shows)."""
+    lists = ("gpc_categories",) if section == "messages" else ()
     try:
-        data = parse_form(SECTION_FORMS[section]())
+        data = parse_form(SECTION_FORMS[section](), lists)
         if section == "controller":
             data = {"controller": controller_from_form(data)}
         changed = update_site_section(site_key, section, data, current_principal().actor)
     except (ma.ValidationError, DomainError) as exc:
-        return _settings_page(site_key, section, values=request.form.to_dict(),
+        return _settings_page(site_key, section, values=form_values(lists),
                               errors=errors_of(exc), status=422)
     flash(f"Saved: {', '.join(changed)}." if changed else "Nothing changed.",
           "success" if changed else "info")

@@ -65,6 +65,32 @@ def test_a_validation_error_keeps_the_input_inside_the_page(admin_page):
     assert _fresh_site().name == "Example shop"
 
 
+def test_messages_and_gpc_by_their_labels_axe_clean_with_an_error(admin_page):
+    page = admin_page
+    page.goto(f"{page.base}/admin/sites/shop/settings/messages")
+    assert axe_violations(page) == []
+    page.get_by_label("Advertising").uncheck()  # no category left for GPC: refused
+    page.get_by_label("Offers by e-mail").check()
+    page.console.expect(r"status of 422")
+    page.get_by_role("button", name="Save messages and gpc").click()
+    page.locator("#err-gpc_categories").wait_for()
+    assert page.get_by_label("Offers by e-mail").is_checked()  # what was chosen, kept
+    assert axe_violations(page) == []
+    assert "channel_defaults" not in _fresh_site().settings
+    page.get_by_label("Analytics").check()
+    page.get_by_label("Advertising").check()
+    page.get_by_label("An unsubscribe link or STOP reply opts out of").select_option(
+        "all_promotional")
+    page.get_by_label("More words that opt out").fill("NO MORE")
+    page.get_by_role("button", name="Save messages and gpc").click()
+    page.get_by_text("Saved:").wait_for()
+    settings = _fresh_site().settings
+    assert settings["gpc_categories"] == ["analytics", "advertising"]
+    assert settings["channel_defaults"]["email.promotional"] is True
+    assert settings["unsubscribe_scope"] == "all_promotional"
+    assert settings["sms_keywords"] == {"stop": ["NO MORE"]}
+
+
 def test_a_save_of_one_section_keeps_the_others_and_says_what_changed(admin_page):
     page = admin_page
     before = {c.key: (dict(c.titles), list(c.services)) for c in _fresh_site().categories
@@ -175,7 +201,7 @@ def _events(before: str) -> int:
     return sum(1 for at in when if at.date().isoformat() < before)
 
 
-@pytest.mark.parametrize("path", ["settings", "settings/categories/analytics", "settings/history",
+@pytest.mark.parametrize("path", ["settings", "settings/messages", "settings/categories/analytics", "settings/history",
                                   "scans", "scans/1", "export", "requests/1/erase",
                                   "purge", "webhooks", "requests"])
 def test_admin_pages_fit_a_phone(admin_page, path):
