@@ -398,3 +398,71 @@ def category_locales(site: Site) -> list[str]:
     """Languages a category's texts are edited in: the site's languages."""
     return list(site.locales or [site.default_locale])
 
+
+
+# ---------------------------------------------------------------- the widget's words
+
+TEXT_MAX = 2000
+_PLACEHOLDER = re.compile(r"\{[a-z]+\}")
+
+
+def widget_texts(site: Site, locale: str) -> list[tuple[str, str, str]]:
+    """(key, built-in text, the site's own or "") of every widget string in LOCALE."""
+    from .i18n import catalog
+
+    own = ((site.settings or {}).get("texts") or {}).get(locale) or {}
+    return [(key, text, own.get(key, "")) for key, text in catalog("widget", locale).items()]
+
+
+def set_widget_texts(site_key: str, locale: str, texts: dict[str, str], actor: str) -> list[str]:
+    """Save the site's own widget strings in LOCALE (an empty one: the built-in again);
+    returns the keys that changed. Strings of other surfaces kept in settings.texts (the
+    preference page's) stay as they are."""
+    from .i18n import catalog
+
+    if not LOCALE_RE.match(locale):
+        raise Invalid(f"{locale[:40]!r} is not a language tag", field="_form")
+    built_in = catalog("widget", locale)
+    clean: dict[str, str] = {}
+    for key, value in texts.items():
+        if key not in built_in:
+            raise Invalid(f"the widget has no string {key!r}", field="_form")
+        value = (value or "").strip()
+        if len(value) > TEXT_MAX:
+            raise Invalid(f"at most {TEXT_MAX} characters", field=f"t_{key}")
+        wanted = sorted(set(_PLACEHOLDER.findall(built_in[key])))
+        if value and sorted(set(_PLACEHOLDER.findall(value))) != wanted:
+            raise Invalid(("keep the placeholders " + " ".join(wanted) + ", each once: the "
+                           "widget puts its values there") if wanted else
+                          "this text takes no {…} placeholder", field=f"t_{key}")
+        if value and value != built_in[key]:
+            clean[key] = value
+
+    def write() -> list[str]:
+        site = get_site(site_key)
+        if locale not in (site.locales or []):
+            raise Invalid(f"{locale!r} is not one of the site's languages", field="_form")
+        settings = dict(site.settings or {})
+        all_texts = {k: dict(v) for k, v in (settings.get("texts") or {}).items()}
+        own = all_texts.get(locale, {})
+        others = {k: v for k, v in own.items() if k not in built_in}
+        changed = sorted(k for k in set(own) | set(clean)
+                         if k in built_in and own.get(k) != clean.get(k))
+        if not changed:
+            return []
+        if others or clean:
+            all_texts[locale] = {**others, **clean}
+        else:
+            all_texts.pop(locale, None)
+        if all_texts:
+            settings["texts"] = all_texts
+        else:
+            settings.pop("texts", None)
+        site.settings = settings
+        record_change(site.id, actor, "settings:texts",
+                      f"widget texts ({locale}): " + ", ".join(changed),
+                      {"locale": locale, "keys": changed})
+        _touch(site)
+        return changed
+
+    return run_write(write)

@@ -29,8 +29,8 @@ from ..requests import (KINDS, VIA, access_link, access_report, carry_out, carry
                         open_request, open_request_summary, request_subject,
                         subject_label)
 from ..site_admin import (add_category, add_site, issue_api_key, list_api_keys, list_sites,
-                          publish_site_policy, revoke_api_key, site_values, update_category,
-                          update_site_section)
+                          publish_site_policy, revoke_api_key, set_widget_texts, site_values,
+                          update_category, update_site_section, widget_texts)
 from ..consent_mode import describe as describe_consent_mode
 from ..consent_mode import parse_region_lines, set_consent_mode
 from ..regions import describe as describe_region_rules
@@ -498,7 +498,7 @@ def publish_policy_post(site_key: str):
 SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests"),
                      ("controller", "Data controller"), ("messages", "Messages and GPC"),
                      ("consent-mode", "Google Consent Mode"),
-                     ("regions", "Rules by region"),
+                     ("regions", "Rules by region"), ("texts", "Widget texts"),
                      ("categories", "Categories"),
                      ("api-keys", "API keys"), ("history", "Change history"))
 SECTION_FORMS = {"general": lambda: GeneralForm(), "consent": lambda: ConsentForm(),
@@ -527,6 +527,17 @@ def _section_values(site) -> dict:
             **_messages_values(site)}
 
 
+# What each widget string is (consent/locales/widget.en.json), for the Widget texts page.
+TEXT_LABELS = {
+    "title": "Banner title", "text": "Banner text", "policy": "Link to the policy",
+    "acceptAll": "Accept all button", "rejectAll": "Reject all button",
+    "customise": "Customise button", "prefsTitle": "Dialog title", "prefsText": "Dialog text",
+    "save": "Save button", "close": "Close button", "alwaysOn": "Always-on label",
+    "services": "Services heading", "cookies": "Cookies label",
+    "gpcTitle": "GPC note title", "gpc": "GPC note", "ok": "OK button",
+    "more": "Link to the preference center", "nt": "Policy change notice",
+    "ntTitle": "Policy change notice title", "ntLink": "Policy change link",
+    "proof": "Proof download link"}
 CHANNEL_LABELS = (("email.promotional", "Offers by e-mail"), ("sms.promotional", "Offers by SMS"),
                   ("push.promotional", "Offers by push notification"),
                   ("push.service", "Service news by push notification"))
@@ -582,6 +593,14 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
                 "rules": values.get("rules", ""), "default": values.get("default", ""),
                 "sensitive": values.get("sensitive", ""),
                 "gpp_states": ["usca"] if values.get("gpp_usca") else []}
+    elif section == "texts":
+        locale = request.args.get("locale") or (values or {}).get("locale")
+        locale = locale if locale in (site.locales or []) else site.default_locale
+        context["locale"] = locale
+        context["texts"] = widget_texts(site, locale)
+        context["labels"] = TEXT_LABELS
+        context["values"] = values if values is not None else {
+            f"t_{key}": own for key, _text, own in context["texts"]}
     elif section == "api-keys":
         context["api_keys"] = list_api_keys(site_key)
         context["values"] = values if values is not None else {"name": "backend"}
@@ -598,7 +617,7 @@ def settings(site_key: str):
 
 
 @bp.get("/sites/<site_key>/settings/<any(general,consent,controller,messages,\"consent-mode\","
-        "regions,categories,\"api-keys\",history):section>")
+        "regions,texts,categories,\"api-keys\",history):section>")
 @admin_required("audit:read")
 def settings_section(site_key: str, section: str):
     """One section of the settings, on a page of its own."""
@@ -677,6 +696,27 @@ def region_rules_post(site_key: str):
         "gpp_states": ["usca"] if data["gpp_usca"] else []})
     flash("Saved: rules by region.", "success")
     return redirect(url_for("admin.settings_section", site_key=site_key, section="regions"))
+
+
+@bp.post("/sites/<site_key>/texts/<locale>")
+@admin_required("sites:write")
+def texts_post(site_key: str, locale: str):
+    """Save the site's own widget strings in one language (empty: the built-in)."""
+    form = request.form.to_dict()
+    form.pop("csrf_token", None)
+    try:
+        extra = sorted(k for k in form if not k.startswith("t_"))
+        if extra:
+            raise Invalid(f"unknown field {extra[0]}", field=GENERAL)
+        changed = set_widget_texts(site_key, locale, {k[2:]: v for k, v in form.items()},
+                                   current_principal().actor)
+    except DomainError as exc:
+        return _settings_page(site_key, "texts", values={**form, "locale": locale},
+                              errors=errors_of(exc), status=exc.status)
+    flash(f"Saved ({locale}): {', '.join(changed)}." if changed else "Nothing changed.",
+          "success" if changed else "info")
+    return redirect(url_for("admin.settings_section", site_key=site_key, section="texts",
+                            locale=locale))
 
 
 @bp.post("/sites/<site_key>/categories")
