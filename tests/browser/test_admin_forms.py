@@ -201,7 +201,8 @@ def _events(before: str) -> int:
     return sum(1 for at in when if at.date().isoformat() < before)
 
 
-@pytest.mark.parametrize("path", ["settings", "settings/messages", "settings/categories/analytics", "settings/history",
+@pytest.mark.parametrize("path", ["settings", "settings/messages", "settings/texts",
+                                  "settings/categories/analytics", "settings/history",
                                   "scans", "scans/1", "export", "requests/1/erase",
                                   "purge", "webhooks", "requests"])
 def test_admin_pages_fit_a_phone(admin_page, path):
