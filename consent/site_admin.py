@@ -69,9 +69,65 @@ SECTIONS = {
                 "retention_days"),
     "controller": ("controller",),
     "messages": ("gpc_categories", "channel_defaults", "unsubscribe_scope", "sms_keywords"),
+    "cookie": ("cookie", "public_base_url"),
 }
 SECTION_TITLES = {"general": "General", "consent": "Consent lifetimes, requests and retention",
-                  "controller": "Data controller", "messages": "Messages and GPC"}
+                  "controller": "Data controller", "messages": "Messages and GPC",
+                  "cookie": "Cookie and links"}
+# A cookie name is an RFC 6265 token; a domain, a host name with at least one dot.
+COOKIE_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+COOKIE_DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+"
+                              r"[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+SAME_SITE = ("Lax", "Strict", "None")
+
+
+def _cookie(value) -> dict:
+    """settings.cookie in one form for comparing (the defaults filled in)."""
+    value = value if isinstance(value, dict) else {}
+    return {"name": value.get("name") or "consent", "domain": value.get("domain") or "",
+            "same_site": value.get("same_site") or "Lax",
+            "server_set": value.get("server_set") is True}
+
+
+def _domain_matches(host: str, domain: str) -> bool:
+    return host == domain or host.endswith("." + domain)
+
+
+def check_cookie(data: dict, origins: list[str], server_host: str) -> dict:
+    """The cookie settings of the admin form, checked against the site's origins and the
+    consent server's host (SERVER_HOST): a Domain no page's host is in, or a server-set
+    cookie from a host outside that domain, would be refused by every browser."""
+    from urllib.parse import urlsplit
+
+    out = _cookie(data)
+    if not COOKIE_NAME_RE.match(out["name"]):
+        raise Invalid("a cookie name is letters, digits and !#$%&'*+.^_`|~- (at most 64)",
+                      field="cookie_name")
+    domain = out["domain"].strip().lower().lstrip(".")
+    out["domain"] = domain
+    hosts = [urlsplit(o).hostname or "" for o in origins if o != "*"]
+    if domain:
+        if not COOKIE_DOMAIN_RE.match(domain):
+            raise Invalid(f"{domain!r} is not a domain such as shop.example",
+                          field="cookie_domain")
+        outside = [h for h in hosts if not _domain_matches(h, domain)]
+        if outside:
+            raise Invalid(f"browsers refuse a cookie for {domain} on {outside[0]}: give a "
+                          "domain every allowed origin's host is in", field="cookie_domain")
+    if out["same_site"] not in SAME_SITE:
+        raise Invalid("must be Lax, Strict or None", field="cookie_same_site")
+    if out["server_set"]:
+        server = server_host.lower()
+        if domain and not _domain_matches(server, domain):
+            raise Invalid(f"this consent server ({server_host}) is not under {domain}: "
+                          "browsers refuse the cookie it sets (docs/widget.md, Same-site "
+                          "deployment)", field="cookie_server_set")
+        elsewhere = [h for h in hosts if h != server] if not domain else []
+        if elsewhere:
+            raise Invalid(f"without a domain the cookie this server ({server_host}) sets is "
+                          f"its own host's, which the pages of {elsewhere[0]} never see: give "
+                          "the site's domain above", field="cookie_server_set")
+    return out
 UNSUBSCRIBE_SCOPES = ("channel", "all_promotional")
 
 
@@ -98,7 +154,9 @@ def site_values(site: Site) -> dict:
             "gpc_categories": list(gpc_categories(view)),
             "channel_defaults": channel_defaults(view),
             "unsubscribe_scope": settings.get("unsubscribe_scope") or "channel",
-            "sms_keywords": _keywords(settings.get("sms_keywords"))}
+            "sms_keywords": _keywords(settings.get("sms_keywords")),
+            "cookie": _cookie(settings.get("cookie")),
+            "public_base_url": settings.get("public_base_url") or ""}
 
 
 FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales": "languages",
@@ -108,7 +166,8 @@ FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales":
                 "retention_days": "event retention", "controller": "data controller",
                 "gpc_categories": "categories GPC turns off",
                 "channel_defaults": "message defaults", "unsubscribe_scope": "unsubscribe scope",
-                "sms_keywords": "SMS reply words"}
+                "sms_keywords": "SMS reply words", "cookie": "consent cookie",
+                "public_base_url": "address for links"}
 
 
 def update_site_section(site_key: str, section: str, data: dict, actor: str) -> list[str]:
@@ -157,6 +216,9 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
         except Invalid as exc:
             raise Invalid(exc.detail, field=exc.field.replace("sms_keywords.", "sms_")) \
                 from None
+    elif section == "cookie":
+        new["cookie"] = data["cookie"]  # checked against the origins in write()
+        new["public_base_url"] = (data.get("public_base_url") or "").strip().rstrip("/")
     else:
         from .requests import check_controller  # (requests imports sites, not site_admin)
 
@@ -168,6 +230,9 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
             if key == ESSENTIAL or key not in {c.key for c in site.categories}:
                 raise Invalid(f"{key!r} is not one of the site's optional categories",
                               field="gpc_categories")
+        if section == "cookie":
+            new["cookie"] = check_cookie(new["cookie"], list(site.allowed_origins or []),
+                                         data.get("server_host") or "")
         old = site_values(site)
         changed = [f for f in fields if old[f] != new[f]]
         if not changed:
@@ -195,6 +260,18 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
                     settings.pop(f, None)
             elif f in ("gpc_categories", "channel_defaults"):
                 settings[f] = value
+            elif f == "cookie":
+                # only what differs from the defaults (every first visit downloads it)
+                kept = {k: v for k, v in value.items() if v != _cookie({})[k]}
+                if kept:
+                    settings[f] = kept
+                else:
+                    settings.pop(f, None)
+            elif f == "public_base_url":
+                if value:
+                    settings[f] = value
+                else:
+                    settings.pop(f, None)
             else:
                 setattr(site, f, value)
         site.settings = settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import marshmallow as ma
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
@@ -167,6 +168,27 @@ class MessagesForm(FormSchema):
                 "sms_keywords": {"stop": data["sms_stop"], "start": data["sms_start"],
                                  "opt_in": data["sms_opt_in"]},
                 **({"csrf_token": data["csrf_token"]} if "csrf_token" in data else {})}
+
+
+class CookieForm(FormSchema):
+    # (checked against the site's origins and this server by site_admin.check_cookie)
+    cookie_name = ma.fields.String(load_default="consent", validate=validate.Length(max=64))
+    cookie_domain = ma.fields.String(load_default="", validate=validate.Length(max=253))
+    cookie_same_site = ma.fields.String(load_default="Lax", validate=validate.Length(max=10))
+    cookie_server_set = FormBool()
+    public_base_url = HttpUrl(load_default="", validate=validate.Length(max=500))
+
+    @ma.pre_load
+    def _blanks(self, data, **kwargs):
+        return {k: v for k, v in data.items() if not (k == "public_base_url" and v == "")}
+
+    @ma.validates("public_base_url")
+    def _https_in_production(self, value, **kwargs):
+        if value and current_app.config.get("ENV_NAME") == "production" \
+                and not value.startswith("https://"):
+            raise ma.ValidationError("links in e-mails must be https in production")
+        if value and ("?" in value or "#" in value):
+            raise ma.ValidationError("a base address has no query or fragment")
 
 
 class NewCategoryForm(FormSchema):
@@ -497,12 +519,14 @@ def publish_policy_post(site_key: str):
 
 SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests"),
                      ("controller", "Data controller"), ("messages", "Messages and GPC"),
+                     ("cookie", "Cookie and links"),
                      ("consent-mode", "Google Consent Mode"),
                      ("regions", "Rules by region"), ("texts", "Widget texts"),
                      ("categories", "Categories"),
                      ("api-keys", "API keys"), ("history", "Change history"))
 SECTION_FORMS = {"general": lambda: GeneralForm(), "consent": lambda: ConsentForm(),
-                 "controller": lambda: ControllerForm(), "messages": lambda: MessagesForm()}
+                 "controller": lambda: ControllerForm(), "messages": lambda: MessagesForm(),
+                 "cookie": lambda: CookieForm()}
 
 
 def _section_values(site) -> dict:
@@ -524,7 +548,15 @@ def _section_values(site) -> dict:
             "controller_phone": (controller.get("phone") or "").replace("tel:", ""),
             **{f"controller_{form}": address.get(key, "")
                for form, key in ADDRESS_FORM.items()},
-            **_messages_values(site)}
+            **_messages_values(site), **_cookie_values(site)}
+
+
+def _cookie_values(site) -> dict:
+    stored = site_values(site)
+    cookie = stored["cookie"]
+    return {"cookie_name": cookie["name"], "cookie_domain": cookie["domain"],
+            "cookie_same_site": cookie["same_site"], "cookie_server_set": cookie["server_set"],
+            "public_base_url": stored["public_base_url"]}
 
 
 # What each widget string is (consent/locales/widget.en.json), for the Widget texts page.
@@ -616,7 +648,8 @@ def settings(site_key: str):
     return _settings_page(site_key, "general")
 
 
-@bp.get("/sites/<site_key>/settings/<any(general,consent,controller,messages,\"consent-mode\","
+@bp.get("/sites/<site_key>/settings/<any(general,consent,controller,messages,cookie,"
+        "\"consent-mode\","
         "regions,texts,categories,\"api-keys\",history):section>")
 @admin_required("audit:read")
 def settings_section(site_key: str, section: str):
@@ -624,7 +657,7 @@ def settings_section(site_key: str, section: str):
     return _settings_page(site_key, section)
 
 
-@bp.post("/sites/<site_key>/settings/<any(general,consent,controller,messages):section>")
+@bp.post("/sites/<site_key>/settings/<any(general,consent,controller,messages,cookie):section>")
 @admin_required("sites:write")
 def settings_post(site_key: str, section: str):
     """Save one section of the settings (only the fields it shows)."""
@@ -633,6 +666,13 @@ def settings_post(site_key: str, section: str):
         data = parse_form(SECTION_FORMS[section](), lists)
         if section == "controller":
             data = {"controller": controller_from_form(data)}
+        elif section == "cookie":
+            data = {"cookie": {"name": data["cookie_name"].strip(),
+                               "domain": data["cookie_domain"],
+                               "same_site": data["cookie_same_site"],
+                               "server_set": data["cookie_server_set"]},
+                    "public_base_url": data.get("public_base_url", ""),
+                    "server_host": _server_host()}
         changed = update_site_section(site_key, section, data, current_principal().actor)
     except (ma.ValidationError, DomainError) as exc:
         return _settings_page(site_key, section, values=form_values(lists),
@@ -640,6 +680,13 @@ def settings_post(site_key: str, section: str):
     flash(f"Saved: {', '.join(changed)}." if changed else "Nothing changed.",
           "success" if changed else "info")
     return redirect(url_for("admin.settings_section", site_key=site_key, section=section))
+
+
+def _server_host() -> str:
+    """This consent server's host as browsers see it: CONSENT_PUBLIC_URL's, else the
+    request's."""
+    public = current_app.config.get("CONSENT_PUBLIC_URL") or ""
+    return urlsplit(public).hostname or urlsplit("//" + request.host).hostname or ""
 
 
 ADDRESS_FORM = {"street": "streetAddress", "postal_code": "postalCode",

@@ -1,0 +1,87 @@
+"""The admin's "Cookie and links" settings (an outside review: settable only by
+hand-written JSON): the consent cookie's name, domain, SameSite and the same-site
+deployment, checked against the site's origins and this server's host (a cookie a
+browser would refuse is refused here), and the address put in unsubscribe links."""
+from __future__ import annotations
+
+import re
+from html import unescape
+
+from consent.extensions import db
+from consent.sites import get_site
+from tests.support.admin import post_form
+from tests.support.api import bearer
+
+PAGE = "/admin/sites/shop/settings/cookie"
+DEFAULTS = {"cookie_name": "consent", "cookie_domain": "", "cookie_same_site": "Lax"}
+
+
+def save(admin, form: dict):
+    return post_form(admin, PAGE, {**DEFAULTS, **form}, page=PAGE)
+
+
+def test_the_cookie_the_widget_writes_follows_the_page(client, site, admin):
+    html = unescape(admin.get(PAGE).get_data(as_text=True))
+    assert 'name="cookie_name" value="consent"' in html
+    r = save(admin, {"cookie_name": "shop_consent", "cookie_domain": ".Shop.Example",
+                     "cookie_same_site": "Strict"})
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    assert get_site("shop").settings["cookie"] == {
+        "name": "shop_consent", "domain": "shop.example", "same_site": "Strict"}
+    config = client.get("/api/v1/sites/shop/config?locale=en").get_json()
+    assert config["cookie"] == {"name": "shop_consent", "domain": "shop.example",
+                                "sameSite": "Strict"}
+    # back to the defaults: nothing stored, nothing more for a first visit to download
+    assert save(admin, {}).status_code == 302
+    db.session.expire_all()
+    assert "cookie" not in get_site("shop").settings
+    assert client.get("/api/v1/sites/shop/config?locale=en").get_json()["cookie"] == {
+        "name": "consent"}
+
+
+def test_a_cookie_browsers_would_refuse_is_refused_here(app, client, site, admin,
+                                                        monkeypatch):
+    before = dict(get_site("shop").settings)
+    for form, field, said in (
+            ({"cookie_name": "my cookie"}, "cookie_name", "letters, digits"),
+            ({"cookie_domain": "other.example"}, "cookie_domain",
+             "browsers refuse a cookie for other.example on shop.example"),
+            ({"cookie_domain": "example"}, "cookie_domain", "not a domain"),
+            ({"cookie_domain": "sub.shop.example"}, "cookie_domain", "on shop.example"),
+            ({"cookie_same_site": "Sometimes"}, "cookie_same_site", "Lax, Strict or None"),
+            # the test server is "localhost", not under shop.example
+            ({"cookie_domain": "shop.example", "cookie_server_set": "on"},
+             "cookie_server_set", "(localhost) is not under shop.example"),
+            ({"cookie_server_set": "on"}, "cookie_server_set", "never see"),
+            ({"public_base_url": "ftp://links.example"}, "public_base_url", "http"),
+            ({"public_base_url": "https://links.example/?a=1"}, "public_base_url",
+             "no query")):
+        r = save(admin, form)
+        assert r.status_code == 422, form
+        html = unescape(r.get_data(as_text=True))
+        error = re.search(rf'<p class="field-error" id="err-{field}">([^<]*)</p>', html)
+        assert error and said in error.group(1), (form, error and error.group(1))
+        db.session.expire_all()
+        assert get_site("shop").settings == before, form
+
+    # served from the site's own domain, the same-site deployment is accepted, and the
+    # decisions' answers then set the cookie for that domain
+    monkeypatch.setitem(app.config, "CONSENT_PUBLIC_URL", "https://consent.shop.example")
+    r = save(admin, {"cookie_domain": "shop.example", "cookie_server_set": "on"})
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    answer = client.post("/api/v1/sites/shop/decisions", json={"action": "accept_all"},
+                         headers={"Origin": site["origin"]})
+    assert "Domain=shop.example" in answer.headers["Set-Cookie"]
+
+
+def test_links_in_messages_use_the_address_set_here(client, site, admin):
+    r = save(admin, {"public_base_url": "https://links.shop.example/"})
+    assert r.status_code == 302
+    assert get_site("shop").settings["public_base_url"] == "https://links.shop.example"
+    link = client.post("/api/v1/sites/shop/unsubscribe-links",
+                       json={"channel": "email", "address": "pat@example.org"},
+                       headers=bearer(site)).get_json()
+    assert link["url"].startswith("https://links.shop.example/"), link
+    assert save(admin, {"public_base_url": ""}).status_code == 302
+    db.session.expire_all()
+    assert "public_base_url" not in get_site("shop").settings
