@@ -55,6 +55,12 @@ def test_every_admin_form_carries_the_sessions_csrf_token(app, site, admin, cloc
     pages.append(f"/admin/sites/{site['key']}/purge/confirm?before="
                  f"{clock.now().date().isoformat()}")
     pages.append(f"/admin/sites/{site['key']}/settings/regions")
+    pages.append(f"/admin/sites/{site['key']}/settings/texts")
+    pages.append(f"/admin/sites/{site['key']}/settings/sms")
+    from consent.sms_gateways import register_gateway
+
+    register_gateway(site["key"], "twilio")  # (its removal has a confirmation page)
+    pages.append(f"/admin/sites/{site['key']}/sms-gateways/twilio/remove")
     adapter = app.url_map.bind("localhost")
     tokens, posted_to = set(), {}
     for url in pages:

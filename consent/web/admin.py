@@ -523,7 +523,8 @@ SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests
                      ("consent-mode", "Google Consent Mode"),
                      ("regions", "Rules by region"), ("texts", "Widget texts"),
                      ("categories", "Categories"),
-                     ("api-keys", "API keys"), ("history", "Change history"))
+                     ("api-keys", "API keys"), ("sms", "SMS gateways"),
+                     ("history", "Change history"))
 SECTION_FORMS = {"general": lambda: GeneralForm(), "consent": lambda: ConsentForm(),
                  "controller": lambda: ControllerForm(), "messages": lambda: MessagesForm(),
                  "cookie": lambda: CookieForm()}
@@ -636,6 +637,11 @@ def _settings_page(site_key: str, section: str, *, values=None, errors=None, sta
     elif section == "api-keys":
         context["api_keys"] = list_api_keys(site_key)
         context["values"] = values if values is not None else {"name": "backend"}
+    elif section == "sms":
+        from ..sms_gateways import list_gateways
+
+        context["gateways"] = list_gateways(site_key)
+        context["values"] = values if values is not None else {"provider": "twilio"}
     elif section == "history":
         context["changes"] = list_changes(site.id)
     return render_template("admin/settings.html", **context), status
@@ -650,7 +656,7 @@ def settings(site_key: str):
 
 @bp.get("/sites/<site_key>/settings/<any(general,consent,controller,messages,cookie,"
         "\"consent-mode\","
-        "regions,texts,categories,\"api-keys\",history):section>")
+        "regions,texts,categories,\"api-keys\",sms,history):section>")
 @admin_required("audit:read")
 def settings_section(site_key: str, section: str):
     """One section of the settings, on a page of its own."""
@@ -891,6 +897,73 @@ def api_key_revoke(site_key: str, key_id: int):
     flash(f"API key {key.name} (ck_{key.prefix}_…) revoked: calls with it are now refused.",
           "success")
     return redirect(url_for("admin.settings_section", site_key=site_key, section="api-keys"))
+
+
+class SmsGatewayForm(FormSchema):
+    # (checked by sms_gateways.register_gateway, as the API's registration is)
+    provider = ma.fields.String(required=True, validate=validate.Length(1, 16))
+    signing_secret = ma.fields.String(load_default="", validate=validate.Length(max=256))
+    signature_method = ma.fields.String(load_default="", validate=validate.Length(max=16))
+
+
+def _sms_page(site_key: str, *, values=None, errors=None, status=200):
+    return _settings_page(site_key, "sms", values=values, errors=errors, status=status)
+
+
+@bp.post("/sites/<site_key>/sms-gateways")
+@admin_required("sites:write")
+@errors_on(_sms_page)
+def sms_gateway_post(site_key: str):
+    """Register (or re-register, with a new token) an SMS gateway; its inbound URL is
+    shown once."""
+    from .. import sms_gateways
+    from .channels_api import _gateway_urls
+
+    data = parse_form(SmsGatewayForm())
+    reg = sms_gateways.register_gateway(
+        site_key, data["provider"], signing_secret=data["signing_secret"] or None,
+        signature_method=(data["signature_method"] or None)
+        if data["provider"] == "vonage" else None)
+    inbound, basic = _gateway_urls(site_key, reg.provider, reg.token)
+    return render_template(
+        "admin/secret.html", title=f"Inbound URL for {reg.provider}", secret=inbound,
+        also=basic, also_label="The same with the token as the HTTP Basic password (for "
+        "gateways that ask for a user and password)",
+        back=url_for("admin.settings_section", site_key=site_key, section="sms"))
+
+
+@bp.get("/sites/<site_key>/sms-gateways/<provider>/remove")
+@admin_required("sites:write")
+def sms_gateway_remove_page(site_key: str, provider: str):
+    """Ask before removing an SMS gateway."""
+    from ..sms_gateways import list_gateways
+
+    if provider not in {g.provider for g in list_gateways(site_key)}:
+        abort(404)
+    return _confirm_page(
+        f"Remove the {provider} gateway?",
+        f"STOP replies that {provider} forwards will be refused at once, so people who "
+        "text STOP would still get messages. Remove it only when the site no longer sends "
+        "SMS through it, or register it again for a new URL.",
+        url_for("admin.sms_gateway_remove", site_key=site_key, provider=provider),
+        "Remove the gateway", url_for("admin.settings_section", site_key=site_key,
+                                      section="sms"))
+
+
+@bp.post("/sites/<site_key>/sms-gateways/<provider>/remove")
+@admin_required("sites:write")
+def sms_gateway_remove(site_key: str, provider: str):
+    """Remove an SMS gateway (after its confirmation page)."""
+    from ..sms_gateways import remove_gateway
+
+    try:
+        parse_form(ConfirmForm())
+    except ma.ValidationError:
+        return sms_gateway_remove_page(site_key, provider)[0], 422
+    remove_gateway(site_key, provider)
+    flash(f"The {provider} gateway was removed: its inbound URL is refused from now on.",
+          "success")
+    return redirect(url_for("admin.settings_section", site_key=site_key, section="sms"))
 
 
 # ---------------------------------------------------------------- requests

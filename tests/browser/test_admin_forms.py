@@ -202,7 +202,8 @@ def _events(before: str) -> int:
 
 
 @pytest.mark.parametrize("path", ["settings", "settings/messages", "settings/texts",
-                                  "settings/cookie", "settings/categories/analytics", "settings/history",
+                                  "settings/cookie", "settings/sms",
+                                  "settings/categories/analytics", "settings/history",
                                   "scans", "scans/1", "export", "requests/1/erase",
                                   "purge", "webhooks", "requests"])
 def test_admin_pages_fit_a_phone(admin_page, path):
