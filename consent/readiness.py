@@ -54,10 +54,11 @@ def site_gaps(site_key: str) -> list[Gap]:
                             f"scan the site (flask consent scan {site.key}, or Scans in the "
                             "admin) and Apply what it finds, or add its services and their "
                             "cookies in the admin settings", f"category:{category.key}"))
-        elif not any(s.get("cookies") for s in services):
-            gaps.append(Gap(f"category {category.key!r} names no cookies: withdrawing it "
-                            "deletes none", "list each service's cookies in the admin "
-                            "settings", f"category:{category.key}"))
+        elif not any(s.get("cookies") or s.get("storage") for s in services):
+            # (a service of storage keys only, Hotjar's say, is deleted by its keys)
+            gaps.append(Gap(f"category {category.key!r} names no cookies or storage keys: "
+                            "withdrawing it deletes none", "list each service's cookies in "
+                            "the admin settings", f"category:{category.key}"))
     return gaps
 
 

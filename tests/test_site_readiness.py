@@ -103,6 +103,11 @@ def test_a_service_without_cookies_is_reported(app, runner, site):
                     services=[{"name": "Counter"}])
     r = runner.invoke(args=["consent", "check-site", "shop"])
     assert r.exit_code == 1 and "category 'analytics' names no cookies" in r.output
+    # a service whose traces are storage keys only is not a gap
+    update_category("shop", "analytics", titles={"en": "Analytics"}, descriptions={},
+                    services=[{"name": "Heatmaps", "storage": [{"name": "_hjid"}]}])
+    r = runner.invoke(args=["consent", "check-site", "shop"])
+    assert "'analytics'" not in r.output, r.output
 
 
 def test_seed_demo_adds_origins_to_the_existing_demo_site(app, runner):
