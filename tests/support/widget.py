@@ -62,6 +62,8 @@ def wait_until(page, expression: str, timeout: float = 15):
         except PlaywrightError as exc:
             if "context was destroyed" in str(exc) or "navigat" in str(exc):
                 return None  # the page is reloading: ask the new one
+            if "ReferenceError" in str(exc) and "is not defined" in str(exc):
+                return None  # the new page's widget has not run yet (a fresh-clone run)
             raise
 
     return poll(read, bool, timeout=timeout, message=f"still falsy: {expression}",
