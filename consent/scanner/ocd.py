@@ -5,7 +5,9 @@ ocd-refresh FILE` installs a newer CSV of the same columns into the instance fol
 where it takes precedence over the shipped one (the checkout stays unchanged).
 
 Matching: an exact name first (several entries of one name: the one whose domain fits
-the cookie's), then the longest wildcard prefix. Upstream marks a name as a wildcard
+the cookie's, else one naming no domain; a plain lower-case word of up to eight letters
+such as `lang` or `token`, listed only for other domains, does not match a cookie of the
+site's own: it is as likely the site's), then the longest wildcard prefix. Upstream marks a name as a wildcard
 when its end varies (`_ga_` for `_ga_XYZ`); a short prefix such as `SR` would also catch
 `SRCHD`, so a prefix matches only when it ends with a separator, the rest starts with
 one or a digit, or it is at least five characters long. Hosts match an entry's domain
@@ -103,8 +105,9 @@ class Database:
     def match_name(self, name: str, domain: str | None = None) -> dict | None:
         """The proposal for a cookie or storage key NAME (set for DOMAIN), or None."""
         found = self.exact.get(name)
-        if found:
-            return _by_domain(found, domain).proposal("exact")
+        entry = found and _by_domain(found, name, domain)
+        if entry:
+            return entry.proposal("exact")
         for e in self.prefixes:
             if name.startswith(e.name) and name != e.name and _prefix_fits(e.name, name):
                 return e.proposal("prefix")
@@ -128,13 +131,25 @@ class Database:
         return None
 
 
-def _by_domain(entries: list[Entry], domain: str | None) -> Entry:
-    if domain and len(entries) > 1:
-        domain = domain.lower().lstrip(".")
-        for e in entries:
-            if any(domain == d or domain.endswith("." + d) for d in _clean_domain(e.domain)):
-                return e
-    return entries[0]
+# A name this plain ("lang", "token", "uid") is any site's own as often as the vendor's.
+_GENERIC_NAME = re.compile(r"[a-z]{1,8}")
+
+
+def _by_domain(entries: list[Entry], name: str, domain: str | None) -> Entry | None:
+    """The entry of NAME for a cookie set for DOMAIN: one whose domain fits, else one
+    that names no domain; else, for a plain word, none (a site's own `lang` cookie is not
+    LinkedIn's), and for a distinctive name the first (`_fbp`, listed for facebook.com,
+    is set on the site's own domain by the pixel)."""
+    if not domain:
+        return entries[0]
+    domain = domain.lower().lstrip(".")
+    for e in entries:
+        if any(domain == d or domain.endswith("." + d) for d in _clean_domain(e.domain)):
+            return e
+    for e in entries:
+        if not _clean_domain(e.domain):
+            return e
+    return None if _GENERIC_NAME.fullmatch(name) else entries[0]
 
 
 def _prefix_fits(prefix: str, name: str) -> bool:

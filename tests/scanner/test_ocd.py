@@ -18,6 +18,24 @@ def test_the_shipped_snapshot_proposes_categories(app, tmp_path):
     assert "Apache" in (ocd.DATA_DIR / "SOURCE.md").read_text()
 
 
+def test_a_sites_own_plain_cookie_is_not_labelled_as_a_vendors(app, tmp_path):
+    # An outside review: a site's own `lang` or `token` cookie was proposed as LinkedIn's
+    # or Adform's (their only OCD entries, listed for linkedin.com and adform.net), and
+    # Apply filed the site's language cookie under that vendor.
+    app.config["CONSENT_OCD_FILE"] = str(tmp_path / "ocd.csv")
+    database = cookie_database()
+    for name in ("lang", "token", "uid", "locale"):
+        assert database.match_name(name, "shop.example") is None, name
+    # on the vendor's own domain (or a subdomain of it) it is the vendor's
+    assert database.match_name("lang", "www.linkedin.com")["platform"] == "LinkedIn"
+    assert database.match_name("uid", "adform.net")["platform"] == "Adform"
+    # distinctive names stay recognised where the vendor's script sets them first-party
+    assert database.match_name("_fbp", "shop.example")["category"] == "advertising"
+    assert database.match_name("_ga", "shop.example")["category"] == "analytics"
+    assert database.match_name("_gid", "shop.example")["category"] == "analytics"
+    assert database.match_name("IDE", "localhost")["category"] == "advertising"
+
+
 def test_ocd_refresh_installs_a_checked_file(app, runner, tmp_path):
     installed = tmp_path / "instance" / "ocd.csv"
     app.config["CONSENT_OCD_FILE"] = str(installed)
