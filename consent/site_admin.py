@@ -70,10 +70,11 @@ SECTIONS = {
     "controller": ("controller",),
     "messages": ("gpc_categories", "channel_defaults", "unsubscribe_scope", "sms_keywords"),
     "cookie": ("cookie", "public_base_url"),
+    "minors": ("age_rule",),
 }
 SECTION_TITLES = {"general": "General", "consent": "Consent lifetimes, requests and retention",
                   "controller": "Data controller", "messages": "Messages and GPC",
-                  "cookie": "Cookie and links"}
+                  "cookie": "Cookie and links", "minors": "Minors"}
 # A cookie name is an RFC 6265 token; a domain, a host name with at least one dot.
 COOKIE_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 COOKIE_DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+"
@@ -156,7 +157,8 @@ def site_values(site: Site) -> dict:
             "unsubscribe_scope": settings.get("unsubscribe_scope") or "channel",
             "sms_keywords": _keywords(settings.get("sms_keywords")),
             "cookie": _cookie(settings.get("cookie")),
-            "public_base_url": settings.get("public_base_url") or ""}
+            "public_base_url": settings.get("public_base_url") or "",
+            "age_rule": settings.get("age_rule") or None}
 
 
 FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales": "languages",
@@ -167,7 +169,7 @@ FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales":
                 "gpc_categories": "categories GPC turns off",
                 "channel_defaults": "message defaults", "unsubscribe_scope": "unsubscribe scope",
                 "sms_keywords": "SMS reply words", "cookie": "consent cookie",
-                "public_base_url": "address for links"}
+                "public_base_url": "address for links", "age_rule": "age rule"}
 
 
 def update_site_section(site_key: str, section: str, data: dict, actor: str) -> list[str]:
@@ -216,6 +218,17 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
         except Invalid as exc:
             raise Invalid(exc.detail, field=exc.field.replace("sms_keywords.", "sms_")) \
                 from None
+    elif section == "minors":
+        from .minors import parse_age_rule
+
+        rule = data.get("age_rule")
+        if rule:
+            try:
+                parse_age_rule(rule)
+            except Invalid as exc:
+                raise Invalid(exc.detail, field=(exc.field or "").replace("age_rule.", "")
+                              or "adult_age") from None
+        new["age_rule"] = rule or None
     elif section == "cookie":
         new["cookie"] = data["cookie"]  # checked against the origins in write()
         new["public_base_url"] = (data.get("public_base_url") or "").strip().rstrip("/")
@@ -230,6 +243,9 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
             if key == ESSENTIAL or key not in {c.key for c in site.categories}:
                 raise Invalid(f"{key!r} is not one of the site's optional categories",
                               field="gpc_categories")
+        for key in (new.get("age_rule") or {}).get("categories", ()):
+            if key not in {c.key for c in site.categories}:
+                raise Invalid(f"the site has no category {key!r}", field="categories")
         if section == "cookie":
             new["cookie"] = check_cookie(new["cookie"], list(site.allowed_origins or []),
                                          data.get("server_host") or "")
@@ -265,6 +281,11 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
                 kept = {k: v for k, v in value.items() if v != _cookie({})[k]}
                 if kept:
                     settings[f] = kept
+                else:
+                    settings.pop(f, None)
+            elif f == "age_rule":
+                if value:
+                    settings[f] = value
                 else:
                     settings.pop(f, None)
             elif f == "public_base_url":

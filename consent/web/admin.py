@@ -191,6 +191,40 @@ class CookieForm(FormSchema):
             raise ma.ValidationError("a base address has no query or fragment")
 
 
+class MinorsForm(FormSchema):
+    # (checked by minors.parse_age_rule through site_admin.update_site_section)
+    age_rule_on = FormBool()
+    adult_age = ma.fields.Integer(load_default=18, validate=validate.Range(1, 25))
+    from_age = ma.fields.Integer(load_default=None, allow_none=True,
+                                 validate=validate.Range(1, 24))
+    guardian = ma.fields.String(load_default="guardian", validate=validate.Length(max=20))
+    ask = ma.fields.String(load_default="when_flagged", validate=validate.Length(max=20))
+    guardian_verification = ma.fields.String(load_default="link",
+                                             validate=validate.Length(max=20))
+    categories = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+    channels = ma.fields.String(load_default="", validate=validate.Length(max=200))
+    quote = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+
+    @ma.pre_load
+    def _blank_from_age(self, data, **kwargs):
+        if data.get("from_age") == "":
+            data = dict(data, from_age=None)
+        return data
+
+    @ma.post_load
+    def _rule(self, data, **kwargs):
+        if not data["age_rule_on"]:
+            return {"age_rule": None}
+        rule = {"adult_age": data["adult_age"], "guardian": data["guardian"],
+                "ask": data["ask"], "guardian_verification": data["guardian_verification"],
+                "categories": data["categories"].split(), "channels": data["channels"].split()}
+        if data["from_age"] is not None:
+            rule["from_age"] = data["from_age"]
+        if data["quote"].strip():
+            rule["quote"] = data["quote"].strip()
+        return {"age_rule": rule}
+
+
 class NewCategoryForm(FormSchema):
     # (length and form are checked by site_admin.add_category, with the cookie's reason)
     key = ma.fields.String(required=True, validate=validate.Length(1, 200))
@@ -519,7 +553,7 @@ def publish_policy_post(site_key: str):
 
 SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests"),
                      ("controller", "Data controller"), ("messages", "Messages and GPC"),
-                     ("cookie", "Cookie and links"),
+                     ("cookie", "Cookie and links"), ("minors", "Minors"),
                      ("consent-mode", "Google Consent Mode"),
                      ("regions", "Rules by region"), ("texts", "Widget texts"),
                      ("categories", "Categories"),
@@ -527,7 +561,7 @@ SETTINGS_SECTIONS = (("general", "General"), ("consent", "Lifetimes and requests
                      ("history", "Change history"))
 SECTION_FORMS = {"general": lambda: GeneralForm(), "consent": lambda: ConsentForm(),
                  "controller": lambda: ControllerForm(), "messages": lambda: MessagesForm(),
-                 "cookie": lambda: CookieForm()}
+                 "cookie": lambda: CookieForm(), "minors": lambda: MinorsForm()}
 
 
 def _section_values(site) -> dict:
@@ -549,7 +583,19 @@ def _section_values(site) -> dict:
             "controller_phone": (controller.get("phone") or "").replace("tel:", ""),
             **{f"controller_{form}": address.get(key, "")
                for form, key in ADDRESS_FORM.items()},
-            **_messages_values(site), **_cookie_values(site)}
+            **_messages_values(site), **_cookie_values(site), **_minors_values(site)}
+
+
+def _minors_values(site) -> dict:
+    rule = site_values(site)["age_rule"] or {}
+    return {"age_rule_on": bool(rule), "adult_age": rule.get("adult_age", 18),
+            "from_age": rule.get("from_age") or "", "guardian": rule.get("guardian", "guardian"),
+            "ask": rule.get("ask", "when_flagged"),
+            "guardian_verification": rule.get("guardian_verification", "link"),
+            "categories": " ".join(rule.get("categories", ["advertising"])),
+            "channels": " ".join(rule.get("channels", ["email.promotional", "sms.promotional",
+                                                       "push.promotional"])),
+            "quote": rule.get("quote", "")}
 
 
 def _cookie_values(site) -> dict:
@@ -654,7 +700,7 @@ def settings(site_key: str):
     return _settings_page(site_key, "general")
 
 
-@bp.get("/sites/<site_key>/settings/<any(general,consent,controller,messages,cookie,"
+@bp.get("/sites/<site_key>/settings/<any(general,consent,controller,messages,cookie,minors,"
         "\"consent-mode\","
         "regions,texts,categories,\"api-keys\",sms,history):section>")
 @admin_required("audit:read")
@@ -663,11 +709,13 @@ def settings_section(site_key: str, section: str):
     return _settings_page(site_key, section)
 
 
-@bp.post("/sites/<site_key>/settings/<any(general,consent,controller,messages,cookie):section>")
+@bp.post("/sites/<site_key>/settings/<any(general,consent,controller,messages,cookie,"
+         "minors):section>")
 @admin_required("sites:write")
 def settings_post(site_key: str, section: str):
     """Save one section of the settings (only the fields it shows)."""
-    lists = ("gpc_categories",) if section == "messages" else ()
+    lists = {"messages": ("gpc_categories",),
+             "minors": ("categories", "channels")}.get(section, ())
     try:
         data = parse_form(SECTION_FORMS[section](), lists)
         if section == "controller":

@@ -202,7 +202,7 @@ def _events(before: str) -> int:
 
 
 @pytest.mark.parametrize("path", ["settings", "settings/messages", "settings/texts",
-                                  "settings/cookie", "settings/sms",
+                                  "settings/cookie", "settings/sms", "settings/minors",
                                   "settings/categories/analytics", "settings/history",
                                   "scans", "scans/1", "export", "requests/1/erase",
                                   "purge", "webhooks", "requests"])
