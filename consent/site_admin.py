@@ -69,7 +69,7 @@ SECTIONS = {
                 "retention_days"),
     "controller": ("controller",),
     "messages": ("gpc_categories", "channel_defaults", "unsubscribe_scope", "sms_keywords"),
-    "cookie": ("cookie", "public_base_url"),
+    "cookie": ("cookie", "public_base_url", "unsubscribe_link_days", "login_session_minutes"),
     "minors": ("age_rule",),
 }
 SECTION_TITLES = {"general": "General", "consent": "Consent lifetimes, requests and retention",
@@ -158,7 +158,9 @@ def site_values(site: Site) -> dict:
             "sms_keywords": _keywords(settings.get("sms_keywords")),
             "cookie": _cookie(settings.get("cookie")),
             "public_base_url": settings.get("public_base_url") or "",
-            "age_rule": settings.get("age_rule") or None}
+            "age_rule": settings.get("age_rule") or None,
+            "unsubscribe_link_days": settings.get("unsubscribe_link_days") or 365,
+            "login_session_minutes": settings.get("login_session_minutes") or 60}
 
 
 FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales": "languages",
@@ -169,7 +171,9 @@ FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales":
                 "gpc_categories": "categories GPC turns off",
                 "channel_defaults": "message defaults", "unsubscribe_scope": "unsubscribe scope",
                 "sms_keywords": "SMS reply words", "cookie": "consent cookie",
-                "public_base_url": "address for links", "age_rule": "age rule"}
+                "public_base_url": "address for links", "age_rule": "age rule",
+                "unsubscribe_link_days": "unsubscribe link lifetime",
+                "login_session_minutes": "sign-in link session"}
 
 
 def update_site_section(site_key: str, section: str, data: dict, actor: str) -> list[str]:
@@ -232,6 +236,8 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
     elif section == "cookie":
         new["cookie"] = data["cookie"]  # checked against the origins in write()
         new["public_base_url"] = (data.get("public_base_url") or "").strip().rstrip("/")
+        new["unsubscribe_link_days"] = data.get("unsubscribe_link_days") or 365
+        new["login_session_minutes"] = data.get("login_session_minutes") or 60
     else:
         from .requests import check_controller  # (requests imports sites, not site_admin)
 
@@ -288,6 +294,11 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
                     settings[f] = value
                 else:
                     settings.pop(f, None)
+            elif f in ("unsubscribe_link_days", "login_session_minutes"):
+                if value == {"unsubscribe_link_days": 365, "login_session_minutes": 60}[f]:
+                    settings.pop(f, None)
+                else:
+                    settings[f] = value
             elif f == "public_base_url":
                 if value:
                     settings[f] = value

@@ -85,3 +85,23 @@ def test_links_in_messages_use_the_address_set_here(client, site, admin):
     assert save(admin, {"public_base_url": ""}).status_code == 302
     db.session.expire_all()
     assert "public_base_url" not in get_site("shop").settings
+
+
+def test_link_lifetimes_set_here_are_the_links(client, site, admin):
+    from datetime import datetime, timedelta, timezone
+
+    r = save(admin, {"unsubscribe_link_days": "45", "login_session_minutes": "15"})
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    stored = get_site("shop").settings
+    assert (stored["unsubscribe_link_days"], stored["login_session_minutes"]) == (45, 15)
+    link = client.post("/api/v1/sites/shop/unsubscribe-links",
+                       json={"channel": "email", "address": "pat@example.org"},
+                       headers=bearer(site)).get_json()
+    expires = datetime.fromisoformat(link["expires_at"].replace("Z", "+00:00"))
+    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=45))) < timedelta(hours=1)
+    r = save(admin, {"unsubscribe_link_days": "7"})  # a recipient must have 30 days
+    assert r.status_code == 422 and 'id="err-unsubscribe_link_days"' in r.get_data(as_text=True)
+    assert save(admin, {}).status_code == 302  # the defaults again: nothing stored
+    db.session.expire_all()
+    stored = get_site("shop").settings
+    assert "unsubscribe_link_days" not in stored and "login_session_minutes" not in stored

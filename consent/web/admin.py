@@ -177,10 +177,14 @@ class CookieForm(FormSchema):
     cookie_same_site = ma.fields.String(load_default="Lax", validate=validate.Length(max=10))
     cookie_server_set = FormBool()
     public_base_url = HttpUrl(load_default="", validate=validate.Length(max=500))
+    # (unsubscribe links must work for 30 days after a message: CAN-SPAM; at most 10 years)
+    unsubscribe_link_days = ma.fields.Integer(load_default=365, validate=validate.Range(30, 3650))
+    login_session_minutes = ma.fields.Integer(load_default=60, validate=validate.Range(1, 1440))
 
     @ma.pre_load
     def _blanks(self, data, **kwargs):
-        return {k: v for k, v in data.items() if not (k == "public_base_url" and v == "")}
+        return {k: v for k, v in data.items() if not (k in (
+            "public_base_url", "unsubscribe_link_days", "login_session_minutes") and v == "")}
 
     @ma.validates("public_base_url")
     def _https_in_production(self, value, **kwargs):
@@ -603,7 +607,9 @@ def _cookie_values(site) -> dict:
     cookie = stored["cookie"]
     return {"cookie_name": cookie["name"], "cookie_domain": cookie["domain"],
             "cookie_same_site": cookie["same_site"], "cookie_server_set": cookie["server_set"],
-            "public_base_url": stored["public_base_url"]}
+            "public_base_url": stored["public_base_url"],
+            "unsubscribe_link_days": stored["unsubscribe_link_days"],
+            "login_session_minutes": stored["login_session_minutes"]}
 
 
 # What each widget string is (consent/locales/widget.en.json), for the Widget texts page.
@@ -726,6 +732,8 @@ def settings_post(site_key: str, section: str):
                                "same_site": data["cookie_same_site"],
                                "server_set": data["cookie_server_set"]},
                     "public_base_url": data.get("public_base_url", ""),
+                    "unsubscribe_link_days": data["unsubscribe_link_days"],
+                    "login_session_minutes": data["login_session_minutes"],
                     "server_host": _server_host()}
         changed = update_site_section(site_key, section, data, current_principal().actor)
     except (ma.ValidationError, DomainError) as exc:
