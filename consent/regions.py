@@ -271,7 +271,7 @@ def subdivision_warning(settings: dict, header_setting: str) -> str | None:
     if not keys or any(sub for _, sub in pairs):
         return None
     named = ", ".join(dict.fromkeys(keys))
-    return (f"{named} need the visitor's state or province, which only a trusted CDN "
+    return (f"The rules for {named} need the visitor's state or province, which only a trusted CDN "
             "header gives, and CONSENT_REGION_HEADERS names no subdivision header on this "
             "server (the IP database knows countries only): visitors there get their "
             "country's rule or the default. Set CONSENT_REGION_HEADERS (docs/regions.md).")
