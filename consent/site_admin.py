@@ -117,6 +117,10 @@ def check_cookie(data: dict, origins: list[str], server_host: str) -> dict:
                           "domain every allowed origin's host is in", field="cookie_domain")
     if out["same_site"] not in SAME_SITE:
         raise Invalid("must be Lax, Strict or None", field="cookie_same_site")
+    plain = [o for o in origins if o.startswith("http://")]
+    if out["same_site"] == "None" and plain:
+        raise Invalid(f"SameSite=None needs https (browsers drop it without Secure), and "
+                      f"{plain[0]} is http", field="cookie_same_site")
     if out["server_set"]:
         server = server_host.lower()
         if domain and not _domain_matches(server, domain):

@@ -105,3 +105,15 @@ def test_link_lifetimes_set_here_are_the_links(client, site, admin):
     db.session.expire_all()
     stored = get_site("shop").settings
     assert "unsubscribe_link_days" not in stored and "login_session_minutes" not in stored
+
+
+def test_samesite_none_is_refused_while_a_page_is_plain_http(site, admin):
+    from consent.site_admin import update_site_section
+
+    update_site_section("shop", "general", {
+        "name": "Example shop", "allowed_origins": ["https://shop.example",
+                                                    "http://legacy.shop.example"],
+        "locales": ["en"], "default_locale": "en"}, "test")
+    r = save(admin, {"cookie_same_site": "None"})
+    assert r.status_code == 422
+    assert "http://legacy.shop.example is http" in unescape(r.get_data(as_text=True))
