@@ -66,7 +66,7 @@ def add_site(key: str, name: str, origins: list[str]) -> Site:
 SECTIONS = {
     "general": ("name", "allowed_origins", "locales", "default_locale"),
     "consent": ("accept_lifetime_days", "reject_lifetime_days", "deadline",
-                "retention_days"),
+                "opt_out_deadline", "retention_days"),
     "controller": ("controller",),
     "messages": ("gpc_categories", "channel_defaults", "unsubscribe_scope", "sms_keywords"),
     "cookie": ("cookie", "public_base_url", "unsubscribe_link_days", "login_session_minutes"),
@@ -154,6 +154,7 @@ def site_values(site: Site) -> dict:
             "accept_lifetime_days": site.accept_lifetime_days,
             "reject_lifetime_days": site.reject_lifetime_days,
             "deadline": settings.get("request_deadline") or {"days": 30},
+            "opt_out_deadline": settings.get("opt_out_deadline") or None,
             "retention_days": settings.get("retention_days"),
             "controller": settings.get("controller") or {},
             "gpc_categories": list(gpc_categories(view)),
@@ -169,6 +170,7 @@ def site_values(site: Site) -> dict:
 
 FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales": "languages",
                 "default_locale": "default language", "deadline": "request deadline",
+                "opt_out_deadline": "opt-out deadline",
                 "accept_lifetime_days": "days an acceptance stands",
                 "reject_lifetime_days": "days a refusal stands",
                 "retention_days": "event retention", "controller": "data controller",
@@ -208,6 +210,13 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
         except Invalid as exc:
             raise Invalid(exc.detail, field="deadline_value") from None
         new["retention_days"] = data.get("retention_days") or None
+        new["opt_out_deadline"] = None
+        if data.get("opt_out_value"):
+            kind = "business_days" if data.get("opt_out_kind") == "business_days" else "days"
+            try:
+                new["opt_out_deadline"] = validate_deadline_rule({kind: data["opt_out_value"]})
+            except Invalid as exc:
+                raise Invalid(exc.detail, field="opt_out_value") from None
     elif section == "messages":
         from .channels import CHANNELS
         from .sms import check_keyword_settings
@@ -260,6 +269,10 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
             new["cookie"] = check_cookie(new["cookie"], list(site.allowed_origins or []),
                                          data.get("server_host") or "")
         old = site_values(site)
+        for f in ("deadline", "opt_out_deadline"):
+            # (holidays, set by the API or a profile, have no field here: they stay)
+            if new.get(f) and "business_days" in new[f] and (old[f] or {}).get("holidays"):
+                new[f] = {**new[f], "holidays": old[f]["holidays"]}
         changed = [f for f in fields if old[f] != new[f]]
         if not changed:
             return []
@@ -268,7 +281,7 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
             value = new[f]
             if f == "deadline":
                 settings["request_deadline"] = value
-            elif f in ("retention_days", "controller"):
+            elif f in ("retention_days", "controller", "opt_out_deadline"):
                 if value:
                     settings[f] = value
                 else:

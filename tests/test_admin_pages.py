@@ -358,3 +358,48 @@ def test_a_form_without_a_page_of_its_own_errs_inside_the_admin_layout(app, site
     r = post_form(admin, url, page=page)
     assert r.status_code == 302
     assert "disabled" in admin.get(r.headers["Location"]).get_data(as_text=True)
+
+
+def test_an_opt_out_deadline_set_in_the_admin_is_recorded_with_each_opt_out(client, site,
+                                                                             admin):
+    # An outside review: the opt-out deadline a policy promises (e.g. "within 10 business
+    # days") could be set only by a profile. Set here, a one-click unsubscribe is recorded
+    # as a completed opt-out request with that deadline; holidays set elsewhere stay.
+    from consent.database import run_write
+    from consent.requests import DataRequest
+    from consent.sites import get_site
+    from tests.support.api import bearer
+
+    page = f"/admin/sites/{site['key']}/settings/consent"
+    form = {"accept_lifetime_days": "365", "reject_lifetime_days": "182",
+            "deadline_kind": "days", "deadline_value": "30"}
+    r = post_form(admin, page, {**form, "opt_out_value": "0"}, page=page)
+    assert r.status_code == 422 and 'id="err-opt_out_value"' in r.get_data(as_text=True)
+    r = post_form(admin, page, {**form, "opt_out_value": "10",
+                                "opt_out_kind": "business_days"}, page=page)
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    assert get_site(site["key"]).settings["opt_out_deadline"] == {"business_days": 10}
+
+    def add_holiday():
+        s = get_site(site["key"])
+        s.settings = {**s.settings, "opt_out_deadline": {"business_days": 10,
+                                                         "holidays": ["2026-12-25"]}}
+    run_write(add_holiday)
+    r = post_form(admin, page, {**form, "opt_out_value": "12",
+                                "opt_out_kind": "business_days"}, page=page)
+    db.session.expire_all()
+    assert get_site(site["key"]).settings["opt_out_deadline"] == {
+        "business_days": 12, "holidays": ["2026-12-25"]}
+
+    link = client.post(f"/api/v1/sites/{site['key']}/unsubscribe-links",
+                       json={"channel": "email", "address": "pat@example.org"},
+                       headers=bearer(site)).get_json()
+    path = "/" + link["url"].split("://", 1)[1].split("/", 1)[1]
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    [request] = db.session.execute(db.select(DataRequest).where(
+        DataRequest.kind == "opt-out")).scalars().all()
+    assert request.status == "completed" and "12 business days" in request.deadline_rule
+
+    r = post_form(admin, page, {**form, "opt_out_value": ""}, page=page)  # none again
+    db.session.expire_all()
+    assert "opt_out_deadline" not in get_site(site["key"]).settings

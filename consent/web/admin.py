@@ -118,11 +118,16 @@ class ConsentForm(FormSchema):
                                      validate=validate.OneOf(("days", "business_days")))
     deadline_value = ma.fields.Integer(required=True, validate=validate.Range(1, 365))
     retention_days = ma.fields.Integer(allow_none=True, validate=validate.Range(30, 36500))
+    opt_out_kind = ma.fields.String(load_default="business_days",
+                                    validate=validate.OneOf(("days", "business_days")))
+    opt_out_value = ma.fields.Integer(load_default=None, allow_none=True,
+                                      validate=validate.Range(1, 365))
 
     @ma.pre_load
     def _blank_retention(self, data, **kwargs):
-        if data.get("retention_days") == "":
-            data = dict(data, retention_days=None)
+        for name in ("retention_days", "opt_out_value"):
+            if data.get(name) == "":
+                data = dict(data, **{name: None})
         return data
 
 
@@ -582,6 +587,9 @@ def _section_values(site) -> dict:
             "deadline_kind": "business_days" if "business_days" in rule else "days",
             "deadline_value": rule.get("days") or rule.get("business_days"),
             "retention_days": settings.get("retention_days") or "",
+            "opt_out_kind": "days" if "days" in (settings.get("opt_out_deadline") or {})
+            else "business_days",
+            "opt_out_value": next(iter((settings.get("opt_out_deadline") or {}).values()), ""),
             **{f"controller_{k}": controller.get(k, "")
                for k in ("name", "contact", "email", "url", "jurisdiction")},
             "controller_phone": (controller.get("phone") or "").replace("tel:", ""),
