@@ -10,7 +10,7 @@ from consent.database import run_write
 from consent.demo_data import DEMO_SERVICES
 from consent.requests import open_request
 from consent.sites import create_site, get_site
-from tests.support.admin import PASSWORD, make_admin, record_choice
+from tests.support.admin import make_admin, record_choice, sign_in_page
 from tests.support.browser import new_context
 from tests.support.scans import seed_finished_scan
 from tests.support.servers import AppServer
@@ -28,11 +28,7 @@ def admin_page(app, database_url, browser):
     ctx = new_context(browser, locale="en-GB")
     page = ctx.new_page()
     page.base = server.url
-    page.goto(f"{server.url}/admin/sign-in")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("button", name="Sign out").wait_for()
+    sign_in_page(page, server.url, email)
     yield page
     ctx.close()
     server.stop()
@@ -223,11 +219,7 @@ def test_the_admin_works_without_javascript(app, database_url, browser):
     ctx = new_context(browser, locale="en-GB", java_script_enabled=False)
     try:
         page = ctx.new_page()
-        page.goto(f"{server.url}/admin/sign-in")
-        page.get_by_label("E-mail").fill(email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("button", name="Sign out").wait_for()
+        sign_in_page(page, server.url, email)
         page.goto(f"{server.url}/admin/sites/shop/settings/categories/analytics")
         row = page.get_by_role("group", name="Add a service")
         row.get_by_label("Name", exact=True).fill("Matomo")

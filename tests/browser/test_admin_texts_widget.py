@@ -2,7 +2,7 @@
 origin, in real Chromium; markup typed there is shown as text, never run."""
 from __future__ import annotations
 
-from tests.support.admin import PASSWORD, make_admin
+from tests.support.admin import make_admin, sign_in_page
 from tests.support.browser import new_context
 from tests.support.sites import SITE_KEY
 
@@ -11,11 +11,7 @@ def test_a_title_typed_in_the_admin_is_the_banners_and_stays_text(env, browser):
     email = make_admin("dpo@example.com")
     admin = new_context(browser, locale="en-GB")
     page = admin.new_page()
-    page.goto(f"{env.app_url}/admin/sign-in")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("button", name="Sign out").wait_for()
+    sign_in_page(page, env.app_url, email)
     page.goto(f"{env.app_url}/admin/sites/{SITE_KEY}/settings/texts?locale=en")
     title = 'Cookies at <b>Test</b> shop <img src=x onerror="window.pwned=1">'
     page.get_by_label("Banner title").fill(title)

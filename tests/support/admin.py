@@ -132,3 +132,12 @@ def record_choice(site_key: str, action: str = "accept_all", subject: str | None
 
 
 KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
+
+
+def sign_in_page(page, base: str, email: str, password: str = PASSWORD) -> None:
+    """Sign in on the admin's sign-in page in a real browser PAGE (app at BASE)."""
+    page.goto(f"{base}/admin/sign-in")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign out").wait_for()
