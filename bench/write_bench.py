@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,9 @@ from bench.machine import cpu_shares, machine_cpu, tree_cpu  # noqa: E402
 from tests.support.pg import PgCluster, free_port, wait_for_port  # noqa: E402
 
 # Every request is a new visitor (a random visitor id with its device key, as a browser
-# that generated both sends them) with a random client_event_id.
+# that generated both sends them) with a random client_event_id, and, as the widget sends
+# it, the configuration revision its page showed (REVISION, when the bench knows it: the
+# event then records that notice, consent.notices).
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -50,8 +53,9 @@ local function token(len)
   end
   return table.concat(t)
 end
+local shown = REVISION ~= "" and ('"revision":"' .. REVISION .. '",') or ""
 request = function()
-  local body = '{"subject":"' .. token(22) .. '","key":"' .. token(32) .. '",' ..
+  local body = '{"subject":"' .. token(22) .. '","key":"' .. token(32) .. '",' .. shown ..
     '"action":"custom","categories":{"analytics":true,"advertising":false},' ..
     '"page_url":"https://shop.example/products/42","locale":"en",' ..
     '"client_event_id":"' .. token(22) .. '"}'
@@ -101,9 +105,9 @@ def wait_until_answering(url: str, workers: int, timeout: float = 180.0) -> None
             time.sleep(0.2)
 
 
-def run_wrk(url: str, path: str, seconds: int, connections: int) -> dict:
+def run_wrk(url: str, path: str, seconds: int, connections: int, revision: str = "") -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(f'PATH = "{path}"\n' + LUA)
+        fh.write(f'PATH = "{path}"\nREVISION = "{revision}"\n' + LUA)
         script = fh.name
     out = subprocess.run([ensure_wrk(), "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
                           "--latency", "-s", script, url], capture_output=True, text=True,
@@ -129,6 +133,13 @@ def run_wrk(url: str, path: str, seconds: int, connections: int) -> dict:
                          "so these figures would not measure what they claim (is the "
                          "client's address exempt from the rate limits?)")
     return result
+
+
+def shown_revision(base: str) -> str:
+    """The configuration revision of the bench site, as its widget would send it."""
+    with urllib.request.urlopen(f"{base}/api/v1/sites/bench/config?locale=en",
+                                timeout=30) as answer:
+        return json.loads(answer.read())["revision"]
 
 
 def prepare_database(url: str) -> None:
@@ -223,12 +234,15 @@ def main() -> None:
               f"--threads {args.threads}; wrk -c "
               f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
               f"before the bench {idle_load}")
+        # the revision the widget would send (the bare endpoint ignores the field)
+        app_urls = [u for n, (u, _p, _pid) in servers.items() if n != "bare_flask"]
+        revision = shown_revision(app_urls[0]) if app_urls else ""
         for name, (url_, path, _pid) in servers.items():
-            run_wrk(url_, path, 2, args.connections)  # warm-up
+            run_wrk(url_, path, 2, args.connections, revision)  # warm-up
         for round_ in range(1, args.rounds + 1):
             for name, (url_, path, pid) in servers.items():
                 load, cpu, used = load_average(), machine_cpu(), tree_cpu([pid, *database_pids])
-                r = run_wrk(url_, path, args.seconds, args.connections)
+                r = run_wrk(url_, path, args.seconds, args.connections, revision)
                 r["load_before"], r["load_after"] = load, load_average()
                 r["cpu"] = {k: round(v, 1) for k, v in cpu_shares(cpu, machine_cpu()).items()}
                 # CPU the server (and the database) spent per answered request: unlike

@@ -12,6 +12,7 @@ from .i18n import pick_locale
 from .ledger import (AppendedEvent, append_event, details_digest, read_state,
                      stream_for)
 from .minors import record_screened, screen_choice
+from .notices import REVISION_RE, notice_for
 from .policies import get_policy
 from .regions import event_region
 from .sites import ESSENTIAL, SiteSnapshot, gpc_categories, site_snapshot
@@ -106,6 +107,17 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
         for key in gpc_categories(site):
             categories[key] = False
         meta = {"gpc": True}
+    locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
+    if "revision" in data:
+        # What the widget showed (consent.notices): recorded, and hashed, with the event.
+        shown = notice_for(site, locale, ctx.region, data["revision"])
+        if shown is not None:
+            meta = {**(meta or {}), "notice": shown.digest}
+            if action == "accept_all" and data["revision"] != site.revision:
+                # A page loaded before a category was added: "Accept all" grants what it
+                # showed; the new category stays undecided (as for a choice made before
+                # it existed) rather than granted unseen.
+                categories = {k: v for k, v in categories.items() if k in shown.categories}
     if "regions" in site.settings:
         # The region in force and, for US opt-out visitors, the GPP / US Privacy strings
         # the choice gives: recorded (and hashed) with the event (consent.regions).
@@ -120,7 +132,6 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
         if version.effective_at > utcnow():
             # Announced, not yet in force: the choice is made under the version in force.
             label = site.policy_label
-    locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
     details = ctx.details(data.get("page_url"))
     # What needs no database is done before the write lock (SQLite: one writer at a time
     # across all workers): the new subject's random values and the digest of the details
@@ -234,6 +245,10 @@ class DecisionSchema(StrictSchema):
     age = ma.fields.String(validate=validate.OneOf(("minor", "adult")), metadata={
         "description": "Answer to the age question (sites with an age rule, consent.minors)"})
     guardian = StrictBoolean(metadata={"description": "A guardian gives this consent"})
+    revision = ma.fields.String(validate=validate.Regexp(REVISION_RE), metadata={
+        "description": "The site configuration's revision the widget showed (its config's "
+                       "`revision`): the event records the SHA-256 of that notice as "
+                       "`meta.notice` (GET .../notices/{digest})"})
 
     @ma.validates_schema
     def _custom_needs_categories(self, data, **kwargs):

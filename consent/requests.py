@@ -670,9 +670,11 @@ def consent_receipt(site_key: str, subject: Subject) -> dict:
     # The event this receipt stands for, with its log index, inclusion proof and signed
     # checkpoint: `flask consent verify-receipt` checks it offline (docs/audit.md).
     from .ledger.receipts import ReceiptPending, build_receipt
+    from .notices import attach_notice
 
     try:
-        proof = build_receipt(site.key, state["last_event_id"])
+        # (with what the visitor was shown, for a widget decision: consent.notices)
+        proof = attach_notice(build_receipt(site.key, state["last_event_id"]), site.id)
     except (ReceiptPending, NotFound):
         proof = {"status": "pending"}
     entry = {

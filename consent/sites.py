@@ -275,6 +275,9 @@ class SiteSnapshot:
 
 _cache: dict[str, tuple[float, SiteSnapshot]] = {}
 _cache_lock = threading.Lock()
+# Called when every site's cached configuration is forgotten (consent.notices forgets
+# which revision's notice has which digest: another database, in tests).
+cache_cleared: list = []
 
 
 def invalidate_site_cache(key: str | None = None) -> None:
@@ -286,6 +289,9 @@ def invalidate_site_cache(key: str | None = None) -> None:
             _cache.clear()
         else:
             _cache.pop(key, None)
+    if key is None:
+        for hook in cache_cleared:
+            hook()
 
 
 def get_site(key: str) -> Site:

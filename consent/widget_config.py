@@ -209,6 +209,10 @@ def _notice(site, locale: str, config: dict) -> dict:
     return config
 
 
+# Called with (site snapshot, locale, region) whenever a config document is built to be
+# served (consent.notices keeps the notice of each revision served).
+config_built: list = []
+
 _documents: dict[tuple, tuple[float, str, str]] = {}
 _documents_lock = threading.Lock()
 
@@ -234,6 +238,8 @@ def config_document(site_key: str, requested_locale: str | None,
         return hit[1], hit[2]
     payload = json.dumps(widget_config(site_key, locale, details=details, region=region),
                          separators=(",", ":"), ensure_ascii=False)
+    for hook in config_built:
+        hook(site, locale, region)
     etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
     if ttl > 0:
         with _documents_lock:

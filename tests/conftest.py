@@ -41,6 +41,9 @@ BACKEND_MODULES = frozenset({
     "tests/test_tlog_log.py", "tests/test_tlog_integrator.py", "tests/test_tlog_signer_state.py",
     "tests/test_tlog_export.py", "tests/test_tlog_retention.py", "tests/test_tlog_attack.py",
     "tests/test_tlog_visitor_receipts.py", "tests/test_tlog_keys.py",
+    # what each widget decision was shown (append-only notices: triggers and an upsert
+    # per dialect)
+    "tests/test_notices.py",
     # the outbox and its workers, the scan queue (row locks, SKIP LOCKED)
     "tests/test_outbox.py", "tests/test_outbox_workers.py", "tests/scanner/test_scan_schedule.py",
     # retention purges, migrations and the schema (init-db, models vs migrations)

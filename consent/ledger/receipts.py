@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass, field
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from ..extensions import db
 from . import merkle
-from .chain import ConsentEvent, chain_hash, event_fields, hashed_fields
+from .chain import ConsentEvent, canonical, chain_hash, event_fields, hashed_fields
 from .log import (b64, checkpoint_of_size, consistency_proof, ensure_integrated,
                   event_leaf_hash, inclusion_proof, latest_checkpoint, log_origin,
                   verifier_text)
@@ -120,6 +121,8 @@ class ReceiptCheck:
     # Why the later checkpoint given can neither show the event is still there nor that
     # it is gone (a bare checkpoint of another size): the holder needs the proof.
     undecided: str | None = None
+    # The digest of the notice the receipt carries, once checked against the event's.
+    notice: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -131,6 +134,8 @@ class ReceiptCheck:
             return f"site {self.site or '?'}: " + "; ".join(self.problems)
         line = (f"site {self.site}: event {self.event_id} is entry {self.index:,} of the "
                 f"log in the signed checkpoint of {self.size:,} entries")
+        if self.notice:
+            line += f"; the notice it was shown is the one recorded ({self.notice[:12]}…)"
         if self.later_size is not None:
             line += f", and still in the log at checkpoint {self.later_size:,}"
         return line
@@ -204,6 +209,17 @@ def check_receipt(receipt: dict, public_key: str | bytes, later: dict | str | No
         out.problems.append(f"event {out.event_id} is not entry {index:,} of the log whose "
                             f"signed checkpoint has {size:,} entries")
         return out
+    if "notice" in receipt:
+        # What the visitor was shown (consent.notices): its canonical JSON's SHA-256 is
+        # the digest the event recorded.
+        recorded = (event["meta"] or {}).get("notice") if isinstance(event["meta"], dict) \
+            else None
+        shown = hashlib.sha256(canonical(receipt["notice"]).encode("utf-8")).hexdigest()
+        if not recorded or shown != recorded:
+            out.problems.append(f"the notice in the receipt is not the one event "
+                                f"{out.event_id} recorded (meta.notice): it was edited")
+            return out
+        out.notice = recorded
     if later is not None:
         _check_later(out, checkpoint, later, public_key)
     return out

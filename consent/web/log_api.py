@@ -14,7 +14,8 @@ from ..ledger.keys import previous_public_keys, public_key_text
 from ..ledger.serving import (checkpoint_note, consistency_document,
                                   inclusion_document, site_keys_text)
 from ..ledger.receipts import ReceiptPending, build_receipt, token_allows
-from ..sites import site_for_api_key, site_snapshot
+from ..notices import attach_notice, get_notice
+from ..sites import NotFound, site_for_api_key, site_snapshot
 from ..ratelimit import takes_bearer
 from ..subjects import READ_TOKEN_RE
 from .auth import bearer_token
@@ -99,6 +100,10 @@ class ReceiptSchema(ma.Schema):
     event = ma.fields.Dict()
     log = ma.fields.Dict()
     public_key = ma.fields.String()
+    notice = ma.fields.Dict(metadata={
+        "description": "Widget decisions only: what the visitor was shown (GET "
+                       ".../notices/{digest}); its canonical JSON's SHA-256 is the event's "
+                       "meta.notice"})
 
 
 @blp.after_request
@@ -177,10 +182,33 @@ def get_receipt(site_key: str, event_id: str, token: str | None = None, r: str |
     except ReceiptPending:
         raise Conflict(f"event {event_id} is not in the log yet (pending); try again "
                        "shortly", status=409)
+    attach_notice(receipt, site.id)  # what the visitor was shown (widget decisions)
     # A link (the widget's) downloads it as a file; API clients read the JSON as before.
     name = f"consent-proof-{site.key}-{receipt['event']['event_id']}.json"
     return receipt, 200, {"Content-Disposition": f'attachment; filename="{name}"',
                           "Cache-Control": "private, no-store"}
+
+
+@blp.route("/sites/<site_key>/notices/<digest>", methods=["GET"])
+@blp.response(200, content_type="application/json")
+def get_notice_document(site_key: str, digest: str):
+    """What the visitors of a decision's page were shown (consent.notices): the widget's
+    configuration in their language (the banner's and the dialog's words, the categories
+    with their services and cookies, the policy version and its SHA-256, the lifetimes),
+    as the canonical JSON whose SHA-256 is DIGEST, the `meta.notice` of the event.
+
+    Public, as the banner is; never changes (cached for a year). 404 for a digest this
+    site never recorded.
+    """
+    site = site_snapshot(site_key)
+    text = get_notice(site.id, digest)
+    if text is None:
+        raise NotFound("notice", digest[:64])
+    response = make_response(text)
+    response.mimetype = "application/json"
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @bp.get("/.well-known/consent-signing-keys")

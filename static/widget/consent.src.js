@@ -1,5 +1,5 @@
 //# allFunctionsCalledOnLoad
-/*! Consent widget, docs/widget.md */
+/*! Consent widget */
 // (The first line is V8's explicit compile hint: every function here is compiled with the
 // script, before DOMContentLoaded, not at its first call; the build keeps it.)
 (() => {
@@ -136,7 +136,7 @@
   // ---- recording on the server: a persistent queue (localStorage)
   function send(body) {
     queue.push(Object.assign(body, {subject: state.s, key: state.k, policy_version: state.p || undefined,
-      locale: cfg.locale, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined,
+      locale: cfg.locale, revision: cfg.revision, page_url: location.origin + location.pathname, client_event_id: uid(), gpc: gpc || undefined,
       /*+age*/age: cfg.age && (age || known()) ? (minor() ? 'minor' : 'adult') : undefined, guardian: minor() && age && age.g || undefined/*-age*/}));
     store(QK, queue);
     return flush();

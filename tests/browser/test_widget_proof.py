@@ -107,3 +107,32 @@ def test_later_page_views_offer_the_proof_of_the_standing_choice(env, page):
     page.get_by_role("button", name="Cookie settings").click()
     href = dialog.get_by_role("link", name=PROOF).get_attribute("href")
     assert f"/receipts/{second.event_id}?r=" in href
+
+
+def test_the_event_names_the_notice_the_visitor_saw_and_anyone_can_check_it(env, page):
+    """The banner's and the dialog's words on the screen are in the notice the event
+    records; the site's page fetches it from the consent server and its SHA-256 is the
+    event's digest."""
+    page.goto(env.url())
+    on_banner = " ".join(banner(page).inner_text().split())
+    page.get_by_role("button", name="Customise").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    dialog.wait_for()
+    settle(page)  # the dialog's details (descriptions, services) have arrived
+    in_dialog = " ".join(dialog.inner_text().split())
+    dialog.get_by_role("button", name="Accept all").click()
+    [event] = wait_recorded(env, 1)
+    digest = event.meta["notice"]
+    checked = page.evaluate("""async (url) => {
+        const r = await fetch(url), bytes = await r.arrayBuffer();
+        const sum = await crypto.subtle.digest('SHA-256', bytes);
+        return {sha: [...new Uint8Array(sum)].map(b => b.toString(16).padStart(2, '0')).join(''),
+                notice: JSON.parse(new TextDecoder().decode(bytes))};
+    }""", f"{env.app_url}/api/v1/sites/shop/notices/{digest}")
+    assert checked["sha"] == digest
+    notice = checked["notice"]
+    for key in ("title", "acceptAll", "rejectAll"):
+        assert " ".join(notice["strings"][key].split()) in on_banner, key
+    for category in notice["categories"]:
+        assert category["title"] and category["description"] and category["title"] in in_dialog
+        assert " ".join(category["description"].split()) in in_dialog, category["key"]

@@ -66,10 +66,11 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
     choice = {"subject": NEWCOMER, "key": NEWCOMER_KEY, "action": "custom",
               "categories": {"analytics": True, "advertising": False},
               "client_event_id": "c9a1f0e2-scenario-1", "source": "preferences",
-              "locale": "de", "page_url": "https://shop.example/products?id=7"}
+              "locale": "de", "page_url": "https://shop.example/products?id=7",
+              "revision": r.json()["revision"]}
     r = yield Call("POST", SITES + "/decisions", 201, shop, body=choice, headers=page)
     me = {**shop, "subject_id": NEWCOMER}
-    read = r.json()["read_token"]
+    read, choice_event = r.json()["read_token"], r.json()["event_id"]
     yield Call("POST", SITES + "/decisions", 200, shop, body=choice, headers=page)
     yield Call("POST", SITES + "/decisions", 403, shop, headers=page,
                body={**choice, "key": "a-key-this-browser-never-held", "client_event_id":
@@ -324,6 +325,12 @@ def scenario(site: dict, dasset: dict, admin: str) -> Generator[Call, Any, None]
     yield Call("GET", SITES + "/receipts/{event_id}", 200, {**shop, "event_id": event_id},
                headers=key)
     yield Call("GET", SITES + "/receipts/{event_id}", 401, {**shop, "event_id": event_id})
+    # what the widget's visitor was shown: the receipt of its decision carries the notice
+    r = yield Call("GET", SITES + "/receipts/{event_id}", 200,
+                   {**shop, "event_id": choice_event}, headers=key)
+    notice = {**shop, "digest": r.json()["event"]["meta"]["notice"]}
+    yield Call("GET", SITES + "/notices/{digest}", 200, notice)
+    yield Call("GET", SITES + "/notices/{digest}", 404, {**shop, "digest": "0" * 64})
     yield Call("GET", SITES + "/log/inclusion", 422, shop, {"event": "not-an-id"})
     yield Call("GET", SITES + "/log/consistency", 200, shop, {"from": 1, "to": 2})
     yield Call("GET", SITES + "/log/consistency", 422, shop, {"from": 3, "to": 2})

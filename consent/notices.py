@@ -1,0 +1,231 @@
+"""What the visitor was shown: the notice behind each widget decision.
+
+A decision names the categories it grants; what those categories were said to be (their
+titles, descriptions, services and cookies), the banner's and the dialog's words, the
+policy version and its digest, the lifetimes and the GPC rule are the site's
+configuration, which the operator edits in place. So each widget decision also records
+the SHA-256 of that configuration as the widget had it (`meta.notice`, hashed with the
+event and so in the verifiable log), and the configuration itself is kept, unchanged,
+under that digest (table `notices`, which the database refuses to update or delete).
+
+Anyone holding a receipt can fetch `GET /api/v1/sites/<site>/notices/<digest>` (public:
+it is what every visitor of the site was shown) and check that its SHA-256 is the digest
+in the event; the receipt carries the same document, so it also checks offline. The
+widget sends the configuration revision it displayed (`revision`); a decision made on a
+page loaded before a change is recorded with the notice of that earlier revision when this
+server built it, and with none when it cannot tell which one the page showed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .database import UTCDateTime, run_write, utcnow
+from .extensions import db
+from .ledger.chain import canonical
+from .policies import PolicyVersion
+from .regions import applies
+from .sites import cache_cleared, site_snapshot
+from .widget_config import config_built, widget_config
+
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+REVISION_RE = r"^[0-9a-f]{16}$"
+
+# What of the widget's configuration is not notice: how and where the widget works, not
+# what it says (cache lifetime, endpoints, cookie attributes, the languages on offer,
+# Google Consent Mode's options), and the revision, which names the notice instead.
+_NOT_NOTICE = ("ttl", "endpoints", "cookie", "locales", "consentMode", "revision")
+
+
+class Notice(db.Model):
+    """One notice as visitors were shown it, kept under its SHA-256 (append-only)."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        # (the same revision can be built twice with other words, e.g. after an upgrade
+        # changed a built-in string: both are kept)
+        sa.UniqueConstraint("site_id", "revision", "locale", "region", "digest"),
+        sa.Index("ix_notices_site_digest", "site_id", "digest"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    # The site's configuration revision, the language and the visitor's region ("" for
+    # none) it was built for: how a decision from a page loaded earlier finds it.
+    revision: Mapped[str] = mapped_column(sa.String(16))
+    locale: Mapped[str] = mapped_column(sa.String(16))
+    region: Mapped[str] = mapped_column(sa.String(16), default="")
+    # The canonical JSON whose SHA-256 is `digest`, byte for byte.
+    body: Mapped[str] = mapped_column(sa.Text)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def notice_ddl(dialect: str) -> list[str]:
+    """Triggers that make the database refuse UPDATE and DELETE of notices."""
+    if dialect == "sqlite":
+        return [f"CREATE TRIGGER IF NOT EXISTS notices_no_{op.lower()} BEFORE {op} ON "
+                "notices BEGIN SELECT RAISE(ABORT, 'notices are append-only'); END"
+                for op in ("UPDATE", "DELETE")]
+    if dialect == "postgresql":
+        return [
+            "CREATE OR REPLACE FUNCTION notices_guard() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'notices are append-only'; END $$ LANGUAGE plpgsql",
+            "DROP TRIGGER IF EXISTS notices_append_only ON notices",
+            "CREATE TRIGGER notices_append_only BEFORE UPDATE OR DELETE ON notices "
+            "FOR EACH ROW EXECUTE FUNCTION notices_guard()",
+        ]
+    return []
+
+
+def drop_notice_ddl(dialect: str) -> list[str]:
+    """The statements that remove the guard (the migration's downgrade)."""
+    if dialect == "sqlite":
+        return ["DROP TRIGGER IF EXISTS notices_no_update",
+                "DROP TRIGGER IF EXISTS notices_no_delete"]
+    if dialect == "postgresql":
+        return ["DROP TRIGGER IF EXISTS notices_append_only ON notices",
+                "DROP FUNCTION IF EXISTS notices_guard()"]
+    return []
+
+
+@sa.event.listens_for(Notice.__table__, "after_create")
+def _install_guard(target, connection, **kw):
+    # Runs for db.create_all(); the migration installs the same statements itself.
+    for statement in notice_ddl(connection.dialect.name):
+        connection.exec_driver_sql(statement)
+
+
+def notice_text(site_key: str, locale: str, region: str | None) -> str:
+    """The notice of SITE_KEY in LOCALE for a visitor from REGION, as canonical JSON: the
+    widget's whole configuration (the dialog's details included), less what is not
+    notice, and the policy version in force with the SHA-256 of its text."""
+    site = site_snapshot(site_key)
+    config = widget_config(site_key, locale, details=True, region=region)
+    for key in _NOT_NOTICE:
+        config.pop(key, None)
+    policy = dict(config.get("policy") or {})
+    # (the link is the host the page used; the version's own digest names its text)
+    policy.pop("url", None)
+    if policy.get("version"):
+        policy["sha256"] = db.session.execute(sa.select(PolicyVersion.sha256).where(
+            PolicyVersion.site_id == site.id,
+            PolicyVersion.label == policy["version"])).scalar_one_or_none()
+    config["policy"] = policy
+    return canonical(config)
+
+
+def digest_of(text: str) -> str:
+    """The SHA-256 (hex) of a notice's canonical JSON."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A notice as a decision needs it: its digest and the categories it offered."""
+
+    digest: str
+    categories: frozenset
+
+
+# (site key, revision, locale, region) -> Shown, for notices this process stored or found;
+# a few hundred entries at most (cleared when it grows).
+_known: dict[tuple, Shown] = {}
+_known_lock = threading.Lock()
+
+
+def _shown(text: str, digest: str | None = None) -> Shown:
+    return Shown(digest or digest_of(text),
+                 frozenset(c["key"] for c in json.loads(text).get("categories") or ()))
+
+
+def notice_for(site, locale: str, region: str | None, revision: str) -> Shown | None:
+    """The notice a widget showing REVISION of SITE (a snapshot) displayed in LOCALE to a
+    visitor from REGION, storing the current revision's notice the first time; None when
+    REVISION is neither the current one nor one stored before."""
+    if not region or "regions" not in (site.settings or {}) \
+            or applies(site.settings, region) == "opt-in":
+        region = ""  # (opt-in visitors all see the same words, whatever their region)
+    key = (site.key, revision, locale, region)
+    shown = _known.get(key)
+    if shown is not None:
+        return shown
+    if revision == site.revision:
+        text = notice_text(site.key, locale, region or None)
+        shown = _shown(text)
+        _store(site.id, shown.digest, revision, locale, region, text)
+    else:
+        row = db.session.execute(
+            sa.select(Notice.digest, Notice.body).where(
+                Notice.site_id == site.id, Notice.revision == revision,
+                Notice.locale == locale, Notice.region == region)
+            .order_by(Notice.id.desc()).limit(1)).first()
+        if row is None:
+            return None  # (not remembered: this server may build it yet)
+        shown = _shown(row.body, row.digest)
+    with _known_lock:
+        if len(_known) > 500:
+            _known.clear()
+        _known[key] = shown
+    return shown
+
+
+def forget_notices() -> None:
+    """Forget the digests this process knows (all sites; another database, in tests)."""
+    with _known_lock:
+        _known.clear()
+
+
+def _store(site_id: int, digest: str, revision: str, locale: str, region: str,
+           text: str) -> None:
+    def write():
+        dialect = db.session.get_bind().dialect.name
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+            Notice.__table__)
+        db.session.execute(ins.values(
+            site_id=site_id, digest=digest, revision=revision, locale=locale,
+            region=region, body=text, first_at=utcnow()).on_conflict_do_nothing())
+
+    run_write(write)
+
+
+def get_notice(site_id: int, digest: str) -> str | None:
+    """The stored notice of SITE_ID with DIGEST, as the canonical JSON hashed."""
+    if not DIGEST_RE.match(digest or ""):
+        return None
+    return db.session.execute(sa.select(Notice.body).where(
+        Notice.site_id == site_id, Notice.digest == digest).limit(1)).scalar_one_or_none()
+
+
+def attach_notice(receipt: dict, site_id: int) -> dict:
+    """RECEIPT with the notice its event recorded (`notice`), so that it checks offline
+    (consent.ledger.receipts.check_receipt)."""
+    digest = (receipt["event"].get("meta") or {}).get("notice")
+    text = get_notice(site_id, digest) if digest else None
+    if text is not None:
+        receipt["notice"] = json.loads(text)
+    return receipt
+
+
+def _keep_served(site, locale: str, region: str | None) -> None:
+    """Keep the notice of a config being served (widget_config.config_built), so that a
+    decision from its page finds it whichever process records it; a failure only means
+    such a decision may record no notice, never a failed config."""
+    try:
+        notice_for(site, locale, region, site.revision)
+    except Exception:  # noqa: BLE001 - the config is served all the same
+        current_app.logger.warning("could not keep the notice of site %s revision %s",
+                                   site.key, site.revision, exc_info=True)
+
+
+config_built.append(_keep_served)
+cache_cleared.append(forget_notices)

@@ -1,0 +1,199 @@
+"""What the visitor was shown (consent.notices): each widget decision records the SHA-256
+of the notice its page displayed, the notice is kept unchanged under it, anyone can fetch
+it and check the digest, and a receipt carries it so that it checks offline."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from consent.extensions import db
+from consent.ledger import ConsentEvent, verify_ledger
+from consent.ledger.receipts import check_receipt
+from consent.notices import Notice
+from consent.site_admin import update_category
+from tests.support.api import PROBLEM, decide
+
+
+def config(client, locale="en"):
+    r = client.get(f"/api/v1/sites/shop/config?locale={locale}")
+    assert r.status_code == 200
+    return r.get_json()
+
+
+def last_event() -> ConsentEvent:
+    db.session.rollback()
+    return db.session.execute(db.select(ConsentEvent).order_by(ConsentEvent.id.desc())
+                              ).scalars().first()
+
+
+def notice_of(client, digest: str):
+    return client.get(f"/api/v1/sites/shop/notices/{digest}")
+
+
+def test_a_widget_decision_records_the_notice_its_page_showed(client, site):
+    shown = config(client)
+    decide(client, "shop", "accept_all", revision=shown["revision"], locale="en")
+    digest = last_event().meta["notice"]
+    r = notice_of(client, digest)
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    assert "immutable" in r.headers["Cache-Control"]
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    # anyone checks the document against the event's digest with nothing but SHA-256
+    assert hashlib.sha256(r.get_data()).hexdigest() == digest
+    notice = r.get_json()
+    # what the banner said, the categories as described then, the policy's own digest
+    assert notice["strings"]["acceptAll"] == shown["strings"]["acceptAll"]
+    assert [c["title"] for c in notice["categories"]] == [c["title"] for c in
+                                                          shown["categories"]]
+    analytics = next(c for c in notice["categories"] if c["key"] == "analytics")
+    assert analytics["description"] and analytics["services"]
+    assert notice["policy"]["version"] == "2026-01"
+    assert notice["policy"]["sha256"] == hashlib.sha256(b"Policy text v1").hexdigest()
+    # how the widget works is not notice: no endpoints, cookie or cache settings
+    assert not {"endpoints", "cookie", "ttl", "revision"} & set(notice)
+    assert verify_ledger().ok
+
+
+def test_an_edit_gives_a_new_notice_and_keeps_the_old_one_for_pages_loaded_before(
+        client, site):
+    before = config(client)["revision"]
+    decide(client, "shop", "accept_all", revision=before)
+    old = last_event().meta["notice"]
+    update_category("shop", "analytics", titles={"en": "Analytics"},
+                    descriptions={"en": "We sell what we learn about you."}, services=[])
+    after = config(client)["revision"]
+    assert after != before
+    decide(client, "shop", "accept_all", revision=after)
+    new = last_event().meta["notice"]
+    assert new != old
+    assert "We sell what we learn" in notice_of(client, new).get_data(as_text=True)
+    # a page loaded before the edit and clicked after: recorded with what it showed
+    decide(client, "shop", "accept_all", revision=before)
+    assert last_event().meta["notice"] == old
+    old_text = notice_of(client, old).get_data(as_text=True)
+    assert "We sell" not in old_text and hashlib.sha256(old_text.encode()).hexdigest() == old
+
+
+def test_a_revision_this_server_never_showed_records_no_notice(client, site):
+    answer = decide(client, "shop", "reject_all", revision="0123456789abcdef")
+    assert answer["event_id"] and last_event().meta is None
+    # and a decision without a revision (server callers, older widgets) as before
+    decide(client, "shop", "reject_all")
+    assert last_event().meta is None
+
+
+@pytest.mark.parametrize("revision", ["", "ABCDEF0123456789", "0123", "0" * 17, 7])
+def test_a_malformed_revision_is_a_problem_naming_it(client, site, revision):
+    r = client.post("/api/v1/sites/shop/decisions",
+                    json={"action": "accept_all", "revision": revision})
+    assert r.status_code == 422 and r.mimetype == PROBLEM
+    assert [e["pointer"] for e in r.get_json()["errors"]] == ["#/revision"]
+
+
+def test_unknown_and_malformed_digests_are_404(client, site, other_site):
+    decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    digest = last_event().meta["notice"]
+    for bad in ("f" * 64, digest[:-1], "x" * 64, "../" + digest):
+        r = notice_of(client, bad)
+        assert r.status_code == 404, bad
+    # another site's notices are not this site's
+    assert client.get(f"/api/v1/sites/other/notices/{digest}").status_code == 404
+
+
+def test_the_database_refuses_to_edit_or_delete_a_notice(client, site):
+    decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    db.session.rollback()
+    for statement in ("UPDATE notices SET body = '{}'", "DELETE FROM notices"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            db.session.execute(sa.text(statement))
+        db.session.rollback()
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Notice)).scalar() == 1
+
+
+def test_the_receipt_carries_the_notice_and_an_edited_one_fails_offline(client, runner,
+                                                                       site, tmp_path):
+    answer = decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    r = client.get(f"/api/v1/sites/shop/receipts/{answer['event_id']}?r={answer['read_token']}")
+    assert r.status_code == 200
+    receipt = r.get_json()
+    key = runner.invoke(args=["consent", "signing-key", "--site", "shop"]).output.strip()
+    checked = check_receipt(receipt, key)
+    assert checked.ok, checked.problems
+    assert checked.notice == receipt["event"]["meta"]["notice"]
+    assert "the notice it was shown is the one recorded" in checked.summary()
+    # the operator's after-the-fact story: a milder description of what was accepted
+    edited = copy.deepcopy(receipt)
+    cat = next(c for c in edited["notice"]["categories"] if c["key"] == "advertising")
+    cat["description"] = "Nothing at all."
+    bad = check_receipt(edited, key)
+    assert not bad.ok and "notice" in bad.problems[0]
+    # ... and the same through the command line
+    path = tmp_path / "receipt-edited.json"
+    path.write_text(json.dumps(edited))
+    out = runner.invoke(args=["consent", "verify-receipt", str(path), "--public-key", key])
+    assert out.exit_code == 1 and "notice" in out.output
+    path.write_text(json.dumps(receipt))
+    out = runner.invoke(args=["consent", "verify-receipt", str(path), "--public-key", key])
+    assert out.exit_code == 0 and "the notice it was shown" in out.output
+
+
+def test_serving_the_config_keeps_its_notice_for_a_decision_made_after_an_edit(client,
+                                                                              site):
+    """Nobody decided before the edit: the page's notice was kept when its config was
+    served, so the first decision from that page still names what it showed."""
+    shown = config(client)
+    db.session.rollback()
+    [kept] = db.session.execute(sa.select(Notice)).scalars().all()
+    assert kept.revision == shown["revision"] and kept.locale == "en"
+    update_category("shop", "advertising", titles={"en": "Advertising"},
+                    descriptions={"en": "Changed after the page was loaded."}, services=[])
+    assert config(client)["revision"] != shown["revision"]
+    decide(client, "shop", "accept_all", revision=shown["revision"])
+    assert last_event().meta["notice"] == kept.digest
+    assert "Changed after" not in notice_of(client, kept.digest).get_data(as_text=True)
+
+
+def test_accept_all_on_a_page_from_before_a_new_category_grants_only_what_it_showed(
+        client, site):
+    from consent.site_admin import add_category
+
+    shown = config(client)
+    add_category("shop", "personalisation", "Personalisation")
+    assert config(client)["revision"] != shown["revision"]
+    answer = decide(client, "shop", "accept_all", revision=shown["revision"])
+    event = last_event()
+    assert set(event.categories) == {"essential", "functional", "analytics", "advertising"}
+    assert all(event.categories.values())
+    # the new category is undecided (off until asked), not granted unseen
+    assert answer["consent"]["categories"]["personalisation"] is False
+    assert "personalisation" not in answer["consent"]["decided"]
+    # a page showing it: granted
+    decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    assert last_event().categories["personalisation"] is True
+    assert verify_ledger().ok
+
+
+def test_visitors_under_other_rules_by_region_are_recorded_with_their_own_words(app, client,
+                                                                               site):
+    """A Californian saw the opt-out notice and its link; a German the opt-in banner: each
+    event names the notice of its own visitor, and every opt-in region shares one."""
+    from tests.test_regions import CA, DE, US_RULES
+    from consent.regions import set_region_rules
+
+    app.config["CONSENT_REGION_HEADERS"] = "cloudflare"
+    set_region_rules("shop", US_RULES)
+    revision = config(client)["revision"]
+    digests = {}
+    for name, headers in (("CA", CA), ("DE", DE), ("FR", {**DE, "CF-IPCountry": "FR"})):
+        r = client.post("/api/v1/sites/shop/decisions", headers=headers,
+                        json={"action": "reject_all", "revision": revision})
+        assert r.status_code == 201
+        digests[name] = last_event().meta["notice"]
+    assert digests["DE"] == digests["FR"] != digests["CA"]
+    ca = notice_of(client, digests["CA"]).get_json()
+    assert ca["region"]["mode"] == "opt-out" and ca["region"]["strings"]["link"]
+    assert "region" not in notice_of(client, digests["DE"]).get_json()
