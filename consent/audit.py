@@ -1754,14 +1754,17 @@ def _outbox_mismatch(message, row, site_key: str, before, after) -> str | None:
 
 def verify_all(site_ids=None):
     """Everything `flask consent verify` checks: hash chains, the log against its signed
-    checkpoints, the projection against a replay, the outbox against its events."""
+    checkpoints, the projection against a replay, the outbox against its events, the
+    notices events name against their digests."""
     from .ledger import verify_ledger
     from .ledger.verify import verify_log, verify_projection
+    from .notices import verify_notices
 
     report = verify_ledger(site_ids)
     report.problems += verify_log(site_ids)
     report.problems += verify_projection(site_ids)
     report.problems += verify_outbox(site_ids)
+    report.problems += verify_notices(site_ids)
     return report
 
 

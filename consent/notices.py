@@ -229,3 +229,39 @@ def _keep_served(site, locale: str, region: str | None) -> None:
 
 config_built.append(_keep_served)
 cache_cleared.append(forget_notices)
+
+
+def verify_notices(site_ids=None) -> list:
+    """Problems with the notices events name (`flask consent verify`): a notice an event
+    recorded that is no longer kept, or one whose text no longer hashes to its digest."""
+    from .ledger import ConsentEvent
+    from .ledger.verify import SiteProblem
+    from .sites import Site
+
+    problems = []
+    query = sa.select(Site.id, Site.key).order_by(Site.id)
+    if site_ids is not None:
+        query = query.where(Site.id.in_(list(site_ids)))
+    for site_id, site_key in db.session.execute(query).all():
+        named: dict[str, str] = {}  # digest -> the first event naming it
+        rows = db.session.execute(
+            sa.select(ConsentEvent.event_id, ConsentEvent.meta)
+            .where(ConsentEvent.site_id == site_id, ConsentEvent.meta.is_not(None))
+            .execution_options(yield_per=2000))
+        for event_id, meta in rows:
+            digest = meta.get("notice") if isinstance(meta, dict) else None
+            if digest and digest not in named:
+                named[digest] = event_id
+        kept = {}
+        for digest, body in db.session.execute(
+                sa.select(Notice.digest, Notice.body).where(Notice.site_id == site_id)):
+            if digest_of(body) != digest:
+                problems.append(SiteProblem(site_key, f"notice {digest[:16]}… no longer "
+                                            "hashes to its digest: it was edited", "notice"))
+            kept[digest] = True
+        for digest, event_id in named.items():
+            if digest not in kept:
+                problems.append(SiteProblem(site_key, f"event {event_id} names notice "
+                                            f"{digest[:16]}…, which is not kept: it was "
+                                            "deleted", "notice"))
+    return problems

@@ -197,3 +197,31 @@ def test_visitors_under_other_rules_by_region_are_recorded_with_their_own_words(
     ca = notice_of(client, digests["CA"]).get_json()
     assert ca["region"]["mode"] == "opt-out" and ca["region"]["strings"]["link"]
     assert "region" not in notice_of(client, digests["DE"]).get_json()
+
+
+def test_verify_names_a_notice_edited_or_deleted_behind_the_triggers(app, client, runner,
+                                                                    site):
+    decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    digest = last_event().meta["notice"]
+    out = runner.invoke(args=["consent", "verify"])
+    assert out.exit_code == 0, out.output
+    # an operator who drops the guard and softens the text the visitor saw
+    dialect = db.session.get_bind().dialect.name
+    from consent.notices import drop_notice_ddl, notice_ddl
+
+    def tamper(statement):
+        db.session.rollback()
+        for s in drop_notice_ddl(dialect):
+            db.session.execute(sa.text(s))
+        db.session.execute(sa.text(statement))
+        for s in notice_ddl(dialect):
+            db.session.execute(sa.text(s))
+        db.session.commit()
+
+    tamper("UPDATE notices SET body = replace(body, 'Advertising', 'Nothing')")
+    out = runner.invoke(args=["consent", "verify"])
+    assert out.exit_code == 1 and f"notice {digest[:16]}" in out.output
+    assert "it was edited" in out.output
+    tamper("DELETE FROM notices")
+    out = runner.invoke(args=["consent", "verify"])
+    assert out.exit_code == 1 and "which is not kept: it was deleted" in out.output
