@@ -46,3 +46,12 @@ def may_i_send(client, site: dict, channel: str, kind: str = "promotional", **wh
                     json={"channel": channel, "kind": kind, **who}, headers=bearer(site))
     assert r.status_code == 200, r.get_data(as_text=True)
     return r.get_json()
+
+
+def without_notice(meta: dict) -> dict:
+    """A widget event's META less the notice its page showed (consent.notices), which it
+    must name: a SHA-256 in hex."""
+    import re
+
+    assert re.fullmatch(r"[0-9a-f]{64}", (meta or {}).get("notice") or ""), meta
+    return {k: v for k, v in meta.items() if k != "notice"}
