@@ -113,10 +113,11 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
         shown = notice_for(site, locale, ctx.region, data["revision"])
         if shown is not None:
             meta = {**(meta or {}), "notice": shown.digest}
-            if action == "accept_all" and data["revision"] != site.revision:
-                # A page loaded before a category was added: "Accept all" grants what it
+            if data["revision"] != site.revision and action in (
+                    "accept_all", "reject_all", "custom"):
+                # A page loaded before a category was added: the choice is about what it
                 # showed; the new category stays undecided (as for a choice made before
-                # it existed) rather than granted unseen.
+                # it existed), neither granted nor refused unseen.
                 categories = {k: v for k, v in categories.items() if k in shown.categories}
     if "regions" in site.settings:
         # The region in force and, for US opt-out visitors, the GPP / US Privacy strings

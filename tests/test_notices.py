@@ -157,7 +157,7 @@ def test_serving_the_config_keeps_its_notice_for_a_decision_made_after_an_edit(c
     assert "Changed after" not in notice_of(client, kept.digest).get_data(as_text=True)
 
 
-def test_accept_all_on_a_page_from_before_a_new_category_grants_only_what_it_showed(
+def test_a_choice_on_a_page_from_before_a_new_category_decides_only_what_it_showed(
         client, site):
     from consent.site_admin import add_category
 
@@ -171,6 +171,12 @@ def test_accept_all_on_a_page_from_before_a_new_category_grants_only_what_it_sho
     # the new category is undecided (off until asked), not granted unseen
     assert answer["consent"]["categories"]["personalisation"] is False
     assert "personalisation" not in answer["consent"]["decided"]
+    # nor refused unseen, by "Reject all" or a custom choice on such a page
+    decide(client, "shop", "reject_all", revision=shown["revision"])
+    assert "personalisation" not in last_event().categories
+    decide(client, "shop", "custom", revision=shown["revision"],
+           categories={"analytics": True})
+    assert "personalisation" not in last_event().categories
     # a page showing it: granted
     decide(client, "shop", "accept_all", revision=config(client)["revision"])
     assert last_event().categories["personalisation"] is True
