@@ -231,3 +231,34 @@ def test_verify_names_a_notice_edited_or_deleted_behind_the_triggers(app, client
     tamper("DELETE FROM notices")
     out = runner.invoke(args=["consent", "verify"])
     assert out.exit_code == 1 and "which is not kept: it was deleted" in out.output
+
+
+def test_a_process_whose_cached_snapshot_is_stale_never_files_new_words_under_the_old_revision(
+        app, client, site):
+    """Another process edits the site while this one still holds its snapshot (cached for
+    CONSENT_SITE_CACHE_SECONDS): the config this one builds meanwhile carries the old
+    revision, but the notice kept under that revision is only ever the old words."""
+    from consent.database import run_write, utcnow
+    from consent.sites import Category, Site
+
+    app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
+    decide(client, "shop", "reject_all")  # this process now caches the snapshot
+    before = config(client)["revision"]
+    db.session.rollback()
+    [kept] = db.session.execute(sa.select(Notice)).scalars().all()
+    assert "Sold to partners" not in kept.body
+
+    def edit_elsewhere():  # as another process does: no invalidation of this one's cache
+        cat = db.session.execute(sa.select(Category).join(Site).where(
+            Site.key == "shop", Category.key == "analytics")).scalar_one()
+        cat.descriptions = {"en": "Sold to partners."}
+        db.session.get(Site, cat.site_id).updated_at = utcnow()
+
+    run_write(edit_elsewhere)
+    from consent.notices import forget_notices
+    forget_notices()  # (as a process that has not built this revision's notice yet)
+    assert client.get("/api/v1/sites/shop/config?locale=de").status_code == 200
+    decide(client, "shop", "accept_all", revision=before, locale="de")
+    db.session.rollback()
+    for notice in db.session.execute(sa.select(Notice)).scalars():
+        assert notice.revision != before or "Sold to partners" not in notice.body
