@@ -262,3 +262,29 @@ def test_a_process_whose_cached_snapshot_is_stale_never_files_new_words_under_th
     db.session.rollback()
     for notice in db.session.execute(sa.select(Notice)).scalars():
         assert notice.revision != before or "Sold to partners" not in notice.body
+
+
+def test_a_config_built_after_another_processes_edit_carries_the_new_revision(app, client,
+                                                                              site):
+    """The config's revision names its words: one built while this process still cached
+    the site from before another process's edit has the edit's revision, not the old."""
+    from consent.database import run_write, utcnow
+    from consent.sites import Category, Site
+
+    app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
+    before = config(client)["revision"]
+
+    def edit_elsewhere():
+        cat = db.session.execute(sa.select(Category).join(Site).where(
+            Site.key == "shop", Category.key == "analytics")).scalar_one()
+        cat.descriptions = {"de": "An Partner verkauft."}
+        db.session.get(Site, cat.site_id).updated_at = utcnow()
+
+    run_write(edit_elsewhere)
+    r = client.get("/api/v1/sites/shop/config?locale=de&details=1").get_json()
+    analytics = next(c for c in r["categories"] if c["key"] == "analytics")
+    assert analytics["description"] == "An Partner verkauft."
+    assert r["revision"] != before
+    decide(client, "shop", "accept_all", revision=r["revision"], locale="de")
+    assert "An Partner verkauft" in notice_of(client, last_event().meta["notice"]).get_data(
+        as_text=True)
