@@ -487,6 +487,18 @@ def _policy_url(site_key: str, label: str | None) -> str | None:
     return url_for("pages.policy_version", site_key=site_key, label=label, _external=True)
 
 
+def _notice_url(site_key: str, meta: dict | None) -> str | None:
+    """Where anyone reads what the visitor was shown for a widget decision (its notice,
+    consent.notices), or None."""
+    digest = (meta or {}).get("notice") if isinstance(meta, dict) else None
+    if not digest:
+        return None
+    if not has_request_context() and not current_app.config.get("SERVER_NAME"):
+        return f"/api/v1/sites/{quote(site_key)}/notices/{quote(digest)}"
+    return url_for("log_api.get_notice_document", site_key=site_key, digest=digest,
+                   _external=True)
+
+
 def access_report(site_key: str, subject: Subject) -> dict:
     """Everything recorded about a subject (and the same user's other devices), as JSON."""
     from .decisions import state_view
@@ -509,7 +521,7 @@ def access_report(site_key: str, subject: Subject) -> dict:
                 "categories": r.categories, "channels": r.channels,
                 "policy_version": r.policy_version,
                 "policy_url": _policy_url(site.key, r.policy_version), "locale": r.locale,
-                "meta": r.meta,
+                "meta": r.meta, "notice_url": _notice_url(site.key, r.meta),
                 "details": None if r.ip_prefix is None and r.user_agent is None
                 and r.page_url is None else {"ip_prefix": r.ip_prefix,
                                              "user_agent": r.user_agent,

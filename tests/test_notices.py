@@ -288,3 +288,32 @@ def test_a_config_built_after_another_processes_edit_carries_the_new_revision(ap
     decide(client, "shop", "accept_all", revision=r["revision"], locale="de")
     assert "An Partner verkauft" in notice_of(client, last_event().meta["notice"]).get_data(
         as_text=True)
+
+
+def test_the_persons_access_report_links_what_they_were_shown_and_its_receipt_checks_it(
+        app, client, runner, site, admin):
+    """Seed policies promise access to one's own records: the report the person opens
+    (page and JSON) links each widget decision's notice, and the Kantara receipt's proof
+    carries it so that verify-receipt checks it."""
+    from tests.support.admin import post_form
+    from tests.test_requests import set_controller
+
+    set_controller("shop")
+    answer = decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    digest = last_event().meta["notice"]
+    r = post_form(admin, "/admin/sites/shop/requests",
+                  {"kind": "access", "subject": answer["subject"]})
+    page = admin.get(r.headers["Location"]).data.decode()
+    path = page.split('id="access-link">')[1].split("<")[0].split("://", 1)[1].split("/", 1)[1]
+    person = app.test_client()
+    html = person.get("/" + path).data.decode()
+    assert f'/api/v1/sites/shop/notices/{digest}">What was shown</a>' in html
+    body = person.get(f"/{path}/history.json").get_json()
+    url = body["events"][0]["notice_url"]
+    assert url.endswith(f"/api/v1/sites/shop/notices/{digest}")
+    assert hashlib.sha256(person.get(url).get_data()).hexdigest() == digest
+    receipt = person.get(f"/{path}/receipt.json").get_json()
+    key = runner.invoke(args=["consent", "signing-key", "--site", "shop"]).output.strip()
+    assert receipt["proof"]["notice"]["site"] == "shop"
+    checked = check_receipt(receipt, key)
+    assert checked.ok and checked.notice == digest, checked.problems
