@@ -268,6 +268,18 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
         if section == "cookie":
             new["cookie"] = check_cookie(new["cookie"], list(site.allowed_origins or []),
                                          data.get("server_host") or "")
+        elif section == "general" and (site.settings or {}).get("cookie") \
+                and new["allowed_origins"] != list(site.allowed_origins or []):
+            # The cookie set under "Cookie and links" must still suit every page: a new
+            # origin outside its Domain (or a plain-http one with SameSite=None) would
+            # have browsers refuse the widget's cookie there, so the banner came back on
+            # every page view.
+            try:
+                check_cookie(site.settings["cookie"], new["allowed_origins"],
+                             data.get("server_host") or "")
+            except Invalid as exc:
+                raise Invalid(f"{exc.detail} (the cookie is set under Cookie and links: "
+                              "change it there first)", field="allowed_origins") from None
         old = site_values(site)
         for f in ("deadline", "opt_out_deadline"):
             # (holidays, set by the API or a profile, have no field here: they stay)

@@ -117,3 +117,31 @@ def test_samesite_none_is_refused_while_a_page_is_plain_http(site, admin):
     r = save(admin, {"cookie_same_site": "None"})
     assert r.status_code == 422
     assert "http://legacy.shop.example is http" in unescape(r.get_data(as_text=True))
+
+
+def test_a_new_origin_outside_the_cookie_domain_is_refused_until_the_cookie_changes(
+        client, site, admin):
+    """Origins are set on General, the cookie's Domain on Cookie and links: adding a page
+    whose host is outside that Domain would have every browser there refuse the widget's
+    cookie (the banner on every page view), so it is refused, naming where to change it."""
+    assert save(admin, {"cookie_domain": "shop.example"}).status_code == 302
+    general = "/admin/sites/shop/settings/general"
+    form = {"name": "Example shop", "locales": "en", "default_locale": "en"}
+    r = post_form(admin, general, {**form, "allowed_origins":
+                                   "https://shop.example\nhttps://blog.other.example"},
+                  page=general)
+    assert r.status_code == 422
+    html = unescape(r.get_data(as_text=True))
+    error = re.search(r'<p class="field-error" id="err-allowed_origins">([^<]*)</p>', html)
+    assert error and "blog.other.example" in error.group(1) and "Cookie and links" in \
+        error.group(1)
+    db.session.expire_all()
+    assert get_site("shop").allowed_origins == ["https://shop.example"]
+    # a page under the domain is fine; and once the cookie has no Domain, any page is
+    ok = "https://shop.example\nhttps://www.shop.example"
+    assert post_form(admin, general, {**form, "allowed_origins": ok},
+                     page=general).status_code == 302
+    assert save(admin, {}).status_code == 302
+    assert post_form(admin, general, {**form, "allowed_origins": ok +
+                                      "\nhttps://blog.other.example"},
+                     page=general).status_code == 302

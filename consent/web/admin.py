@@ -734,6 +734,8 @@ def settings_post(site_key: str, section: str):
         data = parse_form(SECTION_FORMS[section](), lists)
         if section == "controller":
             data = {"controller": controller_from_form(data)}
+        elif section == "general":
+            data["server_host"] = _server_host()  # (new origins must suit the cookie)
         elif section == "cookie":
             data = {"cookie": {"name": data["cookie_name"].strip(),
                                "domain": data["cookie_domain"],
