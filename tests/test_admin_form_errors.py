@@ -4,7 +4,6 @@ form (never a password), a 4xx, and nothing recorded. Posted without JavaScript,
 browser without it would."""
 from __future__ import annotations
 
-import html
 import re
 
 from consent import admin_auth
@@ -14,7 +13,7 @@ from consent.requests import list_requests, open_request
 from consent.site_admin import list_api_keys
 from consent.sites import get_site
 from consent.consent_mode import describe as describe_consent_mode
-from tests.support.admin import PASSWORD, admin_client, post_form, record_choice
+from tests.support.admin import PASSWORD, admin_client, field_error, post_form, record_choice
 
 
 def _field_error(r, name: str) -> str:
@@ -23,10 +22,10 @@ def _field_error(r, name: str) -> str:
     page = r.get_data(as_text=True)
     assert 'class="admin-nav"' in page, "not inside the admin layout"
     assert "Nothing was saved" in page
-    found = re.search(rf'<p class="field-error" id="err-{re.escape(name)}">([^<]*)</p>', page)
-    assert found, f"no error next to {name}"
+    found = field_error(page, name)
+    assert found is not None, f"no error next to {name}"
     assert re.search(rf'aria-invalid="true" aria-describedby="err-{re.escape(name)}"', page)
-    return html.unescape(found.group(1))
+    return found
 
 
 def test_webhook_endpoint_form_keeps_the_input(app, site, admin):

@@ -11,7 +11,7 @@ from html import unescape
 from consent.extensions import db
 from consent.site_history import list_changes
 from consent.sites import get_site
-from tests.support.admin import post_form
+from tests.support.admin import field_error, post_form
 from tests.support.api import bearer, may_i_send
 from tests.test_sms_gateways import path_of, register, twilio_form
 
@@ -120,8 +120,8 @@ def test_bad_input_is_refused_by_its_field_and_changes_nothing(site, admin):
         r = save(admin, site, {**EVERYTHING, **form})
         assert r.status_code == 422, form
         html = r.get_data(as_text=True)
-        error = re.search(rf'<p class="field-error" id="err-{field}">([^<]*)</p>', html)
-        assert error and said in unescape(error.group(1)), (form, error)
+        error = field_error(html, field)
+        assert error and said in error, (form, error)
         if field == "sms_stop":
             assert "x" * 200 + "</textarea>" in html  # what was typed, kept
         db.session.expire_all()

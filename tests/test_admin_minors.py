@@ -8,7 +8,7 @@ from html import unescape
 
 from consent.extensions import db
 from consent.sites import get_site
-from tests.support.admin import post_form
+from tests.support.admin import field_error, post_form
 
 PAGE = "/admin/sites/shop/settings/minors"
 RULE = {"age_rule_on": "on", "adult_age": "16", "from_age": "13", "guardian": "parent",
@@ -67,7 +67,7 @@ def test_a_bad_rule_is_refused_by_its_field_and_changes_nothing(site, admin):
         r = save(admin, {**RULE, **form})
         assert r.status_code == 422, form
         html = unescape(r.get_data(as_text=True))
-        error = re.search(rf'<p class="field-error" id="err-{field}">([^<]*)</p>', html)
-        assert error and said in error.group(1), (form, error and error.group(1))
+        error = field_error(html, field)
+        assert error and said in error, (form, error)
         db.session.expire_all()
         assert get_site("shop").settings == before, form

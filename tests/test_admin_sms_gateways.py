@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
-from tests.support.admin import post_form
+from tests.support.admin import field_error, post_form
 from tests.test_sms_gateways import (TWILIO_TOKEN, may_send, opt_in, path_of, twilio_form,
                                      twilio_post)
 
@@ -64,8 +64,8 @@ def test_bad_registrations_are_refused_by_their_field(site, admin):
         r = post_form(admin, REGISTER, form, page=PAGE)
         assert r.status_code == 422, form
         html = unescape(r.get_data(as_text=True))
-        error = re.search(rf'<p class="field-error" id="err-{field}">([^<]*)</p>', html)
-        assert error and said in error.group(1), (form, error and error.group(1))
+        error = field_error(html, field)
+        assert error and said in error, (form, error)
         assert "No SMS gateway yet." in html
 
 

@@ -4,8 +4,7 @@ records. GPP strings are decoded with IAB Tech Lab's own @iabgpp/cmpapi."""
 from __future__ import annotations
 
 import json
-import re
-from html import escape as html_escape, unescape as html_unescape
+from html import escape as html_escape
 
 import pytest
 from marshmallow import ValidationError
@@ -16,6 +15,7 @@ from consent.ledger import ConsentEvent, verify_ledger
 from consent.regions import (detect_region, jurisdiction, parse_header_setting,
                              set_region_rules)
 from consent.sites import get_site
+from tests.support.admin import field_error
 from tests.support.gpp import iab_decode
 
 CA = {"CF-IPCountry": "US", "CF-Region-Code": "CA"}
@@ -370,8 +370,8 @@ def test_admin_sets_the_rules_on_the_settings_page(client, site, admin):
         assert r.status_code == 422, bad
         # the page again, the error next to its field, what was typed kept
         html = r.get_data(as_text=True)
-        error = re.search(rf'<p class="field-error" id="err-{field}">([^<]*)</p>', html)
-        assert error and said in html_unescape(error.group(1)), (bad, error)
+        error = field_error(html, field)
+        assert error and said in error, (bad, error)
         assert f'aria-describedby="err-{field}"' in html
         if field == "rules":
             assert f'name="rules" aria-invalid="true" aria-describedby="err-rules">' \

@@ -76,6 +76,12 @@ def session_csrf(client, page: str) -> str:
     raise AssertionError(f"no POST form with a csrf_token on {page}")
 
 
+def field_error(page: str, field: str) -> str | None:
+    """The error the admin page shows next to FIELD (unescaped), or None."""
+    found = re.search(rf'<p class="field-error" id="err-{re.escape(field)}">([^<]*)</p>', page)
+    return html.unescape(found.group(1)) if found else None
+
+
 def post_form(client, url: str, data: dict | None = None, *, page: str | None = None, **kw):
     """Submit the form that posts to URL (on PAGE, or URL or a parent path: see
     csrf_from_page) with DATA and the CSRF token that page rendered."""
