@@ -478,13 +478,19 @@ def deliver_access(token: str) -> tuple[DataRequest, dict]:
 # ---------------------------------------------------------------- access
 
 
+def _public_url(endpoint: str, path: str, **values) -> str:
+    """The absolute URL of ENDPOINT; in CLI and background use, PATH, which the reader
+    resolves against the server's URL."""
+    if not has_request_context() and not current_app.config.get("SERVER_NAME"):
+        return path
+    return url_for(endpoint, **values, _external=True)
+
+
 def _policy_url(site_key: str, label: str | None) -> str | None:
     if not label:
         return None
-    if not has_request_context() and not current_app.config.get("SERVER_NAME"):
-        # CLI and background use: a path the reader resolves against the server's URL.
-        return f"/sites/{quote(site_key)}/policies/{quote(label)}"
-    return url_for("pages.policy_version", site_key=site_key, label=label, _external=True)
+    return _public_url("pages.policy_version", f"/sites/{quote(site_key)}/policies/"
+                       f"{quote(label)}", site_key=site_key, label=label)
 
 
 def _notice_url(site_key: str, meta: dict | None) -> str | None:
@@ -493,10 +499,9 @@ def _notice_url(site_key: str, meta: dict | None) -> str | None:
     digest = (meta or {}).get("notice") if isinstance(meta, dict) else None
     if not digest:
         return None
-    if not has_request_context() and not current_app.config.get("SERVER_NAME"):
-        return f"/api/v1/sites/{quote(site_key)}/notices/{quote(digest)}"
-    return url_for("log_api.get_notice_document", site_key=site_key, digest=digest,
-                   _external=True)
+    return _public_url("log_api.get_notice_document",
+                       f"/api/v1/sites/{quote(site_key)}/notices/{quote(digest)}",
+                       site_key=site_key, digest=digest)
 
 
 def access_report(site_key: str, subject: Subject) -> dict:
