@@ -30,6 +30,21 @@ def last_event() -> ConsentEvent:
                               ).scalars().first()
 
 
+def edit_elsewhere(locale: str, description: str) -> None:
+    """Change the analytics description as another process does: this process's cached
+    snapshot of the site is not invalidated."""
+    from consent.database import run_write, utcnow
+    from consent.sites import Category, Site
+
+    def write():
+        cat = db.session.execute(sa.select(Category).join(Site).where(
+            Site.key == "shop", Category.key == "analytics")).scalar_one()
+        cat.descriptions = {locale: description}
+        db.session.get(Site, cat.site_id).updated_at = utcnow()
+
+    run_write(write)
+
+
 def notice_of(client, digest: str):
     return client.get(f"/api/v1/sites/shop/notices/{digest}")
 
@@ -238,9 +253,6 @@ def test_a_process_whose_cached_snapshot_is_stale_never_files_new_words_under_th
     """Another process edits the site while this one still holds its snapshot (cached for
     CONSENT_SITE_CACHE_SECONDS): the config this one builds meanwhile carries the old
     revision, but the notice kept under that revision is only ever the old words."""
-    from consent.database import run_write, utcnow
-    from consent.sites import Category, Site
-
     app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
     decide(client, "shop", "reject_all")  # this process now caches the snapshot
     before = config(client)["revision"]
@@ -248,13 +260,7 @@ def test_a_process_whose_cached_snapshot_is_stale_never_files_new_words_under_th
     [kept] = db.session.execute(sa.select(Notice)).scalars().all()
     assert "Sold to partners" not in kept.body
 
-    def edit_elsewhere():  # as another process does: no invalidation of this one's cache
-        cat = db.session.execute(sa.select(Category).join(Site).where(
-            Site.key == "shop", Category.key == "analytics")).scalar_one()
-        cat.descriptions = {"en": "Sold to partners."}
-        db.session.get(Site, cat.site_id).updated_at = utcnow()
-
-    run_write(edit_elsewhere)
+    edit_elsewhere("en", "Sold to partners.")
     from consent.notices import forget_notices
     forget_notices()  # (as a process that has not built this revision's notice yet)
     assert client.get("/api/v1/sites/shop/config?locale=de").status_code == 200
@@ -268,19 +274,10 @@ def test_a_config_built_after_another_processes_edit_carries_the_new_revision(ap
                                                                               site):
     """The config's revision names its words: one built while this process still cached
     the site from before another process's edit has the edit's revision, not the old."""
-    from consent.database import run_write, utcnow
-    from consent.sites import Category, Site
-
     app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
     before = config(client)["revision"]
 
-    def edit_elsewhere():
-        cat = db.session.execute(sa.select(Category).join(Site).where(
-            Site.key == "shop", Category.key == "analytics")).scalar_one()
-        cat.descriptions = {"de": "An Partner verkauft."}
-        db.session.get(Site, cat.site_id).updated_at = utcnow()
-
-    run_write(edit_elsewhere)
+    edit_elsewhere("de", "An Partner verkauft.")
     r = client.get("/api/v1/sites/shop/config?locale=de&details=1").get_json()
     analytics = next(c for c in r["categories"] if c["key"] == "analytics")
     assert analytics["description"] == "An Partner verkauft."
