@@ -143,6 +143,14 @@ def _keywords(value) -> dict:
             "opt_in": value.get("opt_in") is True}
 
 
+# Fields kept in the site's own columns; the others are in its settings (JSON).
+_COLUMNS = ("name", "allowed_origins", "locales", "default_locale", "accept_lifetime_days",
+            "reject_lifetime_days")
+# Settings whose default the readers apply when they are absent.
+_SETTING_DEFAULTS = {"unsubscribe_scope": "channel", "unsubscribe_link_days": 365,
+                     "login_session_minutes": 60}
+
+
 def site_values(site: Site) -> dict:
     from .channels import channel_defaults  # (channels imports sites, not site_admin)
 
@@ -159,13 +167,14 @@ def site_values(site: Site) -> dict:
             "controller": settings.get("controller") or {},
             "gpc_categories": list(gpc_categories(view)),
             "channel_defaults": channel_defaults(view),
-            "unsubscribe_scope": settings.get("unsubscribe_scope") or "channel",
+            "unsubscribe_scope": settings.get("unsubscribe_scope")
+            or _SETTING_DEFAULTS["unsubscribe_scope"],
             "sms_keywords": _keywords(settings.get("sms_keywords")),
             "cookie": _cookie(settings.get("cookie")),
             "public_base_url": settings.get("public_base_url") or "",
             "age_rule": settings.get("age_rule") or None,
-            "unsubscribe_link_days": settings.get("unsubscribe_link_days") or 365,
-            "login_session_minutes": settings.get("login_session_minutes") or 60}
+            **{f: settings.get(f) or _SETTING_DEFAULTS[f]
+               for f in ("unsubscribe_link_days", "login_session_minutes")}}
 
 
 FIELD_LABELS = {"name": "name", "allowed_origins": "allowed origins", "locales": "languages",
@@ -249,8 +258,8 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
     elif section == "cookie":
         new["cookie"] = data["cookie"]  # checked against the origins in write()
         new["public_base_url"] = (data.get("public_base_url") or "").strip().rstrip("/")
-        new["unsubscribe_link_days"] = data.get("unsubscribe_link_days") or 365
-        new["login_session_minutes"] = data.get("login_session_minutes") or 60
+        for f in ("unsubscribe_link_days", "login_session_minutes"):
+            new[f] = data.get(f) or _SETTING_DEFAULTS[f]
     else:
         from .requests import check_controller  # (requests imports sites, not site_admin)
 
@@ -291,50 +300,21 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
         settings = dict(site.settings or {})
         for f in changed:
             value = new[f]
-            if f == "deadline":
-                settings["request_deadline"] = value
-            elif f in ("retention_days", "controller", "opt_out_deadline"):
-                if value:
-                    settings[f] = value
-                else:
-                    settings.pop(f, None)
-            elif f == "unsubscribe_scope":
-                if value == "channel":
-                    settings.pop(f, None)
-                else:
-                    settings[f] = value
-            elif f == "sms_keywords":
-                words = {k: v for k, v in value.items() if v}
-                if words:
-                    settings[f] = words
-                else:
-                    settings.pop(f, None)
-            elif f in ("gpc_categories", "channel_defaults"):
-                settings[f] = value
+            if f in _COLUMNS:
+                setattr(site, f, value)
+                continue
+            if f == "sms_keywords":
+                value = {k: v for k, v in value.items() if v}
             elif f == "cookie":
                 # only what differs from the defaults (every first visit downloads it)
-                kept = {k: v for k, v in value.items() if v != _cookie({})[k]}
-                if kept:
-                    settings[f] = kept
-                else:
-                    settings.pop(f, None)
-            elif f == "age_rule":
-                if value:
-                    settings[f] = value
-                else:
-                    settings.pop(f, None)
-            elif f in ("unsubscribe_link_days", "login_session_minutes"):
-                if value == {"unsubscribe_link_days": 365, "login_session_minutes": 60}[f]:
-                    settings.pop(f, None)
-                else:
-                    settings[f] = value
-            elif f == "public_base_url":
-                if value:
-                    settings[f] = value
-                else:
-                    settings.pop(f, None)
+                value = {k: v for k, v in value.items() if v != _cookie({})[k]}
+            key = "request_deadline" if f == "deadline" else f
+            # A setting left empty or at its default is not stored: the readers' default
+            # applies (and the site's JSON stays short).
+            if value in (None, "", {}, []) or value == _SETTING_DEFAULTS.get(f):
+                settings.pop(key, None)
             else:
-                setattr(site, f, value)
+                settings[key] = value
         site.settings = settings
         labels = [FIELD_LABELS[f] for f in changed]
         record_change(site.id, actor, f"settings:{section}", "changed " + ", ".join(labels),
