@@ -34,7 +34,7 @@ from .extensions import db
 from .ledger.chain import canonical
 from .policies import PolicyVersion
 from .regions import applies
-from .sites import cache_cleared, invalidate_site_cache, site_snapshot
+from .sites import cache_cleared, fresh_snapshot, site_snapshot
 from .widget_config import config_built, widget_config
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -163,9 +163,9 @@ def notice_for(site, locale: str, region: str | None, revision: str) -> Shown | 
         # Built from the database as it is now, not from a snapshot another process may
         # have changed under this one's cache (CONSENT_SITE_CACHE_SECONDS): a revision's
         # notice is stored only by a process that sees that revision current.
-        invalidate_site_cache(site.key)
-        if site_snapshot(site.key).revision != revision:
-            return notice_for(site_snapshot(site.key), locale, region, revision)
+        fresh = fresh_snapshot(site.key)
+        if fresh.revision != revision:
+            return notice_for(fresh, locale, region, revision)
         text = notice_text(site.key, locale, region or None)
         shown = _shown(text)
         _store(site.id, shown.digest, revision, locale, region, text)

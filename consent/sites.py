@@ -302,6 +302,14 @@ def get_site(key: str) -> Site:
     return site
 
 
+def fresh_snapshot(key: str) -> SiteSnapshot:
+    """The site as the database has it now (and cached again): for what must match the
+    current revision exactly, which a snapshot cached before another process's edit
+    (CONSENT_SITE_CACHE_SECONDS) may not."""
+    invalidate_site_cache(key)
+    return site_snapshot(key)
+
+
 def site_snapshot(key: str) -> SiteSnapshot:
     """A cached snapshot of the site's configuration (TTL from settings)."""
     # (the app object itself: see consent.hardening.check_request)

@@ -35,8 +35,7 @@ from .i18n import catalog, pick_locale
 from .minors import widget_age_config
 from .policies import PolicyVersion
 from .regions import applies, widget_region
-from .sites import (Category, SiteSnapshot, gpc_categories, invalidate_site_cache,
-                    site_snapshot)
+from .sites import Category, SiteSnapshot, fresh_snapshot, gpc_categories, site_snapshot
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE, READ_TOKEN_RE
 
 EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -241,8 +240,7 @@ def config_document(site_key: str, requested_locale: str | None,
         # Built from the site as it is now: a snapshot cached before another process's
         # edit would label the new categories (read below) with the old revision, which
         # names what the page showed (consent.notices).
-        invalidate_site_cache(site.key)
-        site = site_snapshot(site_key)
+        site = fresh_snapshot(site_key)
         key = (site.key, site.revision, locale, request.host_url, details, region)
     payload = json.dumps(widget_config(site_key, locale, details=details, region=region),
                          separators=(",", ":"), ensure_ascii=False)
