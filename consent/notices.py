@@ -1,4 +1,4 @@
-"""What the visitor was shown: the notice behind each widget decision.
+"""What the visitor was shown: the notice behind each widget and preference-page decision.
 
 A decision names the categories it grants; what those categories were said to be (their
 titles, descriptions, services and cookies), the banner's and the dialog's words, the
@@ -13,7 +13,9 @@ it is what every visitor of the site was shown) and check that its SHA-256 is th
 in the event; the receipt carries the same document, so it also checks offline. The
 widget sends the configuration revision it displayed (`revision`); a decision made on a
 page loaded before a change is recorded with the notice of that earlier revision when this
-server built it, and with none when it cannot tell which one the page showed.
+server built it, and with none when it cannot tell which one the page showed. The
+preference page's form carries its revision the same way, and records the page's own
+notice (`surface` "preferences", built by consent.preference_center).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,6 +68,10 @@ class Notice(db.Model):
     revision: Mapped[str] = mapped_column(sa.String(16))
     locale: Mapped[str] = mapped_column(sa.String(16))
     region: Mapped[str] = mapped_column(sa.String(16), default="")
+    # Where it was shown: `widget` (the banner and its dialog) or `preferences` (the
+    # preference page, consent.preference_center).
+    surface: Mapped[str] = mapped_column(sa.String(16), default="widget",
+                                         server_default="widget")
     # The canonical JSON whose SHA-256 is `digest`, byte for byte.
     body: Mapped[str] = mapped_column(sa.Text)
     first_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -117,11 +124,17 @@ def notice_text(site_key: str, locale: str, region: str | None) -> str:
     # (the link is the host the page used; the version's own digest names its text)
     policy.pop("url", None)
     if policy.get("version"):
-        policy["sha256"] = db.session.execute(sa.select(PolicyVersion.sha256).where(
-            PolicyVersion.site_id == site.id,
-            PolicyVersion.label == policy["version"])).scalar_one_or_none()
+        policy["sha256"] = policy_sha256(site.id, policy["version"])
     config["policy"] = policy
     return canonical(config)
+
+
+def policy_sha256(site_id: int, label: str) -> str | None:
+    """The SHA-256 of the text of policy version LABEL of SITE_ID (what names its words in
+    a notice, whatever host the page linked it on)."""
+    return db.session.execute(sa.select(PolicyVersion.sha256).where(
+        PolicyVersion.site_id == site_id,
+        PolicyVersion.label == label)).scalar_one_or_none()
 
 
 def digest_of(text: str) -> str:
@@ -131,31 +144,49 @@ def digest_of(text: str) -> str:
 
 @dataclass(frozen=True)
 class Shown:
-    """A notice as a decision needs it: its digest and the categories it offered."""
+    """A notice as a decision needs it: its digest, the categories it offered and the
+    policy version it showed."""
 
     digest: str
     categories: frozenset
+    policy: str | None = None
 
 
-# (site key, revision, locale, region) -> Shown, for notices this process stored or found;
-# a few hundred entries at most (cleared when it grows).
+# How each surface's notice is built: (site key, locale, region) -> canonical JSON. The
+# preference page adds its own (consent.preference_center).
+_TEXTS: dict[str, Callable[[str, str, str | None], str]] = {"widget": notice_text}
+
+
+def add_surface(name: str, text: Callable[[str, str, str | None], str]) -> None:
+    """Let decisions made on surface NAME record a notice built by TEXT."""
+    _TEXTS[name] = text
+
+
+# (site key, revision, locale, region, surface) -> Shown, for notices this process stored
+# or found; a few hundred entries at most (cleared when it grows).
 _known: dict[tuple, Shown] = {}
 _known_lock = threading.Lock()
 
 
 def _shown(text: str, digest: str | None = None) -> Shown:
+    doc = json.loads(text)
     return Shown(digest or digest_of(text),
-                 frozenset(c["key"] for c in json.loads(text).get("categories") or ()))
+                 frozenset(c["key"] for c in doc.get("categories") or ()),
+                 (doc.get("policy") or {}).get("version"))
 
 
-def notice_for(site, locale: str, region: str | None, revision: str) -> Shown | None:
-    """The notice a widget showing REVISION of SITE (a snapshot) displayed in LOCALE to a
-    visitor from REGION, storing the current revision's notice the first time; None when
-    REVISION is neither the current one nor one stored before."""
-    if not region or "regions" not in (site.settings or {}) \
+def notice_for(site, locale: str, region: str | None, revision: str,
+               surface: str = "widget") -> Shown | None:
+    """The notice SURFACE (the widget, the preference page) showing REVISION of SITE (a
+    snapshot) displayed in LOCALE to a visitor from REGION, storing the current revision's
+    notice the first time; None when REVISION is neither the current one nor one stored
+    before."""
+    if surface != "widget" or not region or "regions" not in (site.settings or {}) \
             or applies(site.settings, region) == "opt-in":
-        region = ""  # (opt-in visitors all see the same words, whatever their region)
-    key = (site.key, revision, locale, region)
+        # (opt-in visitors all see the same words, whatever their region; the preference
+        # page's words do not depend on it)
+        region = ""
+    key = (site.key, revision, locale, region, surface)
     shown = _known.get(key)
     if shown is not None:
         return shown
@@ -165,15 +196,16 @@ def notice_for(site, locale: str, region: str | None, revision: str) -> Shown | 
         # notice is stored only by a process that sees that revision current.
         fresh = fresh_snapshot(site.key)
         if fresh.revision != revision:
-            return notice_for(fresh, locale, region, revision)
-        text = notice_text(site.key, locale, region or None)
+            return notice_for(fresh, locale, region, revision, surface)
+        text = _TEXTS[surface](site.key, locale, region or None)
         shown = _shown(text)
-        _store(site.id, shown.digest, revision, locale, region, text)
+        _store(site.id, shown.digest, revision, locale, region, surface, text)
     else:
         row = db.session.execute(
             sa.select(Notice.digest, Notice.body).where(
                 Notice.site_id == site.id, Notice.revision == revision,
-                Notice.locale == locale, Notice.region == region)
+                Notice.locale == locale, Notice.region == region,
+                Notice.surface == surface)
             .order_by(Notice.id.desc()).limit(1)).first()
         if row is None:
             return None  # (not remembered: this server may build it yet)
@@ -192,14 +224,15 @@ def forget_notices() -> None:
 
 
 def _store(site_id: int, digest: str, revision: str, locale: str, region: str,
-           text: str) -> None:
+           surface: str, text: str) -> None:
     def write():
         dialect = db.session.get_bind().dialect.name
         ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
             Notice.__table__)
         db.session.execute(ins.values(
             site_id=site_id, digest=digest, revision=revision, locale=locale,
-            region=region, body=text, first_at=utcnow()).on_conflict_do_nothing())
+            region=region, surface=surface, body=text,
+            first_at=utcnow()).on_conflict_do_nothing())
 
     run_write(write)
 
@@ -222,18 +255,19 @@ def attach_notice(receipt: dict, site_id: int) -> dict:
     return receipt
 
 
-def _keep_served(site, locale: str, region: str | None) -> None:
-    """Keep the notice of a config being served (widget_config.config_built), so that a
-    decision from its page finds it whichever process records it; a failure only means
-    such a decision may record no notice, never a failed config."""
+def keep_shown(site, locale: str, region: str | None, surface: str = "widget") -> None:
+    """Keep the notice of what SURFACE is showing (a widget config being served, the
+    preference page being rendered), so that a decision made on it finds it whichever
+    process records it; a failure only means such a decision may record no notice, never
+    a failed page."""
     try:
-        notice_for(site, locale, region, site.revision)
-    except Exception:  # noqa: BLE001 - the config is served all the same
-        current_app.logger.warning("could not keep the notice of site %s revision %s",
-                                   site.key, site.revision, exc_info=True)
+        notice_for(site, locale, region, site.revision, surface)
+    except Exception:  # noqa: BLE001 - the page is served all the same
+        current_app.logger.warning("could not keep the %s notice of site %s revision %s",
+                                   surface, site.key, site.revision, exc_info=True)
 
 
-config_built.append(_keep_served)
+config_built.append(keep_shown)
 cache_cleared.append(forget_notices)
 
 

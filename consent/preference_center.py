@@ -16,8 +16,11 @@ from .context import RequestContext
 from .database import parse_iso, run_write, utcnow
 from .errors import Invalid
 from .extensions import db
+from .i18n import catalog
 from .identity import linked_to
 from .ledger import AppendedEvent, append_event, read_state
+from .ledger.chain import canonical
+from .notices import add_surface, notice_for, policy_sha256
 from .policies import announced, get_policy
 from .regions import applies, default_on
 from .sites import ESSENTIAL, Category, SiteSnapshot, gpc_categories, site_snapshot
@@ -102,6 +105,53 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
                           get_policy(site.id, notice.label) if notice else None, waiting)
 
 
+def page_strings(site: SiteSnapshot, locale: str) -> dict[str, str]:
+    """The pages' texts in LOCALE, with the site's own wording where it has one."""
+    strings = dict(catalog("pages", locale))
+    strings.update((site.settings.get("texts") or {}).get(locale, {}))
+    return strings
+
+
+def preferences_notice_text(site_key: str, locale: str, region: str | None = None) -> str:
+    """What the preference page says in LOCALE, as canonical JSON (consent.notices): its
+    texts, every category's title and description, the channels, the policy version in
+    force with the SHA-256 of its text, an announced version and the age question. What
+    depends on the person (their current choices, the GPC signal, whether the age
+    question is asked of them) is not notice; REGION changes none of the words."""
+    site = site_snapshot(site_key)
+    strings = page_strings(site, locale)
+    rows = db.session.execute(db.select(Category).where(Category.site_id == site.id)
+                              .order_by(Category.position)).scalars().all()
+    doc: dict = {
+        "surface": "preferences", "locale": locale,
+        "texts": {k: v for k, v in strings.items() if k.startswith(("prefs.", "channel."))},
+        "categories": [{"key": c.key,
+                        "title": _localised(c.titles, locale, site.default_locale),
+                        "description": _localised(c.descriptions, locale, site.default_locale),
+                        "locked": bool(c.locked or c.key == ESSENTIAL)} for c in rows],
+        "channels": list(CHANNELS),
+        "policy": {"version": site.policy_label,
+                   "sha256": policy_sha256(site.id, site.policy_label)
+                   if site.policy_label else None},
+    }
+    upcoming = announced(site.policy_versions, utcnow())
+    if upcoming is not None:
+        policy = get_policy(site.id, upcoming.label)
+        doc["upcoming"] = {"version": policy.label, "summary": policy.summary,
+                           "effective_at": upcoming.effective_at.isoformat(),
+                           "sha256": policy.sha256}
+    if "age_rule" in site.settings:
+        from .minors import age_rule, age_texts
+
+        rule = age_rule(site)
+        if rule is not None:
+            doc["age"] = age_texts(rule, locale)
+    return canonical(doc)
+
+
+add_surface("preferences", preferences_notice_text)
+
+
 def _undecided_on(site: SiteSnapshot, subject: Subject | None, region: str | None) -> set[str]:
     """The categories on while nobody decided them, as the widget has them: where REGION's
     rule is opt-out or notice-only (consent.regions) all but the sensitive ones, less, for
@@ -123,7 +173,8 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
                      channels: list[str], locale: str, ctx: RequestContext, *,
                      age: str | None = None, guardian: bool = False,
                      also_device: str | None = None,
-                     guardian_email: str | None = None) -> tuple[Subject, AppendedEvent]:
+                     guardian_email: str | None = None,
+                     revision: str | None = None) -> tuple[Subject, AppendedEvent]:
     """Record one `preferences` event with every category and channel as ticked.
 
     SUBJECT_PUBLIC_ID must be proven by the caller (see the module docstring); None (or
@@ -131,7 +182,8 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
     proven device when a signed-in user confirmed that their choices apply to it too, gets
     the same choice when it is linked to that account. AGE and GUARDIAN answer the age
     question of sites with an age rule (consent.minors); GUARDIAN_EMAIL is where a
-    guardian's confirmation link goes (consent.guardians).
+    guardian's confirmation link goes (consent.guardians). REVISION, the site's revision
+    the page showed, names the notice the event records (`meta.notice`, consent.notices).
     """
     site = site_snapshot(site_key)
     for key in categories:
@@ -146,6 +198,18 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
         for key in gpc_categories(site):
             cat_map[key] = False
         meta = {"gpc": True}
+    policy_version = site.policy_label
+    shown = notice_for(site, locale, None, revision, "preferences") if revision else None
+    if shown is not None:
+        # What the page said (consent.notices): recorded, and hashed, with the event.
+        meta = {**(meta or {}), "notice": shown.digest}
+        if revision != site.revision:
+            # A page loaded before a change: the choice is about what it showed. A
+            # category added since stays undecided (the form could not offer it, so an
+            # unticked box there is not a refusal), and the policy version is the one
+            # the page named.
+            cat_map = {k: v for k, v in cat_map.items() if k in shown.categories}
+            policy_version = shown.policy
     chan_map = {k: k in channels for k in CHANNELS}
     email = None
     if guardian_email and "age_rule" in site.settings:
@@ -166,7 +230,7 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
             cats, chans, event_meta = screened.categories, screened.channels, screened.meta
         event = append_event(site, subject, action="preferences", source="preferences",
                              categories=cats, channels=chans,
-                             policy_version=site.policy_label, locale=locale,
+                             policy_version=policy_version, locale=locale,
                              details=ctx.details(None), meta=event_meta)
         if "age_rule" in site.settings:
             record_screened(site, subject, screened, "preferences")

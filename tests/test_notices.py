@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -314,3 +315,90 @@ def test_the_persons_access_report_links_what_they_were_shown_and_its_receipt_ch
     assert receipt["proof"]["notice"]["site"] == "shop"
     checked = check_receipt(receipt, key)
     assert checked.ok and checked.notice == digest, checked.problems
+
+
+# ---------------------------------------------------------------- the preference page
+
+
+def test_a_save_on_the_preference_page_records_what_that_page_said(client, site):
+    """The page's own words: its texts, each category as it described it, the channels and
+    the policy version in force with its digest, under the page's own notice."""
+    from tests.test_preferences import page, save
+
+    html = page(client)
+    assert save(client, html, categories=["analytics"]).status_code == 303
+    event = last_event()
+    digest = event.meta["notice"]
+    r = notice_of(client, digest)
+    assert r.status_code == 200
+    assert hashlib.sha256(r.get_data()).hexdigest() == digest
+    notice = r.get_json()
+    assert notice["surface"] == "preferences" and notice["locale"] == "en"
+    # every category's title and description as the page rendered them
+    shown = re.findall(r'<span class="pc-name">([^<]*)</span> <span class="pc-desc">([^<]*)'
+                       r'</span>', html)
+    described = [(c["title"], c["description"]) for c in notice["categories"]]
+    assert len(described) == 4 and all(d for _, d in described)
+    assert [(html_unescape(t), html_unescape(d)) for t, d in shown][:len(described)] \
+        == described
+    assert notice["texts"]["prefs.cookies_heading"] in html
+    assert "channel.email.promotional.title" in notice["texts"]
+    assert notice["policy"] == {"version": "2026-01",
+                                "sha256": hashlib.sha256(b"Policy text v1").hexdigest()}
+    # not the widget's notice of the same revision: other words
+    decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    assert last_event().meta["notice"] != digest
+    assert verify_ledger().ok
+
+
+def test_a_preference_page_loaded_before_a_change_is_recorded_as_it_was(client, site, app):
+    """An unticked box is a refusal only of what the page offered: a category added after
+    it was loaded stays undecided, and the policy version is the one the page named."""
+    from consent.database import run_write
+    from consent.policies import publish_policy
+    from consent.site_admin import add_category
+    from consent.sites import get_site
+    from tests.test_preferences import page, save
+
+    html = page(client)
+    kept = last_notice("preferences")
+    add_category("shop", "personalisation", "Personalisation")
+    run_write(lambda: publish_policy(get_site("shop").id, "2026-06", text="Policy text v2",
+                                     material=True))
+    assert save(client, html, categories=["analytics"]).status_code == 303
+    event = last_event()
+    assert event.meta["notice"] == kept.digest
+    assert set(event.categories) == {"essential", "functional", "analytics", "advertising"}
+    assert event.policy_version == "2026-01"
+    # a page that offers it: an unticked box refuses it, under the version in force
+    save(client, page(client), categories=["analytics"])
+    event = last_event()
+    assert event.categories["personalisation"] is False
+    assert event.policy_version == "2026-06" and event.meta["notice"] != kept.digest
+    assert "Personalisation" in notice_of(client, event.meta["notice"]).get_data(as_text=True)
+    assert verify_ledger().ok
+
+
+def test_a_preference_form_with_a_forged_or_malformed_revision(client, site):
+    from tests.support.db import count_events
+    from tests.test_preferences import page, save
+
+    html = page(client)
+    assert save(client, html, categories=["analytics"],
+                extra={"revision": "0123456789abcdef"}).status_code == 303
+    assert "notice" not in (last_event().meta or {})  # a revision nobody showed: none
+    r = save(client, html, extra={"revision": "not a revision"})
+    assert r.status_code == 422 and "revision" in r.get_data(as_text=True)
+    assert count_events() == 1
+
+
+def last_notice(surface: str) -> Notice:
+    db.session.rollback()
+    return db.session.execute(sa.select(Notice).where(Notice.surface == surface)
+                              .order_by(Notice.id.desc())).scalars().first()
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)

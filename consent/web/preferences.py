@@ -27,14 +27,16 @@ from marshmallow import validate
 from ..channels import CHANNELS
 from ..csrf import exempt, protect
 from ..errors import Forbidden
-from ..i18n import SUPPORTED, catalog, pick_locale
+from ..i18n import SUPPORTED, pick_locale
 from ..identity import (check_login_token, confirm_device_link, device_from_cookie,
                         enter_preferences, linked_to, return_url, sign_out, signed_in,
                         use_login_token)
 from ..minors import age_question
 from ..policies import list_policies
-from ..preference_center import preference_view, save_preferences
-from ..sites import BadOrigin, SiteSnapshot, normalise_origin, site_snapshot
+from ..notices import REVISION_RE, keep_shown
+from ..preference_center import page_strings, preference_view, save_preferences
+from ..sites import (BadOrigin, SiteSnapshot, fresh_snapshot, normalise_origin,
+                     site_snapshot)
 from ..subjects import find_subject
 from ..validation import StrictSchema
 from .common import request_context, request_region, token_page
@@ -95,15 +97,16 @@ class PreferencesForm(StrictSchema):
     guardian = ma.fields.String(validate=validate.OneOf(("1",)))
     # Where the guardian's confirmation link should go (consent.guardians).
     guardian_email = ma.fields.String(validate=validate.Length(max=254))
+    # The site's configuration revision the page showed: the event records that page's
+    # notice (consent.notices).
+    revision = ma.fields.String(validate=validate.Regexp(REVISION_RE))
 
 
 def _locale(site: SiteSnapshot, requested: str | None) -> tuple[str, dict, list[str]]:
     available = [loc for loc in site.locales if loc in SUPPORTED] or ["en"]
     locale = pick_locale(requested, available, site.default_locale,
                          request.headers.get("Accept-Language"))
-    strings = dict(catalog("pages", locale))
-    strings.update((site.settings.get("texts") or {}).get(locale, {}))
-    return locale, strings, available
+    return locale, page_strings(site, locale), available
 
 
 def _still_signed_in(site: SiteSnapshot, jti: str | None) -> bool:
@@ -166,12 +169,16 @@ def _no_store(response):
 def preferences_page():
     """The preference center of a site (server-rendered; works without JavaScript)."""
     query = PageQuery().load(request.args)
-    site = site_snapshot(query["site"])
+    # (as the database has it now: the revision the form carries must name the words the
+    # page shows, which it reads from the database, not from a cached snapshot)
+    site = fresh_snapshot(query["site"])
     if query.get("return_"):
         back = return_url(site, query["return_"])
         if back:
             _remember(site, ret=back)
     locale, strings, available = _locale(site, query.get("lang"))
+    # (kept now, so that the save finds what this page said whichever process takes it)
+    keep_shown(site, locale, None, "preferences")
     subject_id, signed_in, device = _who(site)
     view = preference_view(site.key, subject_id, locale, gpc=request_context().gpc_header,
                            region=request_region().code if "regions" in site.settings
@@ -204,7 +211,8 @@ def save_preferences_form():
                                       locale, request_context(), age=age,
                                       guardian=bool(data.get("guardian")),
                                       also_device=device if signed_in else None,
-                                      guardian_email=data.get("guardian_email") or None)
+                                      guardian_email=data.get("guardian_email") or None,
+                                      revision=data.get("revision"))
     if not signed_in and subject.public_id != device:
         _remember(site, s=subject.public_id)  # a visitor created here, for this browser
     return redirect(url_for("preferences.preferences_page", site=site.key, lang=locale,

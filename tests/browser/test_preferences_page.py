@@ -1,6 +1,8 @@
 """The preference center and unsubscribe page in real Chromium, with JavaScript off and on."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import requests
 
@@ -81,6 +83,14 @@ def test_every_channel_toggles_and_is_recorded(browser, server, site, javascript
     assert events[-1].categories["analytics"] is True
     assert page.locator("#category-analytics").is_checked()
     assert transactional.is_checked()
+    # The event names what the page said (consent.notices): each category as shown.
+    digest = events[-1].meta["notice"]
+    notice = requests.get(f"{server.url}/api/v1/sites/shop/notices/{digest}", timeout=30)
+    assert hashlib.sha256(notice.content).hexdigest() == digest
+    said = notice.json()["categories"]
+    assert len(said) == 4 and [(c["title"], c["description"]) for c in said] == [
+        (page.locator(f"#row-category-{c['key']} .pc-name").inner_text(),
+         page.locator(f"#row-category-{c['key']} .pc-desc").inner_text()) for c in said]
     # The widget's view of this visitor changed too.
     me = requests.get(f"{server.url}/api/v1/sites/shop/me/{who['subject']}",
                       params={"r": who["read_token"]}, timeout=30).json()

@@ -49,8 +49,8 @@ def may_i_send(client, site: dict, channel: str, kind: str = "promotional", **wh
 
 
 def without_notice(meta: dict) -> dict:
-    """A widget event's META less the notice its page showed (consent.notices), which it
-    must name: a SHA-256 in hex."""
+    """A widget or preference-page event's META less the notice its page showed
+    (consent.notices), which it must name: a SHA-256 in hex."""
     import re
 
     assert re.fullmatch(r"[0-9a-f]{64}", (meta or {}).get("notice") or ""), meta
