@@ -182,7 +182,7 @@ def get_receipt(site_key: str, event_id: str, token: str | None = None, r: str |
     except ReceiptPending:
         raise Conflict(f"event {event_id} is not in the log yet (pending); try again "
                        "shortly", status=409)
-    attach_notice(receipt, site.id)  # what the visitor was shown (widget decisions)
+    attach_notice(receipt, site.id)  # what the visitor was shown (consent.notices)
     # A link (the widget's) downloads it as a file; API clients read the JSON as before.
     name = f"consent-proof-{site.key}-{receipt['event']['event_id']}.json"
     return receipt, 200, {"Content-Disposition": f'attachment; filename="{name}"',
@@ -195,7 +195,8 @@ def get_notice_document(site_key: str, digest: str):
     """What the visitors of a decision's page were shown (consent.notices): the widget's
     configuration in their language (the banner's and the dialog's words, the categories
     with their services and cookies, the policy version and its SHA-256, the lifetimes),
-    as the canonical JSON whose SHA-256 is DIGEST, the `meta.notice` of the event.
+    or the preference page's words (`"surface": "preferences"`), as the canonical JSON
+    whose SHA-256 is DIGEST, the `meta.notice` of the event.
 
     Public, as the banner is; never changes (cached for a year). 404 for a digest this
     site never recorded.
