@@ -388,8 +388,12 @@ def _asked_of_guardian(site: SiteSnapshot, subject: Subject, keys: list[str]) ->
 
 def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[str, bool], *,
                           medium: str | None = None, source: str = "api",
-                          ctx: RequestContext | None = None) -> ChoiceResult:
-    """Record opt-ins/opt-outs a site's backend or app reports (one event, if any change)."""
+                          ctx: RequestContext | None = None,
+                          notice: Callable[[int], str] | None = None) -> ChoiceResult:
+    """Record opt-ins/opt-outs a site's backend or app reports (one event, if any change).
+    NOTICE, called with the site's id inside the event's transaction, keeps what the
+    person was shown and returns its digest for `meta.notice` (the web layer passes
+    consent.notices.keep_told with the words)."""
     site = site_snapshot(site_key)
     if not channels:
         raise Invalid("name at least one channel", field="channels")
@@ -413,9 +417,10 @@ def record_channel_choice(site_key: str, recipient: Recipient, channels: dict[st
         # request still asks for is recorded, as an unsubscribe is.
         if changes or _asked_of_guardian(site, subject, [k for k, v in channels.items()
                                                           if v is False]):
+            meta = {"notice": notice(site.id)} if notice else None
             event = append_event(site, subject, action=_action_for(channels), source=source,
                                  channels=dict(channels), policy_version=site.policy_label,
-                                 details=ctx.details(None) if ctx else None)
+                                 details=ctx.details(None) if ctx else None, meta=meta)
             state = event.state
         return ChoiceResult(subject, event, dict((state or {}).get("channels") or {}))
 

@@ -225,16 +225,29 @@ def forget_notices() -> None:
 
 def _store(site_id: int, digest: str, revision: str, locale: str, region: str,
            surface: str, text: str) -> None:
-    def write():
-        dialect = db.session.get_bind().dialect.name
-        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            Notice.__table__)
-        db.session.execute(ins.values(
-            site_id=site_id, digest=digest, revision=revision, locale=locale,
-            region=region, surface=surface, body=text,
-            first_at=utcnow()).on_conflict_do_nothing())
+    run_write(_insert, site_id, digest, revision, locale, region, surface, text)
 
-    run_write(write)
+
+def _insert(site_id: int, digest: str, revision: str, locale: str, region: str,
+            surface: str, text: str) -> None:
+    dialect = db.session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Notice.__table__)
+    db.session.execute(ins.values(
+        site_id=site_id, digest=digest, revision=revision, locale=locale, region=region,
+        surface=surface, body=text, first_at=utcnow()).on_conflict_do_nothing())
+
+
+def keep_told(site_id: int, text: str) -> str:
+    """Keep the words a site's backend says the person was shown when it reports their
+    choice (the server and channel APIs' `shown`: a sign-up box's label, the sentence
+    above it), as a notice of surface `api`, and return its digest for the event's
+    `meta.notice`. Inside the event's write transaction, so both commit or neither. The
+    server cannot know that the person saw them; what it proves is that these are the
+    words the site named when it recorded the choice, unchanged since."""
+    body = canonical({"surface": "api", "text": text})
+    digest = digest_of(body)
+    _insert(site_id, digest, "", "", "", "api", body)
+    return digest
 
 
 def get_notice(site_id: int, digest: str) -> str | None:

@@ -402,3 +402,66 @@ def html_unescape(text: str) -> str:
     import html
 
     return html.unescape(text)
+
+
+# ---------------------------------------------------------------- choices a site collected
+
+
+SIGN_UP = "Yes, send me offers and news by email. You can unsubscribe at any time."
+
+
+def test_a_choice_the_sites_backend_reports_keeps_the_words_it_says_it_showed(client, site):
+    """Server API and channel choices: `shown` is kept under its digest with the event, so
+    the words cannot be changed after the fact; without it, no notice, as before."""
+    from tests.support.api import bearer
+
+    subject = decide(client, "shop", "reject_all")["subject"]
+    r = client.post(f"/api/v1/sites/shop/subjects/{subject}/events", headers=bearer(site),
+                    json={"action": "grant", "categories": {"analytics": True},
+                          "note": "account page", "shown": "Help us improve: allow analytics"})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    event = last_event()
+    assert event.source == "api" and event.meta["note"] == "account page"
+    served = notice_of(client, event.meta["notice"])
+    assert hashlib.sha256(served.get_data()).hexdigest() == event.meta["notice"]
+    assert served.get_json() == {"surface": "api", "text": "Help us improve: allow analytics"}
+
+    def choose(**extra):
+        r = client.post("/api/v1/sites/shop/channel-choices", headers=bearer(site), json={
+            "channels": {"email.promotional": True}, "channel": "email",
+            "address": "ann@example.com", **extra})
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return r.get_json()
+
+    answer = choose(shown=SIGN_UP)
+    event = last_event()
+    assert event.event_id == answer["event_id"] and event.channels == {"email.promotional": True}
+    assert notice_of(client, event.meta["notice"]).get_json()["text"] == SIGN_UP
+    # a repeated report changes nothing and records nothing, whatever it says was shown
+    assert choose(shown="other words")["event_id"] is None
+    client.post(f"/api/v1/sites/shop/subjects/{subject}/events", headers=bearer(site),
+                json={"action": "withdraw", "categories": {"analytics": False}})
+    assert last_event().meta is None
+    assert verify_ledger().ok
+
+
+def test_shown_words_are_validated_and_kept_only_with_their_event(client, site):
+    from tests.support.api import bearer
+    from tests.support.db import count_events
+
+    subject = decide(client, "shop", "reject_all")["subject"]
+    url = f"/api/v1/sites/shop/subjects/{subject}/events"
+    for shown in ("", "x" * 10_001, 42):
+        r = client.post(url, headers=bearer(site), json={
+            "action": "grant", "categories": {"analytics": True}, "shown": shown})
+        assert r.status_code == 422 and r.mimetype == PROBLEM
+        assert [e["pointer"] for e in r.get_json()["errors"]] == ["#/shown"]
+    # the event is refused (unknown person): its words are not kept either
+    r = client.post("/api/v1/sites/shop/subjects/unknownsubject00000/events",
+                    headers=bearer(site), json={"action": "grant", "shown": SIGN_UP,
+                                                "categories": {"analytics": True}})
+    assert r.status_code == 404
+    db.session.rollback()
+    assert count_events() == 1
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Notice).where(
+        Notice.surface == "api")).scalar() == 0

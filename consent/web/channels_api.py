@@ -24,12 +24,13 @@ from ..channels import (CHANNELS, KINDS, MEDIA, Recipient, Suppression, may_i_se
                         suppressions)
 from ..database import iso, utcnow
 from ..identity import link_user, mint_login_token
+from ..notices import keep_told
 from ..sms import sms_inbound
 from ..sites import site_snapshot
 from ..subjects import DEVICE_KEY_RE, PUBLIC_ID_RE
 from ..validation import StrictBoolean, StrictSchema
 from .auth import require_site_key
-from .common import request_context
+from .common import request_context, shown_field
 from .server_api import PolicyStateSchema
 
 blp = Blueprint("channels_api", __name__, url_prefix="/api/v1",
@@ -156,6 +157,7 @@ class ChannelChoiceSchema(RecipientFields):
     channel = ma.fields.String(validate=validate.OneOf(MEDIA),
                                metadata={"description": "The address's channel"})
     source = ma.fields.String(load_default="api", validate=validate.OneOf(("api", "push")))
+    shown = shown_field()
 
 
 class ChannelStateSchema(ma.Schema):
@@ -338,7 +340,9 @@ def post_channel_choice(data: dict, site_key: str):
     """Record opt-ins or opt-outs the site collected itself (one event when anything changes)."""
     result = record_channel_choice(site_key, _recipient(data), data["channels"],
                                    medium=data.get("channel"), source=data["source"],
-                                   ctx=request_context())
+                                   ctx=request_context(),
+                                   notice=(lambda site_id: keep_told(site_id, data["shown"]))
+                                   if data.get("shown") else None)
     return {"subject": result.subject.public_id, "channels": result.channels,
             "event_id": result.event.event_id if result.event else None}
 

@@ -41,6 +41,16 @@ def load_json(schema: ma.Schema) -> dict:
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # (json.dumps would build one per call)
 
 
+def shown_field() -> ma.fields.String:
+    """`shown`, for the APIs through which a site's backend reports a choice it collected
+    itself: the words the person was shown, kept as a notice (consent.notices.keep_told)."""
+    return ma.fields.String(validate=ma.validate.Length(1, 10_000), metadata={
+        "description": "The words the person was shown when they made this choice (the "
+                       "sign-up box's label, the sentence above it), as your page showed "
+                       "them. Kept unchangeable under their SHA-256, which the event "
+                       "records as `meta.notice` (GET .../notices/{digest})"})
+
+
 def json_response(body, status: int = 200, headers: dict | None = None):
     """A JSON response built directly (the hot path skips schema dumping)."""
     response = current_app._get_current_object().response_class(  # (as load_json)

@@ -10,11 +10,12 @@ from ..decisions import ConsentViewSchema, state_view
 from ..validation import StrictBoolean, StrictSchema
 from ..errors import Invalid
 from ..ledger import append_event, history, read_state
+from ..notices import keep_told
 from ..policies import policy_state
 from ..sites import ESSENTIAL, NotFound, site_snapshot
 from ..subjects import find_subject, find_subject_by_user
 from .auth import require_site_key
-from .common import request_context
+from .common import request_context, shown_field
 
 blp = Blueprint("server_api", __name__, url_prefix="/api/v1",
                 description="Server-to-server endpoints (site API key as bearer token).")
@@ -89,6 +90,7 @@ class BackendEventSchema(StrictSchema):
                                 values=StrictBoolean())
     policy_version = ma.fields.String(validate=validate.Length(1, 40))
     note = ma.fields.String(validate=validate.Length(max=500))
+    shown = shown_field()
 
 
 def _subject_or_404(site, subject_id: str):
@@ -173,12 +175,15 @@ def post_event(data: dict, site_key: str, subject_id: str):
         raise Invalid("name the categories this change is about", field="categories")
     ctx = request_context()
 
+    meta = {"note": data["note"]} if data.get("note") else {}
+
     def write():
         subject = _subject_or_404(site, subject_id)
+        if data.get("shown"):
+            meta["notice"] = keep_told(site.id, data["shown"])
         append_event(site, subject, action=data["action"], source="api", categories=cats,
                      policy_version=data.get("policy_version") or site.policy_label,
-                     details=ctx.details(None),
-                     meta={"note": data["note"]} if data.get("note") else None)
+                     details=ctx.details(None), meta=meta or None)
         return _consent_body(site, subject)
 
     return run_write(write), 201
