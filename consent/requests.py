@@ -494,7 +494,7 @@ def _policy_url(site_key: str, label: str | None) -> str | None:
 
 
 def _notice_url(site_key: str, meta: dict | None) -> str | None:
-    """Where anyone reads what the visitor was shown for a widget decision (its notice,
+    """Where anyone reads what the person was shown for a decision (its notice,
     consent.notices), or None."""
     digest = (meta or {}).get("notice") if isinstance(meta, dict) else None
     if not digest:
@@ -690,7 +690,7 @@ def consent_receipt(site_key: str, subject: Subject) -> dict:
     from .notices import attach_notice
 
     try:
-        # (with what the visitor was shown, for a widget decision: consent.notices)
+        # (with what the visitor was shown, for a decision that names it: consent.notices)
         proof = attach_notice(build_receipt(site.key, state["last_event_id"]), site.id)
     except (ReceiptPending, NotFound):
         proof = {"status": "pending"}
