@@ -28,7 +28,7 @@ OPTIONAL_MODULES = (
     "consent.guardians",    # guardian requests: a minor's grants wait for a signed link
     "consent.site_history", # who changed a site's configuration, and what
     "consent.scanner",      # cookie and tracker scans, the Open Cookie Database
-    "consent.notices",      # what each widget decision's visitor was shown
+    "consent.notices",      # what the person was shown when deciding
 )
 
 for _name in OPTIONAL_MODULES:

@@ -75,8 +75,7 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
     state = state or {}
     cats, chans, changed = (state.get("categories") or {}, state.get("channels") or {},
                             state.get("changed") or {})
-    rows = db.session.execute(db.select(Category).where(Category.site_id == site.id)
-                              .order_by(Category.position)).scalars().all()
+    rows = _category_rows(site.id)
     gpc_off = set(gpc_categories(site)) if gpc else set()
     undecided_on = _undecided_on(site, subject, region)
     categories = [ChoiceRow(
@@ -105,6 +104,12 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
                           get_policy(site.id, notice.label) if notice else None, waiting)
 
 
+def _category_rows(site_id: int) -> list[Category]:
+    """The site's categories in the page's order."""
+    return db.session.execute(db.select(Category).where(Category.site_id == site_id)
+                              .order_by(Category.position)).scalars().all()
+
+
 def page_strings(site: SiteSnapshot, locale: str) -> dict[str, str]:
     """The pages' texts in LOCALE, with the site's own wording where it has one."""
     strings = dict(catalog("pages", locale))
@@ -120,8 +125,7 @@ def preferences_notice_text(site_key: str, locale: str, region: str | None = Non
     question is asked of them) is not notice; REGION changes none of the words."""
     site = site_snapshot(site_key)
     strings = page_strings(site, locale)
-    rows = db.session.execute(db.select(Category).where(Category.site_id == site.id)
-                              .order_by(Category.position)).scalars().all()
+    rows = _category_rows(site.id)
     doc: dict = {
         "surface": "preferences", "locale": locale,
         "texts": {k: v for k, v in strings.items() if k.startswith(("prefs.", "channel."))},

@@ -101,7 +101,7 @@ class ReceiptSchema(ma.Schema):
     log = ma.fields.Dict()
     public_key = ma.fields.String()
     notice = ma.fields.Dict(metadata={
-        "description": "Widget decisions only: what the visitor was shown (GET "
+        "description": "For an event that names one: what the person was shown (GET "
                        ".../notices/{digest}); its canonical JSON's SHA-256 is the event's "
                        "meta.notice"})
 

@@ -175,10 +175,9 @@ def post_event(data: dict, site_key: str, subject_id: str):
         raise Invalid("name the categories this change is about", field="categories")
     ctx = request_context()
 
-    meta = {"note": data["note"]} if data.get("note") else {}
-
     def write():
         subject = _subject_or_404(site, subject_id)
+        meta = {"note": data["note"]} if data.get("note") else {}
         if data.get("shown"):
             meta["notice"] = keep_told(site.id, data["shown"])
         append_event(site, subject, action=data["action"], source="api", categories=cats,
