@@ -465,3 +465,22 @@ def test_shown_words_are_validated_and_kept_only_with_their_event(client, site):
     assert count_events() == 1
     assert db.session.execute(sa.select(sa.func.count()).select_from(Notice).where(
         Notice.surface == "api")).scalar() == 0
+
+
+def test_a_preference_page_after_another_processes_edit_names_the_words_it_shows(app, client,
+                                                                                site):
+    """The page reads the categories from the database: the revision its form carries is
+    the database's too, not that of a snapshot this process cached before the edit."""
+    from tests.test_preferences import page, save
+
+    app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
+    first = page(client)  # this process now caches the snapshot and keeps its notice
+    edit_elsewhere("en", "Sold to partners.")
+    html = page(client)
+    assert "Sold to partners." in html
+    assert re.search(r'name="revision" value="(\w+)"', html).group(1) != \
+        re.search(r'name="revision" value="(\w+)"', first).group(1)
+    save(client, html, categories=["analytics"])
+    said = notice_of(client, last_event().meta["notice"]).get_json()
+    assert next(c for c in said["categories"] if c["key"] == "analytics")["description"] \
+        == "Sold to partners."
