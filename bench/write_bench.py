@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
-    parser.add_argument("--only", choices=("bare_flask", "consent_write"),
+    parser.add_argument("--only", choices=("bare_flask", "consent_write", "database_floor"),
                         help="measure one server only (e.g. worker scaling of the write)")
     parser.add_argument("--scale", metavar="N,M",
                         help="worker scaling of the write in one run: gunicorn -w N and -w M "
@@ -178,6 +178,10 @@ def main() -> None:
                              "M's requests/s over N's")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both servers alternately this many times")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure bench/floor_app.py, the bare endpoint plus "
+                             "the write's database work (its own database): the most any "
+                             "Flask write path recording the same rows could reach")
     parser.add_argument("--lock-stats", action="store_true",
                         help="SQLite: time the writer queue in the write's workers "
                              "(bench/lock_timing.py: how often and how long a write waits "
@@ -211,6 +215,16 @@ def main() -> None:
         write_path = "/api/v1/sites/bench/decisions"
         plan = [("bare_flask", "bench.bare_app:app", "/echo", args.workers),
                 ("consent_write", "app:app", write_path, args.workers)]
+        floor_url = None
+        if args.floor:
+            if cluster:
+                cluster.sql("CREATE DATABASE floor")
+                floor_url = cluster.url("floor")
+            else:
+                floor_url = f"sqlite:///{tmp}/floor.sqlite3"
+            prepare_database(floor_url)
+            plan.append(("database_floor", "bench.floor_app:app",
+                         "/floor-pg" if cluster else "/floor", args.workers))
         if args.scale:
             counts = [int(n) for n in args.scale.split(",")]
             plan = [(f"consent_write_w{n}", "app:app", write_path, n) for n in counts]
@@ -219,6 +233,8 @@ def main() -> None:
                 continue
             port = free_port()
             conf, server_env = None, env
+            if name == "database_floor":
+                server_env = dict(env, CONSENT_DATABASE_URL=floor_url)
             if args.lock_stats and module == "app:app":
                 conf = str(ROOT / "bench" / "lock_timing.py")
                 server_env = dict(env, LOCK_STATS_DIR=str(tmp / "lock-stats"))
@@ -235,7 +251,8 @@ def main() -> None:
               f"{args.connections} -d {args.seconds}s; rounds {args.rounds}; load average "
               f"before the bench {idle_load}")
         # the revision the widget would send (the bare endpoint ignores the field)
-        app_urls = [u for n, (u, _p, _pid) in servers.items() if n != "bare_flask"]
+        app_urls = [u for n, (u, _p, _pid) in servers.items()
+                    if n not in ("bare_flask", "database_floor")]
         revision = shown_revision(app_urls[0]) if app_urls else ""
         for name, (url_, path, _pid) in servers.items():
             run_wrk(url_, path, 2, args.connections, revision)  # warm-up
@@ -267,7 +284,7 @@ def main() -> None:
             (low, r_low), (high, r_high) = results.items()
             ratio = r_high["rps"] / r_low["rps"]
             print(f"scaling {high} / {low} = {ratio:.2f} (same database, same run)")
-        elif len(results) == 2:
+        elif "consent_write" in results and "bare_flask" in results:
             ratio = results["consent_write"]["rps"] / results["bare_flask"]["rps"]
             budget = 0.45 if args.db == "sqlite" else 0.30
             print(f"ratio consent_write / bare_flask = {ratio:.2f} (budget >= {budget:.2f})")
@@ -276,6 +293,15 @@ def main() -> None:
             print(f"server CPU per request, bare_flask / consent_write = {cost:.2f} (medians"
                   " over the rounds; the ratio the write would reach if both ran CPU-bound"
                   " on the same unstolen CPUs, wrk's own CPU aside)")
+            if "database_floor" in results:
+                floor = results["database_floor"]["rps"] / results["bare_flask"]["rps"]
+                floor_cpu = (median(r["server_cpu_ms"] for r in runs["bare_flask"])
+                             / median(r["server_cpu_ms"] for r in runs["database_floor"]))
+                print(f"ceiling database_floor / bare_flask = {floor:.2f}, by server CPU "
+                      f"{floor_cpu:.2f} (the bare endpoint plus the write's database work and "
+                      "nothing else: the most a leaner Python path could bring the ratio to)")
+        if floor_url:
+            print_floor_rows(floor_url)
         print(json.dumps({"db": args.db, "workers": args.workers,
                           "ratio": ratio and round(ratio, 3), **results}))
     finally:
@@ -309,6 +335,24 @@ def print_lock_stats(folder: Path) -> None:
               f"{s['wait_p99_ms']:.3f}), over 50 us in "
               f"{s['waits_over_50us'] / max(s['writes'], 1):.0%} of writes, "
               f"{s['waited_s'] / max(s['request_s'], 1e-9):.1%} of its request time")
+
+
+def print_floor_rows(url: str) -> None:
+    """The floor database's row counts: one subject, event, details row and projection
+    per answered request, or the floor did not do the write's work."""
+    tables = ("subjects", "consent_events", "event_details", "consent_states")
+    query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables)
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            counts = conn.execute(query).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            counts = conn.execute(query).fetchone()
+    print("database_floor rows: " + ", ".join(f"{t} {n}" for t, n in zip(tables, counts)))
 
 
 def median_run(runs: list[dict]) -> dict:
