@@ -110,7 +110,7 @@ def normalise_address(medium: str, address: str) -> str:
     value = address.strip()
     if medium == "email":
         value = value.lower()
-        if len(value) > 254 or not EMAIL_RE.match(value):
+        if len(value) > 254 or not EMAIL_RE.fullmatch(value):
             raise Invalid("not an e-mail address", field="address")
         return value
     if medium == "sms":
@@ -120,12 +120,12 @@ def normalise_address(medium: str, address: str) -> str:
         elif value[:1].isdigit() and not value.startswith("0"):
             # Gateways (e.g. Vonage) send E.164 without the plus sign.
             value = "+" + value
-        if not PHONE_RE.match(value):
+        if not PHONE_RE.fullmatch(value):
             raise Invalid("not a phone number in international format (+<country><number>)",
                           field="address")
         return value
     if medium == "push":
-        if not PUSH_TOKEN_RE.match(value):
+        if not PUSH_TOKEN_RE.fullmatch(value):
             raise Invalid("not a push device token (8-4096 visible characters)",
                           field="address")
         return value

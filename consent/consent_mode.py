@@ -22,7 +22,7 @@ from marshmallow import validate
 from .database import run_write, utcnow
 from .errors import Invalid
 from .sites import ESSENTIAL, SiteSnapshot, get_site, invalidate_site_cache
-from .validation import StrictBoolean, StrictSchema
+from .validation import Exact, StrictBoolean, StrictSchema
 
 # Consent Mode's storage types for each standard category (the DESIGN's mapping).
 MODES = {"functional": ("functionality_storage", "personalization_storage"),
@@ -38,7 +38,7 @@ MAX_REGION_RULES = 20
 class RegionDefaultSchema(StrictSchema):
     """Categories granted by default, before any choice, to visitors in some regions."""
 
-    region = ma.fields.List(ma.fields.String(validate=validate.Regexp(
+    region = ma.fields.List(ma.fields.String(validate=Exact(
         REGION_RE, error="{input!r} is not a region code such as US or US-CA")),
         required=True, validate=validate.Length(1, 50))
     granted = ma.fields.List(ma.fields.String(validate=validate.OneOf(
@@ -49,7 +49,7 @@ class RegionDefaultSchema(StrictSchema):
 class ConsentModeSchema(StrictSchema):
     """A site's Consent Mode options."""
 
-    data_layer = ma.fields.String(load_default="dataLayer", validate=validate.Regexp(
+    data_layer = ma.fields.String(load_default="dataLayer", validate=Exact(
         DATA_LAYER_RE, error="the dataLayer name must be a JavaScript identifier, e.g. "
         "dataLayer"))
     ads_data_redaction = StrictBoolean(load_default=False)

@@ -119,6 +119,9 @@ def install_engine_hooks(engine: Engine, app) -> None:
             cur.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         cur.execute(f"PRAGMA synchronous = {synchronous}")
         cur.execute("PRAGMA foreign_keys = ON")
+        # `INSERT OR REPLACE` deletes the row it replaces; with this on, that fires the
+        # append-only tables' DELETE triggers (consent.ledger.chain), which refuse it.
+        cur.execute("PRAGMA recursive_triggers = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")

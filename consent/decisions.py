@@ -110,15 +110,21 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
     locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
     if "revision" in data:
         # What the widget showed (consent.notices): recorded, and hashed, with the event.
-        shown = notice_for(site, locale, ctx.region, data["revision"])
+        shown = notice_for(site, locale, ctx.region, data["revision"],
+                           sent_locale=data.get("locale"))
         if shown is not None:
-            meta = {**(meta or {}), "notice": shown.digest}
-            if data["revision"] != site.revision and action in (
-                    "accept_all", "reject_all", "custom"):
-                # A page loaded before a category was added: the choice is about what it
-                # showed; the new category stays undecided (as for a choice made before
-                # it existed), neither granted nor refused unseen.
-                categories = {k: v for k, v in categories.items() if k in shown.categories}
+            if shown.digest:
+                meta = {**(meta or {}), "notice": shown.digest}
+            if data["revision"] != site.revision:
+                # A page loaded before a change: recorded in the language it was in, even
+                # one the site no longer offers.
+                locale = shown.locale or locale
+                if action in ("accept_all", "reject_all", "custom"):
+                    # The choice is about what it showed: a category added since stays
+                    # undecided (as for a choice made before it existed), neither granted
+                    # nor refused unseen.
+                    categories = {k: v for k, v in categories.items()
+                                  if k in shown.categories}
     if "regions" in site.settings:
         # The region in force and, for US opt-out visitors, the GPP / US Privacy strings
         # the choice gives: recorded (and hashed) with the event (consent.regions).
@@ -218,16 +224,16 @@ import marshmallow as ma  # noqa: E402
 from marshmallow import validate  # noqa: E402
 
 from .subjects import DEVICE_KEY_RE, PUBLIC_ID_RE  # noqa: E402
-from .validation import StrictBoolean, StrictSchema  # noqa: E402
+from .validation import Exact, StrictBoolean, StrictSchema  # noqa: E402
 
 
 class DecisionSchema(StrictSchema):
     """A visitor's choice as the widget sends it."""
 
-    subject = ma.fields.String(validate=validate.Regexp(PUBLIC_ID_RE),
+    subject = ma.fields.String(validate=Exact(PUBLIC_ID_RE),
                                metadata={"description": "Visitor id from the consent cookie "
                                                         "(`s`); needs `key`"})
-    key = ma.fields.String(validate=validate.Regexp(DEVICE_KEY_RE), load_only=True, metadata={
+    key = ma.fields.String(validate=Exact(DEVICE_KEY_RE), load_only=True, metadata={
         "description": "The device key from the consent cookie (`k`), which proves `subject`. "
                        "Without subject and key the server creates a visitor and returns "
                        "both"})
@@ -239,14 +245,14 @@ class DecisionSchema(StrictSchema):
     locale = ma.fields.String(validate=validate.Length(2, 16))
     page_url = ma.fields.Url(schemes={"http", "https"}, require_tld=False,
                              validate=validate.Length(max=4096))
-    client_event_id = ma.fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{8,64}$"),
+    client_event_id = ma.fields.String(validate=Exact(r"^[A-Za-z0-9_-]{8,64}$"),
                                        metadata={"description": "Idempotency key"})
     gpc = StrictBoolean()
     source = ma.fields.String(validate=validate.OneOf(("banner", "preferences", "api", "gpc")))
     age = ma.fields.String(validate=validate.OneOf(("minor", "adult")), metadata={
         "description": "Answer to the age question (sites with an age rule, consent.minors)"})
     guardian = StrictBoolean(metadata={"description": "A guardian gives this consent"})
-    revision = ma.fields.String(validate=validate.Regexp(REVISION_RE), metadata={
+    revision = ma.fields.String(validate=Exact(REVISION_RE), metadata={
         "description": "The site configuration's revision the widget showed (its config's "
                        "`revision`): the event records the SHA-256 of that notice as "
                        "`meta.notice` (GET .../notices/{digest})"})

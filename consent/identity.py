@@ -99,7 +99,7 @@ def link_device(site: SiteSnapshot, ref: str, device_public_id: str | None, *,
     """
     account = account_by_ref(site.id, ref)
     device = None
-    if device_public_id and PUBLIC_ID_RE.match(device_public_id):
+    if device_public_id and PUBLIC_ID_RE.fullmatch(device_public_id):
         # (the API always sends the device key; callers inside this server may not)
         device = get_or_create_subject(site.id, device_public_id, key=device_key)
         if device.erased_at is not None:
@@ -242,7 +242,7 @@ def mint_login_token(site_key: str, user_id: str, *, device_public_id: str | Non
     if not 30 <= ttl <= MAX_LOGIN_TTL:
         raise Invalid(f"ttl_seconds must be between 30 and {MAX_LOGIN_TTL}",
                       field="ttl_seconds")
-    if device_public_id is not None and not PUBLIC_ID_RE.match(device_public_id):
+    if device_public_id is not None and not PUBLIC_ID_RE.fullmatch(device_public_id):
         raise Invalid("not a visitor id", field="subject")
     if device_public_id is not None:
         account_id = run_write(lambda: link_device(site, ref, device_public_id, source="api",

@@ -120,7 +120,7 @@ def _aad(site_id: int, subject_id: int, integration: str) -> str:
 
 def check_integration(site: SiteSnapshot, integration: str) -> str:
     """INTEGRATION if the site allows it (Site.settings["linked_accounts"], when set)."""
-    if not isinstance(integration, str) or not INTEGRATION_RE.match(integration):
+    if not isinstance(integration, str) or not INTEGRATION_RE.fullmatch(integration):
         raise Invalid("integration is a short lower-case name such as 'zoom'",
                       field="integration")
     allowed = site.settings.get("linked_accounts")

@@ -105,10 +105,38 @@ def drop_notice_ddl(dialect: str) -> list[str]:
     return []
 
 
+def notice_overwrite_ddl(dialect: str) -> list[str]:
+    """What the UPDATE and DELETE triggers do not see (migration guards_0001). SQLite:
+    `INSERT OR REPLACE` removes the row it replaces without firing DELETE triggers (unless
+    `recursive_triggers` is on), so an insert that would replace a kept notice is ignored
+    instead, as the app's own `ON CONFLICT DO NOTHING` does. PostgreSQL: TRUNCATE fires
+    no row triggers, so a statement trigger refuses it."""
+    if dialect == "sqlite":
+        return ["CREATE TRIGGER IF NOT EXISTS notices_no_replace BEFORE INSERT ON notices "
+                "WHEN EXISTS (SELECT 1 FROM notices n WHERE n.id = NEW.id OR ("
+                "n.site_id = NEW.site_id AND n.revision = NEW.revision AND n.locale = "
+                "NEW.locale AND n.region = NEW.region AND n.digest = NEW.digest)) "
+                "BEGIN SELECT RAISE(IGNORE); END"]
+    if dialect == "postgresql":
+        return ["DROP TRIGGER IF EXISTS notices_no_truncate ON notices",
+                "CREATE TRIGGER notices_no_truncate BEFORE TRUNCATE ON notices "
+                "FOR EACH STATEMENT EXECUTE FUNCTION notices_guard()"]
+    return []
+
+
+def drop_notice_overwrite_ddl(dialect: str) -> list[str]:
+    if dialect == "sqlite":
+        return ["DROP TRIGGER IF EXISTS notices_no_replace"]
+    if dialect == "postgresql":
+        return ["DROP TRIGGER IF EXISTS notices_no_truncate ON notices"]
+    return []
+
+
 @sa.event.listens_for(Notice.__table__, "after_create")
 def _install_guard(target, connection, **kw):
-    # Runs for db.create_all(); the migration installs the same statements itself.
-    for statement in notice_ddl(connection.dialect.name):
+    # Runs for db.create_all(); the migrations install the same statements themselves.
+    dialect = connection.dialect.name
+    for statement in notice_ddl(dialect) + notice_overwrite_ddl(dialect):
         connection.exec_driver_sql(statement)
 
 
@@ -144,12 +172,16 @@ def digest_of(text: str) -> str:
 
 @dataclass(frozen=True)
 class Shown:
-    """A notice as a decision needs it: its digest, the categories it offered and the
-    policy version it showed."""
+    """A notice as a decision needs it: its digest, the categories it offered, the policy
+    version it showed and its language."""
 
-    digest: str
+    # None when only the categories and policy version of the page's revision are known,
+    # not its words (see notice_for)
+    digest: str | None
     categories: frozenset
     policy: str | None = None
+    # the language of the stored notice (for an earlier revision: the page's own)
+    locale: str | None = None
 
 
 # How each surface's notice is built: (site key, locale, region) -> canonical JSON. The
@@ -168,53 +200,102 @@ _known: dict[tuple, Shown] = {}
 _known_lock = threading.Lock()
 
 
-def _shown(text: str, digest: str | None = None) -> Shown:
+def _shown(text: str, digest: str | None = None, locale: str | None = None) -> Shown:
     doc = json.loads(text)
     return Shown(digest or digest_of(text),
                  frozenset(c["key"] for c in doc.get("categories") or ()),
-                 (doc.get("policy") or {}).get("version"))
+                 (doc.get("policy") or {}).get("version"), locale)
+
+
+def _tag(value) -> str | None:
+    """A language tag as a page sent it back (the widget's `locale`, the form's `lang`),
+    in the form notices are stored under; None for anything else."""
+    if not isinstance(value, str) or not 0 < len(value) <= 16:
+        return None
+    return value.strip().lower().replace("_", "-") or None
 
 
 def notice_for(site, locale: str, region: str | None, revision: str,
-               surface: str = "widget") -> Shown | None:
+               surface: str = "widget", sent_locale: str | None = None) -> Shown | None:
     """The notice SURFACE (the widget, the preference page) showing REVISION of SITE (a
     snapshot) displayed in LOCALE to a visitor from REGION, storing the current revision's
     notice the first time; None when REVISION is neither the current one nor one stored
-    before."""
+    before.
+
+    For an earlier revision, the page was built under that revision's settings, which
+    may since have changed: its notice is looked up under the language the page sent
+    back (SENT_LOCALE, even one the site no longer offers) and the visitor's own region,
+    never re-resolved with today's languages or region rules. When no notice of that
+    revision is kept for them, the categories and policy version any notice of the
+    revision names are returned with no digest: the choice is then still limited to what
+    the page offered, and names no words it cannot prove."""
+    raw_region = region or ""
     if surface != "widget" or not region or "regions" not in (site.settings or {}) \
             or applies(site.settings, region) == "opt-in":
         # (opt-in visitors all see the same words, whatever their region; the preference
         # page's words do not depend on it)
         region = ""
+    if revision != site.revision:
+        return _earlier(site, _tag(sent_locale) or locale,
+                        raw_region if surface == "widget" else "", revision, surface)
     key = (site.key, revision, locale, region, surface)
     shown = _known.get(key)
     if shown is not None:
         return shown
-    if revision == site.revision:
-        # Built from the database as it is now, not from a snapshot another process may
-        # have changed under this one's cache (CONSENT_SITE_CACHE_SECONDS): a revision's
-        # notice is stored only by a process that sees that revision current.
-        fresh = fresh_snapshot(site.key)
-        if fresh.revision != revision:
-            return notice_for(fresh, locale, region, revision, surface)
-        text = _TEXTS[surface](site.key, locale, region or None)
-        shown = _shown(text)
-        _store(site.id, shown.digest, revision, locale, region, surface, text)
-    else:
-        row = db.session.execute(
-            sa.select(Notice.digest, Notice.body).where(
-                Notice.site_id == site.id, Notice.revision == revision,
-                Notice.locale == locale, Notice.region == region,
-                Notice.surface == surface)
-            .order_by(Notice.id.desc()).limit(1)).first()
-        if row is None:
-            return None  # (not remembered: this server may build it yet)
-        shown = _shown(row.body, row.digest)
+    # Built from the database as it is now, not from a snapshot another process may have
+    # changed under this one's cache (CONSENT_SITE_CACHE_SECONDS): a revision's notice is
+    # stored only by a process that sees that revision current, before and after building
+    # it (on PostgreSQL each read sees the latest commits: an edit committed meanwhile
+    # would otherwise file its new words under the old revision).
+    fresh = fresh_snapshot(site.key)
+    if fresh.revision != revision:
+        return notice_for(fresh, locale, raw_region or None, revision, surface, sent_locale)
+    text = _TEXTS[surface](site.key, locale, region or None)
+    after = fresh_snapshot(site.key)
+    if after.revision != revision:
+        return notice_for(after, locale, raw_region or None, revision, surface, sent_locale)
+    shown = _shown(text, locale=locale)
+    _store(site.id, shown.digest, revision, locale, region, surface, text)
+    _remember(key, shown)
+    return shown
+
+
+def _remember(key: tuple, shown: Shown) -> None:
     with _known_lock:
         if len(_known) > 500:
             _known.clear()
         _known[key] = shown
-    return shown
+
+
+def _earlier(site, locale: str, region: str, revision: str, surface: str) -> Shown | None:
+    """notice_for of an earlier REVISION: the notice stored for LOCALE and REGION (the
+    visitor's region; an opt-in visitor's is stored under none), else the categories and
+    policy version of any notice of that revision, without a digest."""
+    key = (site.key, revision, locale, region, surface, "earlier")
+    shown = _known.get(key)
+    if shown is not None:
+        return shown
+    for where in ([region, ""] if region else [""]):
+        row = db.session.execute(
+            sa.select(Notice.digest, Notice.body).where(
+                Notice.site_id == site.id, Notice.revision == revision,
+                Notice.locale == locale, Notice.region == where,
+                Notice.surface == surface)
+            .order_by(Notice.id.desc()).limit(1)).first()
+        if row is not None:
+            shown = _shown(row.body, row.digest, locale)
+            _remember(key, shown)
+            return shown
+    # Another language, region or surface of the same revision: the same categories and
+    # policy version (they do not depend on those), but not these words.
+    body = db.session.execute(
+        sa.select(Notice.body).where(Notice.site_id == site.id, Notice.revision == revision,
+                                     Notice.surface != "api")
+        .order_by(Notice.id.desc()).limit(1)).scalar_one_or_none()
+    if body is None:
+        return None  # (not remembered: this server may build it yet)
+    known = _shown(body)
+    return Shown(None, known.categories, known.policy, None)
 
 
 def forget_notices() -> None:
@@ -252,7 +333,7 @@ def keep_told(site_id: int, text: str) -> str:
 
 def get_notice(site_id: int, digest: str) -> str | None:
     """The stored notice of SITE_ID with DIGEST, as the canonical JSON hashed."""
-    if not DIGEST_RE.match(digest or ""):
+    if not DIGEST_RE.fullmatch(digest or ""):
         return None
     return db.session.execute(sa.select(Notice.body).where(
         Notice.site_id == site_id, Notice.digest == digest).limit(1)).scalar_one_or_none()

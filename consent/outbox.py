@@ -548,7 +548,7 @@ def _check_interests(site, categories: list[str], channels: list[str]) -> tuple[
             raise Invalid(f"unknown category {key!r} for site {site.key!r}; known: "
                           f"{', '.join(site.category_keys)} or '*'", field="categories")
     for pattern in channels:
-        if not CHANNEL_PATTERN_RE.match(pattern):
+        if not CHANNEL_PATTERN_RE.fullmatch(pattern):
             raise Invalid(f"channel pattern {pattern!r} may use letters, digits, "
                           "'_', ':', '.', '-' and '*'", field="channels")
     if not categories and not channels:

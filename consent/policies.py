@@ -56,7 +56,7 @@ def publish_policy(site_id: int, label: str, *, text: str | None = None, url: st
                    material: bool = False, summary: str | None = None,
                    effective_at: datetime | None = None) -> PolicyVersion:
     """Publish a new policy version. Must run inside a write transaction."""
-    if not LABEL_RE.match(label or ""):
+    if not LABEL_RE.fullmatch(label or ""):
         raise ValueError("label must be 1-40 letters, digits, '.', '_' or '-'")
     if not text and not url:
         raise ValueError("a policy version needs its text or a URL")

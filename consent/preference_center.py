@@ -178,7 +178,8 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
                      age: str | None = None, guardian: bool = False,
                      also_device: str | None = None,
                      guardian_email: str | None = None,
-                     revision: str | None = None) -> tuple[Subject, AppendedEvent]:
+                     revision: str | None = None,
+                     shown_locale: str | None = None) -> tuple[Subject, AppendedEvent]:
     """Record one `preferences` event with every category and channel as ticked.
 
     SUBJECT_PUBLIC_ID must be proven by the caller (see the module docstring); None (or
@@ -187,7 +188,8 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
     the same choice when it is linked to that account. AGE and GUARDIAN answer the age
     question of sites with an age rule (consent.minors); GUARDIAN_EMAIL is where a
     guardian's confirmation link goes (consent.guardians). REVISION, the site's revision
-    the page showed, names the notice the event records (`meta.notice`, consent.notices).
+    the page showed, names the notice the event records (`meta.notice`, consent.notices);
+    SHOWN_LOCALE is the language the page was in, as its form sent it back.
     """
     site = site_snapshot(site_key)
     for key in categories:
@@ -203,17 +205,20 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
             cat_map[key] = False
         meta = {"gpc": True}
     policy_version = site.policy_label
-    shown = notice_for(site, locale, None, revision, "preferences") if revision else None
+    shown = (notice_for(site, locale, None, revision, "preferences", sent_locale=shown_locale)
+             if revision else None)
     if shown is not None:
-        # What the page said (consent.notices): recorded, and hashed, with the event.
-        meta = {**(meta or {}), "notice": shown.digest}
+        if shown.digest:
+            # What the page said (consent.notices): recorded, and hashed, with the event.
+            meta = {**(meta or {}), "notice": shown.digest}
         if revision != site.revision:
             # A page loaded before a change: the choice is about what it showed. A
             # category added since stays undecided (the form could not offer it, so an
-            # unticked box there is not a refusal), and the policy version is the one
-            # the page named.
+            # unticked box there is not a refusal), and the policy version and language
+            # are the ones the page had.
             cat_map = {k: v for k, v in cat_map.items() if k in shown.categories}
             policy_version = shown.policy
+            locale = shown.locale or locale
     chan_map = {k: k in channels for k in CHANNELS}
     email = None
     if guardian_email and "age_rule" in site.settings:

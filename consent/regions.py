@@ -104,13 +104,13 @@ class Region:
 def _from_headers(headers: Mapping[str, str], pairs) -> Region | None:
     for country_header, sub_header in pairs:
         country = (headers.get(country_header) or "").strip().upper()
-        if not COUNTRY_RE.match(country) or country in _NO_COUNTRY:
+        if not COUNTRY_RE.fullmatch(country) or country in _NO_COUNTRY:
             continue
         sub = (headers.get(sub_header) or "").strip().upper() if sub_header else ""
         # CloudFront and Vercel send the subdivision alone ("CA"); some proxies "US-CA".
         if sub.startswith(country + "-"):
             sub = sub[len(country) + 1:]
-        return Region(f"{country}-{sub}" if SUBDIVISION_RE.match(sub) else country, "header")
+        return Region(f"{country}-{sub}" if SUBDIVISION_RE.fullmatch(sub) else country, "header")
     return None
 
 
@@ -130,7 +130,7 @@ def _from_ip(ip: str | None) -> Region | None:
         country = _country_code(ip.strip())
     except (ValueError, TypeError):
         return None
-    if country and COUNTRY_RE.match(country.upper()) and country.upper() not in _NO_COUNTRY:
+    if country and COUNTRY_RE.fullmatch(country.upper()) and country.upper() not in _NO_COUNTRY:
         return Region(country.upper(), "ip")
     return None
 
@@ -173,7 +173,7 @@ _ONE_OF = validate.OneOf(JURISDICTIONS, error="must be one of opt-in, opt-out, n
 
 
 def _rule_key(value: str) -> None:
-    if value not in GROUPS and not REGION_RE.match(value):
+    if value not in GROUPS and not REGION_RE.fullmatch(value):
         raise ma.ValidationError(f"{value[:40]!r} is not a region (US-CA), a country (DE) "
                                  f"or a group ({', '.join(GROUPS)})")
 
@@ -262,7 +262,7 @@ def subdivision_warning(settings: dict, header_setting: str) -> str | None:
     CDN header gives; the offline IP database knows countries only."""
     regions = settings.get("regions") or {}
     keys = sorted(k for k in (regions.get("rules") or {})
-                  if "-" in k and (k in GROUPS or REGION_RE.match(k)))
+                  if "-" in k and (k in GROUPS or REGION_RE.fullmatch(k)))
     keys += [STATE_SECTIONS[s] for s in regions.get("gpp_states") or () if s in STATE_SECTIONS]
     try:
         pairs = parse_header_setting(header_setting)

@@ -577,7 +577,7 @@ def tel_uri(phone: str) -> str:
         text = "+" + text[2:]
     digits = re.sub(r"[^0-9]", "", text)
     uri = "tel:" + text
-    if not _TEL.match(uri) or not 7 <= len(digits) <= 15 or "--" in text:
+    if not _TEL.fullmatch(uri) or not 7 <= len(digits) <= 15 or "--" in text:
         raise Invalid("give the phone number in international form, e.g. +49 30 1234567",
                       field="controller_phone")
     return uri
@@ -593,7 +593,7 @@ def check_controller(raw: dict) -> dict:
             out[key] = value
     email = (raw.get("email") or "").strip()
     if email:
-        if not _EMAIL.match(email):
+        if not _EMAIL.fullmatch(email):
             raise Invalid("not an e-mail address", field="controller_email")
         out["email"] = email
     if (raw.get("phone") or "").strip():
@@ -604,7 +604,7 @@ def check_controller(raw: dict) -> dict:
                    if isinstance(address.get(k), str) and address[k].strip()}
         if "addressCountry" in cleaned:
             cleaned["addressCountry"] = cleaned["addressCountry"].upper()
-            if not _COUNTRY.match(cleaned["addressCountry"]):
+            if not _COUNTRY.fullmatch(cleaned["addressCountry"]):
                 raise Invalid("the country is a two-letter ISO 3166 code, e.g. DE",
                               field="controller_country")
         if cleaned:
@@ -621,7 +621,7 @@ def missing_controller_details(controller: dict | None) -> list[str]:
         missing.append("postal address")
     else:
         missing += [f"address {k}" for k in REQUIRED_ADDRESS if not address.get(k)]
-    if c.get("phone") and not _TEL.match(c["phone"]):
+    if c.get("phone") and not _TEL.fullmatch(c["phone"]):
         missing.append("phone (as +<country> <number>)")
     return missing
 

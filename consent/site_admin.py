@@ -23,7 +23,7 @@ from .sites import (ESSENTIAL, STANDARD_CATEGORIES, BadOrigin, Category, Categor
                     Site, SiteApiKey, check_category_count, check_category_key,
                     create_api_key, create_site, get_site, gpc_categories,
                     invalidate_site_cache, normalise_origin)
-from .validation import StrictSchema
+from .validation import Exact, StrictSchema
 
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
@@ -101,14 +101,14 @@ def check_cookie(data: dict, origins: list[str], server_host: str) -> dict:
     from urllib.parse import urlsplit
 
     out = _cookie(data)
-    if not COOKIE_NAME_RE.match(out["name"]):
+    if not COOKIE_NAME_RE.fullmatch(out["name"]):
         raise Invalid("a cookie name is letters, digits and !#$%&'*+.^_`|~- (at most 64)",
                       field="cookie_name")
     domain = out["domain"].strip().lower().lstrip(".")
     out["domain"] = domain
     hosts = [urlsplit(o).hostname or "" for o in origins if o != "*"]
     if domain:
-        if not COOKIE_DOMAIN_RE.match(domain):
+        if not COOKIE_DOMAIN_RE.fullmatch(domain):
             raise Invalid(f"{domain!r} is not a domain such as shop.example",
                           field="cookie_domain")
         outside = [h for h in hosts if not _domain_matches(h, domain)]
@@ -202,7 +202,7 @@ def update_site_section(site_key: str, section: str, data: dict, actor: str) -> 
             check_origin(o) for o in data.get("allowed_origins", []) if o.strip()))
         locales = [loc.strip() for loc in data.get("locales", []) if loc.strip()]
         for loc in locales:
-            if not LOCALE_RE.match(loc):
+            if not LOCALE_RE.fullmatch(loc):
                 raise Invalid(f"{loc!r} is not a language tag", field="locales")
         if not locales:
             raise Invalid("give at least one language", field="locales")
@@ -402,7 +402,7 @@ class ServiceSchema(StrictSchema):
     privacy_url = ma.fields.Url(schemes={"http", "https"})
     cookies = ma.fields.List(ma.fields.Nested(CookieSchema), load_default=list)
     storage = ma.fields.List(ma.fields.Nested(StorageSchema))
-    hosts = ma.fields.List(ma.fields.String(validate=validate.Regexp(
+    hosts = ma.fields.List(ma.fields.String(validate=Exact(
         HOST_RE, error="not a host name such as stats.example.com")))
 
 
@@ -538,7 +538,7 @@ def set_widget_texts(site_key: str, locale: str, texts: dict[str, str], actor: s
     preference page's) stay as they are."""
     from .i18n import catalog
 
-    if not LOCALE_RE.match(locale):
+    if not LOCALE_RE.fullmatch(locale):
         raise Invalid(f"{locale[:40]!r} is not a language tag", field="_form")
     built_in = catalog("widget", locale)
     clean: dict[str, str] = {}

@@ -39,7 +39,7 @@ class CategoryLimit(ValueError):
 
 def check_category_key(key: object) -> str:
     """KEY if it can be a category key, else CategoryLimit saying what a key may be."""
-    if not isinstance(key, str) or not CATEGORY_KEY_RE.match(key):
+    if not isinstance(key, str) or not CATEGORY_KEY_RE.fullmatch(key):
         raise CategoryLimit(
             f"category key {key!r} must be 1-{CATEGORY_KEY_MAX} lower-case letters, digits "
             "or '_', starting with a letter (every key is stored in the visitor's consent "
@@ -131,7 +131,7 @@ def _origin_host(raw: str, host: str) -> str:
         ascii_host = host.encode("idna").decode("ascii").lower()
     except UnicodeError:
         raise BadOrigin(f"{raw!r}: {host!r} is not a host name") from None
-    if not ascii_host or not all(_LABEL_RE.match(label) for label in ascii_host.split(".")):
+    if not ascii_host or not all(_LABEL_RE.fullmatch(label) for label in ascii_host.split(".")):
         raise BadOrigin(f"{raw!r}: {host!r} is not a host name")
     return ascii_host
 
@@ -319,7 +319,7 @@ def site_snapshot(key: str) -> SiteSnapshot:
         hit = _cache.get(key)
         if hit and hit[0] > now:
             return hit[1]
-    if not isinstance(key, str) or not SITE_KEY_RE.match(key):
+    if not isinstance(key, str) or not SITE_KEY_RE.fullmatch(key):
         raise NotFound("site", str(key)[:64])
     site = get_site(key)
     rows = site.policy_versions  # newest first
@@ -406,7 +406,7 @@ def create_site(
 
     Must run inside a write transaction.
     """
-    if not SITE_KEY_RE.match(key):
+    if not SITE_KEY_RE.fullmatch(key):
         raise ValueError(f"site key {key!r} must be 3-64 letters, digits, '-' or '_'")
     site = Site(
         key=key, name=name, allowed_origins=list(_checked_origins(allowed_origins or [])),

@@ -144,7 +144,7 @@ def _nobodys_key_hash() -> str:
 
 def key_matches(stored_hash: str | None, key: str | None) -> bool:
     """Whether KEY is the device key whose hash is STORED_HASH (False when either is absent)."""
-    if not stored_hash or not isinstance(key, str) or not DEVICE_KEY_RE.match(key):
+    if not stored_hash or not isinstance(key, str) or not DEVICE_KEY_RE.fullmatch(key):
         return False
     return hmac.compare_digest(stored_hash, device_key_hash(key))
 
@@ -157,7 +157,7 @@ def read_token(pseudonym: str) -> str:
 
 def read_token_matches(pseudonym: str, token: str | None) -> bool:
     """Whether TOKEN is the read token of the subject with PSEUDONYM."""
-    if not isinstance(token, str) or not READ_TOKEN_RE.match(token):
+    if not isinstance(token, str) or not READ_TOKEN_RE.fullmatch(token):
         return False
     return hmac.compare_digest(read_token(pseudonym), token)
 
@@ -177,7 +177,7 @@ def token_reads_pseudonym(site_id: int, pseudonym: str, token: str | None) -> bo
 
 def find_subject(site_id: int, public_id: str) -> Subject | None:
     """The live subject with this public id on this site, or None."""
-    if not isinstance(public_id, str) or not PUBLIC_ID_RE.match(public_id):
+    if not isinstance(public_id, str) or not PUBLIC_ID_RE.fullmatch(public_id):
         return None
     return db.session.execute(
         db.select(Subject).where(Subject.public_id == public_id, Subject.site_id == site_id)
@@ -246,7 +246,7 @@ def get_or_create_subject(site_id: int, public_id: str | None,
                 elif not key_matches(subject.key_hash, key):
                     raise DeviceNotProven()
             return subject
-        if PUBLIC_ID_RE.match(public_id):
+        if PUBLIC_ID_RE.fullmatch(public_id):
             if key is None:
                 raise UnknownVisitor(public_id)
             return create_subject(site_id, public_id, key=key)
@@ -258,7 +258,7 @@ def verified_subject(site_id: int, public_id: str | None, key: str | None) -> Su
     write transaction); None otherwise, whether or not the id exists."""
     subject = find_subject(site_id, public_id) if public_id else None
     if subject is None or subject.erased_at is not None \
-            or not isinstance(key, str) or not DEVICE_KEY_RE.match(key):
+            or not isinstance(key, str) or not DEVICE_KEY_RE.fullmatch(key):
         return None
     if subject.key_hash is None:
         subject.key_hash = device_key_hash(key)

@@ -19,6 +19,17 @@ class StrictSchema(ma.Schema):
         unknown = ma.RAISE
 
 
+class Exact(ma.validate.Regexp):
+    """A pattern the whole value must match. marshmallow's Regexp uses `re.match`, whose
+    `$` also matches before a final newline: "key\\n" passed every `^...$` pattern. The
+    pattern itself is unchanged, so the OpenAPI spec shows it as before."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
 class StrictBoolean(ma.fields.Boolean):
     """A JSON true/false only: "yes", 1 or "false" are errors, not guesses."""
 
@@ -44,7 +55,7 @@ class Lines(ma.fields.Field):
 class PersonFields(StrictSchema):
     """Names a person either by visitor id or by the site's own user id (not both)."""
 
-    subject = ma.fields.String(validate=ma.validate.Regexp(PUBLIC_ID_RE),
+    subject = ma.fields.String(validate=Exact(PUBLIC_ID_RE),
                                metadata={"description": "Visitor id (the widget cookie's `s`)"})
     user_id = ma.fields.String(validate=ma.validate.Length(1, 200),
                                metadata={"description": "The site's own user id"})

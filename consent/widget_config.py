@@ -242,8 +242,17 @@ def config_document(site_key: str, requested_locale: str | None,
         # names what the page showed (consent.notices).
         site = fresh_snapshot(site_key)
         key = (site.key, site.revision, locale, request.host_url, details, region)
-    payload = json.dumps(widget_config(site_key, locale, details=details, region=region),
-                         separators=(",", ":"), ensure_ascii=False)
+    for _attempt in range(3):
+        payload = json.dumps(widget_config(site_key, locale, details=details, region=region),
+                             separators=(",", ":"), ensure_ascii=False)
+        # The revision names what the document says: on PostgreSQL each of its reads sees
+        # the latest commits, so an edit committed while it was built would put new
+        # words under the old revision. Built again then.
+        now_site = fresh_snapshot(site_key)
+        if now_site.revision == site.revision:
+            break
+        site = now_site
+        key = (site.key, site.revision, locale, request.host_url, details, region)
     for hook in config_built:
         hook(site, locale, region)
     etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
@@ -340,7 +349,7 @@ def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
     if not value or len(value) > 4096:
         return None
     fields = dict(parse_qsl(value.strip('"'), keep_blank_values=True))
-    if fields.get("v") != COOKIE_VERSION or not PUBLIC_ID_RE.match(fields.get("s", "")):
+    if fields.get("v") != COOKIE_VERSION or not PUBLIC_ID_RE.fullmatch(fields.get("s", "")):
         return None
     categories = {k: False for k in fields.get("d", "").split(".") if k}
     categories.update({k: True for k in fields.get("c", "").split(".") if k})
@@ -353,10 +362,10 @@ def parse_consent_cookie(value: str | None) -> ConsentCookie | None:
                          policy_version=fields.get("p") or None, decided_at=decided,
                          expires_at=expires, source=fields.get("src") or None,
                          gpc=fields.get("g") == "1",
-                         key=key if key and DEVICE_KEY_RE.match(key) else None,
-                         read_token=token if token and READ_TOKEN_RE.match(token) else None,
+                         key=key if key and DEVICE_KEY_RE.fullmatch(key) else None,
+                         read_token=token if token and READ_TOKEN_RE.fullmatch(token) else None,
                          minor=fields.get("m") == "1",
-                         event_id=event if event and EVENT_ID_RE.match(event) else None)
+                         event_id=event if event and EVENT_ID_RE.fullmatch(event) else None)
 
 
 def format_consent_cookie(cookie: ConsentCookie) -> str:

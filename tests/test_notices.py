@@ -484,3 +484,162 @@ def test_a_preference_page_after_another_processes_edit_names_the_words_it_shows
     said = notice_of(client, last_event().meta["notice"]).get_json()
     assert next(c for c in said["categories"] if c["key"] == "analytics")["description"] \
         == "Sold to partners."
+
+
+# ---------------------------------------------------------------- an outside review's findings
+
+
+def test_a_page_loaded_before_the_region_rules_changed_names_the_words_it_showed(app, client,
+                                                                                 site):
+    """A Californian loaded the opt-out notice; the operator then made California opt-in
+    and the visitor answers on that page: the event names the opt-out notice, not the
+    opt-in words today's rules would give."""
+    from tests.test_regions import CA, DE, US_RULES
+    from consent.regions import set_region_rules
+
+    app.config["CONSENT_REGION_HEADERS"] = "cloudflare"
+    set_region_rules("shop", US_RULES)
+    before = client.get("/api/v1/sites/shop/config?locale=en", headers=CA).get_json()
+    assert before["region"]["mode"] == "opt-out"
+    client.get("/api/v1/sites/shop/config?locale=en", headers=DE)  # an opt-in notice too
+    rules = copy.deepcopy(US_RULES)
+    rules["rules"]["US-PRIVACY-STATES"] = "opt-in"
+    set_region_rules("shop", rules)
+    r = client.post("/api/v1/sites/shop/decisions", headers=CA,
+                    json={"action": "reject_all", "revision": before["revision"],
+                          "locale": "en"})
+    assert r.status_code == 201
+    said = notice_of(client, last_event().meta["notice"]).get_json()
+    assert said["region"]["mode"] == "opt-out"
+    assert said["region"]["strings"].items() >= before["region"]["strings"].items()
+
+
+def test_a_page_in_a_language_removed_since_names_its_own_words(client, site):
+    from consent.site_admin import site_values, update_site_section
+    from consent.sites import get_site
+
+    german = config(client, "de")
+    config(client, "en")
+    values = site_values(get_site("shop"))
+    update_site_section("shop", "general", {
+        "name": values["name"], "allowed_origins": values["allowed_origins"],
+        "locales": ["en"], "default_locale": "en"}, "root@example.com")
+    decide(client, "shop", "reject_all", revision=german["revision"], locale="de")
+    event = last_event()
+    said = notice_of(client, event.meta["notice"]).get_json()
+    assert said["locale"] == "de" and said["strings"].items() >= german["strings"].items()
+    assert event.locale == "de"  # the language the choice was made in
+
+
+def _failing_once(monkeypatch):
+    """The next notice store fails (as a busy database would): the page is served all
+    the same, and its words are not kept."""
+    import consent.notices as notices
+
+    real, calls = notices._store, []
+
+    def store(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(notices, "_store", store)
+
+
+def test_a_page_whose_words_were_not_kept_still_decides_only_what_its_revision_offered(
+        client, site, monkeypatch):
+    """The widget's notice in one language failed to be kept; the revision's notice in
+    another was kept. A category added since is neither granted nor refused, and the
+    event names no words it cannot prove."""
+    from consent.site_admin import add_category
+
+    config(client, "de")  # kept
+    _failing_once(monkeypatch)
+    shown = config(client, "en")  # served, not kept
+    add_category("shop", "personalisation", "Personalisation")
+    decide(client, "shop", "reject_all", revision=shown["revision"], locale="en")
+    event = last_event()
+    assert "personalisation" not in event.categories
+    assert set(event.categories) == {"essential", "functional", "analytics", "advertising"}
+    assert "notice" not in (event.meta or {})
+    # the same on the preference page, with the policy version the revision showed
+    from tests.test_preferences import page, save
+
+    html = page(client)
+    add_category("shop", "second", "Second")
+    _failing_once(monkeypatch)
+    assert save(client, html, categories=["analytics"]).status_code == 303
+    event = last_event()
+    assert "second" not in event.categories and event.categories["personalisation"] is False
+    assert event.meta["notice"]  # the page's own notice was kept when it was rendered
+
+
+def test_a_notice_built_while_another_process_edits_is_not_filed_under_the_old_revision(
+        client, site, monkeypatch):
+    """An edit committed between reading the site's revision and reading the words (on
+    PostgreSQL each read sees the latest commits): the config and the notice each carry
+    the revision their words belong to."""
+    import consent.widget_config as widget_config
+
+    original = {c["key"]: c.get("description")
+                for c in config(client)["categories"]}["analytics"]
+    real, edited = widget_config.site_snapshot, []
+
+    def then_edit(key):
+        snapshot = real(key)
+        if not edited:
+            edited.append(1)
+            edit_elsewhere("en", "Sold to data brokers.")
+        return snapshot
+
+    monkeypatch.setattr(widget_config, "site_snapshot", then_edit)
+    served = client.get("/api/v1/sites/shop/config?locale=en&details=1").get_json()
+    monkeypatch.undo()
+    assert edited
+    description = {c["key"]: c.get("description") for c in served["categories"]}["analytics"]
+    current = config(client)["revision"]
+    assert description == ("Sold to data brokers." if served["revision"] == current
+                           else original)
+    decide(client, "shop", "accept_all", revision=served["revision"], locale="en")
+    said = notice_of(client, last_event().meta["notice"]).get_json()
+    assert {c["key"]: c.get("description") for c in said["categories"]}["analytics"] \
+        == description
+
+
+@pytest.mark.parametrize("value", ["%s\n", "%s\r", " %s"])
+def test_a_revision_with_anything_around_it_is_refused(client, site, value):
+    revision = value % config(client)["revision"]
+    r = client.post("/api/v1/sites/shop/decisions",
+                    json={"action": "accept_all", "revision": revision})
+    assert r.status_code == 422 and r.get_json()["errors"][0]["pointer"] == "#/revision"
+    from tests.test_preferences import page, save
+
+    r = save(client, page(client), extra={"revision": revision})
+    assert r.status_code == 422
+
+
+def test_no_statement_replaces_or_truncates_the_kept_words_or_events(client, site):
+    decide(client, "shop", "accept_all", revision=config(client)["revision"])
+    db.session.rollback()
+    kept = db.session.execute(sa.select(Notice)).scalar_one()
+    before = (kept.id, kept.body)
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite":
+        db.session.execute(sa.text(
+            "INSERT OR REPLACE INTO notices (id, site_id, digest, revision, locale, region, "
+            "surface, body, first_at) SELECT id, site_id, digest, revision, locale, region, "
+            "surface, 'nothing', first_at FROM notices"))
+        db.session.commit()
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            db.session.execute(sa.text(
+                "INSERT OR REPLACE INTO consent_events SELECT * FROM consent_events"))
+        db.session.rollback()
+    else:
+        for table in ("notices", "consent_events"):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                db.session.execute(sa.text(f"TRUNCATE {table} CASCADE"))
+            db.session.rollback()
+    rows = db.session.execute(sa.select(Notice.id, Notice.body)).all()
+    assert [tuple(r) for r in rows] == [before]
+    assert verify_ledger().ok

@@ -846,8 +846,27 @@ def drop_append_only_ddl(dialect: str) -> list[str]:
     return []
 
 
+def truncate_guard_ddl(dialect: str) -> list[str]:
+    """PostgreSQL: TRUNCATE fires no row triggers, so a statement trigger refuses it
+    (migration guards_0001). SQLite has no TRUNCATE; its `INSERT OR REPLACE`, which
+    deletes without DELETE triggers, fires them on the app's connections
+    (`recursive_triggers`, consent.database) and breaks the hash chain on any other."""
+    if dialect == "postgresql":
+        return ["DROP TRIGGER IF EXISTS consent_events_no_truncate ON consent_events",
+                "CREATE TRIGGER consent_events_no_truncate BEFORE TRUNCATE ON consent_events "
+                "FOR EACH STATEMENT EXECUTE FUNCTION consent_events_guard()"]
+    return []
+
+
+def drop_truncate_guard_ddl(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return ["DROP TRIGGER IF EXISTS consent_events_no_truncate ON consent_events"]
+    return []
+
+
 @sa.event.listens_for(LedgerPurgePermit.__table__, "after_create")
 def _install_guard(target, connection, **kw):
     # Runs for db.create_all(); migrations install the same statements themselves.
-    for statement in append_only_ddl(connection.dialect.name):
+    dialect = connection.dialect.name
+    for statement in append_only_ddl(dialect) + truncate_guard_ddl(dialect):
         connection.exec_driver_sql(statement)

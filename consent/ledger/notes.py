@@ -38,7 +38,7 @@ def key_id(name: str, public_key: bytes) -> bytes:
 
 def check_name(name: str) -> str:
     """NAME if it is a valid key name (non-empty, no spaces, no '+')."""
-    if not name or not _NAME.match(name):
+    if not name or not _NAME.fullmatch(name):
         raise NoteError(f"{name!r} is not a valid key name (no spaces or '+')")
     return name
 

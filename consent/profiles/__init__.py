@@ -88,7 +88,7 @@ def load_profile(name: str, *, site_key: str | None = None, origins: list[str] |
 
     profile = get_profile(name)
     key = site_key or profile.site_key
-    if not SITE_KEY_RE.match(key or ""):
+    if not SITE_KEY_RE.fullmatch(key or ""):
         raise Invalid(f"site key {key!r} must be 3-64 letters, digits, '-' or '_'",
                       field="site_key")
     checked = [check_origin(o) for o in origins if o and o.strip()]

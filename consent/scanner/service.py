@@ -512,7 +512,7 @@ def _service_for(findings: list[ScanFinding], proposal: dict | None, site: Site)
         if proposal.get("purpose"):
             service["purpose"] = proposal["purpose"][:1000]
         url = proposal.get("privacy_url") or ""
-        if re.match(r"^https?://\S+$", url) and len(url) <= 500:
+        if re.fullmatch(r"https?://\S+", url) and len(url) <= 500:
             service["privacy_url"] = url
         return {k: v[:200] if k in ("name", "provider") else v for k, v in service.items() if v}
     first = findings[0]
@@ -646,7 +646,7 @@ def default_choices(scan: Scan, site: Site) -> dict[int, str]:
 
 def valid_category_key(key: str) -> bool:
     """Whether KEY looks like a category key (the form sends them)."""
-    return bool(CATEGORY_KEY_RE.match(key or ""))
+    return bool(CATEGORY_KEY_RE.fullmatch(key or ""))
 
 
 __all__ = ["Category", "ScanError", "apply_scan", "claim_scan", "queue_scan", "run_claimed"]

@@ -39,7 +39,7 @@ from ..regions import parse_rule_lines, set_region_rules, subdivision_warning
 from ..readiness import embed_snippet
 from ..site_history import list_changes
 from ..sites import CATEGORY_KEY_MAX, ESSENTIAL, MAX_CATEGORIES, get_site, site_snapshot
-from ..validation import HttpUrl, Lines, StrictSchema
+from ..validation import Exact, HttpUrl, Lines, StrictSchema
 from .admin_forms import (GENERAL, errors_of, errors_on, parse_service_rows, service_rows,
                           typed_values)
 
@@ -99,7 +99,7 @@ class SignInForm(FormSchema):
 
 
 class NewSiteForm(FormSchema):
-    key = ma.fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{3,64}$"))
+    key = ma.fields.String(required=True, validate=Exact(r"^[A-Za-z0-9_-]{3,64}$"))
     name = ma.fields.String(required=True, validate=validate.Length(1, 200))
     allowed_origins = Lines(load_default=list)
 
@@ -330,7 +330,7 @@ class ExportQuery(ma.Schema):
     since = ma.fields.String(load_default="")
     until = ma.fields.String(load_default="")
     subject = ma.fields.String(load_default="", validate=validate.Length(max=64))
-    category = ma.fields.String(load_default="", validate=validate.Regexp(r"^[a-z0-9_]{0,40}$"))
+    category = ma.fields.String(load_default="", validate=Exact(r"^[a-z0-9_]{0,40}$"))
     action = ma.fields.List(ma.fields.String(validate=validate.OneOf(ACTIONS)),
                             load_default=list)
 

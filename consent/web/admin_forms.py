@@ -151,7 +151,7 @@ def parse_service_rows(form) -> tuple[list[dict], list[dict], dict[str, list[str
     typed: dict[int, dict] = {}
     errors: dict[str, list[str]] = {}
     for name, value in form.items():
-        match = _ROW.match(name)
+        match = _ROW.fullmatch(name)
         if not match:
             continue
         index, field = int(match.group(1)), match.group(2)

@@ -28,7 +28,7 @@ from ..notices import keep_told
 from ..sms import sms_inbound
 from ..sites import site_snapshot
 from ..subjects import DEVICE_KEY_RE, PUBLIC_ID_RE
-from ..validation import StrictBoolean, StrictSchema
+from ..validation import Exact, StrictBoolean, StrictSchema
 from .auth import require_site_key
 from .common import request_context, shown_field
 from .server_api import PolicyStateSchema
@@ -42,7 +42,7 @@ blp.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
     "json_or_form": "application/x-www-form-urlencoded"}
 
 SECURITY = [{"siteApiKey": []}]
-SUBJECT_FIELD = dict(validate=validate.Regexp(PUBLIC_ID_RE),
+SUBJECT_FIELD = dict(validate=Exact(PUBLIC_ID_RE),
                      metadata={"description": "Visitor id (the widget cookie's `s`)"})
 USER_FIELD = dict(validate=validate.Length(1, 200),
                   metadata={"description": "The site's own user id (stored only as an HMAC)"})
@@ -107,7 +107,7 @@ class SuppressionQuery(ma.Schema):
     format = ma.fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
 
 
-KEY_FIELD = dict(validate=validate.Regexp(DEVICE_KEY_RE), metadata={
+KEY_FIELD = dict(validate=Exact(DEVICE_KEY_RE), metadata={
     "description": "The device key of the same consent cookie (its `k`): proves `subject`"})
 
 

@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from ..sites import NotFound, SITE_KEY_RE, site_for_origin, site_snapshot
 from ..widget_config import site_script
+from ..validation import Exact
 from .compressed import compressed
 from .common import request_region, vary_by_region
 
@@ -66,7 +67,7 @@ class ScriptQuery(ma.Schema):
 
     # Any text: a key that names no site gets a script that says so (unknown_site_script).
     site = ma.fields.String()
-    lang = ma.fields.String(validate=ma.validate.Regexp(
+    lang = ma.fields.String(validate=Exact(
         r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8}){0,3}$", error="Not a language tag."))
 
 
@@ -110,7 +111,7 @@ def widget_script():
     """The widget script; with `?site=KEY`, that site's config inlined (one request)."""
     args = _SCRIPT_QUERY.load(request.args)
     key = args.get("site")
-    if key is not None and not SITE_KEY_RE.match(key):
+    if key is not None and not SITE_KEY_RE.fullmatch(key):
         return unknown_site_script(key)
     if key is None:
         # `data-site` embed: the page's origin (Referer) usually names the site, so its

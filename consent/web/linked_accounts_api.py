@@ -9,14 +9,14 @@ from ..apidoc import problems
 from ..database import iso
 from ..linked_accounts import VIA, authorize, deauthorize, list_links, read_token
 from ..subjects import PUBLIC_ID_RE
-from ..validation import PersonFields, StrictSchema
+from ..validation import Exact, PersonFields, StrictSchema
 from .auth import require_site_key
 
 blp = Blueprint("linked_accounts_api", __name__, url_prefix="/api/v1",
                 description="Third-party accounts a person links (e.g. Zoom): tokens kept "
                             "encrypted, deleted on deauthorisation (site API key).")
 SECURITY = [{"siteApiKey": []}]
-INTEGRATION = dict(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,39}$"),
+INTEGRATION = dict(required=True, validate=Exact(r"^[a-z][a-z0-9_-]{0,39}$"),
                    metadata={"description": "e.g. zoom"})
 
 
@@ -68,7 +68,7 @@ class ListQuery(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    subject = ma.fields.String(validate=validate.Regexp(PUBLIC_ID_RE))
+    subject = ma.fields.String(validate=Exact(PUBLIC_ID_RE))
     user_id = ma.fields.String(validate=validate.Length(1, 200))
 
 

@@ -18,6 +18,7 @@ from ..notices import attach_notice, get_notice
 from ..sites import NotFound, site_for_api_key, site_snapshot
 from ..ratelimit import takes_bearer
 from ..subjects import READ_TOKEN_RE
+from ..validation import Exact
 from .auth import bearer_token
 from .common import apply_site_cors
 
@@ -34,7 +35,7 @@ class InclusionQuery(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    event = ma.fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{32}$"),
+    event = ma.fields.String(required=True, validate=Exact(r"^[0-9a-f]{32}$"),
                              metadata={"description": "The event id"})
     size = ma.fields.Integer(strict=False, validate=validate.Range(1, BIG), metadata={
         "description": "Tree size (default: the latest signed checkpoint)"})
@@ -86,7 +87,7 @@ class ReceiptQuery(ma.Schema):
 
     token = ma.fields.String(validate=validate.Length(1, 400), metadata={
         "description": "The visitor's capability for this receipt (instead of the API key)"})
-    r = ma.fields.String(validate=validate.Regexp(READ_TOKEN_RE), metadata={
+    r = ma.fields.String(validate=Exact(READ_TOKEN_RE), metadata={
         "description": "The visitor's read token (`r` in the consent cookie, `read_token` "
                        "in the decision's answer), instead of the API key: only for that "
                        "visitor's own events (another's event is 404, as an unknown one)"})

@@ -38,7 +38,7 @@ from ..preference_center import page_strings, preference_view, save_preferences
 from ..sites import (BadOrigin, SiteSnapshot, fresh_snapshot, normalise_origin,
                      site_snapshot)
 from ..subjects import find_subject
-from ..validation import StrictSchema
+from ..validation import Exact, StrictSchema
 from .common import request_context, request_region, token_page
 
 bp = protect(Blueprint("preferences", __name__))
@@ -99,7 +99,7 @@ class PreferencesForm(StrictSchema):
     guardian_email = ma.fields.String(validate=validate.Length(max=254))
     # The site's configuration revision the page showed: the event records that page's
     # notice (consent.notices).
-    revision = ma.fields.String(validate=validate.Regexp(REVISION_RE))
+    revision = ma.fields.String(validate=Exact(REVISION_RE))
 
 
 def _locale(site: SiteSnapshot, requested: str | None) -> tuple[str, dict, list[str]]:
@@ -176,6 +176,20 @@ def preferences_page():
         back = return_url(site, query["return_"])
         if back:
             _remember(site, ret=back)
+    for _attempt in range(3):
+        locale, html = _render_page(site, query)
+        # The form's revision names the words the page shows: on PostgreSQL each read
+        # sees the latest commits, so an edit committed while the page was built would
+        # put new words under the old revision. Built again then.
+        now_site = fresh_snapshot(site.key)
+        if now_site.revision == site.revision:
+            break
+        site = now_site
+    return _no_store(make_response(html))
+
+
+def _render_page(site: SiteSnapshot, query: dict) -> tuple[str, str]:
+    """(locale, HTML) of SITE's preference page for QUERY, its notice kept."""
     locale, strings, available = _locale(site, query.get("lang"))
     # (kept now, so that the save finds what this page said whichever process takes it)
     keep_shown(site, locale, None, "preferences")
@@ -193,7 +207,7 @@ def preferences_page():
         policies=list_policies(site.id),
         age_q=age_question(site, view.subject, flagged=query.get("age") == "ask",
                            locale=locale))
-    return _no_store(make_response(html))
+    return locale, html
 
 
 @bp.post("/preferences")
@@ -212,7 +226,8 @@ def save_preferences_form():
                                       guardian=bool(data.get("guardian")),
                                       also_device=device if signed_in else None,
                                       guardian_email=data.get("guardian_email") or None,
-                                      revision=data.get("revision"))
+                                      revision=data.get("revision"),
+                                      shown_locale=data.get("lang") or query.get("lang"))
     if not signed_in and subject.public_id != device:
         _remember(site, s=subject.public_id)  # a visitor created here, for this browser
     return redirect(url_for("preferences.preferences_page", site=site.key, lang=locale,

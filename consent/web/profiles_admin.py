@@ -12,6 +12,7 @@ from ..minors import describe, parse_age_rule
 from ..profiles import get_profile, list_profiles, load_profile, profile_of_site
 from ..requests import describe_rule
 from ..sites import site_snapshot
+from ..validation import Exact
 from .admin import FormSchema, Lines, parse_form
 from .admin_forms import errors_on
 
@@ -30,7 +31,7 @@ class LoadProfileForm(FormSchema):
     """Which profile to load, onto which site key and origins."""
 
     profile = ma.fields.String(required=True, validate=validate.Length(1, 64))
-    site_key = ma.fields.String(load_default="", validate=validate.Regexp(
+    site_key = ma.fields.String(load_default="", validate=Exact(
         r"^([A-Za-z0-9_-]{3,64})?$", error="3-64 letters, digits, '-' or '_'"))
     site_name = ma.fields.String(load_default="", validate=validate.Length(max=200))
     allowed_origins = Lines(load_default=list)

@@ -13,7 +13,7 @@ from ..database import iso
 from ..outbox import (STATES, attempts_of, get_endpoint, get_message, list_endpoints,
                       list_messages, message_counts, register_endpoint, retry_dead,
                       set_endpoint_active, set_legacy_headers)
-from ..validation import StrictBoolean, StrictSchema
+from ..validation import Exact, StrictBoolean, StrictSchema
 from .auth import require_site_key
 
 blp = Blueprint("webhooks_api", __name__, url_prefix="/api/v1/sites/<site_key>/webhooks",
@@ -127,7 +127,7 @@ class MessageListSchema(ma.Schema):
 class MessageQuerySchema(StrictSchema):
     state = ma.fields.String(validate=validate.OneOf(STATES))
     endpoint = ma.fields.Integer(validate=validate.Range(min=1))
-    event = ma.fields.String(validate=validate.Regexp(r"^[0-9a-f]{32}$"))
+    event = ma.fields.String(validate=Exact(r"^[0-9a-f]{32}$"))
     before = ma.fields.Integer(validate=validate.Range(min=1))
     limit = ma.fields.Integer(load_default=50, validate=validate.Range(1, 500))
 

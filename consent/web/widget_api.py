@@ -19,6 +19,7 @@ from ..sites import NotFound, site_snapshot
 from ..subjects import READ_TOKEN_RE
 from ..apidoc import PROBLEM, ProblemSchema, problems
 from ..widget_config import WidgetConfigSchema, config_document, server_cookie_header
+from ..validation import Exact
 from .common import (apply_site_cors, json_response, load_json, request_context,
                      request_region, vary_by_region)
 
@@ -40,7 +41,7 @@ class MeQuery(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
-    r = ma.fields.String(validate=ma.validate.Regexp(READ_TOKEN_RE), metadata={
+    r = ma.fields.String(validate=Exact(READ_TOKEN_RE), metadata={
         "description": "The device's read token (`r` in the consent cookie, `read_token` "
                        "in the decision's answer)"})
 
