@@ -15,7 +15,7 @@ from .minors import record_screened, screen_choice
 from .notices import REVISION_RE, notice_for
 from .policies import get_policy
 from .regions import event_region
-from .sites import ESSENTIAL, SiteSnapshot, gpc_categories, site_snapshot
+from .sites import ESSENTIAL, SiteSnapshot, fresh_snapshot, gpc_categories, site_snapshot
 from .subjects import (find_subject, prepare_subject, read_token, read_token_matches,
                        subject_for_write)
 
@@ -98,6 +98,11 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
     snapshot of SITE_KEY the caller holds already)."""
     if site is None or site.key != site_key:
         site = site_snapshot(site_key)
+    if data.get("revision", site.revision) != site.revision:
+        # The page may be newer than this process's cached copy of the site (another
+        # process's edit, CONSENT_SITE_CACHE_SECONDS): a category it offered must not be
+        # refused as unknown. (An older page changes nothing: the copy read is current.)
+        site = fresh_snapshot(site_key)
     action = data["action"]
     source = data.get("source") or ("gpc" if action == "gpc" else "banner")
     gpc = ctx.gpc_header or bool(data.get("gpc"))

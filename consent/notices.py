@@ -255,9 +255,29 @@ def notice_for(site, locale: str, region: str | None, revision: str,
     if after.revision != revision:
         return notice_for(after, locale, raw_region or None, revision, surface, sent_locale)
     shown = _shown(text, locale=locale)
+    if region and _regional_rows(site.id, revision) >= MAX_REGIONAL:
+        # Region codes come from a request header: however many a deployment lets through
+        # (docs/regions.md: only a CDN's own), a revision keeps a bounded number of regional
+        # notices. Past that, a decision is limited to what the page offered and names no
+        # words (none are kept to prove them).
+        current_app.logger.warning("site %s revision %s: more than %d regional notices, "
+                                   "region %s not kept", site.key, revision, MAX_REGIONAL,
+                                   region)
+        return Shown(None, shown.categories, shown.policy, locale)
     _store(site.id, shown.digest, revision, locale, region, surface, text)
     _remember(key, shown)
     return shown
+
+
+# Regional notices kept per site revision, at most: more than every subdivision with rules
+# of its own (the US states, Canada's provinces, ...) in a few languages.
+MAX_REGIONAL = 500
+
+
+def _regional_rows(site_id: int, revision: str) -> int:
+    return db.session.execute(sa.select(sa.func.count()).select_from(Notice).where(
+        Notice.site_id == site_id, Notice.revision == revision, Notice.region != "")
+    ).scalar_one()
 
 
 def _remember(key: tuple, shown: Shown) -> None:

@@ -23,7 +23,8 @@ from .ledger.chain import canonical
 from .notices import add_surface, notice_for, policy_sha256
 from .policies import announced, get_policy
 from .regions import applies, default_on
-from .sites import ESSENTIAL, Category, SiteSnapshot, gpc_categories, site_snapshot
+from .sites import (ESSENTIAL, Category, SiteSnapshot, fresh_snapshot, gpc_categories,
+                    site_snapshot)
 from .subjects import Subject, create_subject, find_subject
 
 
@@ -192,6 +193,9 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
     SHOWN_LOCALE is the language the page was in, as its form sent it back.
     """
     site = site_snapshot(site_key)
+    if revision and revision != site.revision:
+        # (the page may be newer than this process's cached copy: see record_decision)
+        site = fresh_snapshot(site_key)
     for key in categories:
         if key not in site.category_keys:
             raise Invalid(f"unknown category {key!r} for site {site.key!r}", field="category")

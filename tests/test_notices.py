@@ -643,3 +643,74 @@ def test_no_statement_replaces_or_truncates_the_kept_words_or_events(client, sit
     rows = db.session.execute(sa.select(Notice.id, Notice.body)).all()
     assert [tuple(r) for r in rows] == [before]
     assert verify_ledger().ok
+
+
+def test_a_revision_keeps_a_bounded_number_of_regional_notices(app, client, site,
+                                                               monkeypatch):
+    """Region codes come from a header: made-up subdivisions (a deployment that lets
+    visitors forge it) cannot grow the kept notices without bound."""
+    import consent.notices as notices
+    from tests.test_regions import US_RULES
+    from consent.regions import set_region_rules
+
+    monkeypatch.setattr(notices, "MAX_REGIONAL", 3)
+    app.config["CONSENT_REGION_HEADERS"] = "cloudflare"
+    set_region_rules("shop", US_RULES)
+    for code in ("A1", "A2", "A3", "A4", "A5"):
+        r = client.get("/api/v1/sites/shop/config?locale=en",
+                       headers={"CF-IPCountry": "US", "CF-Region-Code": code})
+        assert r.status_code == 200
+    db.session.rollback()
+    regional = db.session.execute(sa.select(Notice.region).where(Notice.region != "")
+                                  ).scalars().all()
+    assert sorted(regional) == ["US-A1", "US-A2", "US-A3"]
+    # a visitor past the bound is recorded with no words, and nothing it was not offered
+    r = client.post("/api/v1/sites/shop/decisions",
+                    headers={"CF-IPCountry": "US", "CF-Region-Code": "A5"},
+                    json={"action": "reject_all", "revision": config(client)["revision"]})
+    assert r.status_code == 201 and "notice" not in (last_event().meta or {})
+    assert verify_ledger().ok
+
+
+def test_a_category_offered_by_a_page_newer_than_this_processs_copy_is_recorded(app, client,
+                                                                               site):
+    """Another process added a category and served a page offering it; this process still
+    caches the site from before. The choice on that page is recorded, not refused as
+    naming an unknown category, on the widget and on the preference page."""
+    from consent import sites
+    from consent.database import run_write, utcnow
+    from consent.sites import Category, Site
+    from tests.test_preferences import page, save
+
+    app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
+    config(client)  # this process caches the site now
+    stale = dict(sites._cache)
+
+    def add():  # as another process: this one's cache is not told
+        shop = db.session.execute(sa.select(Site).where(Site.key == "shop")).scalar_one()
+        db.session.add(Category(site_id=shop.id, key="location", position=9,
+                                titles={"en": "Location"}, descriptions={"en": "Stores."}))
+        shop.updated_at = utcnow()
+
+    run_write(add)
+    from consent import widget_config
+    widget_config._documents.clear()  # (the other process has no copy of its own)
+    sites._cache.clear()
+    served = client.get("/api/v1/sites/shop/config?locale=en").get_json()  # the other's page
+    html = page(client)
+    assert "location" in [c["key"] for c in served["categories"]] and "Location" in html
+
+    def as_this_process():
+        sites._cache.clear()
+        sites._cache.update(stale)
+        assert "location" not in sites.site_snapshot("shop").category_keys
+
+    as_this_process()
+    r = client.post("/api/v1/sites/shop/decisions", json={
+        "action": "custom", "categories": {"location": True},
+        "revision": served["revision"], "locale": "en"})
+    assert r.status_code == 201, r.get_json()
+    assert last_event().categories["location"] is True
+    as_this_process()
+    assert save(client, html, categories=["location"]).status_code == 303
+    assert last_event().categories["location"] is True

@@ -149,7 +149,14 @@ window.__consentPart(X => {
       (s.cookies || []).forEach(drop);
       for (const k in s.storage) for (const n of Object.keys(W[k])) RegExp(s.storage[k]).test(n) && W[k].removeItem(n);
     } catch (e) {} },  // (storage may be unavailable: privacy modes, sandboxed frames)
-    show: (opener, C) => {
+    // Details newer than the banner's config (the site was edited since the page loaded):
+    // the banner's config is renewed first, so that the choice names the revision whose
+    // words the dialog shows (consent.notices); failing that, the dialog shows the banner's.
+    show: (opener, C) => C && C.revision != X.cfg().revision
+      ? X.renew().then(() => open(opener, C.revision == X.cfg().revision && C), () => open(opener))
+      : open(opener, C)};
+
+  function open(opener, C) {
     if (dialog && dialog.open) return;  // a closed one may still await its close event
     const cfg = C || X.cfg(), state = X.state(), S = k => cfg.strings[k] || X.S(k);
     const btn = (k, f, alt) => h('button', {type: 'button', class: 'cw-b' + (alt ? ' cw-alt' : ''), 'data-cw': k, on: f}, S(k));
@@ -188,5 +195,5 @@ window.__consentPart(X => {
     me.addEventListener('close', () => { me.remove(); if (dialog == me) { dialog = null; refocus(from.isConnected ? from : X.back()); } });
     D.body.append(dialog);
     dialog.showModal();  // native modal: focus moves in, Escape closes, the page is inert
-  }};
+  }
 });

@@ -136,3 +136,44 @@ def test_the_event_names_the_notice_the_visitor_saw_and_anyone_can_check_it(env,
     for category in notice["categories"]:
         assert category["title"] and category["description"] and category["title"] in in_dialog
         assert " ".join(category["description"].split()) in in_dialog, category["key"]
+
+
+def test_a_dialog_opened_after_an_edit_records_the_words_it_shows(env, page):
+    """The site was edited after the banner appeared (a description reworded, a category
+    added); the dialog, opened later, shows the new words, and the choice made in it is
+    recorded under the revision of those words: the new category is decided and the
+    notice the event names holds the description on the screen."""
+    import sqlalchemy as sa
+
+    from consent.database import run_write, utcnow
+    from consent.extensions import db
+    from consent.sites import Category, Site
+
+    page.goto(env.url())
+    banner(page).wait_for()
+
+    def edit():
+        site = db.session.execute(sa.select(Site).where(Site.key == "shop")).scalar_one()
+        analytics = db.session.execute(sa.select(Category).where(
+            Category.site_id == site.id, Category.key == "analytics")).scalar_one()
+        analytics.descriptions = {"en": "Counts visits, reworded after the page loaded."}
+        db.session.add(Category(site_id=site.id, key="location", position=9,
+                                titles={"en": "Location"},
+                                descriptions={"en": "Finds stores near you."}))
+        site.updated_at = utcnow()
+
+    run_write(edit)
+    page.get_by_role("button", name="Customise").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    dialog.wait_for()
+    settle(page)
+    assert "reworded after the page loaded" in dialog.inner_text()
+    dialog.get_by_role("button", name="Accept all").click()
+    [event] = wait_recorded(env, 1)
+    assert event.categories["location"] is True  # offered by the dialog, so decided
+    notice = json.loads(page.evaluate(
+        "async url => (await fetch(url)).text()",
+        f"{env.app_url}/api/v1/sites/shop/notices/{event.meta['notice']}"))
+    said = {c["key"]: c["description"] for c in notice["categories"]}
+    assert said["analytics"] == "Counts visits, reworded after the page loaded."
+    assert said["location"] == "Finds stores near you."
