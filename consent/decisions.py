@@ -98,15 +98,19 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
     snapshot of SITE_KEY the caller holds already)."""
     if site is None or site.key != site_key:
         site = site_snapshot(site_key)
-    if data.get("revision", site.revision) != site.revision:
-        # The page may be newer than this process's cached copy of the site (another
-        # process's edit, CONSENT_SITE_CACHE_SECONDS): a category it offered must not be
-        # refused as unknown. (An older page changes nothing: the copy read is current.)
-        site = fresh_snapshot(site_key)
     action = data["action"]
     source = data.get("source") or ("gpc" if action == "gpc" else "banner")
     gpc = ctx.gpc_header or bool(data.get("gpc"))
-    categories = resolve_categories(site, action, data.get("categories"))
+    try:
+        categories = resolve_categories(site, action, data.get("categories"))
+    except Invalid:
+        if data.get("revision", site.revision) == site.revision:
+            raise
+        # The page may be newer than this process's cached copy of the site (another
+        # process's edit, CONSENT_SITE_CACHE_SECONDS): a category it offered is not
+        # unknown. Asked again of the database (only then: it costs a few reads).
+        site = fresh_snapshot(site_key)
+        categories = resolve_categories(site, action, data.get("categories"))
     meta = None
     if gpc:
         for key in gpc_categories(site):

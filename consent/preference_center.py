@@ -193,7 +193,8 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
     SHOWN_LOCALE is the language the page was in, as its form sent it back.
     """
     site = site_snapshot(site_key)
-    if revision and revision != site.revision:
+    if revision and revision != site.revision \
+            and any(key not in site.category_keys for key in categories):
         # (the page may be newer than this process's cached copy: see record_decision)
         site = fresh_snapshot(site_key)
     for key in categories:
