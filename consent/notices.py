@@ -101,6 +101,8 @@ def drop_notice_ddl(dialect: str) -> list[str]:
                 "DROP TRIGGER IF EXISTS notices_no_delete"]
     if dialect == "postgresql":
         return ["DROP TRIGGER IF EXISTS notices_append_only ON notices",
+                # (guards_0001's trigger calls the same function)
+                *drop_notice_overwrite_ddl(dialect),
                 "DROP FUNCTION IF EXISTS notices_guard()"]
     return []
 

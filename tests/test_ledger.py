@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from consent.extensions import db
 from consent.ledger import (ConsentEvent, ConsentState, LedgerHead, append_only_ddl,
                             drop_append_only_ddl, verify_ledger)
+from consent.ledger.chain import truncate_guard_ddl
 
 
 KEYS: dict[str, str] = {}  # visitor id -> the device key the server minted for it
@@ -196,8 +197,9 @@ def test_guard_ddl_is_installed_by_migrations(app):
     import re
 
     dialect = db.engine.dialect.name
-    wanted = {m.group(1) for m in re.finditer(r"CREATE TRIGGER (?:IF NOT EXISTS )?(\w+)",
-                                               " ".join(append_only_ddl(dialect)))}
+    wanted = {m.group(1) for m in re.finditer(
+        r"CREATE TRIGGER (?:IF NOT EXISTS )?(\w+)",
+        " ".join(append_only_ddl(dialect) + truncate_guard_ddl(dialect)))}
     catalogue = ("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
                  "tbl_name = 'consent_events'" if dialect == "sqlite" else
                  "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND "

@@ -842,6 +842,8 @@ def drop_append_only_ddl(dialect: str) -> list[str]:
                 "DROP TRIGGER IF EXISTS consent_events_no_delete"]
     if dialect == "postgresql":
         return ["DROP TRIGGER IF EXISTS consent_events_append_only ON consent_events",
+                # (guards_0001's trigger calls the same function)
+                *drop_truncate_guard_ddl(dialect),
                 "DROP FUNCTION IF EXISTS consent_events_guard()"]
     return []
 
