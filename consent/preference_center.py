@@ -180,7 +180,8 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
                      also_device: str | None = None,
                      guardian_email: str | None = None,
                      revision: str | None = None,
-                     shown_locale: str | None = None) -> tuple[Subject, AppendedEvent]:
+                     shown_locale: str | None = None,
+                     offered: list[str] | None = None) -> tuple[Subject, AppendedEvent]:
     """Record one `preferences` event with every category and channel as ticked.
 
     SUBJECT_PUBLIC_ID must be proven by the caller (see the module docstring); None (or
@@ -190,7 +191,8 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
     question of sites with an age rule (consent.minors); GUARDIAN_EMAIL is where a
     guardian's confirmation link goes (consent.guardians). REVISION, the site's revision
     the page showed, names the notice the event records (`meta.notice`, consent.notices);
-    SHOWN_LOCALE is the language the page was in, as its form sent it back.
+    SHOWN_LOCALE is the language the page was in, as its form sent it back; OFFERED, the
+    categories the form had a box for.
     """
     site = site_snapshot(site_key)
     if revision and revision != site.revision \
@@ -224,6 +226,10 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
             cat_map = {k: v for k, v in cat_map.items() if k in shown.categories}
             policy_version = shown.policy
             locale = shown.locale or locale
+    elif revision and revision != site.revision and offered is not None:
+        # An earlier page whose revision no notice tells (its words were never kept): the
+        # form itself says which boxes it had, so one added since is not refused unseen.
+        cat_map = {k: v for k, v in cat_map.items() if k in offered}
     chan_map = {k: k in channels for k in CHANNELS}
     email = None
     if guardian_email and "age_rule" in site.settings:

@@ -715,3 +715,22 @@ def test_a_category_offered_by_a_page_newer_than_this_processs_copy_is_recorded(
     as_this_process()
     assert save(client, html, categories=["location"]).status_code == 303
     assert last_event().categories["location"] is True
+
+
+def test_a_form_whose_revision_no_notice_tells_refuses_only_the_boxes_it_had(client, site,
+                                                                             monkeypatch):
+    """The page's notice failed to be kept and no other notice of its revision exists:
+    the form's own list of boxes still keeps a category added since undecided."""
+    from consent.site_admin import add_category
+    from tests.test_preferences import page, save
+
+    _failing_once(monkeypatch)
+    html = page(client)
+    db.session.rollback()
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Notice)).scalar() == 0
+    add_category("shop", "personalisation", "Personalisation")
+    assert save(client, html, categories=["analytics"]).status_code == 303
+    event = last_event()
+    assert "personalisation" not in event.categories and event.categories["analytics"]
+    assert event.categories["advertising"] is False  # a box it had, unticked: refused
+    assert "notice" not in (event.meta or {})

@@ -64,6 +64,9 @@ def save(client, html, *, categories=(), channels=(), query="site=shop", extra=N
         hidden = re.search(rf'name="{name}" value="([^"]+)"', html)
         if hidden:
             data[name] = hidden.group(1)
+    offered = re.findall(r'name="offered" value="([^"]+)"', html)
+    if offered:
+        data["offered"] = offered
     data.update(extra or {})
     return client.post(f"/preferences?{query}", data=data, headers=headers)
 

@@ -91,6 +91,10 @@ class PreferencesForm(StrictSchema):
                               load_default=list, validate=validate.Length(max=60))
     channel = ma.fields.List(ma.fields.String(validate=validate.Length(1, 40)),
                              load_default=list, validate=validate.Length(max=len(CHANNELS) + 4))
+    # The categories the page offered (a box each, ticked or not): what an unticked box
+    # can refuse when the page's revision is no longer current (consent.notices).
+    offered = ma.fields.List(ma.fields.String(validate=validate.Length(1, 40)),
+                             validate=validate.Length(max=60))
     # The age question (consent.minors): shown, "I am under N", "my guardian agrees".
     age_question = ma.fields.String(validate=validate.OneOf(("1",)))
     minor = ma.fields.String(validate=validate.OneOf(("1",)))
@@ -215,7 +219,7 @@ def save_preferences_form():
     """Save every choice of the form as one ledger event (source `preferences`)."""
     query = PageQuery().load(request.args)
     site = site_snapshot(query["site"])
-    form = {key: request.form.getlist(key) if key in ("category", "channel")
+    form = {key: request.form.getlist(key) if key in ("category", "channel", "offered")
             else request.form.get(key) for key in request.form.keys()}
     data = PreferencesForm().load(form)
     locale, _, _ = _locale(site, data.get("lang") or query.get("lang"))
@@ -227,7 +231,8 @@ def save_preferences_form():
                                       also_device=device if signed_in else None,
                                       guardian_email=data.get("guardian_email") or None,
                                       revision=data.get("revision"),
-                                      shown_locale=data.get("lang") or query.get("lang"))
+                                      shown_locale=data.get("lang") or query.get("lang"),
+                                      offered=data.get("offered"))
     if not signed_in and subject.public_id != device:
         _remember(site, s=subject.public_id)  # a visitor created here, for this browser
     return redirect(url_for("preferences.preferences_page", site=site.key, lang=locale,
