@@ -92,12 +92,27 @@ class DecisionResult:
     signals: dict | None = None
 
 
+def _as_new_as(site: SiteSnapshot, data: dict, ctx: RequestContext) -> SiteSnapshot:
+    """SITE, or the site as the database has it when the page (its `revision`, not this
+    process's cached copy, CONSENT_SITE_CACHE_SECONDS) offered categories the copy lacks:
+    another process served it after an edit. Its choice, "Reject all" included, must
+    decide them as the page showed them."""
+    locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
+    shown = notice_for(site, locale, ctx.region, data["revision"],
+                       sent_locale=data.get("locale"))
+    if shown is not None and not shown.categories <= set(site.category_keys):
+        return fresh_snapshot(site.key)
+    return site
+
+
 def record_decision(site_key: str, data: dict, ctx: RequestContext,
                     site: SiteSnapshot | None = None) -> DecisionResult:
     """Validate and append a cookie decision; idempotent on `client_event_id` (SITE: the
     snapshot of SITE_KEY the caller holds already)."""
     if site is None or site.key != site_key:
         site = site_snapshot(site_key)
+    if data.get("revision", site.revision) != site.revision:
+        site = _as_new_as(site, data, ctx)
     action = data["action"]
     source = data.get("source") or ("gpc" if action == "gpc" else "banner")
     gpc = ctx.gpc_header or bool(data.get("gpc"))

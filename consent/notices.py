@@ -36,7 +36,6 @@ from .database import UTCDateTime, run_write, utcnow
 from .extensions import db
 from .ledger.chain import canonical
 from .policies import PolicyVersion
-from .regions import applies
 from .sites import cache_cleared, fresh_snapshot, site_snapshot
 from .widget_config import config_built, widget_config
 
@@ -210,11 +209,12 @@ def _shown(text: str, digest: str | None = None, locale: str | None = None) -> S
 
 
 def _tag(value) -> str | None:
-    """A language tag as a page sent it back (the widget's `locale`, the form's `lang`),
-    in the form notices are stored under; None for anything else."""
+    """A language tag as a page sent it back (the widget's `locale`, the form's `lang`);
+    None for anything else. (Compared without regard to case: `pt-BR` is kept as the
+    site spells it.)"""
     if not isinstance(value, str) or not 0 < len(value) <= 16:
         return None
-    return value.strip().lower().replace("_", "-") or None
+    return value.strip().replace("_", "-") or None
 
 
 def notice_for(site, locale: str, region: str | None, revision: str,
@@ -231,15 +231,15 @@ def notice_for(site, locale: str, region: str | None, revision: str,
     revision is kept for them, the categories and policy version any notice of the
     revision names are returned with no digest: the choice is then still limited to what
     the page offered, and names no words it cannot prove."""
-    raw_region = region or ""
-    if surface != "widget" or not region or "regions" not in (site.settings or {}) \
-            or applies(site.settings, region) == "opt-in":
-        # (opt-in visitors all see the same words, whatever their region; the preference
-        # page's words do not depend on it)
+    if surface != "widget" or not region or "regions" not in (site.settings or {}):
+        # (the preference page's words do not depend on the region, nor do the widget's
+        # on a site without rules by region). On a site with rules, each region's notice
+        # is kept under its own code, opt-in ones too (the same words, so the same
+        # digest): a page of an earlier revision is then found under the visitor's own
+        # region, never guessed from today's rules.
         region = ""
     if revision != site.revision:
-        return _earlier(site, _tag(sent_locale) or locale,
-                        raw_region if surface == "widget" else "", revision, surface)
+        return _earlier(site, _tag(sent_locale) or locale, region, revision, surface)
     key = (site.key, revision, locale, region, surface)
     shown = _known.get(key)
     if shown is not None:
@@ -251,11 +251,11 @@ def notice_for(site, locale: str, region: str | None, revision: str,
     # would otherwise file its new words under the old revision).
     fresh = fresh_snapshot(site.key)
     if fresh.revision != revision:
-        return notice_for(fresh, locale, raw_region or None, revision, surface, sent_locale)
+        return notice_for(fresh, locale, region or None, revision, surface, sent_locale)
     text = _TEXTS[surface](site.key, locale, region or None)
     after = fresh_snapshot(site.key)
     if after.revision != revision:
-        return notice_for(after, locale, raw_region or None, revision, surface, sent_locale)
+        return notice_for(after, locale, region or None, revision, surface, sent_locale)
     shown = _shown(text, locale=locale)
     if region and _regional_rows(site.id, revision) >= MAX_REGIONAL:
         # Region codes come from a request header: however many a deployment lets through
@@ -271,9 +271,9 @@ def notice_for(site, locale: str, region: str | None, revision: str,
     return shown
 
 
-# Regional notices kept per site revision, at most: more than every subdivision with rules
-# of its own (the US states, Canada's provinces, ...) in a few languages.
-MAX_REGIONAL = 500
+# Regional notices kept per site revision, at most: every country and every subdivision
+# with rules of its own (the US states, Canada's provinces, ...) in several languages.
+MAX_REGIONAL = 2000
 
 
 def _regional_rows(site_id: int, revision: str) -> int:
@@ -291,21 +291,26 @@ def _remember(key: tuple, shown: Shown) -> None:
 
 def _earlier(site, locale: str, region: str, revision: str, surface: str) -> Shown | None:
     """notice_for of an earlier REVISION: the notice stored for LOCALE and REGION (the
-    visitor's region; an opt-in visitor's is stored under none), else the categories and
-    policy version of any notice of that revision, without a digest."""
-    key = (site.key, revision, locale, region, surface, "earlier")
+    visitor's own), else the categories and policy version of any notice of that
+    revision, without a digest."""
+    key = (site.key, revision, locale.lower(), region, surface, "earlier")
     shown = _known.get(key)
     if shown is not None:
         return shown
-    for where in ([region, ""] if region else [""]):
+    where = [region]
+    if region and not _regional_rows(site.id, revision):
+        # No notice of that revision is regional: it was served before the site had rules
+        # by region, to everyone alike.
+        where.append("")
+    for place in where:
         row = db.session.execute(
-            sa.select(Notice.digest, Notice.body).where(
+            sa.select(Notice.digest, Notice.body, Notice.locale).where(
                 Notice.site_id == site.id, Notice.revision == revision,
-                Notice.locale == locale, Notice.region == where,
+                sa.func.lower(Notice.locale) == locale.lower(), Notice.region == place,
                 Notice.surface == surface)
             .order_by(Notice.id.desc()).limit(1)).first()
         if row is not None:
-            shown = _shown(row.body, row.digest, locale)
+            shown = _shown(row.body, row.digest, row.locale)
             _remember(key, shown)
             return shown
     # Another language, region or surface of the same revision: the same categories and

@@ -196,7 +196,7 @@ def save_preferences(site_key: str, subject_public_id: str | None, categories: l
     """
     site = site_snapshot(site_key)
     if revision and revision != site.revision \
-            and any(key not in site.category_keys for key in categories):
+            and any(key not in site.category_keys for key in (*categories, *(offered or ()))):
         # (the page may be newer than this process's cached copy: see record_decision)
         site = fresh_snapshot(site_key)
     for key in categories:

@@ -249,14 +249,15 @@ def config_document(site_key: str, requested_locale: str | None,
         # the latest commits, so an edit committed while it was built would put new
         # words under the old revision. Built again then.
         now_site = fresh_snapshot(site_key)
-        if now_site.revision == site.revision:
+        settled = now_site.revision == site.revision
+        if settled:
             break
         site = now_site
         key = (site.key, site.revision, locale, request.host_url, details, region)
     for hook in config_built:
         hook(site, locale, region)
     etag = hashlib.sha256(payload.encode()).hexdigest()[:20]
-    if ttl > 0:
+    if ttl > 0 and settled:  # (three edits raced the build: served once, not kept)
         with _documents_lock:
             if len(_documents) > 1000:  # many sites or hosts: start afresh, never grow
                 _documents.clear()

@@ -734,3 +734,96 @@ def test_a_form_whose_revision_no_notice_tells_refuses_only_the_boxes_it_had(cli
     assert "personalisation" not in event.categories and event.categories["analytics"]
     assert event.categories["advertising"] is False  # a box it had, unticked: refused
     assert "notice" not in (event.meta or {})
+
+
+# ---------------------------------------------------------------- a second review's findings
+
+
+def test_a_regional_notice_not_kept_is_never_replaced_by_the_opt_in_words(app, client, site,
+                                                                          monkeypatch):
+    """The Californian's opt-out notice failed to be kept; after an edit their choice on
+    that page names no notice rather than the opt-in words other visitors saw."""
+    import consent.notices as notices
+    from tests.test_regions import CA, DE, US_RULES
+    from consent.regions import set_region_rules
+
+    real = notices._store
+
+    def store(site_id, digest, revision, locale, region, *rest):
+        if region == "US-CA":
+            raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(site_id, digest, revision, locale, region, *rest)
+
+    monkeypatch.setattr(notices, "_store", store)
+    app.config["CONSENT_REGION_HEADERS"] = "cloudflare"
+    set_region_rules("shop", US_RULES)
+    client.get("/api/v1/sites/shop/config?locale=en", headers=DE)
+    client.get("/api/v1/sites/shop/config?locale=en")  # a visitor with no region
+    page_ = client.get("/api/v1/sites/shop/config?locale=en", headers=CA).get_json()
+    assert page_["region"]["mode"] == "opt-out"
+    monkeypatch.undo()
+    edit_elsewhere("en", "Edited later.")
+    r = client.post("/api/v1/sites/shop/decisions", headers=CA, json={
+        "action": "reject_all", "revision": page_["revision"], "locale": "en"})
+    assert r.status_code == 201
+    assert "notice" not in {k: v for k, v in (last_event().meta or {}).items()}
+    # the German visitor's page of that revision is found under their own region
+    r = client.post("/api/v1/sites/shop/decisions", headers=DE, json={
+        "action": "reject_all", "revision": page_["revision"], "locale": "en"})
+    said = notice_of(client, last_event().meta["notice"]).get_json()
+    assert "region" not in said
+
+
+def test_a_language_tag_with_capitals_finds_its_earlier_notice(client, site):
+    from consent.site_admin import site_values, update_site_section
+    from consent.sites import get_site
+
+    values = site_values(get_site("shop"))
+    update_site_section("shop", "general", {
+        "name": values["name"], "allowed_origins": values["allowed_origins"],
+        "locales": ["pt-BR", "en"], "default_locale": "pt-BR"}, "root@example.com")
+    shown = client.get("/api/v1/sites/shop/config").get_json()
+    assert shown["locale"] == "pt-BR"
+    decide(client, "shop", "reject_all", revision=shown["revision"], locale="pt-BR")
+    kept = last_event().meta["notice"]
+    edit_elsewhere("en", "Edited.")
+    decide(client, "shop", "reject_all", revision=shown["revision"], locale="pt-BR")
+    assert last_event().meta["notice"] == kept and last_event().locale == "pt-BR"
+
+
+def test_reject_all_on_a_page_newer_than_this_processs_copy_refuses_what_it_offered(
+        app, client, site):
+    """As above, but nothing unknown is named: "Reject all", or the new box left
+    unticked. The category the page offered is refused, not left undecided."""
+    from consent import sites, widget_config
+    from consent.database import run_write, utcnow
+    from consent.sites import Category, Site
+    from tests.test_preferences import page, save
+
+    app.config["CONSENT_SITE_CACHE_SECONDS"] = 60
+    config(client)
+    stale = dict(sites._cache)
+
+    def add():
+        shop = db.session.execute(sa.select(Site).where(Site.key == "shop")).scalar_one()
+        db.session.add(Category(site_id=shop.id, key="location", position=9,
+                                titles={"en": "Location"}, descriptions={"en": "Stores."}))
+        shop.updated_at = utcnow()
+
+    run_write(add)
+    widget_config._documents.clear()
+    sites._cache.clear()
+    served = client.get("/api/v1/sites/shop/config?locale=en").get_json()
+    html = page(client)
+
+    def as_this_process():
+        sites._cache.clear()
+        sites._cache.update(stale)
+
+    as_this_process()
+    r = client.post("/api/v1/sites/shop/decisions", json={
+        "action": "reject_all", "revision": served["revision"], "locale": "en"})
+    assert r.status_code == 201 and last_event().categories["location"] is False
+    as_this_process()
+    assert save(client, html, categories=["analytics"]).status_code == 303
+    assert last_event().categories["location"] is False

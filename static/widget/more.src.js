@@ -149,11 +149,15 @@ window.__consentPart(X => {
       (s.cookies || []).forEach(drop);
       for (const k in s.storage) for (const n of Object.keys(W[k])) RegExp(s.storage[k]).test(n) && W[k].removeItem(n);
     } catch (e) {} },  // (storage may be unavailable: privacy modes, sandboxed frames)
-    // Details newer than the banner's config (the site was edited since the page loaded):
-    // the banner's config is renewed first, so that the choice names the revision whose
+    // Details of another revision than the banner's config (the site was edited since one
+    // of them was fetched): the banner's config is renewed, and the details fetched again
+    // if they are still not of its revision, so that the choice names the revision whose
     // words the dialog shows (consent.notices); failing that, the dialog shows the banner's.
     show: (opener, C) => C && C.revision != X.cfg().revision
-      ? X.renew().then(() => open(opener, C.revision == X.cfg().revision && C), () => open(opener))
+      ? X.renew().then(() => C.revision == X.cfg().revision ? C
+        : fetch(api + 'config?locale=' + encodeURIComponent(X.cfg().locale) + '&details=1', {credentials: 'omit', cache: 'no-cache'})
+          .then(r => r.json()).then(c => c.revision == X.cfg().revision && c))
+        .then(c => open(opener, c), () => open(opener))
       : open(opener, C)};
 
   function open(opener, C) {
