@@ -12,7 +12,7 @@ from .i18n import pick_locale
 from .ledger import (AppendedEvent, append_event, details_digest, read_state,
                      stream_for)
 from .minors import record_screened, screen_choice
-from .notices import REVISION_RE, notice_for
+from .notices import REVISION_RE, Shown, notice_for
 from .policies import get_policy
 from .regions import event_region
 from .sites import ESSENTIAL, SiteSnapshot, fresh_snapshot, gpc_categories, site_snapshot
@@ -92,17 +92,23 @@ class DecisionResult:
     signals: dict | None = None
 
 
-def _as_new_as(site: SiteSnapshot, data: dict, ctx: RequestContext) -> SiteSnapshot:
-    """SITE, or the site as the database has it when the page (its `revision`, not this
-    process's cached copy, CONSENT_SITE_CACHE_SECONDS) offered categories the copy lacks:
-    another process served it after an edit. Its choice, "Reject all" included, must
-    decide them as the page showed them."""
-    locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
-    shown = notice_for(site, locale, ctx.region, data["revision"],
-                       sent_locale=data.get("locale"))
-    if shown is not None and not shown.categories <= set(site.category_keys):
-        return fresh_snapshot(site.key)
-    return site
+def _page_notice(site: SiteSnapshot, locale: str, data: dict,
+                 ctx: RequestContext) -> Shown | None:
+    """What the widget's page showed (its `revision`; consent.notices), if it said."""
+    if "revision" not in data:
+        return None
+    return notice_for(site, locale, ctx.region, data["revision"],
+                      sent_locale=data.get("locale"))
+
+
+def _newer_page(site: SiteSnapshot, shown: Shown | None, data: dict) -> bool:
+    """Whether the page offered categories SITE (this process's cached copy,
+    CONSENT_SITE_CACHE_SECONDS) lacks: another process served it after an edit."""
+    if data.get("revision", site.revision) == site.revision:
+        return False
+    known = set(site.category_keys)
+    return bool(shown is not None and shown.categories - known) \
+        or any(key not in known for key in data.get("categories") or ())
 
 
 def record_decision(site_key: str, data: dict, ctx: RequestContext,
@@ -111,44 +117,36 @@ def record_decision(site_key: str, data: dict, ctx: RequestContext,
     snapshot of SITE_KEY the caller holds already)."""
     if site is None or site.key != site_key:
         site = site_snapshot(site_key)
-    if data.get("revision", site.revision) != site.revision:
-        site = _as_new_as(site, data, ctx)
+    locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
+    shown = _page_notice(site, locale, data, ctx)
+    if _newer_page(site, shown, data):
+        # Its choice, "Reject all" included, decides what it offered: the site as the
+        # database has it (only then: it costs a few reads).
+        site = fresh_snapshot(site_key)
+        locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
+        shown = _page_notice(site, locale, data, ctx)
     action = data["action"]
     source = data.get("source") or ("gpc" if action == "gpc" else "banner")
     gpc = ctx.gpc_header or bool(data.get("gpc"))
-    try:
-        categories = resolve_categories(site, action, data.get("categories"))
-    except Invalid:
-        if data.get("revision", site.revision) == site.revision:
-            raise
-        # The page may be newer than this process's cached copy of the site (another
-        # process's edit, CONSENT_SITE_CACHE_SECONDS): a category it offered is not
-        # unknown. Asked again of the database (only then: it costs a few reads).
-        site = fresh_snapshot(site_key)
-        categories = resolve_categories(site, action, data.get("categories"))
+    categories = resolve_categories(site, action, data.get("categories"))
     meta = None
     if gpc:
         for key in gpc_categories(site):
             categories[key] = False
         meta = {"gpc": True}
-    locale = pick_locale(data.get("locale"), site.locales, site.default_locale)
-    if "revision" in data:
+    if shown is not None:
         # What the widget showed (consent.notices): recorded, and hashed, with the event.
-        shown = notice_for(site, locale, ctx.region, data["revision"],
-                           sent_locale=data.get("locale"))
-        if shown is not None:
-            if shown.digest:
-                meta = {**(meta or {}), "notice": shown.digest}
-            if data["revision"] != site.revision:
-                # A page loaded before a change: recorded in the language it was in, even
-                # one the site no longer offers.
-                locale = shown.locale or locale
-                if action in ("accept_all", "reject_all", "custom"):
-                    # The choice is about what it showed: a category added since stays
-                    # undecided (as for a choice made before it existed), neither granted
-                    # nor refused unseen.
-                    categories = {k: v for k, v in categories.items()
-                                  if k in shown.categories}
+        if shown.digest:
+            meta = {**(meta or {}), "notice": shown.digest}
+        if data["revision"] != site.revision:
+            # A page loaded before a change: recorded in the language it was in, even one
+            # the site no longer offers.
+            locale = shown.locale or locale
+            if action in ("accept_all", "reject_all", "custom"):
+                # The choice is about what it showed: a category added since stays
+                # undecided (as for a choice made before it existed), neither granted nor
+                # refused unseen.
+                categories = {k: v for k, v in categories.items() if k in shown.categories}
     if "regions" in site.settings:
         # The region in force and, for US opt-out visitors, the GPP / US Privacy strings
         # the choice gives: recorded (and hashed) with the event (consent.regions).

@@ -244,18 +244,15 @@ def notice_for(site, locale: str, region: str | None, revision: str,
     shown = _known.get(key)
     if shown is not None:
         return shown
-    # Built from the database as it is now, not from a snapshot another process may have
-    # changed under this one's cache (CONSENT_SITE_CACHE_SECONDS): a revision's notice is
-    # stored only by a process that sees that revision current, before and after building
-    # it (on PostgreSQL each read sees the latest commits: an edit committed meanwhile
-    # would otherwise file its new words under the old revision).
-    fresh = fresh_snapshot(site.key)
-    if fresh.revision != revision:
-        return notice_for(fresh, locale, region or None, revision, surface, sent_locale)
     text = _TEXTS[surface](site.key, locale, region or None)
-    after = fresh_snapshot(site.key)
-    if after.revision != revision:
-        return notice_for(after, locale, region or None, revision, surface, sent_locale)
+    # Stored only if the database still has this revision once the words are built: this
+    # process's snapshot may be older than another process's edit
+    # (CONSENT_SITE_CACHE_SECONDS), and on PostgreSQL each read sees the latest commits,
+    # so an edit committed meanwhile would otherwise file its new words under the old
+    # revision.
+    now = fresh_snapshot(site.key)
+    if now.revision != revision:
+        return notice_for(now, locale, region or None, revision, surface, sent_locale)
     shown = _shown(text, locale=locale)
     if region and _regional_rows(site.id, revision) >= MAX_REGIONAL:
         # Region codes come from a request header: however many a deployment lets through

@@ -236,18 +236,13 @@ def config_document(site_key: str, requested_locale: str | None,
     hit = _documents.get(key) if ttl > 0 else None
     if hit and hit[0] > now:
         return hit[1], hit[2]
-    if ttl > 0:
-        # Built from the site as it is now: a snapshot cached before another process's
-        # edit would label the new categories (read below) with the old revision, which
-        # names what the page showed (consent.notices).
-        site = fresh_snapshot(site_key)
-        key = (site.key, site.revision, locale, request.host_url, details, region)
     for _attempt in range(3):
         payload = json.dumps(widget_config(site_key, locale, details=details, region=region),
                              separators=(",", ":"), ensure_ascii=False)
-        # The revision names what the document says: on PostgreSQL each of its reads sees
-        # the latest commits, so an edit committed while it was built would put new
-        # words under the old revision. Built again then.
+        # The revision names what the document says (consent.notices), so the database
+        # must still have it once the document is built: a snapshot cached before another
+        # process's edit would label the new categories with the old revision, and on
+        # PostgreSQL each read sees the latest commits. Built again otherwise.
         now_site = fresh_snapshot(site_key)
         settled = now_site.revision == site.revision
         if settled:

@@ -173,18 +173,17 @@ def _no_store(response):
 def preferences_page():
     """The preference center of a site (server-rendered; works without JavaScript)."""
     query = PageQuery().load(request.args)
-    # (as the database has it now: the revision the form carries must name the words the
-    # page shows, which it reads from the database, not from a cached snapshot)
-    site = fresh_snapshot(query["site"])
+    site = site_snapshot(query["site"])
     if query.get("return_"):
         back = return_url(site, query["return_"])
         if back:
             _remember(site, ret=back)
     for _attempt in range(3):
         locale, html = _render_page(site, query)
-        # The form's revision names the words the page shows: on PostgreSQL each read
-        # sees the latest commits, so an edit committed while the page was built would
-        # put new words under the old revision. Built again then.
+        # The form's revision names the words the page shows, so the database must still
+        # have it once the page is built: this process's snapshot may be older than
+        # another process's edit, and on PostgreSQL each read sees the latest commits.
+        # Built again otherwise.
         now_site = fresh_snapshot(site.key)
         if now_site.revision == site.revision:
             break
