@@ -152,12 +152,13 @@ window.__consentPart(X => {
     // Details of another revision than the banner's config (the site was edited since one
     // of them was fetched): the banner's config is renewed, and the details fetched again
     // if they are still not of its revision, so that the choice names the revision whose
-    // words the dialog shows (consent.notices); failing that, the dialog shows the banner's.
+    // words the dialog shows (consent.notices). Failing that (servers whose caches still
+    // differ, offline), the dialog shows the details it has: never one without its texts.
     show: (opener, C) => C && C.revision != X.cfg().revision
       ? X.renew().then(() => C.revision == X.cfg().revision ? C
         : fetch(api + 'config?locale=' + encodeURIComponent(X.cfg().locale) + '&details=1', {credentials: 'omit', cache: 'no-cache'})
-          .then(r => r.json()).then(c => c.revision == X.cfg().revision && c))
-        .then(c => open(opener, c), () => open(opener))
+          .then(r => r.json()).then(c => c.revision == X.cfg().revision ? c : C))
+        .then(c => open(opener, c), () => open(opener, C))
       : open(opener, C)};
 
   function open(opener, C) {

@@ -177,3 +177,40 @@ def test_a_dialog_opened_after_an_edit_records_the_words_it_shows(env, page):
     said = {c["key"]: c["description"] for c in notice["categories"]}
     assert said["analytics"] == "Counts visits, reworded after the page loaded."
     assert said["location"] == "Finds stores near you."
+
+
+def test_a_dialog_whose_details_the_banner_cannot_catch_up_with_keeps_its_texts(env, page):
+    """After an edit a server whose cache is still older answers the banner's renewed
+    config: the dialog opens all the same with its details and texts, not with bare keys."""
+    import re
+    import urllib.request
+
+    import sqlalchemy as sa
+
+    from consent.database import run_write, utcnow
+    from consent.extensions import db
+    from consent.sites import Category, Site
+
+    older = urllib.request.urlopen(f"{env.app_url}/api/v1/sites/shop/config?locale=en").read()
+    page.route(re.compile(r".*/api/v1/sites/shop/config\?locale=en$"), lambda route: route.fulfill(
+        status=200, body=older, content_type="application/json",
+        headers={"Access-Control-Allow-Origin": "*"}))
+    page.goto(env.url())
+    banner(page).wait_for()
+
+    def edit():
+        site = db.session.execute(sa.select(Site).where(Site.key == "shop")).scalar_one()
+        analytics = db.session.execute(sa.select(Category).where(
+            Category.site_id == site.id, Category.key == "analytics")).scalar_one()
+        analytics.descriptions = {"en": "Counts visits, reworded after the page loaded."}
+        site.updated_at = utcnow()
+
+    run_write(edit)
+    page.get_by_role("button", name="Customise").click()
+    dialog = page.get_by_role("dialog", name="Privacy preferences")
+    dialog.wait_for()
+    settle(page)
+    text = dialog.inner_text()
+    assert "reworded after the page loaded" in text and "prefsTitle" not in text
+    dialog.get_by_role("button", name="Accept all").click()
+    assert wait_recorded(env, 1)[0].action == "accept_all"
