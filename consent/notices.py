@@ -15,7 +15,8 @@ widget sends the configuration revision it displayed (`revision`); a decision ma
 page loaded before a change is recorded with the notice of that earlier revision when this
 server built it, and with none when it cannot tell which one the page showed. The
 preference page's form carries its revision the same way, and records the page's own
-notice (`surface` "preferences", built by consent.preference_center).
+notice (`surface` "preferences", built by consent.preference_center), as does a guardian's
+confirmation page (`surface` "guardian", consent.guardians).
 """
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ class Notice(db.Model):
     revision: Mapped[str] = mapped_column(sa.String(16))
     locale: Mapped[str] = mapped_column(sa.String(16))
     region: Mapped[str] = mapped_column(sa.String(16), default="")
-    # Where it was shown: `widget` (the banner and its dialog) or `preferences` (the
-    # preference page, consent.preference_center).
+    # Where it was shown: `widget` (the banner and its dialog), `preferences` (the
+    # preference page, consent.preference_center), `guardian` (a guardian's confirmation
+    # page, consent.guardians) or `api` (words a site's backend reported, keep_told).
     surface: Mapped[str] = mapped_column(sa.String(16), default="widget",
                                          server_default="widget")
     # The canonical JSON whose SHA-256 is `digest`, byte for byte.

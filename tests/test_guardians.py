@@ -2,6 +2,9 @@
 who confirms through a signed link the site delivers; the state says "awaiting guardian"."""
 from __future__ import annotations
 
+import hashlib
+import html
+import re
 import threading
 
 import pytest
@@ -69,6 +72,9 @@ def test_a_parent_confirms_through_the_link_the_site_delivers(app, client, fast,
     # The page and the server API say the grants await the parent.
     page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
     assert 'id="awaiting-guardian"' in page and "Waiting for your parent" in page
+    # what waits, named as the page names it (not "analytics, email.promotional")
+    waiting = page.split('id="awaiting-guardian">')[1].split("</p>")[0]
+    assert "Promotional email" in waiting and "email.promotional" not in waiting, waiting
     [request] = awaiting(client, site)
     subject = request["subject"]
     state = client.get(f"/api/v1/sites/{site['key']}/subjects/{subject}",
@@ -314,3 +320,107 @@ def test_two_answers_at_once_record_one_guardian_event(app, database_url):
     finally:
         server.stop()
     assert verify_all().ok
+
+
+# ---------------------------------------------------------------- what the guardian saw
+
+
+def guardian_page(client, link: str) -> tuple[str, dict, str]:
+    """The guardian's page: its HTML, the form's hidden fields and where it posts."""
+    page = client.get(link).get_data(as_text=True)
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    action = html.unescape(re.search(r'<form method="post" action="([^"]+)"', page).group(1))
+    return page, fields, action
+
+
+def notice_of(client, site, digest: str) -> dict:
+    r = client.get(f"/api/v1/sites/{site['key']}/notices/{digest}")
+    assert r.status_code == 200
+    # anyone checks the document against the event's digest with nothing but SHA-256
+    assert hashlib.sha256(r.get_data()).hexdigest() == digest
+    return r.get_json()
+
+
+def test_the_guardians_consent_records_the_words_their_page_showed(app, client, runner):
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    page, fields, action = guardian_page(client, local(request["url"]))
+    assert set(fields) == {"revision", "lang"} and fields["lang"] == "en"
+    r = client.post(action, data={**fields, "decision": "agree"})
+    assert r.status_code == 200 and 'id="guardian-agreed"' in r.get_data(as_text=True)
+
+    event = events("guardian")[-1]
+    notice = notice_of(client, site, event.meta["notice"])
+    assert notice["surface"] == "guardian" and notice["locale"] == "en"
+    # the sentence the guardian agreed under, the names of what was asked, word for word
+    intro = re.search(r'<p id="guardian-intro">([^<]*)</p>', page).group(1)
+    assert notice["texts"]["page.intro"] == html.unescape(intro)
+    assert "under 18" in intro and "AloPal" in intro
+    agree = re.search(r'id="guardian-agree">([^<]*)</button>', page).group(1)
+    assert notice["texts"]["page.agree"] == html.unescape(agree)
+    asked = page.split('id="guardian-asked"')[1].split("</ul>")[0]
+    titles = {c["key"]: c["title"] for c in notice["categories"] + notice["channels"]}
+    assert [html.unescape(n) for n in re.findall(r"<li>([^<]*)</li>", asked)] == \
+        [titles[k] for k in request["categories"] + request["channels"]]
+    assert sorted(request["categories"] + request["channels"]) == [
+        "advertising", "analytics", "email.promotional"]
+    assert sorted(event.categories) == ["advertising", "analytics"]
+    assert notice["policy"]["version"] == event.policy_version
+    assert "page.agreed" not in notice["texts"]  # shown after the answer: not agreed to
+
+    # The person's receipt carries the notice, and it checks offline.
+    from consent.ledger.receipts import check_receipt
+    from consent.subjects import read_token as subject_read_token
+
+    r = client.get(f"/api/v1/sites/{site['key']}/receipts/{event.event_id}"
+                   f"?r={subject_read_token(event.subject)}")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    receipt = r.get_json()
+    key = runner.invoke(args=["consent", "signing-key", "--site", site["key"]]).output.strip()
+    checked = check_receipt(receipt, key)
+    assert checked.ok and checked.notice == event.meta["notice"], checked.problems
+    receipt["notice"]["texts"]["page.intro"] = "Someone asked for nothing much."
+    assert not check_receipt(receipt, key).ok
+    assert verify_all().ok
+
+
+def test_an_answer_on_a_page_loaded_before_an_edit_records_that_pages_words(app, client):
+    from consent.site_admin import update_category
+    from consent.sites import Category
+
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    link = local(request["url"])
+    page, fields, action = guardian_page(client, link)
+    cat = db.session.execute(db.select(Category).where(Category.key == "advertising")
+                             .order_by(Category.id.desc())).scalars().first()
+    old = cat.titles["en"]
+    assert old in page
+    # The operator renames what the guardian is agreeing to while their page is open.
+    update_category(site["key"], "advertising", titles={"en": "Harmless extras"},
+                    descriptions=cat.descriptions, services=cat.services)
+    assert "Harmless extras" in client.get(link).get_data(as_text=True)
+    r = client.post(action, data={**fields, "decision": "agree"})
+    assert r.status_code == 200
+    notice = notice_of(client, site, events("guardian")[-1].meta["notice"])
+    titles = {c["key"]: c["title"] for c in notice["categories"]}
+    assert titles["advertising"] == old  # what their page said, not today's name
+
+
+def test_an_answer_whose_page_no_notice_tells_records_consent_without_one(app, client):
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    _page, fields, action = guardian_page(client, local(request["url"]))
+    # A malformed revision is refused and changes nothing: the link still works.
+    r = client.post(action, data={**fields, "revision": "not-a-revision", "decision": "agree"})
+    assert r.status_code == 422 and events("guardian") == []
+    assert [x["id"] for x in awaiting(client, site)] == [request["id"]]
+    # A revision this server never showed (or a page from before notices): the consent is
+    # recorded, naming no words it cannot prove.
+    r = client.post(action, data={**fields, "revision": "0123456789abcdef",
+                                  "decision": "agree"})
+    assert r.status_code == 200
+    assert "notice" not in events("guardian")[-1].meta

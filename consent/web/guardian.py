@@ -11,12 +11,11 @@ from marshmallow import validate
 
 from ..csrf import exempt, protect
 from ..database import iso
-from ..guardians import STATUSES, answer, get_request, list_requests, read_token
-from ..i18n import SUPPORTED, catalog, pick_locale
-from ..minors import age_rule
-from ..sites import Category
-from ..extensions import db
-from ..validation import StrictSchema
+from ..guardians import (STATUSES, answer, get_request, list_requests, page_notice, page_words,
+                         read_token)
+from ..i18n import SUPPORTED, pick_locale
+from ..notices import REVISION_RE, keep_shown
+from ..validation import Exact, StrictSchema
 from .auth import require_site_key
 from .common import request_context, token_page
 
@@ -74,49 +73,50 @@ def get_guardian_request(site_key: str, request_id: int):
 bp = protect(FlaskBlueprint("guardian", __name__))
 
 
-def _texts(site) -> tuple[str, dict, str, object]:
+def _locale(site, requested: str | None) -> str:
     available = [loc for loc in site.locales if loc in SUPPORTED] or ["en"]
-    locale = pick_locale(request.args.get("lang"), available, site.default_locale,
-                         request.headers.get("Accept-Language"))
-    rule = age_rule(site)
-    strings = catalog("minors", locale)
-    return locale, strings, strings[f"who.{rule.guardian if rule else 'guardian'}"], rule
+    return pick_locale(requested, available, site.default_locale,
+                       request.headers.get("Accept-Language"))
 
 
-def _names(site, view, locale: str) -> list[str]:
-    titles = {c.key: (c.titles or {}).get(locale) or (c.titles or {}).get("en") or c.key
-              for c in db.session.execute(db.select(Category).where(
-                  Category.site_id == site.id)).scalars()}
-    pages = catalog("pages", locale)
-    return [titles.get(k, k) for k in view.categories] + \
-        [pages.get(f"channel.{k}.title", k) for k in view.channels]
+def _page(site, view, locale: str, done: str | None):
+    words = page_words(site, locale)
+    names = [words["categories"].get(k, k) for k in view.categories] + \
+        [words["channels"].get(k, k) for k in view.channels]
+    html = render_template("guardian.html", site=site, words=words["texts"], names=names,
+                           lang=locale, done=done, revision=site.revision,
+                           # (the answer's page keeps the language this one chose)
+                           action=f"{request.path}?lang={locale}")
+    return token_page(make_response(html))
 
 
 @bp.get("/guardian/<site_key>/<token>")
 def confirm_page(site_key: str, token: str):
     """What the minor asked for, and the guardian's two answers; nothing changes on GET."""
     view = read_token(site_key, token)
-    locale, t, who, rule = _texts(view.site)
-    html = render_template("guardian.html", site=view.site, view=view, t=t, who=who,
-                           age=rule.adult_age if rule else "", lang=locale,
-                           names=_names(view.site, view, locale), done=None,
-                           action=request.path)
-    return token_page(make_response(html))
+    locale = _locale(view.site, request.args.get("lang"))
+    # (kept now, so that the answer finds what this page said whichever process takes it)
+    keep_shown(view.site, locale, None, "guardian")
+    return _page(view.site, view, locale, None)
+
+
+class AnswerForm(StrictSchema):
+    """The guardian's answer, and the page it was given on."""
+
+    decision = ma.fields.String(required=True, validate=validate.OneOf(("agree", "refuse")))
+    revision = ma.fields.String(validate=Exact(REVISION_RE))
+    lang = ma.fields.String(validate=validate.Length(max=16))
 
 
 @exempt
 @bp.post("/guardian/<site_key>/<token>")
 def confirm(site_key: str, token: str):
     """The guardian's answer: `decision=agree` records their consent, `refuse` does not."""
-    decision = request.form.get("decision")
-    if decision not in ("agree", "refuse"):
-        from ..errors import Invalid
-
-        raise Invalid("decision is agree or refuse", field="decision")
-    view, _event = answer(site_key, token, decision == "agree", request_context())
-    locale, t, who, rule = _texts(view.site)
-    html = render_template("guardian.html", site=view.site, view=view, t=t, who=who,
-                           age=rule.adult_age if rule else "", lang=locale,
-                           names=_names(view.site, view, locale), done=decision,
-                           action=request.path)
-    return token_page(make_response(html))
+    data = AnswerForm().load(request.form.to_dict())
+    view = read_token(site_key, token)
+    locale = _locale(view.site, request.args.get("lang") or data.get("lang"))
+    notice = (page_notice(view.site, locale, data.get("revision"), data.get("lang"))
+              if data["decision"] == "agree" else None)
+    view, _event = answer(site_key, token, data["decision"] == "agree", request_context(),
+                          notice=notice)
+    return _page(view.site, view, locale, data["decision"])

@@ -208,3 +208,52 @@ def test_unsubscribe_confirmation_page_without_javascript(browser, server, site)
     assert api(server, site, "/may-i-send", {"channel": "email", "kind": "promotional",
                                              "address": "r@example.test"})["allowed"] is False
     context.close()
+
+
+def test_a_guardian_confirms_in_the_browser_and_the_event_names_what_they_read(browser,
+                                                                             server, site):
+    """Across the seam: a minor asks in the preference center, the parent opens the link
+    the site delivers in a browser of their own and agrees; the guardian event names a
+    notice whose words are the ones the parent's browser displayed."""
+    from consent.profiles import load_profile
+
+    loaded = load_profile("care_platform", origins=["https://www.example.test"])
+    minor = new_context(browser)
+    page = minor.new_page()
+    page.goto(f"{server.url}/preferences?site={loaded.site_key}")
+    page.locator("#age-minor").check()
+    page.locator("#age-guardian").check()
+    page.locator("#age-guardian-email").fill("pat.parent@example.org")
+    page.locator("#category-analytics").check()
+    page.locator("#save").click()
+    page.wait_for_url("**saved=*")
+    assert page.locator("#awaiting-guardian").is_visible()
+    minor.close()
+
+    r = requests.get(f"{server.url}/api/v1/sites/{loaded.site_key}/guardian-requests",
+                     params={"status": "awaiting"}, timeout=30,
+                     headers={"Authorization": f"Bearer {loaded.api_key}"})
+    [request] = r.json()
+    link = f"{server.url}/guardian/" + request["url"].split("/guardian/", 1)[1]
+    parent = new_context(browser)
+    page = parent.new_page()
+    page.goto(link)
+    intro = page.locator("#guardian-intro").inner_text()
+    agree = page.locator("#guardian-agree").inner_text()
+    names = page.locator("#guardian-asked li").all_inner_texts()
+    assert names and "as their parent" in intro
+    page.locator("#guardian-agree").click()
+    page.locator("#guardian-agreed").wait_for()
+    parent.close()
+
+    [event] = recorded("guardian")
+    digest = event.meta["notice"]
+    notice = requests.get(f"{server.url}/api/v1/sites/{loaded.site_key}/notices/{digest}",
+                          timeout=30)
+    assert hashlib.sha256(notice.content).hexdigest() == digest
+    said = notice.json()
+    assert (said["surface"], said["texts"]["page.intro"], said["texts"]["page.agree"]) == (
+        "guardian", intro, agree)
+    titles = {c["key"]: c["title"] for c in said["categories"] + said["channels"]}
+    assert names == [titles[k] for k in request["categories"] + request["channels"]]
+    assert event.categories == {k: True for k in request["categories"]}
