@@ -38,13 +38,11 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import rawsql
-from .channels import CHANNELS, set_guardian_hook
+from .channels import set_guardian_hook
 from .database import UTCDateTime, iso, run_write, utcnow
 from .errors import Conflict, Forbidden, Invalid
 from .extensions import db
 from .ledger import AppendedEvent, append_event, on_append
-from .ledger.chain import canonical
-from .notices import add_surface
 from .sites import NotFound, SiteSnapshot, site_snapshot
 
 STATUSES = ("awaiting", "confirmed", "refused", "expired", "settled")
@@ -326,8 +324,8 @@ def read_token(site_key: str, token: str) -> RequestView:
 def answer(site_key: str, token: str, agree: bool, ctx=None, notice: str | None = None
            ) -> tuple[RequestView, AppendedEvent | None]:
     """The guardian agrees (one `guardian` event turning the asked-for keys on) or refuses.
-    NOTICE: the digest of the page the guardian answered on (page_notice), recorded in the
-    event's `meta.notice`."""
+    NOTICE: the digest of the page the guardian answered on (consent.guardian_page),
+    recorded in the event's `meta.notice`."""
     view = read_token(site_key, token)
     site = view.site
 
@@ -375,73 +373,6 @@ def answer(site_key: str, token: str, agree: bool, ctx=None, notice: str | None 
     event = run_write(write)
     db.session.expire_all()
     return get_answered(site, view.id), event
-
-
-# ---------------------------------------------------------------- what the guardian is shown
-
-# The page's words before the answer (the two after it are not what was agreed to).
-_ASKED = ("page.title", "page.intro", "page.agree", "page.refuse", "page.note")
-
-
-def page_words(site: SiteSnapshot, locale: str) -> dict:
-    """What the guardian's page says in LOCALE: its texts filled in (`texts`), and the
-    titles it gives each category and channel (`categories`, `channels`: key -> title,
-    in the site's order)."""
-    from .i18n import catalog
-    from .minors import age_rule
-    from .sites import Category
-
-    rule = age_rule(site)
-    strings = catalog("minors", locale)
-    who = strings[f"who.{rule.guardian if rule else 'guardian'}"]
-    fill = {"{site}": site.name, "{age}": str(rule.adult_age) if rule else "", "{who}": who}
-    texts = {}
-    for key, text in strings.items():
-        if key.startswith("page."):
-            for mark, value in fill.items():
-                text = text.replace(mark, value)
-            texts[key] = text
-    categories = {c.key: (c.titles or {}).get(locale) or (c.titles or {}).get("en") or c.key
-                  for c in db.session.execute(db.select(Category).where(
-                      Category.site_id == site.id).order_by(Category.position, Category.id)
-                  ).scalars()}
-    pages = catalog("pages", locale)
-    channels = {k: pages.get(f"channel.{k}.title", k) for k in CHANNELS}
-    return {"texts": texts, "categories": categories, "channels": channels}
-
-
-def guardian_notice_text(site_key: str, locale: str, region: str | None = None) -> str:
-    """The guardian's page in LOCALE as a notice (consent.notices, surface `guardian`):
-    its words, the title of every category and channel it can name (the event says which
-    it named), and the policy version in force with the SHA-256 of its text."""
-    from .notices import policy_sha256
-
-    site = site_snapshot(site_key)
-    words = page_words(site, locale)
-    return canonical({
-        "surface": "guardian", "locale": locale,
-        "texts": {k: v for k, v in words["texts"].items() if k in _ASKED},
-        "categories": [{"key": k, "title": v} for k, v in words["categories"].items()],
-        "channels": [{"key": k, "title": v} for k, v in words["channels"].items()],
-        "policy": {"version": site.policy_label,
-                   "sha256": policy_sha256(site.id, site.policy_label)
-                   if site.policy_label else None}})
-
-
-def page_notice(site: SiteSnapshot, locale: str, revision: str | None,
-                sent_locale: str | None) -> str | None:
-    """The digest of the guardian's page that REVISION of SITE showed in SENT_LOCALE (the
-    form sends both back), None when no kept notice tells it (a page from before notices
-    were kept, or one whose words this server never built)."""
-    from .notices import notice_for
-
-    if not revision:
-        return None
-    shown = notice_for(site, locale, None, revision, "guardian", sent_locale=sent_locale)
-    return shown.digest if shown else None
-
-
-add_surface("guardian", guardian_notice_text)
 
 
 def get_answered(site: SiteSnapshot, request_id: int) -> RequestView:

@@ -11,8 +11,8 @@ from marshmallow import validate
 
 from ..csrf import exempt, protect
 from ..database import iso
-from ..guardians import (STATUSES, answer, get_request, list_requests, page_notice, page_words,
-                         read_token)
+from ..guardian_page import page_notice, page_words
+from ..guardians import STATUSES, answer, get_request, list_requests, read_token
 from ..i18n import SUPPORTED, pick_locale
 from ..notices import REVISION_RE, keep_shown
 from ..validation import Exact, StrictSchema
