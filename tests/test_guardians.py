@@ -424,3 +424,48 @@ def test_an_answer_whose_page_no_notice_tells_records_consent_without_one(app, c
                                   "decision": "agree"})
     assert r.status_code == 200
     assert "notice" not in events("guardian")[-1].meta
+
+
+def test_a_guardian_reading_in_german_is_recorded_with_the_german_words(app, client):
+    from consent.database import run_write
+    from consent.sites import Site, invalidate_site_cache
+
+    site = load("care_platform")
+
+    def add_german():  # (the seed sites start in English; the operator adds German)
+        db.session.execute(sa.update(Site).where(Site.key == site["key"])
+                           .values(locales=["en", "de"]))
+    run_write(add_german)
+    invalidate_site_cache()
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    link = local(request["url"])
+    page = client.get(link, headers={"Accept-Language": "de-DE,de;q=0.9"}).get_data(
+        as_text=True)
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    action = html.unescape(re.search(r'<form method="post" action="([^"]+)"', page).group(1))
+    assert fields["lang"] == "de" and action.endswith("?lang=de")
+    # the answer's page keeps the language even from a browser that sends another
+    r = client.post(action, data={**fields, "decision": "agree"},
+                    headers={"Accept-Language": "en"})
+    agreed = re.search(r'id="guardian-agreed">([^<]*)<', r.get_data(as_text=True)).group(1)
+    assert html.unescape(agreed) == load_json("minors.de.json")["page.agreed"]
+    notice = notice_of(client, site, events("guardian")[-1].meta["notice"])
+    intro = re.search(r'<p id="guardian-intro">([^<]*)</p>', page).group(1)
+    assert notice["locale"] == "de" and notice["texts"]["page.intro"] == html.unescape(intro)
+    assert notice["texts"]["page.intro"] != notice_in_english(site)
+
+
+def load_json(name: str) -> dict:
+    import json
+
+    from consent.i18n import LOCALES_DIR
+
+    return json.loads((LOCALES_DIR / name).read_text(encoding="utf-8"))
+
+
+def notice_in_english(site) -> str:
+    from consent.guardian_page import page_words
+    from consent.sites import site_snapshot
+
+    return page_words(site_snapshot(site["key"]), "en")["texts"]["page.intro"]
