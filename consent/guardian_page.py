@@ -13,11 +13,12 @@ from .extensions import db
 from .i18n import catalog
 from .ledger.chain import canonical
 from .minors import age_rule
-from .notices import add_surface, notice_for, policy_sha256
-from .sites import Category, SiteSnapshot, site_snapshot
+from .notices import Shown, add_surface, notice_for, policy_sha256
+from .sites import Category, SiteSnapshot, fresh_snapshot
 
 # The page's words before the answer (the two after it are not what was agreed to).
-_ASKED = ("page.title", "page.intro", "page.agree", "page.refuse", "page.note")
+_ASKED = ("page.title", "page.intro", "page.policy", "page.agree", "page.refuse",
+          "page.note")
 
 
 def page_words(site: SiteSnapshot, locale: str) -> dict:
@@ -27,10 +28,12 @@ def page_words(site: SiteSnapshot, locale: str) -> dict:
     rule = age_rule(site)
     strings = catalog("minors", locale)
     who = strings[f"who.{rule.guardian if rule else 'guardian'}"]
-    fill = {"{site}": site.name, "{age}": str(rule.adult_age) if rule else "", "{who}": who}
+    fill = {"{site}": site.name, "{age}": str(rule.adult_age) if rule else "", "{who}": who,
+            "{version}": site.policy_label or ""}
     texts = {}
     for key, text in strings.items():
-        if key.startswith("page."):
+        # (the policy's line, a link to its archived text, only when a version is in force)
+        if key.startswith("page.") and (key != "page.policy" or site.policy_label):
             for mark, value in fill.items():
                 text = text.replace(mark, value)
             texts[key] = text
@@ -47,7 +50,7 @@ def guardian_notice_text(site_key: str, locale: str, region: str | None = None) 
     """The guardian's page in LOCALE as a notice (consent.notices, surface `guardian`):
     its words, the title of every category and channel it can name (the event says which
     it named), and the policy version in force with the SHA-256 of its text."""
-    site = site_snapshot(site_key)
+    site = fresh_snapshot(site_key)  # (as the page itself: notice_for checks its revision)
     words = page_words(site, locale)
     return canonical({
         "surface": "guardian", "locale": locale,
@@ -59,15 +62,27 @@ def guardian_notice_text(site_key: str, locale: str, region: str | None = None) 
                    if site.policy_label else None}})
 
 
+def page_site(site_key: str, locale: str) -> tuple[SiteSnapshot, dict]:
+    """The site as the database has it now and the page's words built from it (read
+    again if an edit committed in between), so that the revision the form carries names
+    the words it shows, whatever this process's cached copy says."""
+    for _ in range(3):
+        site = fresh_snapshot(site_key)
+        words = page_words(site, locale)
+        if fresh_snapshot(site_key).revision == site.revision:
+            break
+    return site, words
+
+
 def page_notice(site: SiteSnapshot, locale: str, revision: str | None,
-                sent_locale: str | None) -> str | None:
-    """The digest of the guardian's page that REVISION of SITE showed in SENT_LOCALE (the
-    form sends both back), None when no kept notice tells it (a page from before notices
-    were kept, or one whose words this server never built)."""
+                sent_locale: str | None) -> Shown | None:
+    """The notice of the guardian's page that REVISION of SITE showed in SENT_LOCALE (the
+    form sends both back): its digest (None when no kept notice tells its words: a page
+    from before notices were kept, or whose words this server never built) and the
+    policy version it named; None for a revision this server never showed."""
     if not revision:
         return None
-    shown = notice_for(site, locale, None, revision, "guardian", sent_locale=sent_locale)
-    return shown.digest if shown else None
+    return notice_for(site, locale, None, revision, "guardian", sent_locale=sent_locale)
 
 
 add_surface("guardian", guardian_notice_text)

@@ -45,7 +45,7 @@ from .extensions import db
 from .ledger import AppendedEvent, append_event, on_append
 from .sites import NotFound, SiteSnapshot, site_snapshot
 
-STATUSES = ("awaiting", "confirmed", "refused", "expired", "settled")
+STATUSES = ("awaiting", "confirmed", "refused", "expired", "settled", "erased")
 DEFAULT_LINK_DAYS = 7
 ADDRESS_PURPOSE = "guardian-address"
 REQUESTED = "guardian.requested"
@@ -103,6 +103,7 @@ def _open_request(ev: AppendedEvent) -> None:
     days = (settings or {}).get("age_rule", {}).get("guardian_link_days")
     days = days if isinstance(days, int) and 0 < days <= 60 else DEFAULT_LINK_DAYS
     now = utcnow()
+    _forget_ended_addresses(ev.site_id, now)
     # An earlier open request of the person is replaced by the new one.
     rawsql.run("UPDATE guardian_requests SET status = 'settled', decided_at = :now, "
                "address_sealed = NULL WHERE site_id = :site AND subject_id = :subject "
@@ -122,6 +123,21 @@ def _open_request(ev: AppendedEvent) -> None:
                             "id": request_id, "categories": categories,
                             "channels": channels, "expires_at": iso(now + timedelta(days=days)),
                             "event_id": ev.event_id}})
+
+
+def _forget_ended_addresses(site_id: int, now: datetime) -> None:
+    """Delete the guardian addresses of SITE_ID's requests that can no longer be answered
+    (expired links; the others lose theirs when they end). Raw SQL: also runs inside the
+    widget's raw write."""
+    rawsql.run("UPDATE guardian_requests SET address_sealed = NULL WHERE site_id = :site "
+               "AND address_sealed IS NOT NULL AND (status <> 'awaiting' OR expires_at <= "
+               ":now)", {"site": site_id, "now": rawsql.to_db_time(now)})
+
+
+def forget_ended_addresses(site_key: str) -> None:
+    """The same for the site's backend reading its requests (its regular poll)."""
+    site = site_snapshot(site_key)
+    run_write(_forget_ended_addresses, site.id, utcnow())
 
 
 def attach_address(event_id: str, address: str | None) -> None:
@@ -146,14 +162,15 @@ def _serializer(site_key: str) -> URLSafeTimedSerializer:
                                   salt=f"consent.guardian.v1:{site_key}")
 
 
-def guardian_token(site_key: str, request_id: int) -> str:
-    """The signed token of a request's confirmation link."""
-    return _serializer(site_key).dumps({"g": request_id})
+def guardian_token(site_key: str, request_id: int, event_id: str) -> str:
+    """The signed token of a request's confirmation link: the request and the event that
+    opened it (a row id alone could name another person's request, were it ever reused)."""
+    return _serializer(site_key).dumps({"g": request_id, "e": event_id})
 
 
-def guardian_link(site_key: str, request_id: int) -> str:
+def guardian_link(site_key: str, request_id: int, event_id: str) -> str:
     """The absolute confirmation URL to deliver to the guardian."""
-    token = guardian_token(site_key, request_id)
+    token = guardian_token(site_key, request_id, event_id)
     if has_request_context():
         return url_for("guardian.confirm_page", site_key=site_key, token=token, _external=True)
     base = (current_app.config.get("CONSENT_PUBLIC_URL") or "").rstrip("/")
@@ -204,7 +221,7 @@ def _view(site: SiteSnapshot, req: GuardianRequest, *, with_secrets: bool,
     if with_secrets and status == "awaiting":
         view.address = unseal(req.address_sealed, ADDRESS_PURPOSE) if req.address_sealed \
             else None
-        view.url = guardian_link(site.key, req.id)
+        view.url = guardian_link(site.key, req.id, req.event_id)
     return view
 
 
@@ -303,13 +320,21 @@ def read_token(site_key: str, token: str) -> RequestView:
     view lists only what is still asked for."""
     site = site_snapshot(site_key)
     try:
-        data = _serializer(site.key).loads(token, max_age=link_days(site) * 86400)
+        data, signed_at = _serializer(site.key).loads(token, max_age=link_days(site) * 86400,
+                                                      return_timestamp=True)
     except SignatureExpired:
         raise Forbidden("this link has expired: ask for a new one")
     except BadSignature:
         raise Forbidden("this link is not valid")
-    req = db.session.get(GuardianRequest, int((data or {}).get("g", 0)))
+    data = data if isinstance(data, dict) else {}
+    req = db.session.get(GuardianRequest, data.get("g")) if isinstance(data.get("g"), int) \
+        else None
     if req is None or req.site_id != site.id:
+        raise Forbidden("this link is not valid")
+    # The link names the request's own event; one signed before this version names only
+    # the row, which must then be older than the link.
+    if data.get("e", req.event_id) != req.event_id or \
+            "e" not in data and req.created_at.timestamp() > signed_at.timestamp() + 1:
         raise Forbidden("this link is not valid")
     standing = _standing(req)
     view = _view(site, req, with_secrets=False, standing=standing)
@@ -321,11 +346,12 @@ def read_token(site_key: str, token: str) -> RequestView:
     return view
 
 
-def answer(site_key: str, token: str, agree: bool, ctx=None, notice: str | None = None
-           ) -> tuple[RequestView, AppendedEvent | None]:
+def answer(site_key: str, token: str, agree: bool, ctx=None, notice: str | None = None,
+           policy: str | None = None) -> tuple[RequestView, AppendedEvent | None]:
     """The guardian agrees (one `guardian` event turning the asked-for keys on) or refuses.
     NOTICE: the digest of the page the guardian answered on (consent.guardian_page),
-    recorded in the event's `meta.notice`."""
+    recorded in the event's `meta.notice`; POLICY, the policy version that page named (by default the one
+    in force)."""
     view = read_token(site_key, token)
     site = view.site
 
@@ -362,7 +388,7 @@ def answer(site_key: str, token: str, agree: bool, ctx=None, notice: str | None 
             event = append_event(
                 site, subject, action="guardian", source="email_link",
                 categories=categories or None, channels=channels or None,
-                policy_version=site.policy_label,
+                policy_version=policy or site.policy_label,
                 details=ctx.details(None) if ctx else None,
                 meta={"age": "minor", "guardian": True, "verified": "link",
                       "guardian_request": req.id, **({"notice": notice} if notice else {})})
@@ -393,8 +419,12 @@ def settle_for(site_id: int, subject_id: int) -> None:
 def _forget_requests(event: AppendedEvent) -> None:
     # Erasure: the guardian's address and the requests go with the person.
     if event.action == "erase" and event.subject_id is not None and not event.duplicate:
-        rawsql.run("DELETE FROM guardian_requests WHERE subject_id = :id",
-                   {"id": event.subject_id})
+        # Ended and emptied of the address, not deleted: SQLite would give a deleted last
+        # row's id to the next request, which an old link or outbox row still names.
+        rawsql.run("UPDATE guardian_requests SET address_sealed = NULL, status = CASE WHEN "
+                   "status = 'awaiting' THEN 'erased' ELSE status END, decided_at = "
+                   "coalesce(decided_at, :now) WHERE subject_id = :id",
+                   {"id": event.subject_id, "now": rawsql.to_db_time(utcnow())})
 
 
 def check_address(address: str | None) -> str | None:

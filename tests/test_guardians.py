@@ -169,7 +169,7 @@ def test_the_sites_own_verification_settles_the_request(app, client):
     assert client.get(local(request["url"])).status_code == 403
 
 
-def test_erasure_removes_the_request_and_the_parents_address(app, client):
+def test_erasure_ends_the_request_and_deletes_the_parents_address(app, client):
     from tests.support.admin import make_token
 
     site = load("care_platform")
@@ -182,7 +182,9 @@ def test_erasure_removes_the_request_and_the_parents_address(app, client):
     r = client.post(f"/api/v1/audit/sites/{site['key']}/requests/{rid}/erase",
                     headers=bearer(token))
     assert r.status_code == 200, r.get_data(as_text=True)
-    assert db.session.execute(sa.text("SELECT count(*) FROM guardian_requests")).scalar() == 0
+    # ended, not deleted (SQLite would reuse a deleted last row's id for the next request)
+    assert db.session.execute(sa.text(
+        "SELECT status, address_sealed FROM guardian_requests")).all() == [("erased", None)]
     assert client.get(local(request["url"])).status_code == 403
 
 
@@ -368,6 +370,12 @@ def test_the_guardians_consent_records_the_words_their_page_showed(app, client, 
     assert sorted(event.categories) == ["advertising", "analytics"]
     assert notice["policy"]["version"] == event.policy_version
     assert "page.agreed" not in notice["texts"]  # shown after the answer: not agreed to
+    # the policy it was given under: named on the page, linked to its archived text
+    line = re.search(r'<p id="guardian-policy"><a href="([^"]+)">([^<]*)</a>', page)
+    assert line.group(1) == f"/sites/{site['key']}/policies/{event.policy_version}"
+    assert notice["texts"]["page.policy"] == html.unescape(line.group(2))
+    assert event.policy_version in line.group(2)
+    assert client.get(line.group(1)).status_code == 200
 
     # The person's receipt carries the notice, and it checks offline.
     from consent.ledger.receipts import check_receipt

@@ -11,8 +11,9 @@ from marshmallow import validate
 
 from ..csrf import exempt, protect
 from ..database import iso
-from ..guardian_page import page_notice, page_words
-from ..guardians import STATUSES, answer, get_request, list_requests, read_token
+from ..guardian_page import page_notice, page_site
+from ..guardians import (STATUSES, answer, forget_ended_addresses, get_request, list_requests,
+                         read_token)
 from ..i18n import SUPPORTED, pick_locale
 from ..notices import REVISION_RE, keep_shown
 from ..validation import Exact, StrictSchema
@@ -55,7 +56,9 @@ class RequestQuery(StrictSchema):
 @blp.arguments(RequestQuery, location="query")
 @blp.response(200, GuardianRequestSchema(many=True))
 def get_guardian_requests(query: dict, site_key: str):
-    """The site's guardian requests, newest first (`?status=awaiting` for those to send)."""
+    """The site's guardian requests, newest first (`?status=awaiting` for those to send).
+    Addresses of requests that can no longer be answered (expired) are deleted first."""
+    forget_ended_addresses(site_key)
     return list_requests(site_key, query.get("status"))
 
 
@@ -79,10 +82,9 @@ def _locale(site, requested: str | None) -> str:
                        request.headers.get("Accept-Language"))
 
 
-def _page(site, view, locale: str, done: str | None):
-    words = page_words(site, locale)
-    names = [words["categories"].get(k, k) for k in view.categories] + \
-        [words["channels"].get(k, k) for k in view.channels]
+def _page(site, words: dict, keys: tuple[list, list], locale: str, done: str | None):
+    names = [words["categories"].get(k, k) for k in keys[0]] + \
+        [words["channels"].get(k, k) for k in keys[1]]
     html = render_template("guardian.html", site=site, words=words["texts"], names=names,
                            lang=locale, done=done, revision=site.revision,
                            # (the answer's page keeps the language this one chose)
@@ -95,9 +97,10 @@ def confirm_page(site_key: str, token: str):
     """What the minor asked for, and the guardian's two answers; nothing changes on GET."""
     view = read_token(site_key, token)
     locale = _locale(view.site, request.args.get("lang"))
+    site, words = page_site(site_key, locale)
     # (kept now, so that the answer finds what this page said whichever process takes it)
-    keep_shown(view.site, locale, None, "guardian")
-    return _page(view.site, view, locale, None)
+    keep_shown(site, locale, None, "guardian")
+    return _page(site, words, (view.categories, view.channels), locale, None)
 
 
 class AnswerForm(StrictSchema):
@@ -115,8 +118,15 @@ def confirm(site_key: str, token: str):
     data = AnswerForm().load(request.form.to_dict())
     view = read_token(site_key, token)
     locale = _locale(view.site, request.args.get("lang") or data.get("lang"))
-    notice = (page_notice(view.site, locale, data.get("revision"), data.get("lang"))
-              if data["decision"] == "agree" else None)
-    view, _event = answer(site_key, token, data["decision"] == "agree", request_context(),
-                          notice=notice)
-    return _page(view.site, view, locale, data["decision"])
+    shown = (page_notice(view.site, locale, data.get("revision"), data.get("lang"))
+             if data["decision"] == "agree" else None)
+    _answered, event = answer(site_key, token, data["decision"] == "agree",
+                              request_context(), notice=shown.digest if shown else None,
+                              policy=shown.policy if shown else None)
+    # What the answer turned on (a key the person decided again meanwhile stays as they
+    # chose); a refusal names what it refused.
+    keys = ([k for k in view.categories if k in (event.categories or {})],
+            [k for k in view.channels if k in (event.channels or {})]) if event else \
+        (view.categories, view.channels)
+    site, words = page_site(site_key, locale)
+    return _page(site, words, keys, locale, data["decision"])

@@ -50,7 +50,7 @@ def served(database_url, tmp_path):
         with app.test_request_context("/"):
             unsubscribe = mint_unsubscribe_token("shop", "email.promotional", "a@example.com")
             login = mint_login_token("shop", "user-1")
-            guardian = guardian_token("shop", 1)
+            guardian = guardian_token("shop", 1, "0" * 32)
     log = tmp_path / "access.log"
     port = free_port()
     env = dict(os.environ, CONSENT_DATABASE_URL=database_url, CONSENT_ENV="development",
