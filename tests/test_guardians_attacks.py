@@ -367,3 +367,26 @@ def test_a_link_never_names_a_request_that_reused_its_row_id(app, client):
         {"g": request_b["id"]})
     assert client.get(f"{base}/{legacy}").status_code == 200
     assert client.get(local(request_b["url"])).status_code == 200
+
+
+def test_refusals_at_a_links_url_are_kept_out_of_caches_and_referrers(app, client):
+    """An expired, forged or answered link, or an invalid form, answers at the URL that
+    carries the token: like the page itself, with no-store and no-referrer."""
+    from consent.channels import mint_unsubscribe_token
+
+    site = load("care_platform")
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    link = local(request["url"])
+    minted = mint_unsubscribe_token(site["key"], "email.promotional", "kid@example.org")
+    answers = [
+        client.get(link[:-2] + ("AA" if not link.endswith("AA") else "BB")),  # forged
+        client.post(link, data={"decision": "maybe"}),                        # invalid
+        client.get(f"/unsubscribe/{site['key']}/{minted.token[:-3]}xyz"),    # forged
+        client.post(f"/unsubscribe/{site['key']}/not-a-token"),
+        client.get(f"/preferences/login?site={site['key']}&token=not-a-token"),
+    ]
+    for r in answers:
+        assert 400 <= r.status_code < 500, r.status_code
+        assert r.headers.get("Cache-Control") == "no-store", (r.status_code, r.headers)
+        assert r.headers.get("Referrer-Policy") == "no-referrer"

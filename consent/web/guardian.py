@@ -76,6 +76,12 @@ def get_guardian_request(site_key: str, request_id: int):
 bp = protect(FlaskBlueprint("guardian", __name__))
 
 
+@bp.after_request
+def _private(response):
+    # Every answer at a link's URL, a refusal or an invalid form too: the URL carries it.
+    return token_page(response)
+
+
 def _locale(site, requested: str | None) -> str:
     available = [loc for loc in site.locales if loc in SUPPORTED] or ["en"]
     return pick_locale(requested, available, site.default_locale,

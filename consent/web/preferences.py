@@ -43,6 +43,15 @@ from .common import request_context, request_region, token_page
 
 bp = protect(Blueprint("preferences", __name__))
 
+
+@bp.after_request
+def _private_login(response):
+    # A login link's URL carries its token: every answer there (a refusal too) is kept
+    # out of caches and referrers, as the page itself is.
+    if request.endpoint in ("preferences.login_page", "preferences.login"):
+        token_page(response)
+    return response
+
 SESSION_KEY = "consent_prefs"
 
 

@@ -18,6 +18,12 @@ from .common import request_context, token_page
 
 bp = protect(Blueprint("unsubscribe", __name__))
 
+
+@bp.after_request
+def _private(response):
+    # Every answer at a link's URL, a refusal or an invalid form too: the URL carries it.
+    return token_page(response)
+
 ONE_CLICK = "One-Click"
 
 
