@@ -238,33 +238,8 @@ def test_erasure_while_the_page_is_open_refuses_the_answer(app, client):
     assert events("guardian") == []
 
 
-# ------------------------------------------------------ (2) the answer's page
-
-
-def test_the_answer_page_names_only_what_was_turned_on(app, client):
-    """The minor unsubscribed from promotional e-mail after asking: the guardian's page
-    lists two things, the event grants two, and the "Thank you: ... these are now on"
-    page names those two, not promotional e-mail."""
-    from consent.channels import Recipient, mint_unsubscribe_token
-
-    site = load("care_platform")
-    minor_asks_parent(client, site)
-    [request] = awaiting(client, site)
-    minted = mint_unsubscribe_token(site["key"], "email.promotional", "kid@example.org",
-                                    Recipient(subject=request["subject"]))
-    assert client.post(f"/unsubscribe/{site['key']}/{minted.token}",
-                       data={"List-Unsubscribe": "One-Click"}).status_code == 200
-    page, fields, action = guardian_page(client, local(request["url"]))
-    before = re.findall(r"<li>([^<]*)</li>", page.split('id="guardian-asked"')[1]
-                        .split("</ul>")[0])
-    r = client.post(action, data={**fields, "decision": "agree"})
-    body = r.get_data(as_text=True)
-    assert 'id="guardian-agreed"' in body
-    after = re.findall(r"<li>([^<]*)</li>", body.split('id="guardian-asked"')[1]
-                       .split("</ul>")[0])
-    event = events("guardian")[-1]
-    assert event.channels is None
-    assert after == before, (before, after)
+# (the answer's page naming only what was turned on: tests/test_guardians.py,
+# test_an_unsubscribe_since_the_request_is_not_undone_by_the_guardian)
 
 
 # ------------------------------------------------------ (4) the guardian's address
