@@ -135,9 +135,21 @@ def _forget_ended_addresses(site_id: int, now: datetime) -> None:
 
 
 def forget_ended_addresses(site_key: str) -> None:
-    """The same for the site's backend reading its requests (its regular poll)."""
+    """The same for the site's backend reading its requests (its regular poll), and for
+    requests that nothing can answer any more because the person decided every key they
+    asked for again since: those are marked settled."""
     site = site_snapshot(site_key)
-    run_write(_forget_ended_addresses, site.id, utcnow())
+
+    def write():
+        now = utcnow()
+        _forget_ended_addresses(site.id, now)
+        for req in db.session.execute(db.select(GuardianRequest).where(
+                GuardianRequest.site_id == site.id, GuardianRequest.status == "awaiting",
+                GuardianRequest.address_sealed.is_not(None))).scalars():
+            if _standing(req)[0] == "settled":
+                req.status, req.decided_at, req.address_sealed = "settled", now, None
+
+    run_write(write)
 
 
 def attach_address(event_id: str, address: str | None) -> None:
@@ -327,8 +339,9 @@ def read_token(site_key: str, token: str) -> RequestView:
     except BadSignature:
         raise Forbidden("this link is not valid")
     data = data if isinstance(data, dict) else {}
-    req = db.session.get(GuardianRequest, data.get("g")) if isinstance(data.get("g"), int) \
-        else None
+    # (exact types: True is an int to isinstance)
+    req = db.session.get(GuardianRequest, data["g"]) if type(data.get("g")) is int \
+        and 0 < data["g"] < 2**63 and type(data.get("e", "")) is str else None
     if req is None or req.site_id != site.id:
         raise Forbidden("this link is not valid")
     # The link names the request's own event; one signed before this version names only

@@ -61,6 +61,19 @@ def local(url: str) -> str:
     return "/" + url.split("://", 1)[1].split("/", 1)[1]
 
 
+def page_form(http, link: str) -> dict:
+    """The hidden fields of the guardian's page at LINK (its revision and language), which
+    an answer sends back with its decision."""
+    page = http.get(link)
+    text = page.text if hasattr(page, "text") else page.get_data(as_text=True)
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', text))
+
+
+def agree(http, link: str):
+    """The guardian agrees on their page, as the browser posts its form."""
+    return http.post(link, data={**page_form(http, link), "decision": "agree"})
+
+
 def test_a_parent_confirms_through_the_link_the_site_delivers(app, client, fast, receiver):
     site = load("care_platform")
     add_endpoint(site["key"], receiver.url, categories=["analytics"])
@@ -97,11 +110,12 @@ def test_a_parent_confirms_through_the_link_the_site_delivers(app, client, fast,
     shown = client.get(link).get_data(as_text=True)
     assert "under 18" in shown and "as their parent" in shown
     assert shown.split('id="guardian-asked"')[1].split("</ul>")[0].count("<li>") == 3
-    done = client.post(link, data={"decision": "agree"})
+    done = agree(client, link)
     assert done.status_code == 200 and 'id="guardian-agreed"' in done.get_data(as_text=True)
     guardian = events("guardian")[-1]
     assert (guardian.source, guardian.meta) == ("email_link", {
         "age": "minor", "guardian": True, "verified": "link", "guardian_request": request["id"],
+        "notice": guardian.meta.get("notice") or "(missing)",
         # AloPal has rules by region: the guardian's page records where they were (the
         # test client sends no region header and a private address: unknown, the default).
         "region": None, "rule": "opt-in"})
@@ -239,7 +253,7 @@ def test_an_unsubscribe_since_the_request_is_not_undone_by_the_guardian(app, cli
     asked = re.findall(r"<li>([^<]*)</li>", shown.split('id="guardian-asked"')[1]
                        .split("</ul>")[0])
     assert len(asked) == 2
-    done = client.post(link, data={"decision": "agree"})
+    done = agree(client, link)
     assert done.status_code == 200
     # "Thank you: ... these are now on" names those two, not promotional e-mail
     assert re.findall(r"<li>([^<]*)</li>", done.get_data(as_text=True).split(
@@ -272,7 +286,7 @@ def test_an_opt_out_the_site_reports_since_the_request_stands(app, client):
                         json={"subject": request["subject"],
                               "channels": {"email.promotional": False}}, headers=bearer(site))
     assert again.status_code == 200 and again.get_json()["event_id"] is None
-    assert client.post(local(request["url"]), data={"decision": "agree"}).status_code == 200
+    assert agree(client, local(request["url"])).status_code == 200
     assert events("guardian")[-1].channels is None
     state = client.get(f"/api/v1/sites/{site['key']}/subjects/{request['subject']}",
                        headers=bearer(site)).get_json()
@@ -300,9 +314,11 @@ def test_two_answers_at_once_record_one_guardian_event(app, database_url):
             start = threading.Barrier(len(decisions))
             answers: dict = {}
 
+            form = page_form(requests, url)
+
             def click(i, decision):
                 start.wait()
-                r = requests.post(url, data={"decision": decision}, timeout=60)
+                r = requests.post(url, data={**form, "decision": decision}, timeout=60)
                 answers[i] = (decision, r.status_code)
 
             clicks = [threading.Thread(target=click, args=(i, d))
@@ -423,7 +439,10 @@ def test_an_answer_on_a_page_loaded_before_an_edit_records_that_pages_words(app,
     assert titles["advertising"] == old  # what their page said, not today's name
 
 
-def test_an_answer_whose_page_no_notice_tells_records_consent_without_one(app, client):
+def test_an_answer_whose_page_no_notice_tells_is_asked_again_and_records_nothing(app,
+                                                                                client):
+    from consent.site_admin import publish_site_policy
+
     site = load("care_platform")
     minor_asks_parent(client, site)
     [request] = awaiting(client, site)
@@ -432,12 +451,22 @@ def test_an_answer_whose_page_no_notice_tells_records_consent_without_one(app, c
     r = client.post(action, data={**fields, "revision": "not-a-revision", "decision": "agree"})
     assert r.status_code == 422 and events("guardian") == []
     assert [x["id"] for x in awaiting(client, site)] == [request["id"]]
-    # A revision this server never showed (or a page from before notices): the consent is
-    # recorded, naming no words it cannot prove.
-    r = client.post(action, data={**fields, "revision": "0123456789abcdef",
-                                  "decision": "agree"})
-    assert r.status_code == 200
-    assert "notice" not in events("guardian")[-1].meta
+    # A new policy version while the page is open; then answers that cannot say which
+    # page they were given on: a revision this server never showed, none at all (a page
+    # from before this version, a hand-made post). Nothing is recorded: the guardian is
+    # shown the page as it is now (the new policy named), and answers again on it.
+    publish_site_policy(site["key"], label="2", text="New terms.", url=None, material=True,
+                        summary="new")
+    for form in ({**fields, "revision": "0123456789abcdef"}, {"lang": "en"}, {}):
+        r = client.post(action, data={**form, "decision": "agree"})
+        page = r.get_data(as_text=True)
+        assert r.status_code == 409 and 'id="guardian-changed"' in page, r.status_code
+        assert "version 2" in page and events("guardian") == []
+    again = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    assert client.post(action, data={**again, "decision": "agree"}).status_code == 200
+    event = events("guardian")[-1]
+    assert event.policy_version == "2" and event.meta["notice"]
+    assert notice_of(client, site, event.meta["notice"])["policy"]["version"] == "2"
 
 
 def test_a_guardian_reading_in_german_is_recorded_with_the_german_words(app, client):

@@ -248,9 +248,12 @@ def test_a_minor_cannot_grant_alone_through_the_decision_api(app, client):
     [request] = client.get(f"/api/v1/sites/{site['key']}/guardian-requests?status=awaiting",
                            headers=bearer(site)).get_json()
     path = "/" + request["url"].split("://", 1)[1].split("/", 1)[1]
-    assert client.post(path, data={"decision": "agree"}).status_code == 200
-    assert events()[-1].meta == {"age": "minor", "guardian": True, "verified": "link",
-                                 "guardian_request": request["id"]}
+    from tests.test_guardians import agree
+
+    assert agree(client, path).status_code == 200
+    meta = events()[-1].meta
+    assert meta == {"age": "minor", "guardian": True, "verified": "link",
+                    "guardian_request": request["id"], "notice": meta["notice"]}
     # later choices of the minor alone keep what the guardian granted
     alone = decide(client, site["key"], "custom", subject=minor["subject"], origin=ORIGIN,
                    categories={"functional": False, "advertising": True})

@@ -88,14 +88,16 @@ def _locale(site, requested: str | None) -> str:
                        request.headers.get("Accept-Language"))
 
 
-def _page(site, words: dict, keys: tuple[list, list], locale: str, done: str | None):
+def _page(site, words: dict, keys: tuple[list, list], locale: str, done: str | None,
+          status: int = 200):
     names = [words["categories"].get(k, k) for k in keys[0]] + \
         [words["channels"].get(k, k) for k in keys[1]]
     html = render_template("guardian.html", site=site, words=words["texts"], names=names,
                            lang=locale, done=done, revision=site.revision,
+                           changed=status == 409,
                            # (the answer's page keeps the language this one chose)
                            action=f"{request.path}?lang={locale}")
-    return token_page(make_response(html))
+    return token_page(make_response(html, status))
 
 
 @bp.get("/guardian/<site_key>/<token>")
@@ -120,12 +122,21 @@ class AnswerForm(StrictSchema):
 @exempt
 @bp.post("/guardian/<site_key>/<token>")
 def confirm(site_key: str, token: str):
-    """The guardian's answer: `decision=agree` records their consent, `refuse` does not."""
+    """The guardian's answer: `decision=agree` records their consent (409, nothing
+    recorded, the page shown again when the form does not name a page whose words are
+    kept), `refuse` does not."""
     data = AnswerForm().load(request.form.to_dict())
     view = read_token(site_key, token)
     locale = _locale(view.site, request.args.get("lang") or data.get("lang"))
     shown = (page_notice(view.site, locale, data.get("revision"), data.get("lang"))
              if data["decision"] == "agree" else None)
+    if data["decision"] == "agree" and (shown is None or shown.digest is None):
+        # Which words this agreement was given on cannot be told (a form without the
+        # page's revision, or one whose words no kept notice holds): nothing is recorded,
+        # and the guardian is shown the page as it is now, to answer again.
+        site, words = page_site(site_key, locale)
+        keep_shown(site, locale, None, "guardian")
+        return _page(site, words, (view.categories, view.channels), locale, None, 409)
     _answered, event = answer(site_key, token, data["decision"] == "agree",
                               request_context(), notice=shown.digest if shown else None,
                               policy=shown.policy if shown else None)
