@@ -363,8 +363,8 @@ def answer(site_key: str, token: str, agree: bool, ctx=None, notice: str | None 
            policy: str | None = None) -> tuple[RequestView, AppendedEvent | None]:
     """The guardian agrees (one `guardian` event turning the asked-for keys on) or refuses.
     NOTICE: the digest of the page the guardian answered on (consent.guardian_page),
-    recorded in the event's `meta.notice`; POLICY, the policy version that page named (by default the one
-    in force)."""
+    recorded in the event's `meta.notice`; POLICY, the policy version that page named (by
+    default the one in force)."""
     view = read_token(site_key, token)
     site = view.site
 
