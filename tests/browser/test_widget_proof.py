@@ -138,35 +138,47 @@ def test_the_event_names_the_notice_the_visitor_saw_and_anyone_can_check_it(env,
         assert " ".join(category["description"].split()) in in_dialog, category["key"]
 
 
-def test_a_dialog_opened_after_an_edit_records_the_words_it_shows(env, page):
-    """The site was edited after the banner appeared (a description reworded, a category
-    added); the dialog, opened later, shows the new words, and the choice made in it is
-    recorded under the revision of those words: the new category is decided and the
-    notice the event names holds the description on the screen."""
+def reword_analytics(add_location: bool = False) -> None:
+    """Edit the site as its operator does while a visitor's banner is up: the analytics
+    description reworded, and (ADD_LOCATION) a category added."""
     import sqlalchemy as sa
 
     from consent.database import run_write, utcnow
     from consent.extensions import db
     from consent.sites import Category, Site
 
-    page.goto(env.url())
-    banner(page).wait_for()
-
     def edit():
         site = db.session.execute(sa.select(Site).where(Site.key == "shop")).scalar_one()
         analytics = db.session.execute(sa.select(Category).where(
             Category.site_id == site.id, Category.key == "analytics")).scalar_one()
         analytics.descriptions = {"en": "Counts visits, reworded after the page loaded."}
-        db.session.add(Category(site_id=site.id, key="location", position=9,
-                                titles={"en": "Location"},
-                                descriptions={"en": "Finds stores near you."}))
+        if add_location:
+            db.session.add(Category(site_id=site.id, key="location", position=9,
+                                    titles={"en": "Location"},
+                                    descriptions={"en": "Finds stores near you."}))
         site.updated_at = utcnow()
 
     run_write(edit)
+
+
+def open_dialog(page):
+    """Customise, then the dialog once its details have settled."""
     page.get_by_role("button", name="Customise").click()
     dialog = page.get_by_role("dialog", name="Privacy preferences")
     dialog.wait_for()
     settle(page)
+    return dialog
+
+
+def test_a_dialog_opened_after_an_edit_records_the_words_it_shows(env, page):
+    """The site was edited after the banner appeared (a description reworded, a category
+    added); the dialog, opened later, shows the new words, and the choice made in it is
+    recorded under the revision of those words: the new category is decided and the
+    notice the event names holds the description on the screen."""
+    page.goto(env.url())
+    banner(page).wait_for()
+    reword_analytics(add_location=True)
+    dialog = open_dialog(page)
     assert "reworded after the page loaded" in dialog.inner_text()
     dialog.get_by_role("button", name="Accept all").click()
     [event] = wait_recorded(env, 1)
@@ -185,31 +197,14 @@ def test_a_dialog_whose_details_the_banner_cannot_catch_up_with_keeps_its_texts(
     import re
     import urllib.request
 
-    import sqlalchemy as sa
-
-    from consent.database import run_write, utcnow
-    from consent.extensions import db
-    from consent.sites import Category, Site
-
     older = urllib.request.urlopen(f"{env.app_url}/api/v1/sites/shop/config?locale=en").read()
     page.route(re.compile(r".*/api/v1/sites/shop/config\?locale=en$"), lambda route: route.fulfill(
         status=200, body=older, content_type="application/json",
         headers={"Access-Control-Allow-Origin": "*"}))
     page.goto(env.url())
     banner(page).wait_for()
-
-    def edit():
-        site = db.session.execute(sa.select(Site).where(Site.key == "shop")).scalar_one()
-        analytics = db.session.execute(sa.select(Category).where(
-            Category.site_id == site.id, Category.key == "analytics")).scalar_one()
-        analytics.descriptions = {"en": "Counts visits, reworded after the page loaded."}
-        site.updated_at = utcnow()
-
-    run_write(edit)
-    page.get_by_role("button", name="Customise").click()
-    dialog = page.get_by_role("dialog", name="Privacy preferences")
-    dialog.wait_for()
-    settle(page)
+    reword_analytics()
+    dialog = open_dialog(page)
     text = dialog.inner_text()
     assert "reworded after the page loaded" in text and "prefsTitle" not in text
     dialog.get_by_role("button", name="Accept all").click()
