@@ -14,7 +14,7 @@ from .i18n import catalog
 from .ledger.chain import canonical
 from .minors import age_rule
 from .notices import Shown, add_surface, notice_for, policy_sha256
-from .sites import Category, SiteSnapshot, fresh_snapshot
+from .sites import Category, SiteSnapshot, at_one_revision, fresh_snapshot
 
 # The page's words before the answer (the two after it are not what was agreed to).
 _ASKED = ("page.title", "page.intro", "page.policy", "page.agree", "page.refuse",
@@ -66,12 +66,7 @@ def page_site(site_key: str, locale: str) -> tuple[SiteSnapshot, dict]:
     """The site as the database has it now and the page's words built from it (read
     again if an edit committed in between), so that the revision the form carries names
     the words it shows, whatever this process's cached copy says."""
-    for _ in range(3):
-        site = fresh_snapshot(site_key)
-        words = page_words(site, locale)
-        if fresh_snapshot(site_key).revision == site.revision:
-            break
-    return site, words
+    return at_one_revision(fresh_snapshot(site_key), lambda site: page_words(site, locale))
 
 
 def page_notice(site: SiteSnapshot, locale: str, revision: str | None,

@@ -134,24 +134,6 @@ def _forget_ended_addresses(site_id: int, now: datetime) -> None:
                ":now)", {"site": site_id, "now": rawsql.to_db_time(now)})
 
 
-def forget_ended_addresses(site_key: str) -> None:
-    """The same for the site's backend reading its requests (its regular poll), and for
-    requests that nothing can answer any more because the person decided every key they
-    asked for again since: those are marked settled."""
-    site = site_snapshot(site_key)
-
-    def write():
-        now = utcnow()
-        _forget_ended_addresses(site.id, now)
-        for req in db.session.execute(db.select(GuardianRequest).where(
-                GuardianRequest.site_id == site.id, GuardianRequest.status == "awaiting",
-                GuardianRequest.address_sealed.is_not(None))).scalars():
-            if _standing(req)[0] == "settled":
-                req.status, req.decided_at, req.address_sealed = "settled", now, None
-
-    run_write(write)
-
-
 def attach_address(event_id: str, address: str | None) -> None:
     """Keep the guardian's address the person gave (encrypted) on the request that the
     event EVENT_ID opened; inside the same write transaction."""
@@ -247,13 +229,32 @@ def get_request(site_key: str, request_id: int) -> RequestView:
 
 
 def list_requests(site_key: str, status: str | None = None) -> list[RequestView]:
-    """A site's guardian requests, newest first (links and addresses of awaiting ones)."""
+    """A site's guardian requests, newest first (links and addresses of awaiting ones; an
+    address of one that can no longer be answered is deleted)."""
     site = site_snapshot(site_key)
     rows = db.session.execute(db.select(GuardianRequest).where(
         GuardianRequest.site_id == site.id).order_by(GuardianRequest.id.desc()).limit(500)
     ).scalars()
-    views = [_view(site, r, with_secrets=True) for r in rows]
+    views, ended = [], []
+    for row in rows:
+        views.append(_view(site, row, with_secrets=True))
+        if row.address_sealed is not None and views[-1].status != "awaiting":
+            ended.append((row.id, views[-1].status))
+    if ended:
+        # The site's regular poll: requests nothing can answer any more (expired, or
+        # settled because the person decided every key again since) lose the address.
+        run_write(_end_requests, ended)
     return [v for v in views if status is None or v.status == status]
+
+
+def _end_requests(ended: list[tuple[int, str]]) -> None:
+    now = utcnow()
+    for request_id, status in ended:
+        values = {"address_sealed": None}
+        if status == "settled":
+            values.update(status="settled", decided_at=now)
+        db.session.execute(sa.update(GuardianRequest).where(
+            GuardianRequest.id == request_id).values(**values))
 
 
 def _open(site_id: int, subject_id: int) -> tuple[GuardianRequest | None, set[str]]:
@@ -359,13 +360,13 @@ def read_token(site_key: str, token: str) -> RequestView:
     return view
 
 
-def answer(site_key: str, token: str, agree: bool, ctx=None, notice: str | None = None,
+def answer(view: RequestView, agree: bool, ctx=None, notice: str | None = None,
            policy: str | None = None) -> tuple[RequestView, AppendedEvent | None]:
-    """The guardian agrees (one `guardian` event turning the asked-for keys on) or refuses.
-    NOTICE: the digest of the page the guardian answered on (consent.guardian_page),
-    recorded in the event's `meta.notice`; POLICY, the policy version that page named (by
-    default the one in force)."""
-    view = read_token(site_key, token)
+    """The guardian agrees (one `guardian` event turning the asked-for keys on) or refuses
+    the request VIEW (read_token's: a valid, awaiting link). NOTICE: the digest of the page
+    the guardian answered on (consent.guardian_page), recorded in the event's
+    `meta.notice`; POLICY, the policy version that page named (by default the one in
+    force)."""
     site = view.site
 
     def write():

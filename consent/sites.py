@@ -310,6 +310,20 @@ def fresh_snapshot(key: str) -> SiteSnapshot:
     return site_snapshot(key)
 
 
+def at_one_revision(site: SiteSnapshot, build, attempts: int = 3):
+    """(site, BUILD(site)) for a page whose revision must name the words it shows: built
+    again from the database's copy while the database no longer has SITE's revision once
+    it is built (this process's snapshot may be older than another process's edit, and on
+    PostgreSQL each read sees the latest commits)."""
+    for _attempt in range(attempts):
+        result = build(site)
+        now = fresh_snapshot(site.key)
+        if now.revision == site.revision:
+            break
+        site = now
+    return site, result
+
+
 def site_snapshot(key: str) -> SiteSnapshot:
     """A cached snapshot of the site's configuration (TTL from settings)."""
     # (the app object itself: see consent.hardening.check_request)

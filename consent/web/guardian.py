@@ -12,8 +12,7 @@ from marshmallow import validate
 from ..csrf import exempt, protect
 from ..database import iso
 from ..guardian_page import page_notice, page_site
-from ..guardians import (STATUSES, answer, forget_ended_addresses, get_request, list_requests,
-                         read_token)
+from ..guardians import STATUSES, answer, get_request, list_requests, read_token
 from ..i18n import SUPPORTED, pick_locale
 from ..notices import REVISION_RE, keep_shown
 from ..validation import Exact, StrictSchema
@@ -57,8 +56,7 @@ class RequestQuery(StrictSchema):
 @blp.response(200, GuardianRequestSchema(many=True))
 def get_guardian_requests(query: dict, site_key: str):
     """The site's guardian requests, newest first (`?status=awaiting` for those to send).
-    Addresses of requests that can no longer be answered (expired) are deleted first."""
-    forget_ended_addresses(site_key)
+    Addresses of requests that can no longer be answered are deleted meanwhile."""
     return list_requests(site_key, query.get("status"))
 
 
@@ -137,8 +135,8 @@ def confirm(site_key: str, token: str):
         site, words = page_site(site_key, locale)
         keep_shown(site, locale, None, "guardian")
         return _page(site, words, (view.categories, view.channels), locale, None, 409)
-    _answered, event = answer(site_key, token, data["decision"] == "agree",
-                              request_context(), notice=shown.digest if shown else None,
+    _answered, event = answer(view, data["decision"] == "agree", request_context(),
+                              notice=shown.digest if shown else None,
                               policy=shown.policy if shown else None)
     # What the answer turned on (a key the person decided again meanwhile stays as they
     # chose); a refusal names what it refused.

@@ -35,7 +35,7 @@ from ..minors import age_question
 from ..policies import list_policies
 from ..notices import REVISION_RE, keep_shown
 from ..preference_center import page_strings, preference_view, save_preferences
-from ..sites import (BadOrigin, SiteSnapshot, fresh_snapshot, normalise_origin,
+from ..sites import (BadOrigin, SiteSnapshot, at_one_revision, normalise_origin,
                      site_snapshot)
 from ..subjects import find_subject
 from ..validation import Exact, StrictSchema
@@ -187,16 +187,8 @@ def preferences_page():
         back = return_url(site, query["return_"])
         if back:
             _remember(site, ret=back)
-    for _attempt in range(3):
-        locale, html = _render_page(site, query)
-        # The form's revision names the words the page shows, so the database must still
-        # have it once the page is built: this process's snapshot may be older than
-        # another process's edit, and on PostgreSQL each read sees the latest commits.
-        # Built again otherwise.
-        now_site = fresh_snapshot(site.key)
-        if now_site.revision == site.revision:
-            break
-        site = now_site
+    # (the form's revision names the words the page shows)
+    _site, (_locale_shown, html) = at_one_revision(site, lambda s: _render_page(s, query))
     return _no_store(make_response(html))
 
 
