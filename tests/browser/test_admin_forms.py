@@ -149,6 +149,7 @@ def test_erasure_asks_first_and_shows_a_readable_result(admin_page):
     request_id = open_request("shop", "erasure", subject=visitor).id
     page.goto(f"{page.base}/admin/sites/shop/requests/{request_id}")
     page.get_by_role("link", name="Erase this person's data…").click()
+    page.wait_for_url("**/erase")  # the request page has an h1 too
     assert page.get_by_role("heading", level=1).inner_text() == f"Erase the data of {visitor}?"
     assert axe_violations(page) == []
     page.get_by_role("link", name="Cancel").click()
@@ -172,10 +173,12 @@ def test_purge_asks_first_and_shows_a_readable_result(admin_page, clock):
     page.get_by_role("link", name="Purge old events…").click()
     page.get_by_label("Remove events recorded before").fill(today)
     page.get_by_role("button", name="Review the purge…").click()
+    page.wait_for_url("**/purge/confirm?*")  # the form's page has an h1 too
     heading = page.get_by_role("heading", level=1)
     assert heading.inner_text() == f"Remove 2 event(s) recorded before {today}?"
     assert axe_violations(page) == []
     page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url("**/purge")  # loaded: is_visible() does not wait for the form
     assert page.get_by_label("Remove events recorded before").is_visible()
     assert _events(today) == 2  # nothing went
     page.go_back()
