@@ -1,8 +1,8 @@
 """What a guardian's confirmation page says (consent.guardians), kept as a notice.
 
 The page a guardian agrees on is a surface of its own (`guardian`, consent.notices): its
-sentences filled in for the site, the title of every category and channel it can name,
-and the policy version in force. The page is rendered from the site's current revision
+sentences filled in for the site, the title and description of every category and channel
+it can name, and the policy version in force. The page is rendered from the site's current revision
 and keeps its notice then; its form sends the revision and language back, and the answer
 records that notice's digest in the guardian event's `meta.notice`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .channels import CHANNELS
 from .extensions import db
-from .i18n import catalog
+from .i18n import catalog, localised
 from .ledger.chain import canonical
 from .minors import age_rule
 from .notices import Shown, add_surface, notice_for, policy_sha256
@@ -22,9 +22,9 @@ _ASKED = ("page.title", "page.intro", "page.policy", "page.agree", "page.refuse"
 
 
 def page_words(site: SiteSnapshot, locale: str) -> dict:
-    """What the guardian's page says in LOCALE: its texts filled in (`texts`), and the
-    titles it gives each category and channel (`categories`, `channels`: key -> title,
-    in the site's order)."""
+    """What the guardian's page says in LOCALE: its texts filled in (`texts`), and how it
+    names each category and channel (`categories`, `channels`: key -> {title,
+    description}, in the site's order)."""
     rule = age_rule(site)
     strings = catalog("minors", locale)
     who = strings[f"who.{rule.guardian if rule else 'guardian'}"]
@@ -37,26 +37,29 @@ def page_words(site: SiteSnapshot, locale: str) -> dict:
             for mark, value in fill.items():
                 text = text.replace(mark, value)
             texts[key] = text
-    categories = {c.key: (c.titles or {}).get(locale) or (c.titles or {}).get("en") or c.key
+    categories = {c.key: {"title": localised(c.titles, locale, site.default_locale) or c.key,
+                          "description": localised(c.descriptions, locale, site.default_locale)}
                   for c in db.session.execute(db.select(Category).where(
                       Category.site_id == site.id).order_by(Category.position, Category.id)
                   ).scalars()}
     pages = catalog("pages", locale)
-    channels = {k: pages.get(f"channel.{k}.title", k) for k in CHANNELS}
+    channels = {k: {"title": pages.get(f"channel.{k}.title", k),
+                    "description": pages.get(f"channel.{k}.description", "")} for k in CHANNELS}
     return {"texts": texts, "categories": categories, "channels": channels}
 
 
 def guardian_notice_text(site_key: str, locale: str, region: str | None = None) -> str:
     """The guardian's page in LOCALE as a notice (consent.notices, surface `guardian`):
-    its words, the title of every category and channel it can name (the event says which
-    it named), and the policy version in force with the SHA-256 of its text."""
+    its words, the title and description of every category and channel it can name (the
+    event says which it named), and the policy version in force with the SHA-256 of its
+    text."""
     site = fresh_snapshot(site_key)  # (as the page itself: notice_for checks its revision)
     words = page_words(site, locale)
     return canonical({
         "surface": "guardian", "locale": locale,
         "texts": {k: v for k, v in words["texts"].items() if k in _ASKED},
-        "categories": [{"key": k, "title": v} for k, v in words["categories"].items()],
-        "channels": [{"key": k, "title": v} for k, v in words["channels"].items()],
+        "categories": [{"key": k, **v} for k, v in words["categories"].items()],
+        "channels": [{"key": k, **v} for k, v in words["channels"].items()],
         "policy": {"version": site.policy_label,
                    "sha256": policy_sha256(site.id, site.policy_label)
                    if site.policy_label else None}})

@@ -20,6 +20,14 @@ def catalog(surface: str, locale: str) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def localised(texts: dict | None, locale: str, fallback: str) -> str:
+    """A site's text (a category's title or description: locale -> text) in LOCALE, else
+    in the site's FALLBACK locale, else in English, else in any; "" when it has none."""
+    texts = texts or {}
+    return texts.get(locale) or texts.get(fallback) or texts.get("en") or \
+        next(iter(texts.values()), "")
+
+
 def pick_locale(requested: str | None, available: tuple[str, ...] | list[str],
                 default: str = "en", accept_language: str | None = None) -> str:
     """Best locale among AVAILABLE for a requested tag or an Accept-Language header."""

@@ -16,7 +16,7 @@ from .context import RequestContext
 from .database import parse_iso, run_write, utcnow
 from .errors import Invalid
 from .extensions import db
-from .i18n import catalog
+from .i18n import catalog, localised
 from .identity import linked_to
 from .ledger import AppendedEvent, append_event, read_state
 from .ledger.chain import canonical
@@ -61,11 +61,6 @@ class PreferenceView:
     awaiting_guardian: dict | None = None
 
 
-def _localised(texts: dict, locale: str, fallback: str) -> str:
-    return (texts or {}).get(locale) or (texts or {}).get(fallback) or \
-        (texts or {}).get("en") or next(iter((texts or {}).values()), "")
-
-
 def preference_view(site_key: str, subject_public_id: str | None, locale: str,
                     gpc: bool = False, region: str | None = None) -> PreferenceView:
     """The current choices of a proven subject (or the defaults) for the preference page
@@ -85,8 +80,8 @@ def preference_view(site_key: str, subject_public_id: str | None, locale: str,
             and c.key not in gpc_off),
         chosen=c.key in cats, changed_at=parse_iso(changed.get(f"category:{c.key}")),
         locked=c.locked or c.key == ESSENTIAL, gpc=c.key in gpc_off,
-        title=_localised(c.titles, locale, site.default_locale),
-        description=_localised(c.descriptions, locale, site.default_locale)) for c in rows]
+        title=localised(c.titles, locale, site.default_locale),
+        description=localised(c.descriptions, locale, site.default_locale)) for c in rows]
     defaults = channel_defaults(site)
     for key in suppressed_channels(site.id, subject_refs(site, subject)):
         defaults[key] = False  # an opt-out kept from before an erasure
@@ -131,8 +126,8 @@ def preferences_notice_text(site_key: str, locale: str, region: str | None = Non
         "surface": "preferences", "locale": locale,
         "texts": {k: v for k, v in strings.items() if k.startswith(("prefs.", "channel."))},
         "categories": [{"key": c.key,
-                        "title": _localised(c.titles, locale, site.default_locale),
-                        "description": _localised(c.descriptions, locale, site.default_locale),
+                        "title": localised(c.titles, locale, site.default_locale),
+                        "description": localised(c.descriptions, locale, site.default_locale),
                         "locked": bool(c.locked or c.key == ESSENTIAL)} for c in rows],
         "channels": list(CHANNELS),
         "policy": {"version": site.policy_label,

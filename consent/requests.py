@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .database import UTCDateTime, iso, run_write, utcnow
 from .errors import Conflict, DomainError, Forbidden, Invalid
 from .extensions import db
+from .i18n import localised
 from .ledger import ConsentEvent, EventDetails, append_event, read_state
 from .sites import ESSENTIAL, NotFound, Site, site_snapshot
 from .subjects import Subject, find_subject, find_subject_by_user
@@ -659,7 +660,7 @@ def consent_receipt(site_key: str, subject: Subject) -> dict:
         providers = sorted({s.get("provider") for s in cat.services or [] if s.get("provider")})
         third = [p for p in providers if p != (controller.get("name") or site.name)]
         purpose = {
-            "purpose": cat.titles.get(locale) or cat.titles.get("en") or cat.key,
+            "purpose": localised(cat.titles, locale, site.default_locale) or cat.key,
             "purposeCategory": [cat.key],
             # Essential cookies need no opt-in: the person is told (banner, policy) and
             # using the service is the authority, i.e. implicit consent; the others

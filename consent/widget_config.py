@@ -31,7 +31,7 @@ from werkzeug.http import dump_cookie
 from .consent_mode import widget_consent_mode
 from .database import utcnow
 from .extensions import db
-from .i18n import catalog, pick_locale
+from .i18n import catalog, localised, pick_locale
 from .minors import widget_age_config
 from .policies import PolicyVersion
 from .regions import applies, widget_region
@@ -51,10 +51,6 @@ def _to_next_second(dt) -> str:
     if dt.microsecond:
         dt = dt.replace(microsecond=0) + timedelta(seconds=1)
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _localised(texts: dict, locale: str, fallback: str) -> str:
-    return texts.get(locale) or texts.get(fallback) or texts.get("en") or next(iter(texts.values()), "")
 
 
 # What the widget shows of a service in the dialog, and what it deletes on withdrawal.
@@ -140,8 +136,8 @@ def widget_config(site_key: str, requested_locale: str | None,
         "strings": strings,
         "categories": [
             {"key": c.key, **({"locked": True} if c.locked else {}),
-             "title": _localised(c.titles, locale, site.default_locale),
-             **({"description": _localised(c.descriptions, locale, site.default_locale),
+             "title": localised(c.titles, locale, site.default_locale),
+             **({"description": localised(c.descriptions, locale, site.default_locale),
                  "services": [_widget_service(s) for s in c.services or ()]} if details
                 else {})}
             for c in categories

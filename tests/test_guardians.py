@@ -22,6 +22,8 @@ from tests.support.servers import AppServer
 
 ORIGIN = "https://www.example.test"
 PARENT = "Pat.Parent@example.org"
+# A name in the guardian page's list of what was asked for.
+NAME = r'<span class="pc-name">([^<]*)</span>'
 
 
 def load(name: str) -> dict:
@@ -250,13 +252,12 @@ def test_an_unsubscribe_since_the_request_is_not_undone_by_the_guardian(app, cli
                        data={"List-Unsubscribe": "One-Click"}).status_code == 200
     link = local(request["url"])
     shown = client.get(link).get_data(as_text=True)
-    asked = re.findall(r"<li>([^<]*)</li>", shown.split('id="guardian-asked"')[1]
-                       .split("</ul>")[0])
+    asked = re.findall(NAME, shown.split('id="guardian-asked"')[1].split("</ul>")[0])
     assert len(asked) == 2
     done = agree(client, link)
     assert done.status_code == 200
     # "Thank you: ... these are now on" names those two, not promotional e-mail
-    assert re.findall(r"<li>([^<]*)</li>", done.get_data(as_text=True).split(
+    assert re.findall(NAME, done.get_data(as_text=True).split(
         'id="guardian-asked"')[1].split("</ul>")[0]) == asked
     guardian = events("guardian")[-1]
     assert guardian.categories == {"analytics": True, "advertising": True}
@@ -384,9 +385,14 @@ def test_the_guardians_consent_records_the_words_their_page_showed(app, client, 
     agree = re.search(r'id="guardian-agree">([^<]*)</button>', page).group(1)
     assert notice["texts"]["page.agree"] == html.unescape(agree)
     asked = page.split('id="guardian-asked"')[1].split("</ul>")[0]
-    titles = {c["key"]: c["title"] for c in notice["categories"] + notice["channels"]}
-    assert [html.unescape(n) for n in re.findall(r"<li>([^<]*)</li>", asked)] == \
-        [titles[k] for k in request["categories"] + request["channels"]]
+    named = {c["key"]: c for c in notice["categories"] + notice["channels"]}
+    keys = request["categories"] + request["channels"]
+    assert [html.unescape(n) for n in re.findall(NAME, asked)] == \
+        [named[k]["title"] for k in keys]
+    # what each one is, as the page explained it: a guardian agrees to purposes, not names
+    assert [html.unescape(d) for d in re.findall(r'<span class="pc-desc">([^<]*)</span>',
+                                                 asked)] == [named[k]["description"] for k in keys]
+    assert all(named[k]["description"] for k in keys)
     assert sorted(request["categories"] + request["channels"]) == [
         "advertising", "analytics", "email.promotional"]
     assert sorted(event.categories) == ["advertising", "analytics"]

@@ -75,7 +75,8 @@ def test_a_stale_snapshot_page_records_the_words_it_showed(app, client):
     _rename_elsewhere(site["key"], "advertising", "Harmless extras")
     page, fields, action = guardian_page(client, link)
     asked = [html.unescape(n) for n in re.findall(
-        r"<li>([^<]*)</li>", page.split('id="guardian-asked"')[1].split("</ul>")[0])]
+        r'<span class="pc-name">([^<]*)</span>',
+        page.split('id="guardian-asked"')[1].split("</ul>")[0])]
     r = client.post(action, data={**fields, "decision": "agree"})
     assert r.status_code == 200
     notice = notice_of(client, site, events("guardian")[-1].meta["notice"])

@@ -88,9 +88,10 @@ def _locale(site, requested: str | None) -> str:
 
 def _page(site, words: dict, keys: tuple[list, list], locale: str, done: str | None,
           status: int = 200):
-    names = [words["categories"].get(k, k) for k in keys[0]] + \
-        [words["channels"].get(k, k) for k in keys[1]]
-    html = render_template("guardian.html", site=site, words=words["texts"], names=names,
+    # (a key the site no longer has is named by its key)
+    asked = [words["categories"].get(k) or {"title": k} for k in keys[0]] + \
+        [words["channels"].get(k) or {"title": k} for k in keys[1]]
+    html = render_template("guardian.html", site=site, words=words["texts"], asked=asked,
                            lang=locale, done=done, revision=site.revision,
                            changed=status == 409,
                            # (the answer's page keeps the language this one chose)

@@ -240,7 +240,8 @@ def test_a_guardian_confirms_in_the_browser_and_the_event_names_what_they_read(b
     page.goto(link)
     intro = page.locator("#guardian-intro").inner_text()
     agree = page.locator("#guardian-agree").inner_text()
-    names = page.locator("#guardian-asked li").all_inner_texts()
+    names = page.locator("#guardian-asked .pc-name").all_inner_texts()
+    explained = page.locator("#guardian-asked .pc-desc").all_inner_texts()
     assert names and "as their parent" in intro
     page.locator("#guardian-agree").click()
     page.locator("#guardian-agreed").wait_for()
@@ -254,6 +255,8 @@ def test_a_guardian_confirms_in_the_browser_and_the_event_names_what_they_read(b
     said = notice.json()
     assert (said["surface"], said["texts"]["page.intro"], said["texts"]["page.agree"]) == (
         "guardian", intro, agree)
-    titles = {c["key"]: c["title"] for c in said["categories"] + said["channels"]}
-    assert names == [titles[k] for k in request["categories"] + request["channels"]]
+    named = {c["key"]: c for c in said["categories"] + said["channels"]}
+    keys = request["categories"] + request["channels"]
+    assert names == [named[k]["title"] for k in keys]
+    assert explained == [named[k]["description"] for k in keys] and all(explained)
     assert event.categories == {k: True for k in request["categories"]}
