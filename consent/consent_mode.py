@@ -21,7 +21,7 @@ from marshmallow import validate
 
 from .database import run_write, utcnow
 from .errors import Invalid
-from .sites import ESSENTIAL, SiteSnapshot, get_site, invalidate_site_cache
+from .sites import SiteSnapshot, get_site, invalidate_site_cache
 from .validation import Exact, StrictBoolean, StrictSchema
 
 # Consent Mode's storage types for each standard category (the DESIGN's mapping).

@@ -512,7 +512,7 @@ def run_write(fn, *args, attempts: int = 3, **kwargs):
         try:
             with write_transaction():
                 return fn(*args, **kwargs)
-        except IntegrityError as exc:
+        except IntegrityError:
             # Two writers raced to create the same row (e.g. a visitor id on
             # PostgreSQL); the retry sees the winner's row.
             db.session.rollback()

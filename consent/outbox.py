@@ -1305,7 +1305,7 @@ class DeliveryWorker:
     def _result(future: Future) -> SendResult:
         try:
             return future.result()
-        except Exception as exc:  # noqa: BLE001 - a bug in send must not kill the worker
+        except Exception:  # noqa: BLE001 - a bug in send must not kill the worker
             log.exception("webhook send failed")
             return SendResult("network_error", None, GENERIC_NETWORK_ERROR,
                               utcnow(), utcnow())

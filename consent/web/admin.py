@@ -22,7 +22,7 @@ from ..errors import DomainError, Invalid, Unauthorized
 from ..ledger import ACTIONS
 from ..policies import list_policies
 from ..scanner.service import latest_news
-from ..requests import (KINDS, VIA, access_link, access_report, carry_out, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, access_report, carry_out,
                         request_receipt,
                         complete_request, consent_receipt, get_request, link_works,
                         missing_controller_details,
@@ -40,8 +40,8 @@ from ..readiness import embed_snippet
 from ..site_history import list_changes
 from ..sites import CATEGORY_KEY_MAX, ESSENTIAL, MAX_CATEGORIES, get_site, site_snapshot
 from ..validation import Exact, HttpUrl, Lines, StrictSchema
-from .admin_forms import (GENERAL, errors_of, errors_on, parse_service_rows, service_rows,
-                          typed_values)
+from .admin_forms import (GENERAL, errors_of, errors_on, parse_service_rows,
+                          service_rows)
 
 bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 bp.before_app_request(auth.guard_unmarked_admin_views)

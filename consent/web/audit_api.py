@@ -17,7 +17,7 @@ from ..database import iso
 from ..errors import Invalid
 from ..ledger import ACTIONS
 from ..policies import list_policies
-from ..requests import (KINDS, VIA, access_link, carry_out, request_receipt, access_report, carry_out_erasure,
+from ..requests import (KINDS, VIA, access_link, carry_out, request_receipt, access_report,
                         complete_request, consent_receipt, deliver_access, get_request,
                         list_requests, open_request, request_subject)
 from ..site_admin import publish_site_policy

@@ -9,7 +9,7 @@ from ..apidoc import problems
 from ..database import iso
 from ..linked_accounts import VIA, authorize, deauthorize, list_links, read_token
 from ..subjects import PUBLIC_ID_RE
-from ..validation import Exact, PersonFields, StrictSchema
+from ..validation import Exact, PersonFields
 from .auth import require_site_key
 
 blp = Blueprint("linked_accounts_api", __name__, url_prefix="/api/v1",

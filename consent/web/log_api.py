@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import validate
 
 from ..apidoc import problems
-from ..errors import Conflict, Forbidden, Invalid, Unauthorized
+from ..errors import Conflict, Forbidden, Unauthorized
 from ..ledger.keys import previous_public_keys, public_key_text
 from ..ledger.serving import (checkpoint_note, consistency_document,
                                   inclusion_document, site_keys_text)

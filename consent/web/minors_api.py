@@ -9,7 +9,7 @@ from ..decisions import ConsentViewSchema, state_view
 from ..ledger import read_state
 from ..minors import record_age, record_guardian_consent
 from ..sites import site_snapshot
-from ..validation import PersonFields, StrictBoolean, StrictSchema
+from ..validation import PersonFields, StrictBoolean
 from .auth import require_site_key
 
 blp = Blueprint("minors_api", __name__, url_prefix="/api/v1",

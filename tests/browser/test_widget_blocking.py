@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .helpers import (ADS_TAGS, ALL_TAGS, ANALYTICS_TAGS, banner, consent_cookie, cookie_names,
+from .helpers import (ADS_TAGS, ALL_TAGS, banner, consent_cookie, cookie_names,
                       ran, settle, wait_ran, wait_recorded, wait_until)
 
 pytestmark = pytest.mark.browser

@@ -14,11 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from consent.database import run_write
 from consent.extensions import db
 from consent.readiness import site_gaps
 from consent.site_admin import update_category
-from consent.site_history import SiteChange, list_changes
+from consent.site_history import list_changes
 from consent.sites import get_site
 from tests.support.admin import admin_client, post_form
 from tests.support.browser import new_context

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 
-from consent.database import run_write
 from consent.extensions import db
 from consent.netguard import is_public
 from consent.outbox import (GENERIC_NETWORK_ERROR, DeliveryWorker, DownstreamEndpoint,
