@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .channels import CHANNELS
 from .extensions import db
-from .i18n import catalog, localised
+from .i18n import catalog, localised, page_strings
 from .ledger.chain import canonical
 from .minors import age_rule
 from .notices import Shown, add_surface, notice_for, policy_sha256
@@ -42,7 +42,7 @@ def page_words(site: SiteSnapshot, locale: str) -> dict:
                   for c in db.session.execute(db.select(Category).where(
                       Category.site_id == site.id).order_by(Category.position, Category.id)
                   ).scalars()}
-    pages = catalog("pages", locale)
+    pages = page_strings(site, locale)  # (the site's own names, as its preference page)
     channels = {k: {"title": pages.get(f"channel.{k}.title", k),
                     "description": pages.get(f"channel.{k}.description", "")} for k in CHANNELS}
     return {"texts": texts, "categories": categories, "channels": channels}

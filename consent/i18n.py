@@ -20,6 +20,14 @@ def catalog(surface: str, locale: str) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def page_strings(site, locale: str) -> dict[str, str]:
+    """The pages' texts in LOCALE (catalog `pages`: the preference, unsubscribe and
+    guardian pages), with the site's own wording (its settings' `texts`) where it has one."""
+    strings = dict(catalog("pages", locale))
+    strings.update(((site.settings or {}).get("texts") or {}).get(locale) or {})
+    return strings
+
+
 def localised(texts: dict | None, locale: str, fallback: str) -> str:
     """A site's text (a category's title or description: locale -> text) in LOCALE, else
     in the site's FALLBACK locale, else in English, else in any; "" when it has none."""

@@ -16,7 +16,7 @@ from .context import RequestContext
 from .database import parse_iso, run_write, utcnow
 from .errors import Invalid
 from .extensions import db
-from .i18n import catalog, localised
+from .i18n import localised, page_strings
 from .identity import linked_to
 from .ledger import AppendedEvent, append_event, read_state
 from .ledger.chain import canonical
@@ -104,13 +104,6 @@ def _category_rows(site_id: int) -> list[Category]:
     """The site's categories in the page's order."""
     return db.session.execute(db.select(Category).where(Category.site_id == site_id)
                               .order_by(Category.position)).scalars().all()
-
-
-def page_strings(site: SiteSnapshot, locale: str) -> dict[str, str]:
-    """The pages' texts in LOCALE, with the site's own wording where it has one."""
-    strings = dict(catalog("pages", locale))
-    strings.update((site.settings.get("texts") or {}).get(locale, {}))
-    return strings
 
 
 def preferences_notice_text(site_key: str, locale: str, region: str | None = None) -> str:

@@ -445,6 +445,35 @@ def test_an_answer_on_a_page_loaded_before_an_edit_records_that_pages_words(app,
     assert titles["advertising"] == old  # what their page said, not today's name
 
 
+def test_the_guardian_reads_the_names_the_sites_preference_page_gives(app, client):
+    """A site that words its channels itself (settings.texts, as its preference page shows
+    them to the minor) is read in those words on the guardian's page and in its notice."""
+    from consent.database import run_write
+    from consent.sites import get_site, invalidate_site_cache
+
+    site = load("care_platform")
+    own = {"channel.email.promotional.title": "AloPal news by e-mail",
+           "channel.email.promotional.description": "Our monthly letter, with offers."}
+
+    def write():
+        s = get_site(site["key"])
+        texts = {k: dict(v) for k, v in (s.settings.get("texts") or {}).items()}
+        texts.setdefault("en", {}).update(own)
+        s.settings = {**s.settings, "texts": texts}
+    run_write(write)
+    invalidate_site_cache()
+    minors_page = client.get(f"/preferences?site={site['key']}").get_data(as_text=True)
+    assert all(html.escape(text) in minors_page for text in own.values())
+    minor_asks_parent(client, site)
+    [request] = awaiting(client, site)
+    page, fields, action = guardian_page(client, local(request["url"]))
+    assert all(html.escape(text) in page for text in own.values())
+    assert client.post(action, data={**fields, "decision": "agree"}).status_code == 200
+    notice = notice_of(client, site, events("guardian")[-1].meta["notice"])
+    [email] = [c for c in notice["channels"] if c["key"] == "email.promotional"]
+    assert (email["title"], email["description"]) == tuple(own.values())
+
+
 def test_an_answer_whose_page_no_notice_tells_is_asked_again_and_records_nothing(app,
                                                                                 client):
     from consent.site_admin import publish_site_policy

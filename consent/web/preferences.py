@@ -27,14 +27,14 @@ from marshmallow import validate
 from ..channels import CHANNELS
 from ..csrf import exempt, protect
 from ..errors import Forbidden
-from ..i18n import SUPPORTED, pick_locale
+from ..i18n import SUPPORTED, page_strings, pick_locale
 from ..identity import (check_login_token, confirm_device_link, device_from_cookie,
                         enter_preferences, linked_to, return_url, sign_out, signed_in,
                         use_login_token)
 from ..minors import age_question
 from ..policies import list_policies
 from ..notices import REVISION_RE, keep_shown
-from ..preference_center import page_strings, preference_view, save_preferences
+from ..preference_center import preference_view, save_preferences
 from ..sites import (BadOrigin, SiteSnapshot, at_one_revision, normalise_origin,
                      site_snapshot)
 from ..subjects import find_subject

@@ -13,7 +13,7 @@ from flask import Blueprint, make_response, render_template, request
 from ..channels import read_unsubscribe_token, unsubscribe
 from ..csrf import exempt, protect
 from ..errors import DomainError
-from ..i18n import SUPPORTED, catalog, pick_locale
+from ..i18n import SUPPORTED, page_strings, pick_locale
 from .common import request_context, token_page
 
 bp = protect(Blueprint("unsubscribe", __name__))
@@ -38,9 +38,7 @@ def _strings(site) -> tuple[str, dict]:
     available = [loc for loc in site.locales if loc in SUPPORTED] or ["en"]
     locale = pick_locale(request.args.get("lang"), available, site.default_locale,
                          request.headers.get("Accept-Language"))
-    strings = dict(catalog("pages", locale))
-    strings.update((site.settings.get("texts") or {}).get(locale, {}))
-    return locale, strings
+    return locale, page_strings(site, locale)
 
 
 @bp.get("/unsubscribe/<site_key>/<token>")
