@@ -230,6 +230,7 @@ def test_the_admin_works_without_javascript(app, database_url, browser):
         page.get_by_role("button", name="Save").click()
         page.locator("#flashes").wait_for()
         assert "service Matomo added" in page.locator("#flashes").inner_text()
+        page.wait_for_load_state()  # (the flash is at the top; the service further down)
         assert page.get_by_role("group", name="Service Matomo").is_visible()
     finally:
         ctx.close()

@@ -182,7 +182,8 @@ def test_cross_site_form_post_is_refused(browser, server, site, tmp_path):
         with page.expect_response(lambda r: r.request.method == "POST") as posted:
             page.goto(f"{attacker.url}/attack.html")
         assert posted.value.status == 403
-        page.wait_for_load_state()
+        # (the answer's headers are in; its page loads after: wait for that page)
+        page.wait_for_url(f"{server.url}/preferences?site=shop")
         assert "Nothing was changed" in page.content()
         assert recorded() == []
         context.close()

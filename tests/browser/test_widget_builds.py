@@ -7,27 +7,19 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import banner, settle, wait_recorded
+from .helpers import banner, loading, settle, wait_recorded
 
 pytestmark = pytest.mark.browser
 
 HINT = "//# allFunctionsCalledOnLoad\n"
 
 
-def script_of(page, env) -> dict:
-    """Bodies of the consent server's responses, by path (filled as they arrive)."""
-    bodies: dict = {}
-    page.on("response", lambda r: r.url.startswith(env.app_url) and bodies.setdefault(
-        r.url.removeprefix(env.app_url), r.body()))
-    return bodies
-
-
 def test_lean_build_shows_the_banner_records_and_opens_the_dialog(env, page):
     env.render("one.html", site_query="")
-    bodies = script_of(page, env)
-    page.goto(env.url("one.html"))
+    with loading(page, env, "/consent.js?site=shop") as load:
+        page.goto(env.url("one.html"))
     banner(page).wait_for()
-    js = bodies["/consent.js?site=shop"].decode()
+    js = load.body().decode()
     assert js.startswith(HINT) and "data-age-check" not in js  # the lean build
     assert page.locator(".cw-age").count() == 0
     page.get_by_role("button", name="Reject all").click()
@@ -55,10 +47,10 @@ def test_a_site_with_an_age_rule_gets_the_age_question(make_env, page):
     env = make_env(settings={"age_rule": {"adult_age": 16, "ask": "always",
                                           "categories": ["advertising"]}})
     env.render("one.html", site_query="")
-    bodies = script_of(page, env)
-    page.goto(env.url("one.html"))
+    with loading(page, env, "/consent.js?site=shop") as load:
+        page.goto(env.url("one.html"))
     banner(page).wait_for()
-    js = bodies["/consent.js?site=shop"].decode()
+    js = load.body().decode()
     assert js.startswith(HINT) and "data-age-check" in js  # the build with the age code
     page.get_by_label("I am under 16.").check()
     page.get_by_role("button", name="Accept all").click()

@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from .helpers import banner, ran, settle, wait_ran, wait_recorded, wait_until
+from .helpers import banner, loading, ran, settle, wait_ran, wait_recorded, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -14,15 +14,13 @@ FALLBACK_BUDGET = 6100  # the same without a Referer: script and config compress
 
 
 def test_first_visit_downloads_at_most_the_budget_before_the_banner(env, page):
-    bodies = {}
-    page.on("response", lambda r: r.url.startswith(env.app_url) and bodies.setdefault(
-        r.url.split("?")[0].removeprefix(env.app_url), r.body()))
-    page.goto(env.url())
+    with loading(page, env, "/consent.js") as load:
+        page.goto(env.url())
     banner(page).wait_for()
     # the script carries its stylesheet, and the config of the site the page's origin names
-    assert sorted(bodies) == ["/consent.js"]
-    sizes = {url: len(gzip.compress(body, 9)) for url, body in bodies.items()}
-    assert sum(sizes.values()) <= BUDGET, sizes
+    assert [path.split("?")[0] for path in load.asked] == ["/consent.js"]
+    size = len(gzip.compress(load.body(), 9))
+    assert size <= BUDGET, size
 
 
 def no_referer_page(env) -> str:

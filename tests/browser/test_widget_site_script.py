@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.browser import strict_csp
 
-from .helpers import ALL_TAGS, banner, settle, wait_ran, wait_recorded
+from .helpers import ALL_TAGS, banner, loading, settle, wait_ran, wait_recorded
 
 pytestmark = pytest.mark.browser
 
@@ -17,13 +17,11 @@ BUDGET = 6000  # bytes, gzip -9, everything from the consent server before the b
 def test_first_visit_needs_one_request_and_works_under_a_strict_csp(env, page):
     env.render("one.html", site_query="")
     env.serve_with_headers("one.html", {"Content-Security-Policy": strict_csp(env.app_url)})
-    bodies = {}
-    page.on("response", lambda r: r.url.startswith(env.app_url) and bodies.setdefault(
-        r.url.removeprefix(env.app_url), r.body()))
-    page.goto(env.url("one.html"))
+    with loading(page, env, "/consent.js?site=shop") as load:
+        page.goto(env.url("one.html"))
     banner(page).wait_for()
-    assert list(bodies) == ["/consent.js?site=shop"]  # no config, no stylesheet request
-    assert len(gzip.compress(bodies["/consent.js?site=shop"], 9)) <= BUDGET
+    assert load.asked == ["/consent.js?site=shop"]  # no config, no stylesheet request
+    assert len(gzip.compress(load.body(), 9)) <= BUDGET
     # styled (adopted stylesheet) and in the language of the page
     assert banner(page).evaluate("e => getComputedStyle(e).position") == "fixed"
     assert page.get_by_role("button", name="Accept all").is_visible()

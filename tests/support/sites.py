@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -95,9 +96,20 @@ class WidgetEnv(ServedSite):
     def serve_with_headers(self, name: str, headers: dict) -> None:
         self.site.server.extra_headers[f"/{name}"] = headers
 
-    def server_requests(self) -> list[str]:
-        """Access-log lines of every request that reached the consent app so far."""
-        with self.access_log.open("rb") as log:
-            log.seek(self.access_log_from)
-            text = log.read().decode()
-        return [line for line in text.splitlines() if line.strip()]
+    def server_requests(self, quiet: float = 0.2, timeout: float = 10) -> list[str]:
+        """Access-log lines of every request that reached the consent app so far, read once
+        no line was added for QUIET seconds (gunicorn logs a request after it has answered
+        it, so a line can come after the browser has the answer)."""
+        def lines() -> list[str]:
+            with self.access_log.open("rb") as log:
+                log.seek(self.access_log_from)
+                text = log.read().decode()
+            return [line for line in text.splitlines() if line.strip()]
+        seen, deadline = lines(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            again = lines()
+            if len(again) == len(seen):
+                break
+            seen = again
+        return seen

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
 import pytest
@@ -111,6 +113,25 @@ def settle(page, timeout: float = 15) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"the page never went quiet: still in flight after {timeout} s: "
                                  f"{sorted(r.url for r in traffic.pending)}")
+
+
+@contextmanager
+def loading(page, env, path: str):
+    """While the block loads a page: `.asked`, what it asks of the consent server (paths
+    with their query, as each request is sent; it goes on filling), and after the block
+    `.body()`, the body of the server's answer to PATH (with any query, or the one PATH
+    names). A response listener that reads bodies could still be reading when the banner
+    shows; a request listener that only notes the path has run by then."""
+    seen = SimpleNamespace(asked=[])
+    page.on("request", lambda r: r.url.startswith(env.app_url) and seen.asked.append(
+        r.url.removeprefix(env.app_url)))
+
+    def answers(r) -> bool:
+        got = r.url.removeprefix(env.app_url)
+        return r.url.startswith(env.app_url) and (got == path or got.startswith(path + "?"))
+    with page.expect_response(answers) as response:
+        yield seen
+    seen.body = response.value.body
 
 
 def banner(page):
