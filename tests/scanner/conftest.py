@@ -45,7 +45,7 @@ def scan_env(app, database_url):
     try:
         run_write(lambda: create_site("shop", "Tracking shop", allowed_origins=[tracking.origin],
                                       categories=[{"key": k} for k in STANDARD_CATEGORIES]))
-        app.config.update(CONSENT_SCAN_SETTLE_SECONDS=1.5, CONSENT_SCAN_PAGE_TIMEOUT=15)
+        app.config.update(CONSENT_SCAN_SETTLE_SECONDS=3.0, CONSENT_SCAN_PAGE_TIMEOUT=15)
         yield ScanEnv(app=server, site=tracking)
     finally:
         tracking.stop()

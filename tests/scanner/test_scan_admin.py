@@ -42,7 +42,7 @@ def _cookie_names(context) -> set[str]:
 def _scan_worker(database_url: str) -> str:
     """`flask consent scan-worker --verbose` in its own process; its output."""
     env = dict(os.environ, CONSENT_DATABASE_URL=database_url, CONSENT_ENV="testing",
-               FLASK_APP="app", PYTHONUNBUFFERED="1", CONSENT_SCAN_SETTLE_SECONDS="1.5",
+               FLASK_APP="app", PYTHONUNBUFFERED="1", CONSENT_SCAN_SETTLE_SECONDS="3.0",
                CONSENT_SCAN_PAGE_TIMEOUT="15")
     done = subprocess.run([sys.executable, "-m", "flask", "consent", "scan-worker", "--verbose"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
