@@ -2,9 +2,9 @@
 
 The page a guardian agrees on is a surface of its own (`guardian`, consent.notices): its
 sentences filled in for the site, the title and description of every category and channel
-it can name, and the policy version in force. The page is rendered from the site's current revision
-and keeps its notice then; its form sends the revision and language back, and the answer
-records that notice's digest in the guardian event's `meta.notice`.
+it can name, and the policy version in force. The page is rendered from the site's
+current revision and keeps its notice then; its form sends the revision and language
+back, and the answer records that notice's digest in the guardian event's `meta.notice`.
 """
 from __future__ import annotations
 
